@@ -1,0 +1,80 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// One settings array for every target: Swift 6 language mode, strict concurrency.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+/// C libraries from Debian's -dev packages, found through pkg-config.
+let systemLibraries: [Target] = [
+    .systemLibrary(name: "CNats", path: "libs/CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+    .systemLibrary(name: "CLibPQ", path: "libs/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    .systemLibrary(name: "CSodium", path: "libs/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+    .systemLibrary(name: "COpenSSL", path: "libs/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+]
+
+/// A shared library target under libs/.
+func lib(_ name: String, _ deps: [Target.Dependency]) -> Target {
+    .target(name: name, dependencies: deps, path: "libs/\(name)", swiftSettings: swiftSettings)
+}
+
+/// A thin service executable under services/<dir>: it only calls into its library target.
+func service(_ exe: String, dir: String, library: String) -> Target {
+    .executableTarget(name: exe, dependencies: [.target(name: library), "ServiceRuntime"],
+                      path: "services/\(dir)", swiftSettings: swiftSettings)
+}
+
+let log: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+
+let package = Package(
+    name: "vigil",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vigil-gateway", targets: ["vigil-gateway"]),
+        .executable(name: "vigil-identity", targets: ["vigil-identity"]),
+        .executable(name: "vigil-scan-orchestrator", targets: ["vigil-scan-orchestrator"]),
+        .executable(name: "vigil-findings", targets: ["vigil-findings"]),
+        .executable(name: "vigil-remediation", targets: ["vigil-remediation"]),
+        .executable(name: "vigil-billing", targets: ["vigil-billing"]),
+        .executable(name: "vigil-notifier", targets: ["vigil-notifier"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+    ],
+    targets: systemLibraries + [
+        lib("VigilCore", []),
+        lib("Contracts", ["VigilCore"]),
+        lib("VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
+        lib("Bus", ["CNats", "VigilCore", log]),
+        lib("Store", ["CLibPQ", "VigilCore", "Bus", log]),
+        lib("ServiceRuntime", ["VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "Hummingbird", package: "hummingbird")]),
+        lib("IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
+        lib("DomainServices", ["ServiceRuntime", "Contracts"]),
+        lib("GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Yams", package: "Yams")]),
+        service("vigil-gateway", dir: "gateway", library: "GatewayService"),
+        service("vigil-identity", dir: "identity", library: "IdentityService"),
+        service("vigil-scan-orchestrator", dir: "scan-orchestrator", library: "DomainServices"),
+        service("vigil-findings", dir: "findings", library: "DomainServices"),
+        service("vigil-remediation", dir: "remediation", library: "DomainServices"),
+        service("vigil-billing", dir: "billing", library: "DomainServices"),
+        service("vigil-notifier", dir: "notifier", library: "DomainServices"),
+        .target(name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
+                swiftSettings: swiftSettings),
+        .testTarget(name: "VigilTests",
+                    dependencies: ["VigilTesting", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime",
+                                   "IdentityService", "GatewayService", "DomainServices", "Contracts"],
+                    path: "Tests/VigilTests", swiftSettings: swiftSettings),
+    ]
+)

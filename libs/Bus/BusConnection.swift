@@ -1,0 +1,230 @@
+import CNats
+import Foundation
+import Logging
+import Synchronization
+import VigilCore
+
+/// A live subscription. Keep it: releasing it unsubscribes (cnats destroys on unsubscribe).
+public final class BusSubscription: @unchecked Sendable {
+    private let sub: Mutex<CHandle?>
+    public let subject: String
+
+    init(_ sub: OpaquePointer, subject: String) {
+        self.sub = Mutex(CHandle(sub))
+        self.subject = subject
+    }
+
+    /// Stops delivery. Safe to call more than once.
+    public func unsubscribe() {
+        let s = sub.withLock { s -> CHandle? in let old = s; s = nil; return old }
+        if let s {
+            natsSubscription_Unsubscribe(s.p)
+            natsSubscription_Destroy(s.p)
+        }
+    }
+
+    deinit { unsubscribe() }
+}
+
+/// One connection to NATS: publish, subscribe (optionally in a queue group), request/reply with
+/// timeouts and headers. Requests share one wildcard inbox subscription; no thread blocks on a reply.
+public final class BusConnection: @unchecked Sendable {
+    /// Connection settings.
+    public struct Options: Sendable {
+        public var url: String
+        public var name: String
+        public var reconnectWait: Duration = .milliseconds(250)
+        public var connectTimeout: Duration = .seconds(5)
+        public var defaultRequestTimeout: Duration = .seconds(10)
+        public init(url: String, name: String) {
+            self.url = url
+            self.name = name
+        }
+    }
+
+    let nc: OpaquePointer
+    public let options: Options
+    let logger: Logger
+    private let inboxPrefix: String
+    private let pending = Mutex<[String: CheckedContinuation<BusMessage, any Error>]>([:])
+    private let counter = Atomic<UInt64>(0)
+    private var inboxSub: BusSubscription?
+    private let closed = Atomic<Bool>(false)
+
+    /// Connects, retrying the first connection for up to `connectTimeout`, and reconnecting forever after.
+    public init(_ options: Options, logger: Logger) async throws {
+        Self.openLibrary
+        self.options = options
+        self.logger = logger
+        var opts: OpaquePointer? = nil
+        guard natsOptions_Create(&opts) == NATS_OK, let opts else { throw BusError.connect("cannot create options") }
+        defer { natsOptions_Destroy(opts) }
+        natsOptions_SetURL(opts, options.url)
+        natsOptions_SetName(opts, options.name)
+        natsOptions_SetMaxReconnect(opts, -1)
+        natsOptions_SetReconnectWait(opts, Int64(options.reconnectWait.milliseconds))
+        natsOptions_SetReconnectJitter(opts, 100, 1000)
+        natsOptions_SetSendAsap(opts, true)
+        natsOptions_UseGlobalMessageDelivery(opts, true)
+        natsOptions_SetTimeout(opts, 2000)
+
+        let deadline = ContinuousClock.now + options.connectTimeout
+        var conn: OpaquePointer? = nil
+        var lastStatus = NATS_OK
+        while true {
+            lastStatus = natsConnection_Connect(&conn, opts)
+            if lastStatus == NATS_OK, conn != nil { break }
+            if ContinuousClock.now >= deadline {
+                throw BusError.connect("cannot connect to \(options.url): \(statusText(lastStatus))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        nc = conn!
+        inboxPrefix = "_INBOX.\(ID.make().replacingOccurrences(of: "-", with: ""))"
+        inboxSub = try subscribe("\(inboxPrefix).*") { [weak self] msg in self?.deliverReply(msg) }
+    }
+
+    /// cnats global state: opened once per process with a small shared delivery pool.
+    static let openLibrary: Void = {
+        nats_Open(-1)
+        nats_SetMessageDeliveryPoolSize(2)
+    }()
+
+    // MARK: publish / subscribe
+
+    /// Publishes a message (buffered by cnats, sent as soon as possible).
+    public func publish(_ subject: String, data: Data, headers: [String: String] = [:], reply: String? = nil) throws {
+        guard !closed.load(ordering: .relaxed) else { throw BusError.closed }
+        let s = try withCMessage(subject: subject, reply: reply, headers: headers, data: data) { msg in
+            natsConnection_PublishMsg(nc, msg)
+        }
+        guard s == NATS_OK else { throw BusError.publish("publish to \(subject) failed: \(statusText(s))") }
+    }
+
+    /// Subscribes; `handler` runs on a cnats delivery thread and must return quickly (hand work off).
+    public func subscribe(_ subject: String, queue: String? = nil,
+                          handler: @escaping @Sendable (BusMessage) -> Void) throws -> BusSubscription {
+        let box = Unmanaged.passRetained(HandlerBox(handler))
+        var sub: OpaquePointer? = nil
+        let s: natsStatus
+        if let queue {
+            s = natsConnection_QueueSubscribe(&sub, nc, subject, queue, messageTrampoline, box.toOpaque())
+        } else {
+            s = natsConnection_Subscribe(&sub, nc, subject, messageTrampoline, box.toOpaque())
+        }
+        guard s == NATS_OK, let sub else {
+            box.release()
+            throw BusError.subscribe("subscribe to \(subject) failed: \(statusText(s))")
+        }
+        natsSubscription_SetOnCompleteCB(sub, subscriptionCompleted, box.toOpaque())
+        natsSubscription_SetPendingLimits(sub, 65536, 256 * 1024 * 1024)
+        return BusSubscription(sub, subject: subject)
+    }
+
+    /// Subscribes and yields messages as an async sequence (ends when the stream is cancelled).
+    public func messages(_ subject: String, queue: String? = nil) throws -> (BusSubscription, AsyncStream<BusMessage>) {
+        let (stream, cont) = AsyncStream.makeStream(of: BusMessage.self)
+        let sub = try subscribe(subject, queue: queue) { cont.yield($0) }
+        return (sub, stream)
+    }
+
+    // MARK: request / reply
+
+    /// Sends a request and waits for the first reply. Throws `BusError` on timeout or no responders.
+    public func request(_ subject: String, data: Data, headers: [String: String] = [:],
+                        timeout: Duration? = nil) async throws -> BusMessage {
+        let token = String(counter.add(1, ordering: .relaxed).newValue, radix: 36)
+        let replySubject = "\(inboxPrefix).\(token)"
+        let wait = timeout ?? options.defaultRequestTimeout
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: wait)
+            self?.fail(token, BusError.timeout(subject))
+        }
+        defer { timer.cancel() }
+        let reply: BusMessage = try await withCheckedThrowingContinuation { cont in
+            pending.withLock { $0[token] = cont }
+            do {
+                try publish(subject, data: data, headers: headers, reply: replySubject)
+            } catch {
+                fail(token, error)
+            }
+        }
+        if reply.isNoResponders { throw BusError.noResponders(subject) }
+        return reply
+    }
+
+    private func deliverReply(_ msg: BusMessage) {
+        guard let dot = msg.subject.lastIndex(of: ".") else { return }
+        let token = String(msg.subject[msg.subject.index(after: dot)...])
+        pending.withLock { $0.removeValue(forKey: token) }?.resume(returning: msg)
+    }
+
+    private func fail(_ token: String, _ error: any Error) {
+        pending.withLock { $0.removeValue(forKey: token) }?.resume(throwing: error)
+    }
+
+    /// Waits until the server has processed everything sent so far.
+    public func flush(timeout: Duration = .seconds(5)) async throws {
+        let nc = CHandle(self.nc)
+        let s = await Blocking.run { natsConnection_FlushTimeout(nc.p, Int64(timeout.milliseconds)) }
+        guard s == NATS_OK else { throw BusError.publish("flush failed: \(statusText(s))") }
+    }
+
+    /// Drains subscriptions and closes the connection (pending replies fail with `closed`).
+    public func close(drainTimeout: Duration = .seconds(5)) async {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        inboxSub?.unsubscribe()
+        let nc = CHandle(self.nc)
+        await Blocking.run {
+            natsConnection_FlushTimeout(nc.p, Int64(drainTimeout.milliseconds))
+            natsConnection_Close(nc.p)
+        }
+        let waiting = pending.withLock { p -> [CheckedContinuation<BusMessage, any Error>] in
+            let all = Array(p.values); p.removeAll(); return all
+        }
+        for c in waiting { c.resume(throwing: BusError.closed) }
+    }
+
+    /// True while the connection is up (false while reconnecting or after close).
+    public var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
+
+    deinit {
+        natsConnection_Destroy(nc)
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for C APIs.
+    public var milliseconds: Int64 {
+        let (s, a) = components
+        return s * 1000 + a / 1_000_000_000_000_000
+    }
+    /// Whole nanoseconds, for JetStream configuration.
+    public var nanoseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}
+
+/// Runs blocking C calls (cnats JetStream, libpq, argon2id) on Dispatch threads, never on
+/// Swift's cooperative pool, and resumes the caller when done.
+public enum Blocking {
+    static let queue = DispatchQueue(label: "vigil.blocking", attributes: .concurrent)
+
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { cont in queue.async { cont.resume(returning: body()) } }
+    }
+
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { cont in
+            queue.async { cont.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// Runs on a given serial queue (one per libpq connection or pull consumer).
+    public static func run<T: Sendable>(on q: DispatchQueue, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { cont in
+            q.async { cont.resume(with: Result { try body() }) }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import VigilCore
+
+/// What travels with every request in headers: tenant, principal, correlation, idempotency, trace.
+public struct CallContext: Sendable, Equatable {
+    public var tenantId: String?
+    /// JSON of the authenticated principal, set only by the gateway.
+    public var principal: String?
+    public var correlationId: String
+    public var idempotencyKey: String?
+    public var traceparent: String?
+    public var clientAddress: String?
+
+    public init(tenantId: String? = nil, principal: String? = nil, correlationId: String = ID.make(),
+                idempotencyKey: String? = nil, traceparent: String? = nil, clientAddress: String? = nil) {
+        self.tenantId = tenantId
+        self.principal = principal
+        self.correlationId = correlationId
+        self.idempotencyKey = idempotencyKey
+        self.traceparent = traceparent
+        self.clientAddress = clientAddress
+    }
+
+    public init(headers h: BusMessage) {
+        self.init(tenantId: h.header(BusHeader.tenantId), principal: h.header(BusHeader.principal),
+                  correlationId: h.header(BusHeader.correlationId) ?? ID.make(),
+                  idempotencyKey: h.header(BusHeader.idempotencyKey), traceparent: h.header(BusHeader.traceparent),
+                  clientAddress: h.header(BusHeader.clientAddress))
+    }
+
+    public var headers: [String: String] {
+        var h = [BusHeader.correlationId: correlationId]
+        if let tenantId { h[BusHeader.tenantId] = tenantId }
+        if let principal { h[BusHeader.principal] = principal }
+        if let idempotencyKey { h[BusHeader.idempotencyKey] = idempotencyKey }
+        if let traceparent { h[BusHeader.traceparent] = traceparent }
+        if let clientAddress { h[BusHeader.clientAddress] = clientAddress }
+        return h
+    }
+}
+
+extension BusConnection {
+    /// Sends raw JSON to a subject and returns the reply body, throwing `ServiceError` for
+    /// services-protocol errors and `BusError` for transport failures.
+    public func requestJSON(_ subject: String, body: Data, context: CallContext,
+                            timeout: Duration? = nil) async throws -> Data {
+        let reply = try await request(subject, data: body, headers: context.headers, timeout: timeout)
+        if let code = reply.header(BusHeader.serviceErrorCode) {
+            var err = (try? JSON.decode(ServiceError.self, from: reply.data))
+                ?? ServiceError(status: 500, error: "internal_error", message: reply.header(BusHeader.serviceError) ?? "error")
+            err.status = Int(code) ?? 500
+            throw err
+        }
+        return reply.data
+    }
+
+    /// Typed request over an endpoint.
+    public func request<Req, Rep>(_ endpoint: Endpoint<Req, Rep>, _ request: Req, context: CallContext,
+                                  timeout: Duration? = nil) async throws -> Rep {
+        let data = try await requestJSON(endpoint.subject, body: JSON.encode(request), context: context, timeout: timeout)
+        return try JSON.decode(Rep.self, from: data)
+    }
+
+    /// Sends a reply (or a services-protocol error) to `reply`.
+    public func respond(to reply: String, result: Result<Data, ServiceError>, correlationId: String?) {
+        var headers: [String: String] = [:]
+        if let correlationId { headers[BusHeader.correlationId] = correlationId }
+        let body: Data
+        switch result {
+        case .success(let d): body = d
+        case .failure(let e):
+            headers[BusHeader.serviceError] = e.message.isEmpty ? e.error : e.message
+            headers[BusHeader.serviceErrorCode] = String(e.status)
+            body = (try? JSON.encode(e)) ?? Data()
+        }
+        try? publish(reply, data: body, headers: headers)
+    }
+}

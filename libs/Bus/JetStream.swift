@@ -1,0 +1,330 @@
+import CNats
+import Foundation
+import Synchronization
+import VigilCore
+
+/// A message fetched from a JetStream pull consumer. Acknowledgements are published to its reply
+/// subject using the JetStream ack protocol, so no C message is held while a job runs.
+public struct JetStreamMessage: Sendable {
+    public let message: BusMessage
+    let bus: BusConnection
+
+    public var subject: String { message.subject }
+    public var data: Data { message.data }
+    public var headers: [String: String] { message.headers }
+
+    /// How many times this message has been delivered (1 on first delivery), from the ack subject.
+    public var deliveryCount: Int {
+        // $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
+        guard let reply = message.reply else { return 1 }
+        let parts = reply.split(separator: ".")
+        guard parts.count >= 9 else { return 1 }
+        return Int(parts[parts.count - 5]) ?? 1
+    }
+
+    /// Stream sequence number of this message.
+    public var streamSequence: UInt64 {
+        guard let parts = message.reply?.split(separator: "."), parts.count >= 9 else { return 0 }
+        return UInt64(parts[parts.count - 4]) ?? 0
+    }
+
+    private func send(_ body: String) throws {
+        guard let reply = message.reply else { return }
+        try bus.publish(reply, data: Data(body.utf8))
+    }
+
+    /// Acknowledges: the message is done and will not be redelivered.
+    public func ack() async throws {
+        try send("+ACK")
+        try await bus.flush()
+    }
+    /// Negative acknowledgement: redeliver after `delay` (or at once).
+    public func nak(delay: Duration? = nil) throws {
+        if let delay { try send("-NAK {\"delay\": \(delay.nanoseconds)}") } else { try send("-NAK") }
+    }
+    /// Still working: resets the ack-wait timer.
+    public func inProgress() throws { try send("+WPI") }
+    /// Terminates: never redeliver.
+    public func term() throws { try send("+TERM") }
+}
+
+/// Stream retention.
+public enum StreamRetention: Sendable { case limits, workQueue }
+
+/// Idempotent JetStream management and publishing for one connection.
+public final class JetStream: @unchecked Sendable {
+    let bus: BusConnection
+    let js: OpaquePointer
+
+    public init(bus: BusConnection) throws {
+        self.bus = bus
+        var ctx: OpaquePointer? = nil
+        let s = natsConnection_JetStream(&ctx, bus.nc, nil)
+        guard s == NATS_OK, let ctx else { throw BusError.jetStream("cannot create JetStream context: \(statusText(s))") }
+        js = ctx
+    }
+
+    deinit { jsCtx_Destroy(js) }
+
+    /// Creates the stream, or updates it to this configuration if it exists.
+    public func ensureStream(name: String, subjects: [String], retention: StreamRetention = .limits,
+                             maxAge: Duration? = nil, duplicateWindow: Duration = .seconds(600)) async throws {
+        let js = CHandle(self.js)
+        try await Blocking.run {
+            var cfg = jsStreamConfig()
+            jsStreamConfig_Init(&cfg)
+            let cName = strdup(name)
+            let cSubjects = subjects.map { UnsafePointer<CChar>(strdup($0)) }
+            defer {
+                free(cName)
+                cSubjects.forEach { free(UnsafeMutablePointer(mutating: $0)) }
+            }
+            var subjectArray: [UnsafePointer<CChar>?] = cSubjects
+            return try subjectArray.withUnsafeMutableBufferPointer { buf in
+                cfg.Name = UnsafePointer(cName)
+                cfg.Subjects = buf.baseAddress
+                cfg.SubjectsLen = Int32(subjects.count)
+                cfg.Retention = retention == .workQueue ? js_WorkQueuePolicy : js_LimitsPolicy
+                cfg.Storage = js_FileStorage
+                cfg.Duplicates = duplicateWindow.nanoseconds
+                if let maxAge { cfg.MaxAge = maxAge.nanoseconds }
+                var info: UnsafeMutablePointer<jsStreamInfo>? = nil
+                var jerr = jsErrCode(0)
+                var s = js_AddStream(&info, js.p, &cfg, nil, &jerr)
+                if s != NATS_OK {
+                    jerr = jsErrCode(0)
+                    s = js_UpdateStream(&info, js.p, &cfg, nil, &jerr)
+                }
+                if let info { jsStreamInfo_Destroy(info) }
+                guard s == NATS_OK else {
+                    throw BusError.jetStream("ensure stream \(name) failed: \(statusText(s)) (\(jerr.rawValue))")
+                }
+            }
+        }
+    }
+
+    /// Consumer settings for a durable pull consumer with explicit acks.
+    public struct ConsumerConfig: Sendable {
+        public var durable: String
+        public var filterSubject: String?
+        public var ackWait: Duration = .seconds(30)
+        public var maxDeliver: Int = 5
+        public var backoff: [Duration] = []
+        public var maxAckPending: Int = 1000
+        public init(durable: String, filterSubject: String? = nil) {
+            self.durable = durable
+            self.filterSubject = filterSubject
+        }
+    }
+
+    /// Creates the durable consumer, or updates it in place.
+    public func ensureConsumer(stream: String, _ config: ConsumerConfig) async throws {
+        let js = CHandle(self.js)
+        try await Blocking.run {
+            var cc = jsConsumerConfig()
+            jsConsumerConfig_Init(&cc)
+            let cDurable = strdup(config.durable)
+            let cFilter = config.filterSubject.map { strdup($0) }
+            defer { free(cDurable); if let cFilter { free(cFilter) } }
+            var backoff = config.backoff.map(\.nanoseconds)
+            return try backoff.withUnsafeMutableBufferPointer { bo in
+                cc.Durable = UnsafePointer(cDurable)
+                cc.AckPolicy = js_AckExplicit
+                cc.AckWait = config.ackWait.nanoseconds
+                cc.MaxDeliver = Int64(config.maxDeliver)
+                cc.MaxAckPending = Int64(config.maxAckPending)
+                if let cFilter { cc.FilterSubject = UnsafePointer(cFilter) }
+                if !config.backoff.isEmpty {
+                    cc.BackOff = bo.baseAddress
+                    cc.BackOffLen = Int32(bo.count)
+                }
+                var info: UnsafeMutablePointer<jsConsumerInfo>? = nil
+                var jerr = jsErrCode(0)
+                var s = js_AddConsumer(&info, js.p, stream, &cc, nil, &jerr)
+                if s != NATS_OK {
+                    jerr = jsErrCode(0)
+                    s = js_UpdateConsumer(&info, js.p, stream, &cc, nil, &jerr)
+                }
+                if let info { jsConsumerInfo_Destroy(info) }
+                guard s == NATS_OK else {
+                    throw BusError.jetStream("ensure consumer \(config.durable) on \(stream) failed: \(statusText(s)) (\(jerr.rawValue))")
+                }
+            }
+        }
+    }
+
+    /// Publishes to a stream and waits for the ack. With `msgId`, repeats inside the duplicate window
+    /// are stored once; the return value tells whether this publish was such a duplicate.
+    @discardableResult
+    public func publish(_ subject: String, data: Data, msgId: String? = nil,
+                        headers: [String: String] = [:]) async throws -> (sequence: UInt64, duplicate: Bool) {
+        var h = headers
+        if let msgId { h[BusHeader.msgId] = msgId }
+        let js = CHandle(self.js)
+        let hh = h
+        return try await Blocking.run {
+            try withCMessage(subject: subject, reply: nil, headers: hh, data: data) { msg in
+                var ack: UnsafeMutablePointer<jsPubAck>? = nil
+                var jerr = jsErrCode(0)
+                let s = js_PublishMsg(&ack, js.p, msg, nil, &jerr)
+                defer { if let ack { jsPubAck_Destroy(ack) } }
+                guard s == NATS_OK, let ack else {
+                    return Result<(sequence: UInt64, duplicate: Bool), BusError>.failure(
+                        .jetStream("publish to \(subject) failed: \(statusText(s)) (\(jerr.rawValue))"))
+                }
+                return .success((ack.pointee.Sequence, ack.pointee.Duplicate))
+            }.get()
+        }
+    }
+
+    /// Number of messages currently stored in a stream.
+    public func messageCount(stream: String) async throws -> UInt64 {
+        let js = CHandle(self.js)
+        return try await Blocking.run {
+            var info: UnsafeMutablePointer<jsStreamInfo>? = nil
+            var jerr = jsErrCode(0)
+            let s = js_GetStreamInfo(&info, js.p, stream, nil, &jerr)
+            guard s == NATS_OK, let info else { throw BusError.jetStream("stream info \(stream): \(statusText(s))") }
+            defer { jsStreamInfo_Destroy(info) }
+            return info.pointee.State.Msgs
+        }
+    }
+
+    /// Binds a pull subscription to an existing durable consumer.
+    public func pullConsumer(stream: String, durable: String, filterSubject: String) throws -> PullConsumer {
+        var sub: OpaquePointer? = nil
+        var so = jsSubOptions()
+        jsSubOptions_Init(&so)
+        var jerr = jsErrCode(0)
+        let s: natsStatus = stream.withCString { cs in
+            durable.withCString { cd in
+                so.Stream = cs
+                so.Consumer = cd
+                return js_PullSubscribe(&sub, js, filterSubject, durable, nil, &so, &jerr)
+            }
+        }
+        guard s == NATS_OK, let sub else {
+            throw BusError.jetStream("pull subscribe \(durable) on \(stream) failed: \(statusText(s)) (\(jerr.rawValue))")
+        }
+        return PullConsumer(sub: sub, bus: bus, name: durable)
+    }
+
+    /// Opens (creating if needed) a key-value bucket.
+    public func keyValue(bucket: String, ttl: Duration? = nil) async throws -> KeyValueBucket {
+        let js = CHandle(self.js)
+        let kv: KVHandle = try await Blocking.run {
+            var store: OpaquePointer? = nil
+            var cfg = kvConfig()
+            kvConfig_Init(&cfg)
+            let cBucket = strdup(bucket)
+            defer { free(cBucket) }
+            cfg.Bucket = UnsafePointer(cBucket)
+            cfg.History = 1
+            if let ttl { cfg.TTL = ttl.nanoseconds }
+            var s = js_CreateKeyValue(&store, js.p, &cfg)
+            if s != NATS_OK { s = js_KeyValue(&store, js.p, bucket) }
+            guard s == NATS_OK, let store else { throw BusError.jetStream("key-value bucket \(bucket): \(statusText(s))") }
+            return KVHandle(store)
+        }
+        return KeyValueBucket(handle: kv, bucket: bucket)
+    }
+}
+
+/// A pull subscription; `fetch` blocks a dedicated Dispatch queue, never the cooperative pool.
+public final class PullConsumer: @unchecked Sendable {
+    private let sub: OpaquePointer
+    private let bus: BusConnection
+    private let queue: DispatchQueue
+    private let destroyed = Atomic<Bool>(false)
+
+    init(sub: OpaquePointer, bus: BusConnection, name: String) {
+        self.sub = sub
+        self.bus = bus
+        self.queue = DispatchQueue(label: "vigil.pull.\(name)")
+    }
+
+    /// Fetches up to `batch` messages, waiting at most `timeout`; returns [] when none arrived.
+    public func fetch(batch: Int, timeout: Duration) async throws -> [JetStreamMessage] {
+        let sub = CHandle(self.sub)
+        let bus = self.bus
+        return try await Blocking.run(on: queue) { [self] in
+            if self.destroyed.load(ordering: .relaxed) { return [] }
+            var list = natsMsgList()
+            var jerr = jsErrCode(0)
+            let s = natsSubscription_Fetch(&list, sub.p, Int32(batch), timeout.milliseconds, &jerr)
+            if s == NATS_TIMEOUT { return [] }
+            guard s == NATS_OK else { throw BusError.jetStream("fetch failed: \(statusText(s))") }
+            var out: [JetStreamMessage] = []
+            for i in 0..<Int(list.Count) {
+                if let m = list.Msgs[i] { out.append(JetStreamMessage(message: copyMessage(m), bus: bus)) }
+            }
+            natsMsgList_Destroy(&list)
+            return out
+        }
+    }
+
+    /// Stops the subscription (the durable consumer stays on the server).
+    public func close() {
+        guard !destroyed.exchange(true, ordering: .relaxed) else { return }
+        let sub = CHandle(self.sub)
+        queue.sync { natsSubscription_Destroy(sub.p) }
+    }
+
+    deinit { close() }
+}
+
+final class KVHandle: @unchecked Sendable {
+    let kv: OpaquePointer
+    init(_ kv: OpaquePointer) { self.kv = kv }
+    deinit { kvStore_Destroy(kv) }
+}
+
+/// A JetStream key-value bucket. Keys must match `[-/_=.a-zA-Z0-9]+`.
+public struct KeyValueBucket: Sendable {
+    let handle: KVHandle
+    public let bucket: String
+
+    /// The value for `key`, or nil when absent (or deleted).
+    public func get(_ key: String) async throws -> Data? {
+        let h = handle
+        return try await Blocking.run {
+            var entry: OpaquePointer? = nil
+            let s = kvStore_Get(&entry, h.kv, key)
+            if s == NATS_NOT_FOUND { return nil }
+            guard s == NATS_OK, let entry else { throw BusError.jetStream("kv get \(key): \(statusText(s))") }
+            defer { kvEntry_Destroy(entry) }
+            let len = Int(kvEntry_ValueLen(entry))
+            guard len > 0, let p = kvEntry_Value(entry) else { return Data() }
+            return Data(bytes: p, count: len)
+        }
+    }
+
+    /// Stores `value` under `key` unconditionally.
+    public func put(_ key: String, _ value: Data) async throws {
+        let h = handle
+        try await Blocking.run {
+            let s = value.withUnsafeBytes { kvStore_Put(nil, h.kv, key, $0.baseAddress, Int32(value.count)) }
+            guard s == NATS_OK else { throw BusError.jetStream("kv put \(key): \(statusText(s))") }
+        }
+    }
+
+    /// Stores `value` only if `key` does not exist; returns false when it already did.
+    public func create(_ key: String, _ value: Data) async throws -> Bool {
+        let h = handle
+        return try await Blocking.run {
+            let s = value.withUnsafeBytes { kvStore_Create(nil, h.kv, key, $0.baseAddress, Int32(value.count)) }
+            if s == NATS_OK { return true }
+            if s == NATS_ERR { return false }
+            throw BusError.jetStream("kv create \(key): \(statusText(s))")
+        }
+    }
+
+    /// Deletes `key` (no error if absent).
+    public func delete(_ key: String) async throws {
+        let h = handle
+        try await Blocking.run {
+            let s = kvStore_Delete(h.kv, key)
+            guard s == NATS_OK || s == NATS_NOT_FOUND else { throw BusError.jetStream("kv delete \(key): \(statusText(s))") }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// Workspace roles, from most to least powerful; `billing` sees billing only.
+package enum Role: String, Codable, Sendable, CaseIterable {
+    case owner, admin, analyst, viewer, billing
+
+    /// Rank for "at least" comparisons among owner > admin > analyst > viewer.
+    package var rank: Int {
+        switch self {
+        case .owner: 4
+        case .admin: 3
+        case .analyst: 2
+        case .viewer: 1
+        case .billing: 0
+        }
+    }
+}
+
+/// Who is calling, resolved by identity and attached by the gateway as the `Vigil-Principal` header.
+package struct Principal: Codable, Sendable, Equatable {
+    /// `user` (access token) or `api_key`.
+    package var kind: String
+    package var userId: String?
+    package var apiKeyId: String?
+    package var tenantId: String
+    package var tenantSlug: String
+    package var role: Role
+    package var scopes: [String]
+    /// When an MSP parent's admin acts in a child workspace: the parent workspace id.
+    package var viaParentTenantId: String?
+
+    package init(kind: String, userId: String?, apiKeyId: String?, tenantId: String, tenantSlug: String,
+                 role: Role, scopes: [String], viaParentTenantId: String? = nil) {
+        self.kind = kind
+        self.userId = userId
+        self.apiKeyId = apiKeyId
+        self.tenantId = tenantId
+        self.tenantSlug = tenantSlug
+        self.role = role
+        self.scopes = scopes
+        self.viaParentTenantId = viaParentTenantId
+    }
+
+    package var isUser: Bool { kind == "user" }
+}
+
+/// Streams and well-known subjects (DESIGN.md §3).
+package enum Streams {
+    /// Domain events, `vigil.events.<aggregate>.<event>`.
+    package static let events = "VIGIL_EVENTS"
+    package static let eventSubjects = ["vigil.events.>"]
+    /// Work queues, `vigil.jobs.<kind>.<detail>`.
+    package static let jobs = "VIGIL_JOBS"
+    package static let jobSubjects = ["vigil.jobs.>"]
+    /// Emails requested by services, delivered by the notifier.
+    package static let emailSend = "vigil.jobs.email.send"
+}
+
+/// Pagination input shared by every list (keyset `cursor`, or `offset` for compatibility).
+package struct PageRequest: Codable, Sendable {
+    package var limit: Int?
+    package var cursor: String?
+    package var offset: Int?
+    package init(limit: Int? = nil, cursor: String? = nil, offset: Int? = nil) {
+        self.limit = limit
+        self.cursor = cursor
+        self.offset = offset
+    }
+}
+
+/// A page of results: `{items, next_cursor, total}`.
+package struct Page<T: Codable & Sendable>: Codable, Sendable {
+    package var items: [T]
+    package var nextCursor: String?
+    package var total: Int?
+    package init(items: [T], nextCursor: String?, total: Int?) {
+        self.items = items
+        self.nextCursor = nextCursor
+        self.total = total
+    }
+
+    enum CodingKeys: String, CodingKey { case items, nextCursor, total }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(items, forKey: .items)
+        try c.encode(nextCursor, forKey: .nextCursor)
+        try c.encodeIfPresent(total, forKey: .total)
+    }
+}
+
+/// An email handed to the notifier over `vigil.jobs.email.send`.
+package struct EmailRequest: Codable, Sendable {
+    package var to: String
+    package var template: String
+    package var subject: String
+    package var text: String
+    /// Template values (e.g. `token`, `link`, `workspace_name`).
+    package var values: [String: String]
+    package init(to: String, template: String, subject: String, text: String, values: [String: String]) {
+        self.to = to
+        self.template = template
+        self.subject = subject
+        self.text = text
+        self.values = values
+    }
+}

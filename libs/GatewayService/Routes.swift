@@ -1,0 +1,87 @@
+import Contracts
+import HTTPTypes
+
+/// Who may call a route.
+enum Access: Sendable, Equatable {
+    /// No credentials needed (and any given are ignored).
+    case `public`
+    /// Credentials optional: the principal is attached when present and valid.
+    case optional
+    /// Any member of the selected workspace, whatever the role.
+    case member
+    /// At least this role (owner > admin > analyst > viewer).
+    case role(Role)
+}
+
+/// How a query parameter is typed before it is put in the bus request.
+enum QueryType: Sendable { case int, string, bool }
+
+/// One REST route: where it goes on the bus and who may call it.
+struct Route: Sendable {
+    var method: HTTPRequest.Method
+    /// Path with `{param}` placeholders, exactly as in the OpenAPI document.
+    var path: String
+    var subject: String
+    var access: Access
+    var status: HTTPResponse.Status = .ok
+    var query: [String: QueryType] = [:]
+    /// False for routes that take no body (the body, if any, is ignored).
+    var takesBody: Bool = true
+
+    /// The path in Hummingbird's `:param` syntax.
+    var routerPath: String {
+        path.split(separator: "/", omittingEmptySubsequences: true).map { part in
+            part.hasPrefix("{") ? ":" + part.dropFirst().dropLast() : String(part)
+        }.joined(separator: "/")
+    }
+
+    var pathParameters: [String] {
+        path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
+    }
+
+    var isMutating: Bool { method != .get && method != .head }
+}
+
+/// The REST surface, table-driven: every route of the FixMyCloud reference implemented so far.
+enum RouteTable {
+    static let page: [String: QueryType] = ["limit": .int, "cursor": .string, "offset": .int]
+
+    static let all: [Route] = [
+        // auth
+        Route(method: .post, path: "/api/v1/auth/signup", subject: "vigil.identity.auth.signup", access: .public, status: .created),
+        Route(method: .post, path: "/api/v1/auth/login", subject: "vigil.identity.auth.login", access: .public),
+        Route(method: .post, path: "/api/v1/auth/refresh", subject: "vigil.identity.auth.refresh", access: .public),
+        Route(method: .post, path: "/api/v1/auth/forgot-password", subject: "vigil.identity.auth.forgot_password", access: .public, status: .accepted),
+        Route(method: .post, path: "/api/v1/auth/reset-password", subject: "vigil.identity.auth.reset_password", access: .public),
+        Route(method: .post, path: "/api/v1/auth/change-password", subject: "vigil.identity.auth.change_password", access: .member),
+        Route(method: .post, path: "/api/v1/auth/resend-verification", subject: "vigil.identity.auth.resend_verification", access: .optional),
+        Route(method: .post, path: "/api/v1/auth/verify-email/{token}", subject: "vigil.identity.auth.verify_email", access: .public, takesBody: false),
+        Route(method: .get, path: "/api/v1/auth/me", subject: "vigil.identity.auth.me", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/me", subject: "vigil.identity.auth.me", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/ping", subject: "vigil.identity.ping", access: .public, takesBody: false),
+        // users
+        Route(method: .get, path: "/api/v1/users/team", subject: "vigil.identity.team.list", access: .role(.viewer), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/users/invite", subject: "vigil.identity.invitation.create", access: .role(.admin), status: .created),
+        Route(method: .patch, path: "/api/v1/users/team/{membership_id}/role", subject: "vigil.identity.team.update_role", access: .role(.admin)),
+        Route(method: .delete, path: "/api/v1/users/team/{membership_id}", subject: "vigil.identity.team.remove", access: .member, status: .noContent, takesBody: false),
+        Route(method: .patch, path: "/api/v1/users/profile", subject: "vigil.identity.user.update_profile", access: .member),
+        // tenants
+        Route(method: .get, path: "/api/v1/tenants/current", subject: "vigil.identity.tenant.get", access: .member, takesBody: false),
+        Route(method: .patch, path: "/api/v1/tenants/current", subject: "vigil.identity.tenant.update", access: .role(.admin)),
+        Route(method: .patch, path: "/api/v1/tenants/current/remediation-policy", subject: "vigil.remediation.policy.update", access: .role(.admin)),
+        Route(method: .patch, path: "/api/v1/tenants/current/settings", subject: "vigil.identity.tenant.update_settings", access: .role(.admin)),
+        Route(method: .get, path: "/api/v1/tenants/msp/workspaces", subject: "vigil.identity.tenant.list_children", access: .role(.admin), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/tenants/msp/workspaces", subject: "vigil.identity.tenant.create_child", access: .role(.admin), status: .created),
+        // api keys
+        Route(method: .post, path: "/api/v1/api-keys/", subject: "vigil.identity.apikey.create", access: .role(.analyst), status: .created),
+        Route(method: .get, path: "/api/v1/api-keys/", subject: "vigil.identity.apikey.list", access: .role(.viewer), query: page, takesBody: false),
+        Route(method: .delete, path: "/api/v1/api-keys/{key_id}", subject: "vigil.identity.apikey.revoke", access: .role(.analyst), status: .noContent, takesBody: false),
+        // invitations
+        Route(method: .post, path: "/api/v1/invitations/", subject: "vigil.identity.invitation.create", access: .role(.admin), status: .created),
+        Route(method: .get, path: "/api/v1/invitations/", subject: "vigil.identity.invitation.list", access: .role(.admin), query: page, takesBody: false),
+        Route(method: .get, path: "/api/v1/invitations/validate/{token}", subject: "vigil.identity.invitation.validate", access: .public, takesBody: false),
+        Route(method: .post, path: "/api/v1/invitations/accept/{token}", subject: "vigil.identity.invitation.accept", access: .public),
+        Route(method: .post, path: "/api/v1/invitations/{invitation_id}/resend", subject: "vigil.identity.invitation.resend", access: .role(.admin), takesBody: false),
+        Route(method: .delete, path: "/api/v1/invitations/{invitation_id}", subject: "vigil.identity.invitation.revoke", access: .role(.admin), status: .noContent, takesBody: false),
+    ]
+}

@@ -1,0 +1,100 @@
+import Contracts
+import Foundation
+
+// Requests and replies of the identity subjects (snake_case on the wire).
+
+struct SignupRequest: Codable, Sendable { var email: String; var password: String; var fullName: String; var workspaceName: String }
+struct LoginRequest: Codable, Sendable { var email: String; var password: String }
+struct RefreshRequest: Codable, Sendable { var refreshToken: String }
+struct ForgotPasswordRequest: Codable, Sendable { var email: String }
+struct ResetPasswordRequest: Codable, Sendable { var token: String; var newPassword: String }
+struct ChangePasswordRequest: Codable, Sendable { var currentPassword: String; var newPassword: String }
+struct ResendVerificationRequest: Codable, Sendable { var email: String? }
+struct TokenPathRequest: Codable, Sendable { var token: String }
+struct MessageReply: Codable, Sendable { var message: String }
+
+struct UserView: Codable, Sendable { var id: String; var email: String; var fullName: String; var emailVerified: Bool; var createdAt: Date? }
+struct WorkspaceView: Codable, Sendable {
+    var id: String; var slug: String; var name: String
+    var parentId: String?; var settings: [String: JSONValue]?; var createdAt: Date?
+}
+struct TokenReply: Codable, Sendable {
+    var user: UserView
+    var workspace: WorkspaceView?
+    var accessToken: String
+    var refreshToken: String
+    var tokenType = "bearer"
+    var expiresIn: Int
+}
+
+struct MembershipView: Codable, Sendable { var workspace: WorkspaceView; var role: Role }
+struct MeReply: Codable, Sendable {
+    var kind: String
+    var user: UserView?
+    var workspace: WorkspaceView
+    var role: Role
+    var scopes: [String]
+    var apiKeyId: String?
+    var actingViaParent: String?
+    var memberships: [MembershipView]?
+}
+
+struct TeamMember: Codable, Sendable {
+    var membershipId: String; var userId: String; var email: String; var fullName: String; var role: Role; var joinedAt: Date
+}
+struct MembershipPath: Codable, Sendable { var membershipId: String }
+struct UpdateRoleRequest: Codable, Sendable { var membershipId: String; var role: Role }
+struct UpdateProfileRequest: Codable, Sendable { var fullName: String? }
+
+struct UpdateTenantRequest: Codable, Sendable { var name: String? }
+struct UpdateSettingsRequest: Codable, Sendable { var settings: [String: JSONValue] }
+struct CreateChildWorkspaceRequest: Codable, Sendable { var name: String }
+
+struct CreateInvitationRequest: Codable, Sendable { var email: String; var role: Role? }
+struct InvitationView: Codable, Sendable {
+    var id: String; var email: String; var role: Role; var status: String; var invitedBy: String?
+    var expiresAt: Date; var createdAt: Date; var acceptedAt: Date?
+}
+struct InvitationPath: Codable, Sendable { var invitationId: String }
+struct ValidateInvitationReply: Codable, Sendable {
+    var email: String; var role: Role; var workspace: WorkspaceView; var userExists: Bool; var needsPassword: Bool; var expiresAt: Date
+}
+struct AcceptInvitationRequest: Codable, Sendable { var token: String; var fullName: String?; var password: String? }
+struct AcceptInvitationReply: Codable, Sendable {
+    var user: UserView; var workspace: WorkspaceView; var membershipId: String; var role: Role
+    var accessToken: String?; var refreshToken: String?; var tokenType: String?; var expiresIn: Int?
+}
+
+struct CreateApiKeyRequest: Codable, Sendable { var name: String; var scopes: [String]?; var expiresAt: Date?; var role: Role? }
+struct ApiKeyView: Codable, Sendable {
+    var id: String; var name: String; var prefix: String; var scopes: [String]; var role: Role
+    var createdAt: Date; var expiresAt: Date?; var lastUsedAt: Date?; var key: String?
+}
+struct ApiKeyPath: Codable, Sendable { var keyId: String }
+
+/// Any JSON value (workspace settings are free-form).
+package enum JSONValue: Codable, Sendable, Equatable {
+    case string(String), number(Double), bool(Bool), object([String: JSONValue]), array([JSONValue]), null
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .number(let n): try c.encode(n)
+        case .bool(let b): try c.encode(b)
+        case .object(let o): try c.encode(o)
+        case .array(let a): try c.encode(a)
+        case .null: try c.encodeNil()
+        }
+    }
+}

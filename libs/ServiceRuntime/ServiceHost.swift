@@ -1,0 +1,163 @@
+import Bus
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Store
+import VigilCore
+
+/// What a service needs while it registers and runs: its connections and configuration.
+public struct ServiceContext: Sendable {
+    public let name: String
+    public let config: ServiceConfig
+    public let bus: BusConnection
+    public let jetStream: JetStream
+    public let store: Store?
+    public let responder: ServiceResponder
+    public let logger: Logger
+}
+
+/// Describes one Vigil service: its bus name, its schema and migrations, and how it registers
+/// endpoints. Every executable is `ServiceHost.main(definition)`.
+public struct ServiceDefinition: Sendable {
+    public var name: String
+    public var description: String
+    /// Postgres schema this service owns, or nil for stateless services (gateway).
+    public var schema: String?
+    public var migrations: [Migration]
+    /// Registers endpoints on the responder and returns extra long-running services (HTTP servers,
+    /// consumers) to run alongside.
+    public var setup: @Sendable (ServiceContext) async throws -> [any Service]
+
+    public init(name: String, description: String, schema: String?, migrations: [Migration] = [],
+                setup: @escaping @Sendable (ServiceContext) async throws -> [any Service] = { _ in [] }) {
+        self.name = name
+        self.description = description
+        self.schema = schema
+        self.migrations = migrations
+        self.setup = setup
+    }
+}
+
+/// A started service: connections open, migrations applied, endpoints subscribed.
+public final class RunningService: Sendable {
+    public let context: ServiceContext
+    let relayTask: Task<Void, Never>?
+    public let extraServices: [any Service]
+
+    init(context: ServiceContext, relayTask: Task<Void, Never>?, extraServices: [any Service]) {
+        self.context = context
+        self.relayTask = relayTask
+        self.extraServices = extraServices
+    }
+
+    /// Graceful stop: stop taking requests, let in-flight ones finish, stop the relay, drain the bus.
+    public func stop() async {
+        await context.responder.stop()
+        relayTask?.cancel()
+        _ = await relayTask?.value
+        await context.bus.close()
+    }
+}
+
+public enum ServiceHost {
+    /// Makes the process logger (JSON lines) once.
+    public static func bootstrapLogging(level: Logger.Level) {
+        LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
+    }
+
+    /// Connects, ensures streams, migrates, registers and starts serving. Used by `main` and tests.
+    public static func start(_ def: ServiceDefinition, config: ServiceConfig, logger: Logger? = nil) async throws -> RunningService {
+        var log = logger ?? Logger(label: "vigil.\(def.name)")
+        log.logLevel = config.logLevel
+        _ = VigilMetrics.registry()
+        let bus = try await BusConnection(.init(url: config.natsURL, name: "vigil-\(def.name)"), logger: log)
+        let js = try JetStream(bus: bus)
+        try await js.ensureStream(name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
+                                  maxAge: .seconds(7 * 24 * 3600))
+        try await js.ensureStream(name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
+                                  maxAge: .seconds(7 * 24 * 3600))
+        var store: Store? = nil
+        if let schema = def.schema {
+            let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)
+            try await retrying(logger: log, what: "database") { try await s.ping() }
+            try await s.migrate(def.migrations)
+            store = s
+        }
+        let responder = ServiceResponder(bus: bus, name: def.name, version: config.version,
+                                         description: def.description, logger: log)
+        let ctx = ServiceContext(name: def.name, config: config, bus: bus, jetStream: js, store: store,
+                                 responder: responder, logger: log)
+        let extra = try await def.setup(ctx)
+        try responder.start()
+        let relay = store.map { s in Task { await OutboxRelay(store: s, jetStream: js).run() } }
+        log.info("service started", metadata: ["service": "\(def.name)", "id": "\(responder.id)"])
+        return RunningService(context: ctx, relayTask: relay, extraServices: extra)
+    }
+
+    /// Retries `body` for up to `attempts` with a fixed pause (dependencies starting in parallel).
+    static func retrying(logger: Logger, what: String, attempts: Int = 30, _ body: () async throws -> Void) async throws {
+        for i in 1...attempts {
+            do { return try await body() } catch {
+                if i == attempts { throw error }
+                logger.warning("\(what) not ready, retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// The executable entry point: `--health` checks a running replica; otherwise run until SIGTERM/SIGINT.
+    public static func main(_ def: ServiceDefinition) async {
+        let config = ServiceConfig()
+        bootstrapLogging(level: config.logLevel)
+        let logger = Logger(label: "vigil.\(def.name)")
+        if config.reader.bool("VIGIL_HEALTH", default: false) {
+            exit(await healthCheck(def.name, config: config) ? 0 : 1)
+        }
+        do {
+            let running = try await start(def, config: config, logger: logger)
+            var services: [any Service] = [LifecycleAdapter(running: running)] + running.extraServices
+            if config.opsPort > 0 && def.name != "gateway" {
+                services.append(opsServer(config: config, running: running))
+            }
+            let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                          gracefulShutdownSignals: [.sigterm, .sigint],
+                                                          logger: logger))
+            try await group.run()
+        } catch {
+            logger.critical("service failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
+    /// Asks the named service over `$SRV.PING.<name>`; true when a replica answers.
+    public static func healthCheck(_ name: String, config: ServiceConfig) async -> Bool {
+        guard let bus = try? await BusConnection(.init(url: config.natsURL, name: "vigil-health"),
+                                                 logger: Logger(label: "health")) else { return false }
+        defer { Task { await bus.close() } }
+        return (try? await bus.request("$SRV.PING.\(name)", data: Data(), timeout: .seconds(2))) != nil
+    }
+
+    /// /health and /metrics for container probes and Prometheus scrapes.
+    static func opsServer(config: ServiceConfig, running: RunningService) -> some Service {
+        let router = Router()
+        router.get("/health") { _, _ -> Response in
+            let ok = running.context.bus.isConnected
+            return Response(status: ok ? .ok : .serviceUnavailable,
+                            body: .init(byteBuffer: ByteBuffer(string: ok ? #"{"status":"ok"}"# : #"{"status":"degraded"}"#)))
+        }
+        router.get("/metrics") { _, _ in VigilMetrics.exposition() }
+        return Application(router: router, configuration: .init(address: .hostname(config.opsHost, port: config.opsPort)),
+                           logger: running.context.logger)
+    }
+}
+
+/// Lets a `RunningService` take part in a ServiceGroup: it waits for shutdown, then stops gracefully.
+struct LifecycleAdapter: Service {
+    let running: RunningService
+    func run() async throws {
+        try? await gracefulShutdown()
+        await running.stop()
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import VigilCore
+
+/// A value bound to a query parameter, sent in PostgreSQL's text format.
+public protocol SQLParameter: Sendable {
+    var sqlText: String? { get }
+}
+extension String: SQLParameter { public var sqlText: String? { self } }
+extension Int: SQLParameter { public var sqlText: String? { String(self) } }
+extension Int64: SQLParameter { public var sqlText: String? { String(self) } }
+extension Double: SQLParameter { public var sqlText: String? { String(self) } }
+extension Bool: SQLParameter { public var sqlText: String? { self ? "t" : "f" } }
+extension Date: SQLParameter { public var sqlText: String? { Timestamp.format(self) } }
+extension Data: SQLParameter {
+    /// bytea in hex format.
+    public var sqlText: String? { "\\x" + map { String(format: "%02x", $0) }.joined() }
+}
+extension Optional: SQLParameter where Wrapped: SQLParameter {
+    public var sqlText: String? { self?.sqlText }
+}
+extension Array: SQLParameter where Element == String {
+    /// A text[] literal.
+    public var sqlText: String? {
+        "{" + map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
+}
+
+/// A JSON value bound as text, for jsonb columns.
+public struct JSONParameter: SQLParameter {
+    public let sqlText: String?
+    public init<T: Encodable>(_ value: T) throws { sqlText = String(decoding: try JSON.encode(value), as: UTF8.self) }
+    public init(raw: Data) { sqlText = String(decoding: raw, as: UTF8.self) }
+}
+
+/// Errors from the store. `sqlState` carries PostgreSQL's code (e.g. 23505 unique violation).
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let sqlState: String?
+    public let message: String
+    public var description: String { "store error \(sqlState ?? "-"): \(message)" }
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    public var isForeignKeyViolation: Bool { sqlState == "23503" }
+    init(_ message: String, sqlState: String? = nil) {
+        self.message = message
+        self.sqlState = sqlState
+    }
+}
+
+/// One result row, decoded by column name. Missing or mistyped columns throw (they are bugs).
+public struct Row: Sendable {
+    let columns: [String: Int]
+    let values: [String?]
+
+    public func isNull(_ c: String) -> Bool { raw(c) == nil }
+
+    public func raw(_ c: String) -> String? {
+        guard let i = columns[c] else { return nil }
+        return values[i]
+    }
+
+    public func string(_ c: String) throws -> String {
+        guard let v = raw(c) else { throw StoreError("column \(c) is null or missing") }
+        return v
+    }
+    public func optionalString(_ c: String) -> String? { raw(c) }
+
+    public func int(_ c: String) throws -> Int {
+        guard let v = raw(c), let i = Int(v) else { throw StoreError("column \(c) is not an integer") }
+        return i
+    }
+    public func optionalInt(_ c: String) -> Int? { raw(c).flatMap { Int($0) } }
+
+    public func bool(_ c: String) throws -> Bool {
+        guard let v = raw(c) else { throw StoreError("column \(c) is null") }
+        return v == "t" || v == "true"
+    }
+
+    public func date(_ c: String) throws -> Date {
+        guard let v = raw(c), let d = Row.parseTimestamp(v) else { throw StoreError("column \(c) is not a timestamp") }
+        return d
+    }
+    public func optionalDate(_ c: String) -> Date? { raw(c).flatMap(Row.parseTimestamp) }
+
+    public func bytes(_ c: String) throws -> Data {
+        guard let v = raw(c) else { throw StoreError("column \(c) is null") }
+        return Row.parseBytea(v)
+    }
+
+    /// Decodes a json/jsonb column into `T`.
+    public func json<T: Decodable>(_ c: String, as: T.Type = T.self) throws -> T {
+        guard let v = raw(c) else { throw StoreError("column \(c) is null") }
+        return try JSON.decode(T.self, from: Data(v.utf8))
+    }
+
+    /// text[] column.
+    public func stringArray(_ c: String) throws -> [String] {
+        guard let v = raw(c) else { return [] }
+        return Row.parseTextArray(v)
+    }
+
+    /// Parses `2026-11-22 09:19:57.123456+00` (DateStyle ISO, TimeZone UTC).
+    static func parseTimestamp(_ s: String) -> Date? {
+        var t = s.replacingOccurrences(of: " ", with: "T")
+        if t.hasSuffix("+00") { t = String(t.dropLast(3)) + "Z" }
+        if let dot = t.firstIndex(of: "."), let z = t.firstIndex(of: "Z") {
+            // Normalize fractional seconds to milliseconds.
+            let frac = t[t.index(after: dot)..<z]
+            let ms = String((frac + "000").prefix(3))
+            t = String(t[..<dot]) + "." + ms + "Z"
+        }
+        return Timestamp.parse(t)
+    }
+
+    static func parseBytea(_ s: String) -> Data {
+        guard s.hasPrefix("\\x") else { return Data(s.utf8) }
+        var out = Data()
+        out.reserveCapacity((s.count - 2) / 2)
+        var it = s.utf8.dropFirst(2).makeIterator()
+        func nib(_ c: UInt8) -> UInt8 { c >= 97 ? c - 87 : (c >= 65 ? c - 55 : c - 48) }
+        while let a = it.next(), let b = it.next() { out.append(nib(a) << 4 | nib(b)) }
+        return out
+    }
+
+    static func parseTextArray(_ s: String) -> [String] {
+        guard s.count >= 2 else { return [] }
+        let inner = s.dropFirst().dropLast()
+        if inner.isEmpty { return [] }
+        var out: [String] = []
+        var cur = ""
+        var quoted = false
+        var escape = false
+        for ch in inner {
+            if escape { cur.append(ch); escape = false; continue }
+            switch ch {
+            case "\\": escape = true
+            case "\"": quoted.toggle()
+            case "," where !quoted: out.append(cur); cur = ""
+            default: cur.append(ch)
+            }
+        }
+        out.append(cur)
+        return out
+    }
+}

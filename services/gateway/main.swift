@@ -1,0 +1,4 @@
+import GatewayService
+import ServiceRuntime
+
+await ServiceHost.main(GatewayService.definition)

@@ -1,0 +1,4 @@
+import IdentityService
+import ServiceRuntime
+
+await ServiceHost.main(IdentityService.definition)

@@ -1,0 +1,4 @@
+import DomainServices
+import ServiceRuntime
+
+await ServiceHost.main(DomainServices.notifier)
