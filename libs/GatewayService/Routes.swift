@@ -58,7 +58,7 @@ enum RouteTable {
         Route(method: .post, path: "/api/v1/auth/verify-email/{token}", subject: "vigil.identity.auth.verify_email", access: .public, takesBody: false),
         Route(method: .get, path: "/api/v1/auth/me", subject: "vigil.identity.auth.me", access: .member, takesBody: false),
         Route(method: .get, path: "/api/v1/me", subject: "vigil.identity.auth.me", access: .member, takesBody: false),
-        Route(method: .get, path: "/api/v1/ping", subject: "vigil.identity.ping", access: .public, takesBody: false),
+        Route(method: .get, path: "/api/v1/ping", subject: "vigil.identity.health.ping", access: .public, takesBody: false),
         // users
         Route(method: .get, path: "/api/v1/users/team", subject: "vigil.identity.team.list", access: .role(.viewer), query: page, takesBody: false),
         Route(method: .post, path: "/api/v1/users/invite", subject: "vigil.identity.invitation.create", access: .role(.admin), status: .created),

@@ -79,7 +79,7 @@ final class IdentityHandlers: Sendable {
         r.add(Endpoint<PageRequest, Page<ApiKeyView>>("vigil.identity.apikey.list"), handler: listApiKeys)
         r.add(Endpoint<ApiKeyPath, Empty>("vigil.identity.apikey.revoke"), handler: revokeApiKey)
         r.add(IdentityAPI.resolvePrincipal, handler: resolvePrincipal)
-        r.add(Endpoint<Empty, [String: String]>("vigil.identity.ping")) { _, _ in ["status": "ok", "service": "identity"] }
+        r.add(Endpoint<Empty, [String: String]>("vigil.identity.health.ping")) { _, _ in ["status": "ok", "service": "identity"] }
         r.add(IdentityAPI.signingKeys) { [settings] _, _ in
             SigningKeysReply(keys: [.init(kid: settings.keyId, alg: "EdDSA", publicKey: Base64URL.encode(settings.signingKey.publicKey))])
         }

@@ -23,13 +23,17 @@ final class OutboxSignal: Sendable {
             self?.poke()
         }
         defer { timer.cancel() }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
-                if s.pending { s.pending = false; return true }
-                s.waiter = c
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.pending { s.pending = false; return true }
+                    s.waiter = c
+                    return false
+                }
+                if resumeNow { c.resume() }
             }
-            if resumeNow { c.resume() }
+        } onCancel: { [weak self] in
+            self?.poke()
         }
     }
 }

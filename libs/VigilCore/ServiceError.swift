@@ -63,7 +63,7 @@ extension ServiceError {
     /// Maps a `DecodingError` from a request body into a 422 with the offending path.
     public static func from(decoding error: DecodingError, prefix: String = "body") -> ServiceError {
         func path(_ keys: [any CodingKey]) -> String {
-            ([prefix] + keys.map { $0.intValue.map(String.init) ?? $0.stringValue }).joined(separator: ".")
+            ([prefix] + keys.map { $0.intValue.map(String.init) ?? snakeCase($0.stringValue) }).joined(separator: ".")
         }
         switch error {
         case .keyNotFound(let key, let ctx):
@@ -78,6 +78,15 @@ extension ServiceError {
         @unknown default:
             return .validation(prefix, "invalid request")
         }
+    }
+
+    /// `fullName` → `full_name`: decoding reports Swift names; clients sent snake_case.
+    static func snakeCase(_ s: String) -> String {
+        var out = ""
+        for ch in s {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
     }
 
     static func typeName(_ t: Any.Type) -> String {

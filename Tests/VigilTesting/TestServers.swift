@@ -1,0 +1,121 @@
+import Bus
+import Foundation
+import Logging
+import Store
+import Synchronization
+
+/// Real servers for integration tests: one nats-server (JetStream) and one PostgreSQL cluster per test
+/// process, on random loopback ports, started on first use and stopped when the process exits.
+public final class TestServers: Sendable {
+    public let natsURL: String
+    public let databaseURL: String
+    let root: String
+    let natsPID: Int32
+
+    private static let shared = Mutex<TestServers?>(nil)
+
+    /// The process-wide servers (started on first call).
+    public static func get() throws -> TestServers {
+        try shared.withLock { s in
+            if let s { return s }
+            let started = try TestServers()
+            s = started
+            atexit { TestServers.shutdown() }
+            return started
+        }
+    }
+
+    static func shutdown() {
+        guard let s = shared.withLock({ $0 }) else { return }
+        kill(s.natsPID, SIGTERM)
+        _ = try? TestServers.run(["\(repoRoot)/scripts/pg-temp", "stop", "\(s.root)/pg"])
+        try? FileManager.default.removeItem(atPath: s.root)
+    }
+
+    /// The repository root (two levels above this file's directory).
+    public static let repoRoot: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Starts a program with stdio on /dev/null (posix_spawn; no Foundation run loop involved).
+    static func spawn(_ args: [String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, Int32(fd), "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        var pid: pid_t = 0
+        let cArgs = args.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        let rc = posix_spawn(&pid, args[0], &actions, nil, cArgs, environ)
+        guard rc == 0 else { throw StoreErrorForTests("cannot start \(args[0]): \(rc)") }
+        return pid
+    }
+
+    /// Runs a program to completion and returns its exit status.
+    @discardableResult
+    static func run(_ args: [String]) throws -> Int32 {
+        let pid = try spawn(args)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return (status >> 8) & 0xff
+    }
+
+    static func waitForPort(_ port: Int, timeout: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            } == 0
+            close(fd)
+            if ok { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    init() throws {
+        root = NSTemporaryDirectory() + "vigil-test-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: root + "/nats", withIntermediateDirectories: true)
+        let natsPort = Self.freePort()
+        natsPID = try Self.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(natsPort)", "-js", "-sd", root + "/nats"])
+        guard Self.waitForPort(natsPort) else { throw StoreErrorForTests("nats-server did not start") }
+        natsURL = "nats://127.0.0.1:\(natsPort)"
+        let pgPort = Self.freePort()
+        guard try Self.run(["\(Self.repoRoot)/scripts/pg-temp", "start", root + "/pg", "\(pgPort)"]) == 0 else {
+            throw StoreErrorForTests("PostgreSQL did not start")
+        }
+        databaseURL = "postgresql://vigil@127.0.0.1:\(pgPort)/vigil"
+    }
+
+    /// A fresh bus connection.
+    public func bus(name: String = "test") async throws -> BusConnection {
+        try await BusConnection(.init(url: natsURL, name: name), logger: Logger(label: name))
+    }
+
+    /// A store on a schema of its own (unique per call unless given).
+    public func store(schema: String = "t_" + UUID().uuidString.prefix(8).lowercased()) -> Store {
+        Store(url: databaseURL, schema: schema, poolSize: 4, logger: Logger(label: "store"))
+    }
+}
+
+public struct StoreErrorForTests: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+@testable import GatewayService
+@testable import Store
+@testable import VigilCore
+
+@Suite struct CoreTests {
+    struct Sample: Codable { var fullName: String; var count: Int; var tags: [String] }
+
+    @Test func decodingErrorsBecomeValidationIssuesWithPaths() throws {
+        #expect(throws: ServiceError.validation("body.full_name", "field required")) {
+            try JSON.decodeRequest(Sample.self, from: Data(#"{"count":1,"tags":[]}"#.utf8))
+        }
+        #expect(throws: ServiceError.validation("body.count", "expected integer")) {
+            try JSON.decodeRequest(Sample.self, from: Data(#"{"full_name":"a","count":"x","tags":[]}"#.utf8))
+        }
+        do {
+            _ = try JSON.decodeRequest(Sample.self, from: Data("{oops".utf8))
+            Issue.record("expected an error")
+        } catch let e as ServiceError {
+            #expect(e.status == 400)
+            #expect(e.error == "invalid_json")
+        }
+    }
+
+    @Test func rowDecodingOfPostgresTextFormats() throws {
+        let row = Row(columns: ["t": 0, "b": 1, "a": 2, "n": 3, "x": 4],
+                      values: ["2026-11-22 09:19:57.123456+00", "t", #"{"a b","c\"d",e}"#, nil, "\\x00ff10"])
+        let d = try row.date("t")
+        #expect(Timestamp.format(d) == "2026-11-22T09:19:57.123Z")
+        #expect(try row.bool("b"))
+        #expect(try row.stringArray("a") == ["a b", "c\"d", "e"])
+        #expect(row.isNull("n"))
+        #expect(try row.bytes("x") == Data([0, 255, 16]))
+        #expect(Row.parseTimestamp("2026-01-02 03:04:05+00") != nil)
+        #expect(throws: StoreError.self) { try row.int("b") }
+    }
+
+    @Test func textArrayParameterEscapes() {
+        #expect(["a", "b\"c", "d\\e"].sqlText == #"{"a","b\"c","d\\e"}"#)
+    }
+
+    @Test func configReaderFlagsOverrideEnvironment() {
+        let r = ConfigReader(environment: ["VIGIL_HTTP_PORT": "1"], arguments: ["--http-port", "2", "--health"])
+        #expect(r.int("VIGIL_HTTP_PORT", default: 0) == 2)
+        #expect(r.bool("VIGIL_HEALTH", default: false))
+    }
+
+    @Test func rateLimiterBurstAndSteadyWindows() {
+        let l = RateLimiter(burst: .init(limit: 3, seconds: 1), steady: .init(limit: 5, seconds: 60))
+        let t0 = 1000.0
+        #expect((0..<3).allSatisfy { _ in l.check("k", now: t0).allowed })
+        let blocked = l.check("k", now: t0 + 0.1)
+        #expect(!blocked.allowed)
+        #expect(blocked.resetSeconds == 1)
+        #expect(l.check("other", now: t0 + 0.1).allowed)
+        #expect(l.check("k", now: t0 + 1.1).allowed)
+        #expect(l.check("k", now: t0 + 1.2).allowed)
+        let steady = l.check("k", now: t0 + 2.5)
+        #expect(!steady.allowed)
+        #expect(steady.limit == 5)
+        #expect(steady.resetSeconds > 50)
+    }
+
+    @Test func routeTableShapes() {
+        let r = RouteTable.all.first { $0.path == "/api/v1/users/team/{membership_id}/role" }!
+        #expect(r.routerPath == "api/v1/users/team/:membership_id/role")
+        #expect(r.pathParameters == ["membership_id"])
+        // Every route names a subject of the form vigil.<service>.<resource>.<action>.
+        for route in RouteTable.all { #expect(route.subject.split(separator: ".").count == 4) }
+    }
+}

@@ -1,0 +1,144 @@
+import Bus
+import Foundation
+import Store
+import Testing
+import VigilCore
+import VigilTesting
+
+@Suite(.serialized) struct StoreIntegrationTests {
+    static let migrations = [
+        Migration(1, "things", """
+        CREATE TABLE {schema}.things (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now());
+        """ + Migration.tenantIsolation(table: "things")),
+    ]
+
+    @Test func migrationsAreIdempotentConcurrentAndChecksummed() async throws {
+        let servers = try TestServers.get()
+        let schema = "m_\(Int.random(in: 100000...999999))"
+        let a = servers.store(schema: schema)
+        let b = servers.store(schema: schema)
+        // Two replicas starting at once.
+        async let x: Void = a.migrate(Self.migrations)
+        async let y: Void = b.migrate(Self.migrations)
+        _ = try await (x, y)
+        try await a.migrate(Self.migrations)
+        let applied = try await a.query(.none, "SELECT count(*) AS n FROM \(schema).schema_migrations")
+        #expect(try applied[0].int("n") == 1)
+        // An edited migration is refused.
+        let edited = [Migration(1, "things", "CREATE TABLE {schema}.other (id int);")]
+        await #expect(throws: StoreError.self) { try await a.migrate(edited) }
+    }
+
+    @Test func rowLevelSecurityHidesOtherTenantsEvenWithoutAFilter() async throws {
+        let servers = try TestServers.get()
+        let store = servers.store()
+        try await store.migrate(Self.migrations)
+        let (ta, tb) = (ID.make(), ID.make())
+        try await store.query(.tenant(ta), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'a')", [ID.make(), ta])
+        try await store.query(.tenant(tb), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'b')", [ID.make(), tb])
+        // A query that forgot its tenant filter still sees only its own tenant's rows.
+        let seenByA = try await store.query(.tenant(ta), "SELECT name FROM \(store.schema).things")
+        #expect(try seenByA.map { try $0.string("name") } == ["a"])
+        #expect(try await store.query(.none, "SELECT * FROM \(store.schema).things").isEmpty)
+        #expect(try await store.query(.crossTenant, "SELECT * FROM \(store.schema).things").count == 2)
+        // Writing a row for another tenant is refused.
+        await #expect(throws: StoreError.self) {
+            try await store.query(.tenant(ta), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'x')", [ID.make(), tb])
+        }
+        // Updates cannot reach the other tenant's rows.
+        let changed = try await store.transaction(.tenant(ta)) { try await $0.execute("UPDATE \(store.schema).things SET name = 'z'") }
+        #expect(changed == 1)
+    }
+
+    @Test func transactionsRollBackOnError() async throws {
+        let servers = try TestServers.get()
+        let store = servers.store()
+        try await store.migrate(Self.migrations)
+        let t = ID.make()
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await store.transaction(.tenant(t)) { tx in
+                try await tx.execute("INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'gone')", [ID.make(), t])
+                throw Boom()
+            }
+        }
+        #expect(try await store.query(.tenant(t), "SELECT * FROM \(store.schema).things").isEmpty)
+        // Parameters are never interpolated: a hostile string is just data.
+        let evil = "'); DROP TABLE \(store.schema).things; --"
+        try await store.query(.tenant(t), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, $3)", [ID.make(), t, evil])
+        let rows = try await store.query(.tenant(t), "SELECT name FROM \(store.schema).things")
+        #expect(try rows[0].string("name") == evil)
+        // Unique violations are recognisable.
+        let id = ID.make()
+        try await store.query(.tenant(t), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'u')", [id, t])
+        do {
+            try await store.query(.tenant(t), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'u')", [id, t])
+            Issue.record("expected a unique violation")
+        } catch let e as StoreError {
+            #expect(e.isUniqueViolation)
+        }
+    }
+
+    @Test func outboxRelayAfterACrashLosesAndDuplicatesNothing() async throws {
+        let servers = try TestServers.get()
+        let bus = try await servers.bus()
+        let js = try JetStream(bus: bus)
+        let stream = "OUTBOX_\(Int.random(in: 100000...999999))"
+        let subject = "test.events.\(stream.lowercased()).happened"
+        try await js.ensureStream(name: stream, subjects: [subject])
+        let store = servers.store()
+        try await store.migrate(Self.migrations)
+        let t = ID.make()
+
+        // State change and event commit together; the process "crashes" before any relay runs.
+        for i in 0..<3 {
+            try await store.transaction(.tenant(t)) { tx in
+                try await tx.execute("INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, $3)", [ID.make(), t, "n\(i)"])
+                try await tx.emit(subject, type: "thing.created", tenantId: t, data: ["n": i])
+            }
+        }
+        // An event in a rolled-back transaction must never be published.
+        struct Abort: Error {}
+        _ = try? await store.transaction(.tenant(t)) { tx in
+            try await tx.emit(subject, type: "thing.created", tenantId: t, data: ["n": 99])
+            throw Abort()
+        }
+        #expect(try await js.messageCount(stream: stream) == 0)
+
+        // A new relay (after restart) publishes all committed events.
+        let relay = OutboxRelay(store: store, jetStream: js)
+        #expect(try await relay.publishBatch() == 3)
+        #expect(try await js.messageCount(stream: stream) == 3)
+
+        // Crash between publish and marking sent: the rows look unpublished again.
+        try await store.query(.none, "UPDATE \(store.schema).outbox SET published_at = NULL")
+        #expect(try await relay.publishBatch() == 3)
+        // JetStream dropped the repeats by Nats-Msg-Id: still exactly three events.
+        #expect(try await js.messageCount(stream: stream) == 3)
+        #expect(try await relay.publishBatch() == 0)
+        await bus.close()
+    }
+
+    @Test func outboxRelayRunsOnCommit() async throws {
+        let servers = try TestServers.get()
+        let bus = try await servers.bus()
+        let js = try JetStream(bus: bus)
+        let stream = "OUTBOXRUN_\(Int.random(in: 100000...999999))"
+        let subject = "test.events.\(stream.lowercased()).happened"
+        try await js.ensureStream(name: stream, subjects: [subject])
+        let store = servers.store()
+        try await store.migrate(Self.migrations)
+        let (sub, events) = try bus.messages(subject)
+        let relay = Task { await OutboxRelay(store: store, jetStream: js, pollInterval: .seconds(30)).run() }
+        try await store.transaction(.none) { tx in try await tx.emit(subject, type: "x", tenantId: nil, data: ["k": "v"]) }
+        var it = events.makeAsyncIterator()
+        let msg = await it.next()
+        let body = try JSONSerialization.jsonObject(with: msg!.data) as! [String: Any]
+        #expect(body["type"] as? String == "x")
+        #expect(msg?.header("Nats-Msg-Id") == body["id"] as? String)
+        relay.cancel()
+        sub.unsubscribe()
+        await bus.close()
+    }
+}
