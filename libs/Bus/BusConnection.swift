@@ -137,7 +137,7 @@ public final class BusConnection: @unchecked Sendable {
         let replySubject = "\(inboxPrefix).\(token)"
         let wait = timeout ?? options.defaultRequestTimeout
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: wait)
+            guard (try? await Task.sleep(for: wait)) != nil else { return }
             self?.fail(token, BusError.timeout(subject))
         }
         defer { timer.cancel() }

@@ -19,7 +19,8 @@ final class OutboxSignal: Sendable {
     /// Returns at the next poke or after `timeout`, whichever is first.
     func wait(timeout: Duration) async {
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
+            // Only a timer that ran out pokes; a cancelled one must not (it would spin the relay).
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
             self?.poke()
         }
         defer { timer.cancel() }

@@ -1,0 +1,20 @@
+# Vigil — the two commands: `make run` (platform) and `make test` (whole suite).
+.PHONY: run stop test build bench contracts demo
+
+run:            ## install what is missing, start NATS + PostgreSQL under .run/, build and start all services
+	scripts/run
+
+stop:           ## stop everything `make run` started
+	scripts/stop
+
+test:           ## unit, integration and black-box tests against real NATS and PostgreSQL
+	scripts/test
+
+build:
+	swift build
+
+bench:          ## gateway throughput and latency (prints figures)
+	scripts/bench gateway
+
+contracts:      ## regenerate contracts/ from scripts/gen-contracts.py
+	python3 scripts/gen-contracts.py

@@ -1,0 +1,261 @@
+"""Black-box harness: starts a real nats-server, a real PostgreSQL and every Vigil service binary on
+random loopback ports, and talks to the gateway over HTTP and to the bus with nats-py."""
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("VIGIL_BIN_DIR", os.path.join(ROOT, ".build", "debug"))
+SERVICES = ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Bus:
+    """A nats-py connection on a background event loop, recording messages of chosen subjects."""
+
+    def __init__(self, url):
+        import nats
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.messages = []
+        self.lock = threading.Lock()
+        self.nc = self.run(nats.connect(url))
+
+    def run(self, coro, timeout=10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def record(self, subject):
+        async def handler(msg):
+            with self.lock:
+                self.messages.append((msg.subject, dict(msg.headers or {}), msg.data))
+        self.run(self.nc.subscribe(subject, cb=handler))
+
+    def received(self, subject_prefix):
+        with self.lock:
+            return [(s, h, json.loads(d)) for s, h, d in self.messages if s.startswith(subject_prefix)]
+
+    def wait_for(self, predicate, subject_prefix, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for s, h, body in self.received(subject_prefix):
+                if predicate(body):
+                    return body
+            time.sleep(0.05)
+        raise AssertionError(f"no message on {subject_prefix} matched within {timeout}s")
+
+    def request(self, subject, data=b"", timeout=2):
+        return self.run(self.nc.request(subject, data, timeout=timeout))
+
+    def gather(self, subject, wait=1.0):
+        """Publishes with a reply inbox and collects every reply that arrives within `wait`."""
+        replies = []
+        async def go():
+            inbox = self.nc.new_inbox()
+
+            async def collect(m):
+                replies.append(json.loads(m.data))
+            sub = await self.nc.subscribe(inbox, cb=collect)
+            await self.nc.publish(subject, b"", reply=inbox)
+            await asyncio.sleep(wait)
+            await sub.unsubscribe()
+        self.run(go())
+        return replies
+
+    def close(self):
+        try:
+            self.run(self.nc.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+class Stack:
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="vigil-e2e-")
+        os.chmod(self.tmp, 0o755)
+        self.procs = {}
+        self.logs = os.path.join(self.tmp, "logs")
+        os.makedirs(self.logs)
+
+    def start(self):
+        self.nats_port = free_port()
+        self.nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd",
+                                      os.path.join(self.tmp, "nats")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.nats_port)
+        self.pg_port = free_port()
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "start", os.path.join(self.tmp, "pg"), str(self.pg_port)], check=True)
+        seed = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+        self.env = dict(os.environ,
+                        VIGIL_NATS_URL=f"nats://127.0.0.1:{self.nats_port}",
+                        VIGIL_DATABASE_URL=f"postgresql://vigil@127.0.0.1:{self.pg_port}/vigil",
+                        VIGIL_JWT_SEED=seed, VIGIL_PASSWORD_HASH="minimum", VIGIL_LOG_LEVEL="info",
+                        VIGIL_OPENAPI_PATH=os.path.join(ROOT, "contracts", "openapi.yaml"),
+                        VIGIL_LOGIN_MAX_FAILURES="5", VIGIL_RATE_BURST="1000", VIGIL_RATE_STEADY="100000")
+        self.http_port = free_port()
+        self.spawn("gateway", VIGIL_HTTP_PORT=str(self.http_port))
+        # Two identity replicas share the queue group.
+        self.spawn("identity", name="identity-1")
+        self.spawn("identity", name="identity-2")
+        for s in SERVICES[2:]:
+            self.spawn(s)
+        # A second gateway with tight limits for the rate-limit and body-size tests.
+        self.limited_port = free_port()
+        self.spawn("gateway", name="gateway-limited", VIGIL_HTTP_PORT=str(self.limited_port), VIGIL_RATE_BURST="5",
+                   VIGIL_RATE_BURST_WINDOW="2", VIGIL_RATE_STEADY="8", VIGIL_RATE_STEADY_WINDOW="60",
+                   VIGIL_MAX_BODY_BYTES="2048", VIGIL_REQUEST_TIMEOUT_MS="1000")
+        wait_port(self.http_port, 60)
+        wait_port(self.limited_port, 60)
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.limited_url = f"http://127.0.0.1:{self.limited_port}"
+        self.bus = Bus(self.env["VIGIL_NATS_URL"])
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            names = {r.get("name") for r in self.bus.gather("$SRV.PING", 0.3)}
+            if set(SERVICES) <= names:
+                break
+        else:
+            raise RuntimeError("services did not all answer $SRV.PING; logs in " + self.logs)
+        self.bus.record("vigil.events.>")
+        self.bus.record("vigil.jobs.email.send")
+
+    def spawn(self, service, name=None, **env):
+        name = name or service
+        log = open(os.path.join(self.logs, f"{name}.log"), "wb")
+        self.procs[name] = subprocess.Popen([os.path.join(BIN, f"vigil-{service}")], env=dict(self.env, **env),
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self, name):
+        with open(os.path.join(self.logs, f"{name}.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if getattr(self, "bus", None):
+            self.bus.close()
+        for p in self.procs.values():
+            p.send_signal(signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if getattr(self, "nats", None):
+            self.nats.terminate()
+            self.nats.wait(10)
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "stop", os.path.join(self.tmp, "pg")])
+        if os.environ.get("VIGIL_KEEP_E2E"):
+            print("e2e files kept in", self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack()
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+class Client:
+    """HTTP client bound to the gateway, optionally with a credential."""
+
+    def __init__(self, base, token=None, api_key=None, slug=None):
+        self.base, self.token, self.api_key, self.slug = base, token, api_key, slug
+
+    def headers(self, extra=None):
+        h = {}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        if self.api_key:
+            h["x-api-key"] = self.api_key
+        if self.slug:
+            h["x-tenant-slug"] = self.slug
+        h.update(extra or {})
+        return h
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        url = self.base + "/api/v1" + path
+        kw = {"headers": self.headers(headers), "timeout": 15}
+        if raw is not None:
+            kw["data"] = raw
+        elif body is not None:
+            kw["json"] = body
+        return requests.request(method, url, **kw)
+
+    def get(self, path, **kw): return self.call("GET", path, **kw)
+    def post(self, path, body=None, **kw): return self.call("POST", path, body, **kw)
+    def patch(self, path, body=None, **kw): return self.call("PATCH", path, body, **kw)
+    def delete(self, path, **kw): return self.call("DELETE", path, **kw)
+
+    def as_(self, **kw):
+        c = Client(self.base, self.token, self.api_key, self.slug)
+        for k, v in kw.items():
+            setattr(c, k, v)
+        return c
+
+
+def unique_email(tag="user"):
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def anon(stack):
+    return Client(stack.url)
+
+
+@pytest.fixture
+def signup(stack):
+    """Signs up a new user with a new workspace; returns (client, reply, password)."""
+    def make(tag="owner", workspace=None):
+        email = unique_email(tag)
+        password = "correct horse " + uuid.uuid4().hex[:8]
+        r = Client(stack.url).post("/auth/signup", {"email": email, "password": password, "full_name": tag.title(),
+                                                    "workspace_name": workspace or f"{tag} workspace"})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return Client(stack.url, token=body["access_token"]), body, password
+    return make
+
+
+def email_to(stack, address, template, timeout=10):
+    return stack.bus.wait_for(lambda b: b["data"]["to"] == address and b["data"]["template"] == template,
+                              "vigil.jobs.email.send", timeout)["data"]
+
+
+def assert_envelope(r, status, error=None):
+    assert r.status_code == status, f"{r.status_code} {r.text}"
+    body = r.json()
+    assert set(body) >= {"error", "message", "correlation_id"}, body
+    assert r.headers["x-correlation-id"] == body["correlation_id"]
+    if error:
+        assert body["error"] == error, body
+    return body

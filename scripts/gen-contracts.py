@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Generates contracts/openapi.yaml, contracts/asyncapi.yaml and contracts/schemas/ from one table.
+
+The Swift route table (libs/GatewayService/Routes.swift) and the services are checked against these
+files by the tests; edit this table, run `python3 scripts/gen-contracts.py`, commit both."""
+import json
+import os
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+OUT = os.path.join(ROOT, "contracts")
+
+S = lambda **kw: {"type": "string", **kw}
+I = lambda **kw: {"type": "integer", **kw}
+B = {"type": "boolean"}
+DT = S(format="date-time")
+UUID = S(format="uuid")
+NULL = lambda s: {"anyOf": [s, {"type": "null"}]}
+ROLE = S(enum=["owner", "admin", "analyst", "viewer", "billing"])
+
+
+def obj(required=(), additional=False, **props):
+    o = {"type": "object", "properties": props, "additionalProperties": additional}
+    if required:
+        o["required"] = list(required)
+    return o
+
+
+def page(item):
+    return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=NULL(S()), total=I())
+
+
+MODELS = {
+    "Error": obj(["error", "message"], error=S(), message=S(), correlation_id=S(),
+                 issues={"type": "array", "items": obj(["path", "message"], path=S(), message=S())}),
+    "User": obj(["id", "email", "full_name", "email_verified"], id=UUID, email=S(format="email"), full_name=S(),
+                email_verified=B, created_at=DT),
+    "Workspace": obj(["id", "slug", "name"], id=UUID, slug=S(), name=S(), parent_id=UUID, settings={"type": "object"},
+                     created_at=DT),
+    "Message": obj(["message"], message=S()),
+    "Empty": obj(),
+}
+MODELS["Tokens"] = obj(["user", "access_token", "refresh_token", "token_type", "expires_in"], user=MODELS["User"],
+                       workspace=MODELS["Workspace"], access_token=S(), refresh_token=S(pattern="^vrt_"),
+                       token_type=S(enum=["bearer"]), expires_in=I())
+MODELS["Me"] = obj(["kind", "workspace", "role", "scopes"], kind=S(enum=["user", "api_key"]), user=MODELS["User"],
+                   workspace=MODELS["Workspace"], role=ROLE, scopes={"type": "array", "items": S()}, api_key_id=UUID,
+                   acting_via_parent=UUID,
+                   memberships={"type": "array", "items": obj(["workspace", "role"], workspace=MODELS["Workspace"], role=ROLE)})
+MODELS["TeamMember"] = obj(["membership_id", "user_id", "email", "full_name", "role", "joined_at"], membership_id=UUID,
+                           user_id=UUID, email=S(), full_name=S(), role=ROLE, joined_at=DT)
+MODELS["Invitation"] = obj(["id", "email", "role", "status", "expires_at", "created_at"], id=UUID, email=S(), role=ROLE,
+                           status=S(enum=["pending", "accepted", "revoked", "expired"]), invited_by=UUID,
+                           expires_at=DT, created_at=DT, accepted_at=DT)
+MODELS["InvitationCheck"] = obj(["email", "role", "workspace", "user_exists", "needs_password", "expires_at"], email=S(),
+                                role=ROLE, workspace=MODELS["Workspace"], user_exists=B, needs_password=B, expires_at=DT)
+MODELS["InvitationAccepted"] = obj(["user", "workspace", "membership_id", "role"], user=MODELS["User"],
+                                   workspace=MODELS["Workspace"], membership_id=UUID, role=ROLE, access_token=S(),
+                                   refresh_token=S(), token_type=S(), expires_in=I())
+MODELS["ApiKey"] = obj(["id", "name", "prefix", "scopes", "role", "created_at"], id=UUID, name=S(), prefix=S(pattern="^vgl_"),
+                       scopes={"type": "array", "items": S(enum=["read", "write", "admin"])}, role=ROLE, created_at=DT,
+                       expires_at=DT, last_used_at=DT, key=S(pattern="^vgl_[A-Za-z0-9_-]{43}$", description="returned once, on create"))
+MODELS["RemediationPolicy"] = obj(["mode", "auto_approve_severities", "require_verification", "max_actions_per_day"],
+                                  mode=S(enum=["manual", "auto_approve", "disabled"]),
+                                  auto_approve_severities={"type": "array", "items": S(enum=["critical", "high", "medium", "low", "info"])},
+                                  require_verification=B, allowed_actions={"type": "array", "items": S()},
+                                  max_actions_per_day=I(minimum=0, maximum=10000), updated_at=DT)
+MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
+                          api_key_id=UUID, tenant_id=UUID, tenant_slug=S(), role=ROLE, scopes={"type": "array", "items": S()},
+                          via_parent_tenant_id=UUID)
+
+PAGE_Q = ["limit", "cursor", "offset"]
+PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0))
+
+# (method, path, subject, access, status, request body schema, reply schema, summary, query)
+ROUTES = [
+    ("post", "/api/v1/auth/signup", "vigil.identity.auth.signup", "public", 201,
+     obj(["email", "password", "full_name", "workspace_name"], email=S(format="email"), password=S(minLength=10), full_name=S(), workspace_name=S()),
+     "Tokens", "Create a user and their first workspace", []),
+    ("post", "/api/v1/auth/login", "vigil.identity.auth.login", "public", 200, obj(["email", "password"], email=S(), password=S()), "Tokens", "Sign in", []),
+    ("post", "/api/v1/auth/refresh", "vigil.identity.auth.refresh", "public", 200, obj(["refresh_token"], refresh_token=S()), "Tokens",
+     "Rotate a refresh token (reuse of a spent one revokes its family)", []),
+    ("post", "/api/v1/auth/forgot-password", "vigil.identity.auth.forgot_password", "public", 202, obj(["email"], email=S()), "Message",
+     "Send a reset link if the account exists (always 202)", []),
+    ("post", "/api/v1/auth/reset-password", "vigil.identity.auth.reset_password", "public", 200,
+     obj(["token", "new_password"], token=S(), new_password=S(minLength=10)), "Message", "Reset a password with a single-use token", []),
+    ("post", "/api/v1/auth/change-password", "vigil.identity.auth.change_password", "member", 200,
+     obj(["current_password", "new_password"], current_password=S(), new_password=S(minLength=10)), "Message", "Change the signed-in user's password", []),
+    ("post", "/api/v1/auth/resend-verification", "vigil.identity.auth.resend_verification", "optional", 200, obj(email=S()), "Message",
+     "Send a new verification email", []),
+    ("post", "/api/v1/auth/verify-email/{token}", "vigil.identity.auth.verify_email", "public", 200, None, "Message", "Verify an email address", []),
+    ("get", "/api/v1/auth/me", "vigil.identity.auth.me", "member", 200, None, "Me", "The caller, their workspace, role and scopes", []),
+    ("get", "/api/v1/me", "vigil.identity.auth.me", "member", 200, None, "Me", "Alias of /auth/me (the calling key's workspace, scopes and role)", []),
+    ("get", "/api/v1/ping", "vigil.identity.health.ping", "public", 200, None, obj(["status"], status=S(), service=S()), "Bus round trip to identity", []),
+    ("get", "/api/v1/users/team", "vigil.identity.team.list", "viewer", 200, None, page(MODELS["TeamMember"]), "List workspace members", PAGE_Q),
+    ("post", "/api/v1/users/invite", "vigil.identity.invitation.create", "admin", 201, obj(["email"], email=S(), role=ROLE), "Invitation", "Invite a user", []),
+    ("patch", "/api/v1/users/team/{membership_id}/role", "vigil.identity.team.update_role", "admin", 200, obj(["role"], role=ROLE), "TeamMember",
+     "Change a member's role", []),
+    ("delete", "/api/v1/users/team/{membership_id}", "vigil.identity.team.remove", "member", 204, None, "Empty",
+     "Remove a member (admins) or leave (self)", []),
+    ("patch", "/api/v1/users/profile", "vigil.identity.user.update_profile", "member", 200, obj(full_name=S()), "User", "Update the caller's profile", []),
+    ("get", "/api/v1/tenants/current", "vigil.identity.tenant.get", "member", 200, None, "Workspace", "The selected workspace", []),
+    ("patch", "/api/v1/tenants/current", "vigil.identity.tenant.update", "admin", 200, obj(name=S()), "Workspace", "Rename the workspace", []),
+    ("patch", "/api/v1/tenants/current/remediation-policy", "vigil.remediation.policy.update", "admin", 200,
+     obj(mode=S(), auto_approve_severities={"type": "array", "items": S()}, require_verification=B,
+         allowed_actions={"type": "array", "items": S()}, max_actions_per_day=I()), "RemediationPolicy", "How fixes get approved", []),
+    ("patch", "/api/v1/tenants/current/settings", "vigil.identity.tenant.update_settings", "admin", 200,
+     obj(["settings"], settings={"type": "object"}), "Workspace", "Merge workspace settings", []),
+    ("get", "/api/v1/tenants/msp/workspaces", "vigil.identity.tenant.list_children", "admin", 200, None, page(MODELS["Workspace"]),
+     "MSP: child workspaces of this workspace", PAGE_Q),
+    ("post", "/api/v1/tenants/msp/workspaces", "vigil.identity.tenant.create_child", "admin", 201, obj(["name"], name=S()), "Workspace",
+     "MSP: create a child workspace", []),
+    ("post", "/api/v1/api-keys/", "vigil.identity.apikey.create", "analyst", 201,
+     obj(["name"], name=S(), scopes={"type": "array", "items": S(enum=["read", "write", "admin"])}, expires_at=DT, role=ROLE), "ApiKey",
+     "Create an API key (the key is shown once)", []),
+    ("get", "/api/v1/api-keys/", "vigil.identity.apikey.list", "viewer", 200, None, page(MODELS["ApiKey"]), "List API keys (prefixes only)", PAGE_Q),
+    ("delete", "/api/v1/api-keys/{key_id}", "vigil.identity.apikey.revoke", "analyst", 204, None, "Empty", "Revoke an API key", []),
+    ("post", "/api/v1/invitations/", "vigil.identity.invitation.create", "admin", 201, obj(["email"], email=S(), role=ROLE), "Invitation", "Invite a user", []),
+    ("get", "/api/v1/invitations/", "vigil.identity.invitation.list", "admin", 200, None, page(MODELS["Invitation"]), "List invitations", PAGE_Q),
+    ("get", "/api/v1/invitations/validate/{token}", "vigil.identity.invitation.validate", "public", 200, None, "InvitationCheck",
+     "Preflight an invitation token", []),
+    ("post", "/api/v1/invitations/accept/{token}", "vigil.identity.invitation.accept", "public", 200,
+     obj(full_name=S(), password=S(minLength=10)), "InvitationAccepted", "Accept an invitation (new users set a password)", []),
+    ("post", "/api/v1/invitations/{invitation_id}/resend", "vigil.identity.invitation.resend", "admin", 200, None, "Invitation",
+     "Resend an invitation with a fresh token", []),
+    ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
+]
+
+INTERNAL = [
+    ("vigil.identity.principal.resolve", obj(["kind"], kind=S(enum=["jwt", "api_key"]), user_id=UUID, session_tenant_id=UUID,
+                                              api_key_hash=S(), tenant_slug=S()), MODELS["Principal"],
+     "Gateway → identity: who is this verified token or API-key hash, in which workspace"),
+    ("vigil.identity.keys.get", obj(), obj(["keys"], keys={"type": "array", "items": obj(["kid", "alg", "public_key"], kid=S(), alg=S(), public_key=S())}),
+     "Identity's Ed25519 token-verification keys"),
+    ("vigil.remediation.policy.get", obj(), MODELS["RemediationPolicy"], "The workspace's remediation policy"),
+]
+
+ID_ACTOR = dict(actor=S())
+EVENTS = {
+    "vigil.events.user.signed_up": obj(["user_id", "workspace_id"], user_id=UUID, workspace_id=UUID),
+    "vigil.events.user.password_changed": obj(["user_id"], user_id=UUID),
+    "vigil.events.user.password_reset": obj(["user_id"], user_id=UUID),
+    "vigil.events.workspace.created": obj(["workspace_id", "slug"], workspace_id=UUID, slug=S(), parent_id=S()),
+    "vigil.events.workspace.updated": obj(["workspace_id"], workspace_id=UUID, **ID_ACTOR),
+    "vigil.events.membership.role_changed": obj(["membership_id", "user_id", "from", "to"], membership_id=UUID, user_id=UUID,
+                                                **{"from": ROLE, "to": ROLE}, **ID_ACTOR),
+    "vigil.events.membership.removed": obj(["membership_id", "user_id"], membership_id=UUID, user_id=UUID, **ID_ACTOR),
+    "vigil.events.invitation.created": obj(["invitation_id", "role"], invitation_id=UUID, role=ROLE, **ID_ACTOR),
+    "vigil.events.invitation.accepted": obj(["invitation_id", "user_id", "membership_id", "role"], invitation_id=UUID, user_id=UUID,
+                                            membership_id=UUID, role=ROLE),
+    "vigil.events.apikey.created": obj(["api_key_id", "prefix"], api_key_id=UUID, prefix=S(), **ID_ACTOR),
+    "vigil.events.apikey.revoked": obj(["api_key_id"], api_key_id=UUID, **ID_ACTOR),
+    "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), **ID_ACTOR),
+}
+JOBS = {
+    "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
+                                 template=S(enum=["verify_email", "reset_password", "invitation"]), subject=S(), text=S(),
+                                 values={"type": "object", "additionalProperties": S()}),
+}
+ENVELOPE = obj(["id", "type", "occurred_at", "data"], id=UUID, type=S(), occurred_at=DT, tenant_id=NULL(UUID), data={"type": "object"})
+
+
+def resolve(s):
+    return MODELS[s] if isinstance(s, str) else s
+
+
+def ref(s):
+    return {"$ref": f"#/components/schemas/{s}"} if isinstance(s, str) else s
+
+
+def write_json(name, schema, title):
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+    with open(os.path.join(OUT, "schemas", name), "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def main():
+    os.makedirs(os.path.join(OUT, "schemas"), exist_ok=True)
+    for f in os.listdir(os.path.join(OUT, "schemas")):
+        os.remove(os.path.join(OUT, "schemas", f))
+    paths = {}
+    for method, path, subject, access, status, body, reply, summary, query in ROUTES:
+        op = {"operationId": subject.replace("vigil.", "").replace(".", "_") + ("_" + path.split("/")[3] if path == "/api/v1/me" or path == "/api/v1/users/invite" else ""),
+              "summary": summary, "x-vigil-subject": subject, "x-vigil-access": access, "tags": [path.split("/")[3]]}
+        params = [{"name": p[1:-1], "in": "path", "required": True, "schema": S()} for p in path.split("/") if p.startswith("{")]
+        params += [{"name": q, "in": "query", "required": False, "schema": PAGEREQ["properties"][q]} for q in query]
+        if access not in ("public",):
+            params.append({"name": "x-tenant-slug", "in": "header", "required": False, "schema": S()})
+        if method != "get":
+            params.append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": S(maxLength=255)})
+        if params:
+            op["parameters"] = params
+        if body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        if access == "public":
+            op["security"] = []
+        elif access == "optional":
+            op["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+        responses = {}
+        if status == 204:
+            responses["204"] = {"description": "Done"}
+        else:
+            responses[str(status)] = {"description": "Success", "content": {"application/json": {"schema": ref(reply)}}}
+        for code in (["400", "401", "403", "404", "409", "413", "422", "429", "503", "504"]):
+            responses[code] = {"$ref": "#/components/responses/Error"}
+        op["responses"] = responses
+        paths.setdefault(path, {})[method] = op
+    openapi = {
+        "openapi": "3.1.0",
+        "info": {"title": "Vigil API", "version": "0.1.0",
+                 "description": "Vigil's REST surface. Every route is one NATS request; errors use one envelope."},
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Access token (JWT) or API key"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "responses": {"Error": {"description": "Error envelope", "content": {"application/json": {"schema": ref("Error")}}}},
+            "schemas": MODELS,
+        },
+    }
+    with open(os.path.join(OUT, "openapi.yaml"), "w") as f:
+        f.write("# Generated by scripts/gen-contracts.py — edit the table there.\n")
+        yaml.safe_dump(openapi, f, sort_keys=False, width=120)
+
+    channels, operations = {}, {}
+    requests = {}
+    for method, path, subject, access, status, body, reply, summary, query in ROUTES:
+        req = body or obj()
+        req = {**req, "properties": dict(req.get("properties", {}))}
+        req["additionalProperties"] = True
+        for p in path.split("/"):
+            if p.startswith("{"):
+                req["properties"][p[1:-1]] = S()
+        for q in query:
+            req["properties"][q] = PAGEREQ["properties"][q]
+        requests[subject] = (req, resolve(reply), summary)
+    for subject, req, reply, summary in INTERNAL:
+        requests[subject] = (req, reply, summary)
+    for subject, (req, reply, summary) in sorted(requests.items()):
+        write_json(f"{subject}.request.json", req, f"{subject} request")
+        write_json(f"{subject}.reply.json", reply, f"{subject} reply")
+        key = subject.replace(".", "_")
+        channels[key] = {"address": subject, "description": summary,
+                         "messages": {"request": {"payload": {"$ref": f"schemas/{subject}.request.json"}},
+                                      "reply": {"payload": {"$ref": f"schemas/{subject}.reply.json"}}},
+                         "bindings": {"nats": {"queue": "q"}}}
+        operations[key] = {"action": "receive", "channel": {"$ref": f"#/channels/{key}"},
+                           "reply": {"channel": {"$ref": f"#/channels/{key}"}, "messages": [{"$ref": f"#/channels/{key}/messages/reply"}]},
+                           "messages": [{"$ref": f"#/channels/{key}/messages/request"}]}
+    write_json("event-envelope.json", ENVELOPE, "Envelope of every event and job message")
+    write_json("error.json", MODELS["Error"], "Error body (bus and REST)")
+    write_json("principal.json", MODELS["Principal"], "Vigil-Principal header")
+    for subject, data in {**EVENTS, **JOBS}.items():
+        name = subject.replace("vigil.events.", "event.").replace("vigil.jobs.", "job.")
+        write_json(f"{name}.json", data, f"data of {subject}")
+        key = subject.replace(".", "_")
+        stream = "VIGIL_EVENTS" if subject.startswith("vigil.events.") else "VIGIL_JOBS"
+        channels[key] = {"address": subject, "description": f"JetStream {stream}; body is the event envelope, `data` as in schemas/{name}.json",
+                         "messages": {"event": {"payload": {"$ref": f"schemas/{name}.json"},
+                                                "headers": {"type": "object", "properties": {"Nats-Msg-Id": S()}}}}}
+        operations[key] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"},
+                           "messages": [{"$ref": f"#/channels/{key}/messages/event"}]}
+    asyncapi = {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Vigil bus", "version": "0.1.0",
+                 "description": "Request subjects (queue group q, services protocol errors), events (VIGIL_EVENTS) and jobs (VIGIL_JOBS). "
+                                "Headers: Vigil-Tenant-Id, Vigil-Principal, Vigil-Correlation-Id, Idempotency-Key, traceparent."},
+        "servers": {"local": {"host": "127.0.0.1:4222", "protocol": "nats"}},
+        "channels": channels,
+        "operations": operations,
+    }
+    with open(os.path.join(OUT, "asyncapi.yaml"), "w") as f:
+        f.write("# Generated by scripts/gen-contracts.py — edit the table there.\n")
+        yaml.safe_dump(asyncapi, f, sort_keys=False, width=120)
+
+
+if __name__ == "__main__":
+    main()
