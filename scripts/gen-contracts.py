@@ -158,6 +158,10 @@ JOBS = {
                                  template=S(enum=["verify_email", "reset_password", "invitation"]), subject=S(), text=S(),
                                  values={"type": "object", "additionalProperties": S()}),
 }
+BROADCASTS = {
+    "vigil.identity.principal.invalidated": (obj(api_key_id=UUID, user_id=UUID, tenant_id=UUID),
+                                             "Core NATS broadcast (no queue group): drop cached principals matching any field"),
+}
 ENVELOPE = obj(["id", "type", "occurred_at", "data"], id=UUID, type=S(), occurred_at=DT, tenant_id=NULL(UUID), data={"type": "object"})
 
 
@@ -263,6 +267,13 @@ def main():
                                                 "headers": {"type": "object", "properties": {"Nats-Msg-Id": S()}}}}}
         operations[key] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"},
                            "messages": [{"$ref": f"#/channels/{key}/messages/event"}]}
+    for subject, (data, description) in BROADCASTS.items():
+        write_json(f"broadcast.{subject}.json", data, f"{subject} message")
+        key = subject.replace(".", "_")
+        channels[key] = {"address": subject, "description": description,
+                         "messages": {"broadcast": {"payload": {"$ref": f"schemas/broadcast.{subject}.json"}}}}
+        operations[key] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"},
+                           "messages": [{"$ref": f"#/channels/{key}/messages/broadcast"}]}
     asyncapi = {
         "asyncapi": "3.0.0",
         "info": {"title": "Vigil bus", "version": "0.1.0",

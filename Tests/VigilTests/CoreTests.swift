@@ -70,3 +70,28 @@ import Testing
         for route in RouteTable.all { #expect(route.subject.split(separator: ".").count == 4) }
     }
 }
+
+@Suite struct TimestampTests {
+    @Test(arguments: [
+        ("2026-11-22T09:19:57.123Z", 1_795_339_197.123),
+        ("2026-11-22 09:19:57.123456+00", 1_795_339_197.123456),
+        ("2026-11-22T10:19:57+01:00", 1_795_339_197),
+        ("2026-11-22T04:19:57-0500", 1_795_339_197),
+        ("1970-01-01T00:00:00Z", 0),
+    ])
+    func parses(_ text: String, _ epoch: Double) throws {
+        let d = try #require(Timestamp.parse(text))
+        #expect(abs(d.timeIntervalSince1970 - epoch) < 0.0005)
+    }
+
+    @Test(arguments: ["", "2026-13-01T00:00:00Z", "2026-11-22", "2026-11-22T09:19:57", "2026-11-22T09:19:57.Z", "x026-11-22T09:19:57Z",
+                      "2026-11-22T09:19:57Zjunk"])
+    func rejects(_ text: String) { #expect(Timestamp.parse(text) == nil) }
+
+    @Test func formatsMillisecondsUTC() {
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_795_339_197.1239)) == "2026-11-22T09:19:57.123Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        let now = Date()
+        #expect(abs(Timestamp.parse(Timestamp.format(now))!.timeIntervalSince(now)) < 0.001)
+    }
+}

@@ -97,7 +97,8 @@ class Bus:
 
 
 class Stack:
-    def __init__(self):
+    def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True):
+        self.bin_dir, self.extra_env, self.limited_gateway = bin_dir, extra_env or {}, limited_gateway
         self.tmp = tempfile.mkdtemp(prefix="vigil-e2e-")
         os.chmod(self.tmp, 0o755)
         self.procs = {}
@@ -118,6 +119,7 @@ class Stack:
                         VIGIL_JWT_SEED=seed, VIGIL_PASSWORD_HASH="minimum", VIGIL_LOG_LEVEL="info",
                         VIGIL_OPENAPI_PATH=os.path.join(ROOT, "contracts", "openapi.yaml"),
                         VIGIL_LOGIN_MAX_FAILURES="5", VIGIL_RATE_BURST="1000", VIGIL_RATE_STEADY="100000")
+        self.env.update(self.extra_env)
         self.http_port = free_port()
         self.spawn("gateway", VIGIL_HTTP_PORT=str(self.http_port))
         # Two identity replicas share the queue group.
@@ -126,10 +128,11 @@ class Stack:
         for s in SERVICES[2:]:
             self.spawn(s)
         # A second gateway with tight limits for the rate-limit and body-size tests.
-        self.limited_port = free_port()
-        self.spawn("gateway", name="gateway-limited", VIGIL_HTTP_PORT=str(self.limited_port), VIGIL_RATE_BURST="5",
-                   VIGIL_RATE_BURST_WINDOW="2", VIGIL_RATE_STEADY="8", VIGIL_RATE_STEADY_WINDOW="60",
-                   VIGIL_MAX_BODY_BYTES="2048", VIGIL_REQUEST_TIMEOUT_MS="1000")
+        self.limited_port = free_port() if self.limited_gateway else self.http_port
+        if self.limited_gateway:
+            self.spawn("gateway", name="gateway-limited", VIGIL_HTTP_PORT=str(self.limited_port), VIGIL_RATE_BURST="5",
+                       VIGIL_RATE_BURST_WINDOW="2", VIGIL_RATE_STEADY="8", VIGIL_RATE_STEADY_WINDOW="60",
+                       VIGIL_MAX_BODY_BYTES="2048", VIGIL_REQUEST_TIMEOUT_MS="1000")
         wait_port(self.http_port, 60)
         wait_port(self.limited_port, 60)
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -148,7 +151,7 @@ class Stack:
     def spawn(self, service, name=None, **env):
         name = name or service
         log = open(os.path.join(self.logs, f"{name}.log"), "wb")
-        self.procs[name] = subprocess.Popen([os.path.join(BIN, f"vigil-{service}")], env=dict(self.env, **env),
+        self.procs[name] = subprocess.Popen([os.path.join(self.bin_dir, f"vigil-{service}")], env=dict(self.env, **env),
                                             stdout=log, stderr=subprocess.STDOUT)
 
     def log(self, name):

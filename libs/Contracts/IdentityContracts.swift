@@ -34,3 +34,22 @@ package enum IdentityAPI {
     package static let signingKeys = Endpoint<Empty, SigningKeysReply>("vigil.identity.keys.get")
 }
 
+
+/// Core NATS broadcasts of identity (every subscriber gets each message; not persisted).
+package enum IdentityBroadcasts {
+    /// Sent before identity answers a change that alters who a credential is (key revoked, role
+    /// changed, member removed, password changed); gateways drop cached principals that match.
+    package static let principalInvalidated = "vigil.identity.principal.invalidated"
+}
+
+/// Which cached principals to drop; any field that is set matches.
+package struct PrincipalInvalidation: Codable, Sendable {
+    package var apiKeyId: String?
+    package var userId: String?
+    package var tenantId: String?
+    package init(apiKeyId: String? = nil, userId: String? = nil, tenantId: String? = nil) {
+        self.apiKeyId = apiKeyId
+        self.userId = userId
+        self.tenantId = tenantId
+    }
+}

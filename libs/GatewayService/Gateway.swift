@@ -20,6 +20,7 @@ import VigilCrypto
 /// | VIGIL_RATE_BURST / VIGIL_RATE_BURST_WINDOW | 50 / 1 | requests per credential per burst window (s) |
 /// | VIGIL_RATE_STEADY / VIGIL_RATE_STEADY_WINDOW | 1200 / 60 | requests per credential per steady window (s) |
 /// | VIGIL_OPENAPI_PATH | contracts/openapi.yaml | the OpenAPI document served as JSON |
+/// | VIGIL_PRINCIPAL_CACHE_MS | 5000 | how long a resolved credential is reused (0 = never) |
 struct GatewaySettings: Sendable {
     var host: String
     var port: Int
@@ -28,6 +29,7 @@ struct GatewaySettings: Sendable {
     var burst: RateLimiter.Window
     var steady: RateLimiter.Window
     var openAPIPath: String?
+    var principalCacheTTL: Duration
 
     init(_ r: ConfigReader) {
         host = r.string("VIGIL_HTTP_HOST", default: "127.0.0.1")
@@ -37,6 +39,7 @@ struct GatewaySettings: Sendable {
         burst = .init(limit: r.int("VIGIL_RATE_BURST", default: 50), seconds: r.double("VIGIL_RATE_BURST_WINDOW", default: 1))
         steady = .init(limit: r.int("VIGIL_RATE_STEADY", default: 1200), seconds: r.double("VIGIL_RATE_STEADY_WINDOW", default: 60))
         openAPIPath = r.optional("VIGIL_OPENAPI_PATH")
+        principalCacheTTL = .milliseconds(r.int("VIGIL_PRINCIPAL_CACHE_MS", default: 5000))
     }
 }
 
@@ -87,6 +90,7 @@ final class Gateway: Sendable {
     let idempotency: IdempotencyStore
     let openAPIJSON: Data?
     let logger: Logger
+    let principals: PrincipalCache
 
     init(ctx: ServiceContext, settings: GatewaySettings) async throws {
         self.ctx = ctx
@@ -96,6 +100,8 @@ final class Gateway: Sendable {
         keys = VerificationKeys(bus: ctx.bus)
         idempotency = IdempotencyStore(bucket: try await ctx.jetStream.keyValue(bucket: "vigil_idempotency", ttl: .seconds(24 * 3600)))
         openAPIJSON = OpenAPIDocument.load(explicitPath: settings.openAPIPath, logger: ctx.logger)
+        principals = PrincipalCache(ttl: settings.principalCacheTTL)
+        try principals.listen(on: ctx.bus)
     }
 
     func application() -> some ApplicationProtocol {
@@ -166,10 +172,11 @@ final class Gateway: Sendable {
     func pipeline(_ route: Route, _ request: Request, _ context: GatewayContext, _ cid: String,
                   _ headers: inout HTTPFields) async throws -> Response {
         let credential = Self.credential(request)
+        let credentialHash = credential.map(SecretToken.hash)
         let client = context.remoteAddress ?? "unknown"
 
         // 1. Rate limit per credential (or per client address when anonymous).
-        let limitKey = credential.map { "c:" + SecretToken.hash($0) } ?? "a:" + client
+        let limitKey = credentialHash.map { "c:" + $0 } ?? "a:" + client
         let decision = limiter.check(limitKey)
         headers[.rateLimitLimit] = String(decision.limit)
         headers[.rateLimitRemaining] = String(decision.remaining)
@@ -197,12 +204,12 @@ final class Gateway: Sendable {
         let payload = try buildPayload(route, request, context, rawBody)
 
         // 3. Authentication and role.
-        let principal = try await authenticate(route, request, credential: credential, client: client, cid: cid)
-
-        var busContext = CallContext(tenantId: principal?.tenantId, correlationId: cid,
-                                        idempotencyKey: request.headers[.idempotencyKey],
-                                        traceparent: request.headers[.traceparent], clientAddress: client)
-        if let principal { busContext.principal = String(decoding: try JSON.encode(principal), as: UTF8.self) }
+        let resolved = try await authenticate(route, request, credential: credential, credentialHash: credentialHash,
+                                              client: client, cid: cid)
+        let principal = resolved?.principal
+        let busContext = CallContext(tenantId: principal?.tenantId, principal: resolved?.header, correlationId: cid,
+                                     idempotencyKey: request.headers[.idempotencyKey],
+                                     traceparent: request.headers[.traceparent], clientAddress: client)
 
         // 4. Idempotency for mutating routes.
         if route.isMutating, let key = request.headers[.idempotencyKey] {
@@ -289,7 +296,8 @@ final class Gateway: Sendable {
 
     // MARK: authentication
 
-    func authenticate(_ route: Route, _ request: Request, credential: String?, client: String, cid: String) async throws -> Principal? {
+    func authenticate(_ route: Route, _ request: Request, credential: String?, credentialHash: String?, client: String,
+                      cid: String) async throws -> PrincipalCache.Resolved? {
         if route.access == .public { return nil }
         guard let credential, !credential.isEmpty else {
             if route.access == .optional { return nil }
@@ -303,13 +311,22 @@ final class Gateway: Sendable {
             }
             resolve = ResolvePrincipalRequest(kind: "jwt", userId: claims.sub, sessionTenantId: claims.tid, tenantSlug: slug)
         } else if SecretToken.isWellFormed(credential, prefix: SecretToken.apiKeyPrefix) {
-            resolve = ResolvePrincipalRequest(kind: "api_key", apiKeyHash: SecretToken.hash(credential), tenantSlug: slug)
+            resolve = ResolvePrincipalRequest(kind: "api_key", apiKeyHash: credentialHash, tenantSlug: slug)
         } else {
             throw ServiceError(status: 401, error: "invalid_token", message: "credential is neither a valid access token nor an API key")
         }
-        let principal = try await ctx.bus.request(IdentityAPI.resolvePrincipal, resolve,
-                                                  context: CallContext(correlationId: cid, clientAddress: client),
-                                                  timeout: settings.requestTimeout)
+        let cacheKey = (credentialHash ?? "") + "|" + (slug ?? "")
+        let resolved: PrincipalCache.Resolved
+        if let cached = principals.get(cacheKey) {
+            resolved = cached
+        } else {
+            let p = try await ctx.bus.request(IdentityAPI.resolvePrincipal, resolve,
+                                              context: CallContext(correlationId: cid, clientAddress: client),
+                                              timeout: settings.requestTimeout)
+            resolved = .init(principal: p, header: String(decoding: try JSON.encode(p), as: UTF8.self))
+            principals.put(cacheKey, resolved)
+        }
+        let principal = resolved.principal
         switch route.access {
         case .role(let needed):
             guard principal.role.rank >= needed.rank, principal.role != .billing else {
@@ -323,7 +340,7 @@ final class Gateway: Sendable {
                 throw ServiceError.forbidden("API key lacks the \(scope) scope")
             }
         }
-        return principal
+        return resolved
     }
 
     // MARK: responses

@@ -36,6 +36,7 @@ extension StoreError {
 /// the outbox in that transaction.
 final class IdentityHandlers: Sendable {
     let store: Store
+    let bus: BusConnection
     let settings: IdentitySettings
     let logger: Logger
     let timingHash: String
@@ -43,8 +44,9 @@ final class IdentityHandlers: Sendable {
     static let userColumns = "u.id AS u_id, u.email AS u_email, u.full_name AS u_full_name, u.email_verified AS u_email_verified, u.created_at AS u_created_at"
     static let workspaceColumns = "w.id AS w_id, w.slug AS w_slug, w.name AS w_name, w.parent_id AS w_parent_id, w.settings AS w_settings, w.created_at AS w_created_at"
 
-    init(store: Store, settings: IdentitySettings, logger: Logger) {
+    init(store: Store, bus: BusConnection, settings: IdentitySettings, logger: Logger) {
         self.store = store
+        self.bus = bus
         self.settings = settings
         self.logger = logger
         self.timingHash = (try? Sodium.hashPassword("vigil-timing-equalizer", strength: settings.passwordStrength)) ?? ""
@@ -82,6 +84,14 @@ final class IdentityHandlers: Sendable {
         r.add(Endpoint<Empty, [String: String]>("vigil.identity.health.ping")) { _, _ in ["status": "ok", "service": "identity"] }
         r.add(IdentityAPI.signingKeys) { [settings] _, _ in
             SigningKeysReply(keys: [.init(kid: settings.keyId, alg: "EdDSA", publicKey: Base64URL.encode(settings.signingKey.publicKey))])
+        }
+    }
+
+    /// Tells every gateway to drop cached principals that a committed change made stale. Published
+    /// before the reply on the same connection, so it reaches the gateway first.
+    func invalidate(_ inv: PrincipalInvalidation) {
+        if let data = try? JSON.encode(inv) {
+            try? bus.publish(IdentityBroadcasts.principalInvalidated, data: data)
         }
     }
 
@@ -263,14 +273,15 @@ final class IdentityHandlers: Sendable {
         let invalid = ServiceError.badRequest("reset token is invalid, expired or already used", code: "invalid_token")
         guard SecretToken.isWellFormed(req.token, prefix: TokenKind.reset) else { throw invalid }
         let hash = try await hashPassword(password, settings.passwordStrength)
-        let done: Bool = try await store.transaction(.none) { tx in
-            guard let userId = try await consumeUserToken(tx: tx, token: req.token, kind: "reset") else { return false }
+        let done: String? = try await store.transaction(.none) { tx in
+            guard let userId = try await consumeUserToken(tx: tx, token: req.token, kind: "reset") else { return nil }
             try await tx.execute("UPDATE identity.users SET password_hash = $2, updated_at = now() WHERE id = $1", [userId, hash])
             try await tx.execute("UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [userId])
             try await tx.emit("vigil.events.user.password_reset", type: "user.password_reset", tenantId: nil, data: ["user_id": userId])
-            return true
+            return userId
         }
-        guard done else { throw invalid }
+        guard done != nil, let userId = done else { throw invalid }
+        invalidate(PrincipalInvalidation(userId: userId))
         return MessageReply(message: "password has been reset; sign in with the new password")
     }
 
@@ -288,6 +299,7 @@ final class IdentityHandlers: Sendable {
             try await tx.execute("UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [userId])
             try await tx.emit("vigil.events.user.password_changed", type: "user.password_changed", tenantId: p.tenantId, data: ["user_id": userId])
         }
+        invalidate(PrincipalInvalidation(userId: userId))
         return MessageReply(message: "password changed; other sessions have been signed out")
     }
 
@@ -324,23 +336,20 @@ final class IdentityHandlers: Sendable {
 
     @Sendable func me(_ req: Empty, _ ctx: CallContext) async throws -> MeReply {
         let p = try ctx.requirePrincipal()
-        return try await store.transaction(.crossTenant) { tx in
-            guard let wsRow = try await tx.one("SELECT * FROM identity.workspaces WHERE id = $1", [p.tenantId]) else {
-                throw ServiceError.notFound("workspace")
-            }
-            let ws = try Views.workspace(wsRow)
-            var user: UserView? = nil
-            var memberships: [MembershipView]? = nil
-            if let userId = p.userId, p.isUser {
-                user = try await tx.one("SELECT * FROM identity.users WHERE id = $1", [userId]).map { try Views.user($0) }
-                memberships = try await tx.query("""
-                    SELECT m.role, \(Self.workspaceColumns) FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
-                    WHERE m.user_id = $1 ORDER BY m.created_at
-                    """, [userId]).map { MembershipView(workspace: try Views.workspace($0, prefix: "w_"), role: try Views.role($0)) }
-            }
-            return MeReply(kind: p.kind, user: user, workspace: ws, role: p.role, scopes: p.scopes, apiKeyId: p.apiKeyId,
-                           actingViaParent: p.viaParentTenantId, memberships: memberships)
+        // One round trip for keys; users also get their profile and memberships.
+        guard let wsRow = try await store.query(p.scope, "SELECT * FROM identity.workspaces WHERE id = $1", [p.tenantId]).first else {
+            throw ServiceError.notFound("workspace")
         }
+        var reply = MeReply(kind: p.kind, user: nil, workspace: try Views.workspace(wsRow), role: p.role, scopes: p.scopes,
+                            apiKeyId: p.apiKeyId, actingViaParent: p.viaParentTenantId, memberships: nil)
+        if let userId = p.userId, p.isUser {
+            reply.user = try await store.query(.none, "SELECT * FROM identity.users WHERE id = $1", [userId]).first.map { try Views.user($0) }
+            reply.memberships = try await store.query(.crossTenant, """
+                SELECT m.role, \(Self.workspaceColumns) FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
+                WHERE m.user_id = $1 ORDER BY m.created_at
+                """, [userId]).map { MembershipView(workspace: try Views.workspace($0, prefix: "w_"), role: try Views.role($0)) }
+        }
+        return reply
     }
 
     // MARK: principal resolution (gateway → identity)

@@ -72,7 +72,7 @@ public enum IdentityService {
         schema: "identity", migrations: IdentitySchema.migrations
     ) { ctx in
         let settings = try IdentitySettings(ctx.config.reader, logger: ctx.logger)
-        let h = IdentityHandlers(store: ctx.store!, settings: settings, logger: ctx.logger)
+        let h = IdentityHandlers(store: ctx.store!, bus: ctx.bus, settings: settings, logger: ctx.logger)
         h.register(on: ctx.responder)
         return []
     }

@@ -42,7 +42,7 @@ extension IdentityHandlers {
     @Sendable func updateRole(_ req: UpdateRoleRequest, _ ctx: CallContext) async throws -> TeamMember {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
-        return try await store.transaction(p.scope) { tx in
+        let member: TeamMember = try await store.transaction(p.scope) { tx in
             var (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             if (m.role == .owner || req.role == .owner) && p.role != .owner {
                 throw ServiceError.forbidden("only an owner can grant or change the owner role")
@@ -57,11 +57,13 @@ extension IdentityHandlers {
             m.role = req.role
             return m
         }
+        invalidate(PrincipalInvalidation(userId: member.userId))
+        return member
     }
 
     @Sendable func removeMember(_ req: MembershipPath, _ ctx: CallContext) async throws -> Empty {
         let p = try ctx.requirePrincipal()
-        return try await store.transaction(p.scope) { tx in
+        let removed: String = try await store.transaction(p.scope) { tx in
             let (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             let leavingSelf = m.userId == p.userId
             if !leavingSelf { try p.require(atLeast: .admin) }
@@ -76,8 +78,10 @@ extension IdentityHandlers {
                                  [m.userId, p.tenantId])
             try await tx.emit("vigil.events.membership.removed", type: "membership.removed", tenantId: p.tenantId,
                               data: ["membership_id": m.membershipId, "user_id": m.userId, "actor": p.userId ?? p.apiKeyId ?? ""])
-            return Empty()
+            return m.userId
         }
+        invalidate(PrincipalInvalidation(userId: removed))
+        return Empty()
     }
 
     @Sendable func updateProfile(_ req: UpdateProfileRequest, _ ctx: CallContext) async throws -> UserView {
@@ -384,12 +388,13 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         let id = try Validate.id(req.keyId, "API key")
-        return try await store.transaction(p.scope) { tx in
+        try await store.transaction(p.scope) { tx in
             guard try await tx.execute("UPDATE identity.api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
                                        [id, p.tenantId]) == 1 else { throw ServiceError.notFound("API key") }
             try await tx.emit("vigil.events.apikey.revoked", type: "apikey.revoked", tenantId: p.tenantId,
                               data: ["api_key_id": id, "actor": p.userId ?? p.apiKeyId ?? ""])
-            return Empty()
         }
+        invalidate(PrincipalInvalidation(apiKeyId: id))
+        return Empty()
     }
 }

@@ -6,6 +6,8 @@ import Foundation
 /// Swift's cooperative pool.
 final class PGConnection: @unchecked Sendable {
     private var conn: OpaquePointer?
+    /// Names of statements prepared on this connection (parse and plan once, run many times).
+    private var prepared: Set<String> = []
     let url: String
     let queue: DispatchQueue
 
@@ -20,6 +22,7 @@ final class PGConnection: @unchecked Sendable {
     private func ensureOpen() throws -> OpaquePointer {
         if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
         if let conn { PQfinish(conn); self.conn = nil }
+        prepared.removeAll()
         guard let c = PQconnectdb(url) else { throw StoreError("cannot allocate connection") }
         guard PQstatus(c) == CONNECTION_OK else {
             let msg = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -36,6 +39,67 @@ final class PGConnection: @unchecked Sendable {
         try await Blocking.run(on: queue) { [self] in
             let c = try ensureOpen()
             return try run(c, sql, params)
+        }
+    }
+
+    /// Prepares `sql` once per connection when it is a plain DML/query statement; returns its name.
+    private func preparedName(_ c: OpaquePointer, _ sql: String, _ nParams: Int) throws -> String? {
+        let head = sql.prefix(8).uppercased()
+        guard ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(where: { head.hasPrefix($0) }) else { return nil }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in sql.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let name = "v" + String(h, radix: 36)
+        if prepared.contains(name) { return name }
+        guard let res = PQprepare(c, name, sql, Int32(nParams), nil) else { throw StoreError(String(cString: PQerrorMessage(c))) }
+        defer { PQclear(res) }
+        _ = try collect(res, c)
+        prepared.insert(name)
+        return name
+    }
+
+    /// Runs several parameterized statements in one network round trip (libpq pipeline mode) and
+    /// returns each statement's result. The first failure is thrown; statements after it did not run.
+    func pipeline(_ statements: [(sql: String, params: [String?])]) async throws -> [(rows: [Row], affected: Int)] {
+        try await Blocking.run(on: queue) { [self] in
+            let c = try ensureOpen()
+            let names = try statements.map { try preparedName(c, $0.sql, $0.params.count) }
+            guard PQenterPipelineMode(c) == 1 else { throw StoreError("cannot enter pipeline mode") }
+            defer { PQexitPipelineMode(c) }
+            for (st, name) in zip(statements, names) {
+                var cParams: [UnsafeMutablePointer<CChar>?] = st.params.map { $0.flatMap { strdup($0) } }
+                defer { cParams.forEach { free($0) } }
+                let ok = cParams.withUnsafeMutableBufferPointer { buf in
+                    buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                        if let name { return PQsendQueryPrepared(c, name, Int32(st.params.count), p.baseAddress, nil, nil, 0) }
+                        return PQsendQueryParams(c, st.sql, Int32(st.params.count), nil, p.baseAddress, nil, nil, 0)
+                    }
+                }
+                guard ok == 1 else { throw StoreError(String(cString: PQerrorMessage(c))) }
+            }
+            guard PQpipelineSync(c) == 1 else { throw StoreError(String(cString: PQerrorMessage(c))) }
+            var results: [(rows: [Row], affected: Int)] = []
+            var firstError: (any Error)? = nil
+            // Each statement yields one result then NULL; the sync point ends the pipeline.
+            var nulls = 0
+            while true {
+                guard let res = PQgetResult(c) else {
+                    // One NULL follows each statement's result; two in a row means the connection broke.
+                    nulls += 1
+                    if nulls > 1 || PQstatus(c) != CONNECTION_OK {
+                        throw StoreError("connection lost during pipeline: \(String(cString: PQerrorMessage(c)))")
+                    }
+                    continue
+                }
+                nulls = 0
+                let status = PQresultStatus(res)
+                if status == PGRES_PIPELINE_SYNC { PQclear(res); break }
+                if firstError == nil {
+                    do { results.append(try collect(res, c)) } catch { firstError = error }
+                }
+                PQclear(res)
+            }
+            if let firstError { throw firstError }
+            return results
         }
     }
 
@@ -56,14 +120,21 @@ final class PGConnection: @unchecked Sendable {
         } else {
             var cParams: [UnsafeMutablePointer<CChar>?] = params.map { $0.flatMap { strdup($0) } }
             defer { cParams.forEach { free($0) } }
+            let name = try preparedName(c, sql, params.count)
             res = cParams.withUnsafeMutableBufferPointer { buf in
-                buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { p in
-                    PQexecParams(c, sql, Int32(params.count), nil, p, nil, nil, 0)
+                buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                    if let name { return PQexecPrepared(c, name, Int32(params.count), p.baseAddress, nil, nil, 0) }
+                    return PQexecParams(c, sql, Int32(params.count), nil, p.baseAddress, nil, nil, 0)
                 }
             }
         }
         guard let res else { throw StoreError(String(cString: PQerrorMessage(c))) }
         defer { PQclear(res) }
+        return try collect(res, c)
+    }
+
+    /// Turns a result into rows (or throws its error).
+    private func collect(_ res: OpaquePointer, _ c: OpaquePointer) throws -> (rows: [Row], affected: Int) {
         try check(res, c)
         let nRows = Int(PQntuples(res))
         let nCols = Int(PQnfields(res))
@@ -89,6 +160,7 @@ final class PGConnection: @unchecked Sendable {
 
     private func check(_ res: OpaquePointer, _ c: OpaquePointer) throws {
         let status = PQresultStatus(res)
+        if status == PGRES_PIPELINE_ABORTED { throw StoreError("statement skipped after an earlier error in the pipeline") }
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {
             let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let msg = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -13,7 +13,13 @@ extension Bool: SQLParameter { public var sqlText: String? { self ? "t" : "f" } 
 extension Date: SQLParameter { public var sqlText: String? { Timestamp.format(self) } }
 extension Data: SQLParameter {
     /// bytea in hex format.
-    public var sqlText: String? { "\\x" + map { String(format: "%02x", $0) }.joined() }
+    public var sqlText: String? {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = [92, 120]  // \x
+        out.reserveCapacity(2 + count * 2)
+        for v in self { out.append(digits[Int(v >> 4)]); out.append(digits[Int(v & 0x0f)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
 }
 extension Optional: SQLParameter where Wrapped: SQLParameter {
     public var sqlText: String? { self?.sqlText }
@@ -98,18 +104,8 @@ public struct Row: Sendable {
         return Row.parseTextArray(v)
     }
 
-    /// Parses `2026-11-22 09:19:57.123456+00` (DateStyle ISO, TimeZone UTC).
-    static func parseTimestamp(_ s: String) -> Date? {
-        var t = s.replacingOccurrences(of: " ", with: "T")
-        if t.hasSuffix("+00") { t = String(t.dropLast(3)) + "Z" }
-        if let dot = t.firstIndex(of: "."), let z = t.firstIndex(of: "Z") {
-            // Normalize fractional seconds to milliseconds.
-            let frac = t[t.index(after: dot)..<z]
-            let ms = String((frac + "000").prefix(3))
-            t = String(t[..<dot]) + "." + ms + "Z"
-        }
-        return Timestamp.parse(t)
-    }
+    /// Parses PostgreSQL's `2026-11-22 09:19:57.123456+00` (DateStyle ISO, TimeZone UTC).
+    static func parseTimestamp(_ s: String) -> Date? { Timestamp.parse(s) }
 
     static func parseBytea(_ s: String) -> Data {
         guard s.hasPrefix("\\x") else { return Data(s.utf8) }

@@ -32,14 +32,7 @@ public final class Store: Sendable {
                                          _ body: (Transaction) async throws -> T) async throws -> T {
         let conn = try await pool.acquire()
         do {
-            _ = try await conn.execute("BEGIN", [])
-            switch scope {
-            case .tenant(let t):
-                _ = try await conn.execute("SELECT set_config('vigil.tenant_id', $1, true)", [t])
-            case .crossTenant:
-                _ = try await conn.execute("SELECT set_config('vigil.cross_tenant', 'on', true)", [])
-            case .none: break
-            }
+            _ = try await conn.pipeline(Self.begin(scope))
             let tx = Transaction(conn: conn, schema: schema)
             let result = try await body(tx)
             _ = try await conn.execute("COMMIT", [])
@@ -53,10 +46,36 @@ public final class Store: Sendable {
         }
     }
 
-    /// One statement in its own transaction.
+    /// Sets both row-level-security settings for this use of the connection. Every use of a pooled
+    /// connection sets them afresh, so a previous user's scope can never leak into the next.
+    static func scope(_ scope: TenantScope) -> (sql: String, params: [String?]) {
+        let (tenant, cross): (String, String) = switch scope {
+        case .tenant(let t): (t, "off")
+        case .crossTenant: ("", "on")
+        case .none: ("", "off")
+        }
+        return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
+    }
+
+    /// Statements that open a transaction with the scope's settings (sent in one round trip).
+    static func begin(_ scope: TenantScope) -> [(sql: String, params: [String?])] {
+        [Self.scope(scope), ("BEGIN", [])]
+    }
+
+    /// One statement (autocommit), sent with the scope settings in a single round trip.
+    /// Use it for reads and single writes that emit no events.
     @discardableResult
     public func query(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
-        try await transaction(scope) { try await $0.query(sql, params) }
+        let conn = try await pool.acquire()
+        do {
+            let results = try await conn.pipeline([Self.scope(scope), (sql, params.map(\.sqlText))])
+            await pool.release(conn)
+            return results[1].rows
+        } catch {
+            await conn.resetAfterError()
+            await pool.release(conn)
+            throw error
+        }
     }
 
     /// Verifies that the database answers.

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The one JSON convention on the bus and over REST: snake_case keys, ISO-8601 dates.
 public enum JSON {
@@ -41,15 +44,85 @@ public enum JSON {
     }
 }
 
-/// ISO-8601 timestamps with milliseconds, always UTC.
+/// ISO-8601 timestamps with milliseconds, always UTC. Hand-written because Foundation's formatters
+/// cost tens of microseconds per call and every row and reply carries timestamps.
 public enum Timestamp {
     public static func format(_ d: Date) -> String {
-        d.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
+        let totalMs = Int64((d.timeIntervalSince1970 * 1000).rounded(.down))
+        var secs = time_t(totalMs >= 0 ? totalMs / 1000 : (totalMs - 999) / 1000)
+        let ms = Int(totalMs - Int64(secs) * 1000)
+        var t = tm()
+        gmtime_r(&secs, &t)
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        func put(_ v: Int, _ width: Int) {
+            var digits = [UInt8](repeating: 48, count: width)
+            var x = v
+            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + x % 10); x /= 10 }
+            out.append(contentsOf: digits)
+        }
+        put(Int(t.tm_year) + 1900, 4); out.append(45)
+        put(Int(t.tm_mon) + 1, 2); out.append(45)
+        put(Int(t.tm_mday), 2); out.append(84)
+        put(Int(t.tm_hour), 2); out.append(58)
+        put(Int(t.tm_min), 2); out.append(58)
+        put(Int(t.tm_sec), 2); out.append(46)
+        put(ms, 3); out.append(90)
+        return String(decoding: out, as: UTF8.self)
     }
 
+    /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fraction](Z|±HH[:MM]|±HHMM)`; nil when malformed.
     public static func parse(_ s: String) -> Date? {
-        if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(s) { return d }
-        return try? Date.ISO8601FormatStyle().parse(s)
+        let b = Array(s.utf8)
+        guard b.count >= 20 else { return nil }
+        func num(_ from: Int, _ len: Int) -> Int? {
+            guard from + len <= b.count else { return nil }
+            var v = 0
+            for i in from..<(from + len) {
+                let c = b[i]
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+            }
+            return v
+        }
+        guard let year = num(0, 4), b[4] == 45, let month = num(5, 2), b[7] == 45, let day = num(8, 2),
+              b[10] == 84 || b[10] == 32 || b[10] == 116, let hour = num(11, 2), b[13] == 58, let minute = num(14, 2),
+              b[16] == 58, let second = num(17, 2),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if i < b.count && b[i] == 46 {
+            i += 1
+            var scale = 0.1
+            let start = i
+            while i < b.count, b[i] >= 48 && b[i] <= 57 { fraction += Double(b[i] - 48) * scale; scale /= 10; i += 1 }
+            guard i > start else { return nil }
+        }
+        var offset = 0
+        guard i < b.count else { return nil }
+        if b[i] == 90 || b[i] == 122 {
+            i += 1
+        } else if b[i] == 43 || b[i] == 45 {
+            let sign = b[i] == 45 ? -1 : 1
+            guard let oh = num(i + 1, 2) else { return nil }
+            i += 3
+            var om = 0
+            if i < b.count && b[i] == 58 { guard let m = num(i + 1, 2) else { return nil }; om = m; i += 3 }
+            else if i + 2 <= b.count, let m = num(i, 2) { om = m; i += 2 }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        var t = tm()
+        t.tm_year = Int32(year - 1900)
+        t.tm_mon = Int32(month - 1)
+        t.tm_mday = Int32(day)
+        t.tm_hour = Int32(hour)
+        t.tm_min = Int32(minute)
+        t.tm_sec = Int32(second)
+        let epoch = timegm(&t)
+        return Date(timeIntervalSince1970: Double(epoch - offset) + fraction)
     }
 }
 

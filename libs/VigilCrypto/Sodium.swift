@@ -48,7 +48,17 @@ public enum Sodium {
         constantTimeEqual(Array(a.utf8), Array(b.utf8))
     }
 
-    public static func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Lowercase hex (no Foundation formatting: this runs on every authenticated request).
+    public static func hex(_ b: [UInt8]) -> String {
+        var out = [UInt8](repeating: 0, count: b.count * 2)
+        for (i, v) in b.enumerated() {
+            out[2 * i] = hexDigits[Int(v >> 4)]
+            out[2 * i + 1] = hexDigits[Int(v & 0x0f)]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     // MARK: passwords
 
