@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
                 swiftSettings: swiftSettings),
         .testTarget(name: "VigilTests",
-                    dependencies: ["VigilTesting", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime",
+                    dependencies: ["VigilTesting", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                                    "IdentityService", "GatewayService", "DomainServices", "Contracts"],
                     path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

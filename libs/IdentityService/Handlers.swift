@@ -18,7 +18,8 @@ enum Views {
     static func workspace(_ r: Row, prefix: String = "") throws -> WorkspaceView {
         WorkspaceView(id: try r.string("\(prefix)id"), slug: try r.string("\(prefix)slug"), name: try r.string("\(prefix)name"),
                       parentId: r.optionalString("\(prefix)parent_id"),
-                      settings: r.isNull("\(prefix)settings") ? nil : try r.json("\(prefix)settings"),
+                      settings: r.isNull("\(prefix)settings") ? nil
+                          : r.raw("\(prefix)settings") == "{}" ? [:] : try r.json("\(prefix)settings"),
                       createdAt: r.optionalDate("\(prefix)created_at"))
     }
 

@@ -8,6 +8,9 @@ final class PGConnection: @unchecked Sendable {
     private var conn: OpaquePointer?
     /// Names of statements prepared on this connection (parse and plan once, run many times).
     private var prepared: Set<String> = []
+    /// The row-level-security scope last set on this session (nil = unknown). Only the pool's
+    /// current holder touches it.
+    var scopeKey: String?
     let url: String
     let queue: DispatchQueue
 
@@ -23,6 +26,7 @@ final class PGConnection: @unchecked Sendable {
         if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
         if let conn { PQfinish(conn); self.conn = nil }
         prepared.removeAll()
+        scopeKey = nil
         guard let c = PQconnectdb(url) else { throw StoreError("cannot allocate connection") }
         guard PQstatus(c) == CONNECTION_OK else {
             let msg = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -170,6 +174,7 @@ final class PGConnection: @unchecked Sendable {
 
     /// Rolls back whatever transaction is open (used after an error inside a transaction).
     func resetAfterError() async {
+        scopeKey = nil
         _ = try? await execute("ROLLBACK", [])
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import VigilCore
 
 /// How a transaction sees tenant-scoped rows (PostgreSQL row-level security is the safety net).
@@ -32,16 +33,16 @@ public final class Store: Sendable {
                                          _ body: (Transaction) async throws -> T) async throws -> T {
         let conn = try await pool.acquire()
         do {
-            _ = try await conn.pipeline(Self.begin(scope))
+            _ = try await conn.pipeline(Self.scoping(conn, scope) + [("BEGIN", [])])
             let tx = Transaction(conn: conn, schema: schema)
             let result = try await body(tx)
             _ = try await conn.execute("COMMIT", [])
-            await pool.release(conn)
+            pool.release(conn)
             if tx.wroteOutbox { outboxSignal.poke() }
             return result
         } catch {
             await conn.resetAfterError()
-            await pool.release(conn)
+            pool.release(conn)
             throw error
         }
     }
@@ -57,9 +58,13 @@ public final class Store: Sendable {
         return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
     }
 
-    /// Statements that open a transaction with the scope's settings (sent in one round trip).
-    static func begin(_ scope: TenantScope) -> [(sql: String, params: [String?])] {
-        [Self.scope(scope), ("BEGIN", [])]
+    /// The scope statement, unless this session already has exactly that scope.
+    static func scoping(_ conn: PGConnection, _ scope: TenantScope) -> [(sql: String, params: [String?])] {
+        let st = Self.scope(scope)
+        let key = st.params.map { $0 ?? "" }.joined(separator: "|")
+        if conn.scopeKey == key { return [] }
+        conn.scopeKey = key
+        return [st]
     }
 
     /// One statement (autocommit), sent with the scope settings in a single round trip.
@@ -68,12 +73,12 @@ public final class Store: Sendable {
     public func query(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
         let conn = try await pool.acquire()
         do {
-            let results = try await conn.pipeline([Self.scope(scope), (sql, params.map(\.sqlText))])
-            await pool.release(conn)
-            return results[1].rows
+            let results = try await conn.pipeline(Self.scoping(conn, scope) + [(sql, params.map(\.sqlText))])
+            pool.release(conn)
+            return results[results.count - 1].rows
         } catch {
             await conn.resetAfterError()
-            await pool.release(conn)
+            pool.release(conn)
             throw error
         }
     }
@@ -88,10 +93,10 @@ public final class Store: Sendable {
         let conn = try await pool.acquire()
         do {
             try await Migrator(schema: schema, logger: logger).apply(migrations, on: conn)
-            await pool.release(conn)
+            pool.release(conn)
         } catch {
             await conn.resetAfterError()
-            await pool.release(conn)
+            pool.release(conn)
             throw error
         }
     }
@@ -146,21 +151,37 @@ public struct EventEnvelope<T: Encodable & Sendable>: Encodable, Sendable {
     public let data: T
 }
 
-/// A fixed-size pool; waiters queue in FIFO order.
-actor ConnectionPool {
-    private var idle: [PGConnection]
-    private var waiters: [CheckedContinuation<PGConnection, Never>] = []
+/// A fixed-size pool; waiters queue in FIFO order. A lock, not an actor: taking an idle
+/// connection costs no executor hop.
+final class ConnectionPool: Sendable {
+    private struct State {
+        var idle: [PGConnection]
+        var waiters: [CheckedContinuation<PGConnection, Never>] = []
+    }
+    private let state: Mutex<State>
 
     init(url: String, size: Int) {
-        idle = (0..<max(1, size)).map { PGConnection(url: url, label: "\($0)") }
+        state = Mutex(State(idle: (0..<max(1, size)).map { PGConnection(url: url, label: "\($0)") }))
     }
 
     func acquire() async throws -> PGConnection {
-        if let c = idle.popLast() { return c }
-        return await withCheckedContinuation { waiters.append($0) }
+        if let c = state.withLock({ $0.idle.popLast() }) { return c }
+        return await withCheckedContinuation { cont in
+            let ready = state.withLock { s -> PGConnection? in
+                if let c = s.idle.popLast() { return c }
+                s.waiters.append(cont)
+                return nil
+            }
+            if let ready { cont.resume(returning: ready) }
+        }
     }
 
     func release(_ c: PGConnection) {
-        if !waiters.isEmpty { waiters.removeFirst().resume(returning: c) } else { idle.append(c) }
+        let waiter = state.withLock { s -> CheckedContinuation<PGConnection, Never>? in
+            if !s.waiters.isEmpty { return s.waiters.removeFirst() }
+            s.idle.append(c)
+            return nil
+        }
+        waiter?.resume(returning: c)
     }
 }

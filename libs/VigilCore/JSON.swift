@@ -31,13 +31,17 @@ public enum JSON {
         return d
     }
 
-    public static func encode<T: Encodable>(_ value: T) throws -> Data { try encoder().encode(value) }
-    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try decoder().decode(type, from: data) }
+    /// Shared instances: JSONEncoder/JSONDecoder are Sendable and their configuration never changes.
+    static let sharedEncoder = encoder()
+    static let sharedDecoder = decoder()
+
+    public static func encode<T: Encodable>(_ value: T) throws -> Data { try sharedEncoder.encode(value) }
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try sharedDecoder.decode(type, from: data) }
 
     /// Decodes a request, turning decoding failures into a 422/400 `ServiceError`.
     public static func decodeRequest<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         do {
-            return try decoder().decode(type, from: data.isEmpty ? Data("{}".utf8) : data)
+            return try sharedDecoder.decode(type, from: data.isEmpty ? Data("{}".utf8) : data)
         } catch let e as DecodingError {
             throw ServiceError.from(decoding: e)
         }

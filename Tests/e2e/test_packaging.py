@@ -1,0 +1,55 @@
+"""compose.yaml and the Dockerfile cannot run here (no Docker engine); check their structure."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import yaml
+
+from conftest import ROOT, SERVICES
+
+
+def test_compose_has_every_service_with_health_check_and_replicas():
+    doc = yaml.safe_load(open(os.path.join(ROOT, "compose.yaml")))
+    services = doc["services"]
+    assert {"nats", "postgres"} <= set(services)
+    assert "-js" in services["nats"]["command"]
+    for name in SERVICES:
+        s = services[name]
+        assert s["command"] == [f"vigil-{name}"]
+        assert s["healthcheck"]["test"] == ["CMD", f"vigil-{name}", "--health"]
+        assert s["deploy"]["replicas"] >= 1
+        env = s["environment"]
+        assert env["VIGIL_NATS_URL"].startswith("nats://nats:")
+        assert env["VIGIL_DATABASE_URL"].startswith("postgresql://")
+        assert set(s["depends_on"]) == {"nats", "postgres"}
+    assert services["gateway"]["environment"]["VIGIL_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_dockerfile_builds_the_same_executables():
+    docker = open(os.path.join(ROOT, "Dockerfile")).read()
+    package = open(os.path.join(ROOT, "Package.swift")).read()
+    assert "swift build -c release" in docker and "vigil-*" in docker
+    for name in SERVICES:
+        assert f'.executable(name: "vigil-{name}"' in package
+    for pkg in ("libnats", "libsodium", "libpq", "libssl"):
+        assert pkg in docker
+
+
+def test_sigterm_stops_a_replica_gracefully(stack):
+    stack.spawn("notifier", name="notifier-extra")
+    proc = stack.procs["notifier-extra"]
+    deadline = time.time() + 30
+    while time.time() < deadline and "service started" not in stack.log("notifier-extra"):
+        time.sleep(0.1)
+    assert "service started" in stack.log("notifier-extra")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    # The health check tells a running service from a missing one.
+    env = stack.env
+    ok = subprocess.run([os.path.join(stack.bin_dir, "vigil-identity"), "--health"], env=env, timeout=20)
+    assert ok.returncode == 0
+    missing = subprocess.run([os.path.join(stack.bin_dir, "vigil-identity"), "--health"],
+                             env=dict(env, VIGIL_NATS_URL="nats://127.0.0.1:1"), timeout=30)
+    assert missing.returncode != 0
