@@ -97,8 +97,9 @@ class Bus:
 
 
 class Stack:
-    def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True):
+    def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True, identity_replicas=2):
         self.bin_dir, self.extra_env, self.limited_gateway = bin_dir, extra_env or {}, limited_gateway
+        self.identity_replicas = identity_replicas
         self.tmp = tempfile.mkdtemp(prefix="vigil-e2e-")
         os.chmod(self.tmp, 0o755)
         self.procs = {}
@@ -122,9 +123,9 @@ class Stack:
         self.env.update(self.extra_env)
         self.http_port = free_port()
         self.spawn("gateway", VIGIL_HTTP_PORT=str(self.http_port))
-        # Two identity replicas share the queue group.
-        self.spawn("identity", name="identity-1")
-        self.spawn("identity", name="identity-2")
+        # Identity replicas share the queue group (two in tests, to exercise it).
+        for i in range(self.identity_replicas):
+            self.spawn("identity", name=f"identity-{i + 1}")
         for s in SERVICES[2:]:
             self.spawn(s)
         # A second gateway with tight limits for the rate-limit and body-size tests.
@@ -140,8 +141,9 @@ class Stack:
         self.bus = Bus(self.env["VIGIL_NATS_URL"])
         deadline = time.time() + 60
         while time.time() < deadline:
-            names = {r.get("name") for r in self.bus.gather("$SRV.PING", 0.3)}
-            if set(SERVICES) <= names:
+            replies = self.bus.gather("$SRV.PING", 0.3)
+            names = {r.get("name") for r in replies}
+            if set(SERVICES) <= names and len([r for r in replies if r.get("name") == "identity"]) == self.identity_replicas:
                 break
         else:
             raise RuntimeError("services did not all answer $SRV.PING; logs in " + self.logs)

@@ -18,13 +18,9 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         let page = try Pagination(req)
         return try await store.transaction(p.scope) { tx in
-            let (clause, params) = page.clause(nextParam: 2, alias: "m.")
-            let rows = try await tx.query("""
-                SELECT m.id, m.user_id, m.role, m.created_at, u.email, u.full_name FROM identity.memberships m
-                JOIN identity.users u ON u.id = m.user_id WHERE m.tenant_id = $1\(clause)
-                """, [p.tenantId] + params)
-            let total = try await tx.one("SELECT count(*) AS n FROM identity.memberships WHERE tenant_id = $1", [p.tenantId])!.int("n")
-            return try page.page(rows, total: total, map: Self.member)
+            try await page.list(tx, columns: "m.id, m.user_id, m.role, m.created_at, u.email, u.full_name",
+                                from: "identity.memberships m JOIN identity.users u ON u.id = m.user_id",
+                                filter: "m.tenant_id = $1", [p.tenantId], alias: "m.", map: Self.member)
         }
     }
 
@@ -146,10 +142,7 @@ extension IdentityHandlers {
         try p.require(atLeast: .admin)
         let page = try Pagination(req)
         return try await store.transaction(.crossTenant) { tx in
-            let (clause, params) = page.clause(nextParam: 2)
-            let rows = try await tx.query("SELECT * FROM identity.workspaces WHERE parent_id = $1\(clause)", [p.tenantId] + params)
-            let total = try await tx.one("SELECT count(*) AS n FROM identity.workspaces WHERE parent_id = $1", [p.tenantId])!.int("n")
-            return try page.page(rows, total: total, map: { try Views.workspace($0) })
+            try await page.list(tx, from: "identity.workspaces", filter: "parent_id = $1", [p.tenantId]) { try Views.workspace($0) }
         }
     }
 
@@ -222,10 +215,7 @@ extension IdentityHandlers {
         try p.require(atLeast: .admin)
         let page = try Pagination(req)
         return try await store.transaction(p.scope) { tx in
-            let (clause, params) = page.clause(nextParam: 2)
-            let rows = try await tx.query("SELECT * FROM identity.invitations WHERE tenant_id = $1\(clause)", [p.tenantId] + params)
-            let total = try await tx.one("SELECT count(*) AS n FROM identity.invitations WHERE tenant_id = $1", [p.tenantId])!.int("n")
-            return try page.page(rows, total: total, map: Self.invitation)
+            try await page.list(tx, from: "identity.invitations", filter: "tenant_id = $1", [p.tenantId], map: Self.invitation)
         }
     }
 
@@ -377,10 +367,8 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         let page = try Pagination(req)
         return try await store.transaction(p.scope) { tx in
-            let (clause, params) = page.clause(nextParam: 2)
-            let rows = try await tx.query("SELECT * FROM identity.api_keys WHERE tenant_id = $1 AND revoked_at IS NULL\(clause)", [p.tenantId] + params)
-            let total = try await tx.one("SELECT count(*) AS n FROM identity.api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", [p.tenantId])!.int("n")
-            return try page.page(rows, total: total, map: Self.apiKey)
+            try await page.list(tx, from: "identity.api_keys", filter: "tenant_id = $1 AND revoked_at IS NULL", [p.tenantId],
+                                map: Self.apiKey)
         }
     }
 

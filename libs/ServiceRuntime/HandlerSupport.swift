@@ -88,6 +88,17 @@ package struct Pagination: Sendable {
         return (sql, params)
     }
 
+    /// Runs a keyset-paginated list and its count in one transaction: `SELECT <columns> FROM <from>
+    /// WHERE <filter>` with the filter's values as `$1…`; `alias` qualifies created_at/id for joins.
+    package func list<T>(_ tx: Transaction, columns: String = "*", from: String, filter: String,
+                         _ values: [any SQLParameter], alias: String = "",
+                         map: (Row) throws -> T) async throws -> Page<T> {
+        let (clause, extra) = self.clause(nextParam: values.count + 1, alias: alias)
+        let rows = try await tx.query("SELECT \(columns) FROM \(from) WHERE \(filter)\(clause)", values + extra)
+        let total = try await tx.one("SELECT count(*) AS n FROM \(from) WHERE \(filter)", values)?.int("n")
+        return try page(rows, total: total, map: map)
+    }
+
     /// Trims the extra row and builds `next_cursor` from the last row's raw `created_at` and `id`.
     package func page<T>(_ rows: [Row], total: Int?, map: (Row) throws -> T) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
