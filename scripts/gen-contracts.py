@@ -66,12 +66,23 @@ MODELS["RemediationPolicy"] = obj(["mode", "auto_approve_severities", "require_v
                                   auto_approve_severities={"type": "array", "items": S(enum=["critical", "high", "medium", "low", "info"])},
                                   require_verification=B, allowed_actions={"type": "array", "items": S()},
                                   max_actions_per_day=I(minimum=0, maximum=10000), updated_at=DT)
+MODELS["WebhookEndpoint"] = obj(["id", "url", "events", "is_active", "created_at", "updated_at"], id=UUID, url=S(format="uri"),
+                                description=S(), events={"type": "array", "items": S()},
+                                min_severity=S(enum=["info", "low", "medium", "high", "critical"]),
+                                connection_ids={"type": "array", "items": UUID}, is_active=B, disabled_reason=S(), created_at=DT,
+                                updated_at=DT, secret=S(pattern="^whsec_", description="returned once, on create"))
+MODELS["Delivery"] = obj(["id", "endpoint_id", "event_id", "event_type", "status", "attempts", "created_at"], id=UUID, endpoint_id=UUID,
+                         event_id=UUID, event_type=S(), status=S(enum=["pending", "delivered", "failed"]), attempts=I(), last_status=I(),
+                         last_error=S(), last_response=S(), last_latency_ms=I(), created_at=DT, delivered_at=DT, next_attempt_at=DT)
+MODELS["AuditRecord"] = obj(["id", "at", "action", "resource_type", "changes"], id=UUID, at=DT, actor=S(), action=S(), resource_type=S(),
+                            resource_id=S(), workspace=UUID, correlation_id=S(), ip=S(), user_agent=S(), changes={"type": "object"})
 MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
                           api_key_id=UUID, tenant_id=UUID, tenant_slug=S(), role=ROLE, scopes={"type": "array", "items": S()},
                           via_parent_tenant_id=UUID)
 
 PAGE_Q = ["limit", "cursor", "offset"]
-PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0))
+PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), action=S(), resource_type=S(), actor=S(),
+              since=DT, until=DT)
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -125,6 +136,25 @@ ROUTES = [
     ("post", "/api/v1/invitations/{invitation_id}/resend", "vigil.identity.invitation.resend", "admin", 200, None, "Invitation",
      "Resend an invitation with a fresh token", []),
     ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
+    ("get", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.list", "admin", 200, None, page(MODELS["WebhookEndpoint"]), "List webhook endpoints", PAGE_Q),
+    ("post", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.create", "admin", 201,
+     obj(["url", "events"], url=S(format="uri"), events={"type": "array", "items": S()}, description=S(), min_severity=S(),
+         connection_ids={"type": "array", "items": UUID}, is_active=B, secret=S(pattern="^whsec_")), "WebhookEndpoint",
+     "Create a webhook endpoint (the signing secret is shown once)", []),
+    ("delete", "/api/v1/webhooks/endpoints/{endpoint_id}", "vigil.notifier.webhook.delete", "admin", 204, None, "Empty", "Delete a webhook endpoint", []),
+    ("post", "/api/v1/webhooks/endpoints/{endpoint_id}/test", "vigil.notifier.webhook.test", "admin", 200, None, "Delivery",
+     "Send a signed test delivery now and return its result", []),
+    ("post", "/api/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", "vigil.notifier.webhook.rotate_secret", "admin", 200,
+     obj(overlap_seconds=I(minimum=0, maximum=604800)), obj(["secret", "previous_secret_expires_at"], secret=S(), previous_secret_expires_at=DT),
+     "Rotate the signing secret; both secrets sign during the overlap", []),
+    ("get", "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries", "vigil.notifier.delivery.list", "admin", 200, None, page(MODELS["Delivery"]),
+     "Delivery log of an endpoint", PAGE_Q),
+    ("post", "/api/v1/webhooks/deliveries/{delivery_id}/redeliver", "vigil.notifier.delivery.redeliver", "admin", 200, None, "Delivery",
+     "Queue a delivery again", []),
+    ("get", "/api/v1/events/types", "vigil.notifier.event_type.list", "member", 200, None,
+     obj(["items"], items={"type": "array", "items": obj(["type", "description"], type=S(), description=S())}), "Event types for webhooks", []),
+    ("get", "/api/v1/webhooks/audit-logs", "vigil.notifier.audit.list", "admin", 200, None, page(MODELS["AuditRecord"]),
+     "Append-only audit log", PAGE_Q + ["action", "resource_type", "actor", "since", "until"]),
 ]
 
 INTERNAL = [
@@ -152,6 +182,9 @@ EVENTS = {
     "vigil.events.apikey.created": obj(["api_key_id", "prefix"], api_key_id=UUID, prefix=S(), **ID_ACTOR),
     "vigil.events.apikey.revoked": obj(["api_key_id"], api_key_id=UUID, **ID_ACTOR),
     "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), **ID_ACTOR),
+    "vigil.events.webhook.endpoint_created": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
+    "vigil.events.webhook.endpoint_deleted": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
+    "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),
 }
 JOBS = {
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),

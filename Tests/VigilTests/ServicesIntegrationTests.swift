@@ -3,6 +3,7 @@ import DomainServices
 import Foundation
 @testable import GatewayService
 import IdentityService
+import NotifierService
 import Logging
 import ServiceRuntime
 import Synchronization
@@ -12,7 +13,7 @@ import VigilTesting
 
 @Suite(.serialized) struct ServicesIntegrationTests {
     static let all = [GatewayService.definition, IdentityService.definition, DomainServices.scanOrchestrator,
-                      DomainServices.findings, DomainServices.remediation, DomainServices.billing, DomainServices.notifier]
+                      DomainServices.findings, DomainServices.remediation, DomainServices.billing, NotifierService.definition]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
         let servers = try TestServers.get()

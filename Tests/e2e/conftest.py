@@ -96,6 +96,51 @@ class Bus:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+class MailSink:
+    """A real SMTP server (aiosmtpd) with STARTTLS and AUTH PLAIN, keeping every message."""
+
+    def __init__(self, tmp):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+        import ssl
+        cert, key = os.path.join(tmp, "smtp.crt"), os.path.join(tmp, "smtp.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        self.messages = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                import email
+                sink.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                                      "message": email.message_from_bytes(envelope.original_content),
+                                      "tls": session.ssl is not None, "authenticated": session.authenticated})
+                return "250 OK"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == b"vigil" and auth_data.password == b"mail-secret"
+            return AuthResult(success=ok)
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=ctx, require_starttls=True,
+                                     authenticator=authenticator, auth_required=True, auth_require_tls=True)
+        self.controller.start()
+
+    def wait_for(self, predicate, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for m in list(self.messages):
+                if predicate(m):
+                    return m
+            time.sleep(0.05)
+        raise AssertionError("no matching email arrived")
+
+    def stop(self):
+        self.controller.stop()
+
+
 class Stack:
     def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True, identity_replicas=2):
         self.bin_dir, self.extra_env, self.limited_gateway = bin_dir, extra_env or {}, limited_gateway
@@ -119,7 +164,14 @@ class Stack:
                         VIGIL_DATABASE_URL=f"postgresql://vigil@127.0.0.1:{self.pg_port}/vigil",
                         VIGIL_JWT_SEED=seed, VIGIL_PASSWORD_HASH="minimum", VIGIL_LOG_LEVEL="info",
                         VIGIL_OPENAPI_PATH=os.path.join(ROOT, "contracts", "openapi.yaml"),
-                        VIGIL_LOGIN_MAX_FAILURES="5", VIGIL_RATE_BURST="1000", VIGIL_RATE_STEADY="100000")
+                        VIGIL_LOGIN_MAX_FAILURES="5", VIGIL_RATE_BURST="1000", VIGIL_RATE_STEADY="100000",
+                        VIGIL_NOTIFIER_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
+                        VIGIL_WEBHOOK_ALLOW_LOOPBACK="true", VIGIL_WEBHOOK_BACKOFF_MS="200", VIGIL_WEBHOOK_MAX_ATTEMPTS="6",
+                        VIGIL_WEBHOOK_DISABLE_AFTER="4", VIGIL_WEBHOOK_TIMEOUT_MS="3000")
+        self.mail = MailSink(self.tmp)
+        self.env.update(VIGIL_SMTP_HOST="127.0.0.1", VIGIL_SMTP_PORT=str(self.mail.port), VIGIL_SMTP_SECURITY="starttls",
+                        VIGIL_SMTP_USERNAME="vigil", VIGIL_SMTP_PASSWORD="mail-secret", VIGIL_SMTP_VERIFY_TLS="false",
+                        VIGIL_SMTP_FROM="Vigil <no-reply@vigil.test>")
         self.env.update(self.extra_env)
         self.http_port = free_port()
         self.spawn("gateway", VIGIL_HTTP_PORT=str(self.http_port))
@@ -163,6 +215,8 @@ class Stack:
     def stop(self):
         if getattr(self, "bus", None):
             self.bus.close()
+        if getattr(self, "mail", None):
+            self.mail.stop()
         for p in self.procs.values():
             p.send_signal(signal.SIGTERM)
         for name, p in self.procs.items():

@@ -17,9 +17,6 @@ public enum DomainServices {
     public static let billing = ServiceDefinition(
         name: "billing", description: "Plans, subscriptions, usage and quotas", schema: "billing")
 
-    public static let notifier = ServiceDefinition(
-        name: "notifier", description: "Webhooks, email, Slack and the audit log", schema: "notifier")
-
     public static let remediation = ServiceDefinition(
         name: "remediation", description: "Remediation policies, approvals, actions and rollback", schema: "remediation",
         migrations: [

@@ -83,5 +83,17 @@ enum RouteTable {
         Route(method: .post, path: "/api/v1/invitations/accept/{token}", subject: "vigil.identity.invitation.accept", access: .public),
         Route(method: .post, path: "/api/v1/invitations/{invitation_id}/resend", subject: "vigil.identity.invitation.resend", access: .role(.admin), takesBody: false),
         Route(method: .delete, path: "/api/v1/invitations/{invitation_id}", subject: "vigil.identity.invitation.revoke", access: .role(.admin), status: .noContent, takesBody: false),
+        // webhooks, events, audit log (notifier)
+        Route(method: .get, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.list", access: .role(.admin), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.create", access: .role(.admin), status: .created),
+        Route(method: .delete, path: "/api/v1/webhooks/endpoints/{endpoint_id}", subject: "vigil.notifier.webhook.delete", access: .role(.admin), status: .noContent, takesBody: false),
+        Route(method: .post, path: "/api/v1/webhooks/endpoints/{endpoint_id}/test", subject: "vigil.notifier.webhook.test", access: .role(.admin), takesBody: false),
+        Route(method: .post, path: "/api/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", subject: "vigil.notifier.webhook.rotate_secret", access: .role(.admin)),
+        Route(method: .get, path: "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries", subject: "vigil.notifier.delivery.list", access: .role(.admin), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/webhooks/deliveries/{delivery_id}/redeliver", subject: "vigil.notifier.delivery.redeliver", access: .role(.admin), takesBody: false),
+        Route(method: .get, path: "/api/v1/events/types", subject: "vigil.notifier.event_type.list", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/webhooks/audit-logs", subject: "vigil.notifier.audit.list", access: .role(.admin),
+              query: page.merging(["action": .string, "resource_type": .string, "actor": .string, "since": .string, "until": .string]) { a, _ in a },
+              takesBody: false),
     ]
 }

@@ -1,4 +1,4 @@
-import DomainServices
+import NotifierService
 import ServiceRuntime
 
-await ServiceHost.main(DomainServices.notifier)
+await ServiceHost.main(NotifierService.definition)

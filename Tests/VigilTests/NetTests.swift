@@ -1,0 +1,57 @@
+import Foundation
+@testable import Net
+import Testing
+@testable import NotifierService
+
+@Suite struct NetTests {
+    static let strict = SSRFGuard()
+    static let loopbackAllowed = SSRFGuard(allowLoopback: true)
+
+    @Test(arguments: ["127.0.0.1", "127.8.9.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
+                      "169.254.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fd00::1", "fc00::2",
+                      "::ffff:127.0.0.1", "::ffff:10.0.0.1", "ff02::1", "::"])
+    func refusesInternalAddresses(_ ip: String) {
+        #expect(Self.strict.refusal(ip) != nil, "\(ip) must be refused")
+    }
+
+    @Test(arguments: ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "100.128.0.1"])
+    func allowsPublicAddresses(_ ip: String) {
+        #expect(Self.strict.refusal(ip) == nil, "\(ip) must be allowed")
+    }
+
+    @Test func loopbackOnlyWhenConfigured() throws {
+        #expect(throws: NetError.self) { try Self.strict.check("http://localhost:8080/hook") }
+        let t = try Self.loopbackAllowed.check("http://localhost:8080/hook?x=1")
+        #expect(t.port == 8080 && t.pathAndQuery == "/hook?x=1" && !t.isTLS)
+        #expect(t.addresses.allSatisfy { Self.loopbackAllowed.refusal($0.ip) == nil })
+        // Metadata stays refused even with loopback allowed.
+        #expect(throws: NetError.self) { try Self.loopbackAllowed.check("http://169.254.169.254/latest") }
+    }
+
+    @Test(arguments: ["ftp://example.com/", "example.com/hook", "http://", "http://user:pw@example.com/", "javascript:alert(1)"])
+    func rejectsBadURLs(_ url: String) {
+        #expect(throws: NetError.self) { try SSRFGuard.parse(url) }
+    }
+
+    @Test func standardWebhooksSignatureVector() {
+        // Test vector of the Standard Webhooks specification.
+        let sig = WebhookSignature.sign(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,
+                                        body: Array(#"{"test": 2432232314}"#.utf8), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+        #expect(sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        let two = WebhookSignature.sign(id: "m", timestamp: 1, body: [], secrets: [WebhookSignature.newSecret(), WebhookSignature.newSecret()])
+        #expect(two.split(separator: " ").count == 2)
+    }
+
+    @Test func eventPatterns() {
+        #expect(EventCatalog.matches(["finding.*"], "finding.opened"))
+        #expect(!EventCatalog.matches(["finding.*"], "findings.x"))
+        #expect(EventCatalog.matches(["*"], "apikey.created"))
+        #expect(EventCatalog.matches(["apikey.created"], "apikey.created"))
+        #expect(!EventCatalog.matches(["apikey.created"], "apikey.revoked"))
+    }
+
+    @Test func smtpAddressesRefuseHeaderInjection() throws {
+        #expect(try SMTPClient.address("Vigil <no-reply@vigil.test>") == "no-reply@vigil.test")
+        #expect(throws: NetError.self) { try SMTPClient.address("a@b.c>\r\nRCPT TO:<evil@x.y") }
+    }
+}

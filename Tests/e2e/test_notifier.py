@@ -1,0 +1,215 @@
+"""Notifier: emails through a real SMTP server, signed webhooks to a real HTTP receiver, audit log."""
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import Client, assert_envelope, free_port, unique_email
+
+
+class Receiver:
+    """Local webhook receiver. Path /ok answers 200; /flaky/<n> fails n times (500) per webhook-id then 200;
+    /bad answers 400; /down always 500; /slow-429 answers 429 with Retry-After: 1 once per webhook-id."""
+
+    def __init__(self):
+        self.requests = []
+        self.failures = {}
+        self.lock = threading.Lock()
+        rec = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                wid = self.headers.get("webhook-id")
+                with rec.lock:
+                    rec.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                         "body": body, "at": time.time()})
+                    status = 200
+                    if self.path.startswith("/flaky/"):
+                        n = int(self.path.split("/")[2])
+                        seen = rec.failures.get(wid, 0)
+                        if seen < n:
+                            rec.failures[wid] = seen + 1
+                            status = 500
+                    elif self.path == "/bad":
+                        status = 400
+                    elif self.path == "/down":
+                        status = 500
+                    elif self.path == "/slow-429" and not rec.failures.get(wid):
+                        rec.failures[wid] = 1
+                        status = 429
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait(self, predicate, count=1, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                hits = [r for r in self.requests if predicate(r)]
+            if len(hits) >= count:
+                return hits
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} matching webhook requests, got {len(hits)}")
+
+
+def verify(req, secret, tolerance=300):
+    """Independent Standard Webhooks verification with Python's hmac."""
+    h = req["headers"]
+    ts = int(h["webhook-timestamp"])
+    assert abs(time.time() - ts) <= tolerance, "timestamp outside the replay window"
+    key = base64.b64decode(secret[len("whsec_"):])
+    signed = f"{h['webhook-id']}.{ts}.".encode() + req["body"]
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(sig.split(",", 1)[1] == expected for sig in h["webhook-signature"].split(" "))
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def test_identity_emails_arrive_by_smtp_with_starttls_and_auth(stack, anon):
+    email = unique_email("mail")
+    r = anon.post("/auth/signup", {"email": email, "password": "a good password!", "full_name": "Mae", "workspace_name": "Mail Co"})
+    assert r.status_code == 201
+    m = stack.mail.wait_for(lambda m: email in m["rcpt_tos"])
+    assert m["tls"] and m["authenticated"]
+    msg = m["message"]
+    assert msg["To"] == email and "Verify" in msg["Subject"] and msg["From"] == "Vigil <no-reply@vigil.test>"
+    assert msg["Message-ID"] and msg["Date"]
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    assert set(parts) == {"text/plain", "text/html"}
+    token = [w for w in parts["text/plain"].split() if "token=" in w][0].split("token=")[1]
+    assert f'href="http://127.0.0.1:8080/verify-email?token={token}"' in parts["text/html"]
+    # The link in the email works.
+    assert anon.post(f"/auth/verify-email/{token}").status_code == 200
+    # Password reset mail too.
+    anon.post("/auth/forgot-password", {"email": email})
+    reset = stack.mail.wait_for(lambda m: email in m["rcpt_tos"] and "Reset" in m["message"]["Subject"])
+    assert "reset-password?token=vpr_" in reset["message"].get_payload()[0].get_payload(decode=True).decode()
+
+
+def test_signed_webhooks_retries_redelivery_and_rotation(stack, signup, receiver):
+    owner, ob, _ = signup("hooks")
+    r = owner.post("/webhooks/endpoints", {"url": receiver.url("/flaky/2"), "events": ["apikey.*"]})
+    assert r.status_code == 201, r.text
+    ep = r.json()
+    secret = ep["secret"]
+    assert secret.startswith("whsec_")
+    assert "secret" not in owner.get("/webhooks/endpoints").json()["items"][0]
+
+    key = owner.post("/api-keys/", {"name": "hooked"}).json()
+    hits = receiver.wait(lambda q: q["path"] == "/flaky/2" and json.loads(q["body"])["data"].get("api_key_id") == key["id"], count=3)
+    assert len({h["headers"]["webhook-id"] for h in hits}) == 1  # same id on every retry
+    assert all(verify(h, secret) for h in hits)
+    body = json.loads(hits[-1]["body"])
+    assert body["type"] == "apikey.created" and body["timestamp"] and body["data"]["prefix"] == key["prefix"]
+    assert key["key"] not in hits[-1]["body"].decode()
+    # Exactly one success recorded, after two failures.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        d = owner.get(f"/webhooks/endpoints/{ep['id']}/deliveries").json()["items"]
+        if d and d[0]["status"] == "delivered":
+            break
+        time.sleep(0.1)
+    assert d[0]["status"] == "delivered" and d[0]["attempts"] == 3 and d[0]["last_status"] == 200
+
+    # Redeliver by hand: same webhook-id again.
+    r = owner.post(f"/webhooks/deliveries/{d[0]['id']}/redeliver")
+    assert r.status_code == 200
+    again = receiver.wait(lambda q: q["headers"]["webhook-id"] == hits[0]["headers"]["webhook-id"], count=4)
+    assert verify(again[-1], secret)
+
+    # Rotation: during the overlap both secrets sign.
+    new = owner.post(f"/webhooks/endpoints/{ep['id']}/rotate-secret", {"overlap_seconds": 600}).json()["secret"]
+    t = owner.post(f"/webhooks/endpoints/{ep['id']}/test")
+    assert t.status_code == 200
+    last = receiver.wait(lambda q: json.loads(q["body"])["type"] == "webhook.test", count=1)[-1]
+    assert len(last["headers"]["webhook-signature"].split(" ")) == 2
+    assert verify(last, new) and verify(last, secret)
+    assert t.json()["status"] in ("pending", "delivered")
+
+
+def test_no_retry_on_4xx_and_disable_after_failures(stack, signup, receiver):
+    owner, ob, _ = signup("failing")
+    bad = owner.post("/webhooks/endpoints", {"url": receiver.url("/bad"), "events": ["*"]}).json()
+    down = owner.post("/webhooks/endpoints", {"url": receiver.url("/down"), "events": ["apikey.created"]}).json()
+    for i in range(4):
+        owner.post("/api-keys/", {"name": f"k{i}"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        eps = {e["id"]: e for e in owner.get("/webhooks/endpoints").json()["items"]}
+        if not eps[down["id"]]["is_active"]:
+            break
+        time.sleep(0.2)
+    assert eps[down["id"]]["is_active"] is False and "consecutive" in eps[down["id"]]["disabled_reason"]
+    stack.bus.wait_for(lambda b: b["type"] == "webhook.endpoint_disabled" and b["data"]["endpoint_id"] == down["id"],
+                       "vigil.events.webhook.", timeout=10)
+    bad_deliveries = owner.get(f"/webhooks/endpoints/{bad['id']}/deliveries").json()["items"]
+    assert bad_deliveries and all(d["attempts"] == 1 and d["status"] == "failed" and d["last_status"] == 400
+                                  for d in bad_deliveries if d["status"] != "pending")
+
+
+def test_retry_after_is_honoured(stack, signup, receiver):
+    owner, _, _ = signup("retryafter")
+    ep = owner.post("/webhooks/endpoints", {"url": receiver.url("/slow-429"), "events": ["apikey.created"]}).json()
+    owner.post("/api-keys/", {"name": "x"})
+    hits = receiver.wait(lambda q: q["path"] == "/slow-429" and json.loads(q["body"])["type"] == "apikey.created", count=2)
+    assert hits[1]["at"] - hits[0]["at"] >= 0.9
+    assert ep["id"]
+
+
+def test_webhook_input_validation_and_ssrf(stack, signup):
+    owner, _, _ = signup("ssrf")
+    for url in ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.5/hook", "http://[fe80::1]/x", "http://100.64.0.1/",
+                "ftp://example.com/x", "not a url", "http://user:pw@127.0.0.1/"]:
+        b = assert_envelope(owner.post("/webhooks/endpoints", {"url": url, "events": ["*"]}), 422)
+        assert b["issues"][0]["path"] == "body.url", url
+    assert_envelope(owner.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/x", "events": []}), 422)
+    assert_envelope(owner.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/x", "events": ["*"], "min_severity": "huge"}), 422)
+    assert_envelope(owner.post("/webhooks/endpoints", {"url": "http://127.0.0.1:9/x", "events": ["*"], "secret": "plain"}), 422)
+    types = owner.get("/events/types").json()["items"]
+    assert {"apikey.created", "webhook.endpoint_disabled"} <= {t["type"] for t in types}
+
+
+def test_audit_log_records_changes_per_workspace(stack, signup):
+    a, ab, _ = signup("audit-a")
+    b, _, _ = signup("audit-b")
+    key = a.post("/api-keys/", {"name": "audited"}).json()
+    a.delete(f"/api-keys/{key['id']}")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        logs = a.get("/webhooks/audit-logs?action=apikey.revoked").json()["items"]
+        if logs:
+            break
+        time.sleep(0.1)
+    rec = logs[0]
+    assert rec["resource_type"] == "apikey" and rec["resource_id"] == key["id"]
+    assert rec["actor"] == ab["user"]["id"] and rec["workspace"] == ab["workspace"]["id"]
+    every = a.get("/webhooks/audit-logs?limit=100").json()["items"]
+    assert {"user.signed_up", "apikey.created", "apikey.revoked"} <= {r["action"] for r in every}
+    assert a.get("/webhooks/audit-logs?resource_type=apikey").json()["total"] == 2
+    assert key["id"] not in b.get("/webhooks/audit-logs?limit=200").text
+    assert_envelope(a.get("/webhooks/audit-logs?since=yesterday"), 422)

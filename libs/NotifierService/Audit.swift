@@ -1,0 +1,96 @@
+import Bus
+import Contracts
+import Foundation
+import Logging
+import ServiceRuntime
+import Store
+import VigilCore
+
+/// Turns every domain event into an append-only audit record (idempotent by event id).
+struct AuditRecorder: Sendable {
+    let store: Store
+    let logger: Logger
+
+    func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
+        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
+              let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else {
+            logger.error("undecodable event dropped from the audit log", metadata: ["subject": "\(m.subject)"])
+            return .drop
+        }
+        let data = obj["data"] as? [String: Any] ?? [:]
+        let tenant = (obj["tenant_id"] as? String).flatMap { ID.isValid($0) ? $0 : nil }
+        let resourceType = String(type.split(separator: ".").first ?? "event")
+        let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String
+        let actor = (data["actor"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? (data["user_id"] as? String)
+        let changes = data.filter { !["actor"].contains($0.key) }
+        do {
+            let changesJSON = try JSONSerialization.data(withJSONObject: changes, options: [.sortedKeys])
+            try await store.query(tenant.map { .tenant($0) } ?? .crossTenant, """
+                INSERT INTO notifier.audit_log (id, tenant_id, at, actor, action, resource_type, resource_id, correlation_id, ip, user_agent, changes)
+                VALUES ($1, $2, coalesce($3::timestamptz, now()), $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+                ON CONFLICT (id) DO NOTHING
+                """, [id, tenant, obj["occurred_at"] as? String, actor, type, resourceType, resourceId,
+                      m.headers[BusHeader.correlationId], m.headers[BusHeader.clientAddress], m.headers["User-Agent"],
+                      JSONParameter(raw: changesJSON)])
+            return .ack
+        } catch {
+            logger.warning("audit insert failed; will retry", metadata: ["error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+    }
+}
+
+struct AuditQuery: Codable, Sendable {
+    var action: String?
+    var resourceType: String?
+    var actor: String?
+    var since: Date?
+    var until: Date?
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+}
+
+struct AuditRecord: Codable, Sendable {
+    var id: String
+    var at: Date
+    var actor: String?
+    var action: String
+    var resourceType: String
+    var resourceId: String?
+    var workspace: String?
+    var correlationId: String?
+    var ip: String?
+    var userAgent: String?
+    var changes: JSONObject
+}
+
+/// Free-form JSON object passed through as is.
+struct JSONObject: Codable, Sendable {
+    let raw: Data
+    init(raw: Data) { self.raw = raw }
+    init(from decoder: any Decoder) throws { raw = Data("{}".utf8) }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        let obj = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any] ?? [:]
+        try c.encode(obj.mapValues { AnyJSON($0) })
+    }
+}
+
+/// Encodes JSONSerialization values.
+struct AnyJSON: Encodable {
+    let value: Any
+    init(_ v: Any) { value = v }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch value {
+        case let v as String: try c.encode(v)
+        case let v as Bool where type(of: value) == Bool.self: try c.encode(v)
+        case let v as Int: try c.encode(v)
+        case let v as Double: try c.encode(v)
+        case let v as [Any]: try c.encode(v.map(AnyJSON.init))
+        case let v as [String: Any]: try c.encode(v.mapValues(AnyJSON.init))
+        default: try c.encodeNil()
+        }
+    }
+}

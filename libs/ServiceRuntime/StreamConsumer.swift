@@ -1,0 +1,93 @@
+import Bus
+import Foundation
+import Logging
+import ServiceLifecycle
+import VigilCore
+
+/// What a stream handler wants done with a message.
+public enum ConsumeOutcome: Sendable {
+    /// Done; never deliver again.
+    case ack
+    /// Try again later (transient failure).
+    case retry(after: Duration)
+    /// Give up for good (permanent failure, already recorded by the handler).
+    case drop
+}
+
+/// A durable JetStream pull consumer run as a Service: fetches in batches, runs the handler for each
+/// message, acks/naks/terms by the outcome, and keeps long handlers alive with in-progress pings.
+/// Replicas share the durable consumer, so each message is handled by one replica at a time; a
+/// replica that dies without acking leaves the message to be redelivered after `ackWait`.
+public struct StreamConsumer: Service {
+    public let jetStream: JetStream
+    public let stream: String
+    public let config: JetStream.ConsumerConfig
+    public let batch: Int
+    public let logger: Logger
+    public let handler: @Sendable (JetStreamMessage) async -> ConsumeOutcome
+
+    public init(jetStream: JetStream, stream: String, config: JetStream.ConsumerConfig, batch: Int = 32, logger: Logger,
+                handler: @escaping @Sendable (JetStreamMessage) async -> ConsumeOutcome) {
+        self.jetStream = jetStream
+        self.stream = stream
+        self.config = config
+        self.batch = batch
+        self.logger = logger
+        self.handler = handler
+    }
+
+    /// Creates the durable consumer (idempotent); call before `run`.
+    public func prepare() async throws {
+        try await jetStream.ensureConsumer(stream: stream, config)
+    }
+
+    public func run() async throws {
+        let pull = try jetStream.pullConsumer(stream: stream, durable: config.durable, filterSubject: config.filterSubject ?? ">")
+        defer { pull.close() }
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let messages: [JetStreamMessage]
+                do {
+                    messages = try await pull.fetch(batch: batch, timeout: .seconds(1))
+                } catch {
+                    logger.warning("fetch failed", metadata: ["consumer": "\(config.durable)", "error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                await withTaskGroup(of: Void.self) { group in
+                    for m in messages {
+                        group.addTask { await handle(m) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one message (public so tests and benchmarks can drive a consumer step by step).
+    public func handle(_ m: JetStreamMessage) async {
+        let keepAlive = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: config.ackWait / 3)
+                if Task.isCancelled { break }
+                try? m.inProgress()
+            }
+        }
+        let outcome = await handler(m)
+        keepAlive.cancel()
+        do {
+            switch outcome {
+            case .ack: try await m.ack()
+            case .retry(let after): try m.nak(delay: after)
+            case .drop: try m.term()
+            }
+        } catch {
+            logger.warning("acknowledgement failed", metadata: ["consumer": "\(config.durable)", "error": "\(error)"])
+        }
+    }
+
+    /// Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at `cap`.
+    public static func backoff(attempt: Int, cap: Duration = .seconds(3600)) -> Duration {
+        let base = min(Double(cap.components.seconds), 2 * pow(2, Double(max(0, attempt - 1))))
+        return .milliseconds(Int64(base * 1000 * Double.random(in: 0.8...1.2)))
+    }
+}
