@@ -13,8 +13,9 @@ test:           ## unit, integration and black-box tests against real NATS and P
 build:
 	swift build
 
-bench:          ## gateway throughput and latency (prints figures)
+bench:          ## gateway and notifier throughput and latency (prints figures)
 	scripts/bench gateway
+	scripts/bench notify
 
 contracts:      ## regenerate contracts/ from scripts/gen-contracts.py
 	python3 scripts/gen-contracts.py

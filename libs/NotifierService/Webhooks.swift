@@ -97,7 +97,7 @@ final class WebhookDispatcher: Sendable {
     let store: Store
     let settings: WebhookSettings
     let logger: Logger
-    let wake = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    let wake = WakeSignal()
     let http: OutboundHTTP
 
     init(store: Store, settings: WebhookSettings, logger: Logger) {
@@ -118,20 +118,22 @@ final class WebhookDispatcher: Sendable {
                 let endpoints = try await tx.query(
                     "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active",
                     [tenant])
-                var n = 0
+                var targets: [String] = []
                 for e in endpoints {
                     guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
                     if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
                        (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) { continue }
                     if !e.isNull("connection_ids"), let conn = data["connection_id"] as? String,
                        !(try e.stringArray("connection_ids")).contains(conn) { continue }
-                    let payload = try Self.payload(type: type, occurredAt: obj["occurred_at"] as? String, data: data)
-                    n += try await tx.execute("""
-                        INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
-                        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (endpoint_id, event_id) DO NOTHING
-                        """, [ID.make(), tenant, try e.string("id"), id, type, payload])
+                    targets.append(try e.string("id"))
                 }
-                return n
+                guard !targets.isEmpty else { return 0 }
+                let payload = try Self.payload(type: type, occurredAt: obj["occurred_at"] as? String, data: data)
+                return try await tx.execute("""
+                    INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
+                    SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
+                    ON CONFLICT (endpoint_id, event_id) DO NOTHING
+                    """, [tenant, id, type, payload, ArrayParameter(targets)])
             }
             if inserted > 0 { poke() }
             return .ack
@@ -146,38 +148,55 @@ final class WebhookDispatcher: Sendable {
         return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
     }
 
-    func poke() {
-        wake.withLock { c -> CheckedContinuation<Void, Never>? in let w = c; c = nil; return w }?.resume()
+    func poke() { wake.poke() }
+
+    /// Sends in flight, and finished attempts waiting to be recorded in bulk.
+    let inFlight = Mutex<Int>(0)
+    let finished = Mutex<[AttemptResult]>([])
+    static let maxInFlight = 128
+
+    /// Delivery loop: keeps up to `maxInFlight` sends going, topping up from the due deliveries
+    /// (claimed with a two-minute lease), while a recorder writes finished attempts in bulk.
+    func run() async {
+        let recorder = Task { await recordLoop() }
+        defer { recorder.cancel() }
+        while !Task.isCancelled {
+            let capacity = Self.maxInFlight - inFlight.withLock { $0 }
+            if capacity >= 8 {
+                do {
+                    let due = try await claim(limit: capacity)
+                    if !due.isEmpty {
+                        inFlight.withLock { $0 += due.count }
+                        for d in due {
+                            Task {
+                                let r = await self.send(d)
+                                self.finished.withLock { $0.append(r) }
+                                self.inFlight.withLock { $0 -= 1 }
+                                self.poke()
+                            }
+                        }
+                        continue
+                    }
+                } catch {
+                    logger.warning("webhook delivery loop failed", metadata: ["error": "\(error)"])
+                }
+            }
+            await wake.wait(timeout: .milliseconds(250))
+        }
     }
 
-    /// Delivery loop: claims due deliveries (leases them for a minute) and sends them concurrently.
-    func run() async {
+    /// Writes finished attempts every few milliseconds, one transaction per batch.
+    func recordLoop() async {
         while !Task.isCancelled {
-            do {
-                let due = try await claim(limit: 64)
-                if !due.isEmpty {
-                    await withTaskGroup(of: Void.self) { g in
-                        var running = 0
-                        for d in due {
-                            if running >= 16 { await g.next(); running -= 1 }
-                            g.addTask { await self.attempt(d) }
-                            running += 1
-                        }
-                    }
-                    continue
-                }
-            } catch {
-                logger.warning("webhook delivery loop failed", metadata: ["error": "\(error)"])
+            let batch = finished.withLock { f -> [AttemptResult] in let b = f; f.removeAll(); return b }
+            if batch.isEmpty {
+                try? await Task.sleep(for: .milliseconds(10))
+            } else {
+                await record(batch)
             }
-            let timer = Task { [weak self] in
-                guard (try? await Task.sleep(for: .milliseconds(500))) != nil else { return }
-                self?.poke()
-            }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { c in wake.withLock { $0 = c } }
-            } onCancel: { [weak self] in self?.poke() }
-            timer.cancel()
         }
+        let rest = finished.withLock { f -> [AttemptResult] in let b = f; f.removeAll(); return b }
+        await record(rest)
     }
 
     struct Due: Sendable {
@@ -205,8 +224,23 @@ final class WebhookDispatcher: Sendable {
 
     func open(_ sealed: [UInt8]) -> String? { settings.keys.open(sealed).map { String(decoding: $0, as: UTF8.self) } }
 
-    /// One attempt: sign, POST, record, and schedule the next step.
-    func attempt(_ d: Due) async {
+    /// What one attempt produced; recorded in bulk by `record`.
+    struct AttemptResult: Sendable {
+        var due: Due
+        var status: Int?
+        var error: String?
+        var excerpt: String?
+        var latencyMs: Int
+        /// delivered, retry or failed
+        var outcome: String
+        var delayMs: Int
+    }
+
+    /// One attempt and its outcome (the caller records it).
+    func attempt(_ d: Due) async { await record([await send(d)]) }
+
+    /// Signs and POSTs one delivery; decides what happens next. No database work here.
+    func send(_ d: Due) async -> AttemptResult {
         let webhookId = "msg_" + d.id.replacingOccurrences(of: "-", with: "")
         let ts = Int(Date().timeIntervalSince1970)
         let body = Array(d.payload.utf8)
@@ -220,64 +254,84 @@ final class WebhookDispatcher: Sendable {
         let result: Result<OutboundHTTP.Response, any Error> = await Blocking.run { Result { try http.post(url, headers: headers, body: body) } }
         let latency = Int((ContinuousClock.now - start).milliseconds)
         let attempts = d.attempts + 1
-        var status: Int? = nil
-        var error: String? = nil
-        var excerpt: String? = nil
-        var outcome: String
+        var r = AttemptResult(due: d, status: nil, error: nil, excerpt: nil, latencyMs: latency, outcome: "retry", delayMs: 0)
         var retryAfter: Int? = nil
         switch result {
-        case .success(let r):
-            status = r.status
-            excerpt = String(r.body.prefix(512))
-            if (200..<300).contains(r.status) {
-                outcome = "delivered"
-            } else if r.status == 429 || r.status >= 500 || r.status == 408 {
-                outcome = "retry"
-                retryAfter = r.headers["retry-after"].flatMap(Int.init)
+        case .success(let resp):
+            r.status = resp.status
+            r.excerpt = String(resp.body.prefix(512))
+            if (200..<300).contains(resp.status) {
+                r.outcome = "delivered"
+            } else if resp.status == 429 || resp.status >= 500 || resp.status == 408 {
+                retryAfter = resp.headers["retry-after"].flatMap(Int.init)
             } else {
-                outcome = "failed"
-                error = "endpoint answered \(r.status)"
+                r.outcome = "failed"
+                r.error = "endpoint answered \(resp.status)"
             }
         case .failure(let e):
-            error = "\(e)"
-            outcome = e is NetError && "\(e)".contains("refused") && "\(e)".contains("resolves to") ? "failed" : "retry"
+            r.error = "\(e)"
+            // An address the guard refuses (e.g. DNS now points inside) will not get better.
+            if "\(e)".contains("; refused") { r.outcome = "failed" }
         }
-        if outcome == "retry" && attempts >= settings.maxAttempts { outcome = "failed" }
+        if r.outcome == "retry" && attempts >= settings.maxAttempts { r.outcome = "failed" }
         let delayMs = retryAfter.map { min($0, 3 * 3600) * 1000 }
             ?? Int(Double(settings.backoffMs) * pow(2, Double(attempts - 1)) * Double.random(in: 0.8...1.2))
-        let cappedDelay = min(delayMs, 3 * 3600 * 1000)
+        r.delayMs = min(delayMs, 3 * 3600 * 1000)
+        return r
+    }
+
+    /// Records a batch of attempts in one transaction: attempt log, delivery state, endpoint health.
+    func record(_ results: [AttemptResult]) async {
+        guard !results.isEmpty else { return }
+        func col(_ f: (AttemptResult) -> String?) -> ArrayParameter { ArrayParameter(results.map(f)) }
+        // Per endpoint: reset on any success in the batch, else add the failures.
+        var health: [String: (reset: Bool, failures: Int, tenant: String)] = [:]
+        for r in results {
+            var h = health[r.due.endpointId] ?? (false, 0, r.due.tenantId)
+            if r.outcome == "delivered" { h.reset = true } else { h.failures += 1 }
+            health[r.due.endpointId] = h
+        }
+        let endpointIds = Array(health.keys)
         do {
-            let disabled: Bool = try await store.transaction(.tenant(d.tenantId)) { tx in
+            let disabled: [(String, String)] = try await store.transaction(.crossTenant) { tx in
                 try await tx.execute("""
                     INSERT INTO notifier.webhook_attempts (tenant_id, delivery_id, status, latency_ms, error, response_excerpt)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    """, [d.tenantId, d.id, status, latency, error, excerpt])
+                    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::text[])
+                    """, [col { $0.due.tenantId }, col { $0.due.id }, col { $0.status.map(String.init) }, col { String($0.latencyMs) },
+                          col { $0.error }, col { $0.excerpt }])
                 try await tx.execute("""
-                    UPDATE notifier.webhook_deliveries SET attempts = $2, last_status = $3, last_error = $4, last_response = $5,
-                      last_latency_ms = $6, status = CASE WHEN $7 = 'retry' THEN 'pending' ELSE $7 END,
-                      delivered_at = CASE WHEN $7 = 'delivered' THEN now() END,
-                      next_attempt_at = now() + make_interval(secs => $8::double precision / 1000)
-                    WHERE id = $1
-                    """, [d.id, attempts, status, error, excerpt, latency, outcome, cappedDelay])
-                if outcome == "delivered" {
-                    try await tx.execute("UPDATE notifier.webhook_endpoints SET consecutive_failures = 0 WHERE id = $1", [d.endpointId])
-                    return false
+                    UPDATE notifier.webhook_deliveries d SET attempts = d.attempts + 1, last_status = u.status, last_error = u.error,
+                      last_response = u.excerpt, last_latency_ms = u.latency,
+                      status = CASE WHEN u.outcome = 'retry' THEN 'pending' ELSE u.outcome END,
+                      delivered_at = CASE WHEN u.outcome = 'delivered' THEN now() END,
+                      next_attempt_at = now() + make_interval(secs => u.delay::double precision / 1000)
+                    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[])
+                      AS u(id, status, error, excerpt, latency, outcome, delay)
+                    WHERE d.id = u.id
+                    """, [col { $0.due.id }, col { $0.status.map(String.init) }, col { $0.error }, col { $0.excerpt },
+                          col { String($0.latencyMs) }, col { $0.outcome }, col { String($0.delayMs) }])
+                let rows = try await tx.query("""
+                    UPDATE notifier.webhook_endpoints e SET consecutive_failures = CASE WHEN u.reset THEN 0 ELSE e.consecutive_failures END + u.failures
+                    FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u(id, reset, failures)
+                    WHERE e.id = u.id RETURNING e.id, e.tenant_id, e.consecutive_failures, e.is_active
+                    """, [ArrayParameter(endpointIds), ArrayParameter(endpointIds.map { health[$0]!.reset ? "t" : "f" }),
+                          ArrayParameter(endpointIds.map { String(health[$0]!.reset ? 0 : health[$0]!.failures) })])
+                var out: [(String, String)] = []
+                for row in rows where try row.int("consecutive_failures") >= settings.disableAfter && row.bool("is_active") {
+                    let id = try row.string("id")
+                    let tenant = try row.string("tenant_id")
+                    try await tx.execute("""
+                        UPDATE notifier.webhook_endpoints SET is_active = false, disabled_reason = $2, updated_at = now() WHERE id = $1
+                        """, [id, "disabled after \(settings.disableAfter) consecutive failed attempts"])
+                    try await tx.emit("vigil.events.webhook.endpoint_disabled", type: "webhook.endpoint_disabled", tenantId: tenant,
+                                      data: ["endpoint_id": id, "reason": "consecutive failures"])
+                    out.append((id, tenant))
                 }
-                let row = try await tx.one("""
-                    UPDATE notifier.webhook_endpoints SET consecutive_failures = consecutive_failures + 1 WHERE id = $1
-                    RETURNING consecutive_failures, is_active
-                    """, [d.endpointId])
-                guard let row, try row.int("consecutive_failures") >= settings.disableAfter, try row.bool("is_active") else { return false }
-                try await tx.execute("""
-                    UPDATE notifier.webhook_endpoints SET is_active = false, disabled_reason = $2, updated_at = now() WHERE id = $1
-                    """, [d.endpointId, "disabled after \(settings.disableAfter) consecutive failed attempts"])
-                try await tx.emit("vigil.events.webhook.endpoint_disabled", type: "webhook.endpoint_disabled", tenantId: d.tenantId,
-                                  data: ["endpoint_id": d.endpointId, "reason": "consecutive failures"])
-                return true
+                return out
             }
-            if disabled { logger.warning("webhook endpoint disabled", metadata: ["endpoint_id": "\(d.endpointId)"]) }
+            for (id, _) in disabled { logger.warning("webhook endpoint disabled", metadata: ["endpoint_id": "\(id)"]) }
         } catch {
-            logger.warning("recording a webhook attempt failed", metadata: ["error": "\(error)"])
+            logger.warning("recording webhook attempts failed", metadata: ["error": "\(error)"])
         }
     }
 }

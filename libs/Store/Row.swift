@@ -32,6 +32,17 @@ extension Array: SQLParameter where Element == String {
     }
 }
 
+/// An array parameter whose elements may be NULL (`{"a",NULL}`); cast it in SQL (`$1::int[]`).
+public struct ArrayParameter: SQLParameter {
+    public let sqlText: String?
+    public init(_ values: [String?]) {
+        sqlText = "{" + values.map { v in
+            guard let v else { return "NULL" }
+            return "\"" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }.joined(separator: ",") + "}"
+    }
+}
+
 /// A JSON value bound as text, for jsonb columns.
 public struct JSONParameter: SQLParameter {
     public let sqlText: String?

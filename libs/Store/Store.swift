@@ -19,13 +19,13 @@ public final class Store: Sendable {
     public let schema: String
     let logger: Logger
     /// Poked after a commit that wrote outbox rows, so the relay publishes without waiting.
-    let outboxSignal: OutboxSignal
+    let outboxSignal: WakeSignal
 
     public init(url: String, schema: String, poolSize: Int = 8, logger: Logger) {
         self.pool = ConnectionPool(url: url, size: poolSize)
         self.schema = schema
         self.logger = logger
-        self.outboxSignal = OutboxSignal()
+        self.outboxSignal = WakeSignal()
     }
 
     /// Runs `body` in one transaction with the given tenant scope; commits on success, rolls back on error.
