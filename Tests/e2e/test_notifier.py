@@ -40,6 +40,8 @@ class Receiver:
                         if seen < n:
                             rec.failures[wid] = seen + 1
                             status = 500
+                    elif self.path == "/slow":
+                        time.sleep(0.2)
                     elif self.path == "/bad":
                         status = 400
                     elif self.path == "/down":
@@ -198,7 +200,7 @@ def test_audit_log_records_changes_per_workspace(stack, signup):
     a, ab, _ = signup("audit-a")
     b, _, _ = signup("audit-b")
     key = a.post("/api-keys/", {"name": "audited"}).json()
-    a.delete(f"/api-keys/{key['id']}")
+    a.delete(f"/api-keys/{key['id']}", headers={"x-correlation-id": "audit-trail-1", "User-Agent": "audit-test/1.0"})
     deadline = time.time() + 10
     while time.time() < deadline:
         logs = a.get("/webhooks/audit-logs?action=apikey.revoked").json()["items"]
@@ -208,8 +210,38 @@ def test_audit_log_records_changes_per_workspace(stack, signup):
     rec = logs[0]
     assert rec["resource_type"] == "apikey" and rec["resource_id"] == key["id"]
     assert rec["actor"] == ab["user"]["id"] and rec["workspace"] == ab["workspace"]["id"]
+    assert rec["correlation_id"] == "audit-trail-1" and rec["user_agent"] == "audit-test/1.0" and rec["ip"] == "127.0.0.1"
     every = a.get("/webhooks/audit-logs?limit=100").json()["items"]
     assert {"user.signed_up", "apikey.created", "apikey.revoked"} <= {r["action"] for r in every}
     assert a.get("/webhooks/audit-logs?resource_type=apikey").json()["total"] == 2
     assert key["id"] not in b.get("/webhooks/audit-logs?limit=200").text
     assert_envelope(a.get("/webhooks/audit-logs?since=yesterday"), 422)
+
+
+def test_restart_mid_backlog_delivers_each_event_once(stack, signup, receiver):
+    owner, _, _ = signup("restart")
+    ep = owner.post("/webhooks/endpoints", {"url": receiver.url("/slow"), "events": ["apikey.created"]}).json()
+    keys = [owner.post("/api-keys/", {"name": f"r{i}"}).json()["id"] for i in range(25)]
+    receiver.wait(lambda q: q["path"] == "/slow", count=3)
+    proc = stack.procs["notifier"]
+    proc.send_signal(__import__("signal").SIGTERM)
+    assert proc.wait(30) == 0
+    before = len([q for q in receiver.requests if q["path"] == "/slow"])
+    stack.spawn("notifier", VIGIL_WEBHOOK_CONCURRENCY="4")
+    hits = receiver.wait(lambda q: q["path"] == "/slow" and json.loads(q["body"])["data"].get("api_key_id") in keys,
+                         count=25, timeout=60)
+    ids = [h["headers"]["webhook-id"] for h in hits]
+    assert len(set(ids)) == 25 and len(ids) == 25, "every event delivered exactly once to the endpoint"
+    assert before < 25, "the restarted replica had a backlog to deliver"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        r = owner.get(f"/webhooks/endpoints/{ep['id']}/deliveries?limit=100")
+        if r.status_code == 503:  # the new replica is still starting
+            time.sleep(0.2)
+            continue
+        assert r.status_code == 200, r.text
+        d = r.json()["items"]
+        if len(d) == 25 and all(x["status"] == "delivered" for x in d):
+            break
+        time.sleep(0.2)
+    assert len(d) == 25 and all(x["status"] == "delivered" and x["attempts"] == 1 for x in d)

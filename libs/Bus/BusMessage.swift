@@ -34,6 +34,7 @@ public enum BusHeader {
     public static let idempotencyKey = "Idempotency-Key"
     public static let traceparent = "traceparent"
     public static let clientAddress = "Vigil-Client-Address"
+    public static let userAgent = "Vigil-User-Agent"
     public static let serviceError = "Nats-Service-Error"
     public static let serviceErrorCode = "Nats-Service-Error-Code"
     public static let msgId = "Nats-Msg-Id"

@@ -10,22 +10,25 @@ public struct CallContext: Sendable, Equatable {
     public var idempotencyKey: String?
     public var traceparent: String?
     public var clientAddress: String?
+    public var userAgent: String?
 
     public init(tenantId: String? = nil, principal: String? = nil, correlationId: String = ID.make(),
-                idempotencyKey: String? = nil, traceparent: String? = nil, clientAddress: String? = nil) {
+                idempotencyKey: String? = nil, traceparent: String? = nil, clientAddress: String? = nil,
+                userAgent: String? = nil) {
         self.tenantId = tenantId
         self.principal = principal
         self.correlationId = correlationId
         self.idempotencyKey = idempotencyKey
         self.traceparent = traceparent
         self.clientAddress = clientAddress
+        self.userAgent = userAgent
     }
 
     public init(headers h: BusMessage) {
         self.init(tenantId: h.header(BusHeader.tenantId), principal: h.header(BusHeader.principal),
                   correlationId: h.header(BusHeader.correlationId) ?? ID.make(),
                   idempotencyKey: h.header(BusHeader.idempotencyKey), traceparent: h.header(BusHeader.traceparent),
-                  clientAddress: h.header(BusHeader.clientAddress))
+                  clientAddress: h.header(BusHeader.clientAddress), userAgent: h.header(BusHeader.userAgent))
     }
 
     public var headers: [String: String] {
@@ -35,6 +38,18 @@ public struct CallContext: Sendable, Equatable {
         if let idempotencyKey { h[BusHeader.idempotencyKey] = idempotencyKey }
         if let traceparent { h[BusHeader.traceparent] = traceparent }
         if let clientAddress { h[BusHeader.clientAddress] = clientAddress }
+        if let userAgent { h[BusHeader.userAgent] = userAgent }
+        return h
+    }
+}
+
+extension CallContext {
+    /// Headers that events caused by this request carry (for the audit trail): correlation id,
+    /// client address and user agent. Never the principal or credentials.
+    public var eventHeaders: [String: String] {
+        var h = [BusHeader.correlationId: correlationId]
+        if let clientAddress { h[BusHeader.clientAddress] = clientAddress }
+        if let userAgent { h[BusHeader.userAgent] = String(userAgent.prefix(256)) }
         return h
     }
 }

@@ -60,7 +60,7 @@ struct RemediationPolicyHandlers: Sendable {
     func register(on r: ServiceResponder) {
         r.add(Endpoint<Empty, RemediationPolicy>("vigil.remediation.policy.get")) { _, ctx in
             let p = try ctx.requirePrincipal()
-            return try await store.transaction(p.scope) { try await load($0, p.tenantId) }
+            return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { try await load($0, p.tenantId) }
         }
         r.add(Endpoint<RemediationPolicyPatch, RemediationPolicy>("vigil.remediation.policy.update")) { patch, ctx in
             let p = try ctx.requirePrincipal()
@@ -72,7 +72,7 @@ struct RemediationPolicyHandlers: Sendable {
             }
             if let n = patch.maxActionsPerDay, !(0...10_000).contains(n) { issues.append(.init(path: "body.max_actions_per_day", message: "must be between 0 and 10000")) }
             guard issues.isEmpty else { throw ServiceError.validation(issues) }
-            return try await store.transaction(p.scope) { tx in
+            return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
                 var cur = try await load(tx, p.tenantId)
                 if let m = patch.mode { cur.mode = m }
                 if let s = patch.autoApproveSeverities { cur.autoApproveSeverities = s }

@@ -209,7 +209,8 @@ final class Gateway: Sendable {
         let principal = resolved?.principal
         let busContext = CallContext(tenantId: principal?.tenantId, principal: resolved?.header, correlationId: cid,
                                      idempotencyKey: request.headers[.idempotencyKey],
-                                     traceparent: request.headers[.traceparent], clientAddress: client)
+                                     traceparent: request.headers[.traceparent], clientAddress: client,
+                                     userAgent: request.headers[.userAgent])
 
         // 4. Idempotency for mutating routes.
         if route.isMutating, let key = request.headers[.idempotencyKey] {

@@ -154,7 +154,7 @@ final class IdentityHandlers: Sendable {
         guard issues.isEmpty, let email, let password, let fullName, let wsName else { throw ServiceError.validation(issues) }
         let hash = try await hashPassword(password, settings.passwordStrength)
         do {
-            return try await store.transaction(.crossTenant) { tx in
+            return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
                 let userId = ID.make()
                 try await tx.execute("INSERT INTO identity.users (id, email, password_hash, full_name) VALUES ($1, $2, $3, $4)",
                                      [userId, email, hash, fullName])
@@ -211,7 +211,7 @@ final class IdentityHandlers: Sendable {
             throw ServiceError(status: 401, error: "invalid_credentials", message: "email or password is incorrect")
         }
         let user = try Views.user(row)
-        return try await store.transaction(.crossTenant) { tx in
+        return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             try await tx.execute("DELETE FROM identity.login_failures WHERE email = $1", [email])
             let ws = try await tx.one("""
                 SELECT w.* FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
@@ -226,7 +226,7 @@ final class IdentityHandlers: Sendable {
         guard SecretToken.isWellFormed(req.refreshToken, prefix: TokenKind.refresh) else { throw invalid }
         let hash = SecretToken.hash(req.refreshToken)
         enum Outcome: Sendable { case issued(TokenReply), reused, unknown }
-        let outcome: Outcome = try await store.transaction(.crossTenant) { tx in
+        let outcome: Outcome = try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             if let row = try await tx.one("""
                 UPDATE identity.refresh_tokens SET used_at = now()
                 WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
@@ -261,7 +261,7 @@ final class IdentityHandlers: Sendable {
 
     @Sendable func forgotPassword(_ req: ForgotPasswordRequest, _ ctx: CallContext) async throws -> MessageReply {
         let email = try Validate.email(req.email)
-        try await store.transaction(.none) { tx in
+        try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             if let row = try await tx.one("SELECT * FROM identity.users WHERE email = $1", [email]) {
                 try await sendUserToken(tx: tx, user: try Views.user(row), kind: "reset", ttl: 3600)
             }
@@ -274,7 +274,7 @@ final class IdentityHandlers: Sendable {
         let invalid = ServiceError.badRequest("reset token is invalid, expired or already used", code: "invalid_token")
         guard SecretToken.isWellFormed(req.token, prefix: TokenKind.reset) else { throw invalid }
         let hash = try await hashPassword(password, settings.passwordStrength)
-        let done: String? = try await store.transaction(.none) { tx in
+        let done: String? = try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             guard let userId = try await consumeUserToken(tx: tx, token: req.token, kind: "reset") else { return nil }
             try await tx.execute("UPDATE identity.users SET password_hash = $2, updated_at = now() WHERE id = $1", [userId, hash])
             try await tx.execute("UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [userId])
@@ -295,7 +295,7 @@ final class IdentityHandlers: Sendable {
             throw ServiceError.validation("body.current_password", "is incorrect")
         }
         let hash = try await hashPassword(password, settings.passwordStrength)
-        try await store.transaction(.none) { tx in
+        try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             try await tx.execute("UPDATE identity.users SET password_hash = $2, updated_at = now() WHERE id = $1", [userId, hash])
             try await tx.execute("UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [userId])
             try await tx.emit("vigil.events.user.password_changed", type: "user.password_changed", tenantId: p.tenantId, data: ["user_id": userId])
@@ -307,7 +307,7 @@ final class IdentityHandlers: Sendable {
     @Sendable func resendVerification(_ req: ResendVerificationRequest, _ ctx: CallContext) async throws -> MessageReply {
         let principal = ctx.optionalPrincipal
         let email: String? = try req.email.map { try Validate.email($0) }
-        try await store.transaction(.none) { tx in
+        try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             let row: Row?
             if let userId = principal?.userId {
                 row = try await tx.one("SELECT * FROM identity.users WHERE id = $1", [userId])
@@ -326,7 +326,7 @@ final class IdentityHandlers: Sendable {
     @Sendable func verifyEmail(_ req: TokenPathRequest, _ ctx: CallContext) async throws -> MessageReply {
         let invalid = ServiceError.badRequest("verification token is invalid, expired or already used", code: "invalid_token")
         guard SecretToken.isWellFormed(req.token, prefix: TokenKind.verify) else { throw invalid }
-        let ok: Bool = try await store.transaction(.none) { tx in
+        let ok: Bool = try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             guard let userId = try await consumeUserToken(tx: tx, token: req.token, kind: "verify") else { return false }
             try await tx.execute("UPDATE identity.users SET email_verified = true, updated_at = now() WHERE id = $1", [userId])
             return true
@@ -356,7 +356,7 @@ final class IdentityHandlers: Sendable {
     // MARK: principal resolution (gateway → identity)
 
     @Sendable func resolvePrincipal(_ req: ResolvePrincipalRequest, _ ctx: CallContext) async throws -> Principal {
-        try await store.transaction(.crossTenant) { tx in
+        try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             switch req.kind {
             case "api_key":
                 guard let hash = req.apiKeyHash, let key = try await tx.one("""

@@ -17,7 +17,7 @@ extension IdentityHandlers {
     @Sendable func listTeam(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<TeamMember> {
         let p = try ctx.requirePrincipal()
         let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, columns: "m.id, m.user_id, m.role, m.created_at, u.email, u.full_name",
                                 from: "identity.memberships m JOIN identity.users u ON u.id = m.user_id",
                                 filter: "m.tenant_id = $1", [p.tenantId], alias: "m.", map: Self.member)
@@ -38,7 +38,7 @@ extension IdentityHandlers {
     @Sendable func updateRole(_ req: UpdateRoleRequest, _ ctx: CallContext) async throws -> TeamMember {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
-        let member: TeamMember = try await store.transaction(p.scope) { tx in
+        let member: TeamMember = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             var (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             if (m.role == .owner || req.role == .owner) && p.role != .owner {
                 throw ServiceError.forbidden("only an owner can grant or change the owner role")
@@ -59,7 +59,7 @@ extension IdentityHandlers {
 
     @Sendable func removeMember(_ req: MembershipPath, _ ctx: CallContext) async throws -> Empty {
         let p = try ctx.requirePrincipal()
-        let removed: String = try await store.transaction(p.scope) { tx in
+        let removed: String = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             let leavingSelf = m.userId == p.userId
             if !leavingSelf { try p.require(atLeast: .admin) }
@@ -84,7 +84,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         guard p.isUser, let userId = p.userId else { throw ServiceError.forbidden("a profile belongs to a user session, not an API key") }
         let name = try req.fullName.map { try Validate.text($0, path: "body.full_name") }
-        return try await store.transaction(.none) { tx in
+        return try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("""
                 UPDATE identity.users SET full_name = coalesce($2, full_name), updated_at = now() WHERE id = $1 RETURNING *
                 """, [userId, name]) else { throw ServiceError.notFound("user") }
@@ -96,7 +96,7 @@ extension IdentityHandlers {
 
     @Sendable func getTenant(_ req: Empty, _ ctx: CallContext) async throws -> WorkspaceView {
         let p = try ctx.requirePrincipal()
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("SELECT * FROM identity.workspaces WHERE id = $1", [p.tenantId]) else {
                 throw ServiceError.notFound("workspace")
             }
@@ -108,7 +108,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("""
                 UPDATE identity.workspaces SET name = coalesce($2, name), updated_at = now() WHERE id = $1 RETURNING *
                 """, [p.tenantId, name]) else { throw ServiceError.notFound("workspace") }
@@ -128,7 +128,7 @@ extension IdentityHandlers {
         let patch = (obj["settings"] as? [String: Any]) ?? obj
         let patchData = try JSONSerialization.data(withJSONObject: patch)
         guard patchData.count <= 64 * 1024 else { throw ServiceError.validation("body.settings", "must be at most 64 KiB") }
-        let view: WorkspaceView = try await store.transaction(p.scope) { tx in
+        let view: WorkspaceView = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("""
                 UPDATE identity.workspaces SET settings = settings || $2::jsonb, updated_at = now() WHERE id = $1 RETURNING *
                 """, [p.tenantId, JSONParameter(raw: patchData)]) else { throw ServiceError.notFound("workspace") }
@@ -141,7 +141,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let page = try Pagination(req)
-        return try await store.transaction(.crossTenant) { tx in
+        return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, from: "identity.workspaces", filter: "parent_id = $1", [p.tenantId]) { try Views.workspace($0) }
         }
     }
@@ -151,7 +151,7 @@ extension IdentityHandlers {
         try p.require(atLeast: .admin)
         guard p.viaParentTenantId == nil else { throw ServiceError.forbidden("child workspaces cannot have children of their own") }
         let name = try Validate.text(req.name, path: "body.name", max: 100)
-        return try await store.transaction(.crossTenant) { tx in
+        return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             if try await tx.one("SELECT 1 FROM identity.workspaces WHERE id = $1 AND parent_id IS NOT NULL", [p.tenantId]) != nil {
                 throw ServiceError.forbidden("child workspaces cannot have children of their own")
             }
@@ -186,7 +186,7 @@ extension IdentityHandlers {
         if role == .owner && p.role != .owner { throw ServiceError.forbidden("only an owner can invite another owner") }
         let token = SecretToken.generate(prefix: TokenKind.invite)
         do {
-            return try await store.transaction(p.scope) { tx in
+            return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
                 if try await tx.one("""
                     SELECT 1 FROM identity.memberships m JOIN identity.users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.email = $2
                     """, [p.tenantId, email]) != nil {
@@ -214,7 +214,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, from: "identity.invitations", filter: "tenant_id = $1", [p.tenantId], map: Self.invitation)
         }
     }
@@ -232,7 +232,7 @@ extension IdentityHandlers {
     }
 
     @Sendable func validateInvitation(_ req: TokenPathRequest, _ ctx: CallContext) async throws -> ValidateInvitationReply {
-        try await store.transaction(.crossTenant) { tx in
+        try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             let row = try await pendingInvitation(tx: tx, token: req.token, lock: false)
             let exists = try await tx.one("SELECT 1 FROM identity.users WHERE email = $1", [try row.string("email")]) != nil
             return ValidateInvitationReply(email: try row.string("email"), role: try Views.role(row),
@@ -248,7 +248,7 @@ extension IdentityHandlers {
             return try await hashPassword(try Validate.password(pw), settings.passwordStrength)
         }()
         do {
-            return try await store.transaction(.crossTenant) { tx in
+            return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
                 let inv = try await pendingInvitation(tx: tx, token: req.token, lock: true)
                 let email = try inv.string("email")
                 let tenantId = try inv.string("tenant_id")
@@ -296,7 +296,7 @@ extension IdentityHandlers {
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.invitationId, "invitation")
         let token = SecretToken.generate(prefix: TokenKind.invite)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("SELECT * FROM identity.invitations WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [id, p.tenantId]) else {
                 throw ServiceError.notFound("invitation")
             }
@@ -315,7 +315,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.invitationId, "invitation")
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.one("SELECT 1 FROM identity.invitations WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
                 throw ServiceError.notFound("invitation")
             }
@@ -349,7 +349,7 @@ extension IdentityHandlers {
             throw ServiceError.forbidden("a key cannot have a higher role than its creator")
         }
         let key = SecretToken.generate(prefix: SecretToken.apiKeyPrefix)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let row = try await tx.one("""
                 INSERT INTO identity.api_keys (id, tenant_id, name, key_hash, prefix, scopes, role, created_by, expires_at)
                 VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9) RETURNING *
@@ -366,7 +366,7 @@ extension IdentityHandlers {
     @Sendable func listApiKeys(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ApiKeyView> {
         let p = try ctx.requirePrincipal()
         let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, from: "identity.api_keys", filter: "tenant_id = $1 AND revoked_at IS NULL", [p.tenantId],
                                 map: Self.apiKey)
         }
@@ -376,7 +376,7 @@ extension IdentityHandlers {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         let id = try Validate.id(req.keyId, "API key")
-        try await store.transaction(p.scope) { tx in
+        try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.execute("UPDATE identity.api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
                                        [id, p.tenantId]) == 1 else { throw ServiceError.notFound("API key") }
             try await tx.emit("vigil.events.apikey.revoked", type: "apikey.revoked", tenantId: p.tenantId,

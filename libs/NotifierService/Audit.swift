@@ -30,7 +30,7 @@ struct AuditRecorder: Sendable {
                 VALUES ($1, $2, coalesce($3::timestamptz, now()), $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
                 ON CONFLICT (id) DO NOTHING
                 """, [id, tenant, obj["occurred_at"] as? String, actor, type, resourceType, resourceId,
-                      m.headers[BusHeader.correlationId], m.headers[BusHeader.clientAddress], m.headers["User-Agent"],
+                      m.headers[BusHeader.correlationId], m.headers[BusHeader.clientAddress], m.headers[BusHeader.userAgent],
                       JSONParameter(raw: changesJSON)])
             return .ack
         } catch {

@@ -90,7 +90,7 @@ struct NotifierHandlers: Sendable {
         }
         let secret = req.secret ?? WebhookSignature.newSecret()
         let sealed = Data(Sodium.seal(Array(secret.utf8), to: dispatcher.settings.keys.publicKey))
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let row = try await tx.one("""
                 INSERT INTO notifier.webhook_endpoints (id, tenant_id, url, description, events, min_severity, connection_ids, is_active, secret_sealed)
                 VALUES ($1, $2, $3, $4, $5::text[], $6, $7::text[], $8, $9) RETURNING *
@@ -108,7 +108,7 @@ struct NotifierHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, from: "notifier.webhook_endpoints", filter: "tenant_id = $1", [p.tenantId], map: Self.endpoint)
         }
     }
@@ -117,7 +117,7 @@ struct NotifierHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.endpointId, "webhook endpoint")
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.execute("DELETE FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
                 throw ServiceError.notFound("webhook endpoint")
             }
@@ -135,7 +135,7 @@ struct NotifierHandlers: Sendable {
         guard (0...7 * 86400).contains(overlap) else { throw ServiceError.validation("body.overlap_seconds", "must be 0 to 604800") }
         let secret = WebhookSignature.newSecret()
         let sealed = Data(Sodium.seal(Array(secret.utf8), to: dispatcher.settings.keys.publicKey))
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("""
                 UPDATE notifier.webhook_endpoints SET previous_secret_sealed = secret_sealed, secret_sealed = $3,
                   previous_secret_expires_at = now() + make_interval(secs => $4), updated_at = now()
@@ -153,7 +153,7 @@ struct NotifierHandlers: Sendable {
         let payload = try WebhookDispatcher.payload(type: "webhook.test", occurredAt: nil,
                                                     data: ["endpoint_id": id, "message": "This is a test delivery from Vigil."])
         let deliveryId = ID.make()
-        try await store.transaction(p.scope) { tx in
+        try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.one("SELECT 1 FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
                 throw ServiceError.notFound("webhook endpoint")
             }
@@ -191,7 +191,7 @@ struct NotifierHandlers: Sendable {
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         let page = try Pagination(PageRequest(limit: req.limit, cursor: req.cursor, offset: req.offset))
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.one("SELECT 1 FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
                 throw ServiceError.notFound("webhook endpoint")
             }
@@ -227,7 +227,7 @@ struct NotifierHandlers: Sendable {
         if let a = q.actor { add("actor = ?", a) }
         if let s = q.since { add("at >= ?", s) }
         if let u = q.until { add("at < ?", u) }
-        return try await store.transaction(p.scope) { tx in
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             try await page.list(tx, from: "notifier.audit_log", filter: filter, values) { r in
                 AuditRecord(id: try r.string("id"), at: try r.date("at"), actor: r.optionalString("actor"), action: try r.string("action"),
                             resourceType: try r.string("resource_type"), resourceId: r.optionalString("resource_id"),

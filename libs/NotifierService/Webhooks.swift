@@ -20,6 +20,8 @@ import VigilCrypto
 /// | VIGIL_WEBHOOK_MAX_ATTEMPTS | 15 | about a day with the default backoff |
 /// | VIGIL_WEBHOOK_BACKOFF_MS | 2000 | first retry delay (doubles, ±20 % jitter, capped at 3 h) |
 /// | VIGIL_WEBHOOK_DISABLE_AFTER | 50 | consecutive failed attempts before an endpoint is disabled |
+/// | VIGIL_WEBHOOK_LEASE_MS | 120000 | a claimed delivery is retried after this if its sender died |
+/// | VIGIL_WEBHOOK_CONCURRENCY | 128 | deliveries in flight per replica |
 struct WebhookSettings: Sendable {
     var keys: Sodium.BoxKeyPair
     var guardrail: SSRFGuard
@@ -27,6 +29,8 @@ struct WebhookSettings: Sendable {
     var maxAttempts: Int
     var backoffMs: Int
     var disableAfter: Int
+    var leaseMs: Int
+    var concurrency: Int
 
     init(_ r: ConfigReader, logger: Logger) throws {
         if let s = r.optional("VIGIL_NOTIFIER_SEED") {
@@ -42,6 +46,8 @@ struct WebhookSettings: Sendable {
         maxAttempts = r.int("VIGIL_WEBHOOK_MAX_ATTEMPTS", default: 15)
         backoffMs = r.int("VIGIL_WEBHOOK_BACKOFF_MS", default: 2000)
         disableAfter = r.int("VIGIL_WEBHOOK_DISABLE_AFTER", default: 50)
+        leaseMs = r.int("VIGIL_WEBHOOK_LEASE_MS", default: 120_000)
+        concurrency = max(1, r.int("VIGIL_WEBHOOK_CONCURRENCY", default: 128))
     }
 }
 
@@ -153,16 +159,14 @@ final class WebhookDispatcher: Sendable {
     /// Sends in flight, and finished attempts waiting to be recorded in bulk.
     let inFlight = Mutex<Int>(0)
     let finished = Mutex<[AttemptResult]>([])
-    static let maxInFlight = 128
 
-    /// Delivery loop: keeps up to `maxInFlight` sends going, topping up from the due deliveries
+    /// Delivery loop: keeps up to `concurrency` sends going, topping up from the due deliveries
     /// (claimed with a two-minute lease), while a recorder writes finished attempts in bulk.
     func run() async {
         let recorder = Task { await recordLoop() }
-        defer { recorder.cancel() }
         while !Task.isCancelled {
-            let capacity = Self.maxInFlight - inFlight.withLock { $0 }
-            if capacity >= 8 {
+            let capacity = settings.concurrency - inFlight.withLock { $0 }
+            if capacity >= min(8, settings.concurrency) {
                 do {
                     let due = try await claim(limit: capacity)
                     if !due.isEmpty {
@@ -183,6 +187,14 @@ final class WebhookDispatcher: Sendable {
             }
             await wake.wait(timeout: .milliseconds(250))
         }
+        // Graceful stop: let in-flight sends finish (bounded) so that their results are recorded
+        // and nothing is sent twice after a restart.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while inFlight.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
+            await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 0.02) { c.resume() } }
+        }
+        recorder.cancel()
+        await recorder.value
     }
 
     /// Writes finished attempts every few milliseconds, one transaction per batch.
@@ -207,14 +219,14 @@ final class WebhookDispatcher: Sendable {
     func claim(limit: Int) async throws -> [Due] {
         try await store.transaction(.crossTenant) { tx in
             try await tx.query("""
-                UPDATE notifier.webhook_deliveries d SET next_attempt_at = now() + interval '2 minutes'
+                UPDATE notifier.webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
                 FROM notifier.webhook_endpoints e
                 WHERE d.endpoint_id = e.id AND d.id IN (
                   SELECT id FROM notifier.webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                 RETURNING d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
                   CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_sealed END AS previous_sealed
-                """, [limit]).map { r in
+                """, [limit, settings.leaseMs]).map { r in
                 Due(id: try r.string("id"), tenantId: try r.string("tenant_id"), endpointId: try r.string("endpoint_id"),
                     payload: try r.string("payload"), attempts: try r.int("attempts"), url: try r.string("url"),
                     secret: Array(try r.bytes("secret_sealed")), previous: r.isNull("previous_sealed") ? nil : Array(try r.bytes("previous_sealed")))

@@ -29,12 +29,13 @@ public final class Store: Sendable {
     }
 
     /// Runs `body` in one transaction with the given tenant scope; commits on success, rolls back on error.
-    public func transaction<T: Sendable>(_ scope: TenantScope,
+    /// `eventHeaders` ride on every event the transaction emits (correlation id, client address…).
+    public func transaction<T: Sendable>(_ scope: TenantScope, eventHeaders: [String: String] = [:],
                                          _ body: (Transaction) async throws -> T) async throws -> T {
         let conn = try await pool.acquire()
         do {
             _ = try await conn.pipeline(Self.scoping(conn, scope) + [("BEGIN", [])])
-            let tx = Transaction(conn: conn, schema: schema)
+            let tx = Transaction(conn: conn, schema: schema, eventHeaders: eventHeaders)
             let result = try await body(tx)
             _ = try await conn.execute("COMMIT", [])
             pool.release(conn)
@@ -107,10 +108,12 @@ public final class Transaction: @unchecked Sendable {
     let conn: PGConnection
     let schema: String
     var wroteOutbox = false
+    let eventHeaders: [String: String]
 
-    init(conn: PGConnection, schema: String) {
+    init(conn: PGConnection, schema: String, eventHeaders: [String: String] = [:]) {
         self.conn = conn
         self.schema = schema
+        self.eventHeaders = eventHeaders
     }
 
     /// Runs a parameterized statement and returns its rows.
@@ -137,7 +140,8 @@ public final class Transaction: @unchecked Sendable {
         let event = EventEnvelope(id: ID.make(), type: type, occurredAt: Date(), tenantId: tenantId, data: data)
         try await execute(
             "INSERT INTO \(schema).outbox (id, subject, payload, headers) VALUES ($1, $2, $3, $4)",
-            [event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self), try JSONParameter(headers)])
+            [event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self),
+             try JSONParameter(eventHeaders.merging(headers) { $1 })])
         wroteOutbox = true
     }
 }
