@@ -169,15 +169,9 @@ struct NotifierHandlers: Sendable {
 
     func loadDue(_ id: String) async throws -> WebhookDispatcher.Due? {
         try await store.query(.crossTenant, """
-            SELECT d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
-              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_sealed END AS previous_sealed
+            SELECT \(WebhookDispatcher.dueColumns)
             FROM notifier.webhook_deliveries d JOIN notifier.webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1
-            """, [id]).first.map { r in
-            WebhookDispatcher.Due(id: try r.string("id"), tenantId: try r.string("tenant_id"), endpointId: try r.string("endpoint_id"),
-                                  payload: try r.string("payload"), attempts: try r.int("attempts"), url: try r.string("url"),
-                                  secret: Array(try r.bytes("secret_sealed")),
-                                  previous: r.isNull("previous_sealed") ? nil : Array(try r.bytes("previous_sealed")))
-        }
+            """, [id]).first.map(WebhookDispatcher.Due.init)
     }
 
     func loadDelivery(_ id: String, _ p: Principal) async throws -> DeliveryView {

@@ -214,7 +214,21 @@ final class WebhookDispatcher: Sendable {
     struct Due: Sendable {
         var id: String; var tenantId: String; var endpointId: String; var payload: String; var attempts: Int
         var url: String; var secret: [UInt8]; var previous: [UInt8]?
+
+        /// Columns of `dueColumns`.
+        init(_ r: Row) throws {
+            id = try r.string("id"); tenantId = try r.string("tenant_id"); endpointId = try r.string("endpoint_id")
+            payload = try r.string("payload"); attempts = try r.int("attempts"); url = try r.string("url")
+            secret = Array(try r.bytes("secret_sealed"))
+            previous = r.isNull("previous_sealed") ? nil : Array(try r.bytes("previous_sealed"))
+        }
     }
+
+    /// What a send needs: the delivery, its endpoint URL and the sealed secrets still valid.
+    static let dueColumns = """
+        d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
+        CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_sealed END AS previous_sealed
+        """
 
     func claim(limit: Int) async throws -> [Due] {
         try await store.transaction(.crossTenant) { tx in
@@ -224,13 +238,8 @@ final class WebhookDispatcher: Sendable {
                 WHERE d.endpoint_id = e.id AND d.id IN (
                   SELECT id FROM notifier.webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-                RETURNING d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
-                  CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_sealed END AS previous_sealed
-                """, [limit, settings.leaseMs]).map { r in
-                Due(id: try r.string("id"), tenantId: try r.string("tenant_id"), endpointId: try r.string("endpoint_id"),
-                    payload: try r.string("payload"), attempts: try r.int("attempts"), url: try r.string("url"),
-                    secret: Array(try r.bytes("secret_sealed")), previous: r.isNull("previous_sealed") ? nil : Array(try r.bytes("previous_sealed")))
-            }
+                RETURNING \(Self.dueColumns)
+                """, [limit, settings.leaseMs]).map(Due.init)
         }
     }
 
