@@ -80,7 +80,8 @@ def bench_notify(bin_dir):
     rate = float(os.environ.get("BENCH_RATE", "220"))
     endpoints = int(os.environ.get("BENCH_ENDPOINTS", "10"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1,
-                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})
+                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning",
+                             "VIGIL_WEBHOOK_CONCURRENCY": "128"})
     rx = FastReceiver()
     try:
         stack.start()
