@@ -158,7 +158,8 @@ def test_openapi_matches_the_routes_the_gateway_serves(stack):
         assert not (r.status_code == 404 and r.json().get("message", "").startswith("no route")), (method, path)
     ref = open(os.path.join(ROOT, "..", "shared", "reference", "fixmycloud-routes.txt")).read().split("\n") \
         if os.path.exists(os.path.join(ROOT, "..", "shared", "reference", "fixmycloud-routes.txt")) else []
-    groups = ("/api/v1/auth/", "/api/v1/users/", "/api/v1/tenants/", "/api/v1/api-keys/", "/api/v1/invitations/")
+    groups = ("/api/v1/auth/", "/api/v1/users/", "/api/v1/tenants/", "/api/v1/api-keys/", "/api/v1/invitations/",
+              "/api/v1/webhooks/")
     for line in ref:
         if not line.strip():
             continue
