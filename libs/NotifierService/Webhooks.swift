@@ -17,7 +17,7 @@ import VigilCrypto
 /// | VIGIL_NOTIFIER_SEED | random per process (warns) | base64url 32-byte seed of the key that seals endpoint secrets |
 /// | VIGIL_WEBHOOK_ALLOW_LOOPBACK / _PRIVATE | false | let endpoints point at loopback / private addresses |
 /// | VIGIL_WEBHOOK_TIMEOUT_MS | 10000 | per attempt |
-/// | VIGIL_WEBHOOK_MAX_ATTEMPTS | 15 | about a day with the default backoff |
+/// | VIGIL_WEBHOOK_MAX_ATTEMPTS | 20 | about a day with the default backoff (2 s doubling, capped at 3 h) |
 /// | VIGIL_WEBHOOK_BACKOFF_MS | 2000 | first retry delay (doubles, ±20 % jitter, capped at 3 h) |
 /// | VIGIL_WEBHOOK_DISABLE_AFTER | 50 | consecutive failed attempts before an endpoint is disabled |
 /// | VIGIL_WEBHOOK_LEASE_MS | 120000 | a claimed delivery is retried after this if its sender died |
@@ -43,7 +43,7 @@ struct WebhookSettings: Sendable {
         guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_WEBHOOK_ALLOW_LOOPBACK", default: false),
                               allowPrivate: r.bool("VIGIL_WEBHOOK_ALLOW_PRIVATE", default: false))
         timeout = Double(r.int("VIGIL_WEBHOOK_TIMEOUT_MS", default: 10_000)) / 1000
-        maxAttempts = r.int("VIGIL_WEBHOOK_MAX_ATTEMPTS", default: 15)
+        maxAttempts = r.int("VIGIL_WEBHOOK_MAX_ATTEMPTS", default: 20)
         backoffMs = r.int("VIGIL_WEBHOOK_BACKOFF_MS", default: 2000)
         disableAfter = r.int("VIGIL_WEBHOOK_DISABLE_AFTER", default: 50)
         leaseMs = r.int("VIGIL_WEBHOOK_LEASE_MS", default: 120_000)
