@@ -136,6 +136,10 @@ ROUTES = [
     ("post", "/api/v1/invitations/{invitation_id}/resend", "vigil.identity.invitation.resend", "admin", 200, None, "Invitation",
      "Resend an invitation with a fresh token", []),
     ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
+    ("post", "/api/v1/contact/", "vigil.notifier.contact.submit", "public", 202,
+     obj(["name", "email", "message"], name=S(maxLength=200), email=S(format="email"), message=S(minLength=10, maxLength=5000),
+         subject=S(maxLength=200), company=S(maxLength=200), captcha_token=S()),
+     obj(["id", "status", "message"], id=UUID, status=S(), message=S()), "Contact form (rate-limited; captcha when configured)", []),
     ("get", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.list", "admin", 200, None, page(MODELS["WebhookEndpoint"]), "List webhook endpoints", PAGE_Q),
     ("post", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.create", "admin", 201,
      obj(["url", "events"], url=S(format="uri"), events={"type": "array", "items": S()}, description=S(), min_severity=S(),
@@ -188,7 +192,7 @@ EVENTS = {
 }
 JOBS = {
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
-                                 template=S(enum=["verify_email", "reset_password", "invitation"]), subject=S(), text=S(),
+                                 template=S(enum=["verify_email", "reset_password", "invitation", "contact"]), subject=S(), text=S(),
                                  values={"type": "object", "additionalProperties": S()}),
 }
 BROADCASTS = {

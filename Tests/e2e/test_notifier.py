@@ -245,3 +245,20 @@ def test_restart_mid_backlog_delivers_each_event_once(stack, signup, receiver):
             break
         time.sleep(0.2)
     assert len(d) == 25 and all(x["status"] == "delivered" and x["attempts"] == 1 for x in d)
+
+
+def test_contact_form_validated_rate_limited_and_mailed(stack, anon):
+    import requests
+    assert requests.get(stack.url + "/status").json()["features"]["contact_captcha"] == "off"
+    b = assert_envelope(anon.post("/contact/", {"name": "", "email": "nope", "message": "short"}), 422)
+    assert {i["path"] for i in b["issues"]} == {"body.name", "body.email", "body.message"}
+    r = anon.post("/contact/", {"name": "Dana", "email": "dana@example.com", "message": "Please tell me about Vigil pricing.",
+                                "company": "Acme"})
+    assert r.status_code == 202, r.text
+    m = stack.mail.wait_for(lambda m: "sales@vigil.test" in m["rcpt_tos"])
+    text = [p for p in m["message"].walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True).decode()
+    assert "Dana <dana@example.com>" in text and "pricing" in text and "Company: Acme" in text
+    for _ in range(2):
+        anon.post("/contact/", {"name": "Dana", "email": "dana@example.com", "message": "Another message for you."})
+    assert_envelope(anon.post("/contact/", {"name": "Dana", "email": "dana@example.com", "message": "One too many messages."}),
+                    429, "rate_limited")

@@ -30,6 +30,8 @@ struct GatewaySettings: Sendable {
     var steady: RateLimiter.Window
     var openAPIPath: String?
     var principalCacheTTL: Duration
+    /// Whether contact messages need a captcha (the notifier verifies; /status reports it).
+    var captchaEnabled: Bool
 
     init(_ r: ConfigReader) {
         host = r.string("VIGIL_HTTP_HOST", default: "127.0.0.1")
@@ -40,6 +42,7 @@ struct GatewaySettings: Sendable {
         steady = .init(limit: r.int("VIGIL_RATE_STEADY", default: 1200), seconds: r.double("VIGIL_RATE_STEADY_WINDOW", default: 60))
         openAPIPath = r.optional("VIGIL_OPENAPI_PATH")
         principalCacheTTL = .milliseconds(r.int("VIGIL_PRINCIPAL_CACHE_MS", default: 5000))
+        captchaEnabled = r.optional("VIGIL_CAPTCHA_VERIFY_URL") != nil
     }
 }
 
@@ -118,6 +121,7 @@ final class Gateway: Sendable {
         router.get("/status") { [self] _, _ in
             let body = try JSONSerialization.data(withJSONObject: [
                 "status": ctx.bus.isConnected ? "ok" : "degraded", "version": ctx.config.version, "api_version": VigilVersion.api,
+                "features": ["contact_captcha": settings.captchaEnabled ? "on" : "off"],
             ], options: [.sortedKeys])
             return jsonResponse(.ok, body, headers: [:])
         }

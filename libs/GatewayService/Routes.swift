@@ -83,7 +83,8 @@ enum RouteTable {
         Route(method: .post, path: "/api/v1/invitations/accept/{token}", subject: "vigil.identity.invitation.accept", access: .public),
         Route(method: .post, path: "/api/v1/invitations/{invitation_id}/resend", subject: "vigil.identity.invitation.resend", access: .role(.admin), takesBody: false),
         Route(method: .delete, path: "/api/v1/invitations/{invitation_id}", subject: "vigil.identity.invitation.revoke", access: .role(.admin), status: .noContent, takesBody: false),
-        // webhooks, events, audit log (notifier)
+        // contact, webhooks, events, audit log (notifier)
+        Route(method: .post, path: "/api/v1/contact/", subject: "vigil.notifier.contact.submit", access: .public, status: .accepted),
         Route(method: .get, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.list", access: .role(.admin), query: page, takesBody: false),
         Route(method: .post, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.create", access: .role(.admin), status: .created),
         Route(method: .delete, path: "/api/v1/webhooks/endpoints/{endpoint_id}", subject: "vigil.notifier.webhook.delete", access: .role(.admin), status: .noContent, takesBody: false),

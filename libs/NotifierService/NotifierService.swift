@@ -58,6 +58,8 @@ public enum NotifierService {
         }
         for case let c as StreamConsumer in services { try await c.prepare() }
         NotifierHandlers(store: store, dispatcher: dispatcher).register(on: ctx.responder)
+        ctx.responder.add(Endpoint<ContactRequest, ContactReply>("vigil.notifier.contact.submit"),
+                          handler: ContactHandler(store: store, reader: r).submit)
         return services
     }
 }

@@ -35,5 +35,11 @@ enum NotifierSchema {
           at timestamptz NOT NULL DEFAULT now(), status integer, latency_ms integer, error text, response_excerpt text);
         """ + Migration.tenantIsolation(table: "audit_log") + Migration.tenantIsolation(table: "webhook_endpoints")
             + Migration.tenantIsolation(table: "webhook_deliveries") + Migration.tenantIsolation(table: "webhook_attempts")),
+        Migration(2, "contact messages", """
+        CREATE TABLE {schema}.contact_messages (
+          id uuid PRIMARY KEY, name text NOT NULL, email text NOT NULL, company text, subject text, message text NOT NULL,
+          address text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON {schema}.contact_messages (address, created_at);
+        """),
     ]
 }
