@@ -76,6 +76,12 @@ MODELS["Delivery"] = obj(["id", "endpoint_id", "event_id", "event_type", "status
                          last_error=S(), last_response=S(), last_latency_ms=I(), created_at=DT, delivered_at=DT, next_attempt_at=DT)
 MODELS["AuditRecord"] = obj(["id", "at", "action", "resource_type", "changes"], id=UUID, at=DT, actor=S(), action=S(), resource_type=S(),
                             resource_id=S(), workspace=UUID, correlation_id=S(), ip=S(), user_agent=S(), changes={"type": "object"})
+MODELS["Channel"] = obj(["id", "name", "method", "config", "enabled", "events", "created_at", "updated_at"], id=UUID, name=S(),
+                        method=S(enum=["email", "slack", "webhook"]), config={"type": "object", "additionalProperties": S(),
+                                                                              "description": "masked: URLs show only their host"},
+                        enabled=B, events={"type": "array", "items": S()}, min_severity=S(), created_at=DT, updated_at=DT)
+MODELS["NotificationPolicy"] = obj(["delivery", "notification_trigger_mode"], delivery=S(enum=["digest", "every_event"]),
+                                   notification_trigger_mode=S(enum=["scan_complete", "waste_only"]), updated_at=DT)
 MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
                           api_key_id=UUID, tenant_id=UUID, tenant_slug=S(), role=ROLE, scopes={"type": "array", "items": S()},
                           via_parent_tenant_id=UUID)
@@ -155,6 +161,24 @@ ROUTES = [
      "Delivery log of an endpoint", PAGE_Q),
     ("post", "/api/v1/webhooks/deliveries/{delivery_id}/redeliver", "vigil.notifier.delivery.redeliver", "admin", 200, None, "Delivery",
      "Queue a delivery again", []),
+    ("get", "/api/v1/notifications/channels", "vigil.notifier.channel.list", "admin", 200, None, page(MODELS["Channel"]),
+     "Notification channels", PAGE_Q),
+    ("post", "/api/v1/notifications/channels", "vigil.notifier.channel.create", "admin", 201,
+     obj(["name", "method", "config"], name=S(), method=S(enum=["email", "slack", "webhook"]),
+         config={"type": "object", "description": "email: {to: [..]}; slack: {webhook_url}; webhook: {url}"},
+         enabled=B, events={"type": "array", "items": S()}, min_severity=S()), "Channel", "Create a notification channel", []),
+    ("patch", "/api/v1/notifications/channels/{channel_id}", "vigil.notifier.channel.update", "admin", 200,
+     obj(name=S(), config={"type": "object"}, enabled=B, events={"type": "array", "items": S()}, min_severity=S()), "Channel",
+     "Update a notification channel", []),
+    ("delete", "/api/v1/notifications/channels/{channel_id}", "vigil.notifier.channel.delete", "admin", 204, None, "Empty",
+     "Delete a notification channel", []),
+    ("post", "/api/v1/notifications/channels/test", "vigil.notifier.channel.test", "admin", 200, obj(["channel_id"], channel_id=UUID),
+     obj(["ok", "detail"], ok=B, detail=S()), "Send a test message through a saved channel", []),
+    ("get", "/api/v1/notifications/policy", "vigil.notifier.policy.get", "member", 200, None, "NotificationPolicy",
+     "Notification policy (digest per scan or every event)", []),
+    ("patch", "/api/v1/notifications/policy", "vigil.notifier.policy.update", "admin", 200,
+     obj(delivery=S(enum=["digest", "every_event"]), notification_trigger_mode=S(enum=["scan_complete", "waste_only"])),
+     "NotificationPolicy", "Update the notification policy", []),
     ("get", "/api/v1/events/types", "vigil.notifier.event_type.list", "member", 200, None,
      obj(["items"], items={"type": "array", "items": obj(["type", "description"], type=S(), description=S())}), "Event types for webhooks", []),
     ("get", "/api/v1/webhooks/audit-logs", "vigil.notifier.audit.list", "admin", 200, None, page(MODELS["AuditRecord"]),
@@ -186,13 +210,18 @@ EVENTS = {
     "vigil.events.apikey.created": obj(["api_key_id", "prefix"], api_key_id=UUID, prefix=S(), **ID_ACTOR),
     "vigil.events.apikey.revoked": obj(["api_key_id"], api_key_id=UUID, **ID_ACTOR),
     "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), **ID_ACTOR),
+    "vigil.events.notification.channel_created": obj(["channel_id", "method"], channel_id=UUID, method=S(), **ID_ACTOR),
+    "vigil.events.scan.completed": obj(["scan_id", "connection_id", "status", "findings_count"], scan_id=UUID, connection_id=UUID,
+                                       status=S(enum=["completed", "failed", "canceled"]),
+                                       findings_count=obj(critical=I(), high=I(), medium=I(), low=I(), info=I()),
+                                       estimated_monthly_savings={"type": "number"}, resources_scanned=I()),
     "vigil.events.webhook.endpoint_created": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_deleted": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),
 }
 JOBS = {
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
-                                 template=S(enum=["verify_email", "reset_password", "invitation", "contact"]), subject=S(), text=S(),
+                                 template=S(enum=["verify_email", "reset_password", "invitation", "contact", "notification"]), subject=S(), text=S(),
                                  values={"type": "object", "additionalProperties": S()}),
 }
 BROADCASTS = {

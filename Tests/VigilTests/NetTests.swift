@@ -55,3 +55,23 @@ import Testing
         #expect(throws: NetError.self) { try SMTPClient.address("a@b.c>\r\nRCPT TO:<evil@x.y") }
     }
 }
+
+@Suite struct ChannelMessageTests {
+    let digest = NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
+    let every = NotificationPolicy(delivery: "every_event", notificationTriggerMode: "scan_complete", updatedAt: nil)
+    let wasteOnly = NotificationPolicy(delivery: "digest", notificationTriggerMode: "waste_only", updatedAt: nil)
+
+    @Test func digestSuppressesPerFindingMessagesButSummarisesScans() {
+        #expect(ChannelService.message(type: "finding.opened", data: ["severity": "high"], policy: digest) == nil)
+        #expect(ChannelService.message(type: "finding.opened", data: ["severity": "high"], policy: every)?.severity == "high")
+        let scan: [String: Any] = ["scan_id": "s", "connection_id": "c", "findings_count": ["high": 2, "low": 1]]
+        let m = ChannelService.message(type: "scan.completed", data: scan, policy: digest)
+        #expect(m?.severity == "high")
+        #expect(m?.lines.contains("3 findings (high: 2, low: 1).") == true)
+    }
+
+    @Test func wasteOnlySkipsScansWithoutSavings() {
+        #expect(ChannelService.message(type: "scan.completed", data: ["findings_count": ["high": 1]], policy: wasteOnly) == nil)
+        #expect(ChannelService.message(type: "scan.completed", data: ["estimated_monthly_savings": 3.0], policy: wasteOnly) != nil)
+    }
+}

@@ -262,3 +262,56 @@ def test_contact_form_validated_rate_limited_and_mailed(stack, anon):
         anon.post("/contact/", {"name": "Dana", "email": "dana@example.com", "message": "Another message for you."})
     assert_envelope(anon.post("/contact/", {"name": "Dana", "email": "dana@example.com", "message": "One too many messages."}),
                     429, "rate_limited")
+
+
+def publish_event(stack, subject, body):
+    async def go():
+        js = stack.bus.nc.jetstream()
+        await js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": body["id"]})
+    stack.bus.run(go())
+
+
+def test_slack_and_email_channels_digest_per_scan_and_test_send(stack, signup, receiver):
+    owner, ob, _ = signup("channels")
+    slack = owner.post("/notifications/channels", {"name": "ops-slack", "method": "slack",
+                                                   "config": {"webhook_url": receiver.url("/slack/T000/B000/secret-part")},
+                                                   "events": ["scan.*", "apikey.*"], "min_severity": "info"})
+    assert slack.status_code == 201, slack.text
+    slack = slack.json()
+    assert "secret-part" not in json.dumps(slack) and "secret-part" not in owner.get("/notifications/channels").text
+    mail = owner.post("/notifications/channels", {"name": "ops-mail", "method": "email", "config": {"to": ["ops@vigil.test"]},
+                                                  "events": ["scan.completed"]}).json()
+    assert_envelope(owner.post("/notifications/channels", {"name": "x", "method": "pager", "config": {}}), 422)
+    assert_envelope(owner.post("/notifications/channels", {"name": "x", "method": "slack",
+                                                           "config": {"webhook_url": "http://169.254.169.254/"}}), 422)
+    assert_envelope(owner.post("/notifications/channels", {"name": "x", "method": "email", "config": {"to": ["bad"]}}), 422)
+    assert owner.get("/notifications/policy").json()["delivery"] == "digest"
+
+    # Test send goes out now.
+    r = owner.post("/notifications/channels/test", {"channel_id": slack["id"]})
+    assert r.status_code == 200 and r.json()["ok"] is True, r.text
+    test_msg = receiver.wait(lambda q: q["path"].startswith("/slack/") and "test notification" in q["body"].decode())[-1]
+    assert json.loads(test_msg["body"])["blocks"][0]["type"] == "header"
+
+    # One message per completed scan, with the counts (digest mode).
+    scan_id = str(uuid.uuid4())
+    publish_event(stack, "vigil.events.scan.completed", {
+        "id": str(uuid.uuid4()), "type": "scan.completed", "occurred_at": "2026-11-22T10:00:00.000Z",
+        "tenant_id": ob["workspace"]["id"],
+        "data": {"scan_id": scan_id, "connection_id": str(uuid.uuid4()), "status": "completed",
+                 "findings_count": {"critical": 1, "high": 2, "medium": 0, "low": 3, "info": 0}, "estimated_monthly_savings": 12.5}})
+    got = receiver.wait(lambda q: q["path"].startswith("/slack/") and scan_id in q["body"].decode())
+    text = json.loads(got[0]["body"])["text"]
+    assert "6 findings" in text and "critical: 1" in text and "$12.50" in text
+    m = stack.mail.wait_for(lambda m: "ops@vigil.test" in m["rcpt_tos"])
+    assert m["message"]["Subject"] == "Vigil scan completed"
+    time.sleep(1)
+    assert len([q for q in receiver.requests if scan_id in q["body"].decode()]) == 1  # exactly one message for the scan
+
+    # Disable a channel: nothing more goes to it.
+    r = owner.patch(f"/notifications/channels/{slack['id']}", {"enabled": False})
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    assert owner.patch("/notifications/policy", {"delivery": "every_event"}).json()["delivery"] == "every_event"
+    assert_envelope(owner.patch("/notifications/policy", {"delivery": "sometimes"}), 422)
+    assert owner.delete(f"/notifications/channels/{mail['id']}").status_code == 204
+    assert_envelope(owner.delete(f"/notifications/channels/{mail['id']}"), 404)

@@ -58,6 +58,16 @@ public enum NotifierService {
         }
         for case let c as StreamConsumer in services { try await c.prepare() }
         NotifierHandlers(store: store, dispatcher: dispatcher).register(on: ctx.responder)
+        let channels = ChannelService(store: store, keys: webhookSettings.keys,
+                                      http: OutboundHTTP(guardrail: webhookSettings.guardrail, timeout: webhookSettings.timeout),
+                                      guardrail: webhookSettings.guardrail, logger: ctx.logger)
+        channels.register(on: ctx.responder)
+        var channelCfg = JetStream.ConsumerConfig(durable: "notifier-channels", filterSubject: "vigil.events.>")
+        channelCfg.maxDeliver = 12
+        let channelConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: channelCfg, logger: ctx.logger,
+                                             handler: channels.handle)
+        try await channelConsumer.prepare()
+        services.append(channelConsumer)
         ctx.responder.add(Endpoint<ContactRequest, ContactReply>("vigil.notifier.contact.submit"),
                           handler: ContactHandler(store: store, reader: r).submit)
         return services

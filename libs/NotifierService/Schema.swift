@@ -41,5 +41,17 @@ enum NotifierSchema {
           address text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
         CREATE INDEX ON {schema}.contact_messages (address, created_at);
         """),
+        Migration(3, "notification channels and policy", """
+        CREATE TABLE {schema}.channels (
+          id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL, method text NOT NULL, config jsonb NOT NULL,
+          secret_sealed bytea NOT NULL, enabled boolean NOT NULL DEFAULT true, events text[] NOT NULL, min_severity text,
+          created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE {schema}.channel_sends (
+          tenant_id uuid NOT NULL, channel_id uuid NOT NULL REFERENCES {schema}.channels(id) ON DELETE CASCADE, event_id uuid NOT NULL,
+          sent_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (channel_id, event_id));
+        CREATE TABLE {schema}.policies (
+          tenant_id uuid PRIMARY KEY, delivery text NOT NULL, trigger_mode text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+        """ + Migration.tenantIsolation(table: "channels") + Migration.tenantIsolation(table: "channel_sends")
+            + Migration.tenantIsolation(table: "policies")),
     ]
 }

@@ -86,6 +86,8 @@ enum EventCatalog {
         ("apikey.revoked", "An API key was revoked"),
         ("remediation.policy_updated", "The remediation policy changed"),
         ("webhook.endpoint_disabled", "A webhook endpoint was disabled after repeated failures"),
+        ("scan.completed", "A scan finished (completed, failed or canceled) with its finding counts"),
+        ("notification.channel_created", "A notification channel was added"),
         ("webhook.test", "A test delivery requested by a user"),
     ]
 
