@@ -75,3 +75,12 @@ import Testing
         #expect(ChannelService.message(type: "scan.completed", data: ["estimated_monthly_savings": 3.0], policy: wasteOnly) != nil)
     }
 }
+
+@Suite struct OutboundTests {
+    @Test func everyDeliveryRechecksTheAddress() async throws {
+        // An endpoint accepted earlier now resolves to loopback: the send is refused before connecting.
+        let strict = OutboundHTTP(guardrail: SSRFGuard(), timeout: 2)
+        #expect(throws: NetError.self) { try strict.post("http://localhost:9/hook", headers: [:], body: []) }
+        #expect(throws: NetError.self) { try strict.post("http://169.254.169.254/latest/meta-data", headers: [:], body: []) }
+    }
+}

@@ -315,3 +315,19 @@ def test_slack_and_email_channels_digest_per_scan_and_test_send(stack, signup, r
     assert_envelope(owner.patch("/notifications/policy", {"delivery": "sometimes"}), 422)
     assert owner.delete(f"/notifications/channels/{mail['id']}").status_code == 204
     assert_envelope(owner.delete(f"/notifications/channels/{mail['id']}"), 404)
+
+
+def test_webhook_connection_filter(stack, signup, receiver):
+    owner, ob, _ = signup("connfilter")
+    wanted = str(uuid.uuid4())
+    ep = owner.post("/webhooks/endpoints", {"url": receiver.url("/ok"), "events": ["scan.completed"],
+                                            "connection_ids": [wanted]}).json()
+    for conn in (str(uuid.uuid4()), wanted):
+        publish_event(stack, "vigil.events.scan.completed", {
+            "id": str(uuid.uuid4()), "type": "scan.completed", "occurred_at": "2026-11-22T10:00:00.000Z",
+            "tenant_id": ob["workspace"]["id"],
+            "data": {"scan_id": str(uuid.uuid4()), "connection_id": conn, "status": "completed", "findings_count": {}}})
+    hits = receiver.wait(lambda q: q["path"] == "/ok" and json.loads(q["body"])["data"].get("connection_id") == wanted)
+    time.sleep(1)  # give the filtered-out event time to (not) arrive
+    delivered = owner.get(f"/webhooks/endpoints/{ep['id']}/deliveries").json()["items"]
+    assert len(hits) == 1 and len(delivered) == 1, "only the event of the subscribed connection is delivered"
