@@ -55,6 +55,7 @@ let package = Package(
         lib("VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
         lib("Bus", ["CNats", "VigilCore", log]),
         lib("Net", ["COpenSSL"]),
+        lib("AWS", ["VigilCrypto", "Net"]),
         lib("Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib("ServiceRuntime", ["VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
                                .product(name: "Prometheus", package: "swift-prometheus"),
@@ -75,7 +76,7 @@ let package = Package(
         .target(name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
                 swiftSettings: swiftSettings),
         .testTarget(name: "VigilTests",
-                    dependencies: ["VigilTesting", "Net", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
+                    dependencies: ["VigilTesting", "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                                    "IdentityService", "GatewayService", "DomainServices", "NotifierService", "Contracts"],
                     path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

@@ -65,7 +65,7 @@ public final class TestServers: Sendable {
 
     /// Runs a program to completion and returns its exit status.
     @discardableResult
-    static func run(_ args: [String]) throws -> Int32 {
+    public static func run(_ args: [String]) throws -> Int32 {
         let pid = try spawn(args)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
