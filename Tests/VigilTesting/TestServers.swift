@@ -27,7 +27,7 @@ public final class TestServers: Sendable {
 
     static func shutdown() {
         guard let s = shared.withLock({ $0 }) else { return }
-        kill(s.natsPID, SIGTERM)
+        stop(s.natsPID)
         _ = try? TestServers.run(["\(repoRoot)/scripts/pg-temp", "stop", "\(s.root)/pg"])
         try? FileManager.default.removeItem(atPath: s.root)
     }
@@ -50,17 +50,35 @@ public final class TestServers: Sendable {
     }
 
     /// Starts a program with stdio on /dev/null (posix_spawn; no Foundation run loop involved).
-    static func spawn(_ args: [String]) throws -> pid_t {
+    public static func spawn(_ args: [String]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for fd in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, Int32(fd), "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        // Its own process group, so `stop(pid)` also reaches children (e.g. behind pyenv shims).
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
         var pid: pid_t = 0
         let cArgs = args.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
-        let rc = posix_spawn(&pid, args[0], &actions, nil, cArgs, environ)
+        let rc = posix_spawn(&pid, args[0], &actions, &attr, cArgs, environ)
         guard rc == 0 else { throw StoreErrorForTests("cannot start \(args[0]): \(rc)") }
         return pid
+    }
+
+    /// Stops a spawned program and its process group, and reaps it.
+    public static func stop(_ pid: pid_t) {
+        kill(-pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<100 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(50_000)
+        }
+        kill(-pid, SIGKILL)
+        waitpid(pid, &status, 0)
     }
 
     /// Runs a program to completion and returns its exit status.
@@ -72,7 +90,7 @@ public final class TestServers: Sendable {
         return (status >> 8) & 0xff
     }
 
-    static func waitForPort(_ port: Int, timeout: Double = 10) -> Bool {
+    public static func waitForPort(_ port: Int, timeout: Double = 10) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -21,6 +21,11 @@ public struct OutboundHTTP: Sendable {
     }
 
     public func post(_ url: String, headers: [String: String], body: [UInt8]) throws -> Response {
+        try send(method: "POST", url: url, headers: headers, body: body, maxBody: 2048)
+    }
+
+    /// Any method; the body of the response is read up to `maxBody` bytes.
+    public func send(method: String, url: String, headers: [String: String], body: [UInt8], maxBody: Int) throws -> Response {
         let target = try guardrail.check(url)
         var lastError: any Error = NetError("no address")
         for address in target.addresses {
@@ -29,13 +34,13 @@ public struct OutboundHTTP: Sendable {
                 defer { conn.shutdown() }
                 if target.isTLS { try conn.startTLS(hostname: target.host, verify: verifyTLS) }
                 let hostHeader = (target.port == (target.isTLS ? 443 : 80)) ? target.host : "\(target.host):\(target.port)"
-                var head = "POST \(target.pathAndQuery) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: Vigil-Webhooks/1\r\n"
+                var head = "\(method) \(target.pathAndQuery) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: Vigil/1\r\n"
                 head += "Content-Length: \(body.count)\r\nConnection: close\r\n"
-                for (k, v) in headers where !k.contains("\r") && !k.contains("\n") && !v.contains("\r") && !v.contains("\n") {
+                for (k, v) in headers where k.lowercased() != "host" && !k.contains("\r") && !k.contains("\n") && !v.contains("\r") && !v.contains("\n") {
                     head += "\(k): \(v)\r\n"
                 }
                 try conn.write(Array((head + "\r\n").utf8) + body)
-                return try readResponse(conn)
+                return try readResponse(conn, limit: maxBody)
             } catch {
                 lastError = error
             }
@@ -43,7 +48,7 @@ public struct OutboundHTTP: Sendable {
         throw lastError
     }
 
-    func readResponse(_ conn: NetConnection) throws -> Response {
+    func readResponse(_ conn: NetConnection, limit: Int) throws -> Response {
         let statusLine = try conn.readLine()
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
@@ -58,7 +63,6 @@ public struct OutboundHTTP: Sendable {
             }
             if headers.count > 100 { throw NetError("too many response headers") }
         }
-        let limit = 2048
         var body: [UInt8] = []
         if let len = headers["content-length"].flatMap(Int.init) {
             body = try conn.read(count: min(len, limit))

@@ -1,0 +1,44 @@
+import AWS
+import Bus
+import Foundation
+import Net
+import Testing
+import VigilTesting
+
+/// Our signed Query-protocol client against a real AWS-compatible endpoint (moto's server).
+@Suite(.serialized) struct AWSClientTests {
+    static func withMoto(_ body: (String) async throws -> Void) async throws {
+        let port = TestServers.freePort()
+        let moto = try TestServers.spawn(["/usr/bin/env", "moto_server", "-H", "127.0.0.1", "-p", String(port)])
+        defer { TestServers.stop(moto) }
+        #expect(TestServers.waitForPort(port, timeout: 30), "moto_server did not start")
+        try await body("http://127.0.0.1:\(port)")
+    }
+
+    @Test func stsAndIAMThroughTheQueryProtocol() async throws {
+        try await Self.withMoto { endpoint in
+            let client = AWSClient(credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
+                                   endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
+            let who = try await Blocking.run { try client.query(service: "sts", region: "us-east-1", action: "GetCallerIdentity", version: "2011-06-15") }
+            #expect(who.first("Account")?.text == "123456789012")
+            #expect(who.first("Arn")?.text.hasPrefix("arn:aws:") == true)
+
+            _ = try await Blocking.run {
+                try client.query(service: "iam", region: "us-east-1", action: "CreateUser", version: "2010-05-08",
+                                 params: [("UserName", "alice+ops@example"), ("Path", "/team a/")])
+            }
+            let users = try await Blocking.run { try client.query(service: "iam", region: "us-east-1", action: "ListUsers", version: "2010-05-08") }
+            #expect(users.all("UserName").map(\.text).contains("alice+ops@example"))
+
+            // A service error comes back with its code.
+            do {
+                _ = try await Blocking.run {
+                    try client.query(service: "iam", region: "us-east-1", action: "GetUser", version: "2010-05-08", params: [("UserName", "nobody")])
+                }
+                Issue.record("expected NoSuchEntity")
+            } catch let e as AWSError {
+                #expect(e.code == "NoSuchEntity" && e.status == 404)
+            }
+        }
+    }
+}
