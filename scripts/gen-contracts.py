@@ -82,6 +82,13 @@ MODELS["Channel"] = obj(["id", "name", "method", "config", "enabled", "events", 
                         enabled=B, events={"type": "array", "items": S()}, min_severity=S(), created_at=DT, updated_at=DT)
 MODELS["NotificationPolicy"] = obj(["delivery", "notification_trigger_mode"], delivery=S(enum=["digest", "every_event"]),
                                    notification_trigger_mode=S(enum=["scan_complete", "waste_only"]), updated_at=DT)
+AWS_CREDS = obj(access_key_id=S(pattern="^(AKIA|ASIA)[A-Z0-9]{16}$"), secret_access_key=S(minLength=40, maxLength=40),
+                session_token=S(), role_arn=S(), external_id=S())
+CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")}, endpoint_url=S(format="uri"))
+MODELS["Connection"] = obj(["id", "name", "provider", "status", "credentials", "settings", "created_at"], id=UUID, name=S(),
+                           provider=S(enum=["aws"]), status=S(enum=["pending", "active", "error"]),
+                           credentials={"type": "object", "additionalProperties": S(), "description": "masked"},
+                           settings=CONN_SETTINGS, created_at=DT, updated_at=DT, last_scan_at=DT, last_tested_at=DT, last_error=S())
 MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
                           api_key_id=UUID, tenant_id=UUID, tenant_slug=S(), role=ROLE, scopes={"type": "array", "items": S()},
                           via_parent_tenant_id=UUID)
@@ -142,6 +149,16 @@ ROUTES = [
     ("post", "/api/v1/invitations/{invitation_id}/resend", "vigil.identity.invitation.resend", "admin", 200, None, "Invitation",
      "Resend an invitation with a fresh token", []),
     ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
+    ("get", "/api/v1/connections/", "vigil.scans.connection.list", "viewer", 200, None, page(MODELS["Connection"]), "List connections", PAGE_Q),
+    ("post", "/api/v1/connections/", "vigil.scans.connection.create", "admin", 201,
+     obj(["name", "provider", "credentials"], name=S(), provider=S(enum=["aws"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
+     "Connection", "Connect a cloud account (credentials are sealed and only ever shown masked)", []),
+    ("get", "/api/v1/connections/{connection_id}", "vigil.scans.connection.get", "viewer", 200, None, "Connection", "One connection", []),
+    ("patch", "/api/v1/connections/{connection_id}", "vigil.scans.connection.update", "admin", 200,
+     obj(name=S(), credentials=AWS_CREDS, settings=CONN_SETTINGS), "Connection", "Rename, re-key or re-configure a connection", []),
+    ("delete", "/api/v1/connections/{connection_id}", "vigil.scans.connection.delete", "admin", 204, None, "Empty", "Delete a connection", []),
+    ("post", "/api/v1/connections/{connection_id}/test", "vigil.scans.connection.test", "analyst", 200, None,
+     obj(["ok", "message"], ok=B, account_id=S(), arn=S(), message=S()), "Check the credentials with STS GetCallerIdentity", []),
     ("post", "/api/v1/contact/", "vigil.notifier.contact.submit", "public", 202,
      obj(["name", "email", "message"], name=S(maxLength=200), email=S(format="email"), message=S(minLength=10, maxLength=5000),
          subject=S(maxLength=200), company=S(maxLength=200), captcha_token=S()),
@@ -210,6 +227,9 @@ EVENTS = {
     "vigil.events.apikey.created": obj(["api_key_id", "prefix"], api_key_id=UUID, prefix=S(), **ID_ACTOR),
     "vigil.events.apikey.revoked": obj(["api_key_id"], api_key_id=UUID, **ID_ACTOR),
     "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), **ID_ACTOR),
+    "vigil.events.connection.created": obj(["connection_id", "provider"], connection_id=UUID, provider=S(), **ID_ACTOR),
+    "vigil.events.connection.updated": obj(["connection_id"], connection_id=UUID, credentials_changed=S(enum=["true", "false"]), **ID_ACTOR),
+    "vigil.events.connection.deleted": obj(["connection_id"], connection_id=UUID, **ID_ACTOR),
     "vigil.events.notification.channel_created": obj(["channel_id", "method"], channel_id=UUID, method=S(), **ID_ACTOR),
     "vigil.events.scan.completed": obj(["scan_id", "connection_id", "status", "findings_count"], scan_id=UUID, connection_id=UUID,
                                        status=S(enum=["completed", "failed", "canceled"]),

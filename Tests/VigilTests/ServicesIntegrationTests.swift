@@ -4,6 +4,7 @@ import Foundation
 @testable import GatewayService
 import IdentityService
 import NotifierService
+import ScanService
 import Logging
 import ServiceRuntime
 import Synchronization
@@ -12,7 +13,7 @@ import VigilCore
 import VigilTesting
 
 @Suite(.serialized) struct ServicesIntegrationTests {
-    static let all = [GatewayService.definition, IdentityService.definition, DomainServices.scanOrchestrator,
+    static let all = [GatewayService.definition, IdentityService.definition, ScanService.definition,
                       DomainServices.findings, DomainServices.remediation, DomainServices.billing, NotifierService.definition]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {

@@ -168,7 +168,9 @@ class Stack:
                         VIGIL_NOTIFIER_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
                         VIGIL_WEBHOOK_ALLOW_LOOPBACK="true", VIGIL_WEBHOOK_BACKOFF_MS="200", VIGIL_WEBHOOK_MAX_ATTEMPTS="6",
                         VIGIL_WEBHOOK_DISABLE_AFTER="4", VIGIL_WEBHOOK_TIMEOUT_MS="3000",
-                        VIGIL_WEBHOOK_CONCURRENCY="4", VIGIL_CONTACT_TO="sales@vigil.test", VIGIL_CONTACT_MAX_PER_HOUR="3")
+                        VIGIL_WEBHOOK_CONCURRENCY="4", VIGIL_CONTACT_TO="sales@vigil.test", VIGIL_CONTACT_MAX_PER_HOUR="3",
+                        VIGIL_SCAN_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
+                        VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK="true")
         self.mail = MailSink(self.tmp)
         self.env.update(VIGIL_SMTP_HOST="127.0.0.1", VIGIL_SMTP_PORT=str(self.mail.port), VIGIL_SMTP_SECURITY="starttls",
                         VIGIL_SMTP_USERNAME="vigil", VIGIL_SMTP_PASSWORD="mail-secret", VIGIL_SMTP_VERIFY_TLS="false",
@@ -285,6 +287,20 @@ class Client:
 
 def unique_email(tag="user"):
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """moto's server (a real AWS-compatible endpoint) on a random loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
 
 
 @pytest.fixture

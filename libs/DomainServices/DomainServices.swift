@@ -8,9 +8,6 @@ import VigilCore
 /// The domain services. Each owns its schema and subjects; their domains grow in later issues, and
 /// today each starts on the shared runtime, migrates its schema, relays its outbox and answers `$SRV`.
 public enum DomainServices {
-    public static let scanOrchestrator = ServiceDefinition(
-        name: "scan-orchestrator", description: "Connections, scans, schedules and connectors", schema: "scans")
-
     public static let findings = ServiceDefinition(
         name: "findings", description: "Findings, rules, compliance and reports", schema: "findings")
 

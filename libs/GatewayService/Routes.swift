@@ -83,6 +83,13 @@ enum RouteTable {
         Route(method: .post, path: "/api/v1/invitations/accept/{token}", subject: "vigil.identity.invitation.accept", access: .public),
         Route(method: .post, path: "/api/v1/invitations/{invitation_id}/resend", subject: "vigil.identity.invitation.resend", access: .role(.admin), takesBody: false),
         Route(method: .delete, path: "/api/v1/invitations/{invitation_id}", subject: "vigil.identity.invitation.revoke", access: .role(.admin), status: .noContent, takesBody: false),
+        // connections (scan-orchestrator)
+        Route(method: .get, path: "/api/v1/connections/", subject: "vigil.scans.connection.list", access: .role(.viewer), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/connections/", subject: "vigil.scans.connection.create", access: .role(.admin), status: .created),
+        Route(method: .get, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.get", access: .role(.viewer), takesBody: false),
+        Route(method: .patch, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.update", access: .role(.admin)),
+        Route(method: .delete, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.delete", access: .role(.admin), status: .noContent, takesBody: false),
+        Route(method: .post, path: "/api/v1/connections/{connection_id}/test", subject: "vigil.scans.connection.test", access: .role(.analyst), takesBody: false),
         // contact, webhooks, events, audit log (notifier)
         Route(method: .post, path: "/api/v1/contact/", subject: "vigil.notifier.contact.submit", access: .public, status: .accepted),
         Route(method: .get, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.list", access: .role(.admin), query: page, takesBody: false),

@@ -1,4 +1,4 @@
-import DomainServices
+import ScanService
 import ServiceRuntime
 
-await ServiceHost.main(DomainServices.scanOrchestrator)
+await ServiceHost.main(ScanService.definition)

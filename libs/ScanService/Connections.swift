@@ -1,0 +1,271 @@
+import AWS
+import Bus
+import Contracts
+import Foundation
+import Logging
+import Net
+import ServiceRuntime
+import Store
+import VigilCore
+import VigilCrypto
+
+/// Scan-orchestrator settings.
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | VIGIL_SCAN_SEED | random per process (warns) | base64url 32-byte seed of the key that seals scan credentials |
+/// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
+struct ScanSettings: Sendable {
+    var keys: Sodium.BoxKeyPair
+    var keyId: String
+    var guardrail: SSRFGuard
+
+    init(_ r: ConfigReader, logger: Logger) throws {
+        if let s = r.optional("VIGIL_SCAN_SEED") {
+            guard let b = Base64URL.decode(s), b.count == 32 else { throw ServiceError.internal("VIGIL_SCAN_SEED must be 32 bytes in base64url") }
+            keys = Sodium.BoxKeyPair(seed: b)
+        } else {
+            logger.warning("VIGIL_SCAN_SEED is not set: credentials sealed now cannot be opened after a restart")
+            keys = Sodium.BoxKeyPair(seed: Sodium.randomBytes(32))
+        }
+        keyId = String(Sodium.hex(Sodium.sha256(keys.publicKey)).prefix(16))
+        guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
+                              allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
+    }
+}
+
+struct ConnectionCredentials: Codable, Sendable {
+    var accessKeyId: String?
+    var secretAccessKey: String?
+    var sessionToken: String?
+    var roleArn: String?
+    var externalId: String?
+}
+struct ConnectionSettings: Codable, Sendable {
+    var regions: [String]?
+    var endpointUrl: String?
+}
+struct ConnectionRequest: Codable, Sendable {
+    var connectionId: String?
+    var name: String?
+    var provider: String?
+    var credentials: ConnectionCredentials?
+    var settings: ConnectionSettings?
+}
+struct ConnectionView: Codable, Sendable {
+    var id: String; var name: String; var provider: String; var status: String
+    var credentials: [String: String]; var settings: ConnectionSettings
+    var createdAt: Date; var updatedAt: Date; var lastScanAt: Date?; var lastTestedAt: Date?; var lastError: String?
+}
+struct ConnectionPath: Codable, Sendable { var connectionId: String }
+struct ConnectionTestReply: Codable, Sendable { var ok: Bool; var accountId: String?; var arn: String?; var message: String }
+
+/// What is sealed: the credentials bound to their tenant and connection.
+struct SealedCredentials: Codable, Sendable {
+    var tenantId: String
+    var connectionId: String
+    var credentials: ConnectionCredentials
+}
+
+struct ConnectionHandlers: Sendable {
+    let store: Store
+    let settings: ScanSettings
+
+    func register(on r: ServiceResponder) {
+        r.add(Endpoint<ConnectionRequest, ConnectionView>("vigil.scans.connection.create"), handler: create)
+        r.add(Endpoint<PageRequest, Page<ConnectionView>>("vigil.scans.connection.list"), handler: list)
+        r.add(Endpoint<ConnectionPath, ConnectionView>("vigil.scans.connection.get"), handler: get)
+        r.add(Endpoint<ConnectionRequest, ConnectionView>("vigil.scans.connection.update"), handler: update)
+        r.add(Endpoint<ConnectionPath, Empty>("vigil.scans.connection.delete"), handler: delete)
+        r.add(Endpoint<ConnectionPath, ConnectionTestReply>("vigil.scans.connection.test"), handler: test)
+    }
+
+    static let accessKeyPattern = "^(AKIA|ASIA)[A-Z0-9]{16}$"
+    static let secretPattern = "^[A-Za-z0-9/+=]{40}$"
+    static let rolePattern = "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+    static let regionPattern = "^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"
+
+    static func matches(_ s: String, _ pattern: String) -> Bool {
+        (try? Regex(pattern).wholeMatch(in: s)) != nil
+    }
+
+    /// Validates AWS credentials; returns the masked form shown to users.
+    func validate(_ c: ConnectionCredentials) throws -> [String: String] {
+        var issues: [ValidationIssue] = []
+        var masked: [String: String] = [:]
+        if let role = c.roleArn {
+            if !Self.matches(role, Self.rolePattern) { issues.append(.init(path: "body.credentials.role_arn", message: "must be an IAM role ARN")) }
+            if let e = c.externalId, !(2...1224).contains(e.count) { issues.append(.init(path: "body.credentials.external_id", message: "must be 2 to 1224 characters")) }
+            if c.accessKeyId != nil || c.secretAccessKey != nil {
+                issues.append(.init(path: "body.credentials", message: "give either access keys or a role ARN, not both"))
+            }
+            masked["role_arn"] = role
+            if c.externalId != nil { masked["external_id"] = "****" }
+        } else {
+            let id = c.accessKeyId ?? ""
+            if !Self.matches(id, Self.accessKeyPattern) {
+                issues.append(.init(path: "body.credentials.access_key_id", message: "must be an AWS access key id (AKIA… or ASIA…, 20 characters)"))
+            }
+            if !Self.matches(c.secretAccessKey ?? "", Self.secretPattern) {
+                issues.append(.init(path: "body.credentials.secret_access_key", message: "must be a 40-character AWS secret access key"))
+            }
+            if let t = c.sessionToken, t.isEmpty || t.count > 4096 { issues.append(.init(path: "body.credentials.session_token", message: "must be 1 to 4096 characters")) }
+            masked["access_key_id"] = id.count >= 8 ? String(id.prefix(4)) + "…" + String(id.suffix(4)) : "****"
+            masked["secret_access_key"] = "****"
+            if c.sessionToken != nil { masked["session_token"] = "****" }
+        }
+        guard issues.isEmpty else { throw ServiceError.validation(issues) }
+        return masked
+    }
+
+    func validate(_ s: ConnectionSettings?) async throws -> ConnectionSettings {
+        var out = ConnectionSettings(regions: s?.regions ?? ["us-east-1"], endpointUrl: s?.endpointUrl)
+        let regions = out.regions ?? []
+        if regions.isEmpty || regions.count > 40 || regions.contains(where: { !Self.matches($0, Self.regionPattern) }) {
+            throw ServiceError.validation("body.settings.regions", "must list 1 to 40 AWS region names like us-east-1")
+        }
+        out.regions = Array(Set(regions)).sorted()
+        if let url = out.endpointUrl {
+            let g = settings.guardrail
+            do { _ = try await Blocking.run { try g.check(url) } } catch { throw ServiceError.validation("body.settings.endpoint_url", "\(error)") }
+        }
+        return out
+    }
+
+    static func view(_ r: Row) throws -> ConnectionView {
+        ConnectionView(id: try r.string("id"), name: try r.string("name"), provider: try r.string("provider"), status: try r.string("status"),
+                       credentials: try r.json("credentials_masked"), settings: try r.json("settings"),
+                       createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), lastScanAt: r.optionalDate("last_scan_at"),
+                       lastTestedAt: r.optionalDate("last_tested_at"), lastError: r.optionalString("last_error"))
+    }
+
+    func seal(_ c: ConnectionCredentials, tenantId: String, connectionId: String) throws -> Data {
+        let plain = try JSON.encode(SealedCredentials(tenantId: tenantId, connectionId: connectionId, credentials: c))
+        return Data(Sodium.seal(Array(plain), to: settings.keys.publicKey))
+    }
+
+    /// Opens sealed credentials (worker role) and checks they belong to this tenant and connection.
+    func open(_ sealed: Data, tenantId: String, connectionId: String) throws -> ConnectionCredentials {
+        guard let plain = settings.keys.open(Array(sealed)),
+              let s = try? JSON.decode(SealedCredentials.self, from: Data(plain)),
+              s.tenantId == tenantId, s.connectionId == connectionId else {
+            throw ServiceError(status: 409, error: "credentials_unreadable", message: "stored credentials cannot be opened; enter them again")
+        }
+        return s.credentials
+    }
+
+    @Sendable func create(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
+        guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
+        guard provider == "aws" else { throw ServiceError.validation("body.provider", "supported providers: aws") }
+        guard let creds = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
+        let masked = try validate(creds)
+        let s = try await validate(req.settings)
+        let id = ID.make()
+        let sealed = try seal(creds, tenantId: p.tenantId, connectionId: id)
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            let row = try await tx.one("""
+                INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked, settings)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
+                """, [id, p.tenantId, name, provider, sealed, settings.keyId, try JSONParameter(masked), try JSONParameter(s)])!
+            try await tx.emit("vigil.events.connection.created", type: "connection.created", tenantId: p.tenantId,
+                              data: ["connection_id": id, "provider": provider, "actor": p.userId ?? p.apiKeyId ?? ""])
+            return try Self.view(row)
+        }
+    }
+
+    @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ConnectionView> {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .viewer)
+        let page = try Pagination(req)
+        return try await store.transaction(p.scope) { tx in
+            try await page.list(tx, from: "scans.connections", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
+        }
+    }
+
+    @Sendable func get(_ req: ConnectionPath, _ ctx: CallContext) async throws -> ConnectionView {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .viewer)
+        let id = try Validate.id(req.connectionId, "connection")
+        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first else {
+            throw ServiceError.notFound("connection")
+        }
+        return try Self.view(row)
+    }
+
+    @Sendable func update(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let id = try Validate.id(req.connectionId ?? "", "connection")
+        let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
+        let masked = try req.credentials.map { try validate($0) }
+        var s: ConnectionSettings? = nil
+        if let given = req.settings { s = try await validate(given) }
+        let sealed = try req.credentials.map { try seal($0, tenantId: p.tenantId, connectionId: id) }
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            guard let row = try await tx.one("""
+                UPDATE scans.connections SET name = coalesce($3, name), credentials_sealed = coalesce($4, credentials_sealed),
+                  credentials_key_id = CASE WHEN $4::bytea IS NULL THEN credentials_key_id ELSE $5 END,
+                  credentials_masked = coalesce($6::jsonb, credentials_masked), settings = coalesce($7::jsonb, settings),
+                  status = CASE WHEN $4::bytea IS NULL THEN status ELSE 'pending' END, updated_at = now()
+                WHERE id = $1 AND tenant_id = $2 RETURNING *
+                """, [id, p.tenantId, name, sealed, settings.keyId, try masked.map { try JSONParameter($0) },
+                      try s.map { try JSONParameter($0) }]) else { throw ServiceError.notFound("connection") }
+            try await tx.emit("vigil.events.connection.updated", type: "connection.updated", tenantId: p.tenantId,
+                              data: ["connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
+                                     "actor": p.userId ?? p.apiKeyId ?? ""])
+            return try Self.view(row)
+        }
+    }
+
+    @Sendable func delete(_ req: ConnectionPath, _ ctx: CallContext) async throws -> Empty {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let id = try Validate.id(req.connectionId, "connection")
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            guard try await tx.execute("DELETE FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
+                throw ServiceError.notFound("connection")
+            }
+            try await tx.emit("vigil.events.connection.deleted", type: "connection.deleted", tenantId: p.tenantId,
+                              data: ["connection_id": id, "actor": p.userId ?? p.apiKeyId ?? ""])
+            return Empty()
+        }
+    }
+
+    /// STS GetCallerIdentity with the stored credentials (through the endpoint override if any).
+    @Sendable func test(_ req: ConnectionPath, _ ctx: CallContext) async throws -> ConnectionTestReply {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .analyst)
+        let id = try Validate.id(req.connectionId, "connection")
+        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first else {
+            throw ServiceError.notFound("connection")
+        }
+        let creds = try open(try row.bytes("credentials_sealed"), tenantId: p.tenantId, connectionId: id)
+        let s: ConnectionSettings = try row.json("settings")
+        let reply: ConnectionTestReply
+        if let key = creds.accessKeyId, let secret = creds.secretAccessKey {
+            let client = AWSClient(credentials: AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: creds.sessionToken),
+                                   endpointURL: s.endpointUrl, guardrail: settings.guardrail)
+            let region = s.regions?.first ?? "us-east-1"
+            let result = await Blocking.run { Result { try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15") } }
+            switch result {
+            case .success(let xml):
+                reply = ConnectionTestReply(ok: true, accountId: xml.first("Account")?.text, arn: xml.first("Arn")?.text,
+                                            message: "credentials are valid")
+            case .failure(let e as AWSError):
+                reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "AWS refused the credentials: \(e.code)")
+            case .failure(let e):
+                reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "could not reach AWS: \(e)")
+            }
+        } else {
+            reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil,
+                                        message: "role assumption needs the platform's own AWS identity, which is not configured yet")
+        }
+        try await store.query(p.scope, """
+            UPDATE scans.connections SET status = $3, last_tested_at = now(), last_error = $4 WHERE id = $1 AND tenant_id = $2
+            """, [id, p.tenantId, reply.ok ? "active" : "error", reply.ok ? nil : reply.message])
+        return reply
+    }
+}
