@@ -153,6 +153,15 @@ ROUTES = [
     ("post", "/api/v1/connections/", "vigil.scans.connection.create", "admin", 201,
      obj(["name", "provider", "credentials"], name=S(), provider=S(enum=["aws"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
      "Connection", "Connect a cloud account (credentials are sealed and only ever shown masked)", []),
+    ("post", "/api/v1/connections/linux/generate-key", "vigil.scans.connection.generate_key", "admin", 200, None,
+     obj(["algorithm", "public_key", "private_key", "fingerprint", "instructions"], algorithm=S(), public_key=S(pattern="^ssh-rsa "),
+         private_key=S(description="PEM, returned once"), fingerprint=S(pattern="^SHA256:"), instructions={"type": "array", "items": S()}),
+     "Generate an RSA-4096 key pair for SSH scanning (private key shown once)", []),
+] + [("get", f"/api/v1/connections/{p}/{k}-instructions", f"vigil.scans.instructions.{p}_{k}", "member", 200, None,
+      obj(["provider", "title", "steps", "commands", "variables", "notes"], provider=S(), title=S(), steps={"type": "array", "items": S()},
+          commands={"type": "array", "items": S()}, variables={"type": "array", "items": S()}, notes={"type": "array", "items": S()}),
+      f"{p} {k} instructions", []) for p, k in [("linux", "install"), ("windows", "install"), ("windows", "setup"), ("azure", "setup"), ("gcp", "setup")]
+] + [
     ("get", "/api/v1/connections/{connection_id}", "vigil.scans.connection.get", "viewer", 200, None, "Connection", "One connection", []),
     ("patch", "/api/v1/connections/{connection_id}", "vigil.scans.connection.update", "admin", 200,
      obj(name=S(), credentials=AWS_CREDS, settings=CONN_SETTINGS), "Connection", "Rename, re-key or re-configure a connection", []),

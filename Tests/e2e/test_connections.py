@@ -80,3 +80,29 @@ def test_connection_validation_isolation_and_roles(stack, signup, moto):
     viewer = Client(stack.url, api_key=ro)
     assert viewer.get(f"/connections/{conn['id']}").status_code == 200
     assert_envelope(viewer.post("/connections/", good), 403)
+
+
+def test_generate_ssh_key_and_instructions(stack, signup, tmp_path):
+    import os
+    import shutil
+    owner, _, _ = signup("sshkey")
+    r = owner.post("/connections/linux/generate-key")
+    assert r.status_code == 200, r.text
+    k = r.json()
+    assert k["algorithm"] == "rsa-4096" and k["public_key"].startswith("ssh-rsa ") and "BEGIN RSA PRIVATE KEY" in k["private_key"]
+    if shutil.which("ssh-keygen"):
+        pub, priv = tmp_path / "id.pub", tmp_path / "id"
+        pub.write_text(k["public_key"] + "\n")
+        priv.write_text(k["private_key"])
+        os.chmod(priv, 0o600)
+        listing = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True, check=True).stdout
+        assert listing.startswith("4096 ") and k["fingerprint"] in listing
+        derived = subprocess.run(["ssh-keygen", "-y", "-f", str(priv)], capture_output=True, text=True, check=True).stdout.split()
+        assert derived[:2] == k["public_key"].split()[:2], "private key matches the public key"
+    assert k["private_key"] not in stack.log("scan-orchestrator")
+    for path in ["linux/install-instructions", "windows/install-instructions", "windows/setup-instructions",
+                 "azure/setup-instructions", "gcp/setup-instructions"]:
+        r = owner.get(f"/connections/{path}")
+        assert r.status_code == 200 and r.json()["commands"], path
+    linux = owner.get("/connections/linux/install-instructions").json()
+    assert "{ENROLLMENT_TOKEN}" in linux["commands"][0] and linux["variables"] == ["ENROLLMENT_TOKEN", "CONNECTOR_NAME"]

@@ -86,6 +86,12 @@ enum RouteTable {
         // connections (scan-orchestrator)
         Route(method: .get, path: "/api/v1/connections/", subject: "vigil.scans.connection.list", access: .role(.viewer), query: page, takesBody: false),
         Route(method: .post, path: "/api/v1/connections/", subject: "vigil.scans.connection.create", access: .role(.admin), status: .created),
+        Route(method: .post, path: "/api/v1/connections/linux/generate-key", subject: "vigil.scans.connection.generate_key", access: .role(.admin), takesBody: false),
+        Route(method: .get, path: "/api/v1/connections/linux/install-instructions", subject: "vigil.scans.instructions.linux_install", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/connections/windows/install-instructions", subject: "vigil.scans.instructions.windows_install", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/connections/windows/setup-instructions", subject: "vigil.scans.instructions.windows_setup", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/connections/azure/setup-instructions", subject: "vigil.scans.instructions.azure_setup", access: .member, takesBody: false),
+        Route(method: .get, path: "/api/v1/connections/gcp/setup-instructions", subject: "vigil.scans.instructions.gcp_setup", access: .member, takesBody: false),
         Route(method: .get, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.get", access: .role(.viewer), takesBody: false),
         Route(method: .patch, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.update", access: .role(.admin)),
         Route(method: .delete, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.delete", access: .role(.admin), status: .noContent, takesBody: false),

@@ -20,6 +20,8 @@ public enum ScanService {
     ) { ctx in
         let settings = try ScanSettings(ctx.config.reader, logger: ctx.logger)
         ConnectionHandlers(store: ctx.store!, settings: settings).register(on: ctx.responder)
+        InstructionHandlers(publicURL: ctx.config.reader.string("VIGIL_PUBLIC_URL", default: "http://127.0.0.1:8080"))
+            .register(on: ctx.responder)
         return []
     }
 }
