@@ -31,17 +31,9 @@ struct IdentitySettings: Sendable {
     var loginWindow: Int
 
     init(_ r: ConfigReader, logger: Logger) throws {
-        var seed: [UInt8]
-        if let s = r.optional("VIGIL_JWT_SEED") {
-            guard let b = Base64URL.decode(s), b.count == 32 else {
-                throw ServiceError.internal("VIGIL_JWT_SEED must be 32 bytes in base64url")
-            }
-            seed = b
-        } else {
-            logger.warning("VIGIL_JWT_SEED is not set: using a random signing key; tokens will not survive a restart")
-            seed = Sodium.randomBytes(32)
-        }
-        signingKey = try Sodium.SigningKey(seed: seed)
+        let seed = try r.seed("VIGIL_JWT_SEED")
+        if seed.ephemeral { logger.warning("VIGIL_JWT_SEED is not set: using a random signing key; tokens will not survive a restart") }
+        signingKey = try Sodium.SigningKey(seed: seed.bytes)
         keyId = String(Sodium.hex(Sodium.sha256(signingKey.publicKey)).prefix(16))
         accessTTL = r.int("VIGIL_ACCESS_TOKEN_TTL", default: 900)
         refreshTTL = r.int("VIGIL_REFRESH_TOKEN_TTL", default: 30 * 24 * 3600)

@@ -33,13 +33,9 @@ struct WebhookSettings: Sendable {
     var concurrency: Int
 
     init(_ r: ConfigReader, logger: Logger) throws {
-        if let s = r.optional("VIGIL_NOTIFIER_SEED") {
-            guard let b = Base64URL.decode(s), b.count == 32 else { throw ServiceError.internal("VIGIL_NOTIFIER_SEED must be 32 bytes in base64url") }
-            keys = Sodium.BoxKeyPair(seed: b)
-        } else {
-            logger.warning("VIGIL_NOTIFIER_SEED is not set: webhook secrets sealed now cannot be opened after a restart")
-            keys = Sodium.BoxKeyPair(seed: Sodium.randomBytes(32))
-        }
+        let seed = try r.seed("VIGIL_NOTIFIER_SEED")
+        if seed.ephemeral { logger.warning("VIGIL_NOTIFIER_SEED is not set: secrets sealed now cannot be opened after a restart") }
+        keys = Sodium.BoxKeyPair(seed: seed.bytes)
         guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_WEBHOOK_ALLOW_LOOPBACK", default: false),
                               allowPrivate: r.bool("VIGIL_WEBHOOK_ALLOW_PRIVATE", default: false))
         timeout = Double(r.int("VIGIL_WEBHOOK_TIMEOUT_MS", default: 10_000)) / 1000

@@ -21,13 +21,9 @@ struct ScanSettings: Sendable {
     var guardrail: SSRFGuard
 
     init(_ r: ConfigReader, logger: Logger) throws {
-        if let s = r.optional("VIGIL_SCAN_SEED") {
-            guard let b = Base64URL.decode(s), b.count == 32 else { throw ServiceError.internal("VIGIL_SCAN_SEED must be 32 bytes in base64url") }
-            keys = Sodium.BoxKeyPair(seed: b)
-        } else {
-            logger.warning("VIGIL_SCAN_SEED is not set: credentials sealed now cannot be opened after a restart")
-            keys = Sodium.BoxKeyPair(seed: Sodium.randomBytes(32))
-        }
+        let seed = try r.seed("VIGIL_SCAN_SEED")
+        if seed.ephemeral { logger.warning("VIGIL_SCAN_SEED is not set: credentials sealed now cannot be opened after a restart") }
+        keys = Sodium.BoxKeyPair(seed: seed.bytes)
         keyId = String(Sodium.hex(Sodium.sha256(keys.publicKey)).prefix(16))
         guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
                               allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))

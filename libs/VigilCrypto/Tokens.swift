@@ -94,3 +94,13 @@ public enum JWT {
     /// JWTs and API keys apart.
     public static func looksLikeJWT(_ s: String) -> Bool { s.split(separator: ".").count == 3 }
 }
+
+extension ConfigReader {
+    /// A 32-byte key seed given as base64url under `key`; when unset, a random one with
+    /// `ephemeral = true` so the caller can warn that what it seals will not survive a restart.
+    public func seed(_ key: String) throws -> (bytes: [UInt8], ephemeral: Bool) {
+        guard let s = optional(key) else { return (Sodium.randomBytes(32), true) }
+        guard let b = Base64URL.decode(s), b.count == 32 else { throw ServiceError.internal("\(key) must be 32 bytes in base64url") }
+        return (b, false)
+    }
+}
