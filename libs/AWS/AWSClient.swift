@@ -11,7 +11,9 @@ public struct AWSError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public var description: String { "\(code) (\(status)): \(message)" }
     public var isThrottling: Bool { ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"].contains(code) || status == 429 }
-    public var isNotImplemented: Bool { status == 501 || code == "NotImplemented" || message.contains("not yet implemented") }
+    /// The endpoint (e.g. moto) does not support this action: collectors report the part as
+    /// unavailable instead of failing the scan or counting it as a pass.
+    public var isUnsupportedByEndpoint: Bool { status == 501 || code == "NotImplemented" || message.contains("not yet implemented") }
 }
 
 /// A signed AWS API client for one account and endpoint override (moto, LocalStack, a partition).
