@@ -41,4 +41,40 @@ import VigilTesting
             }
         }
     }
+
+    @Test func jsonAndRestXMLProtocols() async throws {
+        try await Self.withMoto { endpoint in
+            let client = AWSClient(credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
+                                   endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
+            // JSON protocol: KMS.
+            let created = try await Blocking.run {
+                try client.json(service: "kms", region: "eu-west-1", target: "TrentService.CreateKey", body: ["Description": "vigil test"])
+            }
+            let keyId = try #require((created["KeyMetadata"] as? [String: Any])?["KeyId"] as? String)
+            let listed = try await Blocking.run { try client.json(service: "kms", region: "eu-west-1", target: "TrentService.ListKeys") }
+            #expect((listed["Keys"] as? [[String: Any]])?.contains { $0["KeyId"] as? String == keyId } == true)
+            do {
+                _ = try await Blocking.run {
+                    try client.json(service: "kms", region: "eu-west-1", target: "TrentService.DescribeKey", body: ["KeyId": "nope"])
+                }
+                Issue.record("expected NotFoundException")
+            } catch let e as AWSError {
+                #expect(e.code == "NotFoundException")
+            }
+            // REST-XML: S3 with path-style addressing, a key with spaces and unicode.
+            let bucket = "vigil-test-bucket"
+            _ = try await Blocking.run { try client.restXML(service: "s3", region: "us-east-1", method: "PUT", path: "/\(bucket)") }
+            _ = try await Blocking.run {
+                try client.restXML(service: "s3", region: "us-east-1", method: "PUT", path: "/\(bucket)/reports/2026 q4 ünï+.txt",
+                                   body: Array("hello".utf8))
+            }
+            let buckets = try await Blocking.run { try client.restXML(service: "s3", region: "us-east-1", method: "GET", path: "/") }
+            #expect(buckets.xml?.all("Name").map(\.text).contains(bucket) == true)
+            let objects = try await Blocking.run {
+                try client.restXML(service: "s3", region: "us-east-1", method: "GET", path: "/\(bucket)",
+                                   query: [("list-type", "2"), ("prefix", "reports/")])
+            }
+            #expect(objects.xml?.all("Key").map(\.text) == ["reports/2026 q4 ünï+.txt"])
+        }
+    }
 }

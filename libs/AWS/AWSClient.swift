@@ -57,6 +57,48 @@ public struct AWSClient: Sendable {
     }
 }
 
+/// A decoded JSON reply (JSONSerialization values are immutable once parsed).
+public struct AWSJSON: @unchecked Sendable {
+    public let object: [String: Any]
+    public subscript(_ key: String) -> Any? { object[key] }
+}
+
+extension AWSClient {
+    /// JSON protocol (KMS, CloudTrail, Lambda's control plane via REST aside, Secrets Manager, …):
+    /// POST with `X-Amz-Target: <prefix>.<action>`, JSON in and out.
+    public func json(service: String, region: String, target: String, body: [String: Any] = [:],
+                     contentType: String = "application/x-amz-json-1.1") throws -> AWSJSON {
+        let (scheme, host, port) = endpoint(service: service, region: region)
+        let payload = Array(try JSONSerialization.data(withJSONObject: body))
+        var req = AWSRequest(method: "POST", scheme: scheme, host: host, port: port, path: "/",
+                             headers: ["Content-Type": contentType, "X-Amz-Target": target], body: payload)
+        SigV4.sign(&req, credentials: credentials, region: region, service: service)
+        let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body, maxBody: 64 << 20)
+        let obj = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) as? [String: Any] ?? [:]
+        guard (200..<300).contains(r.status) else {
+            let type = (obj["__type"] as? String ?? "HTTP\(r.status)").split(separator: "#").last.map(String.init) ?? "Error"
+            throw AWSError(status: r.status, code: type, message: (obj["message"] ?? obj["Message"]) as? String ?? "")
+        }
+        return AWSJSON(object: obj)
+    }
+
+    /// REST-XML protocol (S3): path-style addressing against an endpoint override, S3 signing rules.
+    public func restXML(service: String, region: String, method: String, path: String, query: [(String, String)] = [],
+                        headers: [String: String] = [:], body: [UInt8] = []) throws -> (status: Int, xml: XMLNode?) {
+        let (scheme, host, port) = endpoint(service: service, region: region)
+        var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query, headers: headers, body: body)
+        SigV4.sign(&req, credentials: credentials, region: region, service: service, s3: service == "s3")
+        let q = req.encodedQuery
+        let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
+        let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
+        let xml = r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8))
+        guard (200..<300).contains(r.status) else {
+            throw AWSError(status: r.status, code: xml?.first("Code")?.text ?? "HTTP\(r.status)", message: xml?.first("Message")?.text ?? "")
+        }
+        return (r.status, xml)
+    }
+}
+
 /// A parsed XML element: name, text, children. Enough for AWS responses.
 public final class XMLNode: @unchecked Sendable {
     public let name: String

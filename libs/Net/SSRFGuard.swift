@@ -61,8 +61,11 @@ public struct SSRFGuard: Sendable {
             p = ai.pointee.ai_next
         }
         guard !out.isEmpty else { throw NetError("host \(host) has no address") }
-        var path = url.path.isEmpty ? "/" : url.path
-        if let q = url.query { path += "?" + q }
+        // Keep the path and query exactly as encoded in the URL (URL.path would decode them).
+        let comps = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        var path = comps?.percentEncodedPath ?? "/"
+        if path.isEmpty { path = "/" }
+        if let q = comps?.percentEncodedQuery { path += "?" + q }
         return Target(url: url, host: host, port: port, isTLS: isTLS, pathAndQuery: path, addresses: out)
     }
 
