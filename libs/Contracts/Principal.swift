@@ -42,6 +42,9 @@ package struct Principal: Codable, Sendable, Equatable {
     }
 
     package var isUser: Bool { kind == "user" }
+
+    /// Who did it, for events and the audit log: the user id, or the API key id.
+    package var actorId: String { userId ?? apiKeyId ?? "" }
 }
 
 /// Streams and well-known subjects (DESIGN.md §3).

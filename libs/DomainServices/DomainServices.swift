@@ -82,9 +82,9 @@ struct RemediationPolicyHandlers: Sendable {
                     ON CONFLICT (tenant_id) DO UPDATE SET mode = $2, auto_approve_severities = $3::text[], require_verification = $4,
                       allowed_actions = $5::text[], max_actions_per_day = $6, updated_by = $7, updated_at = now()
                     """, [p.tenantId, cur.mode, cur.autoApproveSeverities, cur.requireVerification, cur.allowedActions,
-                          cur.maxActionsPerDay, p.userId ?? p.apiKeyId])
+                          cur.maxActionsPerDay, p.actorId])
                 try await tx.emit("vigil.events.remediation.policy_updated", type: "remediation.policy_updated", tenantId: p.tenantId,
-                                  data: ["mode": cur.mode, "actor": p.userId ?? p.apiKeyId ?? ""])
+                                  data: ["mode": cur.mode, "actor": p.actorId])
                 return try await load(tx, p.tenantId)
             }
         }

@@ -49,7 +49,7 @@ extension IdentityHandlers {
             try await tx.execute("UPDATE identity.memberships SET role = $2 WHERE id = $1", [m.membershipId, req.role.rawValue])
             try await tx.emit("vigil.events.membership.role_changed", type: "membership.role_changed", tenantId: p.tenantId,
                               data: ["membership_id": m.membershipId, "user_id": m.userId, "from": m.role.rawValue,
-                                     "to": req.role.rawValue, "actor": p.userId ?? p.apiKeyId ?? ""])
+                                     "to": req.role.rawValue, "actor": p.actorId])
             m.role = req.role
             return m
         }
@@ -73,7 +73,7 @@ extension IdentityHandlers {
             try await tx.execute("UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
                                  [m.userId, p.tenantId])
             try await tx.emit("vigil.events.membership.removed", type: "membership.removed", tenantId: p.tenantId,
-                              data: ["membership_id": m.membershipId, "user_id": m.userId, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["membership_id": m.membershipId, "user_id": m.userId, "actor": p.actorId])
             return m.userId
         }
         invalidate(PrincipalInvalidation(userId: removed))
@@ -113,7 +113,7 @@ extension IdentityHandlers {
                 UPDATE identity.workspaces SET name = coalesce($2, name), updated_at = now() WHERE id = $1 RETURNING *
                 """, [p.tenantId, name]) else { throw ServiceError.notFound("workspace") }
             try await tx.emit("vigil.events.workspace.updated", type: "workspace.updated", tenantId: p.tenantId,
-                              data: ["workspace_id": p.tenantId, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["workspace_id": p.tenantId, "actor": p.actorId])
             return try Views.workspace(row)
         }
     }
@@ -202,7 +202,7 @@ extension IdentityHandlers {
                 try await sendInvitationEmail(tx: tx, to: email, token: token, workspace: ws, role: role, tenantId: p.tenantId)
                 let view = try Self.invitation(row)
                 try await tx.emit("vigil.events.invitation.created", type: "invitation.created", tenantId: p.tenantId,
-                                  data: ["invitation_id": view.id, "role": role.rawValue, "actor": p.userId ?? p.apiKeyId ?? ""])
+                                  data: ["invitation_id": view.id, "role": role.rawValue, "actor": p.actorId])
                 return view
             }
         } catch let e as StoreError where e.isUniqueViolation {
@@ -358,7 +358,7 @@ extension IdentityHandlers {
             var view = try Self.apiKey(row)
             view.key = key
             try await tx.emit("vigil.events.apikey.created", type: "apikey.created", tenantId: p.tenantId,
-                              data: ["api_key_id": view.id, "prefix": view.prefix, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["api_key_id": view.id, "prefix": view.prefix, "actor": p.actorId])
             return view
         }
     }
@@ -380,7 +380,7 @@ extension IdentityHandlers {
             guard try await tx.execute("UPDATE identity.api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
                                        [id, p.tenantId]) == 1 else { throw ServiceError.notFound("API key") }
             try await tx.emit("vigil.events.apikey.revoked", type: "apikey.revoked", tenantId: p.tenantId,
-                              data: ["api_key_id": id, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["api_key_id": id, "actor": p.actorId])
         }
         invalidate(PrincipalInvalidation(apiKeyId: id))
         return Empty()

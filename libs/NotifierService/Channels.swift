@@ -123,7 +123,7 @@ struct ChannelService: Sendable {
                       req.events ?? ["*"], req.minSeverity])!
             let v = try Self.view(row)
             try await tx.emit("vigil.events.notification.channel_created", type: "notification.channel_created", tenantId: p.tenantId,
-                              data: ["channel_id": v.id, "method": method, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["channel_id": v.id, "method": method, "actor": p.actorId])
             return v
         }
     }

@@ -99,7 +99,7 @@ struct NotifierHandlers: Sendable {
             var view = try Self.endpoint(row)
             view.secret = secret
             try await tx.emit("vigil.events.webhook.endpoint_created", type: "webhook.endpoint_created", tenantId: p.tenantId,
-                              data: ["endpoint_id": view.id, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["endpoint_id": view.id, "actor": p.actorId])
             return view
         }
     }
@@ -122,7 +122,7 @@ struct NotifierHandlers: Sendable {
                 throw ServiceError.notFound("webhook endpoint")
             }
             try await tx.emit("vigil.events.webhook.endpoint_deleted", type: "webhook.endpoint_deleted", tenantId: p.tenantId,
-                              data: ["endpoint_id": id, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["endpoint_id": id, "actor": p.actorId])
             return Empty()
         }
     }

@@ -167,7 +167,7 @@ struct ConnectionHandlers: Sendable {
                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
                 """, [id, p.tenantId, name, provider, sealed, settings.keyId, try JSONParameter(masked), try JSONParameter(s)])!
             try await tx.emit("vigil.events.connection.created", type: "connection.created", tenantId: p.tenantId,
-                              data: ["connection_id": id, "provider": provider, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["connection_id": id, "provider": provider, "actor": p.actorId])
             return try Self.view(row)
         }
     }
@@ -211,7 +211,7 @@ struct ConnectionHandlers: Sendable {
                       try s.map { try JSONParameter($0) }]) else { throw ServiceError.notFound("connection") }
             try await tx.emit("vigil.events.connection.updated", type: "connection.updated", tenantId: p.tenantId,
                               data: ["connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
-                                     "actor": p.userId ?? p.apiKeyId ?? ""])
+                                     "actor": p.actorId])
             return try Self.view(row)
         }
     }
@@ -225,7 +225,7 @@ struct ConnectionHandlers: Sendable {
                 throw ServiceError.notFound("connection")
             }
             try await tx.emit("vigil.events.connection.deleted", type: "connection.deleted", tenantId: p.tenantId,
-                              data: ["connection_id": id, "actor": p.userId ?? p.apiKeyId ?? ""])
+                              data: ["connection_id": id, "actor": p.actorId])
             return Empty()
         }
     }
