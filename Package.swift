@@ -62,7 +62,8 @@ let package = Package(
                                .product(name: "Hummingbird", package: "hummingbird")]),
         lib("IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
         lib("DomainServices", ["ServiceRuntime", "Contracts"]),
-        lib("ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS"]),
+        lib("ScanEngine", ["VigilCore", "VigilCrypto", "AWS"]),
+        lib("ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
                                .product(name: "Hummingbird", package: "hummingbird"),
@@ -78,7 +79,7 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .testTarget(name: "VigilTests",
                     dependencies: ["VigilTesting", "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
-                                   "IdentityService", "GatewayService", "DomainServices", "NotifierService", "ScanService", "Contracts"],
+                                   "IdentityService", "GatewayService", "DomainServices", "NotifierService", "ScanService", "ScanEngine", "Contracts"],
                     path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]
 )

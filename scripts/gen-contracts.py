@@ -93,9 +93,26 @@ MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"]
                           api_key_id=UUID, tenant_id=UUID, tenant_slug=S(), role=ROLE, scopes={"type": "array", "items": S()},
                           via_parent_tenant_id=UUID)
 
+SEVERITY = S(enum=["critical", "high", "medium", "low", "info"])
+COUNTS = obj(["critical", "high", "medium", "low", "info"], critical=I(), high=I(), medium=I(), low=I(), info=I())
+SCAN_STATUS = S(enum=["queued", "running", "completed", "failed", "canceled"])
+MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "created_at", "resources_scanned", "checks_evaluated",
+                      "findings_count", "estimated_monthly_savings", "complete", "attempts"],
+                     id=UUID, connection_id=UUID, status=SCAN_STATUS, regions={"type": "array", "items": S()},
+                     services={"type": "array", "items": S()}, created_at=DT, started_at=DT, completed_at=DT, resources_scanned=I(),
+                     checks_evaluated=I(), findings_count=COUNTS, estimated_monthly_savings={"type": "number"},
+                     complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S())
+PART = obj(["service", "region", "status", "resources", "checks", "failures"], service=S(), region=S(),
+           status=S(enum=["pending", "running", "completed", "failed", "unavailable"]), resources=I(), checks=I(), failures=I(), error=S())
+SCAN_RESULT = obj(["fingerprint", "rule_id", "status", "severity", "title", "resource_id", "resource_type", "resource_name", "region",
+                   "service", "evidence"],
+                  fingerprint=S(pattern="^[0-9a-f]{40}$"), rule_id=S(), status=S(enum=["PASS", "FAIL"]), severity=SEVERITY, title=S(),
+                  resource_id=S(), resource_type=S(), resource_name=S(), region=S(), service=S(), evidence={"type": "object"},
+                  estimated_monthly_savings={"type": "number"})
+
 PAGE_Q = ["limit", "cursor", "offset"]
 PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), action=S(), resource_type=S(), actor=S(),
-              since=DT, until=DT)
+              since=DT, until=DT, connection_id=UUID, status=S(), severity=S(), rule_id=S())
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -168,6 +185,23 @@ ROUTES = [
     ("delete", "/api/v1/connections/{connection_id}", "vigil.scans.connection.delete", "admin", 204, None, "Empty", "Delete a connection", []),
     ("post", "/api/v1/connections/{connection_id}/test", "vigil.scans.connection.test", "analyst", 200, None,
      obj(["ok", "message"], ok=B, account_id=S(), arn=S(), message=S()), "Check the credentials with STS GetCallerIdentity", []),
+    ("post", "/api/v1/scans/trigger", "vigil.scans.scan.trigger", "analyst", 202,
+     obj(["connection_id"], connection_id=UUID, regions={"type": "array", "items": S()},
+         services={"type": "array", "items": S(enum=["s3", "iam", "ec2", "kms", "cloudtrail", "rds", "lambda", "sqs", "sns",
+                                                     "secretsmanager", "elbv2", "config"])}),
+     "Scan", "Queue a scan of a connection (all its regions and services unless narrowed)", []),
+    ("get", "/api/v1/scans/", "vigil.scans.scan.list", "viewer", 200, None, page(MODELS["Scan"]), "List scans, newest first",
+     PAGE_Q + ["connection_id", "status"]),
+    ("get", "/api/v1/scans/{scan_id}", "vigil.scans.scan.get", "viewer", 200, None, "Scan", "One scan with its counts", []),
+    ("get", "/api/v1/scans/{scan_id}/progress", "vigil.scans.scan.progress", "viewer", 200, None,
+     obj(["scan_id", "status", "phase", "percent_complete", "parts_total", "parts_done", "parts"], scan_id=UUID, status=SCAN_STATUS,
+         phase=S(enum=["queued", "connecting", "collecting", "finalizing", "completed", "failed", "canceled"]),
+         percent_complete=I(minimum=0, maximum=100), parts_total=I(), parts_done=I(), parts={"type": "array", "items": PART}),
+     "Progress of a scan, part by part (service × region)", []),
+    ("post", "/api/v1/scans/{scan_id}/cancel", "vigil.scans.scan.cancel", "analyst", 200, None, "Scan", "Cancel a queued or running scan", []),
+    ("get", "/api/v1/scans/{scan_id}/results", "vigil.scans.scan.results", "viewer", 200, None,
+     page({**SCAN_RESULT, "properties": {**SCAN_RESULT["properties"], "id": UUID, "created_at": DT}}),
+     "Every (rule, resource) evaluated by the scan, PASS or FAIL", PAGE_Q + ["status", "severity", "rule_id"]),
     ("post", "/api/v1/contact/", "vigil.notifier.contact.submit", "public", 202,
      obj(["name", "email", "message"], name=S(maxLength=200), email=S(format="email"), message=S(minLength=10, maxLength=5000),
          subject=S(maxLength=200), company=S(maxLength=200), captcha_token=S()),
@@ -240,15 +274,23 @@ EVENTS = {
     "vigil.events.connection.updated": obj(["connection_id"], connection_id=UUID, credentials_changed=S(enum=["true", "false"]), **ID_ACTOR),
     "vigil.events.connection.deleted": obj(["connection_id"], connection_id=UUID, **ID_ACTOR),
     "vigil.events.notification.channel_created": obj(["channel_id", "method"], channel_id=UUID, method=S(), **ID_ACTOR),
-    "vigil.events.scan.completed": obj(["scan_id", "connection_id", "status", "findings_count"], scan_id=UUID, connection_id=UUID,
-                                       status=S(enum=["completed", "failed", "canceled"]),
-                                       findings_count=obj(critical=I(), high=I(), medium=I(), low=I(), info=I()),
-                                       estimated_monthly_savings={"type": "number"}, resources_scanned=I()),
+    "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
+    "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),
+    "vigil.events.scan.results": obj(["scan_id", "connection_id", "provider", "account_id", "service", "region", "batch", "batches", "results"],
+                                     scan_id=UUID, connection_id=UUID, provider=S(), account_id=S(), service=S(), region=S(),
+                                     batch=I(minimum=1), batches=I(minimum=1), results={"type": "array", "items": SCAN_RESULT}),
+    "vigil.events.scan.completed": dict(**obj(["scan_id", "connection_id", "status", "complete", "findings_count", "parts"], scan_id=UUID,
+                                       connection_id=UUID, status=S(enum=["completed", "failed", "canceled"]), complete=B,
+                                       findings_count=COUNTS, estimated_monthly_savings={"type": "number"}, resources_scanned=I(),
+                                       checks_evaluated=I(), parts={"type": "array", "items": PART}, error=NULL(S())),
+                                       description="Terminal event of every scan. `complete` is true when every part completed; "
+                                                   "a part marked completed evaluated all its rules on all its resources."),
     "vigil.events.webhook.endpoint_created": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_deleted": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),
 }
 JOBS = {
+    "vigil.jobs.scan.aws": obj(["scan_id", "tenant_id", "connection_id"], scan_id=UUID, tenant_id=UUID, connection_id=UUID),
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
                                  template=S(enum=["verify_email", "reset_password", "invitation", "contact", "notification"]), subject=S(), text=S(),
                                  values={"type": "object", "additionalProperties": S()}),
@@ -275,7 +317,65 @@ def write_json(name, schema, title):
         f.write("\n")
 
 
+RULE_FRAMEWORKS = {"cis_aws_3_0", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"}
+RULE_REQUIRED = ["id", "title", "severity", "service", "resource_type", "category", "fail_if", "description", "rationale",
+                 "remediation", "compliance"]
+OPS = {"eq", "ne", "in", "not_in", "contains", "not_contains", "contains_any", "exists", "not_exists", "gt", "gte", "lt", "lte",
+       "regex", "empty", "not_empty", "any"}
+
+
+def check_condition(c, where):
+    assert isinstance(c, dict) and len(c) >= 1, f"{where}: condition must be an object"
+    if "all" in c or "any" in c:
+        for x in c.get("all", c.get("any")):
+            check_condition(x, where)
+    elif "not" in c:
+        check_condition(c["not"], where)
+    else:
+        assert "path" in c and c.get("op") in OPS, f"{where}: bad comparison {c}"
+        if c["op"] == "any":
+            check_condition(c["where"], where)
+
+
+def build_rules():
+    """Loads contracts/rules/<provider>/*.yaml, validates them and returns the built-in rule list."""
+    rules, seen = [], set()
+    base = os.path.join(OUT, "rules")
+    for provider in sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))):
+        for name in sorted(os.listdir(os.path.join(base, provider))):
+            if not name.endswith(".yaml"):
+                continue
+            for r in yaml.safe_load(open(os.path.join(base, provider, name))):
+                where = f"{provider}/{name}:{r.get('id')}"
+                for k in RULE_REQUIRED:
+                    assert k in r, f"{where}: missing {k}"
+                assert r["id"] not in seen, f"{where}: duplicate id"
+                seen.add(r["id"])
+                assert r["severity"] in ("critical", "high", "medium", "low", "info"), where
+                assert set(r["compliance"]) <= RULE_FRAMEWORKS, f"{where}: unknown framework"
+                assert "console" in r["remediation"], f"{where}: remediation.console"
+                assert "examples" in r and "fail" in r["examples"] and "pass" in r["examples"], f"{where}: examples"
+                check_condition(r["fail_if"], where)
+                if "applies_if" in r:
+                    check_condition(r["applies_if"], where)
+                rules.append({"provider": provider, **r})
+    return rules
+
+
+def write_rules():
+    rules = build_rules()
+    with open(os.path.join(OUT, "rules", "builtin.json"), "w") as f:
+        json.dump(rules, f, indent=1, sort_keys=True)
+        f.write("\n")
+    text = json.dumps(rules, sort_keys=True, separators=(",", ":"))
+    assert '"""#' not in text
+    with open(os.path.join(ROOT, "libs", "ScanEngine", "BuiltinRules.generated.swift"), "w") as f:
+        f.write("// Generated by scripts/gen-contracts.py from contracts/rules/ — edit the YAML there.\n")
+        f.write("enum BuiltinRulesData {\n    static let json = #\"\"\"\n" + text + "\n\"\"\"#\n}\n")
+
+
 def main():
+    write_rules()
     os.makedirs(os.path.join(OUT, "schemas"), exist_ok=True)
     for f in os.listdir(os.path.join(OUT, "schemas")):
         os.remove(os.path.join(OUT, "schemas", f))

@@ -16,18 +16,40 @@ public struct AWSError: Error, CustomStringConvertible, Sendable {
     public var isUnsupportedByEndpoint: Bool { status == 501 || code == "NotImplemented" || message.contains("not yet implemented") }
 }
 
+/// Counts API calls and retries across threads.
+public final class CallCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var calls = 0, retries = 0
+    public init() {}
+    func add() { lock.lock(); calls += 1; lock.unlock() }
+    func addRetry() { lock.lock(); retries += 1; lock.unlock() }
+    public var snapshot: (calls: Int, retries: Int) { lock.lock(); defer { lock.unlock() }; return (calls, retries) }
+}
+
 /// A signed AWS API client for one account and endpoint override (moto, LocalStack, a partition).
 /// Blocking calls run on Dispatch threads via `Blocking` in callers.
 public struct AWSClient: Sendable {
-    public let credentials: AWSCredentials
+    public private(set) var credentials: AWSCredentials
     /// Replaces every service endpoint when set (e.g. `http://127.0.0.1:5000`).
     public let endpointURL: String?
     let http: OutboundHTTP
+    /// Counts calls and retries (benchmarks and scan statistics); optional.
+    public var counter: CallCounter?
+    public var maxAttempts = 5
 
-    public init(credentials: AWSCredentials, endpointURL: String?, guardrail: SSRFGuard, timeout: Double = 20) {
+    public init(credentials: AWSCredentials, endpointURL: String?, guardrail: SSRFGuard, timeout: Double = 20,
+                counter: CallCounter? = nil) {
         self.credentials = credentials
         self.endpointURL = endpointURL
+        self.counter = counter
         http = OutboundHTTP(guardrail: guardrail, timeout: timeout)
+    }
+
+    /// The same endpoint and options with other credentials (after AssumeRole).
+    public func with(credentials: AWSCredentials) -> AWSClient {
+        var c = self
+        c.credentials = credentials
+        return c
     }
 
     func endpoint(service: String, region: String) -> (scheme: String, host: String, port: Int?) {
@@ -47,19 +69,25 @@ public struct AWSClient: Sendable {
         var req = AWSRequest(method: "POST", scheme: scheme, host: host, port: port, path: "/",
                              headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"], body: Array(form.utf8))
         SigV4.sign(&req, credentials: credentials, region: service == "iam" || service == "sts" ? "us-east-1" : region, service: service)
-        let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body,
-                              maxBody: 64 << 20)
-        let xml = try XMLNode.parse(Data(r.body.utf8))
-        guard (200..<300).contains(r.status) else {
-            throw AWSError(status: r.status, code: xml.first("Code")?.text ?? "HTTP\(r.status)", message: xml.first("Message")?.text ?? "")
+        return try retrying {
+            let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body,
+                                  maxBody: 64 << 20)
+            guard let xml = try? XMLNode.parse(Data(r.body.utf8)) else {
+                throw AWSError(status: r.status, code: (200..<300).contains(r.status) ? "MalformedResponse" : "HTTP\(r.status)",
+                               message: "response is not XML")
+            }
+            guard (200..<300).contains(r.status) else {
+                throw AWSError(status: r.status, code: xml.first("Code")?.text ?? "HTTP\(r.status)", message: xml.first("Message")?.text ?? "")
+            }
+            return xml
         }
-        return xml
     }
 }
 
 /// A decoded JSON reply (JSONSerialization values are immutable once parsed).
 public struct AWSJSON: @unchecked Sendable {
     public let object: [String: Any]
+    public init(object: [String: Any]) { self.object = object }
     public subscript(_ key: String) -> Any? { object[key] }
 }
 
@@ -73,29 +101,76 @@ extension AWSClient {
         var req = AWSRequest(method: "POST", scheme: scheme, host: host, port: port, path: "/",
                              headers: ["Content-Type": contentType, "X-Amz-Target": target], body: payload)
         SigV4.sign(&req, credentials: credentials, region: region, service: service)
-        let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body, maxBody: 64 << 20)
-        let obj = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) as? [String: Any] ?? [:]
-        guard (200..<300).contains(r.status) else {
-            let type = (obj["__type"] as? String ?? "HTTP\(r.status)").split(separator: "#").last.map(String.init) ?? "Error"
-            throw AWSError(status: r.status, code: type, message: (obj["message"] ?? obj["Message"]) as? String ?? "")
+        return try retrying {
+            let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body, maxBody: 64 << 20)
+            return try Self.decodeJSON(r)
         }
-        return AWSJSON(object: obj)
     }
 
     /// REST-XML protocol (S3): path-style addressing against an endpoint override, S3 signing rules.
     public func restXML(service: String, region: String, method: String, path: String, query: [(String, String)] = [],
                         headers: [String: String] = [:], body: [UInt8] = []) throws -> (status: Int, xml: XMLNode?) {
+        let r = try rest(service: service, region: region, method: method, path: path, query: query, headers: headers, body: body)
+        return (r.status, r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8)))
+    }
+
+    /// A REST call whose reply body is returned as text (S3 bucket policies are JSON inside a REST-XML API).
+    public func rest(service: String, region: String, method: String, path: String, query: [(String, String)] = [],
+                     headers: [String: String] = [:], body: [UInt8] = []) throws -> (status: Int, body: String) {
         let (scheme, host, port) = endpoint(service: service, region: region)
         var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query, headers: headers, body: body)
         SigV4.sign(&req, credentials: credentials, region: region, service: service, s3: service == "s3")
         let q = req.encodedQuery
         let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
-        let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
-        let xml = r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8))
-        guard (200..<300).contains(r.status) else {
-            throw AWSError(status: r.status, code: xml?.first("Code")?.text ?? "HTTP\(r.status)", message: xml?.first("Message")?.text ?? "")
+        return try retrying {
+            let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
+            guard (200..<300).contains(r.status) else {
+                let xml = r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8))
+                throw AWSError(status: r.status, code: xml?.first("Code")?.text ?? "HTTP\(r.status)", message: xml?.first("Message")?.text ?? "")
+            }
+            return (r.status, r.body)
         }
-        return (r.status, xml)
+    }
+
+    /// REST-JSON protocol (Lambda, API Gateway…): a path and query, JSON reply.
+    public func restJSON(service: String, region: String, method: String = "GET", path: String, query: [(String, String)] = [],
+                         body: [String: Any]? = nil) throws -> AWSJSON {
+        let (scheme, host, port) = endpoint(service: service, region: region)
+        let payload = try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) } ?? []
+        var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query,
+                             headers: body == nil ? [:] : ["Content-Type": "application/json"], body: payload)
+        SigV4.sign(&req, credentials: credentials, region: region, service: service)
+        let q = req.encodedQuery
+        let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
+        return try retrying {
+            let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
+            return try Self.decodeJSON(r)
+        }
+    }
+
+    static func decodeJSON(_ r: OutboundHTTP.Response) throws -> AWSJSON {
+        let obj = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) as? [String: Any] ?? [:]
+        guard (200..<300).contains(r.status) else {
+            let raw = (obj["__type"] ?? obj["Type"] ?? obj["code"]) as? String ?? "HTTP\(r.status)"
+            let type = raw.split(separator: "#").last.map(String.init) ?? "Error"
+            throw AWSError(status: r.status, code: type, message: (obj["message"] ?? obj["Message"]) as? String ?? "")
+        }
+        return AWSJSON(object: obj)
+    }
+
+    /// Runs one API call, counting it, and retries throttling and transient server errors with
+    /// jittered exponential backoff (100 ms, 200 ms, 400 ms … capped at 3.2 s; `maxAttempts` tries).
+    func retrying<T>(_ body: () throws -> T) throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            counter?.add()
+            do { return try body() } catch let e as AWSError where attempt < maxAttempts && (e.isThrottling || [500, 502, 503, 504].contains(e.status)) {
+                let base = min(3.2, 0.1 * pow(2, Double(attempt - 1)))
+                Thread.sleep(forTimeInterval: base * Double.random(in: 0.5...1.0))
+                counter?.addRetry()
+            }
+        }
     }
 }
 
@@ -123,6 +198,30 @@ public final class XMLNode: @unchecked Sendable {
 
     public subscript(_ name: String) -> String? { children.first { $0.name == name }?.text }
 
+    /// The direct child with this name.
+    public func child(_ name: String) -> XMLNode? { children.first { $0.name == name } }
+
+    /// The elements of a list wrapper (`<groupSet><item/>…` or `<Users><member/>…`): the nearest
+    /// element with this name, searched breadth-first so a direct child wins over a nested one.
+    public func list(_ name: String) -> [XMLNode] { nearest(name)?.children ?? [] }
+
+    /// The nearest descendant with this name (breadth-first).
+    public func nearest(_ name: String) -> XMLNode? {
+        var level = children
+        while !level.isEmpty {
+            if let hit = level.first(where: { $0.name == name }) { return hit }
+            level = level.flatMap(\.children)
+        }
+        return nil
+    }
+
+    /// Follows a path of direct children (`instanceState/name`).
+    public func path(_ p: String) -> XMLNode? {
+        var cur: XMLNode? = self
+        for part in p.split(separator: "/") { cur = cur?.child(String(part)) }
+        return cur
+    }
+
     public static func parse(_ data: Data) throws -> XMLNode {
         final class Builder: NSObject, XMLParserDelegate {
             let root = XMLNode(name: "#document")
@@ -143,5 +242,51 @@ public final class XMLNode: @unchecked Sendable {
         p.delegate = b
         guard p.parse() else { throw AWSError(status: 0, code: "MalformedResponse", message: "response is not XML") }
         return b.root
+    }
+}
+
+extension AWSClient {
+    /// Query protocol with pagination: sends `inToken` from each page's `outToken` element until it is
+    /// absent (EC2 NextToken, IAM/RDS Marker, ELBv2 NextMarker…). Bounded at `maxPages`.
+    public func queryPages(service: String, region: String, action: String, version: String, params: [(String, String)] = [],
+                           inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500) throws -> [XMLNode] {
+        var pages: [XMLNode] = []
+        var token: String? = nil
+        repeat {
+            let page = try query(service: service, region: region, action: action, version: version,
+                                 params: params + (token.map { [(inToken, $0)] } ?? []))
+            pages.append(page)
+            let next = page.first(outToken)?.text ?? ""
+            // IAM marks the last page with IsTruncated=false and may still echo a marker.
+            token = next.isEmpty || page.first("IsTruncated")?.text == "false" ? nil : next
+        } while token != nil && pages.count < maxPages
+        return pages
+    }
+
+    /// JSON protocol with pagination (`NextToken`, KMS `NextMarker`/`Marker`…).
+    public func jsonPages(service: String, region: String, target: String, body: [String: Any] = [:],
+                          inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500) throws -> [AWSJSON] {
+        var pages: [AWSJSON] = []
+        var token: String? = nil
+        repeat {
+            var b = body
+            if let token { b[inToken] = token }
+            let page = try json(service: service, region: region, target: target, body: b)
+            pages.append(page)
+            let next = page[outToken] as? String ?? ""
+            token = next.isEmpty || (page["Truncated"] as? Bool) == false ? nil : next
+        } while token != nil && pages.count < maxPages
+        return pages
+    }
+
+    /// STS AssumeRole: temporary credentials for `roleArn`.
+    public func assumeRole(roleArn: String, externalId: String?, sessionName: String = "vigil-scan", region: String = "us-east-1") throws -> AWSCredentials {
+        var params = [("RoleArn", roleArn), ("RoleSessionName", sessionName), ("DurationSeconds", "3600")]
+        if let externalId { params.append(("ExternalId", externalId)) }
+        let xml = try query(service: "sts", region: region, action: "AssumeRole", version: "2011-06-15", params: params)
+        guard let key = xml.first("AccessKeyId")?.text, let secret = xml.first("SecretAccessKey")?.text else {
+            throw AWSError(status: 0, code: "MalformedResponse", message: "AssumeRole returned no credentials")
+        }
+        return AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: xml.first("SessionToken")?.text)
     }
 }

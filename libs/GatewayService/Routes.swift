@@ -96,6 +96,15 @@ enum RouteTable {
         Route(method: .patch, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.update", access: .role(.admin)),
         Route(method: .delete, path: "/api/v1/connections/{connection_id}", subject: "vigil.scans.connection.delete", access: .role(.admin), status: .noContent, takesBody: false),
         Route(method: .post, path: "/api/v1/connections/{connection_id}/test", subject: "vigil.scans.connection.test", access: .role(.analyst), takesBody: false),
+        // scans (scan-orchestrator)
+        Route(method: .post, path: "/api/v1/scans/trigger", subject: "vigil.scans.scan.trigger", access: .role(.analyst), status: .accepted),
+        Route(method: .get, path: "/api/v1/scans/", subject: "vigil.scans.scan.list", access: .role(.viewer),
+              query: page.merging(["connection_id": .string, "status": .string]) { $1 }, takesBody: false),
+        Route(method: .get, path: "/api/v1/scans/{scan_id}", subject: "vigil.scans.scan.get", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/scans/{scan_id}/progress", subject: "vigil.scans.scan.progress", access: .role(.viewer), takesBody: false),
+        Route(method: .post, path: "/api/v1/scans/{scan_id}/cancel", subject: "vigil.scans.scan.cancel", access: .role(.analyst), takesBody: false),
+        Route(method: .get, path: "/api/v1/scans/{scan_id}/results", subject: "vigil.scans.scan.results", access: .role(.viewer),
+              query: page.merging(["status": .string, "severity": .string, "rule_id": .string]) { $1 }, takesBody: false),
         // contact, webhooks, events, audit log (notifier)
         Route(method: .post, path: "/api/v1/contact/", subject: "vigil.notifier.contact.submit", access: .public, status: .accepted),
         Route(method: .get, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.list", access: .role(.admin), query: page, takesBody: false),

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import VigilCore
 
 // Requests and replies of the identity subjects (snake_case on the wire).
 
@@ -72,29 +73,3 @@ struct ApiKeyView: Codable, Sendable {
 }
 struct ApiKeyPath: Codable, Sendable { var keyId: String }
 
-/// Any JSON value (workspace settings are free-form).
-package enum JSONValue: Codable, Sendable, Equatable {
-    case string(String), number(Double), bool(Bool), object([String: JSONValue]), array([JSONValue]), null
-
-    package init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let s): try c.encode(s)
-        case .number(let n): try c.encode(n)
-        case .bool(let b): try c.encode(b)
-        case .object(let o): try c.encode(o)
-        case .array(let a): try c.encode(a)
-        case .null: try c.encodeNil()
-        }
-    }
-}

@@ -224,6 +224,9 @@ struct ConnectionHandlers: Sendable {
             guard try await tx.execute("DELETE FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
                 throw ServiceError.notFound("connection")
             }
+            // Running and queued scans of the connection stop; its inventory goes with it.
+            try await ScanRows.cancelAll(tx, tenantId: p.tenantId, connectionId: id, reason: "the connection was deleted")
+            _ = try await tx.execute("DELETE FROM scans.resources WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, id])
             try await tx.emit("vigil.events.connection.deleted", type: "connection.deleted", tenantId: p.tenantId,
                               data: ["connection_id": id, "actor": p.actorId])
             return Empty()
