@@ -16,7 +16,7 @@ import zipfile
 
 import boto3
 
-KEY, SECRET = "AKIAVIGILDEMO0000001", "vigil/demo/secret/key/0000000000000000000"
+KEY, SECRET = "AKIAVIGILDEMO0000001", "vigil/demo/secret/key/000000000000000000"
 AMI = "ami-0a1b2c3d4e5f60718"
 OTHER_ACCOUNT = "111122223333"
 

@@ -170,7 +170,10 @@ class Stack:
                         VIGIL_WEBHOOK_DISABLE_AFTER="4", VIGIL_WEBHOOK_TIMEOUT_MS="3000",
                         VIGIL_WEBHOOK_CONCURRENCY="4", VIGIL_CONTACT_TO="sales@vigil.test", VIGIL_CONTACT_MAX_PER_HOUR="3",
                         VIGIL_SCAN_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
-                        VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK="true")
+                        VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK="true", VIGIL_SCAN_ACK_WAIT_SECONDS="6",
+                        VIGIL_SCAN_TENANT_CONCURRENCY="2", VIGIL_SCAN_WORKER_CONCURRENCY="4", VIGIL_SCAN_MAX_ATTEMPTS="3",
+                        VIGIL_AWS_PLATFORM_ACCESS_KEY_ID="AKIAPLATFORM00000001",
+                        VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY="platform/secret/key/00000000000000000000")
         self.mail = MailSink(self.tmp)
         self.env.update(VIGIL_SMTP_HOST="127.0.0.1", VIGIL_SMTP_PORT=str(self.mail.port), VIGIL_SMTP_SECURITY="starttls",
                         VIGIL_SMTP_USERNAME="vigil", VIGIL_SMTP_PASSWORD="mail-secret", VIGIL_SMTP_VERIFY_TLS="false",
@@ -301,6 +304,43 @@ def moto():
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
+
+
+def start_moto(**env):
+    port = free_port()
+    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true",
+                                                             MOTO_AMIS_PATH=os.path.join(ROOT, "scripts", "moto-amis.json"), **env))
+    wait_port(port, 60)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_moto(proc):
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(15)
+
+
+@pytest.fixture(scope="session")
+def seeded_moto():
+    """moto with a deliberately misconfigured account (planted issues and correct twins), seeded by
+    scripts/aws-seed.py; yields (endpoint, manifest)."""
+    proc, endpoint = start_moto()
+    try:
+        out = subprocess.run(["python3", os.path.join(ROOT, "scripts", "aws-seed.py"), endpoint, "--regions", "us-east-1,us-west-2"],
+                             capture_output=True, text=True, check=True).stdout
+        yield endpoint, json.loads(out)
+    finally:
+        stop_moto(proc)
+
+
+@pytest.fixture(scope="session")
+def strict_moto():
+    """moto that authenticates every request (unknown access keys are refused, as AWS does)."""
+    proc, endpoint = start_moto(INITIAL_NO_AUTH_ACTION_COUNT="0")
+    try:
+        yield endpoint
+    finally:
+        stop_moto(proc)
 
 
 @pytest.fixture

@@ -15,10 +15,12 @@ import VigilCrypto
 /// |---|---|---|
 /// | VIGIL_SCAN_SEED | random per process (warns) | base64url 32-byte seed of the key that seals scan credentials |
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
+/// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
 struct ScanSettings: Sendable {
     var keys: Sodium.BoxKeyPair
     var keyId: String
     var guardrail: SSRFGuard
+    var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader, logger: Logger) throws {
         let seed = try r.seed("VIGIL_SCAN_SEED")
@@ -27,6 +29,9 @@ struct ScanSettings: Sendable {
         keyId = String(Sodium.hex(Sodium.sha256(keys.publicKey)).prefix(16))
         guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
                               allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
+        if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
+            platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
+        }
     }
 }
 
@@ -92,12 +97,11 @@ struct ConnectionHandlers: Sendable {
         if let role = c.roleArn {
             if !Self.matches(role, Self.rolePattern) { issues.append(.init(path: "body.credentials.role_arn", message: "must be an IAM role ARN")) }
             if let e = c.externalId, !(2...1224).contains(e.count) { issues.append(.init(path: "body.credentials.external_id", message: "must be 2 to 1224 characters")) }
-            if c.accessKeyId != nil || c.secretAccessKey != nil {
-                issues.append(.init(path: "body.credentials", message: "give either access keys or a role ARN, not both"))
-            }
             masked["role_arn"] = role
             if c.externalId != nil { masked["external_id"] = "****" }
-        } else {
+        }
+        // Access keys: the identity itself, or (with role_arn) the identity that assumes the role.
+        if c.roleArn == nil || c.accessKeyId != nil || c.secretAccessKey != nil {
             let id = c.accessKeyId ?? ""
             if !Self.matches(id, Self.accessKeyPattern) {
                 issues.append(.init(path: "body.credentials.access_key_id", message: "must be an AWS access key id (AKIA… or ASIA…, 20 characters)"))
@@ -241,30 +245,72 @@ struct ConnectionHandlers: Sendable {
         guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first else {
             throw ServiceError.notFound("connection")
         }
-        let creds = try open(try row.bytes("credentials_sealed"), tenantId: p.tenantId, connectionId: id)
-        let s: ConnectionSettings = try row.json("settings")
         let reply: ConnectionTestReply
-        if let key = creds.accessKeyId, let secret = creds.secretAccessKey {
-            let client = AWSClient(credentials: AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: creds.sessionToken),
-                                   endpointURL: s.endpointUrl, guardrail: settings.guardrail)
-            let region = s.regions?.first ?? "us-east-1"
-            let result = await Blocking.run { Result { try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15") } }
-            switch result {
-            case .success(let xml):
-                reply = ConnectionTestReply(ok: true, accountId: xml.first("Account")?.text, arn: xml.first("Arn")?.text,
-                                            message: "credentials are valid")
-            case .failure(let e as AWSError):
-                reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "AWS refused the credentials: \(e.code)")
-            case .failure(let e):
-                reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "could not reach AWS: \(e)")
-            }
-        } else {
-            reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil,
-                                        message: "role assumption needs the platform's own AWS identity, which is not configured yet")
+        do {
+            let session = try await self.session(row, tenantId: p.tenantId, connectionId: id)
+            reply = ConnectionTestReply(ok: true, accountId: session.account, arn: session.arn, message: "credentials are valid")
+        } catch let e as SessionError {
+            reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
         }
         try await store.query(p.scope, """
             UPDATE scans.connections SET status = $3, last_tested_at = now(), last_error = $4 WHERE id = $1 AND tenant_id = $2
             """, [id, p.tenantId, reply.ok ? "active" : "error", reply.ok ? nil : reply.message])
         return reply
+    }
+}
+
+/// Why a connection's AWS session could not be opened; `permanent` failures (refused credentials,
+/// missing configuration) are not worth retrying.
+struct SessionError: Error, CustomStringConvertible {
+    let message: String
+    let permanent: Bool
+    var description: String { message }
+}
+
+/// A signed client for a connection's account, with who it is.
+struct AWSSession: Sendable {
+    let client: AWSClient
+    let account: String
+    let arn: String
+}
+
+extension ConnectionHandlers {
+    static let authErrors: Set<String> = ["InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+                                          "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "AccessDeniedException"]
+
+    /// Opens the sealed credentials, assumes the role if one is configured (with the connection's keys
+    /// or the platform's own identity), and asks STS who it is.
+    func session(_ row: Row, tenantId: String, connectionId: String) async throws -> AWSSession {
+        let creds = try open(try row.bytes("credentials_sealed"), tenantId: tenantId, connectionId: connectionId)
+        let s: ConnectionSettings = try row.json("settings")
+        let region = s.regions?.first ?? "us-east-1"
+        let guardrail = settings.guardrail
+        let platform = settings.platformCredentials
+        return try await Blocking.run {
+            let base: AWSCredentials
+            if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
+                base = AWSCredentials(accessKeyId: k, secretAccessKey: sk, sessionToken: creds.sessionToken)
+            } else if let platform {
+                base = platform
+            } else {
+                throw SessionError(message: "the connection gives only a role, and the platform's own AWS identity is not configured", permanent: true)
+            }
+            var client = AWSClient(credentials: base, endpointURL: s.endpointUrl, guardrail: guardrail)
+            do {
+                if let role = creds.roleArn {
+                    client = client.with(credentials: try client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
+                }
+                let who = try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15")
+                return AWSSession(client: client, account: who.first("Account")?.text ?? "unknown", arn: who.first("Arn")?.text ?? "")
+            } catch let e as AWSError where Self.authErrors.contains(e.code) || e.status == 401 || e.status == 403 {
+                throw SessionError(message: "AWS refused the credentials (\(e.code))" + (e.message.isEmpty ? "" : ": \(e.message)"), permanent: true)
+            } catch let e as AWSError {
+                throw SessionError(message: "AWS answered \(e.code) (\(e.status))" + (e.message.isEmpty ? "" : ": \(e.message)"), permanent: false)
+            } catch let e as SessionError {
+                throw e
+            } catch {
+                throw SessionError(message: "could not reach the AWS endpoint: \(error)", permanent: false)
+            }
+        }
     }
 }

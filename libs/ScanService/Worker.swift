@@ -19,7 +19,6 @@ import VigilCore
 /// | VIGIL_SCAN_RESOURCE_CONCURRENCY | 8 | per-resource API calls in one part at once |
 /// | VIGIL_SCAN_MAX_ATTEMPTS | 3 | a scan whose worker fails (or dies) this often ends `failed` |
 /// | VIGIL_SCAN_ACK_WAIT_SECONDS | 30 | a silent worker's job is redelivered after this; heartbeats every third of it |
-/// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY | unset | the platform's own identity, used to assume customers' roles |
 struct WorkerSettings: Sendable {
     var tenantConcurrency: Int
     var workerConcurrency: Int
@@ -27,7 +26,6 @@ struct WorkerSettings: Sendable {
     var resourceConcurrency: Int
     var maxAttempts: Int
     var ackWait: Duration
-    var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader) {
         tenantConcurrency = max(1, r.int("VIGIL_SCAN_TENANT_CONCURRENCY", default: 2))
@@ -36,14 +34,8 @@ struct WorkerSettings: Sendable {
         resourceConcurrency = max(1, r.int("VIGIL_SCAN_RESOURCE_CONCURRENCY", default: 8))
         maxAttempts = max(1, r.int("VIGIL_SCAN_MAX_ATTEMPTS", default: 3))
         ackWait = .seconds(max(3, r.int("VIGIL_SCAN_ACK_WAIT_SECONDS", default: 30)))
-        if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
-            platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
-        }
     }
 }
-
-/// A failure that ends the scan at once (bad credentials), as opposed to one worth another attempt.
-struct PermanentScanError: Error { let message: String }
 
 /// Runs scan jobs from VIGIL_JOBS: claims the scan, collects its parts in parallel, writes each part's
 /// results atomically with their outbox events, and finishes the scan. A redelivered job (the previous
@@ -54,9 +46,6 @@ struct ScanWorker: Sendable {
     let settings: WorkerSettings
     let logger: Logger
     let rules: [String: [Rule]] = RuleEngine.index(BuiltinRules.all)
-
-    static let authErrors: Set<String> = ["InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
-                                          "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "AccessDeniedException"]
 
     func consumerConfig() -> JetStream.ConsumerConfig {
         var c = JetStream.ConsumerConfig(durable: "scan-workers-aws", filterSubject: "vigil.jobs.scan.aws")
@@ -91,7 +80,7 @@ struct ScanWorker: Sendable {
     static func describe(_ e: any Error) -> String {
         switch e {
         case let e as AWSError: return "\(e.code): \(e.message)"
-        case let e as PermanentScanError: return e.message
+        case let e as SessionError: return e.message
         case let e as ServiceError: return e.message
         default: return "\(e)"
         }
@@ -158,8 +147,9 @@ struct ScanWorker: Sendable {
         let client: AWSClient
         let account: String
         do {
-            (client, account) = try await connect(conn, job: job)
-        } catch let e as PermanentScanError {
+            let session = try await connections.session(conn, tenantId: job.tenantId, connectionId: job.connectionId)
+            (client, account) = (session.client, session.account)
+        } catch let e as SessionError where e.permanent {
             try await finish(job, forcedStatus: "failed", error: e.message)
             return .ack
         }
@@ -202,35 +192,6 @@ struct ScanWorker: Sendable {
         }
         try await finish(job, forcedStatus: nil, error: nil)
         return .ack
-    }
-
-    /// Opens the sealed credentials, assumes the role if one is configured, and finds the account id.
-    func connect(_ conn: Row, job: ScanJob) async throws -> (AWSClient, String) {
-        let creds = try connections.open(try conn.bytes("credentials_sealed"), tenantId: job.tenantId, connectionId: job.connectionId)
-        let s: ConnectionSettings = try conn.json("settings")
-        let region = s.regions?.first ?? "us-east-1"
-        let guardrail = connections.settings.guardrail
-        let platform = settings.platformCredentials
-        return try await Parallel.run {
-            let base: AWSCredentials
-            if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
-                base = AWSCredentials(accessKeyId: k, secretAccessKey: sk, sessionToken: creds.sessionToken)
-            } else if let platform {
-                base = platform
-            } else {
-                throw PermanentScanError(message: "the connection uses a role, but the platform's own AWS identity is not configured")
-            }
-            var client = AWSClient(credentials: base, endpointURL: s.endpointUrl, guardrail: guardrail)
-            do {
-                if let role = creds.roleArn {
-                    client = client.with(credentials: try client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
-                }
-                let who = try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15")
-                return (client, who.first("Account")?.text ?? "unknown")
-            } catch let e as AWSError where Self.authErrors.contains(e.code) || e.status == 401 || e.status == 403 {
-                throw PermanentScanError(message: "AWS refused the credentials (\(e.code)): \(e.message)")
-            }
-        }
     }
 
     func runPart(_ job: ScanJob, service: String, region: String, client: AWSClient, account: String, signingRegion: String,

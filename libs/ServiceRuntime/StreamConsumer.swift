@@ -2,6 +2,7 @@ import Bus
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import VigilCore
 
 /// What a stream handler wants done with a message.
@@ -44,19 +45,33 @@ public struct StreamConsumer: Service {
     public func run() async throws {
         let pull = try jetStream.pullConsumer(stream: stream, durable: config.durable, filterSubject: config.filterSubject ?? ">")
         defer { pull.close() }
+        // Up to `batch` messages in flight; a finished one frees its slot at once, so one long job
+        // (a scan) never holds back the others fetched after it.
+        let inflight = InflightCount()
+        let freed = WakeSignal()
         try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let messages: [JetStreamMessage]
-                do {
-                    messages = try await pull.fetch(batch: batch, timeout: .seconds(1))
-                } catch {
-                    logger.warning("fetch failed", metadata: ["consumer": "\(config.durable)", "error": "\(error)"])
-                    try? await Task.sleep(for: .seconds(1))
-                    continue
-                }
-                await withTaskGroup(of: Void.self) { group in
+            await withDiscardingTaskGroup { group in
+                while !Task.isCancelled {
+                    let room = batch - inflight.value
+                    if room <= 0 {
+                        await freed.wait(timeout: .seconds(1))
+                        continue
+                    }
+                    let messages: [JetStreamMessage]
+                    do {
+                        messages = try await pull.fetch(batch: room, timeout: .seconds(1))
+                    } catch {
+                        logger.warning("fetch failed", metadata: ["consumer": "\(config.durable)", "error": "\(error)"])
+                        try? await Task.sleep(for: .seconds(1))
+                        continue
+                    }
+                    inflight.add(messages.count)
                     for m in messages {
-                        group.addTask { await handle(m) }
+                        group.addTask {
+                            await handle(m)
+                            inflight.add(-1)
+                            freed.poke()
+                        }
                     }
                 }
             }
@@ -90,4 +105,11 @@ public struct StreamConsumer: Service {
         let base = min(Double(cap.components.seconds), 2 * pow(2, Double(max(0, attempt - 1))))
         return .milliseconds(Int64(base * 1000 * Double.random(in: 0.8...1.2)))
     }
+}
+
+/// Messages a consumer is handling right now.
+final class InflightCount: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ n: Int) { count.withLock { $0 += n } }
 }
