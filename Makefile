@@ -13,9 +13,13 @@ test:           ## unit, integration and black-box tests against real NATS and P
 build:
 	swift build
 
-bench:          ## gateway and notifier throughput and latency (prints figures)
+bench:          ## gateway, notifier and scan throughput and latency (prints figures)
 	scripts/bench gateway
 	scripts/bench notify
+	scripts/bench scan
+
+demo:           ## moto with a misconfigured account, a demo workspace, a scan with progress, findings by severity
+	scripts/demo
 
 contracts:      ## regenerate contracts/ from scripts/gen-contracts.py
 	python3 scripts/gen-contracts.py

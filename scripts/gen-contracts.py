@@ -101,7 +101,8 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      id=UUID, connection_id=UUID, status=SCAN_STATUS, regions={"type": "array", "items": S()},
                      services={"type": "array", "items": S()}, created_at=DT, started_at=DT, completed_at=DT, resources_scanned=I(),
                      checks_evaluated=I(), findings_count=COUNTS, estimated_monthly_savings={"type": "number"},
-                     complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S())
+                     complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
+                     api_calls=I(description="AWS API calls made (retries included)"), api_retries=I())
 PART = obj(["service", "region", "status", "resources", "checks", "failures"], service=S(), region=S(),
            status=S(enum=["pending", "running", "completed", "failed", "unavailable"]), resources=I(), checks=I(), failures=I(), error=S())
 SCAN_RESULT = obj(["fingerprint", "rule_id", "status", "severity", "title", "resource_id", "resource_type", "resource_name", "region",

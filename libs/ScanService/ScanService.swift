@@ -46,6 +46,9 @@ public enum ScanService {
               updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, connection_id, resource_id));
             """ + Migration.tenantIsolation(table: "scans") + Migration.tenantIsolation(table: "scan_parts")
               + Migration.tenantIsolation(table: "scan_results") + Migration.tenantIsolation(table: "resources")),
+            Migration(3, "scan api call counts", """
+            ALTER TABLE {schema}.scans ADD COLUMN api_calls int NOT NULL DEFAULT 0, ADD COLUMN api_retries int NOT NULL DEFAULT 0;
+            """),
         ]
     ) { ctx in
         let r = ctx.config.reader

@@ -35,6 +35,7 @@ struct ScanView: Codable, Sendable {
     var resourcesScanned: Int; var checksEvaluated: Int; var findingsCount: FindingsCount
     var estimatedMonthlySavings: Double; var complete: Bool; var accountId: String?
     var error: String?; var attempts: Int; var requestedBy: String?
+    var apiCalls: Int; var apiRetries: Int
 }
 struct ScanPartView: Codable, Sendable {
     var service: String; var region: String; var status: String; var resources: Int; var checks: Int; var failures: Int; var error: String?
@@ -76,7 +77,7 @@ enum ScanRows {
                                               medium: try r.int("medium_count"), low: try r.int("low_count"), info: try r.int("info_count")),
                  estimatedMonthlySavings: Double(r.optionalString("savings") ?? "0") ?? 0, complete: try r.bool("complete"),
                  accountId: r.optionalString("account_id"), error: r.optionalString("error"), attempts: try r.int("attempts"),
-                 requestedBy: r.optionalString("requested_by"))
+                 requestedBy: r.optionalString("requested_by"), apiCalls: try r.int("api_calls"), apiRetries: try r.int("api_retries"))
     }
 
     static func part(_ r: Row) throws -> ScanPartView {

@@ -144,11 +144,13 @@ struct ScanWorker: Sendable {
             try await finish(job, forcedStatus: "failed", error: "the connection was deleted")
             return .ack
         }
-        let client: AWSClient
+        var client: AWSClient
         let account: String
+        let counter = CallCounter()
         do {
             let session = try await connections.session(conn, tenantId: job.tenantId, connectionId: job.connectionId)
             (client, account) = (session.client, session.account)
+            client.counter = counter
         } catch let e as SessionError where e.permanent {
             try await finish(job, forcedStatus: "failed", error: e.message)
             return .ack
@@ -176,7 +178,7 @@ struct ScanWorker: Sendable {
         // Collect parts with bounded parallelism.
         let width = settings.partConcurrency
         let firstRegion = regions.first ?? "us-east-1"
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        try await withThrowingTaskGroup(of: Void.self) { [client] group in
             var iterator = todo.makeIterator()
             func addNext() -> Bool {
                 guard let (service, region) = iterator.next() else { return false }
@@ -190,6 +192,9 @@ struct ScanWorker: Sendable {
             for _ in 0..<width { if !addNext() { break } }
             while try await group.next() != nil { _ = addNext() }
         }
+        let calls = counter.snapshot
+        _ = try await store.query(.tenant(job.tenantId), "UPDATE scans.scans SET api_calls = api_calls + $2, api_retries = api_retries + $3 WHERE id = $1",
+                                  [job.scanId, calls.calls, calls.retries])
         try await finish(job, forcedStatus: nil, error: nil)
         return .ack
     }

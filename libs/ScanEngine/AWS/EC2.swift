@@ -101,6 +101,33 @@ enum EC2Collector {
         // Snapshots owned by the account.
         var snapshots: [XMLNode] = []
         for page in try pages("DescribeSnapshots", [("Owner.1", "self")]) { snapshots += page.list("snapshotSet") }
+        // Snapshots made for an AMI name it in their description; if that image still exists (whoever
+        // owns it), the snapshot backs it and is not an orphan.
+        let amiPattern = try NSRegularExpression(pattern: "ami-[0-9a-f]{8,17}")
+        var referencedImages: [String: String] = [:]
+        for s in snapshots {
+            let d = s["description"] ?? ""
+            if let m = amiPattern.firstMatch(in: d, range: NSRange(d.startIndex..., in: d)), let r = Range(m.range, in: d) {
+                referencedImages[s["snapshotId"] ?? ""] = String(d[r])
+            }
+        }
+        let unknownImages = Array(Set(referencedImages.values)).sorted()
+        if !unknownImages.isEmpty {
+            func describe(_ ids: [String]) throws -> Set<String>? {
+                let params = ids.enumerated().map { ("ImageId.\($0.offset + 1)", $0.element) }
+                let found = try optional(["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"]) {
+                    try c.query(service: "ec2", region: r, action: "DescribeImages", version: version, params: params)
+                }
+                return found.map { Set($0.list("imagesSet").compactMap { $0["imageId"] }) }
+            }
+            // One call for all; if one id is gone AWS refuses the whole call, so then ask one by one.
+            var live = try describe(Array(unknownImages.prefix(200))) ?? []
+            if live.isEmpty && unknownImages.count > 1 {
+                for id in unknownImages.prefix(50) { live.formUnion(try describe([id]) ?? []) }
+            }
+            for (snap, image) in referencedImages where live.contains(image) { imageSnapshots.insert(snap) }
+        }
+
         out += try Parallel.map(snapshots, width: ctx.width) { s -> Resource in
             let id = s["snapshotId"] ?? ""
             let perms = try c.query(service: "ec2", region: r, action: "DescribeSnapshotAttribute", version: version,
