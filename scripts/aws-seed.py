@@ -145,6 +145,12 @@ class Seeder:
         self.plant(default_vpc, "aws.vpc.flow_logs_disabled")
         default_sg = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [default_vpc]}, {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
         self.plant(default_sg, "aws.ec2.default_sg_allows_traffic")
+        default_subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [default_vpc]}])["Subnets"]
+        for sn in default_subnets:
+            if sn.get("MapPublicIpOnLaunch"):
+                self.plant(sn["SubnetId"], "aws.vpc.subnet_auto_assigns_public_ip")
+        default_nacl = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [default_vpc]}])["NetworkAcls"][0]["NetworkAclId"]
+        self.plant(default_nacl, "aws.vpc.nacl_admin_ports_open_to_world")
 
         def sg(name, vpc, perms):
             gid = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
