@@ -63,6 +63,7 @@ let package = Package(
         lib("IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
         lib("DomainServices", ["ServiceRuntime", "Contracts"]),
         lib("ScanEngine", ["VigilCore", "VigilCrypto", "AWS"]),
+        lib("FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
         lib("ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
@@ -71,7 +72,7 @@ let package = Package(
         service("vigil-gateway", dir: "gateway", library: "GatewayService"),
         service("vigil-identity", dir: "identity", library: "IdentityService"),
         service("vigil-scan-orchestrator", dir: "scan-orchestrator", library: "ScanService"),
-        service("vigil-findings", dir: "findings", library: "DomainServices"),
+        service("vigil-findings", dir: "findings", library: "FindingsService"),
         service("vigil-remediation", dir: "remediation", library: "DomainServices"),
         service("vigil-billing", dir: "billing", library: "DomainServices"),
         service("vigil-notifier", dir: "notifier", library: "NotifierService"),
@@ -79,7 +80,7 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .testTarget(name: "VigilTests",
                     dependencies: ["VigilTesting", "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
-                                   "IdentityService", "GatewayService", "DomainServices", "NotifierService", "ScanService", "ScanEngine", "Contracts"],
+                                   "IdentityService", "GatewayService", "DomainServices", "NotifierService", "ScanService", "ScanEngine", "FindingsService", "Contracts"],
                     path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]
 )

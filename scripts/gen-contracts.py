@@ -109,11 +109,64 @@ SCAN_RESULT = obj(["fingerprint", "rule_id", "status", "severity", "title", "res
                    "service", "evidence"],
                   fingerprint=S(pattern="^[0-9a-f]{40}$"), rule_id=S(), status=S(enum=["PASS", "FAIL"]), severity=SEVERITY, title=S(),
                   resource_id=S(), resource_type=S(), resource_name=S(), region=S(), service=S(), evidence={"type": "object"},
-                  estimated_monthly_savings={"type": "number"})
+                  estimated_monthly_savings={"type": "number"}, tags={"type": "object", "additionalProperties": S()})
+
+FSTATUS = S(enum=["open", "resolved", "suppressed", "accepted_risk"])
+OBJ = {"type": "object"}
+STRS = {"type": "array", "items": S()}
+COMPLIANCE = {"type": "object", "additionalProperties": STRS, "description": "framework id -> control ids"}
+REMEDIATION = obj(["console"], console=S(), cli=S())
+FEVENT = obj(["id", "finding_id", "connection_id", "rule_code", "severity", "event_type", "to_status", "created_at"], id=UUID, finding_id=UUID,
+             connection_id=UUID, rule_code=S(), severity=SEVERITY,
+             event_type=S(enum=["opened", "resolved", "reopened", "suppressed", "accepted_risk", "expired"]),
+             from_status=S(), to_status=FSTATUS, actor=S(), reason=S(), scan_id=UUID, created_at=DT)
+MODELS["FindingEvent"] = FEVENT
+MODELS["Finding"] = obj(["id", "fingerprint", "rule_code", "title", "severity", "status", "provider", "service", "resource_id", "resource_type",
+                         "resource_name", "region", "connection_id", "scan_job_id", "evidence", "compliance", "auto_fix", "first_seen_at",
+                         "last_seen_at"],
+                        id=UUID, fingerprint=S(), rule_code=S(), title=S(), severity=SEVERITY, status=FSTATUS, provider=S(), service=S(),
+                        resource_id=S(), resource_type=S(), resource_name=S(), region=S(), connection_id=UUID, scan_job_id=UUID, category=S(),
+                        description=S(), rationale=S(), remediation=REMEDIATION, cwe=S(), evidence=OBJ, compliance=COMPLIANCE,
+                        estimated_monthly_savings={"type": "number"}, auto_fix=B, fix_action=S(), tags={"type": "object", "additionalProperties": S()},
+                        first_seen_at=DT, last_seen_at=DT, resolved_at=DT, status_reason=S(), status_actor=S(), status_expires_at=DT,
+                        suppression_rule_id=UUID, history={"type": "array", "items": FEVENT})
+MODELS["Rule"] = obj(["id", "title", "severity", "default_severity", "enabled", "custom", "provider", "service", "resource_type", "category",
+                      "fail_if", "description", "rationale", "remediation", "compliance", "auto_fix"],
+                     id=S(), title=S(), severity=SEVERITY, default_severity=SEVERITY, enabled=B, custom=B, provider=S(), service=S(),
+                     resource_type=S(), category=S(), applies_if=OBJ, fail_if=OBJ, description=S(), rationale=S(), remediation=REMEDIATION, cwe=S(),
+                     references=STRS, compliance=COMPLIANCE, fix_action=S(), auto_fix=B,
+                     savings=obj(usd_per_month={"type": "number"}, usd_per_unit={"type": "number"}, unit_path=S()))
+MODELS["Report"] = obj(["id", "type", "format", "title", "status", "created_at", "download_url", "parameters"], id=UUID,
+                       type=S(enum=["executive_summary", "compliance", "findings_export"]),
+                       format=S(enum=["json", "csv", "html", "pdf", "sarif", "ocsf"]), title=S(), status=S(enum=["completed", "failed"]),
+                       size=I(), content_type=S(), created_at=DT, completed_at=DT, download_url=S(), parameters=OBJ)
+MODELS["SuppressionRule"] = obj(["id", "name", "tags", "reason", "created_at"], id=UUID, name=S(), connection_id=UUID, rule=S(), region=S(),
+                                resource=S(), tags={"type": "object", "additionalProperties": S()}, reason=S(), expires_at=DT, created_by=S(),
+                                created_at=DT, matched=I())
+SCORE = obj(["passed", "failed", "not_assessed", "assessed", "score"], passed=I(), failed=I(), not_assessed=I(), assessed=I(),
+            score={"type": "number", "minimum": 0, "maximum": 100})
+FSCORE = obj(["framework_id", "name", "passed", "failed", "not_assessed", "assessed", "score"], framework_id=S(), name=S(), passed=I(),
+             failed=I(), not_assessed=I(), assessed=I(), score={"type": "number"})
+FRAMEWORK = obj(["id", "name", "version", "description", "controls", "rules"], id=S(), name=S(), version=S(), description=S(), controls=I(), rules=I())
+MODELS["ComplianceScore"] = obj(["overall", "frameworks", "connections", "scans", "generated_at"], overall=SCORE,
+                                frameworks={"type": "array", "items": FSCORE},
+                                connections={"type": "array", "items": obj(["connection_id", "scan_id", "overall", "frameworks"], connection_id=UUID,
+                                                                           scan_id=UUID, overall=SCORE, frameworks={"type": "array", "items": FSCORE})},
+                                scans={"type": "array", "items": UUID}, generated_at=DT)
+MODELS["FrameworkDetail"] = obj(["framework", "score", "controls", "scans", "generated_at"], framework=FRAMEWORK, score=FSCORE,
+                                controls={"type": "array", "items": obj(["control_id", "status", "rules", "failing_resources"], control_id=S(),
+                                                                        status=S(enum=["passed", "failed", "not_assessed"]),
+                                                                        rules={"type": "array", "items": OBJ},
+                                                                        failing_resources={"type": "array", "items": OBJ})},
+                                scans={"type": "array", "items": UUID}, generated_at=DT)
+STATUS_CHANGE = obj(["reason"], reason=S(minLength=3, maxLength=1000), expires_at=DT)
 
 PAGE_Q = ["limit", "cursor", "offset"]
 PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), action=S(), resource_type=S(), actor=S(),
-              since=DT, until=DT, connection_id=UUID, status=S(), severity=S(), rule_id=S())
+              since=DT, until=DT, connection_id=UUID, status=S(), severity=S(), rule_id=S(), provider=S(), rule_code=S(), scan_job_id=UUID,
+              auto_fix_only=B, search=S(), sort_by=S(enum=["created_at", "first_seen_at", "last_seen_at", "severity", "resolved_at"]),
+              finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
+              framework_id=S())
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -203,6 +256,74 @@ ROUTES = [
     ("get", "/api/v1/scans/{scan_id}/results", "vigil.scans.scan.results", "viewer", 200, None,
      page({**SCAN_RESULT, "properties": {**SCAN_RESULT["properties"], "id": UUID, "created_at": DT}}),
      "Every (rule, resource) evaluated by the scan, PASS or FAIL", PAGE_Q + ["status", "severity", "rule_id"]),
+    ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"]),
+     "Findings with filters, sorting and keyset cursors (limit up to 500)",
+     PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
+    ("get", "/api/v1/findings/summary", "vigil.findings.finding.summary", "viewer", 200, None,
+     obj(["total", "open", "by_severity", "by_status", "open_by_severity", "total_resolved_last_30d", "estimated_monthly_savings", "by_connection"],
+         total=I(), open=I(), by_severity=OBJ, by_status=OBJ, open_by_severity=OBJ, total_resolved_last_30d=I(),
+         estimated_monthly_savings={"type": "number"},
+         by_connection={"type": "object", "additionalProperties": obj(["open", "resolved_last_30d"], open=I(), resolved_last_30d=I())}),
+     "Counts by severity and status, resolutions in the last 30 days, per connection", []),
+    ("get", "/api/v1/findings/resolution-trend", "vigil.findings.finding.resolution_trend", "viewer", 200, None,
+     obj(["weeks"], weeks={"type": "array", "minItems": 12, "maxItems": 12,
+                           "items": obj(["week", "week_start", "opened", "resolved"], week=S(pattern="^[0-9]{4}-W[0-9]{2}$"), week_start=S(),
+                                        opened=I(), resolved=I())}),
+     "Opened and resolved per ISO week: exactly 12 weeks, oldest first, zero-filled", []),
+    ("get", "/api/v1/findings/coverage-summary", "vigil.findings.finding.coverage_summary", "viewer", 200, None,
+     obj(["connections", "total_resources", "total_checks", "pass_rate", "rules_available"],
+         connections={"type": "array", "items": OBJ}, total_resources=I(), total_checks=I(), pass_rate={"type": "number"}, rules_available=I()),
+     "What the latest scans covered, per connection", []),
+    ("get", "/api/v1/findings/suppression-rules", "vigil.findings.suppression.list", "viewer", 200, None, page(MODELS["SuppressionRule"]),
+     "Suppression rules", PAGE_Q),
+    ("post", "/api/v1/findings/suppression-rules", "vigil.findings.suppression.create", "admin", 201,
+     obj(["name", "reason"], name=S(), connection_id=UUID, rule=S(description="rule id or glob, e.g. aws.s3.*"), region=S(),
+         resource=S(description="regular expression on resource id or name"), tags={"type": "object", "additionalProperties": S()},
+         reason=S(), expires_at=DT), "SuppressionRule", "Suppress matching findings, now and as they arrive", []),
+    ("delete", "/api/v1/findings/suppression-rules/{suppression_id}", "vigil.findings.suppression.delete", "admin", 204, None, "Empty",
+     "Delete a suppression rule (its findings reopen)", []),
+    ("get", "/api/v1/findings/{finding_id}", "vigil.findings.finding.get", "viewer", 200, None, "Finding", "One finding with its history", []),
+    ("post", "/api/v1/findings/{finding_id}/suppress", "vigil.findings.finding.suppress", "analyst", 200, STATUS_CHANGE, "Finding",
+     "Suppress a finding (reason; optional expiry returns it to open)", []),
+    ("post", "/api/v1/findings/{finding_id}/accept-risk", "vigil.findings.finding.accept_risk", "analyst", 200, STATUS_CHANGE, "Finding",
+     "Accept the risk of a finding (reason; optional expiry)", []),
+    ("post", "/api/v1/findings/{finding_id}/reopen", "vigil.findings.finding.reopen", "analyst", 200, obj(reason=S()), "Finding",
+     "Reopen a suppressed, risk-accepted or resolved finding", []),
+    ("post", "/api/v1/findings/{finding_id}/ai-remediation", "vigil.findings.finding.ai_remediation", "viewer", 200, None,
+     obj(["finding_id", "rule_code", "summary", "console_steps", "cli_commands", "terraform", "verification", "generated_by", "cached"],
+         finding_id=UUID, rule_code=S(), title=S(), severity=S(), resource=S(), region=S(), summary=S(), console_steps=STRS, cli_commands=STRS,
+         terraform=S(), verification=S(), references=STRS, generated_by=S(), cached=B),
+     "Resource-specific remediation (console, CLI, Terraform) from the rule's data; cached after the first call", []),
+    ("get", "/api/v1/finding-events", "vigil.findings.event.list", "viewer", 200, None, page(FEVENT),
+     "Workspace feed of finding lifecycle events, newest first",
+     PAGE_Q + ["connection_id", "finding_id", "severity", "event_type", "start", "end"]),
+    ("get", "/api/v1/rules/", "vigil.findings.rule.list", "viewer", 200, None, page(MODELS["Rule"]), "Built-in and custom rules",
+     PAGE_Q + ["provider", "service", "severity", "category", "framework", "enabled", "custom", "search", "resource_type"]),
+    ("post", "/api/v1/rules/", "vigil.findings.rule.create", "admin", 201,
+     obj(["title", "severity", "resource_type", "condition"], id=S(pattern="^custom\\."), title=S(), severity=SEVERITY, resource_type=S(),
+         category=S(), condition=OBJ, applies_if=OBJ, description=S(), rationale=S(), remediation=REMEDIATION, cwe=S(), references=STRS,
+         compliance=COMPLIANCE), "Rule", "Create a custom rule in the scanner's condition language", []),
+    ("get", "/api/v1/rules/{rule_id}", "vigil.findings.rule.get", "viewer", 200, None, "Rule", "One rule", []),
+    ("patch", "/api/v1/rules/{rule_id}", "vigil.findings.rule.update", "admin", 200, obj(enabled=B, severity=SEVERITY), "Rule",
+     "Enable/disable a rule or override its severity for this workspace", []),
+    ("get", "/api/v1/compliance/frameworks", "vigil.findings.compliance.frameworks", "viewer", 200, None,
+     obj(["items"], items={"type": "array", "items": FRAMEWORK}), "Compliance frameworks", []),
+    ("get", "/api/v1/compliance/score", "vigil.findings.compliance.score", "viewer", 200, None, "ComplianceScore",
+     "Controls passed / assessed from the latest complete scans, overall, per framework and per connection", ["connection_id"]),
+    ("get", "/api/v1/compliance/score/{framework_id}", "vigil.findings.compliance.framework", "viewer", 200, None, "FrameworkDetail",
+     "Each control's status with its rules and failing resources", ["connection_id"]),
+    ("get", "/api/v1/compliance/report", "vigil.findings.compliance.report", "viewer", 200, None,
+     obj(["score", "frameworks"], score=MODELS["ComplianceScore"], frameworks={"type": "array", "items": MODELS["FrameworkDetail"]}),
+     "Compliance report (scores and every framework's controls)", ["framework_id", "connection_id"]),
+    ("get", "/api/v1/reports/", "vigil.findings.report.list", "viewer", 200, None, page(MODELS["Report"]), "Generated reports", PAGE_Q),
+    ("post", "/api/v1/reports/generate", "vigil.findings.report.generate", "analyst", 201,
+     obj(["type"], type=S(enum=["executive_summary", "compliance", "findings_export"]),
+         format=S(enum=["json", "csv", "html", "pdf", "sarif", "ocsf"]), framework_id=S(), title=S(),
+         filters=obj(severity=S(), status=S(), connection_id=UUID)), "Report", "Generate a report (stored; download it by id)", []),
+    ("get", "/api/v1/reports/{report_id}", "vigil.findings.report.get", "viewer", 200, None, "Report", "One report", []),
+    ("get", "/api/v1/reports/{report_id}/download", "vigil.findings.report.download", "viewer", 200, None,
+     {"type": "string", "format": "binary", "description": "the file (JSON, CSV, HTML, PDF, SARIF or OCSF); on the bus: "
+      "{content_type, filename, content_base64}"}, "Download a report", []),
     ("post", "/api/v1/contact/", "vigil.notifier.contact.submit", "public", 202,
      obj(["name", "email", "message"], name=S(maxLength=200), email=S(format="email"), message=S(minLength=10, maxLength=5000),
          subject=S(maxLength=200), company=S(maxLength=200), captcha_token=S()),
@@ -253,9 +374,14 @@ INTERNAL = [
     ("vigil.identity.keys.get", obj(), obj(["keys"], keys={"type": "array", "items": obj(["kid", "alg", "public_key"], kid=S(), alg=S(), public_key=S())}),
      "Identity's Ed25519 token-verification keys"),
     ("vigil.remediation.policy.get", obj(), MODELS["RemediationPolicy"], "The workspace's remediation policy"),
+    ("vigil.findings.rules.effective", obj(), obj(["rules"], rules={"type": "array", "items": OBJ}),
+     "Scanner → findings at scan start: the workspace's enabled rules (built-in with overrides, and custom), in the rule format of contracts/rules"),
 ]
 
 ID_ACTOR = dict(actor=S())
+FINDING_EVENT = obj(["finding_id", "event_id", "connection_id", "rule_id", "severity", "status", "resource_id", "title"], finding_id=UUID, event_id=UUID,
+        connection_id=UUID, rule_id=S(), severity=SEVERITY, status=FSTATUS, resource_id=S(), title=S(), previous_status=S(), actor=S(),
+        reason=S(), scan_id=UUID)
 EVENTS = {
     "vigil.events.user.signed_up": obj(["user_id", "workspace_id"], user_id=UUID, workspace_id=UUID),
     "vigil.events.user.password_changed": obj(["user_id"], user_id=UUID),
@@ -286,6 +412,14 @@ EVENTS = {
                                        checks_evaluated=I(), parts={"type": "array", "items": PART}, error=NULL(S())),
                                        description="Terminal event of every scan. `complete` is true when every part completed; "
                                                    "a part marked completed evaluated all its rules on all its resources."),
+    "vigil.events.finding.opened": FINDING_EVENT,
+    "vigil.events.finding.resolved": FINDING_EVENT,
+    "vigil.events.finding.reopened": FINDING_EVENT,
+    "vigil.events.finding.suppressed": FINDING_EVENT,
+    "vigil.events.finding.risk_accepted": FINDING_EVENT,
+    "vigil.events.rule.created": obj(["rule_id"], rule_id=S(), **ID_ACTOR),
+    "vigil.events.rule.updated": obj(["rule_id"], rule_id=S(), enabled=S(), severity=S(), **ID_ACTOR),
+    "vigil.events.report.generated": obj(["report_id", "type", "format"], report_id=UUID, type=S(), format=S(), **ID_ACTOR),
     "vigil.events.webhook.endpoint_created": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_deleted": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),

@@ -1,5 +1,6 @@
 import Bus
 import DomainServices
+import FindingsService
 import Foundation
 @testable import GatewayService
 import IdentityService
@@ -14,7 +15,7 @@ import VigilTesting
 
 @Suite(.serialized) struct ServicesIntegrationTests {
     static let all = [GatewayService.definition, IdentityService.definition, ScanService.definition,
-                      DomainServices.findings, DomainServices.remediation, DomainServices.billing, NotifierService.definition]
+                      FindingsService.definition, DomainServices.remediation, DomainServices.billing, NotifierService.definition]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
         let servers = try TestServers.get()

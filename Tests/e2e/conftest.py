@@ -71,6 +71,13 @@ class Bus:
             time.sleep(0.05)
         raise AssertionError(f"no message on {subject_prefix} matched within {timeout}s")
 
+    def publish_event(self, subject, body, msg_id=None):
+        """Publishes to JetStream (as a service's outbox relay would), with Nats-Msg-Id."""
+        async def go():
+            js = self.nc.jetstream()
+            await js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": msg_id or body["id"]})
+        self.run(go())
+
     def request(self, subject, data=b"", timeout=2):
         return self.run(self.nc.request(subject, data, timeout=timeout))
 
@@ -171,7 +178,7 @@ class Stack:
                         VIGIL_WEBHOOK_CONCURRENCY="4", VIGIL_CONTACT_TO="sales@vigil.test", VIGIL_CONTACT_MAX_PER_HOUR="3",
                         VIGIL_SCAN_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
                         VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK="true", VIGIL_SCAN_ACK_WAIT_SECONDS="6",
-                        VIGIL_SCAN_TENANT_CONCURRENCY="2", VIGIL_SCAN_WORKER_CONCURRENCY="4", VIGIL_SCAN_MAX_ATTEMPTS="3",
+                        VIGIL_SCAN_TENANT_CONCURRENCY="2", VIGIL_FINDINGS_SWEEP_SECONDS="1", VIGIL_SCAN_WORKER_CONCURRENCY="4", VIGIL_SCAN_MAX_ATTEMPTS="3",
                         VIGIL_AWS_PLATFORM_ACCESS_KEY_ID="AKIAPLATFORM00000001",
                         VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY="platform/secret/key/00000000000000000000")
         self.mail = MailSink(self.tmp)

@@ -8,9 +8,6 @@ import VigilCore
 /// The domain services. Each owns its schema and subjects; their domains grow in later issues, and
 /// today each starts on the shared runtime, migrates its schema, relays its outbox and answers `$SRV`.
 public enum DomainServices {
-    public static let findings = ServiceDefinition(
-        name: "findings", description: "Findings, rules, compliance and reports", schema: "findings")
-
     public static let billing = ServiceDefinition(
         name: "billing", description: "Plans, subscriptions, usage and quotas", schema: "billing")
 

@@ -245,7 +245,22 @@ final class Gateway: Sendable {
             }
         }
         let (status, body) = try await forward(route, payload, busContext)
+        if route.download { return try fileResponse(body, headers: headers) }
         return jsonResponse(HTTPResponse.Status(code: status), body, headers: headers)
+    }
+
+    struct FileReply: Decodable { var contentType: String; var filename: String; var contentBase64: String }
+
+    /// A file produced by a service (reports): raw bytes with their type and a download file name.
+    func fileResponse(_ body: Data, headers: HTTPFields) throws -> Response {
+        guard let file = try? JSON.decode(FileReply.self, from: body), let bytes = Data(base64Encoded: file.contentBase64) else {
+            throw ServiceError.internal()
+        }
+        var h = headers
+        h[.contentType] = file.contentType
+        let safe = file.filename.filter { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+        h[.contentDisposition] = "attachment; filename=\"\(safe)\""
+        return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     func forward(_ route: Route, _ payload: Data, _ busContext: CallContext) async throws -> (Int, Data) {

@@ -27,6 +27,8 @@ struct Route: Sendable {
     var query: [String: QueryType] = [:]
     /// False for routes that take no body (the body, if any, is ignored).
     var takesBody: Bool = true
+    /// The service answers `{content_type, filename, content_base64}` and the client gets the raw file.
+    var download: Bool = false
 
     /// The path in Hummingbird's `:param` syntax.
     var routerPath: String {
@@ -105,6 +107,44 @@ enum RouteTable {
         Route(method: .post, path: "/api/v1/scans/{scan_id}/cancel", subject: "vigil.scans.scan.cancel", access: .role(.analyst), takesBody: false),
         Route(method: .get, path: "/api/v1/scans/{scan_id}/results", subject: "vigil.scans.scan.results", access: .role(.viewer),
               query: page.merging(["status": .string, "severity": .string, "rule_id": .string]) { $1 }, takesBody: false),
+        // findings, finding events, rules, compliance, reports (findings)
+        Route(method: .get, path: "/api/v1/findings/", subject: "vigil.findings.finding.list", access: .role(.viewer),
+              query: page.merging(["severity": .string, "status": .string, "provider": .string, "rule_code": .string, "connection_id": .string,
+                                   "scan_job_id": .string, "auto_fix_only": .bool, "search": .string, "sort_by": .string]) { $1 }, takesBody: false),
+        Route(method: .get, path: "/api/v1/findings/summary", subject: "vigil.findings.finding.summary", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/findings/resolution-trend", subject: "vigil.findings.finding.resolution_trend", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/findings/coverage-summary", subject: "vigil.findings.finding.coverage_summary", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/findings/suppression-rules", subject: "vigil.findings.suppression.list", access: .role(.viewer), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/findings/suppression-rules", subject: "vigil.findings.suppression.create", access: .role(.admin), status: .created),
+        Route(method: .delete, path: "/api/v1/findings/suppression-rules/{suppression_id}", subject: "vigil.findings.suppression.delete", access: .role(.admin),
+              status: .noContent, takesBody: false),
+        Route(method: .get, path: "/api/v1/findings/{finding_id}", subject: "vigil.findings.finding.get", access: .role(.viewer), takesBody: false),
+        Route(method: .post, path: "/api/v1/findings/{finding_id}/suppress", subject: "vigil.findings.finding.suppress", access: .role(.analyst)),
+        Route(method: .post, path: "/api/v1/findings/{finding_id}/accept-risk", subject: "vigil.findings.finding.accept_risk", access: .role(.analyst)),
+        Route(method: .post, path: "/api/v1/findings/{finding_id}/reopen", subject: "vigil.findings.finding.reopen", access: .role(.analyst)),
+        Route(method: .post, path: "/api/v1/findings/{finding_id}/ai-remediation", subject: "vigil.findings.finding.ai_remediation", access: .role(.viewer),
+              takesBody: false),
+        Route(method: .get, path: "/api/v1/finding-events", subject: "vigil.findings.event.list", access: .role(.viewer),
+              query: page.merging(["connection_id": .string, "finding_id": .string, "severity": .string, "event_type": .string, "start": .string,
+                                   "end": .string]) { $1 }, takesBody: false),
+        Route(method: .get, path: "/api/v1/rules/", subject: "vigil.findings.rule.list", access: .role(.viewer),
+              query: page.merging(["provider": .string, "service": .string, "severity": .string, "category": .string, "framework": .string,
+                                   "enabled": .bool, "custom": .bool, "search": .string, "resource_type": .string]) { $1 }, takesBody: false),
+        Route(method: .post, path: "/api/v1/rules/", subject: "vigil.findings.rule.create", access: .role(.admin), status: .created),
+        Route(method: .get, path: "/api/v1/rules/{rule_id}", subject: "vigil.findings.rule.get", access: .role(.viewer), takesBody: false),
+        Route(method: .patch, path: "/api/v1/rules/{rule_id}", subject: "vigil.findings.rule.update", access: .role(.admin)),
+        Route(method: .get, path: "/api/v1/compliance/frameworks", subject: "vigil.findings.compliance.frameworks", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/compliance/score", subject: "vigil.findings.compliance.score", access: .role(.viewer),
+              query: ["connection_id": .string], takesBody: false),
+        Route(method: .get, path: "/api/v1/compliance/score/{framework_id}", subject: "vigil.findings.compliance.framework", access: .role(.viewer),
+              query: ["connection_id": .string], takesBody: false),
+        Route(method: .get, path: "/api/v1/compliance/report", subject: "vigil.findings.compliance.report", access: .role(.viewer),
+              query: ["framework_id": .string, "connection_id": .string], takesBody: false),
+        Route(method: .get, path: "/api/v1/reports/", subject: "vigil.findings.report.list", access: .role(.viewer), query: page, takesBody: false),
+        Route(method: .post, path: "/api/v1/reports/generate", subject: "vigil.findings.report.generate", access: .role(.analyst), status: .created),
+        Route(method: .get, path: "/api/v1/reports/{report_id}", subject: "vigil.findings.report.get", access: .role(.viewer), takesBody: false),
+        Route(method: .get, path: "/api/v1/reports/{report_id}/download", subject: "vigil.findings.report.download", access: .role(.viewer),
+              takesBody: false, download: true),
         // contact, webhooks, events, audit log (notifier)
         Route(method: .post, path: "/api/v1/contact/", subject: "vigil.notifier.contact.submit", access: .public, status: .accepted),
         Route(method: .get, path: "/api/v1/webhooks/endpoints", subject: "vigil.notifier.webhook.list", access: .role(.admin), query: page, takesBody: false),

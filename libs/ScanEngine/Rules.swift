@@ -201,7 +201,10 @@ public enum Severity: String, Codable, Sendable, CaseIterable, Comparable {
 /// A rule (DESIGN.md §6): built-in ones live in contracts/rules/, custom ones come from the findings
 /// service; both use this shape and the one evaluator below.
 public struct Rule: Codable, Sendable, Equatable {
-    public struct Remediation: Codable, Sendable, Equatable { public var console: String; public var cli: String? }
+    public struct Remediation: Codable, Sendable, Equatable {
+        public var console: String; public var cli: String?
+        public init(console: String, cli: String?) { self.console = console; self.cli = cli }
+    }
     /// Monthly saving: a fixed amount, or a unit price times a numeric attribute (e.g. GiB).
     public struct Savings: Codable, Sendable, Equatable {
         public var usdPerMonth: Double?
@@ -231,6 +234,16 @@ public struct Rule: Codable, Sendable, Equatable {
     public var savings: Savings?
     public var enabled: Bool?
     public var examples: Examples?
+
+    public init(id: String, title: String, severity: Severity, provider: String, service: String, resourceType: String, category: String,
+                appliesIf: Condition?, failIf: Condition, description: String, rationale: String, remediation: Remediation, cwe: String?,
+                references: [String]?, compliance: [String: [String]], fixAction: String?, savings: Savings?, enabled: Bool?, examples: Examples?) {
+        self.id = id; self.title = title; self.severity = severity; self.provider = provider; self.service = service
+        self.resourceType = resourceType; self.category = category; self.appliesIf = appliesIf; self.failIf = failIf
+        self.description = description; self.rationale = rationale; self.remediation = remediation; self.cwe = cwe
+        self.references = references; self.compliance = compliance; self.fixAction = fixAction; self.savings = savings
+        self.enabled = enabled; self.examples = examples
+    }
 
     /// Monthly saving for one failing resource, rounded to cents.
     public func monthlySavings(for r: Resource) -> Double? {

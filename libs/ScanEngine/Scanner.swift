@@ -26,6 +26,7 @@ public struct ScanResult: Codable, Sendable, Equatable {
     public var service: String
     public var evidence: [String: JSONValue]
     public var estimatedMonthlySavings: Double?
+    public var tags: [String: String]?
 }
 
 /// What one part (a service in a region) produced.
@@ -52,7 +53,8 @@ public enum Scanner {
                     fingerprint: fingerprint(tenantId: tenantId, connectionId: connectionId, ruleId: rule.id, resourceId: r.id),
                     ruleId: rule.id, status: result.status, severity: rule.severity, title: rule.title, resourceId: r.id,
                     resourceType: r.type, resourceName: r.name, region: r.region, service: rule.service,
-                    evidence: failed ? result.evidence : [:], estimatedMonthlySavings: failed ? rule.monthlySavings(for: r) : nil))
+                    evidence: failed ? result.evidence : [:], estimatedMonthlySavings: failed ? rule.monthlySavings(for: r) : nil,
+                    tags: failed && !r.tags.isEmpty ? r.tags : nil))
             }
         }
         return out

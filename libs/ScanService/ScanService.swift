@@ -65,7 +65,7 @@ public enum ScanService {
         var services: [any Service] = []
         if roles.contains("worker") {
             let ws = WorkerSettings(r)
-            let worker = ScanWorker(store: store, connections: connections, settings: ws, logger: ctx.logger)
+            let worker = ScanWorker(store: store, connections: connections, settings: ws, logger: ctx.logger, bus: ctx.bus)
             let consumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.jobs, config: worker.consumerConfig(),
                                           batch: ws.workerConcurrency, logger: ctx.logger, handler: worker.handle)
             try await consumer.prepare()

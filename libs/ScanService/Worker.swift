@@ -45,7 +45,24 @@ struct ScanWorker: Sendable {
     let connections: ConnectionHandlers
     let settings: WorkerSettings
     let logger: Logger
-    let rules: [String: [Rule]] = RuleEngine.index(BuiltinRules.all)
+    let bus: BusConnection?
+
+    struct EffectiveRules: Codable, Sendable { var rules: [Rule] }
+
+    /// The workspace's enabled rules (built-in with its overrides, plus its custom rules) from the
+    /// findings service; the built-in rules when it cannot answer.
+    func rules(tenantId: String) async -> [String: [Rule]] {
+        if let bus {
+            do {
+                let reply = try await bus.request(Endpoint<Empty, EffectiveRules>("vigil.findings.rules.effective"), Empty(),
+                                                  context: CallContext(tenantId: tenantId), timeout: .seconds(5))
+                return RuleEngine.index(reply.rules)
+            } catch {
+                logger.warning("rules from the findings service unavailable; scanning with the built-in rules", metadata: ["error": "\(error)"])
+            }
+        }
+        return RuleEngine.index(BuiltinRules.all)
+    }
 
     func consumerConfig() -> JetStream.ConsumerConfig {
         var c = JetStream.ConsumerConfig(durable: "scan-workers-aws", filterSubject: "vigil.jobs.scan.aws")
@@ -176,6 +193,7 @@ struct ScanWorker: Sendable {
             """, [job.scanId]).map { (try $0.string("service"), try $0.string("region")) }
 
         // Collect parts with bounded parallelism.
+        let rules = await self.rules(tenantId: job.tenantId)
         let width = settings.partConcurrency
         let firstRegion = regions.first ?? "us-east-1"
         try await withThrowingTaskGroup(of: Void.self) { [client] group in
@@ -185,7 +203,7 @@ struct ScanWorker: Sendable {
                 group.addTask {
                     if canceled.isSet { return }
                     try await runPart(job, service: service, region: region, client: client, account: account,
-                                      signingRegion: region == "global" ? firstRegion : region, canceled: canceled)
+                                      signingRegion: region == "global" ? firstRegion : region, rules: rules, canceled: canceled)
                 }
                 return true
             }
@@ -200,7 +218,7 @@ struct ScanWorker: Sendable {
     }
 
     func runPart(_ job: ScanJob, service: String, region: String, client: AWSClient, account: String, signingRegion: String,
-                 canceled: CancelFlag) async throws {
+                 rules: [String: [Rule]], canceled: CancelFlag) async throws {
         let scope = TenantScope.tenant(job.tenantId)
         _ = try await store.query(scope, """
             UPDATE scans.scan_parts SET status = 'running', started_at = now() WHERE scan_id = $1 AND service = $2 AND region = $3
@@ -208,7 +226,6 @@ struct ScanWorker: Sendable {
         let collector = AWSCollectors.named(service)!
         let ctx = CollectContext(client: client, account: account, region: region == "global" ? signingRegion : region,
                                  width: settings.resourceConcurrency)
-        let rules = self.rules
         let outcome: Result<PartOutcome, any Error> = await Result(catching: {
             try await Parallel.run { try Scanner.runPart(collector, context: ctx, rules: rules, tenantId: job.tenantId, connectionId: job.connectionId) }
         })

@@ -1,4 +1,4 @@
-import DomainServices
+import FindingsService
 import ServiceRuntime
 
-await ServiceHost.main(DomainServices.findings)
+await ServiceHost.main(FindingsService.definition)

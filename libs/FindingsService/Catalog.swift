@@ -1,0 +1,54 @@
+import Foundation
+import ScanEngine
+import ServiceRuntime
+import Store
+import VigilCore
+
+let severityRank: [String: Int] = ["critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4]
+let severityNames = ["critical", "high", "medium", "low", "info"]
+
+/// The frameworks findings map to (ids are the keys of a rule's `compliance`).
+struct Framework: Codable, Sendable {
+    var id: String; var name: String; var version: String; var description: String
+}
+let frameworks: [Framework] = [
+    Framework(id: "cis_aws_3_0", name: "CIS Amazon Web Services Foundations Benchmark", version: "3.0.0",
+              description: "Configuration baseline for AWS accounts: IAM, storage, logging, monitoring, networking."),
+    Framework(id: "pci_dss_4_0", name: "PCI DSS", version: "4.0", description: "Payment Card Industry Data Security Standard."),
+    Framework(id: "soc2", name: "SOC 2", version: "2017 TSC (rev. 2022)", description: "AICPA Trust Services Criteria: security, availability, confidentiality."),
+    Framework(id: "iso27001_2022", name: "ISO/IEC 27001", version: "2022", description: "Annex A information security controls."),
+    Framework(id: "nist_800_53", name: "NIST SP 800-53", version: "Rev. 5", description: "Security and privacy controls for information systems."),
+]
+
+/// Built-in rules plus a workspace's custom rules, with its overrides (enabled, severity) applied.
+struct RuleCatalog: Sendable {
+    let store: Store
+    static let builtin: [Rule] = BuiltinRules.all
+    static let builtinById: [String: Rule] = Dictionary(uniqueKeysWithValues: builtin.map { ($0.id, $0) })
+    static let resourceTypes: Set<String> = Set(builtin.map(\.resourceType))
+
+    /// Every rule visible to the workspace, effective values applied (disabled ones included, marked).
+    func rules(_ tx: Transaction, tenantId: String) async throws -> [Rule] {
+        var out = Self.builtin
+        for row in try await tx.query("SELECT definition FROM findings.rules WHERE tenant_id = $1 ORDER BY id", [tenantId]) {
+            out.append(try row.json("definition"))
+        }
+        var overrides: [String: (Bool?, String?)] = [:]
+        for row in try await tx.query("SELECT rule_id, enabled, severity FROM findings.rule_overrides WHERE tenant_id = $1", [tenantId]) {
+            overrides[try row.string("rule_id")] = (row.isNull("enabled") ? nil : try row.bool("enabled"), row.optionalString("severity"))
+        }
+        return out.map { r in
+            var r = r
+            if let (enabled, severity) = overrides[r.id] {
+                if let enabled { r.enabled = enabled }
+                if let s = severity.flatMap(Severity.init(rawValue:)) { r.severity = s }
+            }
+            if r.enabled == nil { r.enabled = true }
+            return r
+        }
+    }
+
+    func rulesById(_ tx: Transaction, tenantId: String) async throws -> [String: Rule] {
+        Dictionary(try await rules(tx, tenantId: tenantId).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+}
