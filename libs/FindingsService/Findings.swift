@@ -194,7 +194,9 @@ struct FindingHandlers: Sendable {
             let countFilter = f
             let tail = page.apply(&f)
             let rows = try await tx.query("SELECT * FROM findings.findings WHERE \(f.sql)\(tail)", f.values)
-            let total = try await tx.one("SELECT count(*) AS n FROM findings.findings WHERE \(countFilter.sql)", countFilter.values)?.int("n")
+            // The total is counted on the first page only: deep pages stay O(page) at any depth.
+            let total = q.cursor != nil ? nil
+                : try await tx.one("SELECT count(*) AS n FROM findings.findings WHERE \(countFilter.sql)", countFilter.values)?.int("n")
             return try page.page(rows, total: total) { try FindingRows.view($0, rules: rules) }
         }
     }
@@ -274,7 +276,7 @@ struct FindingHandlers: Sendable {
             let countFilter = f
             let tail = page.apply(&f)
             let rows = try await tx.query("SELECT * FROM findings.finding_events WHERE \(f.sql)\(tail)", f.values)
-            let total = try await tx.one("SELECT count(*) AS n FROM findings.finding_events WHERE \(countFilter.sql)", countFilter.values)?.int("n")
+            let total = q.cursor != nil ? nil : try await tx.one("SELECT count(*) AS n FROM findings.finding_events WHERE \(countFilter.sql)", countFilter.values)?.int("n")
             return try page.page(rows, total: total, map: FindingRows.event)
         }
     }

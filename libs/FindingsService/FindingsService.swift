@@ -46,9 +46,10 @@ public enum FindingsService {
               part_service text NOT NULL, part_region text NOT NULL, results int NOT NULL, at timestamptz NOT NULL DEFAULT now());
             CREATE INDEX ON {schema}.ingested_events (tenant_id, scan_id);
             CREATE TABLE {schema}.rule_counts (
-              tenant_id uuid NOT NULL, scan_id uuid NOT NULL, connection_id uuid NOT NULL, part_service text NOT NULL,
+              tenant_id uuid NOT NULL, scan_id uuid NOT NULL, event_id uuid NOT NULL, connection_id uuid NOT NULL, part_service text NOT NULL,
               part_region text NOT NULL, rule_id text NOT NULL, passed int NOT NULL DEFAULT 0, failed int NOT NULL DEFAULT 0,
-              PRIMARY KEY (tenant_id, scan_id, part_service, part_region, rule_id));
+              PRIMARY KEY (tenant_id, scan_id, event_id, rule_id));
+            CREATE INDEX ON {schema}.rule_counts (tenant_id, scan_id, rule_id);
             CREATE TABLE {schema}.scans (
               tenant_id uuid NOT NULL, scan_id uuid NOT NULL, connection_id uuid NOT NULL, status text NOT NULL, complete boolean NOT NULL,
               resources int NOT NULL DEFAULT 0, checks int NOT NULL DEFAULT 0, completed_at timestamptz NOT NULL DEFAULT now(),

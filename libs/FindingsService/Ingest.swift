@@ -34,10 +34,15 @@ enum Lifecycle {
     /// Records transitions as finding events (one set-based insert) and publishes them (outbox).
     static func record(_ tx: Transaction, tenantId: String, _ ts: [Transition]) async throws {
         guard !ts.isEmpty else { return }
-        struct Row: Encodable { var findingId, connectionId, ruleId, severity, eventType: String; var fromStatus: String?; var toStatus: String
-            var actor, reason, scanId: String? }
-        let rows = ts.map { Row(findingId: $0.findingId, connectionId: $0.connectionId, ruleId: $0.ruleId, severity: $0.severity,
-                                eventType: $0.eventType, fromStatus: $0.from, toStatus: $0.to, actor: $0.actor, reason: $0.reason, scanId: $0.scanId) }
+        var rows = "["
+        for (i, t) in ts.enumerated() {
+            if i > 0 { rows.append(",") }
+            FastJSON.object([("finding_id", .string(t.findingId)), ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
+                             ("severity", .string(t.severity)), ("event_type", .string(t.eventType)), ("from_status", .string(t.from)),
+                             ("to_status", .string(t.to)), ("actor", .string(t.actor)), ("reason", .string(t.reason)), ("scan_id", .string(t.scanId))],
+                            into: &rows)
+        }
+        rows.append("]")
         var ids: [String: String] = [:]
         for row in try await tx.query("""
             INSERT INTO findings.finding_events (tenant_id, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status,
@@ -46,20 +51,25 @@ enum Lifecycle {
             FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
               event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid)
             RETURNING id, finding_id, event_type
-            """, [tenantId, try JSONParameter(rows)]) {
+            """, [tenantId, JSONParameter(raw: Data(rows.utf8))]) {
             ids["\(try row.string("finding_id"))|\(try row.string("event_type"))"] = try row.string("id")
         }
+        var events: [(subject: String, type: String, data: String)] = []
+        events.reserveCapacity(ts.count)
         for t in ts {
             let eventId = ids["\(t.findingId)|\(t.eventType)"] ?? ID.make()
-            var data: [String: String] = ["finding_id": t.findingId, "event_id": eventId, "connection_id": t.connectionId, "rule_id": t.ruleId,
-                                          "severity": t.severity, "status": t.to, "resource_id": t.resourceId, "title": t.title]
-            if let f = t.from { data["previous_status"] = f }
-            if let a = t.actor { data["actor"] = a }
-            if let r = t.reason { data["reason"] = r }
-            if let s = t.scanId { data["scan_id"] = s }
-            try await tx.emit(subjects[t.eventType] ?? "vigil.events.finding.status_changed", type: "finding.\(t.eventType == "accepted_risk" ? "risk_accepted" : t.eventType == "expired" ? "reopened" : t.eventType)",
-                              tenantId: tenantId, data: data)
+            var data: [(String, FastJSON.Value)] = [("finding_id", .string(t.findingId)), ("event_id", .string(eventId)),
+                                                    ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
+                                                    ("severity", .string(t.severity)), ("status", .string(t.to)),
+                                                    ("resource_id", .string(t.resourceId)), ("title", .string(t.title))]
+            if let f = t.from { data.append(("previous_status", .string(f))) }
+            if let a = t.actor { data.append(("actor", .string(a))) }
+            if let r = t.reason { data.append(("reason", .string(r))) }
+            if let s = t.scanId { data.append(("scan_id", .string(s))) }
+            let name = t.eventType == "accepted_risk" ? "risk_accepted" : t.eventType == "expired" ? "reopened" : t.eventType
+            events.append((subjects[t.eventType] ?? "vigil.events.finding.\(name)", "finding.\(name)", FastJSON.object(data)))
         }
+        try await tx.emitAllRaw(events, tenantId: tenantId)
     }
 }
 
@@ -103,38 +113,42 @@ struct Ingestor: Sendable {
                 INSERT INTO findings.ingested_events (event_id, tenant_id, scan_id, part_service, part_region, results)
                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
                 """, [eventId, tenantId, b.scanId, b.service, b.region, b.results.count]) != nil else { return }
-            try await Self.apply(tx, tenantId: tenantId, batch: b)
+            try await Self.apply(tx, tenantId: tenantId, batch: b, eventId: eventId)
         }
     }
 
-    static func apply(_ tx: Transaction, tenantId: String, batch b: ResultsBatch) async throws {
+    static func apply(_ tx: Transaction, tenantId: String, batch b: ResultsBatch, eventId: String) async throws {
         struct Count: Encodable { var ruleId: String; var passed: Int; var failed: Int }
         var counts: [String: (Int, Int)] = [:]
         for r in b.results { counts[r.ruleId, default: (0, 0)].0 += r.status == "PASS" ? 1 : 0; counts[r.ruleId, default: (0, 0)].1 += r.status == "FAIL" ? 1 : 0 }
+        // Insert-only, one row per (batch, rule): concurrent batches of a scan never wait on each other.
         _ = try await tx.query("""
-            INSERT INTO findings.rule_counts (tenant_id, scan_id, connection_id, part_service, part_region, rule_id, passed, failed)
-            SELECT $1, $2, $3, $4, $5, x.rule_id, x.passed, x.failed FROM jsonb_to_recordset($6::jsonb) AS x(rule_id text, passed int, failed int)
-            ON CONFLICT (tenant_id, scan_id, part_service, part_region, rule_id) DO UPDATE
-              SET passed = rule_counts.passed + excluded.passed, failed = rule_counts.failed + excluded.failed
+            INSERT INTO findings.rule_counts (tenant_id, scan_id, event_id, connection_id, part_service, part_region, rule_id, passed, failed)
+            SELECT $1, $2, $7, $3, $4, $5, x.rule_id, x.passed, x.failed FROM jsonb_to_recordset($6::jsonb) AS x(rule_id text, passed int, failed int)
             """, [tenantId, b.scanId, b.connectionId, b.service, b.region,
-                  try JSONParameter(counts.map { Count(ruleId: $0.key, passed: $0.value.0, failed: $0.value.1) })])
+                  try JSONParameter(counts.map { Count(ruleId: $0.key, passed: $0.value.0, failed: $0.value.1) }), eventId])
         let fails = b.results.filter { $0.status == "FAIL" }
         guard !fails.isEmpty else { return }
-        struct F: Encodable {
-            var fingerprint, ruleId, severity: String; var severityRank: Int
-            var title, resourceId, resourceType, resourceName, region, service: String
-            var evidence: [String: JSONValue]; var tags: [String: String]; var savings: Double?
+        var json = "["
+        json.reserveCapacity(fails.count * 400)
+        for (i, r) in fails.enumerated() {
+            if i > 0 { json.append(",") }
+            let evidence = r.evidence.isEmpty ? "{}" : String(decoding: (try? JSON.encode(r.evidence)) ?? Data("{}".utf8), as: UTF8.self)
+            let tags = (r.tags ?? [:]).isEmpty ? "{}" : String(decoding: (try? JSON.encode(r.tags ?? [:])) ?? Data("{}".utf8), as: UTF8.self)
+            FastJSON.object([("fingerprint", .string(r.fingerprint)), ("rule_id", .string(r.ruleId)), ("severity", .string(r.severity.rawValue)),
+                             ("severity_rank", .int(r.severity.rank)), ("title", .string(r.title)), ("resource_id", .string(r.resourceId)),
+                             ("resource_type", .string(r.resourceType)), ("resource_name", .string(r.resourceName)), ("region", .string(r.region)),
+                             ("service", .string(r.service)), ("evidence", .raw(evidence)), ("tags", .raw(tags)),
+                             ("savings", .number(r.estimatedMonthlySavings))], into: &json)
         }
-        let rows = fails.map { F(fingerprint: $0.fingerprint, ruleId: $0.ruleId, severity: $0.severity.rawValue, severityRank: $0.severity.rank,
-                                 title: $0.title, resourceId: $0.resourceId, resourceType: $0.resourceType, resourceName: $0.resourceName,
-                                 region: $0.region, service: $0.service, evidence: $0.evidence, tags: $0.tags ?? [:],
-                                 savings: $0.estimatedMonthlySavings) }
+        json.append("]")
+        let fingerprints = fails.map(\.fingerprint)
         // Lock and read what exists, then upsert all in one statement; new rows and resolved ones that
         // fail again are the transitions.
         var previous: [String: String] = [:]
         for row in try await tx.query("""
             SELECT fingerprint, status FROM findings.findings WHERE tenant_id = $1 AND fingerprint = ANY($2::text[]) FOR UPDATE
-            """, [tenantId, ArrayParameter(rows.map(\.fingerprint))]) {
+            """, [tenantId, ArrayParameter(fingerprints)]) {
             previous[try row.string("fingerprint")] = try row.string("status")
         }
         let upserted = try await tx.query("""
@@ -153,7 +167,7 @@ struct Ingestor: Sendable {
               resolved_at = CASE WHEN f.status = 'resolved' THEN NULL ELSE f.resolved_at END,
               status_reason = CASE WHEN f.status = 'resolved' THEN 'failed again in a scan' ELSE f.status_reason END
             RETURNING f.id, f.fingerprint, f.rule_id, f.severity, f.resource_id, f.title, (f.xmax = 0) AS inserted
-            """, [try JSONParameter(rows), tenantId, b.connectionId, b.provider, b.service, b.region, b.scanId])
+            """, [JSONParameter(raw: Data(json.utf8)), tenantId, b.connectionId, b.provider, b.service, b.region, b.scanId])
         var transitions: [Transition] = []
         for row in upserted {
             let inserted = try row.bool("inserted")

@@ -12,6 +12,8 @@ struct AuditRecorder: Sendable {
     let logger: Logger
 
     func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
+        // Result batches are data, not actions; the findings service keeps the lifecycle of findings.
+        if m.subject == "vigil.events.scan.results" { return .ack }
         guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
               let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else {
             logger.error("undecodable event dropped from the audit log", metadata: ["subject": "\(m.subject)"])
@@ -22,6 +24,8 @@ struct AuditRecorder: Sendable {
         let resourceType = String(type.split(separator: ".").first ?? "event")
         let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String
         let actor = (data["actor"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? (data["user_id"] as? String)
+        // Lifecycle changes made by scans (no actor) are in the finding events feed, not the audit log.
+        if type.hasPrefix("finding.") && actor == nil { return .ack }
         let changes = data.filter { !["actor"].contains($0.key) }
         do {
             let changesJSON = try JSONSerialization.data(withJSONObject: changes, options: [.sortedKeys])

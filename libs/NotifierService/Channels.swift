@@ -236,6 +236,7 @@ struct ChannelService: Sendable {
     }
 
     func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
+        if m.subject == "vigil.events.scan.results" { return .ack }
         guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
               let eventId = obj["id"] as? String, ID.isValid(eventId), let type = obj["type"] as? String else { return .drop }
         guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }

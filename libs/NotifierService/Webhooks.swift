@@ -116,6 +116,7 @@ final class WebhookDispatcher: Sendable {
 
     /// Consumer side: one delivery row per matching endpoint (idempotent per event and endpoint).
     func fanOut(_ m: JetStreamMessage) async -> ConsumeOutcome {
+        if m.subject == "vigil.events.scan.results" { return .ack }   // bulk data, not a webhook event type
         guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
               let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else { return .drop }
         guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
