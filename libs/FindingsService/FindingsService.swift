@@ -76,6 +76,9 @@ public enum FindingsService {
             CREATE INDEX ON {schema}.reports (tenant_id, created_at DESC, id DESC);
             """ + ["findings", "finding_events", "ingested_events", "rule_counts", "scans", "rules", "rule_overrides",
                    "suppression_rules", "remediation_texts", "reports"].map { Migration.tenantIsolation(table: $0) }.joined()),
+            Migration(2, "severity keyset index", """
+            CREATE INDEX findings_severity_keyset ON {schema}.findings (tenant_id, severity_rank, id);
+            """),
         ]
     ) { ctx in
         let store = ctx.store!
