@@ -63,6 +63,16 @@ def main():
             print(f"  - {f['title']}: {f['resource_name']} [{f['region']}]{saving}")
         if len(items) > 12:
             print(f"  … and {len(items) - 12} more")
+    deadline = time.time() + 30
+    summary = {}
+    while time.time() < deadline:
+        summary = requests.get(f"{api}/findings/summary", headers=h, timeout=15).json()
+        if summary.get("open", 0) >= len(fails):
+            break
+        time.sleep(0.5)
+    score = requests.get(f"{api}/compliance/score", headers=h, timeout=15).json()
+    print(f"\nfindings service: {summary.get('open', 0)} open findings; compliance "
+          + ", ".join(f"{f['name']} {f['score']}%" for f in score.get("frameworks", [])))
     print(f"\nAll results: curl -H 'Authorization: Bearer …' '{api}/scans/{scan_id}/results?status=FAIL'")
 
 
