@@ -229,6 +229,12 @@ def test_suppression_rules_and_ai_remediation(stack, signup):
     publish_results(stack, tenant, str(uuid.uuid4()), conn, [result(tenant, conn, "aws.s3.bucket_policy_public", "logs-3", tags={"env": "dev"})])
     eventually(lambda: status().get("logs-3") == "suppressed", what="logs-3 suppressed on arrival")
     assert owner.get("/findings/suppression-rules").json()["items"][0]["rule"] == "aws.s3.*"
+    other, _, _ = signup("supp-other")
+    assert other.get("/findings/suppression-rules").json()["total"] == 0
+    assert_envelope(other.delete(f"/findings/suppression-rules/{rule_id}"), 404)
+    assert_envelope(owner.delete("/findings/suppression-rules/not-a-uuid"), 404)
+    key = owner.post("/api-keys/", {"name": "analyst", "role": "analyst"}).json()["key"]
+    assert_envelope(Client(stack.url, api_key=key).post("/findings/suppression-rules", {"name": "x", "rule": "*", "reason": "nope"}), 403)
     assert owner.delete(f"/findings/suppression-rules/{rule_id}").status_code == 204
     assert set(status().values()) == {"open"}
 
