@@ -108,3 +108,13 @@ package struct EmailRequest: Codable, Sendable {
         self.values = values
     }
 }
+
+/// A file a service returns over the bus (report downloads); the gateway sends the raw bytes.
+package struct FileReply: Codable, Sendable {
+    package var contentType: String
+    package var filename: String
+    package var contentBase64: String
+    package init(contentType: String, filename: String, contentBase64: String) {
+        self.contentType = contentType; self.filename = filename; self.contentBase64 = contentBase64
+    }
+}

@@ -374,7 +374,7 @@ struct FindingHandlers: Sendable {
             var out: [ConnectionCoverage] = []
             for r in rows {
                 let passed = try r.int("passed"), failed = try r.int("failed")
-                let parts: [ScanPart] = try r.json("parts")
+                let parts: [ScanPartReport] = try r.json("parts")
                 out.append(ConnectionCoverage(
                     connectionId: try r.string("connection_id"), lastScanId: try r.string("scan_id"), lastScanAt: try r.date("completed_at"),
                     complete: try r.bool("complete"), resourcesScanned: try r.int("resources"), checksEvaluated: passed + failed,

@@ -9,14 +9,9 @@ import VigilCore
 
 struct Envelope<T: Decodable & Sendable>: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: T }
 struct TypeOnly: Decodable, Sendable {}
-struct ResultsBatch: Codable, Sendable {
-    var scanId: String; var connectionId: String; var provider: String; var accountId: String
-    var service: String; var region: String; var batch: Int; var batches: Int; var results: [ScanResult]
-}
-struct ScanPart: Codable, Sendable { var service: String; var region: String; var status: String; var checks: Int; var resources: Int }
 struct ScanCompleted: Codable, Sendable {
     var scanId: String; var connectionId: String; var status: String; var complete: Bool
-    var parts: [ScanPart]; var resourcesScanned: Int?; var checksEvaluated: Int?
+    var parts: [ScanPartReport]; var resourcesScanned: Int?; var checksEvaluated: Int?
 }
 
 /// What one lifecycle change needs to become a finding event row and a bus event.
@@ -85,7 +80,7 @@ struct Ingestor: Sendable {
         do {
             switch m.subject {
             case "vigil.events.scan.results":
-                let env = try JSON.decode(Envelope<ResultsBatch>.self, from: m.data)
+                let env = try JSON.decode(Envelope<ScanResultsBatch>.self, from: m.data)
                 guard let tenant = env.tenantId else { return .drop }
                 try await ingest(env.data, eventId: env.id, tenantId: tenant)
                 return .ack
@@ -107,7 +102,7 @@ struct Ingestor: Sendable {
 
     /// Applies one results batch: rule PASS/FAIL counts, finding upserts (new → open, resolved → reopened),
     /// suppression rules on new findings, lifecycle events.
-    func ingest(_ b: ResultsBatch, eventId: String, tenantId: String) async throws {
+    func ingest(_ b: ScanResultsBatch, eventId: String, tenantId: String) async throws {
         try await store.transaction(.tenant(tenantId)) { tx in
             guard try await tx.one("""
                 INSERT INTO findings.ingested_events (event_id, tenant_id, scan_id, part_service, part_region, results)
@@ -117,7 +112,7 @@ struct Ingestor: Sendable {
         }
     }
 
-    static func apply(_ tx: Transaction, tenantId: String, batch b: ResultsBatch, eventId: String) async throws {
+    static func apply(_ tx: Transaction, tenantId: String, batch b: ScanResultsBatch, eventId: String) async throws {
         struct Count: Encodable { var ruleId: String; var passed: Int; var failed: Int }
         var counts: [String: (Int, Int)] = [:]
         for r in b.results { counts[r.ruleId, default: (0, 0)].0 += r.status == "PASS" ? 1 : 0; counts[r.ruleId, default: (0, 0)].1 += r.status == "FAIL" ? 1 : 0 }

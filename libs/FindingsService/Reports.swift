@@ -16,7 +16,6 @@ struct ReportView: Codable, Sendable {
     var contentType: String?; var createdAt: Date; var completedAt: Date?; var downloadUrl: String; var parameters: [String: JSONValue]
 }
 struct ReportPath: Codable, Sendable { var reportId: String }
-struct FileReply: Codable, Sendable { var contentType: String; var filename: String; var contentBase64: String }
 
 /// Reports: executive summary, compliance report and findings export as JSON, CSV, HTML or PDF; the
 /// findings export also as SARIF 2.1.0 and OCSF Detection Finding JSON. Generated at request time and

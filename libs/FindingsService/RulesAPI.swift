@@ -25,7 +25,6 @@ struct RuleCreate: Codable, Sendable {
     var remediation: Rule.Remediation?; var cwe: String?; var references: [String]?; var compliance: [String: [String]]?
 }
 struct RulePatch: Codable, Sendable { var ruleId: String; var enabled: Bool?; var severity: String? }
-struct EffectiveRules: Codable, Sendable { var rules: [Rule] }
 
 struct RuleHandlers: Sendable {
     let store: Store

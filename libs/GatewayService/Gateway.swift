@@ -249,8 +249,6 @@ final class Gateway: Sendable {
         return jsonResponse(HTTPResponse.Status(code: status), body, headers: headers)
     }
 
-    struct FileReply: Decodable { var contentType: String; var filename: String; var contentBase64: String }
-
     /// A file produced by a service (reports): raw bytes with their type and a download file name.
     func fileResponse(_ body: Data, headers: HTTPFields) throws -> Response {
         guard let file = try? JSON.decode(FileReply.self, from: body), let bytes = Data(base64Encoded: file.contentBase64) else {

@@ -37,12 +37,9 @@ struct ScanView: Codable, Sendable {
     var error: String?; var attempts: Int; var requestedBy: String?
     var apiCalls: Int; var apiRetries: Int
 }
-struct ScanPartView: Codable, Sendable {
-    var service: String; var region: String; var status: String; var resources: Int; var checks: Int; var failures: Int; var error: String?
-}
 struct ScanProgress: Codable, Sendable {
     var scanId: String; var status: String; var phase: String; var percentComplete: Int
-    var partsTotal: Int; var partsDone: Int; var parts: [ScanPartView]
+    var partsTotal: Int; var partsDone: Int; var parts: [ScanPartReport]
 }
 struct ScanResultView: Codable, Sendable {
     var id: String; var fingerprint: String; var ruleId: String; var status: String; var severity: String; var title: String
@@ -53,12 +50,6 @@ struct ScanResultView: Codable, Sendable {
 /// A scan job on `vigil.jobs.scan.aws`.
 struct ScanJob: Codable, Sendable { var scanId: String; var tenantId: String; var connectionId: String }
 struct JobEnvelope<T: Codable & Sendable>: Codable, Sendable { var id: String; var data: T }
-
-/// A batch of results on `vigil.events.scan.results`.
-struct ResultsBatch: Codable, Sendable {
-    var scanId: String; var connectionId: String; var provider: String; var accountId: String
-    var service: String; var region: String; var batch: Int; var batches: Int; var results: [ScanResult]
-}
 
 enum ScanStatus {
     static let terminal: Set<String> = ["completed", "failed", "canceled"]
@@ -80,17 +71,17 @@ enum ScanRows {
                  requestedBy: r.optionalString("requested_by"), apiCalls: try r.int("api_calls"), apiRetries: try r.int("api_retries"))
     }
 
-    static func part(_ r: Row) throws -> ScanPartView {
-        ScanPartView(service: try r.string("service"), region: try r.string("region"), status: try r.string("status"),
+    static func part(_ r: Row) throws -> ScanPartReport {
+        ScanPartReport(service: try r.string("service"), region: try r.string("region"), status: try r.string("status"),
                      resources: try r.int("resources"), checks: try r.int("checks"), failures: try r.int("failures"), error: r.optionalString("error"))
     }
 
     /// The terminal event every scan ends with (completed, failed or canceled).
-    static func emitFinished(_ tx: Transaction, _ scan: ScanView, tenantId: String, parts: [ScanPartView]) async throws {
+    static func emitFinished(_ tx: Transaction, _ scan: ScanView, tenantId: String, parts: [ScanPartReport]) async throws {
         struct Data: Encodable, Sendable {
             var scanId: String; var connectionId: String; var status: String; var complete: Bool
             var findingsCount: FindingsCount; var estimatedMonthlySavings: Double; var resourcesScanned: Int; var checksEvaluated: Int
-            var parts: [ScanPartView]; var error: String?
+            var parts: [ScanPartReport]; var error: String?
         }
         try await tx.emit("vigil.events.scan.completed", type: "scan.completed", tenantId: tenantId, data: Data(
             scanId: scan.id, connectionId: scan.connectionId, status: scan.status, complete: scan.complete, findingsCount: scan.findingsCount,

@@ -47,8 +47,6 @@ struct ScanWorker: Sendable {
     let logger: Logger
     let bus: BusConnection?
 
-    struct EffectiveRules: Codable, Sendable { var rules: [Rule] }
-
     /// The workspace's enabled rules (built-in with its overrides, plus its custom rules) from the
     /// findings service; the built-in rules when it cannot answer.
     func rules(tenantId: String) async -> [String: [Rule]] {
@@ -294,7 +292,7 @@ struct ScanWorker: Sendable {
                 let batches = max(1, (part.results.count + size - 1) / size)
                 for b in 0..<batches where !part.results.isEmpty {
                     let slice = Array(part.results[(b * size)..<min(part.results.count, (b + 1) * size)])
-                    try await tx.emit("vigil.events.scan.results", type: "scan.results", tenantId: job.tenantId, data: ResultsBatch(
+                    try await tx.emit("vigil.events.scan.results", type: "scan.results", tenantId: job.tenantId, data: ScanResultsBatch(
                         scanId: job.scanId, connectionId: job.connectionId, provider: "aws", accountId: account, service: service,
                         region: region, batch: b + 1, batches: batches, results: slice))
                 }

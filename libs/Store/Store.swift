@@ -147,27 +147,8 @@ public final class Transaction: @unchecked Sendable {
 }
 
 extension Transaction {
-    /// Writes many events to the outbox in one statement (in order), for bulk changes.
-    public func emitAll<T: Encodable & Sendable>(_ events: [(subject: String, type: String, data: T)], tenantId: String?) async throws {
-        guard !events.isEmpty else { return }
-        var ids: [String?] = [], subjects: [String?] = [], payloads: [String?] = []
-        ids.reserveCapacity(events.count); subjects.reserveCapacity(events.count); payloads.reserveCapacity(events.count)
-        let now = Date()
-        for e in events {
-            let envelope = EventEnvelope(id: ID.make(), type: e.type, occurredAt: now, tenantId: tenantId, data: e.data)
-            ids.append(envelope.id); subjects.append(e.subject)
-            payloads.append(String(decoding: try JSON.encode(envelope), as: UTF8.self))
-        }
-        try await execute("""
-            INSERT INTO \(schema).outbox (id, subject, payload, headers)
-            SELECT i, s, p, $4::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(i, s, p, n) ORDER BY n
-            """, [ArrayParameter(ids), ArrayParameter(subjects), ArrayParameter(payloads), try JSONParameter(eventHeaders)])
-        wroteOutbox = true
-    }
-}
-
-extension Transaction {
-    /// Like `emitAll`, with each event's `data` already JSON (hot paths that build it with FastJSON).
+    /// Writes many events to the outbox in one statement (in order); each event's `data` is already
+    /// JSON (bulk paths build it with FastJSON).
     public func emitAllRaw(_ events: [(subject: String, type: String, data: String)], tenantId: String?) async throws {
         guard !events.isEmpty else { return }
         var ids: [String?] = [], subjects: [String?] = [], payloads: [String?] = []
