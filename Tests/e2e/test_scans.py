@@ -187,7 +187,8 @@ def test_cancel_running_and_queued_scans(stack, signup, seeded_moto):
     # A queued scan is canceled before any worker runs it.
     a, b, c = (trigger(owner, conn, regions=["xx-slow-1", "xx-slow-2"], services=["ec2", "kms", "rds"]) for _ in range(3))
     queued = c if owner.get(f"/scans/{c}").json()["status"] == "queued" else None
-    for s in (a, b, c):
+    # Cancel the queued one first: while a and b run, no slot frees up for it.
+    for s in (c, a, b):
         owner.post(f"/scans/{s}/cancel")
     for s in (a, b, c):
         assert wait_scan(owner, s)["status"] == "canceled"
