@@ -61,11 +61,14 @@ MODELS["InvitationAccepted"] = obj(["user", "workspace", "membership_id", "role"
 MODELS["ApiKey"] = obj(["id", "name", "prefix", "scopes", "role", "created_at"], id=UUID, name=S(), prefix=S(pattern="^vgl_"),
                        scopes={"type": "array", "items": S(enum=["read", "write", "admin"])}, role=ROLE, created_at=DT,
                        expires_at=DT, last_used_at=DT, key=S(pattern="^vgl_[A-Za-z0-9_-]{43}$", description="returned once, on create"))
-MODELS["RemediationPolicy"] = obj(["mode", "auto_approve_severities", "require_verification", "max_actions_per_day"],
-                                  mode=S(enum=["manual", "auto_approve", "disabled"]),
-                                  auto_approve_severities={"type": "array", "items": S(enum=["critical", "high", "medium", "low", "info"])},
-                                  require_verification=B, allowed_actions={"type": "array", "items": S()},
-                                  max_actions_per_day=I(minimum=0, maximum=10000), updated_at=DT)
+SEVS = S(enum=["critical", "high", "medium", "low", "info"])
+MODELS["RemediationPolicy"] = obj(["mode", "require_approval_from_roles", "dry_run_default", "allow_self_approval", "approval_ttl_hours",
+                                   "max_actions_per_day"],
+                                  mode=S(enum=["disabled", "manual", "auto"]), auto_max_severity=NULL(SEVS),
+                                  allowed_actions=NULL({"type": "array", "items": S()}),
+                                  require_approval_from_roles={"type": "array", "items": S(enum=["owner", "admin", "analyst"])},
+                                  dry_run_default=B, allow_self_approval=B, approval_ttl_hours=I(minimum=1, maximum=720),
+                                  max_actions_per_day=I(minimum=0, maximum=10000), updated_by=S(), updated_at=DT)
 MODELS["WebhookEndpoint"] = obj(["id", "url", "events", "is_active", "created_at", "updated_at"], id=UUID, url=S(format="uri"),
                                 description=S(), events={"type": "array", "items": S()},
                                 min_severity=S(enum=["info", "low", "medium", "high", "critical"]),
@@ -198,8 +201,10 @@ ROUTES = [
     ("get", "/api/v1/tenants/current", "vigil.identity.tenant.get", "member", 200, None, "Workspace", "The selected workspace", []),
     ("patch", "/api/v1/tenants/current", "vigil.identity.tenant.update", "admin", 200, obj(name=S()), "Workspace", "Rename the workspace", []),
     ("patch", "/api/v1/tenants/current/remediation-policy", "vigil.remediation.policy.update", "admin", 200,
-     obj(mode=S(), auto_approve_severities={"type": "array", "items": S()}, require_verification=B,
-         allowed_actions={"type": "array", "items": S()}, max_actions_per_day=I()), "RemediationPolicy", "How fixes get approved", []),
+     obj(mode=S(enum=["disabled", "manual", "auto"]), auto_max_severity=SEVS, allowed_actions={"type": "array", "items": S()},
+         require_approval_from_roles={"type": "array", "items": S(enum=["owner", "admin", "analyst"])}, dry_run_default=B,
+         allow_self_approval=B, approval_ttl_hours=I(minimum=1, maximum=720), max_actions_per_day=I(minimum=0, maximum=10000)),
+     "RemediationPolicy", "How fixes get approved (disabled, manual, or auto up to a severity)", []),
     ("patch", "/api/v1/tenants/current/settings", "vigil.identity.tenant.update_settings", "admin", 200,
      obj(["settings"], settings={"type": "object"}), "Workspace", "Merge workspace settings", []),
     ("get", "/api/v1/tenants/msp/workspaces", "vigil.identity.tenant.list_children", "admin", 200, None, page(MODELS["Workspace"]),
@@ -367,6 +372,66 @@ ROUTES = [
      "Append-only audit log", PAGE_Q + ["action", "resource_type", "actor", "since", "until"]),
 ]
 
+API_CALL = obj(["service", "operation", "region", "kind"], service=S(), operation=S(), region=S(), kind=S(enum=["query", "json", "rest"]),
+               version=S(), params={"type": "array", "items": {"type": "array", "items": S()}}, target=S(), method=S(), path=S(),
+               query={"type": "array", "items": {"type": "array", "items": S()}}, headers=OBJ, body=S(), capture=OBJ,
+               ok_errors={"type": "array", "items": S()})
+ACTION_INFO = obj(["name", "title", "service", "resource_type", "permissions", "rollback_permissions", "parameters", "rules"], name=S(), title=S(),
+                  service=S(), resource_type=S(), permissions={"type": "array", "items": S()}, rollback_permissions={"type": "array", "items": S()},
+                  parameters={"type": "array", "items": dict(obj(["name", "type", "description"], name=S(), type=S(), description=S(),
+                                                                  allowed={"type": "array", "items": S()}))},
+                  rollback_note=S(), rules={"type": "array", "items": S()})
+ACTION_INFO["properties"]["parameters"]["items"]["properties"]["required"] = B
+FIX_PLAN = obj(["action", "resource_id", "region", "current_state", "calls", "rollback_calls"], action=ACTION_INFO, resource_id=S(), region=S(),
+               current_state=OBJ, calls={"type": "array", "items": API_CALL}, rollback_calls={"type": "array", "items": API_CALL})
+VERIFICATION = obj(["status", "rule_code", "resource_id", "checked_at"], status=S(enum=["PASS", "FAIL", "GONE"]), rule_code=S(), resource_id=S(),
+                   checked_at=DT, evidence=OBJ)
+RSTATUS = S(enum=["pending_approval", "approved", "executing", "applied", "failed", "rolling_back", "rolled_back", "rollback_failed",
+                  "rejected", "expired", "dry_run"])
+MODELS["RemediationAction"] = obj(["id", "finding_id", "connection_id", "rule_code", "action", "title", "severity", "resource_id", "status",
+                                   "dry_run", "plan", "requested_by", "attempts", "created_at", "updated_at"],
+                                  id=UUID, finding_id=UUID, connection_id=UUID, rule_code=S(), action=S(), title=S(), severity=SEVS, resource_id=S(),
+                                  resource_type=S(), resource_name=S(), region=S(), status=RSTATUS, dry_run=B, parameters=OBJ, plan=FIX_PLAN,
+                                  requested_by=S(), approved_by=S(), approved_at=DT, decided_by=S(), decision_reason=S(), before_state=OBJ,
+                                  after_state=OBJ, executed_calls={"type": "array", "items": API_CALL}, verification=VERIFICATION,
+                                  rollback_verification=VERIFICATION, rollback_resource_id=S(), error=S(), attempts=I(), expires_at=DT,
+                                  created_at=DT, updated_at=DT, applied_at=DT, rolled_back_at=DT,
+                                  history={"type": "array", "items": obj(["at", "to_status"], at=DT, from_status=S(), to_status=RSTATUS, actor=S(), note=S())})
+MODELS["ApprovalItem"] = obj(["id", "kind", "title", "action", "severity", "resource_id", "requested_by", "requested_at", "can_approve"],
+                             id=UUID, kind=S(enum=["remediation"]), title=S(), action=S(), severity=SEVS, resource_id=S(), resource_name=S(),
+                             connection_id=UUID, finding_id=UUID, requested_by=S(), requested_at=DT, expires_at=DT, can_approve=B, plan=FIX_PLAN)
+MODELS["RemediationCredentials"] = obj(["connection_id", "credentials", "verified", "auto_fix", "message"], connection_id=UUID,
+                                       credentials={"type": "object", "additionalProperties": S()}, account_id=S(), arn=S(), verified=B,
+                                       auto_fix=B, created_at=DT, message=S())
+REMEDIATION_ROUTES = [
+    ("post", "/api/v1/connections/{connection_id}/remediation-credentials", "vigil.remediation.credentials.set", "admin", 200,
+     obj(access_key_id=S(), secret_access_key=S(), session_token=S(), role_arn=S(), external_id=S(), credentials=AWS_CREDS),
+     "RemediationCredentials", "Store write credentials for fixes (tested with STS, sealed to the remediation key, never shown again)", []),
+    ("delete", "/api/v1/connections/{connection_id}/remediation-credentials", "vigil.remediation.credentials.delete", "admin", 200, None,
+     "RemediationCredentials", "Remove remediation credentials: automatic fixes stop for the connection", []),
+    ("post", "/api/v1/remediations/request", "vigil.remediation.action.request", "analyst", 201,
+     obj(["finding_id"], finding_id=UUID, action=S(), dry_run=B, parameters=OBJ), "RemediationAction",
+     "Plan a fix for a finding; the policy approves it or it waits for approval (dry run: plan only)", []),
+    ("get", "/api/v1/remediations/", "vigil.remediation.action.list", "viewer", 200, None, page(MODELS["RemediationAction"]),
+     "Every remediation action of the workspace", PAGE_Q + ["status", "finding_id", "connection_id"]),
+    ("get", "/api/v1/remediations/pending", "vigil.remediation.action.pending", "viewer", 200, None, page(MODELS["RemediationAction"]),
+     "Actions waiting for approval", PAGE_Q),
+    ("get", "/api/v1/remediations/actions", "vigil.remediation.actions.catalog", "viewer", 200, None,
+     obj(["items"], items={"type": "array", "items": ACTION_INFO}), "The fix actions: schema, permissions, rules they fix", []),
+    ("get", "/api/v1/remediations/{action_id}", "vigil.remediation.action.get", "viewer", 200, None, "RemediationAction",
+     "One action with its plan, states, verification and history", []),
+    ("post", "/api/v1/remediations/{action_id}/approve", "vigil.remediation.action.approve", "analyst", 200, obj(reason=S(maxLength=1000)),
+     "RemediationAction", "Approve (roles from the policy; not your own request unless the policy allows)", []),
+    ("post", "/api/v1/remediations/{action_id}/reject", "vigil.remediation.action.reject", "analyst", 200, obj(["reason"], reason=S(minLength=1, maxLength=1000)),
+     "RemediationAction", "Reject with a reason", []),
+    ("post", "/api/v1/remediations/{action_id}/rollback", "vigil.remediation.action.rollback", "analyst", 202, None, "RemediationAction",
+     "Restore the recorded before-state (then verified)", []),
+    ("get", "/api/v1/approvals/", "vigil.remediation.approvals.list", "viewer", 200, None, page(MODELS["ApprovalItem"]),
+     "Everything waiting for approval in the workspace", PAGE_Q),
+]
+
+ROUTES += REMEDIATION_ROUTES
+
 INTERNAL = [
     ("vigil.identity.principal.resolve", obj(["kind"], kind=S(enum=["jwt", "api_key"]), user_id=UUID, session_tenant_id=UUID,
                                               api_key_hash=S(), tenant_slug=S()), MODELS["Principal"],
@@ -382,6 +447,9 @@ ID_ACTOR = dict(actor=S())
 FINDING_EVENT = obj(["finding_id", "event_id", "connection_id", "rule_id", "severity", "status", "resource_id", "title"], finding_id=UUID, event_id=UUID,
         connection_id=UUID, rule_id=S(), severity=SEVERITY, status=FSTATUS, resource_id=S(), title=S(), previous_status=S(), actor=S(),
         reason=S(), scan_id=UUID)
+REMEDIATION_EVENT = obj(["action_id", "finding_id", "connection_id", "rule_code", "action", "resource_id", "severity", "status"],
+                        action_id=UUID, finding_id=UUID, connection_id=UUID, rule_code=S(), action=S(), resource_id=S(), severity=SEVS, status=S(),
+                        previous_status=S(), actor=S(), reason=S(), verified=S(enum=["true", "false"]), verification=S(), restored_resource_id=S())
 EVENTS = {
     "vigil.events.user.signed_up": obj(["user_id", "workspace_id"], user_id=UUID, workspace_id=UUID),
     "vigil.events.user.password_changed": obj(["user_id"], user_id=UUID),
@@ -396,7 +464,20 @@ EVENTS = {
                                             membership_id=UUID, role=ROLE),
     "vigil.events.apikey.created": obj(["api_key_id", "prefix"], api_key_id=UUID, prefix=S(), **ID_ACTOR),
     "vigil.events.apikey.revoked": obj(["api_key_id"], api_key_id=UUID, **ID_ACTOR),
-    "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), **ID_ACTOR),
+    "vigil.events.remediation.policy_updated": obj(["mode"], mode=S(), auto_max_severity=S(), **ID_ACTOR),
+    "vigil.events.remediation.credentials_set": obj(["connection_id"], connection_id=UUID, account_id=S(), **ID_ACTOR),
+    "vigil.events.remediation.credentials_removed": obj(["connection_id"], connection_id=UUID, **ID_ACTOR),
+    "vigil.events.remediation.requested": REMEDIATION_EVENT,
+    "vigil.events.remediation.planned": REMEDIATION_EVENT,
+    "vigil.events.remediation.approved": REMEDIATION_EVENT,
+    "vigil.events.remediation.rejected": REMEDIATION_EVENT,
+    "vigil.events.remediation.expired": REMEDIATION_EVENT,
+    "vigil.events.remediation.executing": REMEDIATION_EVENT,
+    "vigil.events.remediation.applied": REMEDIATION_EVENT,
+    "vigil.events.remediation.failed": REMEDIATION_EVENT,
+    "vigil.events.remediation.rolling_back": REMEDIATION_EVENT,
+    "vigil.events.remediation.rolled_back": REMEDIATION_EVENT,
+    "vigil.events.remediation.rollback_failed": REMEDIATION_EVENT,
     "vigil.events.connection.created": obj(["connection_id", "provider"], connection_id=UUID, provider=S(), **ID_ACTOR),
     "vigil.events.connection.updated": obj(["connection_id"], connection_id=UUID, credentials_changed=S(enum=["true", "false"]), **ID_ACTOR),
     "vigil.events.connection.deleted": obj(["connection_id"], connection_id=UUID, **ID_ACTOR),
@@ -425,6 +506,8 @@ EVENTS = {
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),
 }
 JOBS = {
+    "vigil.jobs.remediation.execute": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["execute"])),
+    "vigil.jobs.remediation.rollback": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["rollback"])),
     "vigil.jobs.scan.aws": obj(["scan_id", "tenant_id", "connection_id"], scan_id=UUID, tenant_id=UUID, connection_id=UUID),
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
                                  template=S(enum=["verify_email", "reset_password", "invitation", "contact", "notification"]), subject=S(), text=S(),

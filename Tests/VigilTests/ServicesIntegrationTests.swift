@@ -5,6 +5,7 @@ import Foundation
 @testable import GatewayService
 import IdentityService
 import NotifierService
+import RemediationService
 import ScanService
 import Logging
 import ServiceRuntime
@@ -15,7 +16,7 @@ import VigilTesting
 
 @Suite(.serialized) struct ServicesIntegrationTests {
     static let all = [GatewayService.definition, IdentityService.definition, ScanService.definition,
-                      FindingsService.definition, DomainServices.remediation, DomainServices.billing, NotifierService.definition]
+                      FindingsService.definition, RemediationService.definition, DomainServices.billing, NotifierService.definition]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
         let servers = try TestServers.get()

@@ -178,6 +178,8 @@ class Stack:
                         VIGIL_WEBHOOK_CONCURRENCY="4", VIGIL_CONTACT_TO="sales@vigil.test", VIGIL_CONTACT_MAX_PER_HOUR="3",
                         VIGIL_SCAN_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
                         VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK="true", VIGIL_SCAN_ACK_WAIT_SECONDS="6",
+                        VIGIL_REMEDIATION_SEED=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
+                        VIGIL_REMEDIATION_ACK_WAIT_SECONDS="6", VIGIL_REMEDIATION_SWEEP_SECONDS="1",
                         VIGIL_SCAN_TENANT_CONCURRENCY="2", VIGIL_FINDINGS_SWEEP_SECONDS="1", VIGIL_SCAN_WORKER_CONCURRENCY="4", VIGIL_SCAN_MAX_ATTEMPTS="3",
                         VIGIL_AWS_PLATFORM_ACCESS_KEY_ID="AKIAPLATFORM00000001",
                         VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY="platform/secret/key/00000000000000000000")
@@ -315,7 +317,8 @@ def moto():
 
 def start_moto(**env):
     port = free_port()
-    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    log = open(os.environ["VIGIL_MOTO_LOG"], "ab") if os.environ.get("VIGIL_MOTO_LOG") else subprocess.DEVNULL
+    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
                             start_new_session=True, env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true",
                                                              MOTO_AMIS_PATH=os.path.join(ROOT, "scripts", "moto-amis.json"), **env))
     wait_port(port, 60)

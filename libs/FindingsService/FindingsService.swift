@@ -92,6 +92,11 @@ public enum FindingsService {
                                       batch: max(1, r.int("VIGIL_FINDINGS_INGEST_CONCURRENCY", default: 8)), logger: ctx.logger,
                                       handler: ingest.handle)
         try await consumer.prepare()
+        var followCfg = JetStream.ConsumerConfig(durable: "findings-remediation", filterSubject: "vigil.events.remediation.>")
+        followCfg.maxDeliver = 200
+        let follower = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: followCfg, batch: 4, logger: ctx.logger,
+                                      handler: RemediationFollower(store: store, logger: ctx.logger).handle)
+        try await follower.prepare()
         FindingHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         RuleHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         ComplianceHandlers(store: store, catalog: catalog).register(on: ctx.responder)
@@ -99,6 +104,6 @@ public enum FindingsService {
         SuppressionHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         let sweeper = ExpirySweeper(store: store, interval: .seconds(max(1, r.int("VIGIL_FINDINGS_SWEEP_SECONDS", default: 30))),
                                     logger: ctx.logger)
-        return [consumer, sweeper]
+        return [consumer, follower, sweeper]
     }
 }

@@ -66,14 +66,12 @@ public struct PolicyFacts: Sendable {
         guard let text = document, !text.isEmpty else { return }
         let decoded = text.hasPrefix("%7B") || text.hasPrefix("%7b") ? (text.removingPercentEncoding ?? text) : text
         guard let doc = (try? JSONSerialization.jsonObject(with: Data(decoded.utf8))) as? [String: Any] else { return }
-        let statements: [[String: Any]]
-        if let one = doc["Statement"] as? [String: Any] { statements = [one] } else { statements = doc["Statement"] as? [[String: Any]] ?? [] }
-        for st in statements {
+        for st in Self.statements(doc) {
             let effect = st["Effect"] as? String ?? ""
             let condition = st["Condition"] as? [String: Any] ?? [:]
             let principals = Self.principals(st["Principal"])
             if effect == "Allow" {
-                if principals.contains("*") && condition.isEmpty { allowsPublicPrincipal = true }
+                if Self.isPublic(statement: st) { allowsPublicPrincipal = true }
                 let actions = Self.strings(st["Action"])
                 let resources = Self.strings(st["Resource"])
                 if st["Principal"] == nil, actions.contains("*"), resources.contains("*"), condition.isEmpty { grantsFullAdmin = true }
@@ -88,6 +86,17 @@ public struct PolicyFacts: Sendable {
                 if conditionText.contains("aws:securetransport") && conditionText.contains("false") { deniesInsecureTransport = true }
             }
         }
+    }
+
+    /// The statements of a policy document (a single statement object counts as a list of one).
+    public static func statements(_ doc: [String: Any]) -> [[String: Any]] {
+        if let one = doc["Statement"] as? [String: Any] { return [one] }
+        return doc["Statement"] as? [[String: Any]] ?? []
+    }
+
+    /// An Allow to everyone (`*`) with no condition: what makes a resource policy public.
+    public static func isPublic(statement st: [String: Any]) -> Bool {
+        (st["Effect"] as? String) == "Allow" && principals(st["Principal"]).contains("*") && (st["Condition"] as? [String: Any] ?? [:]).isEmpty
     }
 
     static func strings(_ v: Any?) -> [String] {
@@ -143,8 +152,8 @@ public enum SecretScanner {
     }
 }
 
-enum Dates {
-    static func parse(_ s: String?) -> Date? {
+public enum Dates {
+    public static func parse(_ s: String?) -> Date? {
         guard let s, !s.isEmpty else { return nil }
         if let d = Timestamp.parse(s) { return d }
         let f = ISO8601DateFormatter()
@@ -153,7 +162,7 @@ enum Dates {
         f.formatOptions = [.withInternetDateTime]
         return f.date(from: s.replacingOccurrences(of: " ", with: "T"))
     }
-    static func days(since d: Date?, now: Date) -> Double? {
+    public static func days(since d: Date?, now: Date) -> Double? {
         d.map { (now.timeIntervalSince($0) / 86400).rounded(.down) }
     }
 }

@@ -4,6 +4,7 @@ import Contracts
 import Foundation
 import Logging
 import Net
+import ScanEngine
 import ServiceRuntime
 import Store
 import VigilCore
@@ -17,16 +18,14 @@ import VigilCrypto
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
 /// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
 struct ScanSettings: Sendable {
-    var keys: Sodium.BoxKeyPair
-    var keyId: String
+    var vault: CredentialVault
     var guardrail: SSRFGuard
     var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader, logger: Logger) throws {
         let seed = try r.seed("VIGIL_SCAN_SEED")
         if seed.ephemeral { logger.warning("VIGIL_SCAN_SEED is not set: credentials sealed now cannot be opened after a restart") }
-        keys = Sodium.BoxKeyPair(seed: seed.bytes)
-        keyId = String(Sodium.hex(Sodium.sha256(keys.publicKey)).prefix(16))
+        vault = CredentialVault(seed: seed.bytes)
         guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
                               allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
@@ -35,13 +34,6 @@ struct ScanSettings: Sendable {
     }
 }
 
-struct ConnectionCredentials: Codable, Sendable {
-    var accessKeyId: String?
-    var secretAccessKey: String?
-    var sessionToken: String?
-    var roleArn: String?
-    var externalId: String?
-}
 struct ConnectionSettings: Codable, Sendable {
     var regions: [String]?
     var endpointUrl: String?
@@ -61,13 +53,6 @@ struct ConnectionView: Codable, Sendable {
 struct ConnectionPath: Codable, Sendable { var connectionId: String }
 struct ConnectionTestReply: Codable, Sendable { var ok: Bool; var accountId: String?; var arn: String?; var message: String }
 
-/// What is sealed: the credentials bound to their tenant and connection.
-struct SealedCredentials: Codable, Sendable {
-    var tenantId: String
-    var connectionId: String
-    var credentials: ConnectionCredentials
-}
-
 struct ConnectionHandlers: Sendable {
     let store: Store
     let settings: ScanSettings
@@ -81,41 +66,10 @@ struct ConnectionHandlers: Sendable {
         r.add(Endpoint<ConnectionPath, ConnectionTestReply>("vigil.scans.connection.test"), handler: test)
     }
 
-    static let accessKeyPattern = "^(AKIA|ASIA)[A-Z0-9]{16}$"
-    static let secretPattern = "^[A-Za-z0-9/+=]{40}$"
-    static let rolePattern = "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
     static let regionPattern = "^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"
 
     static func matches(_ s: String, _ pattern: String) -> Bool {
         (try? Regex(pattern).wholeMatch(in: s)) != nil
-    }
-
-    /// Validates AWS credentials; returns the masked form shown to users.
-    func validate(_ c: ConnectionCredentials) throws -> [String: String] {
-        var issues: [ValidationIssue] = []
-        var masked: [String: String] = [:]
-        if let role = c.roleArn {
-            if !Self.matches(role, Self.rolePattern) { issues.append(.init(path: "body.credentials.role_arn", message: "must be an IAM role ARN")) }
-            if let e = c.externalId, !(2...1224).contains(e.count) { issues.append(.init(path: "body.credentials.external_id", message: "must be 2 to 1224 characters")) }
-            masked["role_arn"] = role
-            if c.externalId != nil { masked["external_id"] = "****" }
-        }
-        // Access keys: the identity itself, or (with role_arn) the identity that assumes the role.
-        if c.roleArn == nil || c.accessKeyId != nil || c.secretAccessKey != nil {
-            let id = c.accessKeyId ?? ""
-            if !Self.matches(id, Self.accessKeyPattern) {
-                issues.append(.init(path: "body.credentials.access_key_id", message: "must be an AWS access key id (AKIA… or ASIA…, 20 characters)"))
-            }
-            if !Self.matches(c.secretAccessKey ?? "", Self.secretPattern) {
-                issues.append(.init(path: "body.credentials.secret_access_key", message: "must be a 40-character AWS secret access key"))
-            }
-            if let t = c.sessionToken, t.isEmpty || t.count > 4096 { issues.append(.init(path: "body.credentials.session_token", message: "must be 1 to 4096 characters")) }
-            masked["access_key_id"] = id.count >= 8 ? String(id.prefix(4)) + "…" + String(id.suffix(4)) : "****"
-            masked["secret_access_key"] = "****"
-            if c.sessionToken != nil { masked["session_token"] = "****" }
-        }
-        guard issues.isEmpty else { throw ServiceError.validation(issues) }
-        return masked
     }
 
     func validate(_ s: ConnectionSettings?) async throws -> ConnectionSettings {
@@ -139,21 +93,6 @@ struct ConnectionHandlers: Sendable {
                        lastTestedAt: r.optionalDate("last_tested_at"), lastError: r.optionalString("last_error"))
     }
 
-    func seal(_ c: ConnectionCredentials, tenantId: String, connectionId: String) throws -> Data {
-        let plain = try JSON.encode(SealedCredentials(tenantId: tenantId, connectionId: connectionId, credentials: c))
-        return Data(Sodium.seal(Array(plain), to: settings.keys.publicKey))
-    }
-
-    /// Opens sealed credentials (worker role) and checks they belong to this tenant and connection.
-    func open(_ sealed: Data, tenantId: String, connectionId: String) throws -> ConnectionCredentials {
-        guard let plain = settings.keys.open(Array(sealed)),
-              let s = try? JSON.decode(SealedCredentials.self, from: Data(plain)),
-              s.tenantId == tenantId, s.connectionId == connectionId else {
-            throw ServiceError(status: 409, error: "credentials_unreadable", message: "stored credentials cannot be opened; enter them again")
-        }
-        return s.credentials
-    }
-
     @Sendable func create(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
@@ -161,15 +100,15 @@ struct ConnectionHandlers: Sendable {
         guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
         guard provider == "aws" else { throw ServiceError.validation("body.provider", "supported providers: aws") }
         guard let creds = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
-        let masked = try validate(creds)
+        let masked = try creds.validated()
         let s = try await validate(req.settings)
         let id = ID.make()
-        let sealed = try seal(creds, tenantId: p.tenantId, connectionId: id)
+        let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: id)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let row = try await tx.one("""
                 INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked, settings)
                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
-                """, [id, p.tenantId, name, provider, sealed, settings.keyId, try JSONParameter(masked), try JSONParameter(s)])!
+                """, [id, p.tenantId, name, provider, sealed, settings.vault.keyId, try JSONParameter(masked), try JSONParameter(s)])!
             try await tx.emit("vigil.events.connection.created", type: "connection.created", tenantId: p.tenantId,
                               data: ["connection_id": id, "provider": provider, "actor": p.actorId])
             return try Self.view(row)
@@ -200,10 +139,10 @@ struct ConnectionHandlers: Sendable {
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.connectionId ?? "", "connection")
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
-        let masked = try req.credentials.map { try validate($0) }
+        let masked = try req.credentials.map { try $0.validated() }
         var s: ConnectionSettings? = nil
         if let given = req.settings { s = try await validate(given) }
-        let sealed = try req.credentials.map { try seal($0, tenantId: p.tenantId, connectionId: id) }
+        let sealed = try req.credentials.map { try settings.vault.seal($0, tenantId: p.tenantId, connectionId: id) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let row = try await tx.one("""
                 UPDATE scans.connections SET name = coalesce($3, name), credentials_sealed = coalesce($4, credentials_sealed),
@@ -211,7 +150,7 @@ struct ConnectionHandlers: Sendable {
                   credentials_masked = coalesce($6::jsonb, credentials_masked), settings = coalesce($7::jsonb, settings),
                   status = CASE WHEN $4::bytea IS NULL THEN status ELSE 'pending' END, updated_at = now()
                 WHERE id = $1 AND tenant_id = $2 RETURNING *
-                """, [id, p.tenantId, name, sealed, settings.keyId, try masked.map { try JSONParameter($0) },
+                """, [id, p.tenantId, name, sealed, settings.vault.keyId, try masked.map { try JSONParameter($0) },
                       try s.map { try JSONParameter($0) }]) else { throw ServiceError.notFound("connection") }
             try await tx.emit("vigil.events.connection.updated", type: "connection.updated", tenantId: p.tenantId,
                               data: ["connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
@@ -259,58 +198,15 @@ struct ConnectionHandlers: Sendable {
     }
 }
 
-/// Why a connection's AWS session could not be opened; `permanent` failures (refused credentials,
-/// missing configuration) are not worth retrying.
-struct SessionError: Error, CustomStringConvertible {
-    let message: String
-    let permanent: Bool
-    var description: String { message }
-}
-
-/// A signed client for a connection's account, with who it is.
-struct AWSSession: Sendable {
-    let client: AWSClient
-    let account: String
-    let arn: String
-}
-
 extension ConnectionHandlers {
-    static let authErrors: Set<String> = ["InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
-                                          "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "AccessDeniedException"]
-
-    /// Opens the sealed credentials, assumes the role if one is configured (with the connection's keys
-    /// or the platform's own identity), and asks STS who it is.
+    /// Opens the connection's sealed credentials and starts an AWS session with them.
     func session(_ row: Row, tenantId: String, connectionId: String) async throws -> AWSSession {
-        let creds = try open(try row.bytes("credentials_sealed"), tenantId: tenantId, connectionId: connectionId)
+        let creds = try settings.vault.open(try row.bytes("credentials_sealed"), tenantId: tenantId, connectionId: connectionId)
         let s: ConnectionSettings = try row.json("settings")
-        let region = s.regions?.first ?? "us-east-1"
         let guardrail = settings.guardrail
         let platform = settings.platformCredentials
         return try await Blocking.run {
-            let base: AWSCredentials
-            if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
-                base = AWSCredentials(accessKeyId: k, secretAccessKey: sk, sessionToken: creds.sessionToken)
-            } else if let platform {
-                base = platform
-            } else {
-                throw SessionError(message: "the connection gives only a role, and the platform's own AWS identity is not configured", permanent: true)
-            }
-            var client = AWSClient(credentials: base, endpointURL: s.endpointUrl, guardrail: guardrail)
-            do {
-                if let role = creds.roleArn {
-                    client = client.with(credentials: try client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
-                }
-                let who = try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15")
-                return AWSSession(client: client, account: who.first("Account")?.text ?? "unknown", arn: who.first("Arn")?.text ?? "")
-            } catch let e as AWSError where Self.authErrors.contains(e.code) || e.status == 401 || e.status == 403 {
-                throw SessionError(message: "AWS refused the credentials (\(e.code))" + (e.message.isEmpty ? "" : ": \(e.message)"), permanent: true)
-            } catch let e as AWSError {
-                throw SessionError(message: "AWS answered \(e.code) (\(e.status))" + (e.message.isEmpty ? "" : ": \(e.message)"), permanent: false)
-            } catch let e as SessionError {
-                throw e
-            } catch {
-                throw SessionError(message: "could not reach the AWS endpoint: \(error)", permanent: false)
-            }
+            try AWSSession.open(creds, endpointURL: s.endpointUrl, region: s.regions?.first ?? "us-east-1", guardrail: guardrail, platform: platform)
         }
     }
 }

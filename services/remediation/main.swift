@@ -1,4 +1,4 @@
-import DomainServices
+import RemediationService
 import ServiceRuntime
 
-await ServiceHost.main(DomainServices.remediation)
+await ServiceHost.main(RemediationService.definition)
