@@ -217,3 +217,273 @@ def test_every_action_fixes_verifies_and_rolls_back(stack, fixable):
     types = {e["type"] for _, _, e in events if e.get("data", {}).get("action_id") in {v[0] for v in requested.values()}}
     assert {"remediation.approved", "remediation.executing", "remediation.applied", "remediation.rolling_back", "remediation.rolled_back"} <= types
     set_policy(owner, mode="manual")
+
+
+def psql(stack, sql):
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_dry_run_plans_and_changes_nothing(stack, fixable):
+    owner, endpoint = fixable["owner"], fixable["endpoint"]
+    set_policy(owner, mode="auto", auto_max_severity="critical")
+    f = finding(owner, "aws.kms.key_rotation_disabled", "alias/vigil-bad-norotation")
+    r = owner.post("/remediations/request", {"finding_id": f["id"], "dry_run": True})
+    assert r.status_code == 201, r.text
+    a = r.json()
+    assert a["status"] == "dry_run" and a["dry_run"] is True and a.get("approved_by") is None
+    call = a["plan"]["calls"][0]
+    assert call["operation"] == "EnableKeyRotation" and json.loads(call["body"]) == {"KeyId": f["resource_id"]}
+    assert a["plan"]["current_state"] == {"rotation_enabled": False}
+    assert a["plan"]["rollback_calls"][0]["operation"] == "DisableKeyRotation"
+    assert "kms:EnableKeyRotation" in a["plan"]["action"]["permissions"]
+    time.sleep(2)
+    assert owner.get(f"/remediations/{a['id']}").json()["status"] == "dry_run"
+    assert aws(endpoint, "kms").get_key_rotation_status(KeyId=f["resource_id"])["KeyRotationEnabled"] is False
+    assert owner.get(f"/findings/{f['id']}").json()["status"] == "open"
+    # The policy's dry_run_default applies when the request does not say.
+    set_policy(owner, dry_run_default=True)
+    r = owner.post("/remediations/request", {"finding_id": f["id"]})
+    assert r.status_code == 201 and r.json()["status"] == "dry_run", r.text
+    assert_envelope(owner.post(f"/remediations/{a['id']}/rollback"), 409, "invalid_state")
+    listed = owner.get("/remediations/?status=dry_run&limit=200").json()["items"]
+    assert a["id"] in {x["id"] for x in listed}
+    set_policy(owner, mode="manual", dry_run_default=False)
+
+
+def test_policy_modes_approvals_and_self_approval(stack, fixable):
+    owner, endpoint = fixable["owner"], fixable["endpoint"]
+    admin = second_admin(stack, fixable)
+    sg = finding(owner, "aws.ec2.sg_ssh_open_to_world", planted_name(fixable["manifest"], "aws.ec2.sg_ssh_open_to_world", None))
+    kms = finding(owner, "aws.kms.key_rotation_disabled", "alias/vigil-bad-norotation")
+
+    set_policy(owner, mode="disabled")
+    assert_envelope(owner.post("/remediations/request", {"finding_id": sg["id"]}), 403, "remediation_disabled")
+
+    # Manual: everything waits; the requester cannot approve their own fix.
+    set_policy(owner, mode="manual")
+    r = owner.post("/remediations/request", {"finding_id": sg["id"]})
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval" and r.json()["expires_at"], r.text
+    pending = r.json()
+    assert_envelope(owner.post("/remediations/request", {"finding_id": sg["id"]}), 409, "remediation_in_progress")
+    assert pending["id"] in {x["id"] for x in owner.get("/remediations/pending").json()["items"]}
+    mine = {x["id"]: x for x in owner.get("/approvals/").json()["items"]}
+    theirs = {x["id"]: x for x in admin.get("/approvals/").json()["items"]}
+    assert mine[pending["id"]]["can_approve"] is False and theirs[pending["id"]]["can_approve"] is True
+    assert_envelope(owner.post(f"/remediations/{pending['id']}/approve", {}), 403, "self_approval_forbidden")
+    time.sleep(1)
+    assert owner.get(f"/remediations/{pending['id']}").json()["status"] == "pending_approval"
+    r = admin.post(f"/remediations/{pending['id']}/approve", {"reason": "change window CHG-1042"})
+    assert r.status_code == 200 and r.json()["status"] in ("approved", "executing", "applied"), r.text
+    done = wait_action(owner, pending["id"])
+    assert done["status"] == "applied" and done["decision_reason"] == "change window CHG-1042"
+    assert [h["actor"] for h in done["history"]][:2] == [pending["requested_by"], done["approved_by"]]
+    assert_envelope(admin.post(f"/remediations/{pending['id']}/approve", {}), 409, "invalid_state")
+    assert wait_action(owner, owner.post(f"/remediations/{pending['id']}/rollback").json()["id"])["status"] == "rolled_back"
+
+    # Auto up to medium: the medium KMS finding is approved by the policy, the high SG one waits.
+    set_policy(owner, mode="auto", auto_max_severity="medium")
+    sg = finding(owner, "aws.ec2.sg_ssh_open_to_world", sg["resource_name"])
+    r = owner.post("/remediations/request", {"finding_id": sg["id"]})
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    high = r.json()
+    r = owner.post("/remediations/request", {"finding_id": kms["id"]})
+    assert r.status_code == 201 and r.json()["status"] == "approved" and r.json()["approved_by"] == "policy:auto", r.text
+    medium = wait_action(owner, r.json()["id"])
+    assert medium["status"] == "applied"
+    assert aws(endpoint, "kms").get_key_rotation_status(KeyId=kms["resource_id"])["KeyRotationEnabled"] is True
+    assert wait_action(owner, owner.post(f"/remediations/{medium['id']}/rollback").json()["id"])["status"] == "rolled_back"
+
+    # Approver roles come from the policy; allowed actions too; self-approval when the policy allows it.
+    set_policy(owner, require_approval_from_roles=["owner"])
+    assert_envelope(admin.post(f"/remediations/{high['id']}/approve", {}), 403, "forbidden")
+    set_policy(owner, allow_self_approval=True)
+    r = owner.post(f"/remediations/{high['id']}/approve", {})
+    assert r.status_code == 200, r.text
+    assert wait_action(owner, high["id"])["status"] == "applied"
+    assert wait_action(owner, owner.post(f"/remediations/{high['id']}/rollback").json()["id"])["status"] == "rolled_back"
+    set_policy(owner, allowed_actions=["s3.block_public_access"])
+    kms = finding(owner, "aws.kms.key_rotation_disabled", "alias/vigil-bad-norotation")
+    assert_envelope(owner.post("/remediations/request", {"finding_id": kms["id"]}), 403, "action_not_allowed")
+    set_policy(owner, mode="manual", allowed_actions=[], require_approval_from_roles=["owner", "admin"], allow_self_approval=False)
+
+
+def test_rejection_and_expiry(stack, fixable):
+    owner = fixable["owner"]
+    admin = second_admin(stack, fixable)
+    set_policy(owner, mode="manual")
+    f = finding(owner, "aws.cloudtrail.log_file_validation_disabled", "vigil-bad-trail")
+    a = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+    assert a["status"] == "pending_approval"
+    assert_envelope(admin.post(f"/remediations/{a['id']}/reject", {}), 422, "validation_error")
+    r = admin.post(f"/remediations/{a['id']}/reject", {"reason": "trail is managed by the org"})
+    assert r.status_code == 200 and r.json()["status"] == "rejected" and r.json()["decision_reason"] == "trail is managed by the org", r.text
+    assert_envelope(admin.post(f"/remediations/{a['id']}/approve", {}), 409, "invalid_state")
+    assert_envelope(admin.post(f"/remediations/{a['id']}/rollback"), 409, "invalid_state")
+    assert stack.bus.wait_for(lambda b: b["type"] == "remediation.rejected" and b["data"]["action_id"] == a["id"], "vigil.events.remediation.")
+
+    # A request nobody decides on expires (the sweeper runs every second in tests).
+    b = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+    assert b["status"] == "pending_approval"
+    psql(stack, f"UPDATE remediation.actions SET expires_at = now() - interval '1 second' WHERE id = '{b['id']}'")
+    assert wait_action(owner, b["id"], timeout=15)["status"] == "expired"
+    assert_envelope(admin.post(f"/remediations/{b['id']}/approve", {}), 409, "invalid_state")
+    assert b["id"] not in {x["id"] for x in owner.get("/approvals/").json()["items"]}
+
+
+def test_remediation_credentials(stack, fixable, strict_moto):
+    owner, conn = fixable["owner"], fixable["conn"]
+    set_policy(owner, mode="manual", allow_self_approval=True)
+    f = finding(owner, "aws.rds.instance_publicly_accessible", "vigil-bad-db")
+    # Approved after the credentials were removed: the executor fails it cleanly, saying why.
+    pending = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+    r = owner.delete(f"/connections/{conn}/remediation-credentials")
+    assert r.status_code == 200 and r.json()["auto_fix"] is False, r.text
+    assert_envelope(owner.delete(f"/connections/{conn}/remediation-credentials"), 404, "not_found")
+    assert_envelope(owner.post("/remediations/request", {"finding_id": finding(owner, "aws.rds.snapshot_public", "vigil-bad-db-snap")["id"]}),
+                    409, "remediation_credentials_missing")
+    owner.post(f"/remediations/{pending['id']}/approve", {})
+    failed = wait_action(owner, pending["id"])
+    assert failed["status"] == "failed" and "no remediation credentials" in failed["error"], failed
+    assert_envelope(owner.post(f"/remediations/{pending['id']}/rollback"), 409, "nothing_to_roll_back")
+
+    # Bad shapes, refused keys, unknown connections.
+    assert_envelope(owner.post(f"/connections/{conn}/remediation-credentials", {"access_key_id": "nope"}), 422, "validation_error")
+    assert_envelope(owner.post(f"/connections/{conn}/remediation-credentials", {"role_arn": "arn:aws:iam::12:role/x"}), 422, "validation_error")
+    assert_envelope(owner.post("/connections/00000000-0000-4000-8000-000000000000/remediation-credentials", WRITE_KEYS), 404)
+    assert_envelope(owner.post("/connections/not-a-uuid/remediation-credentials", WRITE_KEYS), 404)
+    strict = connect(owner, strict_moto, regions=("us-east-1",), **WRITE_KEYS)
+    assert_envelope(owner.post(f"/connections/{strict}/remediation-credentials", WRITE_KEYS), 422, "credentials_rejected")
+
+    # Back on: the same request works again; the secret appears nowhere.
+    r = owner.post(f"/connections/{conn}/remediation-credentials", {"credentials": WRITE_KEYS})
+    assert r.status_code == 200 and r.json()["credentials"]["access_key_id"] == "AKIA…0001", r.text
+    again = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+    owner.post(f"/remediations/{again['id']}/approve", {})
+    assert wait_action(owner, again["id"])["status"] == "applied"
+    assert wait_action(owner, owner.post(f"/remediations/{again['id']}/rollback").json()["id"])["status"] == "rolled_back"
+    secret = WRITE_KEYS["secret_access_key"]
+    assert secret not in stack.log("remediation") and secret not in stack.log("gateway")
+    assert all(secret not in json.dumps(b) for _, _, b in stack.bus.received("vigil."))
+    dump = subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "--data-only"],
+                          capture_output=True, text=True, check=True).stdout
+    assert secret not in dump
+    set_policy(owner, allow_self_approval=False)
+
+
+def respawn_remediation(stack, **env):
+    """Starts a remediation replica and waits until it answers on the bus."""
+    stack.spawn("remediation", **env)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if "remediation" in {r.get("name") for r in stack.bus.gather("$SRV.PING", 0.3)}:
+            return
+    raise AssertionError("remediation did not come up")
+
+
+def test_executor_killed_mid_apply_resumes_without_repeating(stack, fixable):
+    owner, conn, endpoint = fixable["owner"], fixable["conn"], fixable["endpoint"]
+    ec2 = aws(endpoint, "ec2")
+    vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=7, VolumeType="gp3")["VolumeId"]
+    scanned(owner, conn)
+    f = finding(owner, "aws.ebs.volume_unattached", vol)
+    stack.procs["remediation"].send_signal(signal.SIGTERM)
+    stack.procs["remediation"].wait(15)
+    respawn_remediation(stack, VIGIL_REMEDIATION_STEP_DELAY_MS="5000")
+    try:
+        set_policy(owner, mode="auto", auto_max_severity="critical")
+        a = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+        assert a["status"] == "approved", a
+        # Kill it right after the snapshot (step 1 of 2) is recorded.
+        deadline = time.time() + 30
+        tagged = []
+        while time.time() < deadline and not tagged:
+            tagged = ec2.describe_snapshots(Filters=[{"Name": "tag:vigil:remediation", "Values": [a["id"]]}])["Snapshots"]
+            time.sleep(0.2)
+        assert tagged, "the executor never took the snapshot"
+        time.sleep(1.0)
+        stack.procs["remediation"].send_signal(signal.SIGKILL)
+        stack.procs["remediation"].wait(10)
+        # With no executor up, the record shows where it stopped: before-state kept, one of two calls done.
+        mid = psql(stack, f"SELECT status, steps_done, before_state->>'state' FROM remediation.actions WHERE id = '{a['id']}'")
+        assert mid == "executing|1|available", mid
+        respawn_remediation(stack)
+        done = wait_action(owner, a["id"], timeout=60)
+        assert done["status"] == "applied" and done["attempts"] == 2, done
+        snaps = ec2.describe_snapshots(Filters=[{"Name": "tag:vigil:remediation", "Values": [a["id"]]}])["Snapshots"]
+        assert len(snaps) == 1, "the snapshot step ran twice"
+        assert not ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [vol]}])["Volumes"]
+        back = wait_action(owner, owner.post(f"/remediations/{a['id']}/rollback").json()["id"])
+        assert back["status"] == "rolled_back" and back["rollback_resource_id"].endswith(
+            ec2.describe_volumes(Filters=[{"Name": "snapshot-id", "Values": [snaps[0]["SnapshotId"]]}])["Volumes"][0]["VolumeId"])
+    finally:
+        if stack.procs["remediation"].poll() is None:
+            stack.procs["remediation"].send_signal(signal.SIGTERM)
+            stack.procs["remediation"].wait(15)
+        respawn_remediation(stack)
+        set_policy(owner, mode="manual")
+
+
+def test_isolation_roles_and_bad_input(stack, fixable, signup):
+    owner, conn = fixable["owner"], fixable["conn"]
+    set_policy(owner, mode="manual")
+    f = finding(owner, "aws.sns.topic_policy_public", "vigil-bad-topic")
+    a = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
+    assert a["status"] == "pending_approval"
+
+    other, _, _ = signup("rem-other")
+    assert_envelope(other.get(f"/remediations/{a['id']}"), 404, "not_found")
+    assert_envelope(other.post(f"/remediations/{a['id']}/approve", {}), 404, "not_found")
+    assert_envelope(other.post(f"/remediations/{a['id']}/reject", {"reason": "mine now"}), 404, "not_found")
+    assert_envelope(other.post(f"/remediations/{a['id']}/rollback"), 404, "not_found")
+    assert_envelope(other.post("/remediations/request", {"finding_id": f["id"]}), 404)
+    assert_envelope(other.post(f"/connections/{conn}/remediation-credentials", WRITE_KEYS), 404)
+    assert_envelope(other.delete(f"/connections/{conn}/remediation-credentials"), 404)
+    assert other.get("/remediations/").json()["items"] == [] and other.get("/approvals/").json()["items"] == []
+    assert other.get("/remediations/pending").json()["items"] == []
+
+    viewer = second_admin(stack, fixable, role="viewer")
+    assert_envelope(viewer.post("/remediations/request", {"finding_id": f["id"]}), 403)
+    assert_envelope(viewer.post(f"/remediations/{a['id']}/approve", {}), 403)
+    assert_envelope(viewer.patch("/tenants/current/remediation-policy", {"mode": "auto"}), 403)
+    assert viewer.get(f"/remediations/{a['id']}").status_code == 200
+    analyst = second_admin(stack, fixable, role="analyst")
+    assert_envelope(analyst.post(f"/remediations/{a['id']}/approve", {}), 403, "forbidden")
+    assert_envelope(analyst.post(f"/connections/{conn}/remediation-credentials", WRITE_KEYS), 403)
+
+    bad = [
+        ({}, "body.finding_id"),
+        ({"finding_id": "nope"}, "body.finding_id"),
+        ({"finding_id": f["id"], "action": "s3.block_public_access"}, "body.action"),
+        ({"finding_id": f["id"], "action": "rm -rf"}, "body.action"),
+        ({"finding_id": f["id"], "parameters": {"x": 1}}, "body.parameters.x"),
+        ({"finding_id": f["id"], "dry_run": "yes"}, None),
+    ]
+    for body, path in bad:
+        e = assert_envelope(owner.post("/remediations/request", body), 422)
+        if path:
+            assert path in {i["path"] for i in e.get("issues", [])} or path in e["message"], (body, e)
+    sg = finding(owner, "aws.ec2.sg_ssh_open_to_world", planted_name(fixable["manifest"], "aws.ec2.sg_ssh_open_to_world", None))
+    assert_envelope(owner.post("/remediations/request", {"finding_id": sg["id"], "parameters": {"ports": ["x"]}}), 422)
+    assert_envelope(owner.post("/remediations/request", {"finding_id": "00000000-0000-4000-8000-000000000000"}), 404)
+    no_fix = owner.get("/findings/?rule_code=aws.s3.bucket_access_logging_disabled&status=open&limit=1").json()["items"][0]
+    assert_envelope(owner.post("/remediations/request", {"finding_id": no_fix["id"]}), 422, "no_fix_action")
+    assert_envelope(owner.get("/remediations/?status=bogus"), 422)
+    assert_envelope(owner.get("/remediations/?limit=0"), 422)
+    assert_envelope(owner.get("/remediations/?cursor=zzz"), 422)
+    assert_envelope(owner.get("/remediations/not-a-uuid"), 404)
+    assert_envelope(owner.get("/remediations/00000000-0000-4000-8000-000000000000"), 404)
+    assert_envelope(owner.post("/remediations/00000000-0000-4000-8000-000000000000/approve", {}), 404)
+    for patch, path in [({"mode": "yolo"}, "body.mode"), ({"auto_max_severity": "extreme"}, "body.auto_max_severity"),
+                        ({"allowed_actions": ["nope"]}, "body.allowed_actions"), ({"require_approval_from_roles": ["viewer"]}, "body.require_approval_from_roles"),
+                        ({"approval_ttl_hours": 0}, "body.approval_ttl_hours"), ({"max_actions_per_day": -1}, "body.max_actions_per_day")]:
+        e = assert_envelope(owner.patch("/tenants/current/remediation-policy", patch), 422)
+        assert path in {i["path"] for i in e["issues"]}, e
+    # Daily cap.
+    set_policy(owner, max_actions_per_day=0)
+    other_finding = finding(owner, "aws.sqs.queue_policy_public", "vigil-bad-queue")
+    assert_envelope(owner.post("/remediations/request", {"finding_id": other_finding["id"]}), 429, "remediation_daily_limit")
+    set_policy(owner, max_actions_per_day=50)
+    r = owner.post(f"/remediations/{a['id']}/reject", {"reason": "cleanup"})
+    assert r.status_code == 200

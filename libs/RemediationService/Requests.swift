@@ -125,7 +125,8 @@ struct RequestHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         guard let fid = req.findingId else { throw ServiceError.validation("body.finding_id", "field required") }
-        let findingId = try Validate.id(fid, "finding").lowercased()
+        guard ID.isValid(fid) else { throw ServiceError.validation("body.finding_id", "must be a finding id (UUID)") }
+        let findingId = fid.lowercased()
         let policy = try await store.transaction(p.scope) { try await PolicyHandlers.load($0, p.tenantId) }
         guard policy.mode != "disabled" else {
             throw ServiceError(status: 403, error: "remediation_disabled", message: "automatic remediation is disabled for this workspace (remediation policy mode: disabled)")
