@@ -205,9 +205,9 @@ def test_tenant_settings_and_remediation_policy(stack, signup):
     r = owner.patch("/tenants/current/settings", {"settings": {"timezone": "UTC"}})
     assert r.json()["settings"]["timezone"] == "UTC" and r.json()["settings"]["scan_interval_hours"] == 12
     assert owner.get("/tenants/current").json()["name"] == "Renamed"
-    r = owner.patch("/tenants/current/remediation-policy", {"mode": "auto_approve", "auto_approve_severities": ["low", "info"]})
+    r = owner.patch("/tenants/current/remediation-policy", {"mode": "auto", "auto_max_severity": "low"})
     assert r.status_code == 200, r.text
-    assert r.json()["mode"] == "auto_approve" and r.json()["auto_approve_severities"] == ["low", "info"]
+    assert r.json()["mode"] == "auto" and r.json()["auto_max_severity"] == "low"
     b = assert_envelope(owner.patch("/tenants/current/remediation-policy", {"mode": "yolo"}), 422)
     assert b["issues"][0]["path"] == "body.mode"
 
