@@ -33,7 +33,8 @@ def page(item):
 
 MODELS = {
     "Error": obj(["error", "message"], error=S(), message=S(), correlation_id=S(),
-                 issues={"type": "array", "items": obj(["path", "message"], path=S(), message=S())}),
+                 issues={"type": "array", "items": obj(["path", "message"], path=S(), message=S())},
+                 quota=obj(["name", "limit", "used", "resets_at"], name=S(), limit=I(), used=I(), resets_at={"anyOf": [S(format="date-time"), {"type": "null"}]})),
     "User": obj(["id", "email", "full_name", "email_verified"], id=UUID, email=S(format="email"), full_name=S(),
                 email_verified=B, created_at=DT),
     "Workspace": obj(["id", "slug", "name"], id=UUID, slug=S(), name=S(), parent_id=UUID, settings={"type": "object"},
@@ -432,6 +433,44 @@ REMEDIATION_ROUTES = [
 
 ROUTES += REMEDIATION_ROUTES
 
+LIMITS = obj(["connections", "scans_per_month", "remediations_per_month", "seats", "api_requests_per_minute", "findings_retention_days"],
+             connections=NULL(I()), scans_per_month=NULL(I()), remediations_per_month=NULL(I()), seats=NULL(I()),
+             api_requests_per_minute=NULL(I()), findings_retention_days=NULL(I()))
+QUOTA_BALANCE = obj(["name", "limit", "used", "reserved", "remaining"], name=S(), limit=NULL(I()), used=I(), reserved=I(), remaining=NULL(I()),
+                    resets_at=NULL(DT))
+SUB_STATUS = S(enum=["trialing", "active", "past_due", "canceled", "incomplete"])
+MODELS["Plan"] = obj(["id", "name", "rank", "prices", "limits", "features"], id=S(), name=S(), rank=I(), description=S(),
+                     prices={"type": "array", "items": obj(["interval", "amount_cents", "currency"], interval=S(enum=["month", "year"]),
+                                                           amount_cents=I(), currency=S())},
+                     limits=LIMITS, features={"type": "array", "items": S()})
+MODELS["Subscription"] = obj(["plan", "status", "current_period_start", "current_period_end", "cancel_at_period_end", "usage", "limits"],
+                             plan=S(), plan_name=S(), interval=S(), status=SUB_STATUS, current_period_start=DT, current_period_end=DT,
+                             cancel_at_period_end=B, trial_end=NULL(DT), scheduled_plan=NULL(S()), provider=S(enum=["manual", "stripe"]),
+                             restricted=B, limits=LIMITS, features={"type": "array", "items": S()},
+                             usage={"type": "object", "additionalProperties": QUOTA_BALANCE})
+BILLING_ROUTES = [
+    ("get", "/api/v1/billing/plans", "vigil.billing.plan.list", "public", 200, None,
+     obj(["items", "currency"], items={"type": "array", "items": MODELS["Plan"]}, currency=S()), "The plan catalogue with prices and limits (no auth)", []),
+    ("get", "/api/v1/billing/subscription", "vigil.billing.subscription.get", "member", 200, None, "Subscription",
+     "The workspace's subscription, effective limits and this period's usage", []),
+    ("post", "/api/v1/billing/checkout", "vigil.billing.subscription.checkout", "member", 200,
+     obj(["plan"], plan=S(enum=["free", "pro", "business", "enterprise"]), interval=S(enum=["month", "year"])),
+     obj(["provider", "status", "url", "plan"], provider=S(), status=S(enum=["redirect", "applied", "scheduled"]), url=S(), plan=S(),
+         effective_at=NULL(DT), session_id=NULL(S())),
+     "Change plan (owner, admin, billing): Stripe Checkout, or at once (upgrade) / at period end (downgrade)", []),
+    ("post", "/api/v1/billing/portal", "vigil.billing.subscription.portal", "member", 200, None, obj(["provider", "url"], provider=S(), url=S()),
+     "The payment provider's billing portal (owner, admin, billing)", []),
+    ("post", "/api/v1/billing/cancel", "vigil.billing.subscription.cancel", "member", 200, None, "Subscription", "Cancel at period end", []),
+    ("post", "/api/v1/billing/resume", "vigil.billing.subscription.resume", "member", 200, None, "Subscription", "Undo a pending cancellation", []),
+    ("post", "/api/v1/billing/webhooks/stripe", "vigil.billing.webhook.stripe", "public", 200, OBJ,
+     obj(["received", "duplicate", "type"], received=B, duplicate=B, type=S()),
+     "Stripe webhooks (Stripe-Signature verified, 300 s tolerance, each event id processed once)", []),
+    ("get", "/api/v1/quotas/balance", "vigil.billing.quota.balance", "member", 200, None,
+     obj(["plan", "status", "period_start", "period_end", "restricted", "quotas"], plan=S(), status=SUB_STATUS, period_start=DT, period_end=DT,
+         restricted=B, quotas={"type": "object", "additionalProperties": QUOTA_BALANCE}), "This period's quota balances", []),
+]
+ROUTES += BILLING_ROUTES
+
 INTERNAL = [
     ("vigil.identity.principal.resolve", obj(["kind"], kind=S(enum=["jwt", "api_key"]), user_id=UUID, session_tenant_id=UUID,
                                               api_key_hash=S(), tenant_slug=S()), MODELS["Principal"],
@@ -439,6 +478,17 @@ INTERNAL = [
     ("vigil.identity.keys.get", obj(), obj(["keys"], keys={"type": "array", "items": obj(["kid", "alg", "public_key"], kid=S(), alg=S(), public_key=S())}),
      "Identity's Ed25519 token-verification keys"),
     ("vigil.remediation.policy.get", obj(), MODELS["RemediationPolicy"], "The workspace's remediation policy"),
+    ("vigil.billing.quota.reserve", obj(["quota", "ref"], quota=S(enum=["scans", "remediations"]), ref=S(), amount=I(minimum=1)),
+     obj(["reservation_id", "quota", "used", "reserved", "limits", "plan"], reservation_id=UUID, quota=S(), limit=NULL(I()), used=I(), reserved=I(),
+         remaining=NULL(I()), limits=LIMITS, plan=S()),
+     "Services → billing before accepting work: reserve a unit of a per-period quota (403 quota_exceeded when none is left)"),
+    ("vigil.billing.quota.commit", obj(["quota", "ref"], quota=S(), ref=S()), obj(["ref", "status"], ref=S(), status=S()), "Count a reservation"),
+    ("vigil.billing.quota.release", obj(["quota", "ref"], quota=S(), ref=S()), obj(["ref", "status"], ref=S(), status=S()), "Give a reservation back"),
+    ("vigil.billing.quota.check", obj(["quota", "in_use"], quota=S(enum=["connections", "seats"]), in_use=I(minimum=0), adding=I(minimum=0)),
+     obj(["quota", "in_use", "allowed"], quota=S(), limit=NULL(I()), in_use=I(), allowed=B),
+     "Services → billing: may `adding` more exist next to `in_use`? (also records the count)"),
+    ("vigil.billing.plan.limits", obj(), obj(["plan", "status", "restricted", "limits", "features"], plan=S(), status=S(), restricted=B, limits=LIMITS,
+                                             features={"type": "array", "items": S()}), "The workspace's effective plan (gateway: API rate)"),
     ("vigil.findings.rules.effective", obj(), obj(["rules"], rules={"type": "array", "items": OBJ}),
      "Scanner → findings at scan start: the workspace's enabled rules (built-in with overrides, and custom), in the rule format of contracts/rules"),
 ]
@@ -501,6 +551,9 @@ EVENTS = {
     "vigil.events.rule.created": obj(["rule_id"], rule_id=S(), **ID_ACTOR),
     "vigil.events.rule.updated": obj(["rule_id"], rule_id=S(), enabled=S(), severity=S(), **ID_ACTOR),
     "vigil.events.report.generated": obj(["report_id", "type", "format"], report_id=UUID, type=S(), format=S(), **ID_ACTOR),
+    "vigil.events.billing.subscription_updated": obj(["plan", "status", "change"], plan=S(), status=S(), change=S(), previous_plan=S(),
+                                                     previous_status=S(), cancel_at_period_end=S(enum=["true", "false"]), scheduled_plan=S(), **ID_ACTOR),
+    "vigil.events.billing.usage_recorded": obj(["quota", "ref", "amount"], quota=S(), ref=S(), amount=S()),
     "vigil.events.webhook.endpoint_created": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_deleted": obj(["endpoint_id"], endpoint_id=UUID, **ID_ACTOR),
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),

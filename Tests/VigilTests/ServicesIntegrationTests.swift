@@ -1,5 +1,5 @@
 import Bus
-import DomainServices
+import BillingService
 import FindingsService
 import Foundation
 @testable import GatewayService
@@ -16,7 +16,7 @@ import VigilTesting
 
 @Suite(.serialized) struct ServicesIntegrationTests {
     static let all = [GatewayService.definition, IdentityService.definition, ScanService.definition,
-                      FindingsService.definition, RemediationService.definition, DomainServices.billing, NotifierService.definition]
+                      FindingsService.definition, RemediationService.definition, BillingService.definition, NotifierService.definition]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
         let servers = try TestServers.get()

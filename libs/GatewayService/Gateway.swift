@@ -21,6 +21,7 @@ import VigilCrypto
 /// | VIGIL_RATE_STEADY / VIGIL_RATE_STEADY_WINDOW | 1200 / 60 | requests per credential per steady window (s) |
 /// | VIGIL_OPENAPI_PATH | contracts/openapi.yaml | the OpenAPI document served as JSON |
 /// | VIGIL_PRINCIPAL_CACHE_MS | 5000 | how long a resolved credential is reused (0 = never) |
+/// | VIGIL_PLAN_LIMITS_CACHE_SECONDS | 60 | how long a workspace's plan API rate is reused |
 struct GatewaySettings: Sendable {
     var host: String
     var port: Int
@@ -30,6 +31,7 @@ struct GatewaySettings: Sendable {
     var steady: RateLimiter.Window
     var openAPIPath: String?
     var principalCacheTTL: Duration
+    var planLimitsTTLSeconds: Int
     /// Whether contact messages need a captcha (the notifier verifies; /status reports it).
     var captchaEnabled: Bool
 
@@ -42,6 +44,7 @@ struct GatewaySettings: Sendable {
         steady = .init(limit: r.int("VIGIL_RATE_STEADY", default: 1200), seconds: r.double("VIGIL_RATE_STEADY_WINDOW", default: 60))
         openAPIPath = r.optional("VIGIL_OPENAPI_PATH")
         principalCacheTTL = .milliseconds(r.int("VIGIL_PRINCIPAL_CACHE_MS", default: 5000))
+        planLimitsTTLSeconds = max(1, r.int("VIGIL_PLAN_LIMITS_CACHE_SECONDS", default: 60))
         captchaEnabled = r.optional("VIGIL_CAPTCHA_VERIFY_URL") != nil
     }
 }
@@ -94,6 +97,7 @@ final class Gateway: Sendable {
     let openAPIJSON: Data?
     let logger: Logger
     let principals: PrincipalCache
+    let planRates: PlanRates
 
     init(ctx: ServiceContext, settings: GatewaySettings) async throws {
         self.ctx = ctx
@@ -105,6 +109,7 @@ final class Gateway: Sendable {
         openAPIJSON = OpenAPIDocument.load(explicitPath: settings.openAPIPath, logger: ctx.logger)
         principals = PrincipalCache(ttl: settings.principalCacheTTL)
         try principals.listen(on: ctx.bus)
+        planRates = PlanRates(bus: ctx.bus, ttl: Double(settings.planLimitsTTLSeconds), logger: ctx.logger)
     }
 
     func application() -> some ApplicationProtocol {
@@ -211,6 +216,7 @@ final class Gateway: Sendable {
         let resolved = try await authenticate(route, request, credential: credential, credentialHash: credentialHash,
                                               client: client, cid: cid)
         let principal = resolved?.principal
+        if let principal { try await planRates.check(tenant: principal.tenantId) }
         let busContext = CallContext(tenantId: principal?.tenantId, principal: resolved?.header, correlationId: cid,
                                      idempotencyKey: request.headers[.idempotencyKey],
                                      traceparent: request.headers[.traceparent], clientAddress: client,
@@ -279,6 +285,14 @@ final class Gateway: Sendable {
 
     /// Merges the JSON body with path parameters and typed query parameters into the bus request.
     func buildPayload(_ route: Route, _ request: Request, _ context: GatewayContext, _ raw: Data) throws -> Data {
+        if route.rawBody {
+            // Signed payloads (Stripe webhooks): the exact bytes and the headers that sign them.
+            var headers: [String: String] = [:]
+            for field in request.headers where ["stripe-signature", "content-type"].contains(field.name.canonicalName) {
+                headers[field.name.canonicalName] = field.value
+            }
+            return try JSONSerialization.data(withJSONObject: ["raw_base64": raw.base64EncodedString(), "headers": headers])
+        }
         var object: [String: Any] = [:]
         if route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
             let parsed: Any
@@ -366,6 +380,9 @@ final class Gateway: Sendable {
     func envelope(_ e: ServiceError, correlationId: String) -> Data {
         var obj: [String: Any] = ["error": e.error, "message": e.message, "correlation_id": correlationId]
         if let issues = e.issues { obj["issues"] = issues.map { ["path": $0.path, "message": $0.message] } }
+        if let q = e.quota {
+            obj["quota"] = ["name": q.name, "limit": q.limit, "used": q.used, "resets_at": q.resetsAt.map { $0 as Any } ?? NSNull()] as [String: Any]
+        }
         return (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
     }
 

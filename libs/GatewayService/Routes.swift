@@ -29,6 +29,8 @@ struct Route: Sendable {
     var takesBody: Bool = true
     /// The service answers `{content_type, filename, content_base64}` and the client gets the raw file.
     var download: Bool = false
+    /// The service gets the raw body (base64) and its signature headers instead of parsed JSON.
+    var rawBody: Bool = false
 
     /// The path in Hummingbird's `:param` syntax.
     var routerPath: String {
@@ -71,6 +73,15 @@ enum RouteTable {
         Route(method: .get, path: "/api/v1/tenants/current", subject: "vigil.identity.tenant.get", access: .member, takesBody: false),
         Route(method: .patch, path: "/api/v1/tenants/current", subject: "vigil.identity.tenant.update", access: .role(.admin)),
         Route(method: .patch, path: "/api/v1/tenants/current/remediation-policy", subject: "vigil.remediation.policy.update", access: .role(.admin)),
+        // billing and quotas
+        Route(method: .get, path: "/api/v1/billing/plans", subject: "vigil.billing.plan.list", access: .public, takesBody: false),
+        Route(method: .get, path: "/api/v1/billing/subscription", subject: "vigil.billing.subscription.get", access: .member, takesBody: false),
+        Route(method: .post, path: "/api/v1/billing/checkout", subject: "vigil.billing.subscription.checkout", access: .member),
+        Route(method: .post, path: "/api/v1/billing/portal", subject: "vigil.billing.subscription.portal", access: .member, takesBody: false),
+        Route(method: .post, path: "/api/v1/billing/cancel", subject: "vigil.billing.subscription.cancel", access: .member, takesBody: false),
+        Route(method: .post, path: "/api/v1/billing/resume", subject: "vigil.billing.subscription.resume", access: .member, takesBody: false),
+        Route(method: .post, path: "/api/v1/billing/webhooks/stripe", subject: "vigil.billing.webhook.stripe", access: .public, rawBody: true),
+        Route(method: .get, path: "/api/v1/quotas/balance", subject: "vigil.billing.quota.balance", access: .member, takesBody: false),
         // remediation
         Route(method: .post, path: "/api/v1/connections/{connection_id}/remediation-credentials", subject: "vigil.remediation.credentials.set", access: .role(.admin)),
         Route(method: .delete, path: "/api/v1/connections/{connection_id}/remediation-credentials", subject: "vigil.remediation.credentials.delete",

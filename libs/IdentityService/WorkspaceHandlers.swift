@@ -194,6 +194,13 @@ extension IdentityHandlers {
                 }
                 try await tx.execute("UPDATE identity.invitations SET status = 'expired' WHERE tenant_id = $1 AND email = $2 AND status = 'pending' AND expires_at < now()",
                                      [p.tenantId, email])
+                // Seats: members plus pending invitations, counted under a per-workspace lock.
+                _ = try await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["seats:" + p.tenantId])
+                let seats = try await tx.one("""
+                    SELECT (SELECT count(*) FROM identity.memberships WHERE tenant_id = $1)
+                         + (SELECT count(*) FROM identity.invitations WHERE tenant_id = $1 AND status = 'pending' AND expires_at > now()) AS n
+                    """, [p.tenantId])!.int("n")
+                try await Quotas.check(bus, tenantId: p.tenantId, quota: "seats", inUse: seats)
                 let ws = try await tx.one("SELECT name FROM identity.workspaces WHERE id = $1", [p.tenantId])!.string("name")
                 let row = try await tx.one("""
                     INSERT INTO identity.invitations (id, tenant_id, email, role, token_hash, invited_by, expires_at)

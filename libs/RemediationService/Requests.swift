@@ -180,7 +180,21 @@ struct RequestHandlers: Sendable {
 
         let autoApproved = !dryRun && policy.autoApproves(severity: finding.severity)
         let status = dryRun ? "dry_run" : autoApproved ? "approved" : "pending_approval"
-        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+        // The plan's remediation quota: reserved now, committed when applied, released otherwise.
+        if !dryRun { _ = try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "remediations", ref: id) }
+        do {
+            return try await insert(p, ctx, id: id, finding: finding, name: name, action: action, apiRegion: apiRegion, conn: conn, session: session,
+                                    status: status, dryRun: dryRun, autoApproved: autoApproved, parameters: parameters, plan: plan, policy: policy)
+        } catch {
+            if !dryRun { await Quotas.release(bus, tenantId: p.tenantId, quota: "remediations", ref: id) }
+            throw error
+        }
+    }
+
+    func insert(_ p: Principal, _ ctx: CallContext, id: String, finding: FindingInfo, name: String, action: FixAction, apiRegion: String,
+                conn: ConnectionInfo, session: AWSSession, status: String, dryRun: Bool, autoApproved: Bool, parameters: [String: JSONValue],
+                plan: FixPlan, policy: RemediationPolicy) async throws -> ActionView {
+        try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             if !dryRun {
                 let today = try await tx.one("""
                     SELECT count(*) AS n FROM remediation.actions WHERE tenant_id = $1 AND NOT dry_run AND created_at > now() - interval '1 day'

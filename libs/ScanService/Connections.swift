@@ -56,6 +56,8 @@ struct ConnectionTestReply: Codable, Sendable { var ok: Bool; var accountId: Str
 struct ConnectionHandlers: Sendable {
     let store: Store
     let settings: ScanSettings
+    /// Billing's connection quota (nil in tests that run without the bus).
+    var bus: BusConnection? = nil
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<ConnectionRequest, ConnectionView>("vigil.scans.connection.create"), handler: create)
@@ -105,6 +107,12 @@ struct ConnectionHandlers: Sendable {
         let id = ID.make()
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: id)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            if let bus {
+                // One creation at a time per workspace, so the count the quota is checked against is exact.
+                _ = try await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["connections:" + p.tenantId])
+                let n = try await tx.one("SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId])!.int("n")
+                try await Quotas.check(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
+            }
             let row = try await tx.one("""
                 INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked, settings)
                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
@@ -163,6 +171,14 @@ struct ConnectionHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.connectionId, "connection")
+        defer {
+            if let bus {
+                Task {
+                    let n = (try? await store.query(p.scope, "SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId]).first?.int("n")) ?? 0
+                    await Quotas.report(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
+                }
+            }
+        }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await tx.execute("DELETE FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
                 throw ServiceError.notFound("connection")

@@ -54,12 +54,12 @@ public enum ScanService {
         let r = ctx.config.reader
         let settings = try ScanSettings(r, logger: ctx.logger)
         let store = ctx.store!
-        let connections = ConnectionHandlers(store: store, settings: settings)
+        let connections = ConnectionHandlers(store: store, settings: settings, bus: ctx.bus)
         // Roles (DESIGN.md §2): "api" serves the REST subjects, "worker" runs scan jobs; default both.
         let roles = Set(r.string("VIGIL_SCAN_ROLES", default: "api,worker").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         if roles.contains("api") {
             connections.register(on: ctx.responder)
-            ScanHandlers(store: store).register(on: ctx.responder)
+            ScanHandlers(store: store, bus: ctx.bus).register(on: ctx.responder)
             InstructionHandlers(publicURL: r.string("VIGIL_PUBLIC_URL", default: "http://127.0.0.1:8080")).register(on: ctx.responder)
         }
         var services: [any Service] = []

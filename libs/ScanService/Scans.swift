@@ -103,6 +103,7 @@ enum ScanRows {
 
 struct ScanHandlers: Sendable {
     let store: Store
+    let bus: BusConnection
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<TriggerScanRequest, ScanView>("vigil.scans.scan.trigger"), handler: trigger)
@@ -132,23 +133,47 @@ struct ScanHandlers: Sendable {
         }
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         let id = ID.make()
-        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard let conn = try await tx.one("SELECT provider, settings FROM scans.connections WHERE id = $1 AND tenant_id = $2",
-                                              [cid.lowercased(), p.tenantId]) else { throw ServiceError.notFound("connection") }
-            let settings: ConnectionSettings = try conn.json("settings")
-            let regions = Array(Set(req.regions ?? settings.regions ?? ["us-east-1"])).sorted()
-            let services = req.services.map { Array(Set($0)).sorted() } ?? AWSCollectors.names
-            let row = try await tx.one("""
-                INSERT INTO scans.scans (id, tenant_id, connection_id, status, regions, services, requested_by)
-                VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING *
-                """, [id, p.tenantId, cid.lowercased(), ArrayParameter(regions), ArrayParameter(services), p.actorId])!
-            let provider = try conn.string("provider")
-            try await tx.emit("vigil.jobs.scan.\(provider)", type: "scan.job", tenantId: p.tenantId,
-                              data: ScanJob(scanId: id, tenantId: p.tenantId, connectionId: cid.lowercased()))
-            try await tx.emit("vigil.events.scan.queued", type: "scan.queued", tenantId: p.tenantId,
-                              data: ["scan_id": id, "connection_id": cid.lowercased(), "actor": p.actorId])
-            return try ScanRows.view(row)
+        guard try await store.query(p.scope, "SELECT 1 FROM scans.connections WHERE id = $1 AND tenant_id = $2", [cid.lowercased(), p.tenantId]).first != nil else {
+            throw ServiceError.notFound("connection")
         }
+        // The plan's scan quota: reserved now, committed when the scan completes, released if it fails.
+        let reservation = try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "scans", ref: id)
+        do {
+            return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+                try await insertScan(tx, p: p, id: id, cid: cid, req: req, limits: reservation.limits)
+            }
+        } catch {
+            await Quotas.release(bus, tenantId: p.tenantId, quota: "scans", ref: id)
+            throw error
+        }
+    }
+
+    func insertScan(_ tx: Transaction, p: Principal, id: String, cid: String, req: TriggerScanRequest, limits: Quotas.Limits) async throws -> ScanView {
+        guard let conn = try await tx.one("SELECT provider, settings, created_at FROM scans.connections WHERE id = $1 AND tenant_id = $2",
+                                          [cid.lowercased(), p.tenantId]) else { throw ServiceError.notFound("connection") }
+        // Over the plan's connection limit (after a downgrade) the newest connections are read-only.
+        if let max = limits.connections {
+            let older = try await tx.one("""
+                SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
+                """, [p.tenantId, try conn.string("created_at"), cid.lowercased()])!.int("n")
+            if older >= max {
+                throw ServiceError.quotaExceeded(QuotaDetail(name: "connections", limit: max, used: older + 1, resetsAt: nil),
+                                                 message: "this connection is read-only: the plan allows \(max) connections and this is number \(older + 1); upgrade or delete connections to scan it")
+            }
+        }
+        let settings: ConnectionSettings = try conn.json("settings")
+        let regions = Array(Set(req.regions ?? settings.regions ?? ["us-east-1"])).sorted()
+        let services = req.services.map { Array(Set($0)).sorted() } ?? AWSCollectors.names
+        let row = try await tx.one("""
+            INSERT INTO scans.scans (id, tenant_id, connection_id, status, regions, services, requested_by)
+            VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING *
+            """, [id, p.tenantId, cid.lowercased(), ArrayParameter(regions), ArrayParameter(services), p.actorId])!
+        let provider = try conn.string("provider")
+        try await tx.emit("vigil.jobs.scan.\(provider)", type: "scan.job", tenantId: p.tenantId,
+                          data: ScanJob(scanId: id, tenantId: p.tenantId, connectionId: cid.lowercased()))
+        try await tx.emit("vigil.events.scan.queued", type: "scan.queued", tenantId: p.tenantId,
+                          data: ["scan_id": id, "connection_id": cid.lowercased(), "actor": p.actorId])
+        return try ScanRows.view(row)
     }
 
     @Sendable func list(_ req: ScanListRequest, _ ctx: CallContext) async throws -> Page<ScanView> {

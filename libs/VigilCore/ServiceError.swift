@@ -10,6 +10,18 @@ public struct ValidationIssue: Codable, Sendable, Equatable {
     }
 }
 
+/// Which quota refused a request (`quota_exceeded`): its name, limit, what is used and when it resets.
+public struct QuotaDetail: Codable, Sendable, Equatable {
+    public var name: String
+    public var limit: Int
+    public var used: Int
+    public var resetsAt: String?
+    public init(name: String, limit: Int, used: Int, resetsAt: String?) {
+        self.name = name; self.limit = limit; self.used = used; self.resetsAt = resetsAt
+    }
+    enum CodingKeys: String, CodingKey { case name, limit, used, resetsAt = "resets_at" }
+}
+
 /// An error that reaches the edge: it carries its HTTP status and a stable machine code.
 ///
 /// Services throw it from handlers; the bus carries it as `Nats-Service-Error(-Code)` headers plus the
@@ -21,10 +33,12 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
     public var message: String
     /// Validation issues (422 only).
     public var issues: [ValidationIssue]?
+    /// The quota that refused the request (`quota_exceeded` only).
+    public var quota: QuotaDetail?
     /// The HTTP status this maps to. Not part of the JSON body (it travels in a header).
     public var status: Int
 
-    enum CodingKeys: String, CodingKey { case error, message, issues }
+    enum CodingKeys: String, CodingKey { case error, message, issues, quota }
 
     public init(status: Int, error: String, message: String, issues: [ValidationIssue]? = nil) {
         self.status = status
@@ -38,6 +52,7 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
         error = try c.decode(String.self, forKey: .error)
         message = try c.decodeIfPresent(String.self, forKey: .message) ?? ""
         issues = try c.decodeIfPresent([ValidationIssue].self, forKey: .issues)
+        quota = try c.decodeIfPresent(QuotaDetail.self, forKey: .quota)
         status = 500
     }
 
@@ -53,6 +68,12 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
         .init(status: 422, error: "validation_error", message: "request validation failed", issues: issues)
     }
     public static func validation(_ path: String, _ message: String) -> ServiceError { validation([.init(path: path, message: message)]) }
+    public static func quotaExceeded(_ q: QuotaDetail, status: Int = 403, message: String? = nil) -> ServiceError {
+        var e = ServiceError(status: status, error: "quota_exceeded",
+                             message: message ?? "the plan's \(q.name) quota is used up (\(q.used) of \(q.limit))" + (q.resetsAt.map { "; it resets at \($0)" } ?? ""))
+        e.quota = q
+        return e
+    }
     public static func tooManyRequests(_ m: String) -> ServiceError { .init(status: 429, error: "rate_limited", message: m) }
     public static func `internal`(_ m: String = "internal error") -> ServiceError { .init(status: 500, error: "internal_error", message: m) }
     public static func unavailable(_ m: String) -> ServiceError { .init(status: 503, error: "service_unavailable", message: m) }

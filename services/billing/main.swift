@@ -1,4 +1,4 @@
-import DomainServices
+import BillingService
 import ServiceRuntime
 
-await ServiceHost.main(DomainServices.billing)
+await ServiceHost.main(BillingService.definition)
