@@ -175,6 +175,13 @@ def test_every_action_fixes_verifies_and_rolls_back(stack, fixable):
         assert a["verification"]["status"] in ("PASS", "GONE") and a["before_state"] is not None and a["executed_calls"], (action, a)
         assert [h["to_status"] for h in a["history"]] == ["pending_approval", "approved", "executing", "applied"], a["history"]
 
+    # Each applied fix counts against the plan's remediation quota (metered from the events).
+    deadline = time.time() + 10
+    while owner.get("/quotas/balance").json()["quotas"]["remediations"]["used"] < len(CASES) and time.time() < deadline:
+        time.sleep(0.2)
+    assert owner.get("/quotas/balance").json()["quotas"]["remediations"]["used"] == len(CASES)
+    assert owner.get("/quotas/balance").json()["quotas"]["remediations"]["reserved"] == 0
+
     # The findings service resolves each fixed finding through the event path.
     for action, (aid, f, rule) in requested.items():
         deadline = time.time() + 20
@@ -487,3 +494,11 @@ def test_isolation_roles_and_bad_input(stack, fixable, signup):
     set_policy(owner, max_actions_per_day=50)
     r = owner.post(f"/remediations/{a['id']}/reject", {"reason": "cleanup"})
     assert r.status_code == 200
+    # The plan's fix quota: the free plan has none; the refusal says which quota and its figures.
+    t = owner.get("/auth/me").json()["workspace"]["id"]
+    psql(stack, f"UPDATE billing.subscriptions SET plan = 'free', status = 'active', trial_end = NULL WHERE tenant_id = '{t}'")
+    e = assert_envelope(owner.post("/remediations/request", {"finding_id": other_finding["id"]}), 403, "quota_exceeded")
+    assert e["quota"]["name"] == "remediations" and e["quota"]["limit"] == 0 and e["quota"]["resets_at"]
+    r = owner.post("/remediations/request", {"finding_id": other_finding["id"], "dry_run": True})
+    assert r.status_code == 201, "a dry run changes nothing and uses no quota"
+    psql(stack, f"UPDATE billing.subscriptions SET plan = 'pro', status = 'trialing' WHERE tenant_id = '{t}'")

@@ -16,6 +16,13 @@ struct CheckoutReply: Codable, Sendable {
     var plan: String
     var effectiveAt: Date?
     var sessionId: String?
+
+    enum CodingKeys: String, CodingKey { case provider, status, url, plan, effectiveAt, sessionId }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(provider, forKey: .provider); try c.encode(status, forKey: .status); try c.encode(url, forKey: .url)
+        try c.encode(plan, forKey: .plan); try c.encode(effectiveAt, forKey: .effectiveAt); try c.encode(sessionId, forKey: .sessionId)
+    }
 }
 struct PortalReply: Codable, Sendable { var provider: String; var url: String }
 struct PlanCatalog: Codable, Sendable { var items: [Plan]; var currency: String }
@@ -99,8 +106,8 @@ struct SubscriptionHandlers: Sendable {
             if let stripe, let subId = s.subscriptionId, let price = stripe.settings.prices["\(plan.id):\(interval)"] {
                 let sub = try await stripe.call("GET", "/v1/subscriptions/\(subId)")
                 let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
-                _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("items[0][id]", item), ("items[0][plan]", price),
-                                                                                ("proration_behavior", "create_prorations"), ("metadata[plan]", plan.id)])
+                // Stripe prorates by default (create_prorations).
+                _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", plan.id)])
             }
             // Upgrades (and choosing a plan after a trial or a cancellation) apply at once.
             _ = try await tx.execute("""

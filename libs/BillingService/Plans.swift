@@ -9,6 +9,19 @@ struct PlanLimits: Codable, Sendable, Equatable {
     var apiRequestsPerMinute: Int?
     var findingsRetentionDays: Int?
 
+    enum CodingKeys: String, CodingKey { case connections, scansPerMonth, remediationsPerMonth, seats, apiRequestsPerMinute, findingsRetentionDays }
+
+    /// Unlimited is an explicit null.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(scansPerMonth, forKey: .scansPerMonth)
+        try c.encode(remediationsPerMonth, forKey: .remediationsPerMonth)
+        try c.encode(seats, forKey: .seats)
+        try c.encode(apiRequestsPerMinute, forKey: .apiRequestsPerMinute)
+        try c.encode(findingsRetentionDays, forKey: .findingsRetentionDays)
+    }
+
     func limit(_ quota: String) -> Int? {
         switch quota {
         case "connections": connections

@@ -42,6 +42,18 @@ struct QuotaBalance: Codable, Sendable {
     var reserved: Int
     var remaining: Int?
     var resetsAt: Date?
+
+    enum CodingKeys: String, CodingKey { case name, limit, used, reserved, remaining, resetsAt }
+    /// Unlimited (and "never resets") are explicit nulls.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(limit, forKey: .limit)
+        try c.encode(used, forKey: .used)
+        try c.encode(reserved, forKey: .reserved)
+        try c.encode(remaining, forKey: .remaining)
+        try c.encode(resetsAt, forKey: .resetsAt)
+    }
 }
 
 struct SubscriptionView: Codable, Sendable {
@@ -60,6 +72,20 @@ struct SubscriptionView: Codable, Sendable {
     var limits: PlanLimits
     var features: [String]
     var usage: [String: QuotaBalance]
+
+    enum CodingKeys: String, CodingKey {
+        case plan, planName, interval, status, currentPeriodStart, currentPeriodEnd, cancelAtPeriodEnd, trialEnd, scheduledPlan, provider, restricted
+        case limits, features, usage
+    }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(plan, forKey: .plan); try c.encode(planName, forKey: .planName); try c.encode(interval, forKey: .interval)
+        try c.encode(status, forKey: .status); try c.encode(currentPeriodStart, forKey: .currentPeriodStart)
+        try c.encode(currentPeriodEnd, forKey: .currentPeriodEnd); try c.encode(cancelAtPeriodEnd, forKey: .cancelAtPeriodEnd)
+        try c.encode(trialEnd, forKey: .trialEnd); try c.encode(scheduledPlan, forKey: .scheduledPlan); try c.encode(provider, forKey: .provider)
+        try c.encode(restricted, forKey: .restricted); try c.encode(limits, forKey: .limits); try c.encode(features, forKey: .features)
+        try c.encode(usage, forKey: .usage)
+    }
 }
 
 /// The subscription model: lazy trial creation, the effective plan (grace, restriction), usage.

@@ -19,7 +19,6 @@ public struct QuotaDetail: Codable, Sendable, Equatable {
     public init(name: String, limit: Int, used: Int, resetsAt: String?) {
         self.name = name; self.limit = limit; self.used = used; self.resetsAt = resetsAt
     }
-    enum CodingKeys: String, CodingKey { case name, limit, used, resetsAt = "resets_at" }
 }
 
 /// An error that reaches the edge: it carries its HTTP status and a stable machine code.
