@@ -441,6 +441,14 @@ def test_stripe_checkout_subscription_webhooks_and_state_machine(stack, signup, 
     s = owner.get("/billing/subscription").json()
     assert s["status"] == "active" and s["restricted"] is False and s["limits"]["connections"] == 25
 
+    # A downgrade waits for the period end, then changes the Stripe subscription's plan too.
+    r = owner.post("/billing/checkout", {"plan": "pro"})
+    assert r.status_code == 200 and r.json()["status"] == "scheduled", r.text
+    assert stripe_call(ls, "GET", f"/v1/subscriptions/{sub['id']}")["items"]["data"][0]["plan"]["id"] == "price_business_month"
+    psql(stack, f"UPDATE billing.subscriptions SET scheduled_at = now() - interval '1 second' WHERE tenant_id = '{t}'")
+    s = wait_sub(owner, lambda s: s["plan"] == "pro" and s["scheduled_plan"] is None)
+    assert stripe_call(ls, "GET", f"/v1/subscriptions/{sub['id']}")["items"]["data"][0]["plan"]["id"] == "price_pro_month"
+
     # Stripe deletes the subscription (localstripe sends customer.subscription.deleted): canceled, free.
     stripe_call(ls, "DELETE", f"/v1/subscriptions/{sub['id']}")
     s = wait_sub(owner, lambda s: s["status"] == "canceled")

@@ -77,6 +77,10 @@ public enum BillingService {
               id bigserial PRIMARY KEY, tenant_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), change text NOT NULL,
               from_plan text, to_plan text, from_status text, to_status text, actor text, note text);
             """ + ["subscriptions", "usage", "reservations", "gauges", "history"].map { Migration.tenantIsolation(table: $0) }.joined()),
+            Migration(2, "when a scheduled change applies", """
+            ALTER TABLE {schema}.subscriptions ADD COLUMN scheduled_at timestamptz;
+            UPDATE {schema}.subscriptions SET scheduled_at = current_period_end WHERE scheduled_plan IS NOT NULL;
+            """),
         ]
     ) { ctx in
         let settings = BillingSettings(ctx.config.reader)

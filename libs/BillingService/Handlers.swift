@@ -99,7 +99,9 @@ struct SubscriptionHandlers: Sendable {
             let downgrade = plan.rank < current.rank && s.status != "canceled"
             if downgrade {
                 // Downgrades wait for the period end; nothing is deleted (over-limit resources turn read-only).
-                _ = try await tx.execute("UPDATE billing.subscriptions SET scheduled_plan = $2, updated_at = now() WHERE tenant_id = $1", [p.tenantId, plan.id])
+                _ = try await tx.execute("""
+                    UPDATE billing.subscriptions SET scheduled_plan = $2, scheduled_at = current_period_end, updated_at = now() WHERE tenant_id = $1
+                    """, [p.tenantId, plan.id])
                 try await subs.changed(tx, s, change: "downgrade_scheduled", actor: p.actorId, note: "\(s.plan) → \(plan.id) at \(Timestamp.format(s.periodEnd))")
                 return CheckoutReply(provider: s.provider, status: "scheduled", url: returnURL, plan: plan.id, effectiveAt: s.periodEnd, sessionId: nil)
             }

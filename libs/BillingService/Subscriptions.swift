@@ -196,9 +196,18 @@ struct PeriodSweeper: Service {
         let due = try await subs.store.query(.crossTenant, """
             SELECT tenant_id FROM billing.subscriptions
             WHERE (current_period_end <= now() AND (provider_subscription_id IS NULL OR status = 'canceled'))
-               OR (status = 'trialing' AND trial_end <= now()) LIMIT 500
+               OR (status = 'trialing' AND trial_end <= now()) OR (scheduled_plan IS NOT NULL AND scheduled_at <= now()) LIMIT 500
             """).map { try $0.string("tenant_id") }
         for t in due {
+            do { try await sweep(tenant: t, now: now) } catch {
+                logger.warning("billing sweep of a workspace failed; retried next time", metadata: ["tenant_id": "\(t)", "error": "\(error)"])
+            }
+        }
+        return due.count
+    }
+
+    func sweep(tenant t: String, now: Date) async throws {
+        do {
             try await subs.store.transaction(.tenant(t)) { tx in
                 let s = try await subs.load(tx, t, lock: true)
                 var plan = s.plan, status = s.status, cancel = s.cancelAtPeriodEnd, scheduled = s.scheduledPlan
@@ -208,19 +217,33 @@ struct PeriodSweeper: Service {
                     if s.subscriptionId == nil { plan = "free"; notes.append("trial ended without a paid plan") }
                     status = "active"; trialEnd = nil
                 }
+                var rolled = false
                 if end <= now && (s.subscriptionId == nil || s.status == "canceled") {
+                    rolled = true
                     while end <= now { start = end; end = Subscriptions.addMonths(end, s.interval == "year" ? 12 : 1) }
                     notes.append("period rolled over")
                     if cancel { plan = "free"; status = "canceled"; cancel = false; scheduled = nil; notes.append("canceled at period end") }
-                    if let next = scheduled { plan = next; scheduled = nil; notes.append("scheduled change to \(next) applied") }
+                }
+                // A downgrade scheduled for the period end; a Stripe subscription changes price then too.
+                let scheduledAt = try await tx.one("SELECT scheduled_at FROM billing.subscriptions WHERE tenant_id = $1", [t])?.optionalDate("scheduled_at")
+                if let next = scheduled, rolled || (scheduledAt.map { $0 <= now } ?? false) {
+                    if let subId = s.subscriptionId, s.status != "canceled", let stripe {
+                        guard let price = stripe.settings.prices["\(next):\(s.interval)"] else {
+                            throw ServiceError(status: 409, error: "plan_not_for_sale", message: "\(next) per \(s.interval) has no Stripe price configured")
+                        }
+                        let sub = try await stripe.call("GET", "/v1/subscriptions/\(subId)")
+                        let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+                        _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", next)])
+                    }
+                    plan = next; scheduled = nil; notes.append("scheduled change to \(next) applied")
                 }
                 _ = try await tx.execute("""
                     UPDATE billing.subscriptions SET plan = $2, status = $3, cancel_at_period_end = $4, scheduled_plan = $5, current_period_start = $6,
-                      current_period_end = $7, trial_end = $8, updated_at = now() WHERE tenant_id = $1
+                      current_period_end = $7, trial_end = $8, scheduled_at = CASE WHEN $5::text IS NULL THEN NULL ELSE scheduled_at END,
+                      updated_at = now() WHERE tenant_id = $1
                     """, [t, plan, status, cancel, scheduled, start, end, trialEnd])
                 try await subs.changed(tx, s, change: "period", actor: "billing", note: notes.joined(separator: "; "))
             }
         }
-        return due.count
     }
 }
