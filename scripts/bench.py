@@ -296,15 +296,65 @@ def bench_findings(bin_dir):
         stack.stop()
 
 
+def bench_quota(bin_dir):
+    """Scan-quota reservations as scan-orchestrator makes them (over NATS, request/reply to billing):
+    one workspace (every reservation locks the same usage row) and 50 workspaces, QUOTA_CONCURRENCY
+    requests in flight; reservations/s and latency percentiles."""
+    import asyncio
+    import json as _json
+    n = int(os.environ.get("BENCH_QUOTA_RESERVATIONS", "5000"))
+    conc = int(os.environ.get("BENCH_QUOTA_CONCURRENCY", "32"))
+    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, extra_env={"VIGIL_LOG_LEVEL": "warning"})
+    try:
+        stack.start()
+        tenants = []
+        for i in range(50):
+            r = Client(stack.url).post("/auth/signup", {"email": unique_email("bench"), "password": "bench password 1",
+                                                        "full_name": "Bench", "workspace_name": f"Bench {i}"})
+            tenants.append(r.json()["workspace"]["id"])
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
+                        "INSERT INTO billing.subscriptions (tenant_id, plan, status, current_period_start, current_period_end) "
+                        "SELECT unnest(%s::uuid[]), 'enterprise', 'active', now(), now() + interval '1 month' "
+                        "ON CONFLICT (tenant_id) DO UPDATE SET plan = 'enterprise'" % ("'{" + ",".join(tenants) + "}'")],
+                       check=True, capture_output=True)
+
+        async def run(spread):
+            lat, errors = [], 0
+            sem = asyncio.Semaphore(conc)
+            async def one(i):
+                nonlocal errors
+                async with sem:
+                    t = tenants[i % len(tenants)] if spread else tenants[0]
+                    t0 = time.perf_counter()
+                    m = await stack.bus.nc.request("vigil.billing.quota.reserve", _json.dumps({"quota": "scans", "ref": f"b{spread}-{i}"}).encode(),
+                                                   timeout=10, headers={"Vigil-Tenant-Id": t, "Vigil-Correlation-Id": str(uuid.uuid4())})
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    if (m.headers or {}).get("Nats-Service-Error-Code"):
+                        errors += 1
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            return time.perf_counter() - start, sorted(lat), errors
+
+        print(f"\nquota benchmark: {n} scan reservations over NATS to billing, {conc} in flight, release build")
+        for spread, label in ((False, "1 workspace (one usage row, serialized)"), (True, "50 workspaces")):
+            wall, lat, errors = stack.bus.run(run(spread), timeout=600)
+            p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+            print(f"{label}: {n / wall:.0f} reservations/s; p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms; errors {errors}")
+    finally:
+        stack.stop()
+
+
 def main():
     what, bin_dir = sys.argv[1], sys.argv[2]
+    if what == "quota":
+        return bench_quota(bin_dir)
     if what == "findings":
         return bench_findings(bin_dir)
     if what == "notify":
         return bench_notify(bin_dir)
     if what == "scan":
         return bench_scan(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, notify, scan, findings"
+    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
                   extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})
@@ -314,6 +364,12 @@ def main():
                                                     "full_name": "Bench", "workspace_name": "Bench"})
         token = r.json()["access_token"]
         key = Client(stack.url, token=token).post("/api-keys/", {"name": "bench"}).json()["key"]
+        # The plan's API rate would cap the benchmark: the bench workspace is on enterprise (no plan rate).
+        tenant = r.json()["workspace"]["id"]
+        Client(stack.url, token=token).get("/billing/subscription")
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
+                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
+                       check=True, capture_output=True)
         # The machine is shared and noisy: (b) and (c) alternate for ROUNDS rounds; medians are reported.
         targets = [("(a) GET /status (no bus)", stack.url + "/status", []),
                    ("(b) GET /api/v1/ping (1 bus request)", stack.url + "/api/v1/ping", []),

@@ -72,7 +72,7 @@ enum Plans {
              features: ["findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports", "sso", "audit_log_export"]),
         Plan(id: "enterprise", name: "Enterprise", rank: 3, description: "Unlimited accounts and scans, MSP workspaces, SSO, support",
              prices: [PlanPrice(interval: "month", amountCents: 99900, currency: "usd"), PlanPrice(interval: "year", amountCents: 999000, currency: "usd")],
-             limits: PlanLimits(connections: nil, scansPerMonth: nil, remediationsPerMonth: nil, seats: nil, apiRequestsPerMinute: 30000, findingsRetentionDays: 730),
+             limits: PlanLimits(connections: nil, scansPerMonth: nil, remediationsPerMonth: nil, seats: nil, apiRequestsPerMinute: nil, findingsRetentionDays: 730),
              features: ["findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports", "sso", "audit_log_export",
                         "msp_workspaces", "priority_support"]),
     ]
