@@ -122,27 +122,25 @@ final class WebhookDispatcher: Sendable {
         guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
         let data = obj["data"] as? [String: Any] ?? [:]
         do {
-            let inserted = try await store.transaction(.tenant(tenant)) { tx -> Int in
-                let endpoints = try await tx.query(
-                    "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active",
-                    [tenant])
-                var targets: [String] = []
-                for e in endpoints {
-                    guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
-                    if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
-                       (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) { continue }
-                    if !e.isNull("connection_ids"), let conn = data["connection_id"] as? String,
-                       !(try e.stringArray("connection_ids")).contains(conn) { continue }
-                    targets.append(try e.string("id"))
-                }
-                guard !targets.isEmpty else { return 0 }
-                let payload = try Self.payload(type: type, occurredAt: obj["occurred_at"] as? String, data: data)
-                return try await tx.execute("""
-                    INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
-                    SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
-                    ON CONFLICT (endpoint_id, event_id) DO NOTHING
-                    """, [tenant, id, type, payload, ArrayParameter(targets)])
+            // One pipelined round trip in the common case (no endpoint wants it); a write only when one does.
+            let endpoints = try await store.query(.tenant(tenant),
+                "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
+            var targets: [String] = []
+            for e in endpoints {
+                guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
+                if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
+                   (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) { continue }
+                if !e.isNull("connection_ids"), let conn = data["connection_id"] as? String,
+                   !(try e.stringArray("connection_ids")).contains(conn) { continue }
+                targets.append(try e.string("id"))
             }
+            guard !targets.isEmpty else { return .ack }
+            let payload = try Self.payload(type: type, occurredAt: obj["occurred_at"] as? String, data: data)
+            let inserted = try await store.query(.tenant(tenant), """
+                INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
+                SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
+                ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id
+                """, [tenant, id, type, payload, ArrayParameter(targets)]).count
             if inserted > 0 { poke() }
             return .ack
         } catch {
