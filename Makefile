@@ -18,7 +18,7 @@ bench:          ## gateway, notifier and scan throughput and latency (prints fig
 	scripts/bench notify
 	scripts/bench scan
 
-demo:           ## moto with a misconfigured account, a demo workspace, a scan with progress, findings by severity
+demo:           ## moto with a misconfigured account, a demo workspace, a scan, findings by severity, one verified fix
 	scripts/demo
 
 contracts:      ## regenerate contracts/ from scripts/gen-contracts.py

@@ -73,7 +73,39 @@ def main():
     score = requests.get(f"{api}/compliance/score", headers=h, timeout=15).json()
     print(f"\nfindings service: {summary.get('open', 0)} open findings; compliance "
           + ", ".join(f"{f['name']} {f['score']}%" for f in score.get("frameworks", [])))
+    fix(api, h, conn, manifest)
     print(f"\nAll results: curl -H 'Authorization: Bearer …' '{api}/scans/{scan_id}/results?status=FAIL'")
+
+
+def fix(api, h, conn, manifest):
+    """A fix end to end: write credentials, a policy that approves up to critical, the plan, the
+    change, its verification, and the finding resolved."""
+    r = requests.post(f"{api}/connections/{conn['id']}/remediation-credentials", headers=h, timeout=30,
+                      json={"access_key_id": manifest["access_key_id"], "secret_access_key": manifest["secret_access_key"]})
+    r.raise_for_status()
+    requests.patch(f"{api}/tenants/current/remediation-policy", headers=h, timeout=15,
+                   json={"mode": "auto", "auto_max_severity": "critical"}).raise_for_status()
+    items = requests.get(f"{api}/findings/?auto_fix_only=true&status=open&sort_by=severity&limit=20", headers=h, timeout=15).json()["items"]
+    preferred = [f for f in items if f["rule_code"] == "aws.s3.bucket_acl_public_read"] or items
+    if not preferred:
+        print("\nno open finding with an automatic fix (fixed in an earlier demo run?)")
+        return
+    f = preferred[0]
+    a = requests.post(f"{api}/remediations/request", headers=h, timeout=60, json={"finding_id": f["id"]}).json()
+    print(f"\nfix for '{f['title']}' on {f['resource_name']}: {a['plan']['action']['title']}")
+    for c in a["plan"]["calls"]:
+        print(f"  plan: {c['service']} {c['operation']}  (needs {', '.join(a['plan']['action']['permissions'][-2:])})")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        a = requests.get(f"{api}/remediations/{a['id']}", headers=h, timeout=15).json()
+        if a["status"] in ("applied", "failed"):
+            break
+        time.sleep(0.5)
+    print(f"  {a['status']}: rule {a['verification']['rule_code'] if a.get('verification') else ''} now "
+          f"{(a.get('verification') or {}).get('status', '?')} on the re-collected resource")
+    time.sleep(1.5)
+    print(f"  finding is {requests.get(api + '/findings/' + f['id'], headers=h, timeout=15).json()['status']}; "
+          f"undo with POST /api/v1/remediations/{a['id']}/rollback")
 
 
 if __name__ == "__main__":
