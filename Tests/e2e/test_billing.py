@@ -237,6 +237,11 @@ def test_completed_scans_count_and_quota_refusals_on_every_path(stack, signup, s
     assert e["quota"]["name"] == "api_requests_per_minute" and e["quota"]["limit"] == 120 and e["quota"]["resets_at"]
 
 
+def test_webhooks_are_refused_without_a_configured_secret(stack):
+    payload = fixture_event("event_invoice_paid.json", customer="cus_x", subscription="sub_x")
+    assert_envelope(post_webhook(stack, payload, sign(payload)), 400, "webhooks_not_configured")
+
+
 def test_internal_quota_subjects_validate(stack, signup):
     owner, _, _ = signup("qv")
     t = tenant_of(owner)
@@ -413,6 +418,9 @@ def test_stripe_checkout_subscription_webhooks_and_state_machine(stack, signup, 
     assert_envelope(post_webhook(stack, payload, sign(payload, ts=int(time.time()) - 3600)), 400, "stale_signature")
     assert_envelope(post_webhook(stack, payload, ""), 400, "invalid_signature")
     assert_envelope(post_webhook(stack, payload[:-5] + b"   }}", sign(payload)), 400, "invalid_signature")
+    junk = b'{"hello": "world"}'
+    assert_envelope(post_webhook(stack, junk, sign(junk)), 400, "invalid_event")
+    assert_envelope(post_webhook(stack, b"not json", sign(b"not json")), 400, "invalid_event")
 
     # Cancel and resume go to Stripe.
     assert owner.post("/billing/cancel").json()["cancel_at_period_end"] is True
