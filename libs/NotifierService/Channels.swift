@@ -54,6 +54,7 @@ struct ChannelService: Sendable {
     let http: OutboundHTTP
     let guardrail: SSRFGuard
     let logger: Logger
+    let channelsPresent = PresenceCache()
     static let methods = ["email", "slack", "webhook"]
 
     func register(on r: ServiceResponder) {
@@ -242,6 +243,10 @@ struct ChannelService: Sendable {
         guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
         let data = obj["data"] as? [String: Any] ?? [:]
         do {
+            let store = self.store
+            guard try await channelsPresent.present(tenant: tenant, occurredAt: obj["occurred_at"] as? String, read: {
+                try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
+            }) else { return .ack }
             let channels = try await store.query(.tenant(tenant), """
                 SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
                   AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)

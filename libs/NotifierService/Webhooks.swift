@@ -106,6 +106,7 @@ final class WebhookDispatcher: Sendable {
     let logger: Logger
     let wake = WakeSignal()
     let http: OutboundHTTP
+    let endpointsPresent = PresenceCache()
 
     init(store: Store, settings: WebhookSettings, logger: Logger) {
         self.store = store
@@ -122,7 +123,13 @@ final class WebhookDispatcher: Sendable {
         guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
         let data = obj["data"] as? [String: Any] ?? [:]
         do {
-            // One pipelined round trip in the common case (no endpoint wants it); a write only when one does.
+            // Workspaces without endpoints skip the database for old events (bulk backlogs).
+            let store = self.store
+            guard try await endpointsPresent.present(tenant: tenant, occurredAt: obj["occurred_at"] as? String, read: {
+                try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
+                                      [tenant]).first != nil
+            }) else { return .ack }
+            // One pipelined round trip (no endpoint wants it); a write only when one does.
             let endpoints = try await store.query(.tenant(tenant),
                 "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
             var targets: [String] = []
