@@ -233,7 +233,11 @@ def psql(stack, sql):
 
 
 def test_dry_run_plans_and_changes_nothing(stack, fixable):
+    from test_notifier import Receiver, verify
     owner, endpoint = fixable["owner"], fixable["endpoint"]
+    receiver = Receiver()
+    hook = owner.post("/webhooks/endpoints", {"url": receiver.url("/ok"), "events": ["remediation.*"]})
+    assert hook.status_code == 201, hook.text
     set_policy(owner, mode="auto", auto_max_severity="critical")
     f = finding(owner, "aws.kms.key_rotation_disabled", "alias/vigil-bad-norotation")
     r = owner.post("/remediations/request", {"finding_id": f["id"], "dry_run": True})
@@ -256,6 +260,12 @@ def test_dry_run_plans_and_changes_nothing(stack, fixable):
     assert_envelope(owner.post(f"/remediations/{a['id']}/rollback"), 409, "invalid_state")
     listed = owner.get("/remediations/?status=dry_run&limit=200").json()["items"]
     assert a["id"] in {x["id"] for x in listed}
+    # Subscribers are told, by a signed webhook.
+    hit = receiver.wait(lambda q: json.loads(q["body"])["data"].get("action_id") == a["id"])[0]
+    assert verify(hit, hook.json()["secret"]) and json.loads(hit["body"])["type"] == "remediation.planned"
+    assert json.loads(hit["body"])["data"]["status"] == "dry_run"
+    receiver.server.shutdown()
+    owner.delete(f"/webhooks/endpoints/{hook.json()['id']}")
     set_policy(owner, mode="manual", dry_run_default=False)
 
 
