@@ -33,7 +33,7 @@ import VigilCore
         """
         let (kept, removed) = PolicyDocuments.withoutPublicStatements(policy)
         #expect(removed == 1)
-        let doc = try #require(PolicyDocuments.parse(kept))
+        let doc = try #require(PolicyFacts.parse(kept))
         #expect(PolicyFacts.statements(doc).compactMap { $0["Sid"] as? String } == ["FromTopic", "Deny"])
         #expect(PolicyDocuments.withoutPublicStatements(#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:GetObject"}}"#).0 == nil)
         #expect(PolicyDocuments.publicStatements("%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%22*%22%7D%5D%7D").count == 1)

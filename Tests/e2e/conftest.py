@@ -224,6 +224,20 @@ class Stack:
         self.procs[name] = subprocess.Popen([os.path.join(self.bin_dir, f"vigil-{service}")], env=dict(self.env, **env),
                                             stdout=log, stderr=subprocess.STDOUT)
 
+    def restart(self, service, **env):
+        """Stops the service's process (if it still runs), starts it with `env` and waits until it
+        answers on the bus."""
+        p = self.procs[service]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(15)
+        self.spawn(service, **env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if service in {r.get("name") for r in self.bus.gather("$SRV.PING", 0.3)}:
+                return
+        raise AssertionError(f"{service} did not come up")
+
     def log(self, name):
         with open(os.path.join(self.logs, f"{name}.log"), "rb") as f:
             return f.read().decode(errors="replace")
@@ -331,10 +345,9 @@ def stop_moto(proc):
     proc.wait(15)
 
 
-@pytest.fixture(scope="session")
-def seeded_moto():
+def seeded_moto_server():
     """moto with a deliberately misconfigured account (planted issues and correct twins), seeded by
-    scripts/aws-seed.py; yields (endpoint, manifest)."""
+    scripts/aws-seed.py; yields (endpoint, manifest) and stops it afterwards."""
     proc, endpoint = start_moto()
     try:
         out = subprocess.run(["python3", os.path.join(ROOT, "scripts", "aws-seed.py"), endpoint, "--regions", "us-east-1,us-west-2"],
@@ -342,6 +355,11 @@ def seeded_moto():
         yield endpoint, json.loads(out)
     finally:
         stop_moto(proc)
+
+
+@pytest.fixture(scope="session")
+def seeded_moto():
+    yield from seeded_moto_server()
 
 
 @pytest.fixture(scope="session")
@@ -371,6 +389,23 @@ def signup(stack):
         body = r.json()
         return Client(stack.url, token=body["access_token"]), body, password
     return make
+
+
+def psql(stack, sql):
+    """One statement as PostgreSQL's superuser (past row-level security), unaligned output."""
+    return subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def join_workspace(stack, owner, role):
+    """Invites a new user with `role` into the owner's workspace; returns them signed in."""
+    email = f"{role}-{os.urandom(4).hex()}@vigil.test"
+    r = owner.post("/users/invite", {"email": email, "role": role})
+    assert r.status_code == 201, r.text
+    token = email_to(stack, email, "invitation")["values"]["token"]
+    r = Client(stack.url).post(f"/invitations/accept/{token}", {"full_name": role.title(), "password": "correct-horse-battery"})
+    assert r.status_code == 200, r.text
+    return Client(stack.url, token=r.json()["access_token"])
 
 
 def email_to(stack, address, template, timeout=10):

@@ -2,7 +2,6 @@
 rollover, quotas reserved atomically and enforced on every path (scans, connections, seats, fixes,
 API rate), usage metered from events, and Stripe against localstripe (customers, subscriptions,
 cancellation and the webhooks it sends) plus Stripe-shaped payloads for what localstripe lacks."""
-import base64
 import concurrent.futures
 import hashlib
 import hmac
@@ -19,16 +18,11 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, Client, assert_envelope, email_to, free_port, wait_port
+from conftest import assert_envelope, free_port, join_workspace, psql, wait_port
 from test_scans import connect, trigger, wait_scan
 
 HERE = os.path.dirname(__file__)
 WEBHOOK_SECRET = "whsec_vigil_test_0123456789abcdef"
-
-
-def psql(stack, sql):
-    return subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def tenant_of(client):
@@ -42,16 +36,6 @@ def set_plan(stack, client, plan, status="active"):
     psql(stack, f"UPDATE billing.subscriptions SET plan = '{plan}', status = '{status}', trial_end = NULL, scheduled_plan = NULL WHERE tenant_id = '{t}'")
     time.sleep(1.2)  # the gateway's plan cache (1 s in tests)
     return t
-
-
-def member(stack, owner, role):
-    email = f"{role}-{os.urandom(4).hex()}@vigil.test"
-    r = owner.post("/users/invite", {"email": email, "role": role})
-    assert r.status_code == 201, r.text
-    token = email_to(stack, email, "invitation")["values"]["token"]
-    r = Client(stack.url).post(f"/invitations/accept/{token}", {"full_name": role.title(), "password": "correct-horse-battery"})
-    assert r.status_code == 200, r.text
-    return Client(stack.url, token=r.json()["access_token"])
 
 
 def bus_request(stack, subject, body, tenant):
@@ -86,11 +70,11 @@ def test_manual_plan_changes_roles_cancel_resume_and_rollover(stack, signup):
     owner, _, _ = signup("plans")
     t = tenant_of(owner)
     for role in ("viewer", "analyst"):
-        c = member(stack, owner, role)
+        c = join_workspace(stack, owner, role)
         assert c.get("/billing/subscription").status_code == 200
         for path, body in (("/billing/checkout", {"plan": "business"}), ("/billing/portal", None), ("/billing/cancel", None), ("/billing/resume", None)):
             assert_envelope(c.post(path, body), 403, "forbidden")
-    billing = member(stack, owner, "billing")
+    billing = join_workspace(stack, owner, "billing")
 
     for body, path in [({}, "body.plan"), ({"plan": "platinum"}, "body.plan"), ({"plan": "pro", "interval": "week"}, "body.interval"),
                        ({"plan": "free", "interval": "year"}, "body.interval")]:
@@ -222,7 +206,7 @@ def test_completed_scans_count_and_quota_refusals_on_every_path(stack, signup, s
     assert ok.status_code == 202, ok.text
     assert owner.get("/quotas/balance").json()["quotas"]["connections"]["used"] == 2
 
-    member(stack, owner, "viewer")  # seat 2 of 2
+    join_workspace(stack, owner, "viewer")  # seat 2 of 2
     e = assert_envelope(owner.post("/users/invite", {"email": f"x-{os.urandom(3).hex()}@vigil.test", "role": "viewer"}), 403, "quota_exceeded")
     assert e["quota"] == {"name": "seats", "limit": 2, "used": 2, "resets_at": None}
 
@@ -332,17 +316,6 @@ def fixture_event(name, **values):
     return text.encode()
 
 
-def restart_billing(stack, **env):
-    stack.procs["billing"].send_signal(signal.SIGTERM)
-    stack.procs["billing"].wait(15)
-    stack.spawn("billing", **env)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if "billing" in {r.get("name") for r in stack.bus.gather("$SRV.PING", 0.3)}:
-            return
-    raise AssertionError("billing did not come up")
-
-
 @pytest.fixture
 def stripe(stack):
     port = free_port()
@@ -361,12 +334,12 @@ def stripe(stack):
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=10).read()
     front = StripeFront(ls)
-    restart_billing(stack, VIGIL_STRIPE_SECRET_KEY="sk_test_vigil", VIGIL_STRIPE_API_BASE=front.url, VIGIL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    stack.restart("billing", VIGIL_STRIPE_SECRET_KEY="sk_test_vigil", VIGIL_STRIPE_API_BASE=front.url, VIGIL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
                     VIGIL_STRIPE_PRICE_PRO_MONTH="price_pro_month", VIGIL_STRIPE_PRICE_BUSINESS_MONTH="price_business_month")
     try:
         yield ls, front
     finally:
-        restart_billing(stack)
+        stack.restart("billing")
         front.stop()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)

@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from conftest import ROOT, Client, assert_envelope, email_to, start_moto, stop_moto
+from conftest import Client, assert_envelope, join_workspace, psql, seeded_moto_server
 from test_scans import all_results, connect, trigger, wait_scan
 
 WRITE_KEYS = {"access_key_id": "AKIAREMEDIATE0000001", "secret_access_key": "remediation/secret/key/00000000000000000"}
@@ -20,13 +20,7 @@ TERMINAL = ("applied", "failed", "rolled_back", "rollback_failed", "rejected", "
 @pytest.fixture(scope="module")
 def rem_moto():
     """A moto of its own (fixes change it), seeded like the scan tests'."""
-    proc, endpoint = start_moto()
-    try:
-        out = subprocess.run(["python3", os.path.join(ROOT, "scripts", "aws-seed.py"), endpoint, "--regions", "us-east-1,us-west-2"],
-                             capture_output=True, text=True, check=True).stdout
-        yield endpoint, json.loads(out)
-    finally:
-        stop_moto(proc)
+    yield from seeded_moto_server()
 
 
 def aws(endpoint, service, region="us-east-1"):
@@ -93,18 +87,6 @@ def fixable(stack, rem_moto):
     assert WRITE_KEYS["secret_access_key"] not in r.text and r.json()["credentials"]["secret_access_key"] == "****"
     scan_id = scanned(owner, conn)
     return dict(owner=owner, conn=conn, endpoint=endpoint, manifest=manifest, scan_id=scan_id, email=email)
-
-
-def second_admin(stack, fx, role="admin"):
-    """Invites and signs in another member of the fixable workspace."""
-    owner = fx["owner"]
-    email = f"member-{os.urandom(4).hex()}@vigil.test"
-    r = owner.post("/users/invite", {"email": email, "role": role})
-    assert r.status_code == 201, r.text
-    token = email_to(stack, email, "invitation")["values"]["token"]
-    r = Client(stack.url).post(f"/invitations/accept/{token}", {"full_name": "Second", "password": "correct-horse-battery"})
-    assert r.status_code == 200, r.text
-    return Client(stack.url, token=r.json()["access_token"])
 
 
 # The planted resource each action is exercised on: (action, rule, resource name from the seed).
@@ -226,12 +208,6 @@ def test_every_action_fixes_verifies_and_rolls_back(stack, fixable):
     set_policy(owner, mode="manual")
 
 
-def psql(stack, sql):
-    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
 def test_dry_run_plans_and_changes_nothing(stack, fixable):
     from test_notifier import Receiver, verify
     owner, endpoint = fixable["owner"], fixable["endpoint"]
@@ -271,7 +247,7 @@ def test_dry_run_plans_and_changes_nothing(stack, fixable):
 
 def test_policy_modes_approvals_and_self_approval(stack, fixable):
     owner, endpoint = fixable["owner"], fixable["endpoint"]
-    admin = second_admin(stack, fixable)
+    admin = join_workspace(stack, fixable["owner"], "admin")
     sg = finding(owner, "aws.ec2.sg_ssh_open_to_world", planted_name(fixable["manifest"], "aws.ec2.sg_ssh_open_to_world", None))
     kms = finding(owner, "aws.kms.key_rotation_disabled", "alias/vigil-bad-norotation")
 
@@ -328,7 +304,7 @@ def test_policy_modes_approvals_and_self_approval(stack, fixable):
 
 def test_rejection_and_expiry(stack, fixable):
     owner = fixable["owner"]
-    admin = second_admin(stack, fixable)
+    admin = join_workspace(stack, fixable["owner"], "admin")
     set_policy(owner, mode="manual")
     f = finding(owner, "aws.cloudtrail.log_file_validation_disabled", "vigil-bad-trail")
     a = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
@@ -389,25 +365,13 @@ def test_remediation_credentials(stack, fixable, strict_moto):
     set_policy(owner, allow_self_approval=False)
 
 
-def respawn_remediation(stack, **env):
-    """Starts a remediation replica and waits until it answers on the bus."""
-    stack.spawn("remediation", **env)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if "remediation" in {r.get("name") for r in stack.bus.gather("$SRV.PING", 0.3)}:
-            return
-    raise AssertionError("remediation did not come up")
-
-
 def test_executor_killed_mid_apply_resumes_without_repeating(stack, fixable):
     owner, conn, endpoint = fixable["owner"], fixable["conn"], fixable["endpoint"]
     ec2 = aws(endpoint, "ec2")
     vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=7, VolumeType="gp3")["VolumeId"]
     scanned(owner, conn)
     f = finding(owner, "aws.ebs.volume_unattached", vol)
-    stack.procs["remediation"].send_signal(signal.SIGTERM)
-    stack.procs["remediation"].wait(15)
-    respawn_remediation(stack, VIGIL_REMEDIATION_STEP_DELAY_MS="5000")
+    stack.restart("remediation", VIGIL_REMEDIATION_STEP_DELAY_MS="5000")
     try:
         set_policy(owner, mode="auto", auto_max_severity="critical")
         a = owner.post("/remediations/request", {"finding_id": f["id"]}).json()
@@ -425,7 +389,7 @@ def test_executor_killed_mid_apply_resumes_without_repeating(stack, fixable):
         # With no executor up, the record shows where it stopped: before-state kept, one of two calls done.
         mid = psql(stack, f"SELECT status, steps_done, before_state->>'state' FROM remediation.actions WHERE id = '{a['id']}'")
         assert mid == "executing|1|available", mid
-        respawn_remediation(stack)
+        stack.restart("remediation")
         done = wait_action(owner, a["id"], timeout=60)
         assert done["status"] == "applied" and done["attempts"] == 2, done
         snaps = ec2.describe_snapshots(Filters=[{"Name": "tag:vigil:remediation", "Values": [a["id"]]}])["Snapshots"]
@@ -435,10 +399,7 @@ def test_executor_killed_mid_apply_resumes_without_repeating(stack, fixable):
         assert back["status"] == "rolled_back" and back["rollback_resource_id"].endswith(
             ec2.describe_volumes(Filters=[{"Name": "snapshot-id", "Values": [snaps[0]["SnapshotId"]]}])["Volumes"][0]["VolumeId"])
     finally:
-        if stack.procs["remediation"].poll() is None:
-            stack.procs["remediation"].send_signal(signal.SIGTERM)
-            stack.procs["remediation"].wait(15)
-        respawn_remediation(stack)
+        stack.restart("remediation")
         set_policy(owner, mode="manual")
 
 
@@ -460,12 +421,12 @@ def test_isolation_roles_and_bad_input(stack, fixable, signup):
     assert other.get("/remediations/").json()["items"] == [] and other.get("/approvals/").json()["items"] == []
     assert other.get("/remediations/pending").json()["items"] == []
 
-    viewer = second_admin(stack, fixable, role="viewer")
+    viewer = join_workspace(stack, fixable["owner"], "viewer")
     assert_envelope(viewer.post("/remediations/request", {"finding_id": f["id"]}), 403)
     assert_envelope(viewer.post(f"/remediations/{a['id']}/approve", {}), 403)
     assert_envelope(viewer.patch("/tenants/current/remediation-policy", {"mode": "auto"}), 403)
     assert viewer.get(f"/remediations/{a['id']}").status_code == 200
-    analyst = second_admin(stack, fixable, role="analyst")
+    analyst = join_workspace(stack, fixable["owner"], "analyst")
     assert_envelope(analyst.post(f"/remediations/{a['id']}/approve", {}), 403, "forbidden")
     assert_envelope(analyst.post(f"/connections/{conn}/remediation-credentials", WRITE_KEYS), 403)
 

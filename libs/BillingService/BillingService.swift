@@ -99,6 +99,7 @@ public enum BillingService {
             try await consumer.prepare()
             services.append(consumer)
         }
-        return services + [PeriodSweeper(subs: subs, stripe: stripe, interval: settings.sweepInterval, logger: ctx.logger)]
+        let periods = PeriodSweeper(subs: subs, stripe: stripe, logger: ctx.logger)
+        return services + [PeriodicService("billing sweep", every: settings.sweepInterval, logger: ctx.logger) { _ = try await periods.sweep() }]
     }
 }

@@ -14,15 +14,8 @@ struct CheckoutReply: Codable, Sendable {
     var status: String
     var url: String
     var plan: String
-    var effectiveAt: Date?
-    var sessionId: String?
-
-    enum CodingKeys: String, CodingKey { case provider, status, url, plan, effectiveAt, sessionId }
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(provider, forKey: .provider); try c.encode(status, forKey: .status); try c.encode(url, forKey: .url)
-        try c.encode(plan, forKey: .plan); try c.encode(effectiveAt, forKey: .effectiveAt); try c.encode(sessionId, forKey: .sessionId)
-    }
+    @ExplicitNull var effectiveAt: Date?
+    @ExplicitNull var sessionId: String?
 }
 struct PortalReply: Codable, Sendable { var provider: String; var url: String }
 struct PlanCatalog: Codable, Sendable { var items: [Plan]; var currency: String }
@@ -106,10 +99,7 @@ struct SubscriptionHandlers: Sendable {
                 return CheckoutReply(provider: s.provider, status: "scheduled", url: returnURL, plan: plan.id, effectiveAt: s.periodEnd, sessionId: nil)
             }
             if let stripe, let subId = s.subscriptionId, let price = stripe.settings.prices["\(plan.id):\(interval)"] {
-                let sub = try await stripe.call("GET", "/v1/subscriptions/\(subId)")
-                let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
-                // Stripe prorates by default (create_prorations).
-                _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", plan.id)])
+                try await stripe.setPrice(subscriptionId: subId, price: price, plan: plan.id)
             }
             // Upgrades (and choosing a plan after a trial or a cancellation) apply at once.
             _ = try await tx.execute("""

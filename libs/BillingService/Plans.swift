@@ -1,26 +1,14 @@
 import Foundation
+import VigilCore
 
 /// A plan's limits; nil means unlimited.
 struct PlanLimits: Codable, Sendable, Equatable {
-    var connections: Int?
-    var scansPerMonth: Int?
-    var remediationsPerMonth: Int?
-    var seats: Int?
-    var apiRequestsPerMinute: Int?
-    var findingsRetentionDays: Int?
-
-    enum CodingKeys: String, CodingKey { case connections, scansPerMonth, remediationsPerMonth, seats, apiRequestsPerMinute, findingsRetentionDays }
-
-    /// Unlimited is an explicit null.
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(connections, forKey: .connections)
-        try c.encode(scansPerMonth, forKey: .scansPerMonth)
-        try c.encode(remediationsPerMonth, forKey: .remediationsPerMonth)
-        try c.encode(seats, forKey: .seats)
-        try c.encode(apiRequestsPerMinute, forKey: .apiRequestsPerMinute)
-        try c.encode(findingsRetentionDays, forKey: .findingsRetentionDays)
-    }
+    @ExplicitNull var connections: Int?
+    @ExplicitNull var scansPerMonth: Int?
+    @ExplicitNull var remediationsPerMonth: Int?
+    @ExplicitNull var seats: Int?
+    @ExplicitNull var apiRequestsPerMinute: Int?
+    @ExplicitNull var findingsRetentionDays: Int?
 
     func limit(_ quota: String) -> Int? {
         switch quota {

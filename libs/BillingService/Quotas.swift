@@ -81,7 +81,8 @@ struct QuotaHandlers: Sendable {
                                      [t, s.periodStart, q.quota])
             let row = try await tx.one("SELECT used, reserved FROM billing.usage WHERE tenant_id = $1 AND period_start = $2 AND quota = $3 FOR UPDATE",
                                        [t, s.periodStart, q.quota])!
-            var used = try row.int("used"), reserved = try row.int("reserved")
+            let used = try row.int("used")
+            var reserved = try row.int("reserved")
             if let existing = try await tx.one("SELECT id FROM billing.reservations WHERE tenant_id = $1 AND quota = $2 AND ref = $3", [t, q.quota, q.ref]) {
                 return ReserveReply(reservationId: try existing.string("id"), quota: q.quota, limit: limit, used: used, reserved: reserved,
                                     remaining: limit.map { max(0, $0 - used - reserved) }, limits: plan.limits, plan: plan.id)
@@ -96,7 +97,6 @@ struct QuotaHandlers: Sendable {
             _ = try await tx.execute("UPDATE billing.usage SET reserved = reserved + $4 WHERE tenant_id = $1 AND period_start = $2 AND quota = $3",
                                      [t, s.periodStart, q.quota, amount])
             reserved += amount
-            used += 0
             return ReserveReply(reservationId: id, quota: q.quota, limit: limit, used: used, reserved: reserved,
                                 remaining: limit.map { max(0, $0 - used - reserved) }, limits: plan.limits, plan: plan.id)
         }

@@ -61,6 +61,15 @@ struct StripeClient: Sendable {
     }
 }
 
+extension StripeClient {
+    /// Moves a subscription's (single) item to another price; Stripe prorates by default (create_prorations).
+    func setPrice(subscriptionId: String, price: String, plan: String) async throws {
+        let sub = try await call("GET", "/v1/subscriptions/\(subscriptionId)")
+        let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+        _ = try await call("POST", "/v1/subscriptions/\(subscriptionId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", plan)])
+    }
+}
+
 struct StripeWebhookRequest: Codable, Sendable { var rawBase64: String; var headers: [String: String] }
 struct WebhookReply: Codable, Sendable { var received: Bool; var duplicate: Bool; var type: String }
 

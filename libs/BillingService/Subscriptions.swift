@@ -15,10 +15,10 @@ struct Subscription: Sendable {
     var status: String
     var periodStart: Date
     var periodEnd: Date
-    var periodStartRaw: String
     var cancelAtPeriodEnd: Bool
     var trialEnd: Date?
     var scheduledPlan: String?
+    var scheduledAt: Date?
     var pastDueSince: Date?
     var provider: String
     var customerId: String?
@@ -27,9 +27,8 @@ struct Subscription: Sendable {
     init(_ r: Row) throws {
         tenantId = try r.string("tenant_id"); plan = try r.string("plan"); interval = try r.string("interval"); status = try r.string("status")
         periodStart = try r.date("current_period_start"); periodEnd = try r.date("current_period_end")
-        periodStartRaw = try r.string("current_period_start")
         cancelAtPeriodEnd = try r.bool("cancel_at_period_end"); trialEnd = r.optionalDate("trial_end")
-        scheduledPlan = r.optionalString("scheduled_plan"); pastDueSince = r.optionalDate("past_due_since")
+        scheduledPlan = r.optionalString("scheduled_plan"); scheduledAt = r.optionalDate("scheduled_at"); pastDueSince = r.optionalDate("past_due_since")
         provider = try r.string("provider"); customerId = r.optionalString("provider_customer_id")
         subscriptionId = r.optionalString("provider_subscription_id")
     }
@@ -37,23 +36,12 @@ struct Subscription: Sendable {
 
 struct QuotaBalance: Codable, Sendable {
     var name: String
-    var limit: Int?
+    /// Unlimited (and "never resets") are explicit nulls.
+    @ExplicitNull var limit: Int?
     var used: Int
     var reserved: Int
-    var remaining: Int?
-    var resetsAt: Date?
-
-    enum CodingKeys: String, CodingKey { case name, limit, used, reserved, remaining, resetsAt }
-    /// Unlimited (and "never resets") are explicit nulls.
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(limit, forKey: .limit)
-        try c.encode(used, forKey: .used)
-        try c.encode(reserved, forKey: .reserved)
-        try c.encode(remaining, forKey: .remaining)
-        try c.encode(resetsAt, forKey: .resetsAt)
-    }
+    @ExplicitNull var remaining: Int?
+    @ExplicitNull var resetsAt: Date?
 }
 
 struct SubscriptionView: Codable, Sendable {
@@ -64,28 +52,14 @@ struct SubscriptionView: Codable, Sendable {
     var currentPeriodStart: Date
     var currentPeriodEnd: Date
     var cancelAtPeriodEnd: Bool
-    var trialEnd: Date?
-    var scheduledPlan: String?
+    @ExplicitNull var trialEnd: Date?
+    @ExplicitNull var scheduledPlan: String?
     var provider: String
     /// Past due beyond the grace period: the free plan's limits apply until paid.
     var restricted: Bool
     var limits: PlanLimits
     var features: [String]
     var usage: [String: QuotaBalance]
-
-    enum CodingKeys: String, CodingKey {
-        case plan, planName, interval, status, currentPeriodStart, currentPeriodEnd, cancelAtPeriodEnd, trialEnd, scheduledPlan, provider, restricted
-        case limits, features, usage
-    }
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(plan, forKey: .plan); try c.encode(planName, forKey: .planName); try c.encode(interval, forKey: .interval)
-        try c.encode(status, forKey: .status); try c.encode(currentPeriodStart, forKey: .currentPeriodStart)
-        try c.encode(currentPeriodEnd, forKey: .currentPeriodEnd); try c.encode(cancelAtPeriodEnd, forKey: .cancelAtPeriodEnd)
-        try c.encode(trialEnd, forKey: .trialEnd); try c.encode(scheduledPlan, forKey: .scheduledPlan); try c.encode(provider, forKey: .provider)
-        try c.encode(restricted, forKey: .restricted); try c.encode(limits, forKey: .limits); try c.encode(features, forKey: .features)
-        try c.encode(usage, forKey: .usage)
-    }
 }
 
 /// The subscription model: lazy trial creation, the effective plan (grace, restriction), usage.
@@ -177,20 +151,10 @@ struct Subscriptions: Sendable {
 
 /// Rolls periods over (usage counters start again), ends trials, and applies what was scheduled for
 /// the period end (downgrades, cancellations) — for subscriptions whose periods this service keeps.
-struct PeriodSweeper: Service {
+struct PeriodSweeper: Sendable {
     let subs: Subscriptions
     let stripe: StripeClient?
-    let interval: Duration
     let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { _ = try await sweep() } catch { logger.warning("billing sweep failed", metadata: ["error": "\(error)"]) }
-                try? await Task.sleep(for: interval)
-            }
-        }
-    }
 
     func sweep(now: Date = Date()) async throws -> Int {
         let due = try await subs.store.query(.crossTenant, """
@@ -225,15 +189,12 @@ struct PeriodSweeper: Service {
                     if cancel { plan = "free"; status = "canceled"; cancel = false; scheduled = nil; notes.append("canceled at period end") }
                 }
                 // A downgrade scheduled for the period end; a Stripe subscription changes price then too.
-                let scheduledAt = try await tx.one("SELECT scheduled_at FROM billing.subscriptions WHERE tenant_id = $1", [t])?.optionalDate("scheduled_at")
-                if let next = scheduled, rolled || (scheduledAt.map { $0 <= now } ?? false) {
+                if let next = scheduled, rolled || (s.scheduledAt.map { $0 <= now } ?? false) {
                     if let subId = s.subscriptionId, s.status != "canceled", let stripe {
                         guard let price = stripe.settings.prices["\(next):\(s.interval)"] else {
                             throw ServiceError(status: 409, error: "plan_not_for_sale", message: "\(next) per \(s.interval) has no Stripe price configured")
                         }
-                        let sub = try await stripe.call("GET", "/v1/subscriptions/\(subId)")
-                        let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
-                        _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", next)])
+                        try await stripe.setPrice(subscriptionId: subId, price: price, plan: next)
                     }
                     plan = next; scheduled = nil; notes.append("scheduled change to \(next) applied")
                 }

@@ -102,8 +102,9 @@ public enum FindingsService {
         ComplianceHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         ReportHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         SuppressionHandlers(store: store, catalog: catalog).register(on: ctx.responder)
-        let sweeper = ExpirySweeper(store: store, interval: .seconds(max(1, r.int("VIGIL_FINDINGS_SWEEP_SECONDS", default: 30))),
-                                    logger: ctx.logger)
+        let expiry = ExpirySweeper(store: store)
+        let sweeper = PeriodicService("expiry sweep", every: .seconds(max(1, r.int("VIGIL_FINDINGS_SWEEP_SECONDS", default: 30))),
+                                      logger: ctx.logger) { _ = try await expiry.sweep() }
         return [consumer, follower, sweeper]
     }
 }

@@ -239,19 +239,8 @@ struct Ingestor: Sendable {
 }
 
 /// Returns suppressed and risk-accepted findings to `open` when their expiry passes.
-struct ExpirySweeper: Service {
+struct ExpirySweeper: Sendable {
     let store: Store
-    let interval: Duration
-    let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { _ = try await sweep() } catch { logger.warning("expiry sweep failed", metadata: ["error": "\(error)"]) }
-                try? await Task.sleep(for: interval)
-            }
-        }
-    }
 
     func sweep() async throws -> Int {
         let tenants = try await store.query(.crossTenant, """

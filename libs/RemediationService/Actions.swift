@@ -13,12 +13,6 @@ enum FixActions {
     static let all: [FixAction] = s3Actions + ec2Actions + identityActions + messagingActions + dataActions
     static let byName: [String: FixAction] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 
-    static func optional<T>(_ codes: Set<String>, _ body: () throws -> T) throws -> T? {
-        do { return try body() } catch let e as AWSError where codes.contains(e.code) || e.status == 404 { return nil }
-    }
-
-    static func iamRegion(_ t: FixTarget) -> String { "us-east-1" }
-
     // MARK: S3
 
     static func bucket(_ t: FixTarget) -> String { "/" + t.resourceName }
@@ -173,6 +167,19 @@ enum FixActions {
         return numbers.isEmpty ? nil : numbers
     }
 
+    /// The recorded world-open rules this fix revokes: all-traffic ones, and those covering the
+    /// `ports` parameter or the rule's ports.
+    static func worldRules(_ t: FixTarget, _ s: JSONValue) -> [JSONValue] {
+        let ports = t.parameters["ports"]?.arrayValue?.compactMap { $0.numberValue.map(Int.init) } ?? rulePorts(t.ruleId)
+        return (s["world_open_rules"]?.arrayValue ?? []).filter { r in
+            let proto = r["protocol"]?.stringValue ?? "-1"
+            if proto == "-1" { return true }
+            guard let ports else { return false }
+            let from = Int(r["from"]?.stringValue ?? "") ?? 0, to = Int(r["to"]?.stringValue ?? "") ?? 65535
+            return ports.contains { (from...max(from, to)).contains($0) }
+        }
+    }
+
     static func permissionParams(_ rules: [JSONValue]) -> [(String, String)] {
         var p: [(String, String)] = []
         for (i, r) in rules.enumerated() {
@@ -206,23 +213,14 @@ enum FixActions {
                 return .object(["group_id": .string(t.nativeId), "world_open_rules": .array(rules)])
             },
             plan: { t, s in
-                let ports = t.parameters["ports"]?.arrayValue?.compactMap { $0.numberValue.map(Int.init) } ?? rulePorts(t.ruleId)
-                let chosen = (s["world_open_rules"]?.arrayValue ?? []).filter { r in
-                    let proto = r["protocol"]?.stringValue ?? "-1"
-                    if proto == "-1" { return true }
-                    guard let ports else { return false }
-                    let from = Int(r["from"]?.stringValue ?? "") ?? 0, to = Int(r["to"]?.stringValue ?? "") ?? 65535
-                    return ports.contains { (from...max(from, to)).contains($0) }
-                }
+                let chosen = worldRules(t, s)
                 if chosen.isEmpty { return [] }
                 return [ec2Call(t, "RevokeSecurityGroupIngress", [("GroupId", t.nativeId)] + permissionParams(chosen), okErrors: ["InvalidPermission.NotFound"])]
             },
             rollback: { t, s, _ in
-                guard let revoke = try FixActions.byName["ec2.revoke_world_ingress"]!.plan(t, s).first else { return [] }
-                var call = revoke
-                call.operation = "AuthorizeSecurityGroupIngress"
-                call.okErrors = ["InvalidPermission.Duplicate"]
-                return [call]
+                let chosen = worldRules(t, s)
+                if chosen.isEmpty { return [] }
+                return [ec2Call(t, "AuthorizeSecurityGroupIngress", [("GroupId", t.nativeId)] + permissionParams(chosen), okErrors: ["InvalidPermission.Duplicate"])]
             }),
         FixAction(
             name: "ec2.enable_ebs_default_encryption", title: "Turn on EBS encryption by default in the region", service: "ec2",

@@ -56,7 +56,7 @@ struct Executor: Sendable {
     }
 
     /// A failure that retrying will not fix (refused permission, missing credentials, a bad plan).
-    struct Permanent: Error { let message: String }
+    struct Permanent: Error, CustomStringConvertible { let message: String; var description: String { message } }
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
         guard let env = try? JSON.decode(JobEnvelope<RemediationJob>.self, from: m.data) else {
@@ -79,7 +79,7 @@ struct Executor: Sendable {
             await fail(job, e.message)
             return .ack
         } catch {
-            let message = Self.describe(error)
+            let message = AWSFailure.describe(error)
             logger.warning("remediation attempt failed", metadata: ["action_id": "\(job.actionId)", "op": "\(job.op)", "error": "\(message)"])
             let attempts = (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM remediation.actions WHERE id = $1", [job.actionId]).first?.int("attempts")) ?? 0
             if attempts >= settings.maxAttempts {
@@ -88,16 +88,6 @@ struct Executor: Sendable {
             }
             _ = try? await store.query(.tenant(job.tenantId), "UPDATE remediation.actions SET error = $2 WHERE id = $1", [job.actionId, message])
             return .retry(after: StreamConsumer.backoff(attempt: attempts, cap: .seconds(30)))
-        }
-    }
-
-    static func describe(_ e: any Error) -> String {
-        switch e {
-        case let e as AWSError: return "\(e.code): \(e.message)"
-        case let e as SessionError: return e.message
-        case let e as ServiceError: return e.message
-        case let e as Permanent: return e.message
-        default: return "\(e)"
         }
     }
 
@@ -253,19 +243,8 @@ struct Executor: Sendable {
 }
 
 /// Pending approvals past their expiry become `expired`.
-struct ApprovalExpiry: Service {
+struct ApprovalExpiry: Sendable {
     let store: Store
-    let interval: Duration
-    let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { _ = try await sweep() } catch { logger.warning("approval expiry sweep failed", metadata: ["error": "\(error)"]) }
-                try? await Task.sleep(for: interval)
-            }
-        }
-    }
 
     func sweep() async throws -> Int {
         let due = try await store.query(.crossTenant, """

@@ -155,16 +155,9 @@ struct FixPlan: Codable, Sendable {
 }
 
 enum PolicyDocuments {
-    /// Parses a policy document (percent-encoded or plain JSON).
-    static func parse(_ text: String?) -> [String: Any]? {
-        guard let text, !text.isEmpty else { return nil }
-        let decoded = text.hasPrefix("%7B") || text.hasPrefix("%7b") ? (text.removingPercentEncoding ?? text) : text
-        return (try? JSONSerialization.jsonObject(with: Data(decoded.utf8))) as? [String: Any]
-    }
-
     /// The document without its public statements, or nil when no statement is left.
     static func withoutPublicStatements(_ text: String) -> (String?, removed: Int) {
-        guard var doc = parse(text) else { return (text, 0) }
+        guard var doc = PolicyFacts.parse(text) else { return (text, 0) }
         let all = PolicyFacts.statements(doc)
         let kept = all.filter { !PolicyFacts.isPublic(statement: $0) }
         guard !kept.isEmpty else { return (nil, all.count) }
@@ -174,7 +167,7 @@ enum PolicyDocuments {
     }
 
     static func publicStatements(_ text: String?) -> [[String: Any]] {
-        guard let doc = parse(text) else { return [] }
+        guard let doc = PolicyFacts.parse(text) else { return [] }
         return PolicyFacts.statements(doc).filter { PolicyFacts.isPublic(statement: $0) }
     }
 }

@@ -1,6 +1,7 @@
 import Bus
 import Contracts
 import Foundation
+import ScanEngine
 import ServiceRuntime
 import Store
 import VigilCore
@@ -28,8 +29,8 @@ struct RemediationPolicy: Codable, Sendable {
 
     /// Whether the policy itself approves a fix for a finding of this severity.
     func autoApproves(severity: String) -> Bool {
-        guard mode == "auto", let cap = autoMaxSeverity else { return false }
-        return Severities.rank(severity) <= Severities.rank(cap)
+        guard mode == "auto", let cap = autoMaxSeverity.flatMap(Severity.init(rawValue:)), let s = Severity(rawValue: severity) else { return false }
+        return s <= cap
     }
 
     func mayApprove(_ p: Principal) -> Bool { requireApprovalFromRoles.contains(p.role.rawValue) }
@@ -65,8 +66,8 @@ struct PolicyHandlers: Sendable {
         try p.require(atLeast: .admin)
         var issues: [ValidationIssue] = []
         if let m = patch.mode, !Self.modes.contains(m) { issues.append(.init(path: "body.mode", message: "must be one of \(Self.modes.joined(separator: ", "))")) }
-        if let s = patch.autoMaxSeverity, !Severities.order.contains(s) {
-            issues.append(.init(path: "body.auto_max_severity", message: "must be one of \(Severities.order.joined(separator: ", "))"))
+        if let s = patch.autoMaxSeverity, Severity(rawValue: s) == nil {
+            issues.append(.init(path: "body.auto_max_severity", message: "must be one of \(Severity.allCases.reversed().map(\.rawValue).joined(separator: ", "))"))
         }
         if let a = patch.allowedActions {
             let unknown = a.filter { FixActions.byName[$0] == nil }

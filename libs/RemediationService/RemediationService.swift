@@ -102,7 +102,8 @@ public enum RemediationService {
         let consumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.jobs, config: executor.consumerConfig(),
                                       batch: 4, logger: ctx.logger, handler: executor.handle)
         try await consumer.prepare()
-        return [consumer, ApprovalExpiry(store: store, interval: settings.sweepInterval, logger: ctx.logger)]
+        let expiry = ApprovalExpiry(store: store)
+        return [consumer, PeriodicService("approval expiry sweep", every: settings.sweepInterval, logger: ctx.logger) { _ = try await expiry.sweep() }]
     }
 }
 
@@ -146,11 +147,6 @@ struct FindingInfo: Codable, Sendable {
     var region: String; var connectionId: String
 }
 struct FindingRef: Codable, Sendable { var findingId: String }
-
-enum Severities {
-    static let order = ["info", "low", "medium", "high", "critical"]
-    static func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? 0 }
-}
 
 /// `vigil.jobs.remediation.execute` / `.rollback`.
 struct RemediationJob: Codable, Sendable { var actionId: String; var tenantId: String; var op: String }

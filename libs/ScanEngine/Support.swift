@@ -62,10 +62,15 @@ public struct PolicyFacts: Sendable {
     /// Trust policies: another account may assume without sts:ExternalId (or an org/MFA condition).
     public var crossAccountWithoutExternalId = false
 
-    public init(document: String?, ownAccount: String = "") {
-        guard let text = document, !text.isEmpty else { return }
+    /// A policy document as AWS returns it (plain or percent-encoded JSON), or nil.
+    public static func parse(_ text: String?) -> [String: Any]? {
+        guard let text, !text.isEmpty else { return nil }
         let decoded = text.hasPrefix("%7B") || text.hasPrefix("%7b") ? (text.removingPercentEncoding ?? text) : text
-        guard let doc = (try? JSONSerialization.jsonObject(with: Data(decoded.utf8))) as? [String: Any] else { return }
+        return (try? JSONSerialization.jsonObject(with: Data(decoded.utf8))) as? [String: Any]
+    }
+
+    public init(document: String?, ownAccount: String = "") {
+        guard let doc = Self.parse(document) else { return }
         for st in Self.statements(doc) {
             let effect = st["Effect"] as? String ?? ""
             let condition = st["Condition"] as? [String: Any] ?? [:]

@@ -83,21 +83,12 @@ struct ScanWorker: Sendable {
             // Record the error; the attempt counter decides between another try and `failed`.
             let attempts = (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM scans.scans WHERE id = $1", [job.scanId]).first?.int("attempts")) ?? 0
             if attempts >= settings.maxAttempts {
-                try? await finish(job, forcedStatus: "failed", error: "scan failed after \(attempts) attempts: \(Self.describe(error))")
+                try? await finish(job, forcedStatus: "failed", error: "scan failed after \(attempts) attempts: \(AWSFailure.describe(error))")
                 return .ack
             }
             _ = try? await store.query(.tenant(job.tenantId), "UPDATE scans.scans SET error = $2 WHERE id = $1 AND status = 'running'",
-                                       [job.scanId, Self.describe(error)])
+                                       [job.scanId, AWSFailure.describe(error)])
             return .retry(after: StreamConsumer.backoff(attempt: attempts, cap: .seconds(30)))
-        }
-    }
-
-    static func describe(_ e: any Error) -> String {
-        switch e {
-        case let e as AWSError: return "\(e.code): \(e.message)"
-        case let e as SessionError: return e.message
-        case let e as ServiceError: return e.message
-        default: return "\(e)"
         }
     }
 
@@ -236,9 +227,9 @@ struct ScanWorker: Sendable {
             _ = try await store.query(scope, """
                 UPDATE scans.scan_parts SET status = $4, error = $5, completed_at = now()
                 WHERE scan_id = $1 AND service = $2 AND region = $3 AND status <> 'completed'
-                """, [job.scanId, service, region, unsupported ? "unavailable" : "failed", Self.describe(e)])
+                """, [job.scanId, service, region, unsupported ? "unavailable" : "failed", AWSFailure.describe(e)])
             logger.info("scan part did not complete", metadata: ["scan_id": "\(job.scanId)", "service": "\(service)", "region": "\(region)",
-                                                                 "error": "\(Self.describe(e))"])
+                                                                 "error": "\(AWSFailure.describe(e))"])
         }
     }
 

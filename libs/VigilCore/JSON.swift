@@ -134,3 +134,29 @@ public enum Timestamp {
 public struct Empty: Codable, Sendable, Equatable {
     public init() {}
 }
+
+/// An optional that encodes as JSON `null` when absent, where an API promises the key (unlimited
+/// limits, no trial end); plain optionals leave the key out. Decodes from `null` or a missing key.
+@propertyWrapper
+public struct ExplicitNull<T: Codable & Sendable>: Codable, Sendable {
+    public var wrappedValue: T?
+    public init(wrappedValue: T?) { self.wrappedValue = wrappedValue }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? nil : try c.decode(T.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let v = wrappedValue { try c.encode(v) } else { try c.encodeNil() }
+    }
+}
+
+extension ExplicitNull: Equatable where T: Equatable {}
+
+extension KeyedDecodingContainer {
+    public func decode<T>(_ type: ExplicitNull<T>.Type, forKey key: Key) throws -> ExplicitNull<T> {
+        try decodeIfPresent(type, forKey: key) ?? ExplicitNull(wrappedValue: nil)
+    }
+}

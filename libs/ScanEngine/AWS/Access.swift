@@ -96,6 +96,18 @@ public struct SessionError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// A failure of AWS work (a scan, a fix) as users read it: AWS's code and message, else the error's own message.
+public enum AWSFailure {
+    public static func describe(_ e: any Error) -> String {
+        switch e {
+        case let e as AWSError: return "\(e.code): \(e.message)"
+        case let e as SessionError: return e.message
+        case let e as ServiceError: return e.message
+        default: return "\(e)"
+        }
+    }
+}
+
 /// A signed client for a connection's account, with who it is.
 public struct AWSSession: Sendable {
     public let client: AWSClient

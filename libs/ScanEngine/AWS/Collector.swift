@@ -69,6 +69,6 @@ extension Optional where Wrapped == String {
 }
 
 /// Treats "not found" style errors as an absent configuration (e.g. no bucket policy).
-func optional<T>(_ codes: Set<String>, _ body: () throws -> T) throws -> T? {
+public func optional<T>(_ codes: Set<String>, _ body: () throws -> T) throws -> T? {
     do { return try body() } catch let e as AWSError where codes.contains(e.code) || e.status == 404 { return nil }
 }
