@@ -172,6 +172,35 @@ def bench_scan(bin_dir):
         stop_moto(moto)
 
 
+def cpu_seconds():
+    """CPU seconds used so far per component (all PostgreSQL backends together), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick  # utime stime cutime cstime
+        name = "postgres" if comm in ("postgres", "psql") else comm
+        if name.startswith("vigil-") or name in ("postgres", "nats-server") or int(pid) == os.getpid():
+            name = "bench (python)" if int(pid) == os.getpid() else name
+            out[name] = out.get(name, 0) + used
+    return out
+
+
+def cpu_report(before, after, seconds):
+    """One line: each component's share of the phase's CPU, busiest first."""
+    used = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    parts = [f"{k} {v:.1f} s" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.05]
+    return f"  CPU over {seconds:.1f} s wall (2 cores = {2 * seconds:.0f} CPU s): " + ", ".join(parts)
+
+
 def bench_findings(bin_dir):
     """1,000,000 findings for one workspace through the bus (scan.results batches on JetStream, as
     the scan workers publish them): fresh ingest, a re-scan where 10 % change, then page latency
@@ -220,6 +249,7 @@ def bench_findings(bin_dir):
 
         def ingest(label, scan, ids, expect_batches):
             msgs = batches(scan, ids)
+            cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             stack.bus.run(publish(msgs), timeout=3600)
             published = time.perf_counter() - t0
@@ -228,6 +258,7 @@ def bench_findings(bin_dir):
             took = time.perf_counter() - t0
             print(f"{label}: {len(ids):,} results in {len(msgs)} batches of {per}: published in {published:.1f} s, ingested in {took:.1f} s "
                   f"-> {len(ids) / took:,.0f} findings/s")
+            print(cpu_report(cpu0, cpu_seconds(), took))
             return took
 
         def completed(scan, checks):
@@ -254,20 +285,24 @@ def bench_findings(bin_dir):
             change = n // 10
             second_ids = list(range(change, n)) + list(range(n, n + change))
             second = ingest("re-scan, 10 % changed", scan2, second_ids, (n + per - 1) // per * 2)
+            cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             completed(scan2, len(second_ids))
             while int(psql(f"SELECT count(*) FROM findings.findings WHERE status = 'resolved'")) < change:
                 time.sleep(0.2)
             print(f"resolution of the {change:,} findings gone in the re-scan: {time.perf_counter() - t0:.1f} s")
+            print(cpu_report(cpu0, cpu_seconds(), time.perf_counter() - t0))
             total = int(psql("SELECT count(*) FROM findings.findings"))
             print(f"findings stored: {total:,}; finding events: {int(psql('SELECT count(*) FROM findings.finding_events')):,}")
             # The lifecycle events (one per opened/resolved finding) are still being relayed to JetStream and
             # fanned out by the notifier; page latency is measured once that settles.
+            cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             while int(psql("SELECT count(*) FROM findings.outbox WHERE published_at IS NULL")) > 0 and time.perf_counter() - t0 < 900:
                 time.sleep(1)
             print(f"relay drained the remaining finding events {time.perf_counter() - t0:.0f} s after ingestion ended "
                   f"(backlog now {int(psql('SELECT count(*) FROM findings.outbox WHERE published_at IS NULL')):,})")
+            print(cpu_report(cpu0, cpu_seconds(), time.perf_counter() - t0))
         psql("VACUUM ANALYZE findings.findings")
 
         session = requests.Session()

@@ -146,7 +146,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         for _ in 0..<5 where redelivered.isEmpty { redelivered = try await b.fetch(batch: 1, timeout: .seconds(1)) }
         #expect(String(decoding: redelivered.first?.data ?? Data(), as: UTF8.self) == "job-1")
         #expect(redelivered.first?.deliveryCount == 2)
-        try await redelivered.first?.ack()
+        try redelivered.first?.ack()
         try await Task.sleep(for: .milliseconds(200))
         #expect(try await js.messageCount(stream: stream) == 0)
         b.close()

@@ -40,6 +40,21 @@ import Testing
         #expect(["a", "b\"c", "d\\e"].sqlText == #"{"a","b\"c","d\\e"}"#)
     }
 
+    @Test func arrayParameterKeepsNullsAndUnicode() {
+        #expect(ArrayParameter(["é\"ü", nil, "", "x\\"]).sqlText == #"{"é\"ü",NULL,"","x\\"}"#)
+    }
+
+    @Test func fastJSONEscapesLikeJSONSerializationReadsIt() throws {
+        let samples = ["plain", "q\"uote", "back\\slash", "nl\nret\rtab\t", "ctl\u{01}\u{1f}", "ünï😀códe", "", "\"\\"]
+        for s in samples {
+            let json = FastJSON.object([("k", .string(s)), ("n", .int(nil))])
+            let back = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+            #expect(back["k"] as? String == s)
+            #expect(back["n"] is NSNull)
+        }
+        #expect(FastJSON.quote("a\u{01}") == #""a\u0001""#)
+    }
+
     @Test func configReaderFlagsOverrideEnvironment() {
         let r = ConfigReader(environment: ["VIGIL_HTTP_PORT": "1"], arguments: ["--http-port", "2", "--health"])
         #expect(r.int("VIGIL_HTTP_PORT", default: 0) == 2)

@@ -120,6 +120,58 @@ import VigilTesting
         await bus.close()
     }
 
+    @Test func batchedEventsArePublishedOneMessageEachInOrderOnce() async throws {
+        let servers = try TestServers.get()
+        let bus = try await servers.bus()
+        let js = try JetStream(bus: bus)
+        let stream = "OUTBOXBATCH_\(Int.random(in: 100000...999999))"
+        let subject = "test.events.\(stream.lowercased())"
+        try await js.ensureStream(name: stream, subjects: [subject + ".>"])
+        let store = servers.store()
+        try await store.migrate(Self.migrations)
+        let (sub, received) = try bus.messages(subject + ".>")
+        // 2,500 events in one transaction (one outbox row), data with a newline between tokens and
+        // escapes inside strings; plus a single event after it.
+        let events = (0..<2500).map { i in
+            (subject: "\(subject).\(i % 2 == 0 ? "even" : "odd")", type: "thing.counted",
+             data: i == 7 ? "{\"n\": 7,\n \"s\": \"a \\\"quoted\\\" line\\nbreak\"}" : "{\"n\":\(i)}")
+        }
+        try await store.transaction(.none, eventHeaders: ["Vigil-Correlation-Id": "corr-1"]) { tx in
+            try await tx.emitAllRaw(events, tenantId: nil)
+        }
+        try await store.transaction(.none) { tx in try await tx.emit(subject + ".single", type: "x", tenantId: nil, data: ["k": "v"]) }
+        #expect(try await store.query(.none, "SELECT count(*)::int AS n FROM \(store.schema).outbox WHERE published_at IS NULL").first?.int("n") == 2)
+        let relay = OutboxRelay(store: store, jetStream: js)
+        #expect(try await relay.publishBatch() == 2)
+        #expect(try await js.messageCount(stream: stream) == 2501)
+        var it = received.makeAsyncIterator()
+        var ids = Set<String>()
+        for i in 0..<2501 {
+            guard let m = await it.next() else { Issue.record("missing message \(i)"); break }
+            let body = try JSONSerialization.jsonObject(with: m.data) as! [String: Any]
+            let id = try #require(body["id"] as? String)
+            #expect(m.header("Nats-Msg-Id") == id)
+            ids.insert(id)
+            if i < 2500 {
+                #expect(m.subject == events[i].subject)
+                #expect(m.header("Vigil-Correlation-Id") == "corr-1")
+                let data = try #require(body["data"] as? [String: Any])
+                #expect(data["n"] as? Int == i)
+                if i == 7 { #expect(data["s"] as? String == "a \"quoted\" line\nbreak") }
+            } else {
+                #expect(m.subject == subject + ".single")
+            }
+        }
+        #expect(ids.count == 2501)
+        // A relay that crashed before marking the rows sent publishes them again: JetStream drops
+        // every repeat by Nats-Msg-Id.
+        try await store.query(.none, "UPDATE \(store.schema).outbox SET published_at = NULL")
+        #expect(try await relay.publishBatch() == 2)
+        #expect(try await js.messageCount(stream: stream) == 2501)
+        sub.unsubscribe()
+        await bus.close()
+    }
+
     @Test func outboxRelayRunsOnCommit() async throws {
         let servers = try TestServers.get()
         let bus = try await servers.bus()

@@ -34,10 +34,9 @@ public struct JetStreamMessage: Sendable {
     }
 
     /// Acknowledges: the message is done and will not be redelivered.
-    public func ack() async throws {
-        try send("+ACK")
-        try await bus.flush()
-    }
+    /// The connection sends at once (SendAsap), so no flush round trip per ack: an ack lost with a
+    /// crashed process only means one redelivery, which every handler tolerates.
+    public func ack() throws { try send("+ACK") }
     /// Negative acknowledgement: redeliver after `delay` (or at once).
     public func nak(delay: Duration? = nil) throws {
         if let delay { try send("-NAK {\"delay\": \(delay.nanoseconds)}") } else { try send("-NAK") }
@@ -55,6 +54,10 @@ public enum StreamRetention: Sendable { case limits, workQueue }
 public final class JetStream: @unchecked Sendable {
     let bus: BusConnection
     let js: OpaquePointer
+    /// A second context for pipelined publishing (`publishAll`), with its own error collector.
+    let asyncJS: OpaquePointer
+    let asyncErrors: AsyncPublishErrors
+    let asyncQueue = DispatchQueue(label: "vigil.jetstream.async-publish")
 
     public init(bus: BusConnection) throws {
         self.bus = bus
@@ -62,9 +65,78 @@ public final class JetStream: @unchecked Sendable {
         let s = natsConnection_JetStream(&ctx, bus.nc, nil)
         guard s == NATS_OK, let ctx else { throw BusError.jetStream("cannot create JetStream context: \(statusText(s))") }
         js = ctx
+        let errors = AsyncPublishErrors()
+        var opts = jsOptions()
+        jsOptions_Init(&opts)
+        opts.PublishAsync.MaxPending = 4096
+        opts.PublishAsync.ErrHandler = asyncPublishErrorHandler
+        opts.PublishAsync.ErrHandlerClosure = Unmanaged.passRetained(errors).toOpaque()
+        var actx: OpaquePointer? = nil
+        let s2 = natsConnection_JetStream(&actx, bus.nc, &opts)
+        guard s2 == NATS_OK, let actx else {
+            Unmanaged.passUnretained(errors).release()
+            jsCtx_Destroy(ctx)
+            throw BusError.jetStream("cannot create JetStream context: \(statusText(s2))")
+        }
+        asyncJS = actx
+        asyncErrors = errors
     }
 
-    deinit { jsCtx_Destroy(js) }
+    deinit {
+        jsCtx_Destroy(js)
+        jsCtx_Destroy(asyncJS)
+        Unmanaged.passUnretained(asyncErrors).release()
+    }
+
+    /// One message for `publishAll`.
+    public struct Outgoing: Sendable {
+        public var subject: String
+        public var data: Data
+        public var msgId: String?
+        public var headers: [String: String]
+        public init(subject: String, data: Data, msgId: String? = nil, headers: [String: String] = [:]) {
+            self.subject = subject
+            self.data = data
+            self.msgId = msgId
+            self.headers = headers
+        }
+    }
+
+    /// Publishes many messages pipelined (up to 4,096 unacknowledged, in order on this connection)
+    /// and returns once the stream has acknowledged every one of them. Throws if any was refused or
+    /// unacknowledged within `timeout`; some may then be stored already, which `msgId` makes safe to
+    /// repeat. One call at a time per JetStream object (calls queue).
+    public func publishAll(_ messages: [Outgoing], timeout: Duration = .seconds(30)) async throws {
+        guard !messages.isEmpty else { return }
+        let ctx = CHandle(asyncJS)
+        let errors = asyncErrors
+        try await Blocking.run(on: asyncQueue) {
+            errors.reset()
+            for m in messages {
+                var h = m.headers
+                if let id = m.msgId { h[BusHeader.msgId] = id }
+                var msg: OpaquePointer? = nil
+                let s: natsStatus = m.data.withUnsafeBytes { raw in
+                    natsMsg_Create(&msg, m.subject, nil, raw.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(m.data.count))
+                }
+                guard s == NATS_OK, msg != nil else { throw BusError.publish("cannot build message for \(m.subject): \(statusText(s))") }
+                for (k, v) in h { natsMsgHeader_Set(msg, k, v) }
+                let ps = js_PublishMsgAsync(ctx.p, &msg, nil)
+                natsMsg_Destroy(msg)  // no-op when the library took it
+                guard ps == NATS_OK else { throw BusError.jetStream("publish to \(m.subject) failed: \(statusText(ps))") }
+            }
+            var opts = jsPubOptions()
+            jsPubOptions_Init(&opts)
+            opts.MaxWait = timeout.milliseconds
+            let done = js_PublishAsyncComplete(ctx.p, &opts)
+            if done != NATS_OK {
+                var pending = natsMsgList()
+                if js_PublishAsyncGetPendingList(&pending, ctx.p) == NATS_OK { natsMsgList_Destroy(&pending) }
+                throw BusError.jetStream("publish acknowledgements missing after \(timeout): \(statusText(done))")
+            }
+            if let failure = errors.first() { throw BusError.jetStream("publish refused: \(failure)") }
+        }
+    }
 
     /// Creates the stream, or updates it to this configuration if it exists.
     public func ensureStream(name: String, subjects: [String], retention: StreamRetention = .limits,
@@ -327,4 +399,20 @@ public struct KeyValueBucket: Sendable {
             guard s == NATS_OK || s == NATS_NOT_FOUND else { throw BusError.jetStream("kv delete \(key): \(statusText(s))") }
         }
     }
+}
+
+/// Failures reported by cnats for pipelined publishes (from its threads).
+final class AsyncPublishErrors: Sendable {
+    private let state = Mutex<(count: Int, first: String?)>((0, nil))
+    func reset() { state.withLock { $0 = (0, nil) } }
+    func record(_ text: String) { state.withLock { s in s.count += 1; if s.first == nil { s.first = text } } }
+    func first() -> String? { state.withLock { s in s.count == 0 ? nil : "\(s.count) message(s), first: \(s.first ?? "")" } }
+}
+
+/// Called by cnats for a pipelined publish that failed; the library destroys the message after.
+let asyncPublishErrorHandler: jsPubAckErrHandler = { _, pae, closure in
+    guard let closure, let pae else { return }
+    let errors = Unmanaged<AsyncPublishErrors>.fromOpaque(closure).takeUnretainedValue()
+    let text = pae.pointee.ErrText.map { String(cString: $0) } ?? statusText(pae.pointee.Err)
+    errors.record("\(text) (\(pae.pointee.ErrCode.rawValue))")
 }

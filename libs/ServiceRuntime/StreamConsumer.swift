@@ -49,8 +49,18 @@ public struct StreamConsumer: Service {
         // (a scan) never holds back the others fetched after it.
         let inflight = InflightCount()
         let freed = WakeSignal()
+        let working = Working()
         try await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
+                // One keep-alive loop for all messages in flight (not a timer per message): long
+                // handlers get an in-progress ping every third of the ack wait.
+                group.addTask {
+                    let every = config.ackWait / 3
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: every)
+                        for m in working.olderThan(every) { try? m.inProgress() }
+                    }
+                }
                 while !Task.isCancelled {
                     let room = batch - inflight.value
                     if room <= 0 {
@@ -68,7 +78,9 @@ public struct StreamConsumer: Service {
                     inflight.add(messages.count)
                     for m in messages {
                         group.addTask {
+                            let key = working.begin(m)
                             await handle(m)
+                            working.end(key)
                             inflight.add(-1)
                             freed.poke()
                         }
@@ -80,18 +92,10 @@ public struct StreamConsumer: Service {
 
     /// Handles one message (public so tests and benchmarks can drive a consumer step by step).
     public func handle(_ m: JetStreamMessage) async {
-        let keepAlive = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: config.ackWait / 3)
-                if Task.isCancelled { break }
-                try? m.inProgress()
-            }
-        }
         let outcome = await handler(m)
-        keepAlive.cancel()
         do {
             switch outcome {
-            case .ack: try await m.ack()
+            case .ack: try m.ack()
             case .retry(let after): try m.nak(delay: after)
             case .drop: try m.term()
             }
@@ -104,6 +108,19 @@ public struct StreamConsumer: Service {
     public static func backoff(attempt: Int, cap: Duration = .seconds(3600)) -> Duration {
         let base = min(Double(cap.components.seconds), 2 * pow(2, Double(max(0, attempt - 1))))
         return .milliseconds(Int64(base * 1000 * Double.random(in: 0.8...1.2)))
+    }
+}
+
+/// The messages being handled and since when, for the keep-alive loop.
+final class Working: Sendable {
+    private let state = Mutex<(next: Int, items: [Int: (message: JetStreamMessage, since: ContinuousClock.Instant)])>((0, [:]))
+    func begin(_ m: JetStreamMessage) -> Int {
+        state.withLock { s in s.next += 1; s.items[s.next] = (m, .now); return s.next }
+    }
+    func end(_ key: Int) { state.withLock { _ = $0.items.removeValue(forKey: key) } }
+    func olderThan(_ d: Duration) -> [JetStreamMessage] {
+        let cutoff = ContinuousClock.now - d
+        return state.withLock { $0.items.values.filter { $0.since <= cutoff }.map(\.message) }
     }
 }
 

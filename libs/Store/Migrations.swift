@@ -54,6 +54,7 @@ struct Migrator {
           seq bigserial PRIMARY KEY, id uuid NOT NULL UNIQUE, subject text NOT NULL, payload text NOT NULL,
           headers jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
         CREATE INDEX IF NOT EXISTS outbox_unpublished ON \(schema).outbox (seq) WHERE published_at IS NULL;
+        ALTER TABLE \(schema).outbox ADD COLUMN IF NOT EXISTS batch boolean NOT NULL DEFAULT false;
         """
     }
 

@@ -14,14 +14,16 @@ public final class OutboxRelay: Sendable {
     let batchSize: Int
     let pollInterval: Duration
 
-    public init(store: Store, jetStream: JetStream, batchSize: Int = 200, pollInterval: Duration = .seconds(1)) {
+    public init(store: Store, jetStream: JetStream, batchSize: Int = 50, pollInterval: Duration = .seconds(1)) {
         self.store = store
         self.jetStream = jetStream
         self.batchSize = batchSize
         self.pollInterval = pollInterval
     }
 
-    /// Publishes one batch; returns how many rows were published.
+    /// Publishes one batch of rows; returns how many rows were published. A row is one event, or
+    /// (`batch`) many: lines of `subject id envelope-json`, each published as its own message.
+    /// Messages are pipelined and the rows marked sent only once JetStream acknowledged all of them.
     @discardableResult
     public func publishBatch() async throws -> Int {
         let schema = store.schema
@@ -29,16 +31,30 @@ public final class OutboxRelay: Sendable {
         let batch = batchSize
         return try await store.transaction(.none) { tx in
             let rows = try await tx.query(
-                "SELECT id, subject, payload, headers FROM \(schema).outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT id, subject, payload, headers, batch FROM \(schema).outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 [batch])
             guard !rows.isEmpty else { return 0 }
             var ids: [String] = []
+            var messages: [JetStream.Outgoing] = []
             for r in rows {
                 let id = try r.string("id")
                 let headers = (try? r.json("headers", as: [String: String].self)) ?? [:]
-                try await js.publish(try r.string("subject"), data: Data(try r.string("payload").utf8), msgId: id, headers: headers)
+                let payload = try r.string("payload")
+                if try r.bool("batch") {
+                    for line in payload.utf8.split(separator: 0x0A) {
+                        let parts = line.split(separator: 0x20, maxSplits: 2)
+                        guard parts.count == 3, let subject = String(parts[0]), let eventId = String(parts[1]) else {
+                            store.logger.error("malformed outbox batch line skipped", metadata: ["row": "\(id)"])
+                            continue
+                        }
+                        messages.append(JetStream.Outgoing(subject: subject, data: Data(parts[2]), msgId: eventId, headers: headers))
+                    }
+                } else {
+                    messages.append(JetStream.Outgoing(subject: try r.string("subject"), data: Data(payload.utf8), msgId: id, headers: headers))
+                }
                 ids.append(id)
             }
+            try await js.publishAll(messages)
             try await tx.execute("UPDATE \(schema).outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [ids])
             return ids.count
         }

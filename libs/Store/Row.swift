@@ -27,8 +27,7 @@ extension Optional: SQLParameter where Wrapped: SQLParameter {
 extension Array: SQLParameter where Element == String {
     /// A text[] literal.
     public var sqlText: String? {
-        "{" + map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+        ArrayParameter(map { Optional($0) }).sqlText
     }
 }
 
@@ -36,10 +35,19 @@ extension Array: SQLParameter where Element == String {
 public struct ArrayParameter: SQLParameter {
     public let sqlText: String?
     public init(_ values: [String?]) {
-        sqlText = "{" + values.map { v in
-            guard let v else { return "NULL" }
-            return "\"" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }.joined(separator: ",") + "}"
+        var out = "{"
+        out.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(",") }
+            guard let v else { out.append("NULL"); continue }
+            out.append("\"")
+            FastJSON.appendEscaped(v, into: &out) { $0 == 0x22 || $0 == 0x5C } escape: { b, out in
+                out.append(b == 0x22 ? "\\\"" : "\\\\")
+            }
+            out.append("\"")
+        }
+        out.append("}")
+        sqlText = out
     }
 }
 

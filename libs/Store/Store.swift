@@ -147,25 +147,44 @@ public final class Transaction: @unchecked Sendable {
 }
 
 extension Transaction {
-    /// Writes many events to the outbox in one statement (in order); each event's `data` is already
-    /// JSON (bulk paths build it with FastJSON).
+    /// Writes many events to the outbox as one batch row (in order); each event's `data` is already
+    /// JSON (bulk paths build it with FastJSON). The relay publishes them one message each.
     public func emitAllRaw(_ events: [(subject: String, type: String, data: String)], tenantId: String?) async throws {
         guard !events.isEmpty else { return }
-        var ids: [String?] = [], subjects: [String?] = [], payloads: [String?] = []
-        ids.reserveCapacity(events.count); subjects.reserveCapacity(events.count); payloads.reserveCapacity(events.count)
         let at = Timestamp.format(Date())
+        var lines = ""
+        lines.reserveCapacity(events.reduce(0) { $0 + $1.data.utf8.count + 200 })
         for e in events {
             let id = ID.make()
-            ids.append(id); subjects.append(e.subject)
-            payloads.append(FastJSON.object([("id", .string(id)), ("type", .string(e.type)), ("occurred_at", .string(at)),
-                                             ("tenant_id", .string(tenantId)), ("data", .raw(e.data))]))
+            if !lines.isEmpty { lines.append("\n") }
+            lines.append(e.subject); lines.append(" "); lines.append(id); lines.append(" ")
+            // A raw newline can only be whitespace between JSON tokens (strings escape it).
+            let data = e.data.utf8.contains(0x0A) ? e.data.replacingOccurrences(of: "\n", with: " ") : e.data
+            FastJSON.object([("id", .string(id)), ("type", .string(e.type)), ("occurred_at", .string(at)),
+                             ("tenant_id", .string(tenantId)), ("data", .raw(data))], into: &lines)
         }
-        try await execute("""
-            INSERT INTO \(schema).outbox (id, subject, payload, headers)
-            SELECT i, s, p, $4::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(i, s, p, n) ORDER BY n
-            """, [ArrayParameter(ids), ArrayParameter(subjects), ArrayParameter(payloads), try JSONParameter(eventHeaders)])
+        try await execute("INSERT INTO \(schema).outbox (id, subject, payload, headers, batch) VALUES ($1, 'batch', $2, $3, true)",
+                          [ID.make(), lines, try JSONParameter(eventHeaders)])
         wroteOutbox = true
     }
+
+    /// SQL that writes the rows of `source` (a CTE or table expression) to the outbox as one batch
+    /// row, for events built inside the database; nothing is written when `source` is empty. `line`
+    /// is a text expression per row: `subject || ' ' || event id || ' ' || envelope JSON` (see
+    /// `OutboxRelay`). Bind `outboxHeaders` at `$<headersParam>` and call `wroteEvents()` after.
+    public func outboxBatchInsert(line: String, from source: String, order: String, headersParam: Int) -> String {
+        """
+        INSERT INTO \(schema).outbox (id, subject, payload, headers, batch)
+        SELECT gen_random_uuid(), 'batch', string_agg(\(line), E'\\n' ORDER BY \(order)), $\(headersParam)::jsonb, true
+        FROM \(source) HAVING count(*) > 0
+        """
+    }
+
+    /// The headers every event of this transaction carries, as a parameter for `outboxBatchInsert`.
+    public var outboxHeaders: JSONParameter { get throws { try JSONParameter(eventHeaders) } }
+
+    /// Tells the store that SQL of the caller wrote outbox rows (the relay is poked after commit).
+    public func wroteEvents() { wroteOutbox = true }
 }
 
 /// The JSON shape of every event on `vigil.events.>` and of outbox work items.
