@@ -209,6 +209,39 @@ def test_status_changes_expiry_history_and_roles(stack, signup):
     assert ev["total"] == 3
 
 
+MALFORMED_ON_PURPOSE = set()  # connections whose result batches break the contract on purpose
+
+
+def test_malformed_results_are_dropped_and_events_carry_the_finding(stack, signup):
+    owner, body, _ = signup("malformed")
+    tenant, conn = body["workspace"]["id"], str(uuid.uuid4())
+    MALFORMED_ON_PURPOSE.add(conn)
+    # Unknown severity, a result that is not an object, a result without a fingerprint: each batch is
+    # dropped (never retried forever, never half applied) and the next good batch still lands.
+    bad = result(tenant, conn, "aws.s3.bucket_acl_public_read", "bad", severity="apocalyptic")
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [result(tenant, conn, "aws.s3.bucket_acl_public_read", "ok-1"), bad])
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [42])
+    no_fp = result(tenant, conn, "aws.s3.bucket_acl_public_read", "nofp")
+    del no_fp["fingerprint"]
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [no_fp])
+    scan = str(uuid.uuid4())
+    publish_results(stack, tenant, scan, conn, [result(tenant, conn, "aws.s3.bucket_acl_public_read", "good", severity="critical",
+                                                       tags={"team": "x"})])
+    eventually(lambda: len(findings(owner, connection_id=conn)) == 1, what="the good batch")
+    time.sleep(1)
+    [f] = findings(owner, connection_id=conn)
+    assert f["resource_name"] == "good" and f["severity"] == "critical" and f["status"] == "open"
+    # The bus event: the envelope id is the finding event's id; data names the finding, no nulls.
+    ev = stack.bus.wait_for(lambda b: b["data"].get("finding_id") == f["id"], "vigil.events.finding.opened", 10)
+    assert ev["type"] == "finding.opened" and ev["tenant_id"] == tenant and ev["occurred_at"].endswith("Z")
+    d = ev["data"]
+    assert d["event_id"] == ev["id"] and d["connection_id"] == conn and d["scan_id"] == scan and d["status"] == "open"
+    assert d["severity"] == "critical" and d["title"] == f["title"] and d["resource_id"] == f["resource_id"]
+    assert None not in d.values() and "previous_status" not in d
+    feed = owner.get(f"/finding-events?finding_id={f['id']}").json()["items"]
+    assert [e["id"] for e in feed] == [ev["id"]]
+
+
 def test_suppression_rules_and_ai_remediation(stack, signup):
     owner, body, _ = signup("supp")
     tenant, conn = body["workspace"]["id"], str(uuid.uuid4())
@@ -422,5 +455,7 @@ def test_finding_events_validate_against_their_schemas(stack):
                                                                                         "vigil.events.report.", "vigil.events.scan."))]
     assert any(s == "vigil.events.finding.opened" for s, _ in seen)
     for subject, body in seen:
+        if body["data"].get("connection_id") in MALFORMED_ON_PURPOSE and subject == "vigil.events.scan.results":
+            continue
         schema = json.load(open(os.path.join(schemas, subject.replace("vigil.events.", "event.") + ".json")))
         jsonschema.validate(body["data"], schema)

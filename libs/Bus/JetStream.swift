@@ -225,6 +225,18 @@ public final class JetStream: @unchecked Sendable {
         }
     }
 
+    /// Deletes a durable consumer; one that does not exist is not an error.
+    public func deleteConsumer(stream: String, durable: String) async throws {
+        let js = CHandle(self.js)
+        try await Blocking.run {
+            var jerr = jsErrCode(0)
+            let s = js_DeleteConsumer(js.p, stream, durable, nil, &jerr)
+            guard s == NATS_OK || s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr else {
+                throw BusError.jetStream("delete consumer \(durable) on \(stream) failed: \(statusText(s)) (\(jerr.rawValue))")
+            }
+        }
+    }
+
     /// Publishes to a stream and waits for the ack. With `msgId`, repeats inside the duplicate window
     /// are stored once; the return value tells whether this publish was such a duplicate.
     @discardableResult

@@ -9,6 +9,8 @@ import VigilCore
 
 struct Envelope<T: Decodable & Sendable>: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: T }
 struct TypeOnly: Decodable, Sendable {}
+/// A `scan.results` batch without its results, which PostgreSQL reads from the message itself.
+struct ResultsBatchHead: Decodable, Sendable { var scanId: String; var connectionId: String; var provider: String; var service: String; var region: String }
 struct ScanCompleted: Codable, Sendable {
     var scanId: String; var connectionId: String; var status: String; var complete: Bool
     var parts: [ScanPartReport]; var resourcesScanned: Int?; var checksEvaluated: Int?
@@ -21,12 +23,40 @@ struct Transition: Sendable {
     var resourceId: String; var title: String
 }
 
+/// Every lifecycle change becomes a finding event row (the feed) and a bus event, written by one SQL
+/// fragment: bulk paths (ingestion, resolution, expiry) feed it a data-modifying CTE, so a million
+/// transitions never pass through Swift one by one; single changes feed it rows built in Swift.
 enum Lifecycle {
-    static let subjects = ["opened": "vigil.events.finding.opened", "resolved": "vigil.events.finding.resolved",
-                           "reopened": "vigil.events.finding.reopened", "suppressed": "vigil.events.finding.suppressed",
-                           "accepted_risk": "vigil.events.finding.risk_accepted", "expired": "vigil.events.finding.reopened"]
+    /// The columns a transitions CTE named `t` must have.
+    static let columns = "finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id, resource_id, title, ord"
 
-    /// Records transitions as finding events (one set-based insert) and publishes them (outbox).
+    /// SQL continuing a `WITH … t AS (…)`: inserts a finding event per row of `t` and writes the bus
+    /// events as one outbox batch row; returns one row with `events`. `$1` must be the tenant id and
+    /// `$<headersParam>` the transaction's `outboxHeaders`.
+    static func emitSQL(_ tx: Transaction, headersParam: Int) -> String {
+        """
+        , ev AS (
+          INSERT INTO findings.finding_events (tenant_id, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status,
+            actor, reason, scan_id)
+          SELECT $1, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id
+          FROM t ORDER BY ord, finding_id
+          RETURNING *),
+        named AS (
+          SELECT ev.*, t.resource_id, t.title,
+            CASE ev.event_type WHEN 'accepted_risk' THEN 'risk_accepted' WHEN 'expired' THEN 'reopened' ELSE ev.event_type END AS name
+          FROM ev JOIN t ON t.finding_id = ev.finding_id AND t.event_type = ev.event_type),
+        outbox AS (\(tx.outboxBatchInsert(line: """
+            'vigil.events.finding.' || name || ' ' || id || ' ' || json_build_object('id', id, 'type', 'finding.' || name,
+              'occurred_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'tenant_id', tenant_id,
+              'data', json_strip_nulls(json_build_object('finding_id', finding_id, 'event_id', id, 'connection_id', connection_id,
+                'rule_id', rule_id, 'severity', severity, 'status', to_status, 'resource_id', resource_id, 'title', title,
+                'previous_status', from_status, 'actor', actor, 'reason', reason, 'scan_id', scan_id)))::text
+            """, from: "named", order: "created_at, id", headersParam: headersParam)) RETURNING 1)
+        SELECT (SELECT count(*) FROM ev)::int AS events
+        """
+    }
+
+    /// Records transitions built in Swift (changes made through the API, remediation outcomes).
     static func record(_ tx: Transaction, tenantId: String, _ ts: [Transition]) async throws {
         guard !ts.isEmpty else { return }
         var rows = "["
@@ -34,37 +64,25 @@ enum Lifecycle {
             if i > 0 { rows.append(",") }
             FastJSON.object([("finding_id", .string(t.findingId)), ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
                              ("severity", .string(t.severity)), ("event_type", .string(t.eventType)), ("from_status", .string(t.from)),
-                             ("to_status", .string(t.to)), ("actor", .string(t.actor)), ("reason", .string(t.reason)), ("scan_id", .string(t.scanId))],
-                            into: &rows)
+                             ("to_status", .string(t.to)), ("actor", .string(t.actor)), ("reason", .string(t.reason)), ("scan_id", .string(t.scanId)),
+                             ("resource_id", .string(t.resourceId)), ("title", .string(t.title)), ("ord", .int(i))], into: &rows)
         }
         rows.append("]")
-        var ids: [String: String] = [:]
-        for row in try await tx.query("""
-            INSERT INTO findings.finding_events (tenant_id, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status,
-              actor, reason, scan_id)
-            SELECT $1, x.finding_id, x.connection_id, x.rule_id, x.severity, x.event_type, x.from_status, x.to_status, x.actor, x.reason, x.scan_id
-            FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
-              event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid)
-            RETURNING id, finding_id, event_type
-            """, [tenantId, JSONParameter(raw: Data(rows.utf8))]) {
-            ids["\(try row.string("finding_id"))|\(try row.string("event_type"))"] = try row.string("id")
-        }
-        var events: [(subject: String, type: String, data: String)] = []
-        events.reserveCapacity(ts.count)
-        for t in ts {
-            let eventId = ids["\(t.findingId)|\(t.eventType)"] ?? ID.make()
-            var data: [(String, FastJSON.Value)] = [("finding_id", .string(t.findingId)), ("event_id", .string(eventId)),
-                                                    ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
-                                                    ("severity", .string(t.severity)), ("status", .string(t.to)),
-                                                    ("resource_id", .string(t.resourceId)), ("title", .string(t.title))]
-            if let f = t.from { data.append(("previous_status", .string(f))) }
-            if let a = t.actor { data.append(("actor", .string(a))) }
-            if let r = t.reason { data.append(("reason", .string(r))) }
-            if let s = t.scanId { data.append(("scan_id", .string(s))) }
-            let name = t.eventType == "accepted_risk" ? "risk_accepted" : t.eventType == "expired" ? "reopened" : t.eventType
-            events.append((subjects[t.eventType] ?? "vigil.events.finding.\(name)", "finding.\(name)", FastJSON.object(data)))
-        }
-        try await tx.emitAllRaw(events, tenantId: tenantId)
+        try await tx.execute("""
+            WITH t AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
+              event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid, resource_id text, title text, ord int))
+            \(emitSQL(tx, headersParam: 3))
+            """, [tenantId, JSONParameter(raw: Data(rows.utf8)), try tx.outboxHeaders])
+        tx.wroteEvents()
+    }
+
+    /// Runs `sql` (a `WITH … t AS (…)` producing transitions, `$1` = tenant) followed by the emission
+    /// of its events; returns how many lifecycle events were written.
+    @discardableResult
+    static func run(_ tx: Transaction, _ sql: String, _ params: [any SQLParameter]) async throws -> Int {
+        let rows = try await tx.query(sql + "\n" + emitSQL(tx, headersParam: params.count + 1), params + [try tx.outboxHeaders])
+        tx.wroteEvents()
+        return try rows.first?.int("events") ?? 0
     }
 }
 
@@ -80,9 +98,9 @@ struct Ingestor: Sendable {
         do {
             switch m.subject {
             case "vigil.events.scan.results":
-                let env = try JSON.decode(Envelope<ScanResultsBatch>.self, from: m.data)
+                let env = try JSON.decode(Envelope<ResultsBatchHead>.self, from: m.data)
                 guard let tenant = env.tenantId else { return .drop }
-                try await ingest(env.data, eventId: env.id, tenantId: tenant)
+                try await ingest(env.data, message: m.data, eventId: env.id, tenantId: tenant)
                 return .ack
             case "vigil.events.scan.completed":
                 let env = try JSON.decode(Envelope<ScanCompleted>.self, from: m.data)
@@ -94,102 +112,84 @@ struct Ingestor: Sendable {
         } catch let e as DecodingError {
             logger.error("undecodable scan event dropped", metadata: ["subject": "\(m.subject)", "error": "\(e)"])
             return .drop
+        } catch let e as StoreError where e.isDataError {
+            // Results PostgreSQL cannot take (not objects, a missing field, an unknown severity):
+            // retrying cannot help.
+            logger.error("malformed scan results dropped", metadata: ["subject": "\(m.subject)", "error": "\(e)"])
+            return .drop
         } catch {
             logger.warning("ingestion failed; will retry", metadata: ["subject": "\(m.subject)", "error": "\(error)"])
             return .retry(after: StreamConsumer.backoff(attempt: m.deliveryCount, cap: .seconds(60)))
         }
     }
 
-    /// Applies one results batch: rule PASS/FAIL counts, finding upserts (new → open, resolved → reopened),
-    /// suppression rules on new findings, lifecycle events.
-    func ingest(_ b: ScanResultsBatch, eventId: String, tenantId: String) async throws {
-        try await store.transaction(.tenant(tenantId)) { tx in
-            guard try await tx.one("""
-                INSERT INTO findings.ingested_events (event_id, tenant_id, scan_id, part_service, part_region, results)
-                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-                """, [eventId, tenantId, b.scanId, b.service, b.region, b.results.count]) != nil else { return }
-            try await Self.apply(tx, tenantId: tenantId, batch: b, eventId: eventId)
+    /// Applies one results batch in one statement: the batch is recorded (a redelivery stops
+    /// there), rule PASS/FAIL counts, finding upserts (new → open, resolved → reopened; suppression
+    /// rules decide whether a new or returning finding starts suppressed) and their lifecycle
+    /// events. The results go to PostgreSQL as the message's JSON: no per-finding work in Swift.
+    func ingest(_ b: ResultsBatchHead, message: Data, eventId: String, tenantId: String) async throws {
+        _ = try await store.transaction(.tenant(tenantId)) { tx in
+            try await Lifecycle.run(tx, Self.ingestSQL, [tenantId, JSONParameter(raw: message), b.scanId, b.connectionId, b.provider,
+                                                         b.service, b.region, eventId])
         }
     }
 
-    static func apply(_ tx: Transaction, tenantId: String, batch b: ScanResultsBatch, eventId: String) async throws {
-        struct Count: Encodable { var ruleId: String; var passed: Int; var failed: Int }
-        var counts: [String: (Int, Int)] = [:]
-        for r in b.results { counts[r.ruleId, default: (0, 0)].0 += r.status == "PASS" ? 1 : 0; counts[r.ruleId, default: (0, 0)].1 += r.status == "FAIL" ? 1 : 0 }
-        // Insert-only, one row per (batch, rule): concurrent batches of a scan never wait on each other.
-        _ = try await tx.query("""
-            INSERT INTO findings.rule_counts (tenant_id, scan_id, event_id, connection_id, part_service, part_region, rule_id, passed, failed)
-            SELECT $1, $2, $7, $3, $4, $5, x.rule_id, x.passed, x.failed FROM jsonb_to_recordset($6::jsonb) AS x(rule_id text, passed int, failed int)
-            """, [tenantId, b.scanId, b.connectionId, b.service, b.region,
-                  try JSONParameter(counts.map { Count(ruleId: $0.key, passed: $0.value.0, failed: $0.value.1) }), eventId])
-        let fails = b.results.filter { $0.status == "FAIL" }
-        guard !fails.isEmpty else { return }
-        var json = "["
-        json.reserveCapacity(fails.count * 400)
-        for (i, r) in fails.enumerated() {
-            if i > 0 { json.append(",") }
-            let evidence = r.evidence.isEmpty ? "{}" : String(decoding: (try? JSON.encode(r.evidence)) ?? Data("{}".utf8), as: UTF8.self)
-            let tags = (r.tags ?? [:]).isEmpty ? "{}" : String(decoding: (try? JSON.encode(r.tags ?? [:])) ?? Data("{}".utf8), as: UTF8.self)
-            FastJSON.object([("fingerprint", .string(r.fingerprint)), ("rule_id", .string(r.ruleId)), ("severity", .string(r.severity.rawValue)),
-                             ("severity_rank", .int(r.severity.rank)), ("title", .string(r.title)), ("resource_id", .string(r.resourceId)),
-                             ("resource_type", .string(r.resourceType)), ("resource_name", .string(r.resourceName)), ("region", .string(r.region)),
-                             ("service", .string(r.service)), ("evidence", .raw(evidence)), ("tags", .raw(tags)),
-                             ("savings", .number(r.estimatedMonthlySavings))], into: &json)
-        }
-        json.append("]")
-        let fingerprints = fails.map(\.fingerprint)
-        // Lock and read what exists, then upsert all in one statement; new rows and resolved ones that
-        // fail again are the transitions.
-        var previous: [String: String] = [:]
-        for row in try await tx.query("""
-            SELECT fingerprint, status FROM findings.findings WHERE tenant_id = $1 AND fingerprint = ANY($2::text[]) FOR UPDATE
-            """, [tenantId, ArrayParameter(fingerprints)]) {
-            previous[try row.string("fingerprint")] = try row.string("status")
-        }
-        let upserted = try await tx.query("""
-            WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(fingerprint text, rule_id text, severity text, severity_rank int,
-                         title text, resource_id text, resource_type text, resource_name text, region text, service text, evidence jsonb,
-                         tags jsonb, savings numeric))
-            INSERT INTO findings.findings AS f (tenant_id, fingerprint, connection_id, rule_id, provider, service, resource_id, resource_type,
-              resource_name, region, severity, severity_rank, title, status, evidence, tags, savings, part_service, part_region,
-              first_scan_id, last_scan_id)
-            SELECT $2, x.fingerprint, $3, x.rule_id, $4, x.service, x.resource_id, x.resource_type, x.resource_name, x.region, x.severity,
-              x.severity_rank, x.title, 'open', coalesce(x.evidence, '{}'), coalesce(x.tags, '{}'), x.savings, $5, $6, $7, $7 FROM x
-            ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET last_seen_at = now(), last_scan_id = excluded.last_scan_id,
-              severity = excluded.severity, severity_rank = excluded.severity_rank, title = excluded.title, evidence = excluded.evidence,
-              tags = excluded.tags, savings = excluded.savings, resource_name = excluded.resource_name, updated_at = now(),
-              status = CASE WHEN f.status = 'resolved' THEN 'open' ELSE f.status END,
-              resolved_at = CASE WHEN f.status = 'resolved' THEN NULL ELSE f.resolved_at END,
-              status_reason = CASE WHEN f.status = 'resolved' THEN 'failed again in a scan' ELSE f.status_reason END
-            RETURNING f.id, f.fingerprint, f.rule_id, f.severity, f.resource_id, f.title, (f.xmax = 0) AS inserted
-            """, [JSONParameter(raw: Data(json.utf8)), tenantId, b.connectionId, b.provider, b.service, b.region, b.scanId])
-        var transitions: [Transition] = []
-        for row in upserted {
-            let inserted = try row.bool("inserted")
-            let before = previous[try row.string("fingerprint")]
-            guard inserted || before == "resolved" else { continue }
-            transitions.append(Transition(findingId: try row.string("id"), connectionId: b.connectionId, ruleId: try row.string("rule_id"),
-                                          severity: try row.string("severity"), eventType: inserted ? "opened" : "reopened",
-                                          from: inserted ? nil : "resolved", to: "open", actor: nil, reason: inserted ? nil : "failed again in a scan",
-                                          scanId: b.scanId, resourceId: try row.string("resource_id"), title: try row.string("title")))
-        }
-        guard !transitions.isEmpty else { return }
-        // Suppression rules apply to findings that are new or back.
-        let suppressed = try await tx.query("""
-            UPDATE findings.findings f SET status = 'suppressed', suppression_rule_id = s.id, status_reason = s.reason,
-              status_actor = 'suppression-rule:' || s.id, status_expires_at = s.expires_at, updated_at = now()
-            FROM findings.suppression_rules s
-            WHERE f.tenant_id = $1 AND f.id = ANY($2::uuid[]) AND s.tenant_id = $1 AND \(SuppressionHandlers.matchSQL)
-            RETURNING f.id, f.rule_id, f.severity, f.resource_id, f.title, s.reason, s.id AS rule
-            """, [tenantId, ArrayParameter(transitions.map(\.findingId))])
-        for row in suppressed {
-            transitions.append(Transition(findingId: try row.string("id"), connectionId: b.connectionId, ruleId: try row.string("rule_id"),
-                                          severity: try row.string("severity"), eventType: "suppressed", from: "open", to: "suppressed",
-                                          actor: "suppression-rule:" + (try row.string("rule")), reason: row.optionalString("reason"),
-                                          scanId: b.scanId, resourceId: try row.string("resource_id"), title: try row.string("title")))
-        }
-        try await Lifecycle.record(tx, tenantId: tenantId, transitions)
-    }
+    static let ingestSQL = """
+        WITH src AS MATERIALIZED (SELECT $2::jsonb -> 'data' -> 'results' AS results),
+        batch AS (
+          INSERT INTO findings.ingested_events (event_id, tenant_id, scan_id, part_service, part_region, results)
+          SELECT $8, $1, $3, $6, $7, jsonb_array_length(results) FROM src ON CONFLICT (event_id) DO NOTHING RETURNING event_id),
+        r AS MATERIALIZED (
+          SELECT x.* FROM src, jsonb_to_recordset(src.results) AS x(fingerprint text, rule_id text, status text, severity text, title text,
+            resource_id text, resource_type text, resource_name text, region text, service text, evidence jsonb, tags jsonb,
+            estimated_monthly_savings numeric)
+          WHERE EXISTS (SELECT 1 FROM batch)),
+        counts AS (
+          INSERT INTO findings.rule_counts (tenant_id, scan_id, event_id, connection_id, part_service, part_region, rule_id, passed, failed)
+          SELECT $1, $3, $8, $4, $6, $7, rule_id, count(*) FILTER (WHERE status = 'PASS'), count(*) FILTER (WHERE status = 'FAIL')
+          FROM r GROUP BY rule_id),
+        f AS (
+          SELECT DISTINCT ON (fingerprint) fingerprint, rule_id, severity, title, resource_id, resource_type, resource_name, region, service,
+            coalesce(evidence, '{}') AS evidence, coalesce(tags, '{}') AS tags, estimated_monthly_savings AS savings, $4::uuid AS connection_id
+          FROM r WHERE status = 'FAIL'),
+        rules_exist AS (SELECT EXISTS (SELECT 1 FROM findings.suppression_rules WHERE tenant_id = $1) AS yes),
+        fails AS (
+          SELECT f.*, sr.id AS srule, sr.reason AS sreason, sr.expires_at AS sexpires
+          FROM f LEFT JOIN LATERAL (
+            SELECT s.id, s.reason, s.expires_at FROM findings.suppression_rules s
+            WHERE (SELECT yes FROM rules_exist) AND s.tenant_id = $1 AND \(SuppressionHandlers.matchSQL)
+            ORDER BY s.created_at, s.id LIMIT 1) sr ON true),
+        up AS (
+          INSERT INTO findings.findings AS f (tenant_id, fingerprint, connection_id, rule_id, provider, service, resource_id, resource_type,
+            resource_name, region, severity, severity_rank, title, status, evidence, tags, savings, part_service, part_region,
+            first_scan_id, last_scan_id, suppression_rule_id, status_reason, status_actor, status_expires_at)
+          SELECT $1, x.fingerprint, $4, x.rule_id, $5, x.service, x.resource_id, x.resource_type, x.resource_name, x.region, x.severity,
+            array_position(ARRAY['critical','high','medium','low','info'], x.severity) - 1, x.title,
+            CASE WHEN x.srule IS NULL THEN 'open' ELSE 'suppressed' END, x.evidence, x.tags, x.savings, $6, $7, $3, $3,
+            x.srule, x.sreason, 'suppression-rule:' || x.srule, x.sexpires
+          FROM fails x
+          ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET last_seen_at = now(), last_scan_id = excluded.last_scan_id,
+            severity = excluded.severity, severity_rank = excluded.severity_rank, title = excluded.title, evidence = excluded.evidence,
+            tags = excluded.tags, savings = excluded.savings, resource_name = excluded.resource_name, updated_at = now(),
+            status = CASE WHEN f.status = 'resolved' THEN excluded.status ELSE f.status END,
+            resolved_at = CASE WHEN f.status = 'resolved' THEN NULL ELSE f.resolved_at END,
+            status_reason = CASE WHEN f.status = 'resolved' THEN coalesce(excluded.status_reason, 'failed again in a scan') ELSE f.status_reason END,
+            status_actor = CASE WHEN f.status = 'resolved' THEN excluded.status_actor ELSE f.status_actor END,
+            status_expires_at = CASE WHEN f.status = 'resolved' THEN excluded.status_expires_at ELSE f.status_expires_at END,
+            suppression_rule_id = CASE WHEN f.status = 'resolved' THEN excluded.suppression_rule_id ELSE f.suppression_rule_id END,
+            reopened_at = CASE WHEN f.status = 'resolved' THEN now() ELSE f.reopened_at END
+          RETURNING f.id, f.rule_id, f.severity, f.resource_id, f.title, f.status, f.status_reason, f.suppression_rule_id,
+            (f.xmax = 0) AS inserted, (f.reopened_at IS NOT DISTINCT FROM now()) AS reopened),
+        t AS (
+          SELECT u.id AS finding_id, $4::uuid AS connection_id, u.rule_id, u.severity, e.event_type, e.from_status, e.to_status, e.actor,
+            e.reason, $3::uuid AS scan_id, u.resource_id, u.title, e.ord
+          FROM up u CROSS JOIN LATERAL (VALUES
+            (CASE WHEN u.inserted THEN 'opened' ELSE 'reopened' END, CASE WHEN u.inserted THEN NULL ELSE 'resolved' END, 'open', NULL,
+             CASE WHEN u.inserted THEN NULL ELSE 'failed again in a scan' END, 1),
+            ('suppressed', 'open', 'suppressed', 'suppression-rule:' || u.suppression_rule_id, u.status_reason, 2)
+          ) AS e(event_type, from_status, to_status, actor, reason, ord)
+          WHERE (u.inserted OR u.reopened) AND (e.ord = 1 OR u.status = 'suppressed'))
+        """
 
     /// Returns false while result batches of the scan are still missing (the message is retried).
     func complete(_ c: ScanCompleted, tenantId: String) async throws -> Bool {
@@ -213,7 +213,7 @@ struct Ingestor: Sendable {
                       try JSONParameter(c.parts)])
             // Only a complete scan resolves, and only what it evaluated: rules it ran, in parts it covered.
             guard c.status == "completed" && c.complete && !completedParts.isEmpty else { return true }
-            let resolved = try await tx.query("""
+            try await Lifecycle.run(tx, """
                 WITH parts AS (SELECT * FROM jsonb_to_recordset($4::jsonb) AS p(service text, region text)),
                 target AS (
                   SELECT f.id, f.status FROM findings.findings f
@@ -221,18 +221,17 @@ struct Ingestor: Sendable {
                     AND EXISTS (SELECT 1 FROM parts p WHERE p.service = f.part_service AND p.region = f.part_region)
                     AND EXISTS (SELECT 1 FROM findings.rule_counts rc WHERE rc.tenant_id = $1 AND rc.scan_id = $3 AND rc.rule_id = f.rule_id
                                 AND rc.part_service = f.part_service AND rc.part_region = f.part_region)
-                  FOR UPDATE)
-                UPDATE findings.findings f SET status = 'resolved', resolved_at = now(), updated_at = now(),
-                  status_reason = 'passed or gone in scan ' || $3, status_expires_at = NULL, suppression_rule_id = NULL
-                FROM target WHERE f.id = target.id
-                RETURNING f.id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous
+                  FOR UPDATE),
+                done AS (
+                  UPDATE findings.findings f SET status = 'resolved', resolved_at = now(), updated_at = now(),
+                    status_reason = 'passed or gone in scan ' || $3, status_expires_at = NULL, suppression_rule_id = NULL
+                  FROM target WHERE f.id = target.id
+                  RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous),
+                t AS (
+                  SELECT id AS finding_id, connection_id, rule_id, severity, 'resolved' AS event_type, previous AS from_status,
+                    'resolved' AS to_status, NULL AS actor, 'passed or gone in a complete scan' AS reason, $3::uuid AS scan_id, resource_id, title, 1 AS ord
+                  FROM done)
                 """, [tenantId, c.connectionId, c.scanId, try JSONParameter(completedParts.map { ["service": $0.service, "region": $0.region] })])
-            try await Lifecycle.record(tx, tenantId: tenantId, try resolved.map { row in
-                Transition(findingId: try row.string("id"), connectionId: c.connectionId, ruleId: try row.string("rule_id"),
-                           severity: try row.string("severity"), eventType: "resolved", from: row.optionalString("previous"), to: "resolved",
-                           actor: nil, reason: "passed or gone in a complete scan", scanId: c.scanId, resourceId: try row.string("resource_id"),
-                           title: try row.string("title"))
-            })
             return true
         }
     }
@@ -249,21 +248,19 @@ struct ExpirySweeper: Sendable {
         var n = 0
         for t in tenants {
             n += try await store.transaction(.tenant(t)) { tx in
-                let rows = try await tx.query("""
+                try await Lifecycle.run(tx, """
                     WITH target AS (SELECT id, status FROM findings.findings WHERE tenant_id = $1 AND status IN ('suppressed', 'accepted_risk')
-                                    AND status_expires_at < now() FOR UPDATE)
-                    UPDATE findings.findings f SET status = 'open', status_reason = 'expired: ' || coalesce(f.status_reason, ''),
-                      status_expires_at = NULL, suppression_rule_id = NULL, status_actor = NULL, updated_at = now()
-                    FROM target WHERE f.id = target.id
-                    RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous
+                                    AND status_expires_at < now() FOR UPDATE),
+                    done AS (
+                      UPDATE findings.findings f SET status = 'open', status_reason = 'expired: ' || coalesce(f.status_reason, ''),
+                        status_expires_at = NULL, suppression_rule_id = NULL, status_actor = NULL, updated_at = now()
+                      FROM target WHERE f.id = target.id
+                      RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous),
+                    t AS (
+                      SELECT id AS finding_id, connection_id, rule_id, severity, 'expired' AS event_type, previous AS from_status, 'open' AS to_status,
+                        NULL AS actor, 'the suppression or risk acceptance expired' AS reason, NULL::uuid AS scan_id, resource_id, title, 1 AS ord
+                      FROM done)
                     """, [t])
-                try await Lifecycle.record(tx, tenantId: t, try rows.map { row in
-                    Transition(findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
-                               severity: try row.string("severity"), eventType: "expired", from: row.optionalString("previous"), to: "open",
-                               actor: nil, reason: "the suppression or risk acceptance expired", scanId: nil,
-                               resourceId: try row.string("resource_id"), title: try row.string("title"))
-                })
-                return rows.count
             }
         }
         return n

@@ -11,16 +11,8 @@ struct AuditRecorder: Sendable {
     let store: Store
     let logger: Logger
 
-    func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
-        // Result batches are data, not actions; the findings service keeps the lifecycle of findings.
-        if m.subject == "vigil.events.scan.results" { return .ack }
-        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
-              let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else {
-            logger.error("undecodable event dropped from the audit log", metadata: ["subject": "\(m.subject)"])
-            return .drop
-        }
-        let data = obj["data"] as? [String: Any] ?? [:]
-        let tenant = (obj["tenant_id"] as? String).flatMap { ID.isValid($0) ? $0 : nil }
+    func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
+        let (id, type, tenant, data, m) = (e.id, e.type, e.tenant, e.data, e.message)
         let resourceType = String(type.split(separator: ".").first ?? "event")
         let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String
         let actor = (data["actor"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? (data["user_id"] as? String)
@@ -33,7 +25,7 @@ struct AuditRecorder: Sendable {
                 INSERT INTO notifier.audit_log (id, tenant_id, at, actor, action, resource_type, resource_id, correlation_id, ip, user_agent, changes)
                 VALUES ($1, $2, coalesce($3::timestamptz, now()), $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
                 ON CONFLICT (id) DO NOTHING
-                """, [id, tenant, obj["occurred_at"] as? String, actor, type, resourceType, resourceId,
+                """, [id, tenant, e.occurredAt, actor, type, resourceType, resourceId,
                       m.headers[BusHeader.correlationId], m.headers[BusHeader.clientAddress], m.headers[BusHeader.userAgent],
                       JSONParameter(raw: changesJSON)])
             return .ack

@@ -236,15 +236,12 @@ struct ChannelService: Sendable {
         return ChannelMessage(title: "Vigil: \(type)", lines: detail, severity: data["severity"] as? String)
     }
 
-    func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
-        if m.subject == "vigil.events.scan.results" { return .ack }
-        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
-              let eventId = obj["id"] as? String, ID.isValid(eventId), let type = obj["type"] as? String else { return .drop }
-        guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
-        let data = obj["data"] as? [String: Any] ?? [:]
+    func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
+        guard let tenant = e.tenant else { return .ack }
+        let (eventId, type, data) = (e.id, e.type, e.data)
         do {
             let store = self.store
-            guard try await channelsPresent.present(tenant: tenant, occurredAt: obj["occurred_at"] as? String, read: {
+            guard try await channelsPresent.present(tenant: tenant, occurredAt: e.occurredAt, read: {
                 try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
             }) else { return .ack }
             let channels = try await store.query(.tenant(tenant), """
@@ -272,7 +269,7 @@ struct ChannelService: Sendable {
                     logger.warning("channel send failed", metadata: ["channel_id": "\(c.optionalString("id") ?? "")", "error": "\(error)"])
                 }
             }
-            return failed ? .retry(after: StreamConsumer.backoff(attempt: m.deliveryCount, cap: .seconds(1800))) : .ack
+            return failed ? .retry(after: StreamConsumer.backoff(attempt: e.message.deliveryCount, cap: .seconds(1800))) : .ack
         } catch {
             return .retry(after: .seconds(2))
         }

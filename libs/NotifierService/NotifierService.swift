@@ -28,17 +28,8 @@ public enum NotifierService {
         var services: [any Service] = []
 
         let audit = AuditRecorder(store: store, logger: ctx.logger)
-        var auditCfg = JetStream.ConsumerConfig(durable: "notifier-audit", filterSubject: "vigil.events.>")
-        auditCfg.maxDeliver = 20
-        services.append(StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: auditCfg, logger: ctx.logger,
-                                       handler: audit.handle))
-
         let webhookSettings = try WebhookSettings(r, logger: ctx.logger)
         let dispatcher = WebhookDispatcher(store: store, settings: webhookSettings, logger: ctx.logger)
-        var hookCfg = JetStream.ConsumerConfig(durable: "notifier-webhooks", filterSubject: "vigil.events.>")
-        hookCfg.maxDeliver = 20
-        services.append(StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: hookCfg, logger: ctx.logger,
-                                       handler: dispatcher.fanOut))
         services.append(WebhookDeliveryService(dispatcher: dispatcher))
 
         if let host = r.optional("VIGIL_SMTP_HOST") {
@@ -62,14 +53,65 @@ public enum NotifierService {
                                       http: OutboundHTTP(guardrail: webhookSettings.guardrail, timeout: webhookSettings.timeout),
                                       guardrail: webhookSettings.guardrail, logger: ctx.logger)
         channels.register(on: ctx.responder)
-        var channelCfg = JetStream.ConsumerConfig(durable: "notifier-channels", filterSubject: "vigil.events.>")
-        channelCfg.maxDeliver = 12
-        let channelConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: channelCfg, logger: ctx.logger,
-                                             handler: channels.handle)
-        try await channelConsumer.prepare()
-        services.append(channelConsumer)
+        // One consumer of the event stream for the whole service: each event is fetched, parsed and
+        // acknowledged once, then fanned out to webhooks, channels and the audit log (each idempotent
+        // by event id, so a retry for one of them repeats nothing in the others).
+        let router = NotifierEventRouter(audit: audit, webhooks: dispatcher, channels: channels, logger: ctx.logger)
+        var eventsCfg = JetStream.ConsumerConfig(durable: "notifier-events", filterSubject: "vigil.events.>")
+        eventsCfg.maxDeliver = 20
+        let eventsConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: eventsCfg, logger: ctx.logger,
+                                            handler: router.handle)
+        try await eventsConsumer.prepare()
+        for old in ["notifier-audit", "notifier-webhooks", "notifier-channels"] {  // one consumer each before
+            try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
+        }
+        services.append(eventsConsumer)
         ctx.responder.add(Endpoint<ContactRequest, ContactReply>("vigil.notifier.contact.submit"),
                           handler: ContactHandler(store: store, reader: r).submit)
         return services
+    }
+}
+
+/// An event from `vigil.events.>`, parsed once for every notifier part.
+struct NotifierEvent {
+    let message: JetStreamMessage
+    let id: String
+    let type: String
+    let tenant: String?
+    let occurredAt: String?
+    let data: [String: Any]
+
+    init?(_ m: JetStreamMessage) {
+        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
+              let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else { return nil }
+        message = m
+        self.id = id
+        self.type = type
+        tenant = (obj["tenant_id"] as? String).flatMap { ID.isValid($0) ? $0 : nil }
+        occurredAt = obj["occurred_at"] as? String
+        data = obj["data"] as? [String: Any] ?? [:]
+    }
+}
+
+/// Hands each event to the webhook fan-out, the channels and the audit log; the message is retried
+/// (soonest asked delay) if any of them asks, acknowledged otherwise.
+struct NotifierEventRouter: Sendable {
+    let audit: AuditRecorder
+    let webhooks: WebhookDispatcher
+    let channels: ChannelService
+    let logger: Logger
+
+    @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
+        // Result batches are bulk data for the findings service, not notifications or actions.
+        if m.subject == "vigil.events.scan.results" { return .ack }
+        guard let event = NotifierEvent(m) else {
+            logger.error("undecodable event dropped", metadata: ["subject": "\(m.subject)"])
+            return .drop
+        }
+        var retry: Duration?
+        for outcome in [await webhooks.fanOut(event), await channels.handle(event), await audit.handle(event)] {
+            if case .retry(let after) = outcome { retry = min(retry ?? after, after) }
+        }
+        return retry.map { .retry(after: $0) } ?? .ack
     }
 }

@@ -135,16 +135,13 @@ final class WebhookDispatcher: Sendable {
     }
 
     /// Consumer side: one delivery row per matching endpoint (idempotent per event and endpoint).
-    func fanOut(_ m: JetStreamMessage) async -> ConsumeOutcome {
-        if m.subject == "vigil.events.scan.results" { return .ack }   // bulk data, not a webhook event type
-        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
-              let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else { return .drop }
-        guard let tenant = (obj["tenant_id"] as? String).flatMap({ ID.isValid($0) ? $0 : nil }) else { return .ack }
-        let data = obj["data"] as? [String: Any] ?? [:]
+    func fanOut(_ e: NotifierEvent) async -> ConsumeOutcome {
+        guard let tenant = e.tenant else { return .ack }
+        let (id, type, data) = (e.id, e.type, e.data)
         do {
             // Workspaces without endpoints skip the database for old events (bulk backlogs).
             let store = self.store
-            guard try await endpointsPresent.present(tenant: tenant, occurredAt: obj["occurred_at"] as? String, read: {
+            guard try await endpointsPresent.present(tenant: tenant, occurredAt: e.occurredAt, read: {
                 try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
                                       [tenant]).first != nil
             }) else { return .ack }
@@ -161,7 +158,7 @@ final class WebhookDispatcher: Sendable {
                 targets.append(try e.string("id"))
             }
             guard !targets.isEmpty else { return .ack }
-            let payload = try Self.payload(type: type, occurredAt: obj["occurred_at"] as? String, data: data)
+            let payload = try Self.payload(type: type, occurredAt: e.occurredAt, data: data)
             let inserted = try await store.query(.tenant(tenant), """
                 INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
                 SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e

@@ -65,6 +65,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var description: String { "store error \(sqlState ?? "-"): \(message)" }
     public var isUniqueViolation: Bool { sqlState == "23505" }
     public var isForeignKeyViolation: Bool { sqlState == "23503" }
+    /// The input itself was wrong (data exception, not-null or check violation): repeating fails again.
+    public var isDataError: Bool { sqlState.map { $0.hasPrefix("22") || $0 == "23502" || $0 == "23514" } ?? false }
     init(_ message: String, sqlState: String? = nil) {
         self.message = message
         self.sqlState = sqlState
