@@ -34,25 +34,26 @@ enum Lifecycle {
     /// events as one outbox batch row; returns one row with `events`. `$1` must be the tenant id and
     /// `$<headersParam>` the transaction's `outboxHeaders`.
     static func emitSQL(_ tx: Transaction, headersParam: Int) -> String {
+        // Ids and times are drawn once per transition (a materialized CTE), so the feed row and the
+        // bus event share them without joining the two back together.
         """
-        , ev AS (
-          INSERT INTO findings.finding_events (tenant_id, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status,
-            actor, reason, scan_id)
-          SELECT $1, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id
-          FROM t ORDER BY ord, finding_id
-          RETURNING *),
-        named AS (
-          SELECT ev.*, t.resource_id, t.title,
-            CASE ev.event_type WHEN 'accepted_risk' THEN 'risk_accepted' WHEN 'expired' THEN 'reopened' ELSE ev.event_type END AS name
-          FROM ev JOIN t ON t.finding_id = ev.finding_id AND t.event_type = ev.event_type),
+        , te AS MATERIALIZED (
+          SELECT t.*, gen_random_uuid() AS event_id, clock_timestamp() AS at,
+            CASE t.event_type WHEN 'accepted_risk' THEN 'risk_accepted' WHEN 'expired' THEN 'reopened' ELSE t.event_type END AS name
+          FROM t ORDER BY ord, finding_id),
+        ev AS (
+          INSERT INTO findings.finding_events (id, tenant_id, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status,
+            actor, reason, scan_id, created_at)
+          SELECT event_id, $1, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id, at
+          FROM te),
         outbox AS (\(tx.outboxBatchInsert(line: """
-            'vigil.events.finding.' || name || ' ' || id || ' ' || json_build_object('id', id, 'type', 'finding.' || name,
-              'occurred_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'tenant_id', tenant_id,
-              'data', json_strip_nulls(json_build_object('finding_id', finding_id, 'event_id', id, 'connection_id', connection_id,
+            'vigil.events.finding.' || name || ' ' || event_id || ' ' || json_build_object('id', event_id, 'type', 'finding.' || name,
+              'occurred_at', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'tenant_id', $1::text,
+              'data', json_strip_nulls(json_build_object('finding_id', finding_id, 'event_id', event_id, 'connection_id', connection_id,
                 'rule_id', rule_id, 'severity', severity, 'status', to_status, 'resource_id', resource_id, 'title', title,
                 'previous_status', from_status, 'actor', actor, 'reason', reason, 'scan_id', scan_id)))::text
-            """, from: "named", order: "created_at, id", headersParam: headersParam)) RETURNING 1)
-        SELECT (SELECT count(*) FROM ev)::int AS events
+            """, from: "te", order: "at, event_id", headersParam: headersParam)) RETURNING 1)
+        SELECT (SELECT count(*) FROM te)::int AS events
         """
     }
 
