@@ -9,7 +9,7 @@ import VigilCore
     @Test func oldEventsUseTheLastLookAndNewOnesLookAgain() async throws {
         let cache = PresenceCache(margin: 2)
         let reads = Reads()
-        let read: () async throws -> Bool = { reads.n += 1; return reads.answer }
+        let read: @Sendable () async throws -> Bool = { reads.n += 1; return reads.answer }
         let old = Timestamp.format(Date().addingTimeInterval(-60))
         #expect(try await cache.present(tenant: "t", occurredAt: old, read: read) == false)
         #expect(try await cache.present(tenant: "t", occurredAt: old, read: read) == false)
@@ -21,5 +21,39 @@ import VigilCore
         #expect(try await cache.present(tenant: "t", occurredAt: nil, read: read) == true)
         #expect(reads.n == 3, "no timestamp: always look")
         #expect(try await cache.present(tenant: "other", occurredAt: old, read: read) == true && reads.n == 4)
+    }
+
+    @Test func eventsReceivedBeforeAReadShareItAndLaterOnesLookAgain() async throws {
+        let cache = PresenceCache(margin: 2)
+        final class Counter: @unchecked Sendable {
+            let lock = NSLock(); var n = 0; var answer = false
+            func bump() -> Bool { lock.lock(); defer { lock.unlock() }; n += 1; return answer }
+        }
+        let reads = Counter()
+        let slowRead: @Sendable () async throws -> Bool = { try await Task.sleep(for: .milliseconds(50)); return reads.bump() }
+        // 32 events of one fetched batch (received together, all just now): one read between them.
+        let received = Date()
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<32 {
+                group.addTask { try await cache.present(tenant: "t", occurredAt: Timestamp.format(received), receivedAt: received, read: slowRead) }
+            }
+            for try await present in group { #expect(present == false) }
+        }
+        #expect(reads.n == 1)
+        // Received before that read started: answered from it.
+        #expect(try await cache.present(tenant: "t", occurredAt: Timestamp.format(received), receivedAt: received, read: slowRead) == false)
+        #expect(reads.n == 1)
+        // An endpoint appears; an event received after the last read must look again and see it.
+        reads.answer = true
+        let later = Date()
+        #expect(try await cache.present(tenant: "t", occurredAt: Timestamp.format(later), receivedAt: later, read: slowRead) == true)
+        #expect(reads.n == 2)
+        // A failed read is not remembered: the next event looks again.
+        struct Down: Error {}
+        let failing: @Sendable () async throws -> Bool = { throw Down() }
+        let after = Date()
+        await #expect(throws: Down.self) { try await cache.present(tenant: "u", occurredAt: nil, receivedAt: after, read: failing) }
+        #expect(try await cache.present(tenant: "u", occurredAt: nil, receivedAt: after, read: slowRead) == true)
+        #expect(reads.n == 3)
     }
 }

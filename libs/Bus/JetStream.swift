@@ -8,6 +8,15 @@ import VigilCore
 public struct JetStreamMessage: Sendable {
     public let message: BusMessage
     let bus: BusConnection
+    /// When this process fetched it (its own clock): the message was stored, so its publisher had
+    /// committed, before this instant.
+    public let receivedAt: Date
+
+    init(message: BusMessage, bus: BusConnection, receivedAt: Date = Date()) {
+        self.message = message
+        self.bus = bus
+        self.receivedAt = receivedAt
+    }
 
     public var subject: String { message.subject }
     public var data: Data { message.data }
@@ -339,8 +348,9 @@ public final class PullConsumer: @unchecked Sendable {
             if s == NATS_TIMEOUT { return [] }
             guard s == NATS_OK else { throw BusError.jetStream("fetch failed: \(statusText(s))") }
             var out: [JetStreamMessage] = []
+            let now = Date()
             for i in 0..<Int(list.Count) {
-                if let m = list.Msgs[i] { out.append(JetStreamMessage(message: copyMessage(m), bus: bus)) }
+                if let m = list.Msgs[i] { out.append(JetStreamMessage(message: copyMessage(m), bus: bus, receivedAt: now)) }
             }
             natsMsgList_Destroy(&list)
             return out

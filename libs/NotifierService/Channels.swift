@@ -241,7 +241,7 @@ struct ChannelService: Sendable {
         let (eventId, type, data) = (e.id, e.type, e.data)
         do {
             let store = self.store
-            guard try await channelsPresent.present(tenant: tenant, occurredAt: e.occurredAt, read: {
+            guard try await channelsPresent.present(tenant: tenant, occurredAt: e.occurredAt, receivedAt: e.message.receivedAt, read: {
                 try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
             }) else { return .ack }
             let channels = try await store.query(.tenant(tenant), """

@@ -2,30 +2,61 @@ import Foundation
 import Synchronization
 import VigilCore
 
-/// Whether a workspace has any webhook endpoint (or channel) at all, cached for events that happened
-/// well before the answer was read. An endpoint created before an event committed before that event
-/// did, so a read taken after the event (plus a margin for clocks) already sees it; newer events always
-/// read again. Only "nothing to do" short-circuits: when something exists, the exact query runs.
-/// This keeps bulk backlogs (a million `finding.opened` events for a workspace without endpoints) from
-/// costing a database round trip each.
+/// Whether a workspace has any webhook endpoint (or channel) at all, answered from an earlier read
+/// when that read is known to have happened after the event was committed. Two ways to know it:
+/// - the read started after this process received the event (the event was stored in the stream,
+///   so committed, before it was received: same clock, no skew);
+/// - the event occurred well before the read (a margin for clocks), for old backlogs.
+/// Reads are single-flight per workspace: the handlers of one fetched batch share one read, so a
+/// live stream of `finding.opened` costs a read per batch, not per event. Only "nothing to do" is
+/// ever short-circuited by callers: when something exists, the exact query runs.
 final class PresenceCache: Sendable {
     private struct Entry { var readAt: Date; var present: Bool }
-    private let entries = Mutex<[String: Entry]>([:])
+    private struct Pending { var startedAt: Date; var task: Task<Bool, any Error> }
+    private struct State { var entries: [String: Entry] = [:]; var pending: [String: Pending] = [:] }
+    private let state = Mutex(State())
     let margin: TimeInterval
 
     init(margin: TimeInterval = 2) { self.margin = margin }
 
-    func present(tenant: String, occurredAt: String?, read: () async throws -> Bool) async throws -> Bool {
-        if let occurred = occurredAt.flatMap(Timestamp.parse), let e = entries.withLock({ $0[tenant] }),
-           occurred < e.readAt.addingTimeInterval(-margin) {
-            return e.present
+    func present(tenant: String, occurredAt: String?, receivedAt: Date? = nil,
+                 read: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
+        let occurred = occurredAt.flatMap(Timestamp.parse)
+        enum Next { case answer(Bool), wait(Task<Bool, any Error>) }
+        let next: Next = state.withLock { s in
+            if let e = s.entries[tenant] {
+                if let receivedAt, e.readAt > receivedAt { return .answer(e.present) }
+                if let occurred, occurred < e.readAt.addingTimeInterval(-margin) { return .answer(e.present) }
+            }
+            if let receivedAt, let p = s.pending[tenant], p.startedAt > receivedAt { return .wait(p.task) }
+            let startedAt = Date()
+            // The read records its answer before anyone awaiting it resumes.
+            let task = Task<Bool, any Error> { [weak self] in
+                do {
+                    let present = try await read()
+                    self?.finished(tenant: tenant, startedAt: startedAt, present: present)
+                    return present
+                } catch {
+                    self?.finished(tenant: tenant, startedAt: startedAt, present: nil)
+                    throw error
+                }
+            }
+            s.pending[tenant] = Pending(startedAt: startedAt, task: task)
+            return .wait(task)
         }
-        let readAt = Date()
-        let present = try await read()
-        entries.withLock { all in
-            if all.count > 100_000 { all.removeAll() }
-            if (all[tenant]?.readAt ?? .distantPast) < readAt { all[tenant] = Entry(readAt: readAt, present: present) }
+        switch next {
+        case .answer(let present): return present
+        case .wait(let task): return try await task.value
         }
-        return present
+    }
+
+    /// Records a finished read (as of when it started) and clears it from the in-flight set.
+    private func finished(tenant: String, startedAt: Date, present: Bool?) {
+        state.withLock { s in
+            if s.pending[tenant]?.startedAt == startedAt { s.pending[tenant] = nil }
+            guard let present else { return }
+            if s.entries.count > 100_000 { s.entries.removeAll() }
+            if (s.entries[tenant]?.readAt ?? .distantPast) < startedAt { s.entries[tenant] = Entry(readAt: startedAt, present: present) }
+        }
     }
 }

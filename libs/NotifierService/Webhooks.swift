@@ -141,7 +141,7 @@ final class WebhookDispatcher: Sendable {
         do {
             // Workspaces without endpoints skip the database for old events (bulk backlogs).
             let store = self.store
-            guard try await endpointsPresent.present(tenant: tenant, occurredAt: e.occurredAt, read: {
+            guard try await endpointsPresent.present(tenant: tenant, occurredAt: e.occurredAt, receivedAt: e.message.receivedAt, read: {
                 try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
                                       [tenant]).first != nil
             }) else { return .ack }
