@@ -12,12 +12,12 @@ struct AuditRecorder: Sendable {
     let logger: Logger
 
     func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
-        let (id, type, tenant, data, m) = (e.id, e.type, e.tenant, e.data, e.message)
-        let resourceType = String(type.split(separator: ".").first ?? "event")
-        let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String
-        let actor = (data["actor"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? (data["user_id"] as? String)
+        let (id, type, tenant, actor, m) = (e.id, e.type, e.tenant, e.actor, e.message)
         // Lifecycle changes made by scans (no actor) are in the finding events feed, not the audit log.
         if type.hasPrefix("finding.") && actor == nil { return .ack }
+        let data = e.data
+        let resourceType = String(type.split(separator: ".").first ?? "event")
+        let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String
         let changes = data.filter { !["actor"].contains($0.key) }
         do {
             let changesJSON = try JSONSerialization.data(withJSONObject: changes, options: [.sortedKeys])

@@ -238,7 +238,7 @@ struct ChannelService: Sendable {
 
     func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
         guard let tenant = e.tenant else { return .ack }
-        let (eventId, type, data) = (e.id, e.type, e.data)
+        let (eventId, type) = (e.id, e.type)
         do {
             let store = self.store
             guard try await channelsPresent.present(tenant: tenant, occurredAt: e.occurredAt, receivedAt: e.message.receivedAt, read: {
@@ -250,7 +250,7 @@ struct ChannelService: Sendable {
                 """, [tenant, eventId])
             guard !channels.isEmpty else { return .ack }
             let policy = try await loadPolicy(tenant)
-            guard let message = Self.message(type: type, data: data, policy: policy) else { return .ack }
+            guard let message = Self.message(type: type, data: e.data, policy: policy) else { return .ack }
             var failed = false
             for c in channels {
                 guard EventCatalog.matches(try c.stringArray("events"), type) else { continue }

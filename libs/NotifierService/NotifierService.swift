@@ -72,24 +72,33 @@ public enum NotifierService {
     }
 }
 
-/// An event from `vigil.events.>`, parsed once for every notifier part.
-struct NotifierEvent {
+/// An event from `vigil.events.>` for every notifier part. The envelope's head is decoded at once;
+/// `data` as a whole only when a part needs it, so events nobody wants (a scan's `finding.opened`
+/// in a workspace without endpoints or channels) cost a small decode and an ack.
+final class NotifierEvent {
+    private struct Head: Decodable {
+        struct DataHead: Decodable { var actor: String?; var userId: String? }
+        var id: String; var type: String; var tenantId: String?; var occurredAt: String?; var data: DataHead?
+    }
     let message: JetStreamMessage
     let id: String
     let type: String
     let tenant: String?
     let occurredAt: String?
-    let data: [String: Any]
+    /// `data.actor` (or `data.user_id`) when not empty.
+    let actor: String?
+    lazy var data: [String: Any] = {
+        (try? JSONSerialization.jsonObject(with: message.data) as? [String: Any])?["data"] as? [String: Any] ?? [:]
+    }()
 
     init?(_ m: JetStreamMessage) {
-        guard let obj = try? JSONSerialization.jsonObject(with: m.data) as? [String: Any],
-              let id = obj["id"] as? String, ID.isValid(id), let type = obj["type"] as? String else { return nil }
+        guard let head = try? JSON.decode(Head.self, from: m.data), ID.isValid(head.id) else { return nil }
         message = m
-        self.id = id
-        self.type = type
-        tenant = (obj["tenant_id"] as? String).flatMap { ID.isValid($0) ? $0 : nil }
-        occurredAt = obj["occurred_at"] as? String
-        data = obj["data"] as? [String: Any] ?? [:]
+        id = head.id
+        type = head.type
+        tenant = head.tenantId.flatMap { ID.isValid($0) ? $0 : nil }
+        occurredAt = head.occurredAt
+        actor = head.data?.actor.flatMap { $0.isEmpty ? nil : $0 } ?? head.data?.userId
     }
 }
 

@@ -135,13 +135,13 @@ final class WebhookDispatcher: Sendable {
     }
 
     /// Consumer side: one delivery row per matching endpoint (idempotent per event and endpoint).
-    func fanOut(_ e: NotifierEvent) async -> ConsumeOutcome {
-        guard let tenant = e.tenant else { return .ack }
-        let (id, type, data) = (e.id, e.type, e.data)
+    func fanOut(_ event: NotifierEvent) async -> ConsumeOutcome {
+        guard let tenant = event.tenant else { return .ack }
+        let (id, type) = (event.id, event.type)
         do {
             // Workspaces without endpoints skip the database for old events (bulk backlogs).
             let store = self.store
-            guard try await endpointsPresent.present(tenant: tenant, occurredAt: e.occurredAt, receivedAt: e.message.receivedAt, read: {
+            guard try await endpointsPresent.present(tenant: tenant, occurredAt: event.occurredAt, receivedAt: event.message.receivedAt, read: {
                 try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
                                       [tenant]).first != nil
             }) else { return .ack }
@@ -149,6 +149,7 @@ final class WebhookDispatcher: Sendable {
             let endpoints = try await store.query(.tenant(tenant),
                 "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
             var targets: [String] = []
+            let data = event.data
             for e in endpoints {
                 guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
                 if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
@@ -158,7 +159,7 @@ final class WebhookDispatcher: Sendable {
                 targets.append(try e.string("id"))
             }
             guard !targets.isEmpty else { return .ack }
-            let payload = try Self.payload(type: type, occurredAt: e.occurredAt, data: data)
+            let payload = try Self.payload(type: type, occurredAt: event.occurredAt, data: data)
             let inserted = try await store.query(.tenant(tenant), """
                 INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
                 SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
