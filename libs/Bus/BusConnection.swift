@@ -36,9 +36,13 @@ public final class BusConnection: @unchecked Sendable {
         public var reconnectWait: Duration = .milliseconds(250)
         public var connectTimeout: Duration = .seconds(5)
         public var defaultRequestTimeout: Duration = .seconds(10)
-        public init(url: String, name: String) {
+        /// Write every message at once (low request/reply latency, a syscall per message). Off, cnats
+        /// coalesces writes in its flusher thread: better for many small messages such as acks.
+        public var sendAsap = true
+        public init(url: String, name: String, sendAsap: Bool = true) {
             self.url = url
             self.name = name
+            self.sendAsap = sendAsap
         }
     }
 
@@ -64,7 +68,7 @@ public final class BusConnection: @unchecked Sendable {
         natsOptions_SetMaxReconnect(opts, -1)
         natsOptions_SetReconnectWait(opts, Int64(options.reconnectWait.milliseconds))
         natsOptions_SetReconnectJitter(opts, 100, 1000)
-        natsOptions_SetSendAsap(opts, true)
+        natsOptions_SetSendAsap(opts, options.sendAsap)
         natsOptions_UseGlobalMessageDelivery(opts, true)
         natsOptions_SetTimeout(opts, 2000)
 

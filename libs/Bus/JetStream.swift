@@ -43,8 +43,9 @@ public struct JetStreamMessage: Sendable {
     }
 
     /// Acknowledges: the message is done and will not be redelivered.
-    /// The connection sends at once (SendAsap), so no flush round trip per ack: an ack lost with a
-    /// crashed process only means one redelivery, which every handler tolerates.
+    /// No flush round trip per ack (the connection writes it at once or within its flusher's next
+    /// pass): an ack lost with a crashed process only means one redelivery, which every handler
+    /// tolerates.
     public func ack() throws { try send("+ACK") }
     /// Negative acknowledgement: redeliver after `delay` (or at once).
     public func nak(delay: Duration? = nil) throws {
@@ -61,7 +62,7 @@ public enum StreamRetention: Sendable { case limits, workQueue }
 
 /// Idempotent JetStream management and publishing for one connection.
 public final class JetStream: @unchecked Sendable {
-    let bus: BusConnection
+    public let bus: BusConnection
     let js: OpaquePointer
     /// A second context for pipelined publishing (`publishAll`), with its own error collector.
     let asyncJS: OpaquePointer

@@ -58,6 +58,7 @@ public final class RunningService: Sendable {
         relayTask?.cancel()
         _ = await relayTask?.value
         await context.bus.close()
+        await context.jetStream.bus.close()
     }
 }
 
@@ -73,7 +74,10 @@ public enum ServiceHost {
         log.logLevel = config.logLevel
         _ = VigilMetrics.registry()
         let bus = try await BusConnection(.init(url: config.natsURL, name: "vigil-\(def.name)"), logger: log)
-        let js = try JetStream(bus: bus)
+        // Streams get their own connection that coalesces writes: acks, fetches and pipelined
+        // publishes are many small messages, and request/reply latency does not matter for them.
+        let streams = try await BusConnection(.init(url: config.natsURL, name: "vigil-\(def.name)-streams", sendAsap: false), logger: log)
+        let js = try JetStream(bus: streams)
         try await js.ensureStream(name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
                                   maxAge: .seconds(7 * 24 * 3600))
         try await js.ensureStream(name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
