@@ -15,6 +15,9 @@ import VigilCore
 /// |---|---|---|
 /// | VIGIL_FINDINGS_SWEEP_SECONDS | 30 | how often expired suppressions / risk acceptances return to `open` |
 /// | VIGIL_FINDINGS_INGEST_CONCURRENCY | 8 | result batches ingested at once per replica |
+///
+/// Findings and finding events get time-ordered ids (UUID version 7: 48 bits of milliseconds, then
+/// random): their primary-key indexes grow at the right edge instead of at a random page per row.
 public enum FindingsService {
     public static let definition = ServiceDefinition(
         name: "findings", description: "Findings, rules, compliance and reports", schema: "findings",
@@ -81,9 +84,15 @@ public enum FindingsService {
             """),
             // When a resolved finding last failed again (ingestion tells a reopen from an update by it);
             // free space on each page lets a re-scan's update stay on its page (HOT) and skip the indexes.
-            Migration(3, "reopened_at, fillfactor", """
+            Migration(3, "reopened_at, fillfactor, time-ordered ids", """
             ALTER TABLE {schema}.findings ADD COLUMN reopened_at timestamptz;
             ALTER TABLE {schema}.findings SET (fillfactor = 80);
+            CREATE FUNCTION {schema}.uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $$
+              SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+                substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+            $$;
+            ALTER TABLE {schema}.findings ALTER COLUMN id SET DEFAULT {schema}.uuid7();
+            ALTER TABLE {schema}.finding_events ALTER COLUMN id SET DEFAULT {schema}.uuid7();
             """),
         ]
     ) { ctx in

@@ -38,7 +38,7 @@ enum Lifecycle {
         // bus event share them without joining the two back together.
         """
         , te AS MATERIALIZED (
-          SELECT t.*, gen_random_uuid() AS event_id, clock_timestamp() AS at,
+          SELECT t.*, findings.uuid7() AS event_id, clock_timestamp() AS at,
             CASE t.event_type WHEN 'accepted_risk' THEN 'risk_accepted' WHEN 'expired' THEN 'reopened' ELSE t.event_type END AS name
           FROM t ORDER BY ord, finding_id),
         ev AS (

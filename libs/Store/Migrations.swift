@@ -55,6 +55,8 @@ struct Migrator {
           headers jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
         CREATE INDEX IF NOT EXISTS outbox_unpublished ON \(schema).outbox (seq) WHERE published_at IS NULL;
         ALTER TABLE \(schema).outbox ADD COLUMN IF NOT EXISTS batch boolean NOT NULL DEFAULT false;
+        -- Read back once by the relay: compressing a batch row's payload cost more than storing it.
+        ALTER TABLE \(schema).outbox ALTER COLUMN payload SET STORAGE EXTERNAL;
         """
     }
 
