@@ -216,12 +216,15 @@ struct Ingestor: Sendable {
             guard c.status == "completed" && c.complete && !completedParts.isEmpty else { return true }
             try await Lifecycle.run(tx, """
                 WITH parts AS (SELECT * FROM jsonb_to_recordset($4::jsonb) AS p(service text, region text)),
+                -- What the scan evaluated, once (a probe per finding grew with the number of batches).
+                evaluated AS MATERIALIZED (
+                  SELECT DISTINCT rc.rule_id, rc.part_service, rc.part_region FROM findings.rule_counts rc
+                  JOIN parts p ON p.service = rc.part_service AND p.region = rc.part_region
+                  WHERE rc.tenant_id = $1 AND rc.scan_id = $3),
                 target AS (
                   SELECT f.id, f.status FROM findings.findings f
                   WHERE f.tenant_id = $1 AND f.connection_id = $2 AND f.status IN ('open', 'suppressed', 'accepted_risk') AND f.last_scan_id <> $3
-                    AND EXISTS (SELECT 1 FROM parts p WHERE p.service = f.part_service AND p.region = f.part_region)
-                    AND EXISTS (SELECT 1 FROM findings.rule_counts rc WHERE rc.tenant_id = $1 AND rc.scan_id = $3 AND rc.rule_id = f.rule_id
-                                AND rc.part_service = f.part_service AND rc.part_region = f.part_region)
+                    AND (f.rule_id, f.part_service, f.part_region) IN (SELECT rule_id, part_service, part_region FROM evaluated)
                   FOR UPDATE),
                 done AS (
                   UPDATE findings.findings f SET status = 'resolved', resolved_at = now(), updated_at = now(),
