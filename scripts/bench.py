@@ -287,6 +287,8 @@ def bench_findings(bin_dir):
             change = n // 10
             second_ids = list(range(change, n)) + list(range(n, n + change))
             second = ingest("re-scan, 10 % changed", scan2, second_ids, (n + per - 1) // per * 2)
+            print("  findings rows updated so far: " + psql("SELECT n_tup_upd || ', of which on their page (HOT, no index writes): ' || "
+                                                            "n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'findings'"))
             cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             completed(scan2, len(second_ids))
@@ -295,7 +297,10 @@ def bench_findings(bin_dir):
             print(f"resolution of the {change:,} findings gone in the re-scan: {time.perf_counter() - t0:.1f} s")
             print(cpu_report(cpu0, cpu_seconds(), time.perf_counter() - t0))
             total = int(psql("SELECT count(*) FROM findings.findings"))
-            print(f"findings stored: {total:,}; finding events: {int(psql('SELECT count(*) FROM findings.finding_events')):,}")
+            sizes = psql("SELECT pg_size_pretty(pg_table_size('findings.findings')) || ', its indexes ' || "
+                         "pg_size_pretty(pg_indexes_size('findings.findings'))")
+            print(f"findings stored: {total:,}; finding events: {int(psql('SELECT count(*) FROM findings.finding_events')):,}; "
+                  f"findings table {sizes}")
             # The lifecycle events (one per opened/resolved finding) are still being relayed to JetStream and
             # fanned out by the notifier; page latency is measured once that settles.
             cpu0 = cpu_seconds()

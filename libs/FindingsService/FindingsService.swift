@@ -86,7 +86,7 @@ public enum FindingsService {
             // free space on each page lets a re-scan's update stay on its page (HOT) and skip the indexes.
             Migration(3, "reopened_at, fillfactor, time-ordered ids", """
             ALTER TABLE {schema}.findings ADD COLUMN reopened_at timestamptz;
-            ALTER TABLE {schema}.findings SET (fillfactor = 80);
+            ALTER TABLE {schema}.findings SET (fillfactor = 50);
             CREATE FUNCTION {schema}.uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $$
               SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
                 substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
