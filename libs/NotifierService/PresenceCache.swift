@@ -21,12 +21,11 @@ final class PresenceCache: Sendable {
 
     func present(tenant: String, occurredAt: String?, receivedAt: Date? = nil,
                  read: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
-        let occurred = occurredAt.flatMap(Timestamp.parse)
         enum Next { case answer(Bool), wait(Task<Bool, any Error>) }
         let next: Next = state.withLock { s in
             if let e = s.entries[tenant] {
                 if let receivedAt, e.readAt > receivedAt { return .answer(e.present) }
-                if let occurred, occurred < e.readAt.addingTimeInterval(-margin) { return .answer(e.present) }
+                if let occurred = occurredAt.flatMap(Timestamp.parse), occurred < e.readAt.addingTimeInterval(-margin) { return .answer(e.present) }
             }
             if let receivedAt, let p = s.pending[tenant], p.startedAt > receivedAt { return .wait(p.task) }
             let startedAt = Date()
