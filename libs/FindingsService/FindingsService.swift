@@ -99,7 +99,7 @@ public enum FindingsService {
         let store = ctx.store!
         let r = ctx.config.reader
         let catalog = RuleCatalog(store: store)
-        let ingest = Ingestor(store: store, catalog: catalog, logger: ctx.logger)
+        let ingest = Ingestor(store: store, logger: ctx.logger)
         var cfg = JetStream.ConsumerConfig(durable: "findings-ingest", filterSubject: "vigil.events.scan.>")
         cfg.maxDeliver = 200
         cfg.ackWait = .seconds(60)

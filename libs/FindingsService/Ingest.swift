@@ -69,12 +69,10 @@ enum Lifecycle {
                              ("resource_id", .string(t.resourceId)), ("title", .string(t.title)), ("ord", .int(i))], into: &rows)
         }
         rows.append("]")
-        try await tx.execute("""
+        try await run(tx, """
             WITH t AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
               event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid, resource_id text, title text, ord int))
-            \(emitSQL(tx, headersParam: 3))
-            """, [tenantId, JSONParameter(raw: Data(rows.utf8)), try tx.outboxHeaders])
-        tx.wroteEvents()
+            """, [tenantId, JSONParameter(raw: Data(rows.utf8))])
     }
 
     /// Runs `sql` (a `WITH … t AS (…)` producing transitions, `$1` = tenant) followed by the emission
@@ -92,7 +90,6 @@ enum Lifecycle {
 /// when the scan was complete and every result batch of it has been applied.
 struct Ingestor: Sendable {
     let store: Store
-    let catalog: RuleCatalog
     let logger: Logger
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {

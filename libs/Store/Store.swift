@@ -147,27 +147,6 @@ public final class Transaction: @unchecked Sendable {
 }
 
 extension Transaction {
-    /// Writes many events to the outbox as one batch row (in order); each event's `data` is already
-    /// JSON (bulk paths build it with FastJSON). The relay publishes them one message each.
-    public func emitAllRaw(_ events: [(subject: String, type: String, data: String)], tenantId: String?) async throws {
-        guard !events.isEmpty else { return }
-        let at = Timestamp.format(Date())
-        var lines = ""
-        lines.reserveCapacity(events.reduce(0) { $0 + $1.data.utf8.count + 200 })
-        for e in events {
-            let id = ID.make()
-            if !lines.isEmpty { lines.append("\n") }
-            lines.append(e.subject); lines.append(" "); lines.append(id); lines.append(" ")
-            // A raw newline can only be whitespace between JSON tokens (strings escape it).
-            let data = e.data.utf8.contains(0x0A) ? e.data.replacingOccurrences(of: "\n", with: " ") : e.data
-            FastJSON.object([("id", .string(id)), ("type", .string(e.type)), ("occurred_at", .string(at)),
-                             ("tenant_id", .string(tenantId)), ("data", .raw(data))], into: &lines)
-        }
-        try await execute("INSERT INTO \(schema).outbox (id, subject, payload, headers, batch) VALUES ($1, 'batch', $2, $3, true)",
-                          [ID.make(), lines, try JSONParameter(eventHeaders)])
-        wroteOutbox = true
-    }
-
     /// SQL that writes the rows of `source` (a CTE or table expression) to the outbox as one batch
     /// row, for events built inside the database; nothing is written when `source` is empty. `line`
     /// is a text expression per row: `subject || ' ' || event id || ' ' || envelope JSON` (see
