@@ -54,9 +54,16 @@ struct Migrator {
           seq bigserial PRIMARY KEY, id uuid NOT NULL UNIQUE, subject text NOT NULL, payload text NOT NULL,
           headers jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
         CREATE INDEX IF NOT EXISTS outbox_unpublished ON \(schema).outbox (seq) WHERE published_at IS NULL;
-        ALTER TABLE \(schema).outbox ADD COLUMN IF NOT EXISTS batch boolean NOT NULL DEFAULT false;
-        -- Read back once by the relay: compressing a batch row's payload cost more than storing it.
-        ALTER TABLE \(schema).outbox ALTER COLUMN payload SET STORAGE EXTERNAL;
+        -- Batch rows (many events in one row). Checked first: ALTER TABLE locks the outbox even when
+        -- there is nothing to change, and replicas run this on every start.
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_schema = '\(schema)' AND table_name = 'outbox' AND column_name = 'batch') THEN
+            ALTER TABLE \(schema).outbox ADD COLUMN batch boolean NOT NULL DEFAULT false;
+            -- Read back once by the relay: compressing a batch row's payload cost more than storing it.
+            ALTER TABLE \(schema).outbox ALTER COLUMN payload SET STORAGE EXTERNAL;
+          END IF;
+        END $$;
         """
     }
 
