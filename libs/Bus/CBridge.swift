@@ -49,16 +49,22 @@ let subscriptionCompleted: natsOnCompleteCB = { closure in
 
 func statusText(_ s: natsStatus) -> String { String(cString: natsStatus_GetText(s)) }
 
-/// Builds a C message with headers, runs `body` with it, then destroys it.
-func withCMessage<T>(subject: String, reply: String?, headers: [String: String], data: Data,
-                     _ body: (OpaquePointer) -> T) throws -> T {
+/// Builds a C message with headers; the caller owns it (destroy it, or hand it to the library).
+func makeCMessage(subject: String, reply: String?, headers: [String: String], data: Data) throws -> OpaquePointer {
     var msg: OpaquePointer? = nil
     let s: natsStatus = data.withUnsafeBytes { raw in
         natsMsg_Create(&msg, subject, reply, raw.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(data.count))
     }
     guard s == NATS_OK, let msg else { throw BusError.publish("cannot build message for \(subject): \(statusText(s))") }
-    defer { natsMsg_Destroy(msg) }
     for (k, v) in headers { natsMsgHeader_Set(msg, k, v) }
+    return msg
+}
+
+/// Builds a C message with headers, runs `body` with it, then destroys it.
+func withCMessage<T>(subject: String, reply: String?, headers: [String: String], data: Data,
+                     _ body: (OpaquePointer) -> T) throws -> T {
+    let msg = try makeCMessage(subject: subject, reply: reply, headers: headers, data: data)
+    defer { natsMsg_Destroy(msg) }
     return body(msg)
 }
 

@@ -125,12 +125,7 @@ public final class JetStream: @unchecked Sendable {
             for m in messages {
                 var h = m.headers
                 if let id = m.msgId { h[BusHeader.msgId] = id }
-                var msg: OpaquePointer? = nil
-                let s: natsStatus = m.data.withUnsafeBytes { raw in
-                    natsMsg_Create(&msg, m.subject, nil, raw.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(m.data.count))
-                }
-                guard s == NATS_OK, msg != nil else { throw BusError.publish("cannot build message for \(m.subject): \(statusText(s))") }
-                for (k, v) in h { natsMsgHeader_Set(msg, k, v) }
+                var msg: OpaquePointer? = try makeCMessage(subject: m.subject, reply: nil, headers: h, data: m.data)
                 let ps = js_PublishMsgAsync(ctx.p, &msg, nil)
                 natsMsg_Destroy(msg)  // no-op when the library took it
                 guard ps == NATS_OK else { throw BusError.jetStream("publish to \(m.subject) failed: \(statusText(ps))") }

@@ -71,16 +71,6 @@ struct Filter {
         sql += " AND " + condition(values.count)
     }
 
-    static func list(_ s: String?, path: String, allowed: [String]? = nil, lower: Bool = true) throws -> [String]? {
-        guard let s else { return nil }
-        let items = s.split(separator: ",").map { let t = $0.trimmingCharacters(in: .whitespaces); return lower ? t.lowercased() : t }.filter { !$0.isEmpty }
-        guard !items.isEmpty, items.count <= 50 else { throw ServiceError.validation(path, "must be a comma-separated list") }
-        if let allowed, let bad = items.first(where: { !allowed.contains($0) }) {
-            throw ServiceError.validation(path, "\(bad) is not one of \(allowed.joined(separator: ", "))")
-        }
-        return items
-    }
-
     static func uuid(_ s: String?, path: String) throws -> String? {
         guard let s else { return nil }
         guard ID.isValid(s) else { throw ServiceError.validation(path, "must be a UUID") }
@@ -173,10 +163,10 @@ struct FindingHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         var f = Filter(tenant: p.tenantId)
-        if let s = try Filter.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Filter.list(q.status, path: "query.status", allowed: Self.statuses) { f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Filter.list(q.provider, path: "query.provider", allowed: ["aws"]) { f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Filter.list(q.ruleCode, path: "query.rule_code", lower: false) { f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) { f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws"]) { f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.ruleCode, path: "query.rule_code", lower: false) { f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s)) }
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.scanJobId, path: "query.scan_job_id") { f.add({ "last_scan_id = $\($0)" }, c) }
         if let s = q.search {
@@ -265,8 +255,8 @@ struct FindingHandlers: Sendable {
         var f = Filter(tenant: p.tenantId)
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.findingId, path: "query.finding_id") { f.add({ "finding_id = $\($0)" }, c) }
-        if let s = try Filter.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Filter.list(q.eventType, path: "query.event_type", allowed: Self.eventTypes) { f.add({ "event_type = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.eventType, path: "query.event_type", allowed: Self.eventTypes) { f.add({ "event_type = ANY($\($0)::text[])" }, ArrayParameter(s)) }
         let start = try Filter.date(q.start, path: "query.start"), end = try Filter.date(q.end, path: "query.end")
         if let start, let end, end < start { throw ServiceError.validation("query.end", "must not be before start") }
         if let start { f.add({ "created_at >= $\($0)" }, start) }

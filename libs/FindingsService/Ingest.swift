@@ -27,11 +27,10 @@ struct Transition: Sendable {
 /// fragment: bulk paths (ingestion, resolution, expiry) feed it a data-modifying CTE, so a million
 /// transitions never pass through Swift one by one; single changes feed it rows built in Swift.
 enum Lifecycle {
-    /// The columns a transitions CTE named `t` must have.
-    static let columns = "finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id, resource_id, title, ord"
-
     /// SQL continuing a `WITH … t AS (…)`: inserts a finding event per row of `t` and writes the bus
-    /// events as one outbox batch row; returns one row with `events`. `$1` must be the tenant id and
+    /// events as one outbox batch row; returns one row with `events`. `t` has the columns finding_id,
+    /// connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id,
+    /// resource_id, title and ord (the order of the events). `$1` must be the tenant id and
     /// `$<headersParam>` the transaction's `outboxHeaders`.
     static func emitSQL(_ tx: Transaction, headersParam: Int) -> String {
         // Ids and times are drawn once per transition (a materialized CTE), so the feed row and the

@@ -84,8 +84,8 @@ struct ReportHandlers: Sendable {
             issues.append(.init(path: "body.framework_id", message: "must be one of \(frameworks.map(\.id).joined(separator: ", "))"))
         }
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
-        let severities = try Filter.list(q.filters?.severity, path: "body.filters.severity", allowed: severityNames)
-        let statuses = try Filter.list(q.filters?.status, path: "body.filters.status", allowed: FindingHandlers.statuses)
+        let severities = try Validate.list(q.filters?.severity, path: "body.filters.severity", allowed: severityNames)
+        let statuses = try Validate.list(q.filters?.status, path: "body.filters.status", allowed: FindingHandlers.statuses)
         let connection = try Filter.uuid(q.filters?.connectionId, path: "body.filters.connection_id")
         let title = try Validate.text(q.title ?? type.replacingOccurrences(of: "_", with: " ").capitalized, path: "body.title", max: 200)
         let id = ID.make()

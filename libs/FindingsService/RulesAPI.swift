@@ -66,7 +66,7 @@ struct RuleHandlers: Sendable {
             start = n
         }
         guard start >= 0 else { throw ServiceError.validation("query.offset", "must be 0 or more") }
-        let severities = try Filter.list(q.severity, path: "query.severity", allowed: severityNames)
+        let severities = try Validate.list(q.severity, path: "query.severity", allowed: severityNames)
         let fw = try q.framework.map { f -> String in
             guard frameworks.contains(where: { $0.id == f }) else {
                 throw ServiceError.validation("query.framework", "must be one of \(frameworks.map(\.id).joined(separator: ", "))")

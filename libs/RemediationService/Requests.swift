@@ -279,11 +279,7 @@ struct RequestHandlers: Sendable {
         let page = try Pagination(PageRequest(limit: q.limit, cursor: q.cursor, offset: q.offset))
         var filter = "tenant_id = $1"
         var values: [any SQLParameter] = [p.tenantId]
-        if let s = q.status {
-            let list = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard !list.isEmpty, list.allSatisfy(Self.statuses.contains) else {
-                throw ServiceError.validation("query.status", "must be a comma list of \(Self.statuses.joined(separator: ", "))")
-            }
+        if let list = try Validate.list(q.status, path: "query.status", allowed: Self.statuses, lower: false) {
             values.append(ArrayParameter(list)); filter += " AND status = ANY($\(values.count)::text[])"
         }
         if let f = q.findingId { values.append(try Validate.id(f, "finding").lowercased()); filter += " AND finding_id = $\(values.count)::uuid" }

@@ -135,6 +135,18 @@ package enum Validate {
         return s
     }
 
+    /// A comma-separated query value (`severity=high,critical`): trimmed, empty items dropped, at most
+    /// 50, each one of `allowed` when given; nil when absent.
+    package static func list(_ s: String?, path: String, allowed: [String]? = nil, lower: Bool = true) throws -> [String]? {
+        guard let s else { return nil }
+        let items = s.split(separator: ",").map { let t = $0.trimmingCharacters(in: .whitespaces); return lower ? t.lowercased() : t }.filter { !$0.isEmpty }
+        guard !items.isEmpty, items.count <= 50 else { throw ServiceError.validation(path, "must be a comma-separated list") }
+        if let allowed, let bad = items.first(where: { !allowed.contains($0) }) {
+            throw ServiceError.validation(path, "\(bad) is not one of \(allowed.joined(separator: ", "))")
+        }
+        return items
+    }
+
     /// A path id must be a UUID, else the resource cannot exist (404, not a database error).
     package static func id(_ s: String, _ what: String) throws -> String {
         guard ID.isValid(s) else { throw ServiceError.notFound(what) }

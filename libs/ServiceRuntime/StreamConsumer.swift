@@ -47,7 +47,6 @@ public struct StreamConsumer: Service {
         defer { pull.close() }
         // Up to `batch` messages in flight; a finished one frees its slot at once, so one long job
         // (a scan) never holds back the others fetched after it.
-        let inflight = InflightCount()
         let freed = WakeSignal()
         let working = Working()
         try await cancelWhenGracefulShutdown {
@@ -62,7 +61,7 @@ public struct StreamConsumer: Service {
                     }
                 }
                 while !Task.isCancelled {
-                    let room = batch - inflight.value
+                    let room = batch - working.count
                     if room <= 0 {
                         await freed.wait(timeout: .seconds(1))
                         continue
@@ -75,13 +74,11 @@ public struct StreamConsumer: Service {
                         try? await Task.sleep(for: .seconds(1))
                         continue
                     }
-                    inflight.add(messages.count)
                     for m in messages {
+                        let key = working.begin(m)
                         group.addTask {
-                            let key = working.begin(m)
                             await handle(m)
                             working.end(key)
-                            inflight.add(-1)
                             freed.poke()
                         }
                     }
@@ -111,9 +108,11 @@ public struct StreamConsumer: Service {
     }
 }
 
-/// The messages being handled and since when, for the keep-alive loop.
+/// The messages fetched and not yet finished, and since when: their number limits fetching, their
+/// age drives the keep-alive loop.
 final class Working: Sendable {
     private let state = Mutex<(next: Int, items: [Int: (message: JetStreamMessage, since: ContinuousClock.Instant)])>((0, [:]))
+    var count: Int { state.withLock { $0.items.count } }
     func begin(_ m: JetStreamMessage) -> Int {
         state.withLock { s in s.next += 1; s.items[s.next] = (m, .now); return s.next }
     }
@@ -122,11 +121,4 @@ final class Working: Sendable {
         let cutoff = ContinuousClock.now - d
         return state.withLock { $0.items.values.filter { $0.since <= cutoff }.map(\.message) }
     }
-}
-
-/// Messages a consumer is handling right now.
-final class InflightCount: Sendable {
-    private let count = Mutex(0)
-    var value: Int { count.withLock { $0 } }
-    func add(_ n: Int) { count.withLock { $0 += n } }
 }
