@@ -1,3 +1,4 @@
+import VigilCore
 import Foundation
 
 /// Workspace roles, from most to least powerful; `billing` sees billing only.
@@ -89,6 +90,18 @@ package struct Page<T: Codable & Sendable>: Codable, Sendable {
         try c.encode(items, forKey: .items)
         try c.encode(nextCursor, forKey: .nextCursor)
         try c.encodeIfPresent(total, forKey: .total)
+    }
+}
+
+extension Page: JSONWritable where T: JSONWritable {
+    package func writeJSON(into out: inout String) {
+        out.reserveCapacity(out.utf8.count + items.count * 1024)
+        out.append("{\"items\":")
+        FastJSON.array(items, into: &out)
+        out.append(",\"next_cursor\":")
+        if let nextCursor { FastJSON.quote(nextCursor, into: &out) } else { out.append("null") }
+        if let total { out.append(",\"total\":\(total)") }
+        out.append("}")
     }
 }
 

@@ -399,3 +399,73 @@ struct FindingHandlers: Sendable {
         }
     }
 }
+
+// List pages carry up to 200 findings: written directly (keys snake_case and sorted, as
+// `JSON.encode` would), since JSONEncoder spent most of a page's time converting keys.
+extension FindingView: JSONWritable {
+    func writeJSON(into out: inout String) {
+        var o = JSONFields(capacity: 1536)
+        o.bool("auto_fix", autoFix)
+        o.string("category", category)
+        o.key("compliance")
+        FastJSON.map(compliance, into: &o.out) { v, out in FastJSON.strings(v, into: &out) }
+        o.string("connection_id", connectionId)
+        o.string("cwe", cwe)
+        o.string("description", description)
+        o.number("estimated_monthly_savings", estimatedMonthlySavings)
+        o.key("evidence")
+        FastJSON.map(evidence, into: &o.out) { v, out in v.writeJSON(into: &out) }
+        o.string("fingerprint", fingerprint)
+        o.date("first_seen_at", firstSeenAt)
+        o.string("fix_action", fixAction)
+        o.array("history", history)
+        o.string("id", id)
+        o.date("last_seen_at", lastSeenAt)
+        o.string("provider", provider)
+        o.string("rationale", rationale)
+        o.string("region", region)
+        if let remediation {
+            var r = JSONFields(capacity: 256)
+            r.string("cli", remediation.cli)
+            r.string("console", remediation.console)
+            o.key("remediation")
+            r.close(into: &o.out)
+        }
+        o.date("resolved_at", resolvedAt)
+        o.string("resource_id", resourceId)
+        o.string("resource_name", resourceName)
+        o.string("resource_type", resourceType)
+        o.string("rule_code", ruleCode)
+        o.string("scan_job_id", scanJobId)
+        o.string("service", service)
+        o.string("severity", severity)
+        o.string("status", status)
+        o.string("status_actor", statusActor)
+        o.date("status_expires_at", statusExpiresAt)
+        o.string("status_reason", statusReason)
+        o.string("suppression_rule_id", suppressionRuleId)
+        o.key("tags")
+        FastJSON.map(tags, into: &o.out) { v, out in FastJSON.quote(v, into: &out) }
+        o.string("title", title)
+        o.close(into: &out)
+    }
+}
+
+extension FindingEventView: JSONWritable {
+    func writeJSON(into out: inout String) {
+        var o = JSONFields(capacity: 512)
+        o.string("actor", actor)
+        o.string("connection_id", connectionId)
+        o.date("created_at", createdAt)
+        o.string("event_type", eventType)
+        o.string("finding_id", findingId)
+        o.string("from_status", fromStatus)
+        o.string("id", id)
+        o.string("reason", reason)
+        o.string("rule_code", ruleCode)
+        o.string("scan_id", scanId)
+        o.string("severity", severity)
+        o.string("to_status", toStatus)
+        o.close(into: &out)
+    }
+}

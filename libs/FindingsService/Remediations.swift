@@ -18,8 +18,30 @@ enum Remediations {
         return ["{resource_name}": name, "{resource_id}": r.optionalString("resource_id") ?? name, "{region}": r.optionalString("region") ?? ""]
     }
 
+    /// Replaces each `{placeholder}` in one pass: a value is never scanned again, so a resource
+    /// name that itself contains `{region}` stays as it is.
     static func fill(_ text: String, _ values: [String: String]) -> String {
-        values.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}")
+        let utf8 = text.utf8
+        guard utf8.contains(open) else { return text }
+        var out = ""
+        out.reserveCapacity(utf8.count + 64)
+        var copied = utf8.startIndex
+        var i = utf8.startIndex
+        while let start = utf8[i...].firstIndex(of: open) {
+            guard let end = utf8[start...].firstIndex(of: close) else { break }
+            let after = utf8.index(after: end)
+            if let value = values[String(text[start..<after])] {
+                out.append(contentsOf: text[copied..<start])
+                out.append(value)
+                copied = after
+                i = after
+            } else {
+                i = utf8.index(after: start)
+            }
+        }
+        out.append(contentsOf: text[copied...])
+        return out
     }
 
     static func fill(_ r: Rule.Remediation, row: Row) -> Rule.Remediation {

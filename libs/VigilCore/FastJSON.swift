@@ -80,3 +80,140 @@ public enum FastJSON {
         return out
     }
 }
+
+/// A reply type that writes its own JSON, byte for byte what `JSON.encode` (JSONEncoder with
+/// snake_case keys, sorted keys, ISO-8601 dates) would produce, without the encoder's per-key
+/// conversion and boxing. `JSON.encode` uses it when a value conforms; hot list replies do.
+public protocol JSONWritable {
+    func writeJSON(into out: inout String)
+}
+
+/// Writes one JSON object's fields. Callers give the keys already in snake_case and in sorted
+/// order (as `JSON.encode` sorts them); nil values are left out, as synthesized `Codable` does.
+public struct JSONFields {
+    /// The object so far (open: no closing brace). Writers of nested values append to it after `key`.
+    public var out: String
+    private var first = true
+
+    public init(capacity: Int = 512) {
+        out = ""
+        out.reserveCapacity(capacity)
+        out.append("{")
+    }
+
+    @inline(__always) public mutating func key(_ k: StaticString) {
+        if !first { out.append(",") }
+        first = false
+        out.append("\"")
+        out.append(k.description)
+        out.append("\":")
+    }
+
+    public mutating func string(_ k: StaticString, _ v: String?) {
+        guard let v else { return }
+        key(k)
+        FastJSON.quote(v, into: &out)
+    }
+
+    public mutating func bool(_ k: StaticString, _ v: Bool?) {
+        guard let v else { return }
+        key(k)
+        out.append(v ? "true" : "false")
+    }
+
+    public mutating func number(_ k: StaticString, _ v: Double?) {
+        guard let v else { return }
+        key(k)
+        FastJSON.number(v, into: &out)
+    }
+
+    public mutating func date(_ k: StaticString, _ v: Date?) {
+        guard let v else { return }
+        key(k)
+        out.append("\"")
+        out.append(Timestamp.format(v))
+        out.append("\"")
+    }
+
+    public mutating func value(_ k: StaticString, _ v: JSONValue?) {
+        guard let v else { return }
+        key(k)
+        v.writeJSON(into: &out)
+    }
+
+    public mutating func writable(_ k: StaticString, _ v: (any JSONWritable)?) {
+        guard let v else { return }
+        key(k)
+        v.writeJSON(into: &out)
+    }
+
+    public mutating func strings(_ k: StaticString, _ v: [String]?) {
+        guard let v else { return }
+        key(k)
+        FastJSON.strings(v, into: &out)
+    }
+
+    public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) {
+        guard let v else { return }
+        key(k)
+        FastJSON.array(v, into: &out)
+    }
+
+    /// Appends the closed object to `target`.
+    public func close(into target: inout String) {
+        target.append(out)
+        target.append("}")
+    }
+}
+
+extension FastJSON {
+    /// A number as JSONEncoder writes it: integral values without a fraction.
+    public static func number(_ d: Double, into out: inout String) {
+        if !d.isFinite { out.append("null") }
+        else if d == d.rounded(), abs(d) < 1e15 { out.append(String(Int64(d))) }
+        else { out.append(d.description) }
+    }
+
+    public static func strings(_ v: [String], into out: inout String) {
+        out.append("[")
+        for (i, s) in v.enumerated() {
+            if i > 0 { out.append(",") }
+            quote(s, into: &out)
+        }
+        out.append("]")
+    }
+
+    public static func array<T: JSONWritable>(_ v: [T], into out: inout String) {
+        out.append("[")
+        for (i, x) in v.enumerated() {
+            if i > 0 { out.append(",") }
+            x.writeJSON(into: &out)
+        }
+        out.append("]")
+    }
+
+    /// A string-keyed map (keys as given, not converted), sorted by key.
+    public static func map<V>(_ m: [String: V], into out: inout String, value: (V, inout String) -> Void) {
+        out.append("{")
+        for (i, k) in m.keys.sorted().enumerated() {
+            if i > 0 { out.append(",") }
+            quote(k, into: &out)
+            out.append(":")
+            value(m[k]!, &out)
+        }
+        out.append("}")
+    }
+}
+
+extension JSONValue: JSONWritable {
+    public func writeJSON(into out: inout String) {
+        switch self {
+        case .string(let s): FastJSON.quote(s, into: &out)
+        case .number(let n): FastJSON.number(n, into: &out)
+        case .bool(let b): out.append(b ? "true" : "false")
+        case .null: out.append("null")
+        case .array(let a): FastJSON.array(a, into: &out)
+        case .object(let o): FastJSON.map(o, into: &out) { v, out in v.writeJSON(into: &out) }
+        }
+    }
+}

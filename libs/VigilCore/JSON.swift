@@ -35,7 +35,14 @@ public enum JSON {
     static let sharedEncoder = encoder()
     static let sharedDecoder = decoder()
 
-    public static func encode<T: Encodable>(_ value: T) throws -> Data { try sharedEncoder.encode(value) }
+    public static func encode<T: Encodable>(_ value: T) throws -> Data {
+        if let w = value as? any JSONWritable {
+            var out = ""
+            w.writeJSON(into: &out)
+            return Data(out.utf8)
+        }
+        return try sharedEncoder.encode(value)
+    }
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try sharedDecoder.decode(type, from: data) }
 
     /// Decodes a request, turning decoding failures into a 422/400 `ServiceError`.
