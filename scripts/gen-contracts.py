@@ -27,8 +27,11 @@ def obj(required=(), additional=False, **props):
     return o
 
 
-def page(item):
-    return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=NULL(S()), total=I())
+def page(item, capped=False):
+    # Lists that can reach millions of rows (findings, finding events) count at most 10,000 matches:
+    # `total_capped: true` says there are more (exact counts by status and severity are in the summary).
+    extra = {"total_capped": {"type": "boolean"}} if capped else {}
+    return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=NULL(S()), total=I(), **extra)
 
 
 MODELS = {
@@ -262,7 +265,7 @@ ROUTES = [
     ("get", "/api/v1/scans/{scan_id}/results", "vigil.scans.scan.results", "viewer", 200, None,
      page({**SCAN_RESULT, "properties": {**SCAN_RESULT["properties"], "id": UUID, "created_at": DT}}),
      "Every (rule, resource) evaluated by the scan, PASS or FAIL", PAGE_Q + ["status", "severity", "rule_id"]),
-    ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"]),
+    ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
     ("get", "/api/v1/findings/summary", "vigil.findings.finding.summary", "viewer", 200, None,
@@ -300,7 +303,7 @@ ROUTES = [
          finding_id=UUID, rule_code=S(), title=S(), severity=S(), resource=S(), region=S(), summary=S(), console_steps=STRS, cli_commands=STRS,
          terraform=S(), verification=S(), references=STRS, generated_by=S(), cached=B),
      "Resource-specific remediation (console, CLI, Terraform) from the rule's data; cached after the first call", []),
-    ("get", "/api/v1/finding-events", "vigil.findings.event.list", "viewer", 200, None, page(FEVENT),
+    ("get", "/api/v1/finding-events", "vigil.findings.event.list", "viewer", 200, None, page(FEVENT, capped=True),
      "Workspace feed of finding lifecycle events, newest first",
      PAGE_Q + ["connection_id", "finding_id", "severity", "event_type", "start", "end"]),
     ("get", "/api/v1/rules/", "vigil.findings.rule.list", "viewer", 200, None, page(MODELS["Rule"]), "Built-in and custom rules",

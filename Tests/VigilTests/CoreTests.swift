@@ -55,6 +55,29 @@ import Testing
         #expect(FastJSON.quote("a\u{01}") == #""a\u0001""#)
     }
 
+    @Test func jsonHeadReadsWhatJSONSerializationReads() throws {
+        let keys = ["id", "type", "tenant_id"], inner = ["actor", "user_id"]
+        let valid = [
+            #"{"id":"a","type":"t","tenant_id":"x","data":{"actor":"me","user_id":"u"}}"#,
+            #" { "data" : { "n" : [1, -2.5e3, true, false, null, {"actor":"deep"}], "actor" : "q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00" } , "id" : "é😀", "type":"t" } "#,
+            #"{"id":null,"type":7,"tenant_id":{"id":"no"},"data":"not an object","x":[[],{}]}"#,
+            #"{}"#,
+            #"{"type":"t","data":{},"id":"last"}"#,
+        ]
+        for text in valid {
+            let head = try #require(JSONHead.read(Data(text.utf8), keys: keys, nested: "data", nestedKeys: inner), "\(text)")
+            let obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+            #expect(head.top == keys.map { obj[$0] as? String }, "\(text)")
+            let data = obj["data"] as? [String: Any]
+            #expect(head.inner == inner.map { data?[$0] as? String }, "\(text)")
+        }
+        let malformed = [#""#, #"[]"#, #"{"id":"a""#, #"{"id":"a",}"#, #"{"id":"a"} x"#, #"{"id":"a\q"}"#, #"{"id":"\ud83d"}"#,
+                         "{\"id\":\"a\u{01}\"}", #"{"id":tru}"#, #"{"n":[1,]}"#, #"{"id" "a"}"#, #"{"data":{"actor":"x"}"#]
+        for text in malformed {
+            #expect(JSONHead.read(Data(text.utf8), keys: keys, nested: "data", nestedKeys: inner) == nil, "\(text)")
+        }
+    }
+
     @Test func configReaderFlagsOverrideEnvironment() {
         let r = ConfigReader(environment: ["VIGIL_HTTP_PORT": "1"], arguments: ["--http-port", "2", "--health"])
         #expect(r.int("VIGIL_HTTP_PORT", default: 0) == 2)

@@ -129,14 +129,26 @@ struct SortedPage {
         return " ORDER BY \(nullsLast) \(dir), id \(dir) LIMIT \(limit + 1)" + (after == nil && offset != nil ? " OFFSET \(offset!)" : "")
     }
 
-    func page<T>(_ rows: [Row], total: Int?, map: (Row) throws -> T) throws -> Page<T> {
+    func page<T>(_ rows: [Row], total: BoundedCount?, map: (Row) throws -> T) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
         var next: String? = nil
         if rows.count > limit, let last = visible.last {
             let value = column == "resolved_at" ? (last.optionalString("resolved_at") ?? "1970-01-01 00:00:00+00") : try last.string(column)
             next = Data("\(sortKey)|\(value)|\(try last.string("id"))".utf8).base64EncodedString()
         }
-        return Page(items: try visible.map(map), nextCursor: next, total: total)
+        return Page(items: try visible.map(map), nextCursor: next, total: total?.count, totalCapped: total.map { $0.capped ? true : nil } ?? nil)
+    }
+}
+
+/// The total of a first page, counted up to `cap` matching rows: an exact count of a million
+/// findings takes hundreds of milliseconds, a page must stay within a few.
+struct BoundedCount {
+    static let cap = 10_000
+    var count: Int; var capped: Bool
+
+    static func of(_ tx: Transaction, from table: String, where filter: Filter) async throws -> BoundedCount {
+        let n = try await tx.one("SELECT count(*) AS n FROM (SELECT 1 FROM \(table) WHERE \(filter.sql) LIMIT \(cap + 1)) x", filter.values)?.int("n") ?? 0
+        return BoundedCount(count: min(n, cap), capped: n > cap)
     }
 }
 
@@ -185,8 +197,7 @@ struct FindingHandlers: Sendable {
             let tail = page.apply(&f)
             let rows = try await tx.query("SELECT * FROM findings.findings WHERE \(f.sql)\(tail)", f.values)
             // The total is counted on the first page only: deep pages stay O(page) at any depth.
-            let total = q.cursor != nil ? nil
-                : try await tx.one("SELECT count(*) AS n FROM findings.findings WHERE \(countFilter.sql)", countFilter.values)?.int("n")
+            let total = q.cursor != nil ? nil : try await BoundedCount.of(tx, from: "findings.findings", where: countFilter)
             return try page.page(rows, total: total) { try FindingRows.view($0, rules: rules) }
         }
     }
@@ -266,7 +277,7 @@ struct FindingHandlers: Sendable {
             let countFilter = f
             let tail = page.apply(&f)
             let rows = try await tx.query("SELECT * FROM findings.finding_events WHERE \(f.sql)\(tail)", f.values)
-            let total = q.cursor != nil ? nil : try await tx.one("SELECT count(*) AS n FROM findings.finding_events WHERE \(countFilter.sql)", countFilter.values)?.int("n")
+            let total = q.cursor != nil ? nil : try await BoundedCount.of(tx, from: "findings.finding_events", where: countFilter)
             return try page.page(rows, total: total, map: FindingRows.event)
         }
     }

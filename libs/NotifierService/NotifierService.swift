@@ -72,14 +72,10 @@ public enum NotifierService {
     }
 }
 
-/// An event from `vigil.events.>` for every notifier part. The envelope's head is decoded at once;
+/// An event from `vigil.events.>` for every notifier part. The envelope's head is read at once (`JSONHead`);
 /// `data` as a whole only when a part needs it, so events nobody wants (a scan's `finding.opened`
 /// in a workspace without endpoints or channels) cost a small decode and an ack.
 final class NotifierEvent {
-    private struct Head: Decodable {
-        struct DataHead: Decodable { var actor: String?; var userId: String? }
-        var id: String; var type: String; var tenantId: String?; var occurredAt: String?; var data: DataHead?
-    }
     let message: JetStreamMessage
     let id: String
     let type: String
@@ -92,13 +88,15 @@ final class NotifierEvent {
     }()
 
     init?(_ m: JetStreamMessage) {
-        guard let head = try? JSON.decode(Head.self, from: m.data), ID.isValid(head.id) else { return nil }
+        guard let (head, data) = JSONHead.read(m.data, keys: ["id", "type", "tenant_id", "occurred_at"], nested: "data",
+                                               nestedKeys: ["actor", "user_id"]),
+              let id = head[0], ID.isValid(id), let type = head[1] else { return nil }
         message = m
-        id = head.id
-        type = head.type
-        tenant = head.tenantId.flatMap { ID.isValid($0) ? $0 : nil }
-        occurredAt = head.occurredAt
-        actor = head.data?.actor.flatMap { $0.isEmpty ? nil : $0 } ?? head.data?.userId
+        self.id = id
+        self.type = type
+        tenant = head[2].flatMap { ID.isValid($0) ? $0 : nil }
+        occurredAt = head[3]
+        actor = data[0].flatMap { $0.isEmpty ? nil : $0 } ?? data[1]
     }
 }
 
