@@ -28,7 +28,7 @@ def obj(required=(), additional=False, **props):
 
 
 def page(item, capped=False):
-    # Lists that can reach millions of rows (findings, finding events) count at most 10,000 matches:
+    # Lists that can reach millions of rows (findings, finding events) count at most 1,000 matches:
     # `total_capped: true` says there are more (exact counts by status and severity are in the summary).
     extra = {"total_capped": {"type": "boolean"}} if capped else {}
     return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=NULL(S()), total=I(), **extra)

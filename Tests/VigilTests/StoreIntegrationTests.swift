@@ -42,6 +42,11 @@ import VigilTesting
         #expect(try seenByA.map { try $0.string("name") } == ["a"])
         #expect(try await store.query(.none, "SELECT * FROM \(store.schema).things").isEmpty)
         #expect(try await store.query(.crossTenant, "SELECT * FROM \(store.schema).things").count == 2)
+        // A scope that is not a tenant id sees nothing and writes nothing (the row filter casts it to uuid).
+        #expect(try await store.query(.tenant("not-a-uuid"), "SELECT * FROM \(store.schema).things").isEmpty)
+        await #expect(throws: StoreError.self) {
+            try await store.query(.none, "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'x')", [ID.make(), ta])
+        }
         // Writing a row for another tenant is refused.
         await #expect(throws: StoreError.self) {
             try await store.query(.tenant(ta), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'x')", [ID.make(), tb])
