@@ -202,7 +202,7 @@ def cpu_report(before, after, seconds):
 
 
 def bench_findings(bin_dir):
-    """1,000,000 findings for one workspace through the bus (scan.results batches on JetStream, as
+    """1,000,000 findings for one workspace through the bus (result batches on VIGIL_JOBS, as
     the scan workers publish them): fresh ingest, a re-scan where 10 % change, then page latency
     at depth with keyset cursors."""
     import base64
@@ -246,7 +246,7 @@ def bench_findings(bin_dir):
         async def publish(msgs):
             js = stack.bus.nc.jetstream()
             for m in msgs:
-                await js.publish("vigil.events.scan.results", m, headers={"Nats-Msg-Id": m[8:44].decode()})
+                await js.publish("vigil.jobs.findings.results", m, headers={"Nats-Msg-Id": m[8:44].decode()})
 
         def ingest(label, scan, ids, expect_batches):
             msgs = batches(scan, ids)

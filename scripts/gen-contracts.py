@@ -537,9 +537,6 @@ EVENTS = {
     "vigil.events.notification.channel_created": obj(["channel_id", "method"], channel_id=UUID, method=S(), **ID_ACTOR),
     "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
     "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),
-    "vigil.events.scan.results": obj(["scan_id", "connection_id", "provider", "account_id", "service", "region", "batch", "batches", "results"],
-                                     scan_id=UUID, connection_id=UUID, provider=S(), account_id=S(), service=S(), region=S(),
-                                     batch=I(minimum=1), batches=I(minimum=1), results={"type": "array", "items": SCAN_RESULT}),
     "vigil.events.scan.completed": dict(**obj(["scan_id", "connection_id", "status", "complete", "findings_count", "parts"], scan_id=UUID,
                                        connection_id=UUID, status=S(enum=["completed", "failed", "canceled"]), complete=B,
                                        findings_count=COUNTS, estimated_monthly_savings={"type": "number"}, resources_scanned=I(),
@@ -562,6 +559,9 @@ EVENTS = {
     "vigil.events.webhook.endpoint_disabled": obj(["endpoint_id", "reason"], endpoint_id=UUID, reason=S()),
 }
 JOBS = {
+    "vigil.jobs.findings.results": obj(["scan_id", "connection_id", "provider", "account_id", "service", "region", "batch", "batches", "results"],
+                                     scan_id=UUID, connection_id=UUID, provider=S(), account_id=S(), service=S(), region=S(),
+                                     batch=I(minimum=1), batches=I(minimum=1), results={"type": "array", "items": SCAN_RESULT}),
     "vigil.jobs.remediation.execute": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["execute"])),
     "vigil.jobs.remediation.rollback": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["rollback"])),
     "vigil.jobs.scan.aws": obj(["scan_id", "tenant_id", "connection_id"], scan_id=UUID, tenant_id=UUID, connection_id=UUID),

@@ -219,6 +219,7 @@ class Stack:
         if self.record_events:
             self.bus.record("vigil.events.>")
             self.bus.record("vigil.jobs.email.send")
+            self.bus.record("vigil.jobs.findings.results")
 
     def spawn(self, service, name=None, **env):
         name = name or service

@@ -39,7 +39,7 @@ def publish_results(stack, tenant, scan, conn, results, part=("s3", "global"), e
     body = {"id": event_id or str(uuid.uuid4()), "type": "scan.results", "occurred_at": NOW(), "tenant_id": tenant,
             "data": {"scan_id": scan, "connection_id": conn, "provider": "aws", "account_id": "123456789012", "service": part[0],
                      "region": part[1], "batch": 1, "batches": 1, "results": results}}
-    stack.bus.publish_event("vigil.events.scan.results", body)
+    stack.bus.publish_event("vigil.jobs.findings.results", body)
     return body
 
 
@@ -84,7 +84,7 @@ def test_ingestion_is_idempotent_and_only_complete_scans_resolve(stack, signup):
     sent = publish_results(stack, tenant, scan1, conn, batch)
     # The same event again (a redelivery, past JetStream's duplicate window): nothing changes.
     publish_results(stack, tenant, scan1, conn, batch, event_id=sent["id"])
-    stack.bus.publish_event("vigil.events.scan.results", sent, msg_id=str(uuid.uuid4()))
+    stack.bus.publish_event("vigil.jobs.findings.results", sent, msg_id=str(uuid.uuid4()))
     eventually(lambda: len(findings(owner, connection_id=conn)) == 3, what="3 findings")
     publish_completed(stack, tenant, scan1, conn, [("s3", "global", 4)])
     time.sleep(1)
@@ -257,6 +257,25 @@ def test_malformed_results_are_dropped_and_events_carry_the_finding(stack, signu
     assert None not in d.values() and "previous_status" not in d
     feed = owner.get(f"/finding-events?finding_id={f['id']}").json()["items"]
     assert [e["id"] for e in feed] == [ev["id"]]
+
+
+def test_result_batches_are_work_and_legacy_event_batches_still_land(stack, signup):
+    owner, body, _ = signup("legacy")
+    tenant, conn = body["workspace"]["id"], str(uuid.uuid4())
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [result(tenant, conn, "aws.s3.bucket_acl_public_read", "new-subject")])
+    # A batch an earlier version published as an event, still in the events stream after an upgrade.
+    legacy = {"id": str(uuid.uuid4()), "type": "scan.results", "occurred_at": NOW(), "tenant_id": tenant,
+              "data": {"scan_id": str(uuid.uuid4()), "connection_id": conn, "provider": "aws", "account_id": "123456789012", "service": "s3",
+                       "region": "global", "batch": 1, "batches": 1,
+                       "results": [result(tenant, conn, "aws.s3.bucket_acl_public_read", "old-subject")]}}
+    stack.bus.publish_event("vigil.events.scan.results", legacy)
+    eventually(lambda: {f["resource_name"] for f in findings(owner, connection_id=conn)} == {"new-subject", "old-subject"}, what="both batches")
+    # Batches are work: taken once, deleted when acknowledged (work-queue retention), all of them done.
+    info = json.loads(stack.bus.request("$JS.API.STREAM.INFO.VIGIL_JOBS", b"").data)
+    eventually(lambda: json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_JOBS.findings-results", b"").data)["num_pending"] == 0
+               and json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_JOBS.findings-results", b"").data)["num_ack_pending"] == 0,
+               what="results consumed")
+    assert info["config"]["retention"] == "workqueue"
 
 
 def test_suppression_rules_and_ai_remediation(stack, signup):
@@ -469,10 +488,11 @@ def test_finding_events_validate_against_their_schemas(stack):
     import jsonschema
     schemas = os.path.join(ROOT, "contracts", "schemas")
     seen = [(s, b) for s, _, b in stack.bus.received("vigil.events.") if s.startswith(("vigil.events.finding.", "vigil.events.rule.",
-                                                                                        "vigil.events.report.", "vigil.events.scan."))]
-    assert any(s == "vigil.events.finding.opened" for s, _ in seen)
+                                                                                        "vigil.events.report.", "vigil.events.scan."))
+            and s != "vigil.events.scan.results"]  # the legacy subject, published on purpose by a test
+    seen += [(s, b) for s, _, b in stack.bus.received("vigil.jobs.findings.results") if s == "vigil.jobs.findings.results"
+             and b["data"].get("connection_id") not in MALFORMED_ON_PURPOSE]
+    assert any(s == "vigil.events.finding.opened" for s, _ in seen) and any(s == "vigil.jobs.findings.results" for s, _ in seen)
     for subject, body in seen:
-        if body["data"].get("connection_id") in MALFORMED_ON_PURPOSE and subject == "vigil.events.scan.results":
-            continue
-        schema = json.load(open(os.path.join(schemas, subject.replace("vigil.events.", "event.") + ".json")))
-        jsonschema.validate(body["data"], schema)
+        name = subject.replace("vigil.events.", "event.").replace("vigil.jobs.", "job.")
+        jsonschema.validate(body["data"], json.load(open(os.path.join(schemas, name + ".json"))))

@@ -58,6 +58,13 @@ package enum Streams {
     package static let jobSubjects = ["vigil.jobs.>"]
     /// Emails requested by services, delivered by the notifier.
     package static let emailSend = "vigil.jobs.email.send"
+    /// Batches of a scan's results, for the findings service: work (taken once, deleted when done),
+    /// not events — every subscriber of `vigil.events.>` (the notifier first) used to receive each
+    /// batch of up to hundreds of kilobytes, and the events stream kept them for its whole max age.
+    package static let scanResults = "vigil.jobs.findings.results"
+    /// Where result batches went before they became work; still ingested, for batches published
+    /// by a version before that and not yet consumed.
+    package static let legacyScanResults = "vigil.events.scan.results"
 }
 
 /// Pagination input shared by every list (keyset `cursor`, or `offset` for compatibility).

@@ -100,11 +100,19 @@ public enum FindingsService {
         let r = ctx.config.reader
         let catalog = RuleCatalog(store: store)
         let ingest = Ingestor(store: store, logger: ctx.logger)
+        // Result batches are work on VIGIL_JOBS; scan completions (and batches of an earlier version)
+        // are events.
+        var resultsCfg = JetStream.ConsumerConfig(durable: "findings-results", filterSubject: Streams.scanResults)
+        resultsCfg.maxDeliver = 200
+        resultsCfg.ackWait = .seconds(60)
+        let results = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.jobs, config: resultsCfg,
+                                     batch: max(1, r.int("VIGIL_FINDINGS_INGEST_CONCURRENCY", default: 8)), logger: ctx.logger,
+                                     handler: ingest.handle)
+        try await results.prepare()
         var cfg = JetStream.ConsumerConfig(durable: "findings-ingest", filterSubject: "vigil.events.scan.>")
         cfg.maxDeliver = 200
         cfg.ackWait = .seconds(60)
-        let consumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: cfg,
-                                      batch: max(1, r.int("VIGIL_FINDINGS_INGEST_CONCURRENCY", default: 8)), logger: ctx.logger,
+        let consumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: cfg, batch: 4, logger: ctx.logger,
                                       handler: ingest.handle)
         try await consumer.prepare()
         var followCfg = JetStream.ConsumerConfig(durable: "findings-remediation", filterSubject: "vigil.events.remediation.>")
@@ -120,6 +128,6 @@ public enum FindingsService {
         let expiry = ExpirySweeper(store: store)
         let sweeper = PeriodicService("expiry sweep", every: .seconds(max(1, r.int("VIGIL_FINDINGS_SWEEP_SECONDS", default: 30))),
                                       logger: ctx.logger) { _ = try await expiry.sweep() }
-        return [consumer, follower, sweeper]
+        return [results, consumer, follower, sweeper]
     }
 }

@@ -1,4 +1,5 @@
 import Bus
+import Contracts
 import Foundation
 import Logging
 import ScanEngine
@@ -84,7 +85,7 @@ enum Lifecycle {
     }
 }
 
-/// Consumes `vigil.events.scan.results` and `vigil.events.scan.completed` durably. A batch is applied
+/// Consumes result batches (`vigil.jobs.findings.results`) and `vigil.events.scan.completed` durably. A batch is applied
 /// once (its event id is recorded in the same transaction); a completed scan resolves findings only
 /// when the scan was complete and every result batch of it has been applied.
 struct Ingestor: Sendable {
@@ -94,7 +95,7 @@ struct Ingestor: Sendable {
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
         do {
             switch m.subject {
-            case "vigil.events.scan.results":
+            case Streams.scanResults, Streams.legacyScanResults:
                 let env = try JSON.decode(Envelope<ResultsBatchHead>.self, from: m.data)
                 guard let tenant = env.tenantId else { return .drop }
                 try await ingest(env.data, message: m.data, eventId: env.id, tenantId: tenant)

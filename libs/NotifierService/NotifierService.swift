@@ -109,8 +109,8 @@ struct NotifierEventRouter: Sendable {
     let logger: Logger
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
-        // Result batches are bulk data for the findings service, not notifications or actions.
-        if m.subject == "vigil.events.scan.results" { return .ack }
+        // Result batches published as events by an earlier version: bulk data for the findings service.
+        if m.subject == Streams.legacyScanResults { return .ack }
         guard let event = NotifierEvent(m) else {
             logger.error("undecodable event dropped", metadata: ["subject": "\(m.subject)"])
             return .drop

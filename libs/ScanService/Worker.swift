@@ -283,7 +283,7 @@ struct ScanWorker: Sendable {
                 let batches = max(1, (part.results.count + size - 1) / size)
                 for b in 0..<batches where !part.results.isEmpty {
                     let slice = Array(part.results[(b * size)..<min(part.results.count, (b + 1) * size)])
-                    try await tx.emit("vigil.events.scan.results", type: "scan.results", tenantId: job.tenantId, data: ScanResultsBatch(
+                    try await tx.emit(Streams.scanResults, type: "scan.results", tenantId: job.tenantId, data: ScanResultsBatch(
                         scanId: job.scanId, connectionId: job.connectionId, provider: "aws", accountId: account, service: service,
                         region: region, batch: b + 1, batches: batches, results: slice))
                 }
