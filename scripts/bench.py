@@ -246,7 +246,7 @@ def bench_findings(bin_dir):
         async def publish(msgs):
             js = stack.bus.nc.jetstream()
             for m in msgs:
-                await js.publish("vigil.jobs.findings.results", m, headers={"Nats-Msg-Id": m[8:44].decode()})
+                await js.publish(os.environ.get("BENCH_RESULTS_SUBJECT", "vigil.jobs.findings.results"), m, headers={"Nats-Msg-Id": m[8:44].decode()})
 
         def ingest(label, scan, ids, expect_batches):
             msgs = batches(scan, ids)
