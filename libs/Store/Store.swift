@@ -52,8 +52,7 @@ public final class Store: Sendable {
     /// connection sets them afresh, so a previous user's scope can never leak into the next.
     static func scope(_ scope: TenantScope) -> (sql: String, params: [String?]) {
         let (tenant, cross): (String, String) = switch scope {
-        // The row filter casts the setting to uuid: anything else would be a cast error, so it sees nothing.
-        case .tenant(let t): (ID.isValid(t) ? t : "", "off")
+        case .tenant(let t): (t, "off")
         case .crossTenant: ("", "on")
         case .none: ("", "off")
         }
