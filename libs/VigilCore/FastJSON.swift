@@ -109,55 +109,18 @@ public struct JSONFields {
         out.append("\":")
     }
 
-    public mutating func string(_ k: StaticString, _ v: String?) {
+    /// One field, unless `v` is nil: the key, then what `write` appends for the value.
+    @inline(__always) mutating func field<V>(_ k: StaticString, _ v: V?, _ write: (V, inout String) -> Void) {
         guard let v else { return }
         key(k)
-        FastJSON.quote(v, into: &out)
+        write(v, &out)
     }
 
-    public mutating func bool(_ k: StaticString, _ v: Bool?) {
-        guard let v else { return }
-        key(k)
-        out.append(v ? "true" : "false")
-    }
-
-    public mutating func number(_ k: StaticString, _ v: Double?) {
-        guard let v else { return }
-        key(k)
-        FastJSON.number(v, into: &out)
-    }
-
-    public mutating func date(_ k: StaticString, _ v: Date?) {
-        guard let v else { return }
-        key(k)
-        out.append("\"")
-        out.append(Timestamp.format(v))
-        out.append("\"")
-    }
-
-    public mutating func value(_ k: StaticString, _ v: JSONValue?) {
-        guard let v else { return }
-        key(k)
-        v.writeJSON(into: &out)
-    }
-
-    public mutating func writable(_ k: StaticString, _ v: (any JSONWritable)?) {
-        guard let v else { return }
-        key(k)
-        v.writeJSON(into: &out)
-    }
-
-    public mutating func strings(_ k: StaticString, _ v: [String]?) {
-        guard let v else { return }
-        key(k)
-        FastJSON.strings(v, into: &out)
-    }
-
-    public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) {
-        guard let v else { return }
-        key(k)
-        FastJSON.array(v, into: &out)
-    }
+    public mutating func string(_ k: StaticString, _ v: String?) { field(k, v) { FastJSON.quote($0, into: &$1) } }
+    public mutating func bool(_ k: StaticString, _ v: Bool?) { field(k, v) { $1.append($0 ? "true" : "false") } }
+    public mutating func number(_ k: StaticString, _ v: Double?) { field(k, v) { FastJSON.number($0, into: &$1) } }
+    public mutating func date(_ k: StaticString, _ v: Date?) { field(k, v) { $1.append("\"" + Timestamp.format($0) + "\"") } }
+    public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) { field(k, v) { FastJSON.array($0, into: &$1) } }
 
     /// Appends the closed object to `target`.
     public func close(into target: inout String) {
