@@ -272,9 +272,8 @@ def test_result_batches_are_work_and_legacy_event_batches_still_land(stack, sign
     eventually(lambda: {f["resource_name"] for f in findings(owner, connection_id=conn)} == {"new-subject", "old-subject"}, what="both batches")
     # Batches are work: taken once, deleted when acknowledged (work-queue retention), all of them done.
     info = json.loads(stack.bus.request("$JS.API.STREAM.INFO.VIGIL_JOBS", b"").data)
-    eventually(lambda: json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_JOBS.findings-results", b"").data)["num_pending"] == 0
-               and json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_JOBS.findings-results", b"").data)["num_ack_pending"] == 0,
-               what="results consumed")
+    consumer = lambda: json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_JOBS.findings-results", b"").data)
+    eventually(lambda: (lambda c: c["num_pending"] == 0 and c["num_ack_pending"] == 0)(consumer()), what="results consumed")
     assert info["config"]["retention"] == "workqueue"
 
 

@@ -136,7 +136,7 @@ struct SortedPage {
             let value = column == "resolved_at" ? (last.optionalString("resolved_at") ?? "1970-01-01 00:00:00+00") : try last.string(column)
             next = Data("\(sortKey)|\(value)|\(try last.string("id"))".utf8).base64EncodedString()
         }
-        return Page(items: try visible.map(map), nextCursor: next, total: total?.count, totalCapped: total.map { $0.capped ? true : nil } ?? nil)
+        return Page(items: try visible.map(map), nextCursor: next, total: total?.count, totalCapped: total?.capped == true ? true : nil)
     }
 }
 
@@ -419,14 +419,12 @@ extension FindingView: JSONWritable {
         var o = JSONFields(capacity: 1536)
         o.bool("auto_fix", autoFix)
         o.string("category", category)
-        o.key("compliance")
-        FastJSON.map(compliance, into: &o.out) { v, out in FastJSON.strings(v, into: &out) }
+        o.map("compliance", compliance) { FastJSON.strings($0, into: &$1) }
         o.string("connection_id", connectionId)
         o.string("cwe", cwe)
         o.string("description", description)
         o.number("estimated_monthly_savings", estimatedMonthlySavings)
-        o.key("evidence")
-        FastJSON.map(evidence, into: &o.out) { v, out in v.writeJSON(into: &out) }
+        o.map("evidence", evidence) { $0.writeJSON(into: &$1) }
         o.string("fingerprint", fingerprint)
         o.date("first_seen_at", firstSeenAt)
         o.string("fix_action", fixAction)
@@ -436,12 +434,11 @@ extension FindingView: JSONWritable {
         o.string("provider", provider)
         o.string("rationale", rationale)
         o.string("region", region)
-        if let remediation {
-            var r = JSONFields(capacity: 256)
-            r.string("cli", remediation.cli)
-            r.string("console", remediation.console)
-            o.key("remediation")
-            r.close(into: &o.out)
+        o.field("remediation", remediation) { r, out in
+            var f = JSONFields(capacity: 256)
+            f.string("cli", r.cli)
+            f.string("console", r.console)
+            f.close(into: &out)
         }
         o.date("resolved_at", resolvedAt)
         o.string("resource_id", resourceId)
@@ -456,8 +453,7 @@ extension FindingView: JSONWritable {
         o.date("status_expires_at", statusExpiresAt)
         o.string("status_reason", statusReason)
         o.string("suppression_rule_id", suppressionRuleId)
-        o.key("tags")
-        FastJSON.map(tags, into: &o.out) { v, out in FastJSON.quote(v, into: &out) }
+        o.map("tags", tags) { FastJSON.quote($0, into: &$1) }
         o.string("title", title)
         o.close(into: &out)
     }

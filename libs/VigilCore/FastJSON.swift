@@ -91,8 +91,7 @@ public protocol JSONWritable {
 /// Writes one JSON object's fields. Callers give the keys already in snake_case and in sorted
 /// order (as `JSON.encode` sorts them); nil values are left out, as synthesized `Codable` does.
 public struct JSONFields {
-    /// The object so far (open: no closing brace). Writers of nested values append to it after `key`.
-    public var out: String
+    private var out: String
     private var first = true
 
     public init(capacity: Int = 512) {
@@ -101,7 +100,7 @@ public struct JSONFields {
         out.append("{")
     }
 
-    @inline(__always) public mutating func key(_ k: StaticString) {
+    @inline(__always) mutating func key(_ k: StaticString) {
         if !first { out.append(",") }
         first = false
         out.append("\"")
@@ -110,7 +109,7 @@ public struct JSONFields {
     }
 
     /// One field, unless `v` is nil: the key, then what `write` appends for the value.
-    @inline(__always) mutating func field<V>(_ k: StaticString, _ v: V?, _ write: (V, inout String) -> Void) {
+    @inline(__always) public mutating func field<V>(_ k: StaticString, _ v: V?, _ write: (V, inout String) -> Void) {
         guard let v else { return }
         key(k)
         write(v, &out)
@@ -121,6 +120,9 @@ public struct JSONFields {
     public mutating func number(_ k: StaticString, _ v: Double?) { field(k, v) { FastJSON.number($0, into: &$1) } }
     public mutating func date(_ k: StaticString, _ v: Date?) { field(k, v) { $1.append("\"" + Timestamp.format($0) + "\"") } }
     public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) { field(k, v) { FastJSON.array($0, into: &$1) } }
+    public mutating func map<V>(_ k: StaticString, _ m: [String: V], value: (V, inout String) -> Void) {
+        field(k, m) { FastJSON.map($0, into: &$1, value: value) }
+    }
 
     /// Appends the closed object to `target`.
     public func close(into target: inout String) {
@@ -137,32 +139,29 @@ extension FastJSON {
         else { out.append(d.description) }
     }
 
-    public static func strings(_ v: [String], into out: inout String) {
+    /// `[e, …]`, each element written by `element`.
+    public static func list<S: Sequence>(_ v: S, into out: inout String, element: (S.Element, inout String) -> Void) {
         out.append("[")
-        for (i, s) in v.enumerated() {
-            if i > 0 { out.append(",") }
-            quote(s, into: &out)
+        var first = true
+        for x in v {
+            if !first { out.append(",") }
+            first = false
+            element(x, &out)
         }
         out.append("]")
     }
 
-    public static func array<T: JSONWritable>(_ v: [T], into out: inout String) {
-        out.append("[")
-        for (i, x) in v.enumerated() {
-            if i > 0 { out.append(",") }
-            x.writeJSON(into: &out)
-        }
-        out.append("]")
-    }
+    public static func strings(_ v: [String], into out: inout String) { list(v, into: &out) { quote($0, into: &$1) } }
+    public static func array<T: JSONWritable>(_ v: [T], into out: inout String) { list(v, into: &out) { $0.writeJSON(into: &$1) } }
 
     /// A string-keyed map (keys as given, not converted), sorted by key.
     public static func map<V>(_ m: [String: V], into out: inout String, value: (V, inout String) -> Void) {
         out.append("{")
-        for (i, k) in m.keys.sorted().enumerated() {
+        for (i, (k, v)) in m.sorted(by: { $0.key < $1.key }).enumerated() {
             if i > 0 { out.append(",") }
             quote(k, into: &out)
             out.append(":")
-            value(m[k]!, &out)
+            value(v, &out)
         }
         out.append("}")
     }
