@@ -1,6 +1,6 @@
 import Bus
 import Foundation
-import Store
+@testable import Store
 import Testing
 import VigilCore
 import VigilTesting
@@ -179,6 +179,21 @@ import VigilTesting
         #expect(try await js.messageCount(stream: stream) == 2501)
         sub.unsubscribe()
         await bus.close()
+    }
+
+    /// The relay's line scanner: subjects, ids and bodies byte for byte (spaces inside the body
+    /// kept), empty lines ignored, lines without three parts counted and skipped.
+    @Test func outboxBatchLinesAreSplitExactly() throws {
+        let payload = "a.b 1 {\"x\": \"one two\"}\n\nc.d 2 {}\nnospace\nonly one\ne.f 3 \ng.h 4 [1, 2]\n"
+        let (messages, malformed) = OutboxRelay.batchMessages(payload, headers: ["H": "v"])
+        #expect(messages.map(\.subject) == ["a.b", "c.d", "g.h"])
+        #expect(messages.map(\.msgId) == ["1", "2", "4"])
+        #expect(messages.map { String(decoding: $0.data, as: UTF8.self) } == ["{\"x\": \"one two\"}", "{}", "[1, 2]"])
+        #expect(messages.allSatisfy { $0.headers == ["H": "v"] })
+        #expect(malformed == 3)
+        #expect(OutboxRelay.batchMessages("", headers: [:]).messages.isEmpty)
+        let last = OutboxRelay.batchMessages("s i {\"é\":1}", headers: [:]).messages
+        #expect(last.count == 1 && String(decoding: last[0].data, as: UTF8.self) == "{\"é\":1}")
     }
 
     @Test func outboxRelayRunsOnCommit() async throws {

@@ -11,7 +11,20 @@ import VigilCore
 struct Envelope<T: Decodable & Sendable>: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: T }
 struct TypeOnly: Decodable, Sendable {}
 /// A `scan.results` batch without its results, which PostgreSQL reads from the message itself.
-struct ResultsBatchHead: Decodable, Sendable { var scanId: String; var connectionId: String; var provider: String; var service: String; var region: String }
+struct ResultsBatchHead: Sendable {
+    var scanId: String; var connectionId: String; var provider: String; var service: String; var region: String
+
+    /// The envelope's id and tenant and this head, read with a byte scan: decoding the envelope with
+    /// `JSONDecoder` parsed the whole batch (hundreds of kilobytes of results) for five strings.
+    /// Nil when one is missing or not a string; PostgreSQL checks the ids' form.
+    static func read(_ message: Data) -> (id: String, tenantId: String, head: ResultsBatchHead)? {
+        guard let (top, d) = JSONHead.read(message, keys: ["id", "tenant_id"], nested: "data",
+                                           nestedKeys: ["scan_id", "connection_id", "provider", "service", "region"]),
+              let id = top[0], let tenant = top[1], let scan = d[0], let conn = d[1], let provider = d[2], let service = d[3], let region = d[4]
+        else { return nil }
+        return (id, tenant, ResultsBatchHead(scanId: scan, connectionId: conn, provider: provider, service: service, region: region))
+    }
+}
 struct ScanCompleted: Codable, Sendable {
     var scanId: String; var connectionId: String; var status: String; var complete: Bool
     var parts: [ScanPartReport]; var resourcesScanned: Int?; var checksEvaluated: Int?
@@ -35,7 +48,10 @@ enum Lifecycle {
     /// `$<headersParam>` the transaction's `outboxHeaders`.
     static func emitSQL(_ tx: Transaction, headersParam: Int) -> String {
         // Ids and times are drawn once per transition (a materialized CTE), so the feed row and the
-        // bus event share them without joining the two back together.
+        // bus event share them without joining the two back together. The event JSON is concatenated:
+        // ids and the time are plain ASCII, every text goes through to_json (escaped), and a NULL
+        // member drops out of concat_ws as json_strip_nulls would drop it; json_build_object with
+        // json_strip_nulls cost three times as much per event.
         """
         , te AS MATERIALIZED (
           SELECT t.*, findings.uuid7() AS event_id, clock_timestamp() AS at,
@@ -47,11 +63,13 @@ enum Lifecycle {
           SELECT event_id, $1, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id, at
           FROM te),
         outbox AS (\(tx.outboxBatchInsert(line: """
-            'vigil.events.finding.' || name || ' ' || event_id || ' ' || json_build_object('id', event_id, 'type', 'finding.' || name,
-              'occurred_at', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'tenant_id', $1::text,
-              'data', json_strip_nulls(json_build_object('finding_id', finding_id, 'event_id', event_id, 'connection_id', connection_id,
-                'rule_id', rule_id, 'severity', severity, 'status', to_status, 'resource_id', resource_id, 'title', title,
-                'previous_status', from_status, 'actor', actor, 'reason', reason, 'scan_id', scan_id)))::text
+            'vigil.events.finding.' || name || ' ' || event_id || ' {"id":"' || event_id || '","type":"finding.' || name ||
+              '","occurred_at":"' || to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '","tenant_id":"' || $1::text ||
+              '","data":{' || concat_ws(',', '"finding_id":"' || finding_id || '"', '"event_id":"' || event_id || '"',
+                '"connection_id":"' || connection_id || '"', '"rule_id":' || to_json(rule_id), '"severity":' || to_json(severity),
+                '"status":' || to_json(to_status), '"resource_id":' || to_json(resource_id), '"title":' || to_json(title),
+                '"previous_status":' || to_json(from_status), '"actor":' || to_json(actor), '"reason":' || to_json(reason),
+                '"scan_id":"' || scan_id || '"') || '}}'
             """, from: "te", order: "at, event_id", headersParam: headersParam)) RETURNING 1)
         SELECT (SELECT count(*) FROM te)::int AS events
         """
@@ -96,9 +114,11 @@ struct Ingestor: Sendable {
         do {
             switch m.subject {
             case Streams.scanResults, Streams.legacyScanResults:
-                let env = try JSON.decode(Envelope<ResultsBatchHead>.self, from: m.data)
-                guard let tenant = env.tenantId else { return .drop }
-                try await ingest(env.data, message: m.data, eventId: env.id, tenantId: tenant)
+                guard let (id, tenant, head) = ResultsBatchHead.read(m.data) else {
+                    logger.error("result batch without its head (id, tenant_id, data.scan_id …) dropped", metadata: ["subject": "\(m.subject)"])
+                    return .drop
+                }
+                try await ingest(head, message: m.data, eventId: id, tenantId: tenant)
                 return .ack
             case "vigil.events.scan.completed":
                 let env = try JSON.decode(Envelope<ScanCompleted>.self, from: m.data)

@@ -41,14 +41,9 @@ public final class OutboxRelay: Sendable {
                 let headers = (try? r.json("headers", as: [String: String].self)) ?? [:]
                 let payload = try r.string("payload")
                 if try r.bool("batch") {
-                    for line in payload.utf8.split(separator: 0x0A) {
-                        let parts = line.split(separator: 0x20, maxSplits: 2)
-                        guard parts.count == 3, let subject = String(parts[0]), let eventId = String(parts[1]) else {
-                            store.logger.error("malformed outbox batch line skipped", metadata: ["row": "\(id)"])
-                            continue
-                        }
-                        messages.append(JetStream.Outgoing(subject: subject, data: Data(parts[2]), msgId: eventId, headers: headers))
-                    }
+                    let (lines, malformed) = Self.batchMessages(payload, headers: headers)
+                    if malformed > 0 { store.logger.error("malformed outbox batch lines skipped", metadata: ["row": "\(id)", "lines": "\(malformed)"]) }
+                    messages.append(contentsOf: lines)
                 } else {
                     messages.append(JetStream.Outgoing(subject: try r.string("subject"), data: Data(payload.utf8), msgId: id, headers: headers))
                 }
@@ -57,6 +52,42 @@ public final class OutboxRelay: Sendable {
             try await js.publishAll(messages)
             try await tx.execute("UPDATE \(schema).outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [ids])
             return ids.count
+        }
+    }
+
+    /// The messages of a batch row: lines of `subject id envelope-json`. A byte scan (memchr), not
+    /// `split`: a batch of a thousand events is a few hundred kilobytes, and the generic splitting
+    /// was a seventh of the findings service's CPU during a large ingest. Returns how many non-empty
+    /// lines were malformed (skipped).
+    static func batchMessages(_ payload: String, headers: [String: String]) -> (messages: [JetStream.Outgoing], malformed: Int) {
+        var text = payload
+        return text.withUTF8 { buf -> ([JetStream.Outgoing], Int) in
+            guard let base = buf.baseAddress else { return ([], 0) }
+            var out: [JetStream.Outgoing] = []
+            var malformed = 0
+            let end = base + buf.count
+            var line = base
+            func next(_ byte: UInt8, from p: UnsafePointer<UInt8>, to e: UnsafePointer<UInt8>) -> UnsafePointer<UInt8> {
+                guard p < e, let hit = memchr(p, Int32(byte), e - p) else { return e }
+                return UnsafePointer(hit.assumingMemoryBound(to: UInt8.self))
+            }
+            func text(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>) -> String {
+                String(decoding: UnsafeBufferPointer(start: a, count: b - a), as: UTF8.self)
+            }
+            while line < end {
+                let eol = next(0x0A, from: line, to: end)
+                let s1 = next(0x20, from: line, to: eol)
+                let s2 = s1 < eol ? next(0x20, from: s1 + 1, to: eol) : eol
+                if s1 > line, s2 > s1 + 1, s2 + 1 < eol {
+                    out.append(JetStream.Outgoing(subject: text(line, s1), data: Data(bytes: s2 + 1, count: eol - (s2 + 1)),
+                                                  msgId: text(s1 + 1, s2), headers: headers))
+                } else if eol > line {
+                    malformed += 1
+                }
+                if eol == end { break }
+                line = eol + 1
+            }
+            return (out, malformed)
         }
     }
 
