@@ -53,4 +53,19 @@ import VigilCore
         #expect(Remediations.fill("{region", v) == "{region")
         #expect(Remediations.fill("é→{region}→ü", v) == "é→eu-west-1→ü")
     }
+
+    /// A result batch's head is read without decoding the results: members in any order, results
+    /// with braces, quotes and escapes inside strings; a head with a member missing (or not a string)
+    /// is refused.
+    @Test func resultBatchHeadIsReadWithoutTheResults() throws {
+        let results = #"[{"title": "a } \" { ] [", "evidence": {"x": [1, 2.5e3, null, true, {"y": "\u00e9"}]}}, {"fingerprint": "f"}]"#
+        let message = #"{"data": {"results": \#(results), "scan_id": "s1", "region": "global", "connection_id": "c1", "service": "s3", "provider": "aws", "batch": 1}, "type": "scan.results", "id": "e1", "tenant_id": "t1"}"#
+        let read = try #require(ResultsBatchHead.read(Data(message.utf8)))
+        #expect(read.id == "e1" && read.tenantId == "t1")
+        #expect([read.head.scanId, read.head.connectionId, read.head.provider, read.head.service, read.head.region] == ["s1", "c1", "aws", "s3", "global"])
+        #expect(ResultsBatchHead.read(Data(message.replacingOccurrences(of: #""scan_id": "s1", "#, with: "").utf8))?.id == nil)
+        #expect(ResultsBatchHead.read(Data(message.replacingOccurrences(of: #""tenant_id": "t1""#, with: #""tenant_id": null"#).utf8))?.id == nil)
+        #expect(ResultsBatchHead.read(Data(message.replacingOccurrences(of: #""service": "s3""#, with: #""service": 3"#).utf8))?.id == nil)
+        #expect(ResultsBatchHead.read(Data(message.dropLast().utf8))?.id == nil)
+    }
 }

@@ -242,12 +242,14 @@ def test_malformed_results_are_dropped_and_events_carry_the_finding(stack, signu
     del no_fp["fingerprint"]
     publish_results(stack, tenant, str(uuid.uuid4()), conn, [no_fp])
     scan = str(uuid.uuid4())
-    publish_results(stack, tenant, scan, conn, [result(tenant, conn, "aws.s3.bucket_acl_public_read", "good", severity="critical",
+    # A name that needs escaping in the event's JSON (quote, backslash, newline, non-ASCII).
+    good = 'good "q" \\ é\n'
+    publish_results(stack, tenant, scan, conn, [result(tenant, conn, "aws.s3.bucket_acl_public_read", good, severity="critical",
                                                        tags={"team": "x"})])
     eventually(lambda: len(findings(owner, connection_id=conn)) == 1, what="the good batch")
     time.sleep(1)
     [f] = findings(owner, connection_id=conn)
-    assert f["resource_name"] == "good" and f["severity"] == "critical" and f["status"] == "open"
+    assert f["resource_name"] == good and f["severity"] == "critical" and f["status"] == "open"
     # The bus event: the envelope id is the finding event's id; data names the finding, no nulls.
     ev = stack.bus.wait_for(lambda b: b["data"].get("finding_id") == f["id"], "vigil.events.finding.opened", 10)
     assert ev["type"] == "finding.opened" and ev["tenant_id"] == tenant and ev["occurred_at"].endswith("Z")
