@@ -214,7 +214,7 @@ def bench_findings(bin_dir):
     per = int(os.environ.get("BENCH_BATCH", "1000"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
                   extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000",
-                             **{k: v for k, v in os.environ.items() if k.startswith("VIGIL_FINDINGS_")}})
+                             **{k: v for k, v in os.environ.items() if k.startswith(("VIGIL_FINDINGS_", "VIGIL_NOTIFIER_"))}})
     psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
                                       capture_output=True, text=True, check=True).stdout.strip()
     rules = [("aws.s3.bucket_acl_public_read", "critical"), ("aws.s3.bucket_versioning_disabled", "low"), ("aws.ec2.sg_ssh_open_to_world", "high"),

@@ -331,3 +331,57 @@ def test_webhook_connection_filter(stack, signup, receiver):
     time.sleep(1)  # give the filtered-out event time to (not) arrive
     delivered = owner.get(f"/webhooks/endpoints/{ep['id']}/deliveries").json()["items"]
     assert len(hits) == 1 and len(delivered) == 1, "only the event of the subscribed connection is delivered"
+
+
+def test_scan_event_bursts_are_settled_per_batch_yet_reach_whoever_wants_them(stack, signup, receiver):
+    """A burst of scan lifecycle events (no actor) for a workspace with no endpoints or channels is
+    settled a fetched batch at a time; interleaved events of a workspace with an endpoint are still
+    delivered, an event the audit log keeps is still recorded, and an endpoint created afterwards gets
+    the next event."""
+    quiet, qb, _ = signup("quiet")
+    loud, lb, _ = signup("loud")
+    loud.post("/webhooks/endpoints", {"url": receiver.url("/burst"), "events": ["finding.opened"]})
+    qt, lt = qb["workspace"]["id"], lb["workspace"]["id"]
+
+    def event(tenant, type_="finding.opened", actor=None):
+        eid = str(uuid.uuid4())
+        data = {"finding_id": str(uuid.uuid4()), "event_id": eid, "connection_id": str(uuid.uuid4()), "rule_id": "aws.s3.bucket_acl_public_read",
+                "severity": "high", "status": "open", "resource_id": "arn:aws:s3:::burst", "title": "burst"}
+        if actor:
+            data["actor"] = actor
+        return {"id": eid, "type": type_, "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "tenant_id": tenant, "data": data}
+
+    burst, wanted = [], []
+    for i in range(300):
+        burst.append(event(qt))
+        if i % 30 == 0:
+            wanted.append(event(lt))
+            burst.append(wanted[-1])
+    kept = event(qt, "finding.suppressed", actor=qb["user"]["id"])
+    kept["data"]["status"] = "suppressed"
+    burst.insert(150, kept)
+
+    async def go():
+        js = stack.bus.nc.jetstream()
+        for b in burst:
+            await js.publish("vigil.events." + b["type"], json.dumps(b).encode(), headers={"Nats-Msg-Id": b["id"]})
+    stack.bus.run(go())
+
+    hits = receiver.wait(lambda q: q["path"] == "/burst", count=len(wanted))
+    assert sorted(json.loads(h["body"])["data"]["finding_id"] for h in hits) == sorted(w["data"]["finding_id"] for w in wanted)
+    deadline, logs = time.time() + 10, []
+    while time.time() < deadline and not logs:
+        logs = quiet.get("/webhooks/audit-logs?action=finding.suppressed").json()["items"]
+        time.sleep(0.1)
+    assert [r["resource_id"] for r in logs] == [kept["data"]["finding_id"]]
+    consumer = lambda: json.loads(stack.bus.request("$JS.API.CONSUMER.INFO.VIGIL_EVENTS.notifier-events", b"").data)
+    deadline = time.time() + 10
+    while time.time() < deadline and (lambda c: c["num_pending"] or c["num_ack_pending"])(consumer()):
+        time.sleep(0.1)
+    assert (lambda c: (c["num_pending"], c["num_ack_pending"]))(consumer()) == (0, 0)
+
+    # The quiet workspace's "nobody listens" answer is never reused for an event received later.
+    quiet.post("/webhooks/endpoints", {"url": receiver.url("/late"), "events": ["finding.opened"]})
+    late = event(qt)
+    publish_event(stack, "vigil.events.finding.opened", late)
+    receiver.wait(lambda q: q["path"] == "/late" and json.loads(q["body"])["data"]["finding_id"] == late["data"]["finding_id"])

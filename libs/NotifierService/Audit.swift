@@ -11,10 +11,12 @@ struct AuditRecorder: Sendable {
     let store: Store
     let logger: Logger
 
+    /// Lifecycle changes made by scans (no actor) are in the finding events feed, not the audit log.
+    static func records(_ e: NotifierEvent) -> Bool { !(e.type.hasPrefix("finding.") && e.actor == nil) }
+
     func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
         let (id, type, tenant, actor, m) = (e.id, e.type, e.tenant, e.actor, e.message)
-        // Lifecycle changes made by scans (no actor) are in the finding events feed, not the audit log.
-        if type.hasPrefix("finding.") && actor == nil { return .ack }
+        guard Self.records(e) else { return .ack }
         let data = e.data
         let resourceType = String(type.split(separator: ".").first ?? "event")
         let resourceId = (data["\(resourceType)_id"] ?? data["api_key_id"] ?? data["id"] ?? data["workspace_id"]) as? String

@@ -18,6 +18,7 @@ import VigilCrypto
 /// | VIGIL_SMTP_USERNAME / VIGIL_SMTP_PASSWORD | unset | AUTH PLAIN credentials (never sent without TLS) |
 /// | VIGIL_SMTP_FROM | Vigil <no-reply@vigil.local> | sender |
 /// | VIGIL_SMTP_VERIFY_TLS | true | verify the server certificate |
+/// | VIGIL_NOTIFIER_EVENT_BATCH | 128 | events fetched at once (and handled concurrently) from `vigil.events.>` |
 public enum NotifierService {
     public static let definition = ServiceDefinition(
         name: "notifier", description: "Webhooks, email and the audit log", schema: "notifier",
@@ -59,8 +60,9 @@ public enum NotifierService {
         let router = NotifierEventRouter(audit: audit, webhooks: dispatcher, channels: channels, logger: ctx.logger)
         var eventsCfg = JetStream.ConsumerConfig(durable: "notifier-events", filterSubject: "vigil.events.>")
         eventsCfg.maxDeliver = 20
-        let eventsConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: eventsCfg, logger: ctx.logger,
-                                            handler: router.handle)
+        let eventsConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: eventsCfg,
+                                            batch: max(1, r.int("VIGIL_NOTIFIER_EVENT_BATCH", default: 128)), triage: router.triage,
+                                            logger: ctx.logger, handler: router.handle)
         try await eventsConsumer.prepare()
         for old in ["notifier-audit", "notifier-webhooks", "notifier-channels"] {  // one consumer each before
             try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
@@ -120,5 +122,38 @@ struct NotifierEventRouter: Sendable {
             if case .retry(let after) = outcome { retry = min(retry ?? after, after) }
         }
         return retry.map { .retry(after: $0) } ?? .ack
+    }
+
+    /// Settles at once, without a task each, the events of a fetched batch that nothing wants: ones
+    /// the audit log skips (a scan's lifecycle changes) in a workspace without webhook endpoints or
+    /// channels, such as a scan's burst of `finding.opened`. One presence answer per workspace per
+    /// batch; everything else, and anything the answers are unsure of, goes to `handle`.
+    @Sendable func triage(_ batch: [JetStreamMessage]) async -> [JetStreamMessage] {
+        var rest: [JetStreamMessage] = []
+        var quiet: [String: [JetStreamMessage]] = [:]
+        for m in batch {
+            if m.subject != Streams.legacyScanResults, let e = NotifierEvent(m), let tenant = e.tenant, !AuditRecorder.records(e) {
+                quiet[tenant, default: []].append(m)
+            } else {
+                rest.append(m)
+            }
+        }
+        for (tenant, messages) in quiet {
+            // A read that started after the newest receipt answers for every event of the batch.
+            let receivedAt = messages.map(\.receivedAt).max() ?? Date()
+            let nothingWants: Bool
+            do {
+                let endpoints = try await webhooks.hasEndpoints(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
+                let channelsPresent = endpoints ? true : try await channels.hasChannels(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
+                nothingWants = !endpoints && !channelsPresent
+            } catch {
+                nothingWants = false
+            }
+            guard nothingWants else { rest.append(contentsOf: messages); continue }
+            for m in messages {
+                do { try m.ack() } catch { rest.append(m) }
+            }
+        }
+        return rest
     }
 }

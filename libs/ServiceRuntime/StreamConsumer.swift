@@ -24,15 +24,20 @@ public struct StreamConsumer: Service {
     public let stream: String
     public let config: JetStream.ConsumerConfig
     public let batch: Int
+    /// Runs on each fetched batch before the handler: settles (acknowledges) what it can at once,
+    /// without a task per message, and returns the messages that still need the handler.
+    public let triage: (@Sendable ([JetStreamMessage]) async -> [JetStreamMessage])?
     public let logger: Logger
     public let handler: @Sendable (JetStreamMessage) async -> ConsumeOutcome
 
-    public init(jetStream: JetStream, stream: String, config: JetStream.ConsumerConfig, batch: Int = 32, logger: Logger,
+    public init(jetStream: JetStream, stream: String, config: JetStream.ConsumerConfig, batch: Int = 32,
+                triage: (@Sendable ([JetStreamMessage]) async -> [JetStreamMessage])? = nil, logger: Logger,
                 handler: @escaping @Sendable (JetStreamMessage) async -> ConsumeOutcome) {
         self.jetStream = jetStream
         self.stream = stream
         self.config = config
         self.batch = batch
+        self.triage = triage
         self.logger = logger
         self.handler = handler
     }
@@ -74,7 +79,8 @@ public struct StreamConsumer: Service {
                         try? await Task.sleep(for: .seconds(1))
                         continue
                     }
-                    for m in messages {
+                    let work = if let triage, !messages.isEmpty { await triage(messages) } else { messages }
+                    for m in work {
                         let key = working.begin(m)
                         group.addTask {
                             await handle(m)
