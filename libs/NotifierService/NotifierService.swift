@@ -141,13 +141,13 @@ struct NotifierEventRouter: Sendable {
         for (tenant, messages) in quiet {
             // A read that started after the newest receipt answers for every event of the batch.
             let receivedAt = messages.map(\.receivedAt).max() ?? Date()
-            let nothingWants: Bool
+            var nothingWants = false
             do {
-                let endpoints = try await webhooks.hasEndpoints(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
-                let channelsPresent = endpoints ? true : try await channels.hasChannels(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
-                nothingWants = !endpoints && !channelsPresent
+                if try await !webhooks.hasEndpoints(tenant: tenant, occurredAt: nil, receivedAt: receivedAt) {
+                    nothingWants = try await !channels.hasChannels(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
+                }
             } catch {
-                nothingWants = false
+                nothingWants = false  // unsure: the handler decides, and retries if it must
             }
             guard nothingWants else { rest.append(contentsOf: messages); continue }
             for m in messages {
