@@ -241,6 +241,13 @@ def test_malformed_results_are_dropped_and_events_carry_the_finding(stack, signu
     no_fp = result(tenant, conn, "aws.s3.bucket_acl_public_read", "nofp")
     del no_fp["fingerprint"]
     publish_results(stack, tenant, str(uuid.uuid4()), conn, [no_fp])
+    # Tags that are not strings, evidence that is not an object: against the contract, dropped too.
+    bad_tags = result(tenant, conn, "aws.s3.bucket_acl_public_read", "badtags")
+    bad_tags["tags"] = {"team": "x", "n": 1}
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [bad_tags])
+    bad_evidence = result(tenant, conn, "aws.s3.bucket_acl_public_read", "badevidence")
+    bad_evidence["evidence"] = [1, 2]
+    publish_results(stack, tenant, str(uuid.uuid4()), conn, [bad_evidence])
     scan = str(uuid.uuid4())
     # A name that needs escaping in the event's JSON (quote, backslash, newline, non-ASCII).
     good = 'good "q" \\ é\n'

@@ -161,7 +161,14 @@ struct Ingestor: Sendable {
           SELECT x.* FROM src, jsonb_to_recordset(src.results) AS x(fingerprint text, rule_id text, status text, severity text, title text,
             resource_id text, resource_type text, resource_name text, region text, service text, evidence jsonb, tags jsonb,
             estimated_monthly_savings numeric)
-          WHERE EXISTS (SELECT 1 FROM batch)),
+          WHERE EXISTS (SELECT 1 FROM batch)
+            -- Against the contract (stored, it would break every page that lists the finding): the
+            -- cast raises a data error naming the result, and the batch is dropped whole.
+            AND CASE WHEN (x.evidence IS NOT NULL AND jsonb_typeof(x.evidence) <> 'object')
+                       OR (x.tags IS NOT NULL AND (jsonb_typeof(x.tags) <> 'object'
+                                                   OR jsonb_path_exists(x.tags, 'strict $.* ? (@.type() != "string")')))
+                THEN ('malformed result ' || coalesce(x.fingerprint, '?') || ': evidence must be an object, tags an object of strings')::int = 0
+                ELSE true END),
         counts AS (
           INSERT INTO findings.rule_counts (tenant_id, scan_id, event_id, connection_id, part_service, part_region, rule_id, passed, failed)
           SELECT $1, $3, $8, $4, $6, $7, rule_id, count(*) FILTER (WHERE status = 'PASS'), count(*) FILTER (WHERE status = 'FAIL')
