@@ -9,7 +9,6 @@ import Store
 import VigilCore
 
 struct Envelope<T: Decodable & Sendable>: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: T }
-struct TypeOnly: Decodable, Sendable {}
 /// A `scan.results` batch without its results, which PostgreSQL reads from the message itself.
 struct ResultsBatchHead: Sendable {
     var scanId: String; var connectionId: String; var provider: String; var service: String; var region: String

@@ -60,8 +60,8 @@ public final class OutboxRelay: Sendable {
     /// was a seventh of the findings service's CPU during a large ingest. Returns how many non-empty
     /// lines were malformed (skipped).
     static func batchMessages(_ payload: String, headers: [String: String]) -> (messages: [JetStream.Outgoing], malformed: Int) {
-        var text = payload
-        return text.withUTF8 { buf -> ([JetStream.Outgoing], Int) in
+        var bytes = payload  // withUTF8 needs a mutable copy (it may make the storage contiguous)
+        return bytes.withUTF8 { buf -> ([JetStream.Outgoing], Int) in
             guard let base = buf.baseAddress else { return ([], 0) }
             var out: [JetStream.Outgoing] = []
             var malformed = 0
