@@ -1,30 +1,25 @@
 import Foundation
 import Testing
-import VigilCore
 @testable import NotifierService
 
 @Suite struct PresenceCacheTests {
     final class Reads: @unchecked Sendable { var n = 0; var answer = false }
 
-    @Test func oldEventsUseTheLastLookAndNewOnesLookAgain() async throws {
-        let cache = PresenceCache(margin: 2)
+    /// An event published long after it occurred (a relay that was down) is received after an
+    /// endpoint was created, though it occurred before the last look: it must look again.
+    @Test func anOldEventReceivedAfterTheLastLookLooksAgain() async throws {
+        let cache = PresenceCache()
         let reads = Reads()
         let read: @Sendable () async throws -> Bool = { reads.n += 1; return reads.answer }
-        let old = Timestamp.format(Date().addingTimeInterval(-60))
-        #expect(try await cache.present(tenant: "t", occurredAt: old, read: read) == false)
-        #expect(try await cache.present(tenant: "t", occurredAt: old, read: read) == false)
-        #expect(reads.n == 1, "an event older than the last look is answered from it")
-        // An endpoint appears; an event that happened now (after the last look) must see it.
-        reads.answer = true
-        #expect(try await cache.present(tenant: "t", occurredAt: Timestamp.format(Date()), read: read) == true)
+        #expect(try await cache.present(tenant: "t", receivedAt: Date(), read: read) == false)
+        #expect(reads.n == 1)
+        reads.answer = true  // an endpoint is created, then the delayed event is published and received
+        #expect(try await cache.present(tenant: "t", receivedAt: Date(), read: read) == true)
         #expect(reads.n == 2)
-        #expect(try await cache.present(tenant: "t", occurredAt: nil, read: read) == true)
-        #expect(reads.n == 3, "no timestamp: always look")
-        #expect(try await cache.present(tenant: "other", occurredAt: old, read: read) == true && reads.n == 4)
     }
 
     @Test func eventsReceivedBeforeAReadShareItAndLaterOnesLookAgain() async throws {
-        let cache = PresenceCache(margin: 2)
+        let cache = PresenceCache()
         final class Counter: @unchecked Sendable {
             let lock = NSLock(); var n = 0; var answer = false
             func bump() -> Bool { lock.lock(); defer { lock.unlock() }; n += 1; return answer }
@@ -35,25 +30,25 @@ import VigilCore
         let received = Date()
         try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<32 {
-                group.addTask { try await cache.present(tenant: "t", occurredAt: Timestamp.format(received), receivedAt: received, read: slowRead) }
+                group.addTask { try await cache.present(tenant: "t", receivedAt: received, read: slowRead) }
             }
             for try await present in group { #expect(present == false) }
         }
         #expect(reads.n == 1)
         // Received before that read started: answered from it.
-        #expect(try await cache.present(tenant: "t", occurredAt: Timestamp.format(received), receivedAt: received, read: slowRead) == false)
+        #expect(try await cache.present(tenant: "t", receivedAt: received, read: slowRead) == false)
         #expect(reads.n == 1)
         // An endpoint appears; an event received after the last read must look again and see it.
         reads.answer = true
         let later = Date()
-        #expect(try await cache.present(tenant: "t", occurredAt: Timestamp.format(later), receivedAt: later, read: slowRead) == true)
+        #expect(try await cache.present(tenant: "t", receivedAt: later, read: slowRead) == true)
         #expect(reads.n == 2)
         // A failed read is not remembered: the next event looks again.
         struct Down: Error {}
         let failing: @Sendable () async throws -> Bool = { throw Down() }
         let after = Date()
-        await #expect(throws: Down.self) { try await cache.present(tenant: "u", occurredAt: nil, receivedAt: after, read: failing) }
-        #expect(try await cache.present(tenant: "u", occurredAt: nil, receivedAt: after, read: slowRead) == true)
+        await #expect(throws: Down.self) { try await cache.present(tenant: "u", receivedAt: after, read: failing) }
+        #expect(try await cache.present(tenant: "u", receivedAt: after, read: slowRead) == true)
         #expect(reads.n == 3)
     }
 }

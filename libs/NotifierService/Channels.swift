@@ -236,10 +236,10 @@ struct ChannelService: Sendable {
         return ChannelMessage(title: "Vigil: \(type)", lines: detail, severity: data["severity"] as? String)
     }
 
-    /// Whether the workspace has an enabled channel, as of a read no older than the event (`PresenceCache`).
-    func hasChannels(tenant: String, occurredAt: String?, receivedAt: Date) async throws -> Bool {
+    /// Whether the workspace has an enabled channel, as of a read that started after the event was received (`PresenceCache`).
+    func hasChannels(tenant: String, receivedAt: Date) async throws -> Bool {
         let store = self.store
-        return try await channelsPresent.present(tenant: tenant, occurredAt: occurredAt, receivedAt: receivedAt) {
+        return try await channelsPresent.present(tenant: tenant, receivedAt: receivedAt) {
             try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
         }
     }
@@ -248,7 +248,7 @@ struct ChannelService: Sendable {
         guard let tenant = e.tenant else { return .ack }
         let (eventId, type) = (e.id, e.type)
         do {
-            guard try await hasChannels(tenant: tenant, occurredAt: e.occurredAt, receivedAt: e.message.receivedAt) else { return .ack }
+            guard try await hasChannels(tenant: tenant, receivedAt: e.message.receivedAt) else { return .ack }
             let channels = try await store.query(.tenant(tenant), """
                 SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
                   AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)

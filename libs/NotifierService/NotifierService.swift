@@ -143,8 +143,8 @@ struct NotifierEventRouter: Sendable {
             let receivedAt = messages.map(\.receivedAt).max() ?? Date()
             var nothingWants = false
             do {
-                if try await !webhooks.hasEndpoints(tenant: tenant, occurredAt: nil, receivedAt: receivedAt) {
-                    nothingWants = try await !channels.hasChannels(tenant: tenant, occurredAt: nil, receivedAt: receivedAt)
+                if try await !webhooks.hasEndpoints(tenant: tenant, receivedAt: receivedAt) {
+                    nothingWants = try await !channels.hasChannels(tenant: tenant, receivedAt: receivedAt)
                 }
             } catch {
                 nothingWants = false  // unsure: the handler decides, and retries if it must

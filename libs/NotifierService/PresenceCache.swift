@@ -1,12 +1,12 @@
 import Foundation
 import Synchronization
-import VigilCore
 
 /// Whether a workspace has any webhook endpoint (or channel) at all, answered from an earlier read
-/// when that read is known to have happened after the event was committed. Two ways to know it:
-/// - the read started after this process received the event (the event was stored in the stream,
-///   so committed, before it was received: same clock, no skew);
-/// - the event occurred well before the read (a margin for clocks), for old backlogs.
+/// only when that read started after this process received the event: the event was stored in the
+/// stream, so whatever was committed before it was published, before it was received (same clock,
+/// no skew). An event's own `occurred_at` proves nothing: an outbox relay that was down, or a
+/// publisher's retry, publishes an event long after it occurred, so a read made between the two
+/// may miss an endpoint created in between.
 /// Reads are single-flight per workspace: the handlers of one fetched batch share one read, so a
 /// live stream of `finding.opened` costs a read per batch, not per event. Only "nothing to do" is
 /// ever short-circuited by callers: when something exists, the exact query runs.
@@ -15,19 +15,14 @@ final class PresenceCache: Sendable {
     private struct Pending { var startedAt: Date; var task: Task<Bool, any Error> }
     private struct State { var entries: [String: Entry] = [:]; var pending: [String: Pending] = [:] }
     private let state = Mutex(State())
-    let margin: TimeInterval
 
-    init(margin: TimeInterval = 2) { self.margin = margin }
+    init() {}
 
-    func present(tenant: String, occurredAt: String?, receivedAt: Date? = nil,
-                 read: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
+    func present(tenant: String, receivedAt: Date, read: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
         enum Next { case answer(Bool), wait(Task<Bool, any Error>) }
         let next: Next = state.withLock { s in
-            if let e = s.entries[tenant] {
-                if let receivedAt, e.readAt > receivedAt { return .answer(e.present) }
-                if let occurred = occurredAt.flatMap(Timestamp.parse), occurred < e.readAt.addingTimeInterval(-margin) { return .answer(e.present) }
-            }
-            if let receivedAt, let p = s.pending[tenant], p.startedAt > receivedAt { return .wait(p.task) }
+            if let e = s.entries[tenant], e.readAt > receivedAt { return .answer(e.present) }
+            if let p = s.pending[tenant], p.startedAt > receivedAt { return .wait(p.task) }
             let startedAt = Date()
             // The read records its answer before anyone awaiting it resumes.
             let task = Task<Bool, any Error> { [weak self] in

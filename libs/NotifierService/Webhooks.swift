@@ -134,10 +134,10 @@ final class WebhookDispatcher: Sendable {
         http = OutboundHTTP(guardrail: settings.guardrail, timeout: settings.timeout)
     }
 
-    /// Whether the workspace has an active endpoint, as of a read no older than the event (`PresenceCache`).
-    func hasEndpoints(tenant: String, occurredAt: String?, receivedAt: Date) async throws -> Bool {
+    /// Whether the workspace has an active endpoint, as of a read that started after the event was received (`PresenceCache`).
+    func hasEndpoints(tenant: String, receivedAt: Date) async throws -> Bool {
         let store = self.store
-        return try await endpointsPresent.present(tenant: tenant, occurredAt: occurredAt, receivedAt: receivedAt) {
+        return try await endpointsPresent.present(tenant: tenant, receivedAt: receivedAt) {
             try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
                                   [tenant]).first != nil
         }
@@ -148,8 +148,8 @@ final class WebhookDispatcher: Sendable {
         guard let tenant = event.tenant else { return .ack }
         let (id, type) = (event.id, event.type)
         do {
-            // Workspaces without endpoints skip the database for old events (bulk backlogs).
-            guard try await hasEndpoints(tenant: tenant, occurredAt: event.occurredAt, receivedAt: event.message.receivedAt) else { return .ack }
+            // Workspaces without endpoints cost one shared read per fetched batch, not a query per event.
+            guard try await hasEndpoints(tenant: tenant, receivedAt: event.message.receivedAt) else { return .ack }
             // One pipelined round trip (no endpoint wants it); a write only when one does.
             let endpoints = try await store.query(.tenant(tenant),
                 "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
