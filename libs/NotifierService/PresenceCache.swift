@@ -2,10 +2,10 @@ import Foundation
 import Synchronization
 
 /// Whether a workspace has any webhook endpoint (or channel) at all, answered from an earlier read
-/// only when that read started after this process received the event: the event was stored in the
-/// stream, so whatever was committed before it was published, before it was received (same clock,
-/// no skew). An event's own `occurred_at` proves nothing: an outbox relay that was down, or a
-/// publisher's retry, publishes an event long after it occurred, so a read made between the two
+/// only when that read started after this process received the event. Whatever was committed before
+/// the event was published had been committed before this process received it (one clock, no
+/// skew), so such a read sees it. An event's own `occurred_at` proves nothing: a relay that was down,
+/// or a publisher's retry, publishes an event long after it occurred, and a read made in between
 /// may miss an endpoint created in between.
 /// Reads are single-flight per workspace: the handlers of one fetched batch share one read, so a
 /// live stream of `finding.opened` costs a read per batch, not per event. Only "nothing to do" is
