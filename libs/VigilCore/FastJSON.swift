@@ -118,7 +118,13 @@ public struct JSONFields {
     public mutating func string(_ k: StaticString, _ v: String?) { field(k, v) { FastJSON.quote($0, into: &$1) } }
     public mutating func bool(_ k: StaticString, _ v: Bool?) { field(k, v) { $1.append($0 ? "true" : "false") } }
     public mutating func number(_ k: StaticString, _ v: Double?) { field(k, v) { FastJSON.number($0, into: &$1) } }
-    public mutating func date(_ k: StaticString, _ v: Date?) { field(k, v) { $1.append("\"" + Timestamp.format($0) + "\"") } }
+    public mutating func date(_ k: StaticString, _ v: Date?) {
+        field(k, v) { d, out in
+            out.append("\"")
+            out.append(Timestamp.format(d))
+            out.append("\"")
+        }
+    }
     public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) { field(k, v) { FastJSON.array($0, into: &$1) } }
     public mutating func map<V>(_ k: StaticString, _ m: [String: V], value: (V, inout String) -> Void) {
         field(k, m) { FastJSON.map($0, into: &$1, value: value) }
@@ -139,16 +145,17 @@ extension FastJSON {
         else { out.append(d.description) }
     }
 
-    /// `[e, …]`, each element written by `element`.
-    public static func list<S: Sequence>(_ v: S, into out: inout String, element: (S.Element, inout String) -> Void) {
-        out.append("[")
+    /// `[e, …]` (or between other brackets), each element written by `element`.
+    public static func list<S: Sequence>(_ v: S, open: String = "[", close: String = "]", into out: inout String,
+                                         element: (S.Element, inout String) -> Void) {
+        out.append(open)
         var first = true
         for x in v {
             if !first { out.append(",") }
             first = false
             element(x, &out)
         }
-        out.append("]")
+        out.append(close)
     }
 
     public static func strings(_ v: [String], into out: inout String) { list(v, into: &out) { quote($0, into: &$1) } }
@@ -156,14 +163,11 @@ extension FastJSON {
 
     /// A string-keyed map (keys as given, not converted), sorted by key.
     public static func map<V>(_ m: [String: V], into out: inout String, value: (V, inout String) -> Void) {
-        out.append("{")
-        for (i, (k, v)) in m.sorted(by: { $0.key < $1.key }).enumerated() {
-            if i > 0 { out.append(",") }
-            quote(k, into: &out)
+        list(m.sorted(by: { $0.key < $1.key }), open: "{", close: "}", into: &out) { kv, out in
+            quote(kv.key, into: &out)
             out.append(":")
-            value(v, &out)
+            value(kv.value, &out)
         }
-        out.append("}")
     }
 }
 
