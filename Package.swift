@@ -8,15 +8,16 @@ let swiftSettings: [SwiftSetting] = [
 
 /// C libraries from Debian's -dev packages, found through pkg-config.
 let systemLibraries: [Target] = [
-    .systemLibrary(name: "CNats", path: "libs/CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
-    .systemLibrary(name: "CLibPQ", path: "libs/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-    .systemLibrary(name: "CSodium", path: "libs/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
-    .systemLibrary(name: "COpenSSL", path: "libs/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CNats", path: "libs/Platform/CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+    .systemLibrary(name: "CLibPQ", path: "libs/Platform/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    .systemLibrary(name: "CSodium", path: "libs/Platform/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+    .systemLibrary(name: "COpenSSL", path: "libs/Platform/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 ]
 
-/// A shared library target under libs/.
-func lib(_ name: String, _ deps: [Target.Dependency]) -> Target {
-    .target(name: name, dependencies: deps, path: "libs/\(name)", swiftSettings: swiftSettings)
+/// A library target under libs/<layer>/<name>: Platform (bus, store, crypto, contracts, runtime),
+/// Scanning (the provider-neutral engine), Providers (one per kind of target), Services (one per executable).
+func lib(_ layer: String, _ name: String, _ deps: [Target.Dependency]) -> Target {
+    .target(name: name, dependencies: deps, path: "libs/\(layer)/\(name)", swiftSettings: swiftSettings)
 }
 
 /// A thin service executable under services/<dir>: it only calls into its library target.
@@ -50,24 +51,24 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: systemLibraries + [
-        lib("VigilCore", []),
-        lib("Contracts", ["VigilCore"]),
-        lib("VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
-        lib("Bus", ["CNats", "VigilCore", log]),
-        lib("Net", ["COpenSSL"]),
-        lib("AWS", ["VigilCrypto", "Net"]),
-        lib("Store", ["CLibPQ", "VigilCore", "Bus", log]),
-        lib("ServiceRuntime", ["VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
+        lib("Platform", "VigilCore", []),
+        lib("Platform", "Contracts", ["VigilCore"]),
+        lib("Platform", "VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
+        lib("Platform", "Bus", ["CNats", "VigilCore", log]),
+        lib("Platform", "Net", ["COpenSSL"]),
+        lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
+        lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
+        lib("Platform", "ServiceRuntime", ["VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "Hummingbird", package: "hummingbird")]),
-        lib("IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
-        lib("BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
-        lib("ScanEngine", ["VigilCore", "VigilCrypto", "Net", "AWS"]),
-        lib("FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
-        lib("ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
-        lib("RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
-        lib("NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
-        lib("GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
+        lib("Services", "IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
+        lib("Services", "BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
+        lib("Scanning", "ScanEngine", ["VigilCore", "VigilCrypto", "Net"]),
+        lib("Services", "FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
+        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
+        lib("Services", "RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
+        lib("Services", "NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
+        lib("Services", "GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Yams", package: "Yams")]),
         service("vigil-gateway", dir: "gateway", library: "GatewayService"),

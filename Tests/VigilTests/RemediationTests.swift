@@ -1,4 +1,5 @@
 import Foundation
+import AWS
 import ScanEngine
 import Testing
 import VigilCore

@@ -1,0 +1,217 @@
+import Foundation
+import Logging
+import Synchronization
+import VigilCore
+
+/// How a transaction sees tenant-scoped rows (PostgreSQL row-level security is the safety net).
+public enum TenantScope: Sendable {
+    /// Only rows of this tenant are visible or writable.
+    case tenant(String)
+    /// Rows of every tenant: for the few lookups that must cross tenants (login, key resolution).
+    case crossTenant
+    /// No tenant: tenant-scoped tables look empty.
+    case none
+}
+
+/// A PostgreSQL connection pool with transactions, migrations and the outbox.
+public final class Store: Sendable {
+    private let pool: ConnectionPool
+    public let schema: String
+    let logger: Logger
+    /// Poked after a commit that wrote outbox rows, so the relay publishes without waiting.
+    let outboxSignal: WakeSignal
+
+    public init(url: String, schema: String, poolSize: Int = 8, logger: Logger) {
+        self.pool = ConnectionPool(url: url, size: poolSize)
+        self.schema = schema
+        self.logger = logger
+        self.outboxSignal = WakeSignal()
+    }
+
+    /// Runs `body` in one transaction with the given tenant scope; commits on success, rolls back on error.
+    /// `eventHeaders` ride on every event the transaction emits (correlation id, client address…).
+    public func transaction<T: Sendable>(_ scope: TenantScope, eventHeaders: [String: String] = [:],
+                                         _ body: (Transaction) async throws -> T) async throws -> T {
+        let conn = try await pool.acquire()
+        do {
+            _ = try await conn.pipeline(Self.scoping(conn, scope) + [("BEGIN", [])])
+            let tx = Transaction(conn: conn, schema: schema, eventHeaders: eventHeaders)
+            let result = try await body(tx)
+            _ = try await conn.execute("COMMIT", [])
+            pool.release(conn)
+            if tx.wroteOutbox { outboxSignal.poke() }
+            return result
+        } catch {
+            await conn.resetAfterError()
+            pool.release(conn)
+            throw error
+        }
+    }
+
+    /// Sets both row-level-security settings for this use of the connection. Every use of a pooled
+    /// connection sets them afresh, so a previous user's scope can never leak into the next.
+    static func scope(_ scope: TenantScope) -> (sql: String, params: [String?]) {
+        let (tenant, cross): (String, String) = switch scope {
+        case .tenant(let t): (t, "off")
+        case .crossTenant: ("", "on")
+        case .none: ("", "off")
+        }
+        return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
+    }
+
+    /// The scope statement, unless this session already has exactly that scope.
+    static func scoping(_ conn: PGConnection, _ scope: TenantScope) -> [(sql: String, params: [String?])] {
+        let st = Self.scope(scope)
+        let key = st.params.map { $0 ?? "" }.joined(separator: "|")
+        if conn.scopeKey == key { return [] }
+        conn.scopeKey = key
+        return [st]
+    }
+
+    /// One statement (autocommit), sent with the scope settings in a single round trip.
+    /// Use it for reads and single writes that emit no events.
+    @discardableResult
+    public func query(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
+        let conn = try await pool.acquire()
+        do {
+            let results = try await conn.pipeline(Self.scoping(conn, scope) + [(sql, params.map(\.sqlText))])
+            pool.release(conn)
+            return results[results.count - 1].rows
+        } catch {
+            await conn.resetAfterError()
+            pool.release(conn)
+            throw error
+        }
+    }
+
+    /// Verifies that the database answers.
+    public func ping() async throws {
+        _ = try await query(.none, "SELECT 1")
+    }
+
+    /// Applies this service's migrations (see `Migrator`).
+    public func migrate(_ migrations: [Migration]) async throws {
+        let conn = try await pool.acquire()
+        do {
+            try await Migrator(schema: schema, logger: logger).apply(migrations, on: conn)
+            pool.release(conn)
+        } catch {
+            await conn.resetAfterError()
+            pool.release(conn)
+            throw error
+        }
+    }
+}
+
+/// A transaction handle; valid only inside `Store.transaction`.
+public final class Transaction: @unchecked Sendable {
+    let conn: PGConnection
+    let schema: String
+    var wroteOutbox = false
+    let eventHeaders: [String: String]
+
+    init(conn: PGConnection, schema: String, eventHeaders: [String: String] = [:]) {
+        self.conn = conn
+        self.schema = schema
+        self.eventHeaders = eventHeaders
+    }
+
+    /// Runs a parameterized statement and returns its rows.
+    @discardableResult
+    public func query(_ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
+        try await conn.execute(sql, params.map(\.sqlText)).rows
+    }
+
+    /// Runs a parameterized statement and returns the number of affected rows.
+    @discardableResult
+    public func execute(_ sql: String, _ params: [any SQLParameter] = []) async throws -> Int {
+        try await conn.execute(sql, params.map(\.sqlText)).affected
+    }
+
+    /// First row or nil.
+    public func one(_ sql: String, _ params: [any SQLParameter] = []) async throws -> Row? {
+        try await query(sql, params).first
+    }
+
+    /// Writes a domain event of `kind` to this service's outbox in the current transaction.
+    public func emit<T: Encodable & Sendable>(_ kind: EventKind, tenantId: String?, data: T,
+                                              headers: [String: String] = [:]) async throws {
+        try await emit(kind.subject, type: kind.type, tenantId: tenantId, data: data, headers: headers)
+    }
+
+    /// Writes an event to this service's outbox in the current transaction; the relay publishes it
+    /// to JetStream after commit with `Nats-Msg-Id` = the event id.
+    public func emit<T: Encodable & Sendable>(_ subject: String, type: String, tenantId: String?, data: T,
+                                              headers: [String: String] = [:]) async throws {
+        let event = EventEnvelope(id: ID.make(), type: type, occurredAt: Date(), tenantId: tenantId, data: data)
+        try await execute(
+            "INSERT INTO \(schema).outbox (id, subject, payload, headers) VALUES ($1, $2, $3, $4)",
+            [event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self),
+             try JSONParameter(eventHeaders.merging(headers) { $1 })])
+        wroteOutbox = true
+    }
+}
+
+extension Transaction {
+    /// SQL that writes the rows of `source` (a CTE or table expression) to the outbox as one batch
+    /// row, for events built inside the database; nothing is written when `source` is empty. `line`
+    /// is a text expression per row: `subject || ' ' || event id || ' ' || envelope JSON` (see
+    /// `OutboxRelay`). Bind `outboxHeaders` at `$<headersParam>` and call `wroteEvents()` after.
+    public func outboxBatchInsert(line: String, from source: String, order: String, headersParam: Int) -> String {
+        """
+        INSERT INTO \(schema).outbox (id, subject, payload, headers, batch)
+        SELECT gen_random_uuid(), 'batch', string_agg(\(line), E'\\n' ORDER BY \(order)), $\(headersParam)::jsonb, true
+        FROM \(source) HAVING count(*) > 0
+        """
+    }
+
+    /// The headers every event of this transaction carries, as a parameter for `outboxBatchInsert`.
+    public var outboxHeaders: JSONParameter { get throws { try JSONParameter(eventHeaders) } }
+
+    /// Tells the store that SQL of the caller wrote outbox rows (the relay is poked after commit).
+    public func wroteEvents() { wroteOutbox = true }
+}
+
+/// The JSON shape of every event on `vigil.events.>` and of outbox work items.
+public struct EventEnvelope<T: Encodable & Sendable>: Encodable, Sendable {
+    public let id: String
+    public let type: String
+    public let occurredAt: Date
+    public let tenantId: String?
+    public let data: T
+}
+
+/// A fixed-size pool; waiters queue in FIFO order. A lock, not an actor: taking an idle
+/// connection costs no executor hop.
+final class ConnectionPool: Sendable {
+    private struct State {
+        var idle: [PGConnection]
+        var waiters: [CheckedContinuation<PGConnection, Never>] = []
+    }
+    private let state: Mutex<State>
+
+    init(url: String, size: Int) {
+        state = Mutex(State(idle: (0..<max(1, size)).map { PGConnection(url: url, label: "\($0)") }))
+    }
+
+    func acquire() async throws -> PGConnection {
+        if let c = state.withLock({ $0.idle.popLast() }) { return c }
+        return await withCheckedContinuation { cont in
+            let ready = state.withLock { s -> PGConnection? in
+                if let c = s.idle.popLast() { return c }
+                s.waiters.append(cont)
+                return nil
+            }
+            if let ready { cont.resume(returning: ready) }
+        }
+    }
+
+    func release(_ c: PGConnection) {
+        let waiter = state.withLock { s -> CheckedContinuation<PGConnection, Never>? in
+            if !s.waiters.isEmpty { return s.waiters.removeFirst() }
+            s.idle.append(c)
+            return nil
+        }
+        waiter?.resume(returning: c)
+    }
+}

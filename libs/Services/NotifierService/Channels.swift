@@ -1,0 +1,310 @@
+import Bus
+import Contracts
+import Foundation
+import Logging
+import Net
+import ServiceRuntime
+import Store
+import VigilCore
+import VigilCrypto
+
+struct ChannelRequest: Codable, Sendable {
+    var channelId: String?
+    var name: String?
+    var method: String?
+    var config: [String: JSONValueLite]?
+    var enabled: Bool?
+    var events: [String]?
+    var minSeverity: String?
+}
+struct ChannelView: Codable, Sendable {
+    var id: String; var name: String; var method: String; var config: [String: String]; var enabled: Bool
+    var events: [String]; var minSeverity: String?; var createdAt: Date; var updatedAt: Date
+}
+struct ChannelTestRequest: Codable, Sendable { var channelId: String }
+struct ChannelTestReply: Codable, Sendable { var ok: Bool; var detail: String }
+struct NotificationPolicy: Codable, Sendable {
+    /// `digest`: one message per completed scan instead of one per finding; `every_event`: each event.
+    var delivery: String
+    /// `scan_complete` (every completed scan) or `waste_only` (only scans with cost findings).
+    var notificationTriggerMode: String
+    var updatedAt: Date?
+}
+struct PolicyPatch: Codable, Sendable { var delivery: String?; var notificationTriggerMode: String? }
+
+/// A string or a list of strings (channel config values).
+enum JSONValueLite: Codable, Sendable {
+    case string(String), list([String])
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .string(s) } else { self = .list(try c.decode([String].self)) }
+    }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self { case .string(let s): try c.encode(s); case .list(let l): try c.encode(l) }
+    }
+    var strings: [String] { switch self { case .string(let s): [s]; case .list(let l): l } }
+}
+
+/// Notification channels (email, Slack, plain webhook) with per-channel event subscriptions, a
+/// workspace policy (digest or every event), test sends, and the dispatcher that consumes events.
+struct ChannelService: Sendable {
+    let store: Store
+    let keys: Sodium.BoxKeyPair
+    let http: OutboundHTTP
+    let guardrail: SSRFGuard
+    let logger: Logger
+    let channelsPresent = PresenceCache()
+    static let methods = ["email", "slack", "webhook"]
+
+    func register(on r: ServiceResponder) {
+        r.add(Endpoint<PageRequest, Page<ChannelView>>(Subjects.Notifier.channelList), handler: list)
+        r.add(Endpoint<ChannelRequest, ChannelView>(Subjects.Notifier.channelCreate), handler: create)
+        r.add(Endpoint<ChannelRequest, ChannelView>(Subjects.Notifier.channelUpdate), handler: update)
+        r.add(Endpoint<ChannelTestRequest, Empty>(Subjects.Notifier.channelDelete), handler: delete)
+        r.add(Endpoint<ChannelTestRequest, ChannelTestReply>(Subjects.Notifier.channelTest), handler: test)
+        r.add(Endpoint<Empty, NotificationPolicy>(Subjects.Notifier.policyGet)) { _, ctx in
+            let p = try ctx.requirePrincipal()
+            return try await loadPolicy(p.tenantId)
+        }
+        r.add(Endpoint<PolicyPatch, NotificationPolicy>(Subjects.Notifier.policyUpdate), handler: updatePolicy)
+    }
+
+    // MARK: configuration (secrets such as Slack URLs are sealed and shown masked)
+
+    /// Validates a channel's config and returns (public config, sealed secret config).
+    func prepare(method: String, config: [String: JSONValueLite]) async throws -> ([String: String], Data) {
+        switch method {
+        case "email":
+            let to = config["to"]?.strings ?? []
+            guard !to.isEmpty, to.count <= 20 else { throw ServiceError.validation("body.config.to", "1 to 20 email addresses") }
+            let clean = try to.enumerated().map { try Validate.email($0.element, path: "body.config.to.\($0.offset)") }
+            let secret = try JSONEncoder().encode(["to": clean.joined(separator: ",")])
+            return (["to": clean.joined(separator: ", ")], Data(Sodium.seal(Array(secret), to: keys.publicKey)))
+        case "slack", "webhook":
+            let field = method == "slack" ? "webhook_url" : "url"
+            guard let url = config[field]?.strings.first else { throw ServiceError.validation("body.config.\(field)", "field required") }
+            let g = guardrail
+            do { _ = try await Blocking.run { try g.check(url) } } catch { throw ServiceError.validation("body.config.\(field)", "\(error)") }
+            let secret = try JSONEncoder().encode(["url": url])
+            let masked = (try? SSRFGuard.parse(url)).map { "\($0.0.scheme ?? "https")://\($0.1)/…" } ?? "…"
+            return ([field: masked], Data(Sodium.seal(Array(secret), to: keys.publicKey)))
+        default:
+            throw ServiceError.validation("body.method", "must be one of \(Self.methods.joined(separator: ", "))")
+        }
+    }
+
+    static func view(_ r: Row) throws -> ChannelView {
+        ChannelView(id: try r.string("id"), name: try r.string("name"), method: try r.string("method"),
+                    config: try r.json("config"), enabled: try r.bool("enabled"), events: try r.stringArray("events"),
+                    minSeverity: r.optionalString("min_severity"), createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
+    }
+
+    func validateSubscription(_ events: [String]?, _ minSeverity: String?) throws {
+        if let e = events, e.isEmpty || e.count > 50 || e.contains(where: { $0.isEmpty || $0.count > 100 }) {
+            throw ServiceError.validation("body.events", "must list 1 to 50 event types or patterns")
+        }
+        if let s = minSeverity, !EventCatalog.severities.contains(s) {
+            throw ServiceError.validation("body.min_severity", "must be one of \(EventCatalog.severities.joined(separator: ", "))")
+        }
+    }
+
+    @Sendable func create(_ req: ChannelRequest, _ ctx: CallContext) async throws -> ChannelView {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
+        guard let method = req.method else { throw ServiceError.validation("body.method", "field required") }
+        try validateSubscription(req.events, req.minSeverity)
+        let (config, sealed) = try await prepare(method: method, config: req.config ?? [:])
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            let row = try await tx.one("""
+                INSERT INTO notifier.channels (id, tenant_id, name, method, config, secret_sealed, enabled, events, min_severity)
+                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9) RETURNING *
+                """, [ID.make(), p.tenantId, name, method, try JSONParameter(config), sealed, req.enabled ?? true,
+                      req.events ?? ["*"], req.minSeverity])!
+            let v = try Self.view(row)
+            try await tx.emit(Events.notificationChannelCreated, tenantId: p.tenantId,
+                              data: ["channel_id": v.id, "method": method, "actor": p.actorId])
+            return v
+        }
+    }
+
+    @Sendable func update(_ req: ChannelRequest, _ ctx: CallContext) async throws -> ChannelView {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let id = try Validate.id(req.channelId ?? "", "channel")
+        let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
+        try validateSubscription(req.events, req.minSeverity)
+        var prepared: ([String: String], Data)? = nil
+        if let config = req.config {
+            guard let method = try await store.query(p.scope, "SELECT method FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
+                                                     [id, p.tenantId]).first?.string("method") else { throw ServiceError.notFound("channel") }
+            prepared = try await prepare(method: method, config: config)
+        }
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            guard let row = try await tx.one("""
+                UPDATE notifier.channels SET name = coalesce($3, name), enabled = coalesce($4, enabled),
+                  events = coalesce($5::text[], events), min_severity = coalesce($6, min_severity),
+                  config = coalesce($7::jsonb, config), secret_sealed = coalesce($8, secret_sealed), updated_at = now()
+                WHERE id = $1 AND tenant_id = $2 RETURNING *
+                """, [id, p.tenantId, name, req.enabled, req.events, req.minSeverity,
+                      try prepared.map { try JSONParameter($0.0) }, prepared?.1]) else { throw ServiceError.notFound("channel") }
+            return try Self.view(row)
+        }
+    }
+
+    @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ChannelView> {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let page = try Pagination(req)
+        return try await store.transaction(p.scope) { tx in
+            try await page.list(tx, from: "notifier.channels", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
+        }
+    }
+
+    @Sendable func delete(_ req: ChannelTestRequest, _ ctx: CallContext) async throws -> Empty {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let id = try Validate.id(req.channelId, "channel")
+        guard try await store.query(p.scope, "DELETE FROM notifier.channels WHERE id = $1 AND tenant_id = $2 RETURNING id",
+                                    [id, p.tenantId]).first != nil else { throw ServiceError.notFound("channel") }
+        return Empty()
+    }
+
+    @Sendable func test(_ req: ChannelTestRequest, _ ctx: CallContext) async throws -> ChannelTestReply {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        let id = try Validate.id(req.channelId, "channel")
+        guard let row = try await store.query(p.scope, "SELECT * FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
+                                              [id, p.tenantId]).first else { throw ServiceError.notFound("channel") }
+        let message = ChannelMessage(title: "Vigil test notification", lines: ["This channel is set up correctly."], severity: nil)
+        do {
+            try await send(message, method: try row.string("method"), sealed: Array(try row.bytes("secret_sealed")), tenantId: p.tenantId,
+                           eventId: ID.make())
+            return ChannelTestReply(ok: true, detail: "sent")
+        } catch {
+            return ChannelTestReply(ok: false, detail: "\(error)")
+        }
+    }
+
+    func loadPolicy(_ tenantId: String) async throws -> NotificationPolicy {
+        guard let r = try await store.query(.tenant(tenantId), "SELECT * FROM notifier.policies WHERE tenant_id = $1", [tenantId]).first else {
+            return NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
+        }
+        return NotificationPolicy(delivery: try r.string("delivery"), notificationTriggerMode: try r.string("trigger_mode"),
+                                  updatedAt: r.optionalDate("updated_at"))
+    }
+
+    @Sendable func updatePolicy(_ req: PolicyPatch, _ ctx: CallContext) async throws -> NotificationPolicy {
+        let p = try ctx.requirePrincipal()
+        try p.require(atLeast: .admin)
+        if let d = req.delivery, !["digest", "every_event"].contains(d) {
+            throw ServiceError.validation("body.delivery", "must be digest or every_event")
+        }
+        if let m = req.notificationTriggerMode, !["scan_complete", "waste_only"].contains(m) {
+            throw ServiceError.validation("body.notification_trigger_mode", "must be scan_complete or waste_only")
+        }
+        let cur = try await loadPolicy(p.tenantId)
+        try await store.query(p.scope, """
+            INSERT INTO notifier.policies (tenant_id, delivery, trigger_mode) VALUES ($1, $2, $3)
+            ON CONFLICT (tenant_id) DO UPDATE SET delivery = $2, trigger_mode = $3, updated_at = now()
+            """, [p.tenantId, req.delivery ?? cur.delivery, req.notificationTriggerMode ?? cur.notificationTriggerMode])
+        return try await loadPolicy(p.tenantId)
+    }
+
+    // MARK: dispatch
+
+    struct ChannelMessage: Sendable { var title: String; var lines: [String]; var severity: String? }
+
+    /// The human summary of an event, or nil when the policy says not to notify for it.
+    static func message(type: String, data: [String: Any], policy: NotificationPolicy) -> ChannelMessage? {
+        if type == "scan.completed" {
+            let counts = data["findings_count"] as? [String: Any] ?? [:]
+            let total = counts.values.compactMap { $0 as? Int }.reduce(0, +)
+            let savings = data["estimated_monthly_savings"] as? Double ?? 0
+            if policy.notificationTriggerMode == "waste_only" && savings <= 0 { return nil }
+            let order = ["critical", "high", "medium", "low", "info"]
+            let breakdown = order.compactMap { k in (counts[k] as? Int).map { "\(k): \($0)" } }.joined(separator: ", ")
+            var lines = ["Scan \(data["scan_id"] as? String ?? "") of connection \(data["connection_id"] as? String ?? "") completed.",
+                         "\(total) findings (\(breakdown.isEmpty ? "none" : breakdown))."]
+            if savings > 0 { lines.append(String(format: "Estimated monthly savings: $%.2f", savings)) }
+            let worst = order.first { (counts[$0] as? Int ?? 0) > 0 }
+            return ChannelMessage(title: "Vigil scan completed", lines: lines, severity: worst)
+        }
+        if policy.delivery == "digest" && type.hasPrefix("finding.") { return nil }
+        let detail = data.filter { !["actor"].contains($0.key) }.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+        return ChannelMessage(title: "Vigil: \(type)", lines: detail, severity: data["severity"] as? String)
+    }
+
+    /// Whether the workspace has an enabled channel, as of a read that started after the event was received (`PresenceCache`).
+    func hasChannels(tenant: String, receivedAt: Date) async throws -> Bool {
+        let store = self.store
+        return try await channelsPresent.present(tenant: tenant, receivedAt: receivedAt) {
+            try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
+        }
+    }
+
+    func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
+        guard let tenant = e.tenant else { return .ack }
+        let (eventId, type) = (e.id, e.type)
+        do {
+            guard try await hasChannels(tenant: tenant, receivedAt: e.message.receivedAt) else { return .ack }
+            let channels = try await store.query(.tenant(tenant), """
+                SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
+                  AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)
+                """, [tenant, eventId])
+            guard !channels.isEmpty else { return .ack }
+            let policy = try await loadPolicy(tenant)
+            guard let message = Self.message(type: type, data: e.data, policy: policy) else { return .ack }
+            var failed = false
+            for c in channels {
+                guard EventCatalog.matches(try c.stringArray("events"), type) else { continue }
+                if let min = c.optionalString("min_severity"),
+                   (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) {
+                    continue
+                }
+                do {
+                    try await send(message, method: try c.string("method"), sealed: Array(try c.bytes("secret_sealed")), tenantId: tenant,
+                                   eventId: eventId)
+                    try await store.query(.tenant(tenant), """
+                        INSERT INTO notifier.channel_sends (tenant_id, channel_id, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
+                        """, [tenant, try c.string("id"), eventId])
+                } catch {
+                    failed = true
+                    logger.warning("channel send failed", metadata: ["channel_id": "\(c.optionalString("id") ?? "")", "error": "\(error)"])
+                }
+            }
+            return failed ? .retry(after: StreamConsumer.backoff(attempt: e.message.deliveryCount, cap: .seconds(1800))) : .ack
+        } catch {
+            return .retry(after: .seconds(2))
+        }
+    }
+
+    func send(_ message: ChannelMessage, method: String, sealed: [UInt8], tenantId: String, eventId: String) async throws {
+        guard let plain = keys.open(sealed), let config = try? JSONDecoder().decode([String: String].self, from: Data(plain)) else {
+            throw NetError("channel configuration cannot be opened (sealing key changed?)")
+        }
+        switch method {
+        case "email":
+            let text = message.lines.joined(separator: "\n")
+            try await store.transaction(.tenant(tenantId)) { tx in
+                for to in (config["to"] ?? "").split(separator: ",") {
+                    try await tx.emit(Jobs.emailSend, type: "email.requested", tenantId: tenantId,
+                                      data: EmailRequest(to: String(to), template: "notification", subject: message.title, text: text,
+                                                         values: ["event_id": eventId]))
+                }
+            }
+        default:
+            let url = config["url"] ?? ""
+            let body: [String: Any] = method == "slack"
+                ? ["text": "\(message.title)\n" + message.lines.joined(separator: "\n"),
+                   "blocks": [["type": "header", "text": ["type": "plain_text", "text": message.title]],
+                              ["type": "section", "text": ["type": "mrkdwn", "text": message.lines.map { "• \($0)" }.joined(separator: "\n")]]]]
+                : ["title": message.title, "lines": message.lines, "severity": message.severity ?? NSNull(), "event_id": eventId]
+            let bytes = Array(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
+            let http = self.http
+            let r = try await Blocking.run { try http.post(url, headers: ["content-type": "application/json"], body: bytes) }
+            guard (200..<300).contains(r.status) else { throw NetError("\(method) endpoint answered \(r.status)") }
+        }
+    }
+}
