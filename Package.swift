@@ -81,7 +81,7 @@ let package = Package(
         .target(name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
                 swiftSettings: swiftSettings),
         .testTarget(name: "VigilTests",
-                    dependencies: ["VigilTesting", "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
+                    dependencies: ["VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                                    "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService", "RemediationService", "Contracts"],
                     path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import VigilCore
+
+/// Reads the body (at most `maxBytes`: 413 beyond) and builds the bus request: the JSON object of the
+/// body merged with the path parameters and the route's typed query parameters. Bad JSON is a 400, a body
+/// that is not an object and an ill-typed query parameter are 422s. Signed payloads (Stripe webhooks) go
+/// on as their exact bytes with the headers that sign them.
+struct BodyMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let route: Route
+    let maxBytes: Int
+
+    func handle(_ request: Request, context: GatewayContext,
+                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var context = context
+        if route.takesBody {
+            let buffer: ByteBuffer
+            do {
+                buffer = try await request.body.collect(upTo: maxBytes)
+            } catch {
+                throw ServiceError(status: 413, error: "payload_too_large", message: "request body exceeds \(maxBytes) bytes")
+            }
+            context.rawBody = Data(buffer: buffer)
+        }
+        context.payload = try payload(request, context)
+        return try await next(request, context)
+    }
+
+    func payload(_ request: Request, _ context: GatewayContext) throws -> Data {
+        let raw = context.rawBody
+        if route.rawBody {
+            var headers: [String: String] = [:]
+            for field in request.headers where ["stripe-signature", "content-type"].contains(field.name.canonicalName) {
+                headers[field.name.canonicalName] = field.value
+            }
+            return try JSONSerialization.data(withJSONObject: ["raw_base64": raw.base64EncodedString(), "headers": headers])
+        }
+        var object: [String: Any] = [:]
+        if route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            let parsed: Any
+            do {
+                parsed = try JSONSerialization.jsonObject(with: raw, options: [.fragmentsAllowed])
+            } catch {
+                throw ServiceError.badRequest("request body is not valid JSON", code: "invalid_json")
+            }
+            guard let dict = parsed as? [String: Any] else { throw ServiceError.validation("body", "must be a JSON object") }
+            object = dict
+        }
+        for (name, type) in route.query {
+            guard let value = request.uri.queryParameters.get(name) else { continue }
+            switch type {
+            case .string: object[name] = value
+            case .int:
+                guard let i = Int(value) else { throw ServiceError.validation("query.\(name)", "must be an integer") }
+                object[name] = i
+            case .bool:
+                guard let b = ["true": true, "false": false, "1": true, "0": false][value.lowercased()] else {
+                    throw ServiceError.validation("query.\(name)", "must be true or false")
+                }
+                object[name] = b
+            }
+        }
+        for name in route.pathParameters {
+            object[name] = context.parameters.get(name) ?? ""
+        }
+        return try JSONSerialization.data(withJSONObject: object)
+    }
+}

@@ -1,0 +1,61 @@
+import HTTPTypes
+import Hummingbird
+import VigilCore
+import VigilCrypto
+
+/// Rate limit per credential (per client address when anonymous), burst and steady windows. Every
+/// response, errors included, carries `RateLimit-*` and `X-RateLimit-*`; a 429 carries `Retry-After`.
+/// It also reads the credential once for the middlewares after it.
+struct RateLimitMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let limiter: RateLimiter
+
+    func handle(_ request: Request, context: GatewayContext,
+                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var context = context
+        context.credential = Credential(request)
+        let key = context.credential.map { "c:" + $0.hash } ?? "a:" + context.client
+        let decision = limiter.check(key)
+        var fields: HTTPFields = [:]
+        for (limitName, remainingName, resetName) in [(HTTPField.Name.rateLimitLimit, HTTPField.Name.rateLimitRemaining, HTTPField.Name.rateLimitReset),
+                                                      (.xRateLimitLimit, .xRateLimitRemaining, .xRateLimitReset)] {
+            fields[limitName] = String(decision.limit)
+            fields[remainingName] = String(decision.remaining)
+            fields[resetName] = String(decision.resetSeconds)
+        }
+        fields[.rateLimitPolicy] = decision.policy
+        guard decision.allowed else {
+            fields[.retryAfter] = String(decision.resetSeconds)
+            throw HeaderedError(
+                underlying: ServiceError.tooManyRequests("rate limit exceeded; retry after \(decision.resetSeconds) s"), headers: fields)
+        }
+        do {
+            var response = try await next(request, context)
+            response.headers.append(contentsOf: fields)
+            return response
+        } catch {
+            throw HeaderedError(underlying: error, headers: fields)
+        }
+    }
+}
+
+/// The caller's credential as sent (`Authorization: Bearer …`, a bare `Authorization` value, or
+/// `x-api-key`) and its hash, which keys the rate limiter and the principal cache.
+struct Credential: Sendable {
+    let value: String
+    let hash: String
+
+    init?(_ request: Request) {
+        let raw: String?
+        if let auth = request.headers[.authorization] {
+            let parts = auth.split(separator: " ", maxSplits: 1)
+            raw = parts.count == 2 && parts[0].lowercased() == "bearer"
+                ? String(parts[1]).trimmingCharacters(in: .whitespaces) : auth.trimmingCharacters(in: .whitespaces)
+        } else {
+            raw = request.headers[.apiKey]?.trimmingCharacters(in: .whitespaces)
+        }
+        guard let raw else { return nil }
+        value = raw
+        hash = SecretToken.hash(raw)
+    }
+}
