@@ -137,3 +137,34 @@ public struct StoreErrorForTests: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
 }
+
+/// A nats-server of a test's own, for tests that must be the only responder on a real subject: the
+/// shared server carries every suite of the process, and their services answer in queue group `q`.
+public final class PrivateNATS: Sendable {
+    public let url: String
+    let pid: pid_t
+    let dir: String
+
+    public init() throws {
+        dir = NSTemporaryDirectory() + "vigil-nats-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let port = TestServers.freePort()
+        pid = try TestServers.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(port)", "-js", "-sd", dir])
+        guard TestServers.waitForPort(port) else {
+            TestServers.stop(pid)
+            throw StoreErrorForTests("nats-server did not start")
+        }
+        url = "nats://127.0.0.1:\(port)"
+    }
+
+    /// A fresh connection to this server.
+    public func bus(name: String = "test") async throws -> BusConnection {
+        try await BusConnection(.init(url: url, name: name), logger: Logger(label: name))
+    }
+
+    /// Stops the server and removes its data.
+    public func stop() {
+        TestServers.stop(pid)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}

@@ -12,7 +12,8 @@ import VigilCore
 import VigilTesting
 
 /// The gateway's middleware chain in process (HummingbirdTesting's router mode, no socket) against a real
-/// NATS server; a test responder stands in for the service behind one route so the calls can be counted.
+/// NATS server of the suite's own; a test responder stands in for the service behind one route so the calls
+/// can be counted (on the shared server, other suites' identity services would answer the same subject).
 @Suite(.serialized) struct GatewayMiddlewareTests {
     struct Echo: Codable, Sendable { var received: [String: JSONValue] }
     final class Calls: Sendable {
@@ -21,9 +22,9 @@ import VigilTesting
     }
 
     /// Runs `body` against a gateway built from the real route table with the given settings.
-    func withGateway(_ env: [String: String] = [:], _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        let servers = try TestServers.get()
-        var environment = ["VIGIL_NATS_URL": servers.natsURL, "VIGIL_LOG_LEVEL": "error", "VIGIL_PRINCIPAL_CACHE_MS": "0"]
+    func withGateway(_ nats: PrivateNATS, _ env: [String: String] = [:],
+                     _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        var environment = ["VIGIL_NATS_URL": nats.url, "VIGIL_LOG_LEVEL": "error", "VIGIL_PRINCIPAL_CACHE_MS": "0"]
         environment.merge(env) { $1 }
         let reader = ConfigReader(environment: environment, arguments: [])
         let running = try await ServiceHost.start(
@@ -34,8 +35,8 @@ import VigilTesting
     }
 
     /// A stand-in for the service behind a public route: counts calls and echoes the request it got.
-    func echoResponder(_ subject: String, calls: Calls) async throws -> (ServiceResponder, BusConnection) {
-        let bus = try await TestServers.get().bus()
+    func echoResponder(_ nats: PrivateNATS, _ subject: String, calls: Calls) async throws -> (ServiceResponder, BusConnection) {
+        let bus = try await nats.bus()
         let responder = ServiceResponder(bus: bus, name: "echo\(Int.random(in: 1000...9999))", version: "1.0.0",
                                          description: "test", logger: .init(label: "t"))
         responder.add(Endpoint<[String: JSONValue], Echo>(subject)) { req, _ in
@@ -52,7 +53,9 @@ import VigilTesting
     }
 
     @Test func errorsAreEnvelopesWithTheCorrelationIdAndRateHeaders() async throws {
-        try await withGateway { client in
+        let nats = try PrivateNATS()
+        defer { nats.stop() }
+        try await withGateway(nats) { client in
             // No credential on a member route: 401 envelope, correlation id echoed, rate-limit headers present.
             try await client.execute(uri: "/api/v1/auth/me", method: .get, headers: [.correlationId: "abc-123"]) { r in
                 #expect(r.status == .unauthorized)
@@ -91,7 +94,9 @@ import VigilTesting
     }
 
     @Test func bodyLimitAndBurstLimit() async throws {
-        try await withGateway(["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3"]) { client in
+        let nats = try PrivateNATS()
+        defer { nats.stop() }
+        try await withGateway(nats, ["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3"]) { client in
             try await client.execute(uri: "/api/v1/auth/login", method: .post,
                                      body: ByteBuffer(string: "{\"email\":\"" + String(repeating: "a", count: 100) + "\"}")) { r in
                 #expect(r.status == .contentTooLarge)
@@ -109,10 +114,11 @@ import VigilTesting
     }
 
     @Test func idempotencyKeyReplaysTheFirstAnswerOnce() async throws {
+        let nats = try PrivateNATS()
+        defer { nats.stop() }
         let calls = Calls()
-        let (responder, bus) = try await echoResponder(Subjects.Identity.authSignup, calls: calls)
-        defer { Task { await responder.stop(); await bus.close() } }
-        try await withGateway { client in
+        let (responder, bus) = try await echoResponder(nats, Subjects.Identity.authSignup, calls: calls)
+        try await withGateway(nats) { client in
             let key = "k-\(ID.make())"
             let body = #"{"email":"a@example.com","n":1}"#
             var first: [String: Any] = [:]
@@ -154,6 +160,8 @@ import VigilTesting
             }
             #expect(calls.value == 3)
         }
+        await responder.stop()
+        await bus.close()
         // Every request was counted by route and status.
         #expect(VigilMetrics.exposition().contains("route=\"/api/v1/auth/signup\""))
     }

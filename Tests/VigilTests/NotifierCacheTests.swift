@@ -1,16 +1,26 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import NotifierService
 
 @Suite struct PresenceCacheTests {
-    final class Reads: @unchecked Sendable { var n = 0; var answer = false }
+    /// How often the presence read ran, and what it answers.
+    final class Reads: Sendable {
+        private let state = Mutex((n: 0, answer: false))
+        var n: Int { state.withLock { $0.n } }
+        var answer: Bool {
+            get { state.withLock { $0.answer } }
+            set { state.withLock { $0.answer = newValue } }
+        }
+        func bump() -> Bool { state.withLock { $0.n += 1; return $0.answer } }
+    }
 
     /// An event published long after it occurred (a relay that was down) is received after an
     /// endpoint was created, though it occurred before the last look: it must look again.
     @Test func anOldEventReceivedAfterTheLastLookLooksAgain() async throws {
         let cache = PresenceCache()
         let reads = Reads()
-        let read: @Sendable () async throws -> Bool = { reads.n += 1; return reads.answer }
+        let read: @Sendable () async throws -> Bool = { reads.bump() }
         #expect(try await cache.present(tenant: "t", receivedAt: Date(), read: read) == false)
         #expect(reads.n == 1)
         reads.answer = true  // an endpoint is created, then the delayed event is published and received
@@ -20,11 +30,7 @@ import Testing
 
     @Test func eventsReceivedBeforeAReadShareItAndLaterOnesLookAgain() async throws {
         let cache = PresenceCache()
-        final class Counter: @unchecked Sendable {
-            let lock = NSLock(); var n = 0; var answer = false
-            func bump() -> Bool { lock.lock(); defer { lock.unlock() }; n += 1; return answer }
-        }
-        let reads = Counter()
+        let reads = Reads()
         let slowRead: @Sendable () async throws -> Bool = { try await Task.sleep(for: .milliseconds(50)); return reads.bump() }
         // 32 events of one fetched batch (received together, all just now): one read between them.
         let received = Date()

@@ -5,7 +5,7 @@ import Synchronization
 import VigilCore
 
 /// A live subscription. Keep it: releasing it unsubscribes (cnats destroys on unsubscribe).
-public final class BusSubscription: @unchecked Sendable {
+public final class BusSubscription: Sendable {
     private let sub: Mutex<CHandle?>
     public let subject: String
 
@@ -28,7 +28,7 @@ public final class BusSubscription: @unchecked Sendable {
 
 /// One connection to NATS: publish, subscribe (optionally in a queue group), request/reply with
 /// timeouts and headers. Requests share one wildcard inbox subscription; no thread blocks on a reply.
-public final class BusConnection: @unchecked Sendable {
+public final class BusConnection: Sendable {
     /// Connection settings.
     public struct Options: Sendable {
         public var url: String
@@ -46,13 +46,15 @@ public final class BusConnection: @unchecked Sendable {
         }
     }
 
-    let nc: OpaquePointer
+    private let handle: CHandle
+    /// The cnats connection (thread-safe).
+    var nc: OpaquePointer { handle.p }
     public let options: Options
     let logger: Logger
     private let inboxPrefix: String
     private let pending = Mutex<[String: CheckedContinuation<BusMessage, any Error>]>([:])
     private let counter = Atomic<UInt64>(0)
-    private var inboxSub: BusSubscription?
+    private let inboxSub = Mutex<BusSubscription?>(nil)
     private let closed = Atomic<Bool>(false)
 
     /// Connects, retrying the first connection for up to `connectTimeout`, and reconnecting forever after.
@@ -83,9 +85,10 @@ public final class BusConnection: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        nc = conn!
+        handle = CHandle(conn!)
         inboxPrefix = "_INBOX.\(ID.make().replacingOccurrences(of: "-", with: ""))"
-        inboxSub = try subscribe("\(inboxPrefix).*") { [weak self] msg in self?.deliverReply(msg) }
+        let sub = try subscribe("\(inboxPrefix).*") { [weak self] msg in self?.deliverReply(msg) }
+        inboxSub.withLock { $0 = sub }
     }
 
     /// cnats global state: opened once per process with a small shared delivery pool.
@@ -177,7 +180,7 @@ public final class BusConnection: @unchecked Sendable {
     /// Drains subscriptions and closes the connection (pending replies fail with `closed`).
     public func close(drainTimeout: Duration = .seconds(5)) async {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
-        inboxSub?.unsubscribe()
+        inboxSub.withLock { $0 }?.unsubscribe()
         let nc = CHandle(self.nc)
         await Blocking.run {
             natsConnection_FlushTimeout(nc.p, Int64(drainTimeout.milliseconds))

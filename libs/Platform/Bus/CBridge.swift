@@ -2,7 +2,7 @@ import CNats
 import Foundation
 
 /// The closure a subscription delivers to; boxed so it can travel through cnats' `void *closure`.
-final class HandlerBox: @unchecked Sendable {
+final class HandlerBox: Sendable {
     let handler: @Sendable (BusMessage) -> Void
     init(_ handler: @escaping @Sendable (BusMessage) -> Void) { self.handler = handler }
 }
@@ -68,8 +68,13 @@ func withCMessage<T>(subject: String, reply: String?, headers: [String: String],
     return body(msg)
 }
 
-/// An opaque C handle that may cross threads because cnats objects are thread-safe.
-struct CHandle: @unchecked Sendable {
-    let p: OpaquePointer
-    init(_ p: OpaquePointer) { self.p = p }
+/// An opaque C handle that may cross threads.
+///
+/// `@unchecked Sendable` is safe because every handle wrapped here belongs to a library object that is
+/// thread-safe (cnats connections, subscriptions, JetStream contexts and KV stores), or whose use its
+/// owner serializes on one Dispatch queue (libpq connections, `PGConnection`). This is the one place
+/// where a C pointer is declared sendable: the types that hold one are checked by the compiler.
+package struct CHandle: @unchecked Sendable {
+    package let p: OpaquePointer
+    package init(_ p: OpaquePointer) { self.p = p }
 }

@@ -61,11 +61,13 @@ public struct JetStreamMessage: Sendable {
 public enum StreamRetention: Sendable { case limits, workQueue }
 
 /// Idempotent JetStream management and publishing for one connection.
-public final class JetStream: @unchecked Sendable {
+public final class JetStream: Sendable {
     public let bus: BusConnection
-    let js: OpaquePointer
+    private let jsHandle: CHandle
+    var js: OpaquePointer { jsHandle.p }
     /// A second context for pipelined publishing (`publishAll`), with its own error collector.
-    let asyncJS: OpaquePointer
+    private let asyncHandle: CHandle
+    var asyncJS: OpaquePointer { asyncHandle.p }
     let asyncErrors: AsyncPublishErrors
     let asyncQueue = DispatchQueue(label: "vigil.jetstream.async-publish")
 
@@ -74,7 +76,7 @@ public final class JetStream: @unchecked Sendable {
         var ctx: OpaquePointer? = nil
         let s = natsConnection_JetStream(&ctx, bus.nc, nil)
         guard s == NATS_OK, let ctx else { throw BusError.jetStream("cannot create JetStream context: \(statusText(s))") }
-        js = ctx
+        jsHandle = CHandle(ctx)
         let errors = AsyncPublishErrors()
         var opts = jsOptions()
         jsOptions_Init(&opts)
@@ -88,7 +90,7 @@ public final class JetStream: @unchecked Sendable {
             jsCtx_Destroy(ctx)
             throw BusError.jetStream("cannot create JetStream context: \(statusText(s2))")
         }
-        asyncJS = actx
+        asyncHandle = CHandle(actx)
         asyncErrors = errors
     }
 
@@ -320,14 +322,15 @@ public final class JetStream: @unchecked Sendable {
 }
 
 /// A pull subscription; `fetch` blocks a dedicated Dispatch queue, never the cooperative pool.
-public final class PullConsumer: @unchecked Sendable {
-    private let sub: OpaquePointer
+public final class PullConsumer: Sendable {
+    private let handle: CHandle
+    private var sub: OpaquePointer { handle.p }
     private let bus: BusConnection
     private let queue: DispatchQueue
     private let destroyed = Atomic<Bool>(false)
 
     init(sub: OpaquePointer, bus: BusConnection, name: String) {
-        self.sub = sub
+        self.handle = CHandle(sub)
         self.bus = bus
         self.queue = DispatchQueue(label: "vigil.pull.\(name)")
     }
@@ -363,9 +366,10 @@ public final class PullConsumer: @unchecked Sendable {
     deinit { close() }
 }
 
-final class KVHandle: @unchecked Sendable {
-    let kv: OpaquePointer
-    init(_ kv: OpaquePointer) { self.kv = kv }
+final class KVHandle: Sendable {
+    private let handle: CHandle
+    var kv: OpaquePointer { handle.p }
+    init(_ kv: OpaquePointer) { handle = CHandle(kv) }
     deinit { kvStore_Destroy(kv) }
 }
 

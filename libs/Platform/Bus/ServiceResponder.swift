@@ -16,7 +16,7 @@ struct EndpointStats: Sendable {
 
 /// A bus service per the NATS services protocol (ADR-32): named endpoints served in queue group
 /// `q` so replicas share load, plus `$SRV.PING|INFO|STATS` in all three subject forms.
-public final class ServiceResponder: @unchecked Sendable {
+public final class ServiceResponder: Sendable {
     public struct EndpointSpec: Sendable {
         public let name: String
         public let subject: String

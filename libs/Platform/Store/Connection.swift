@@ -4,6 +4,10 @@ import Foundation
 
 /// One libpq connection, driven from its own serial Dispatch queue so blocking calls never run on
 /// Swift's cooperative pool.
+///
+/// `@unchecked Sendable` is safe because the mutable state (the libpq handle, the prepared statement
+/// names, the session's scope) is touched only on `queue`, which serializes every call, and the pool
+/// hands the connection to one holder at a time.
 final class PGConnection: @unchecked Sendable {
     private var conn: OpaquePointer?
     /// Names of statements prepared on this connection (parse and plan once, run many times).

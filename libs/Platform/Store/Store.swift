@@ -104,10 +104,12 @@ public final class Store: Sendable {
 }
 
 /// A transaction handle; valid only inside `Store.transaction`.
-public final class Transaction: @unchecked Sendable {
+public final class Transaction: Sendable {
     let conn: PGConnection
     let schema: String
-    var wroteOutbox = false
+    private let outboxWritten = Atomic<Bool>(false)
+    /// Whether this transaction wrote to the outbox (the relay is woken after commit).
+    var wroteOutbox: Bool { outboxWritten.load(ordering: .relaxed) }
     let eventHeaders: [String: String]
 
     init(conn: PGConnection, schema: String, eventHeaders: [String: String] = [:]) {
@@ -148,7 +150,7 @@ public final class Transaction: @unchecked Sendable {
             "INSERT INTO \(schema).outbox (id, subject, payload, headers) VALUES ($1, $2, $3, $4)",
             [event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self),
              try JSONParameter(eventHeaders.merging(headers) { $1 })])
-        wroteOutbox = true
+        outboxWritten.store(true, ordering: .relaxed)
     }
 }
 
@@ -169,7 +171,7 @@ extension Transaction {
     public var outboxHeaders: JSONParameter { get throws { try JSONParameter(eventHeaders) } }
 
     /// Tells the store that SQL of the caller wrote outbox rows (the relay is poked after commit).
-    public func wroteEvents() { wroteOutbox = true }
+    public func wroteEvents() { outboxWritten.store(true, ordering: .relaxed) }
 }
 
 /// The JSON shape of every event on `vigil.events.>` and of outbox work items.

@@ -30,6 +30,10 @@ public enum Parallel {
     }
 }
 
+/// The shared state of one `Parallel.map`: the next item to take and the results so far.
+///
+/// `@unchecked Sendable` is safe because `next` and `results` are read and written only under `lock`,
+/// `items` and `body` are never mutated, and `map` reads `results` only after every thread signalled `done`.
 final class ParallelWork<T, R>: @unchecked Sendable {
     let lock = NSLock()
     let items: [T]

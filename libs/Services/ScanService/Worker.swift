@@ -2,6 +2,7 @@ import AWS
 import Bus
 import Contracts
 import Foundation
+import Synchronization
 import Logging
 import Net
 import ScanEngine
@@ -332,11 +333,10 @@ struct ScanWorker: Sendable {
 }
 
 /// Set once when the scan is canceled (seen by the heartbeat), read by part tasks.
-final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+final class CancelFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }
 
 extension Result where Failure == any Error {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Net
 #if canImport(FoundationXML)
 import FoundationXML
@@ -17,13 +18,13 @@ public struct AWSError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Counts API calls and retries across threads.
-public final class CallCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var calls = 0, retries = 0
+public final class CallCounter: Sendable {
+    private let calls = Atomic<Int>(0)
+    private let retries = Atomic<Int>(0)
     public init() {}
-    func add() { lock.lock(); calls += 1; lock.unlock() }
-    func addRetry() { lock.lock(); retries += 1; lock.unlock() }
-    public var snapshot: (calls: Int, retries: Int) { lock.lock(); defer { lock.unlock() }; return (calls, retries) }
+    func add() { calls.add(1, ordering: .relaxed) }
+    func addRetry() { retries.add(1, ordering: .relaxed) }
+    public var snapshot: (calls: Int, retries: Int) { (calls.load(ordering: .relaxed), retries.load(ordering: .relaxed)) }
 }
 
 /// A signed AWS API client for one account and endpoint override (moto, LocalStack, a partition).
@@ -84,7 +85,10 @@ public struct AWSClient: Sendable {
     }
 }
 
-/// A decoded JSON reply (JSONSerialization values are immutable once parsed).
+/// A decoded JSON reply.
+///
+/// `@unchecked Sendable` is safe because the dictionary is built by JSONSerialization, never mutated
+/// after, and holds only Foundation's immutable value types (strings, numbers, arrays, dictionaries).
 public struct AWSJSON: @unchecked Sendable {
     public let object: [String: Any]
     public init(object: [String: Any]) { self.object = object }
@@ -175,12 +179,16 @@ extension AWSClient {
 }
 
 /// A parsed XML element: name, text, children. Enough for AWS responses.
-public final class XMLNode: @unchecked Sendable {
+public final class XMLNode: Sendable {
     public let name: String
-    public var text: String = ""
-    public var children: [XMLNode] = []
+    public let text: String
+    public let children: [XMLNode]
 
-    init(name: String) { self.name = name }
+    init(name: String, text: String, children: [XMLNode]) {
+        self.name = name
+        self.text = text
+        self.children = children
+    }
 
     /// First descendant (depth-first) with this name.
     public func first(_ name: String) -> XMLNode? {
@@ -223,19 +231,21 @@ public final class XMLNode: @unchecked Sendable {
     }
 
     public static func parse(_ data: Data) throws -> XMLNode {
+        /// Elements under construction; each becomes an immutable node when it closes.
         final class Builder: NSObject, XMLParserDelegate {
-            let root = XMLNode(name: "#document")
-            var stack: [XMLNode] = []
-            override init() { super.init(); stack = [root] }
-            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
-                let n = XMLNode(name: e)
-                stack.last?.children.append(n)
-                stack.append(n)
+            struct Open { var name: String; var text = ""; var children: [XMLNode] = [] }
+            var stack = [Open(name: "#document")]
+            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?,
+                        attributes: [String: String] = [:]) {
+                stack.append(Open(name: e))
             }
-            func parser(_ p: XMLParser, foundCharacters s: String) { stack.last?.text += s }
+            func parser(_ p: XMLParser, foundCharacters s: String) { stack[stack.count - 1].text += s }
             func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) {
-                if let n = stack.popLast() { n.text = n.text.trimmingCharacters(in: .whitespacesAndNewlines) }
+                guard stack.count > 1, let open = stack.popLast() else { return }
+                let node = XMLNode(name: open.name, text: open.text.trimmingCharacters(in: .whitespacesAndNewlines), children: open.children)
+                stack[stack.count - 1].children.append(node)
             }
+            var root: XMLNode { XMLNode(name: stack[0].name, text: stack[0].text, children: stack[0].children) }
         }
         let b = Builder()
         let p = XMLParser(data: data)

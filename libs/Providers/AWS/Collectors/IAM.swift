@@ -1,5 +1,6 @@
 import ScanEngine
 import Foundation
+import Synchronization
 import VigilCore
 
 enum IAMCollector {
@@ -49,11 +50,9 @@ enum IAMCollector {
         let adminArns = Set(policyFacts.filter { $0.1.attributes["grants_full_admin"] == .bool(true) }.map(\.0) + [adminPolicy])
 
         // Groups' attached policies, looked up once per group.
-        let groupLock = NSLock()
-        nonisolated(unsafe) var groupAdmin: [String: Bool] = [:]
+        let groupAdmin = Mutex<[String: Bool]>([:])
         func groupHasAdmin(_ g: String) throws -> Bool {
-            groupLock.lock(); let known = groupAdmin[g]; groupLock.unlock()
-            if let known { return known }
+            if let known = groupAdmin.withLock({ $0[g] }) { return known }
             let attached = try pages("ListAttachedGroupPolicies", [("GroupName", g)]).flatMap { $0.list("AttachedPolicies") }
             var admin = attached.contains { adminArns.contains($0["PolicyArn"] ?? "") }
             if !admin {
@@ -62,7 +61,7 @@ enum IAMCollector {
                     if PolicyFacts(document: doc.first("PolicyDocument")?.text).grantsFullAdmin { admin = true }
                 }
             }
-            groupLock.lock(); groupAdmin[g] = admin; groupLock.unlock()
+            groupAdmin.withLock { $0[g] = admin }
             return admin
         }
 
