@@ -1,5 +1,5 @@
 # Vigil — the two commands: `make run` (platform) and `make test` (whole suite).
-.PHONY: run stop test build bench contracts demo
+.PHONY: run stop test build bench contracts demo format
 
 run:            ## install what is missing, start NATS + PostgreSQL under .run/, build and start all services
 	scripts/run
@@ -23,3 +23,6 @@ demo:           ## moto with a misconfigured account, a demo workspace, a scan, 
 
 contracts:      ## regenerate contracts/ from scripts/gen-contracts.py
 	python3 scripts/gen-contracts.py
+
+format:         ## apply .swift-format to the tree (make test checks it)
+	swift format format --in-place --parallel --recursive libs services Tests Package.swift

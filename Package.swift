@@ -3,7 +3,7 @@ import PackageDescription
 
 /// One settings array for every target: Swift 6 language mode, strict concurrency.
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 /// C libraries from Debian's -dev packages, found through pkg-config.
@@ -22,8 +22,9 @@ func lib(_ layer: String, _ name: String, _ deps: [Target.Dependency]) -> Target
 
 /// A thin service executable under services/<dir>: it only calls into its library target.
 func service(_ exe: String, dir: String, library: String) -> Target {
-    .executableTarget(name: exe, dependencies: [.target(name: library), "ServiceRuntime"],
-                      path: "services/\(dir)", swiftSettings: swiftSettings)
+    .executableTarget(
+        name: exe, dependencies: [.target(name: library), "ServiceRuntime"],
+        path: "services/\(dir)", swiftSettings: swiftSettings)
 }
 
 let log: Target.Dependency = .product(name: "Logging", package: "swift-log")
@@ -58,9 +59,13 @@ let package = Package(
         lib("Platform", "Net", ["COpenSSL"]),
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
-        lib("Platform", "ServiceRuntime", ["VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
-                               .product(name: "Prometheus", package: "swift-prometheus"),
-                               .product(name: "Hummingbird", package: "hummingbird")]),
+        lib(
+            "Platform", "ServiceRuntime",
+            [
+                "VigilCore", "Bus", "Store", "Contracts", log, metrics, lifecycle,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
         lib("Services", "IdentityService", ["ServiceRuntime", "VigilCrypto", "Contracts"]),
         lib("Services", "BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("Scanning", "ScanEngine", ["VigilCore", "VigilCrypto", "Net"]),
@@ -68,9 +73,13 @@ let package = Package(
         lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("Services", "RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("Services", "NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
-        lib("Services", "GatewayService", ["ServiceRuntime", "VigilCrypto", "Contracts",
-                               .product(name: "Hummingbird", package: "hummingbird"),
-                               .product(name: "Yams", package: "Yams")]),
+        lib(
+            "Services", "GatewayService",
+            [
+                "ServiceRuntime", "VigilCrypto", "Contracts",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
         service("vigil-gateway", dir: "gateway", library: "GatewayService"),
         service("vigil-identity", dir: "identity", library: "IdentityService"),
         service("vigil-scan-orchestrator", dir: "scan-orchestrator", library: "ScanService"),
@@ -78,11 +87,17 @@ let package = Package(
         service("vigil-remediation", dir: "remediation", library: "RemediationService"),
         service("vigil-billing", dir: "billing", library: "BillingService"),
         service("vigil-notifier", dir: "notifier", library: "NotifierService"),
-        .target(name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
-                swiftSettings: swiftSettings),
-        .testTarget(name: "VigilTests",
-                    dependencies: ["VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto", "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
-                                   "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService", "RemediationService", "Contracts"],
-                    path: "Tests/VigilTests", swiftSettings: swiftSettings),
+        .target(
+            name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "VigilTests",
+            dependencies: [
+                "VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto",
+                "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
+                "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService",
+                "RemediationService", "Contracts",
+            ],
+            path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]
 )

@@ -17,15 +17,19 @@ import VigilTesting
 
     @Test func stsAndIAMThroughTheQueryProtocol() async throws {
         try await Self.withMoto { endpoint in
-            let client = AWSClient(credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
-                                   endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
-            let who = try await Blocking.run { try client.query(service: "sts", region: "us-east-1", action: "GetCallerIdentity", version: "2011-06-15") }
+            let client = AWSClient(
+                credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
+                endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
+            let who = try await Blocking.run {
+                try client.query(service: "sts", region: "us-east-1", action: "GetCallerIdentity", version: "2011-06-15")
+            }
             #expect(who.first("Account")?.text == "123456789012")
             #expect(who.first("Arn")?.text.hasPrefix("arn:aws:") == true)
 
             _ = try await Blocking.run {
-                try client.query(service: "iam", region: "us-east-1", action: "CreateUser", version: "2010-05-08",
-                                 params: [("UserName", "alice+ops@example"), ("Path", "/team a/")])
+                try client.query(
+                    service: "iam", region: "us-east-1", action: "CreateUser", version: "2010-05-08",
+                    params: [("UserName", "alice+ops@example"), ("Path", "/team a/")])
             }
             let users = try await Blocking.run { try client.query(service: "iam", region: "us-east-1", action: "ListUsers", version: "2010-05-08") }
             #expect(users.all("UserName").map(\.text).contains("alice+ops@example"))
@@ -44,8 +48,9 @@ import VigilTesting
 
     @Test func jsonAndRestXMLProtocols() async throws {
         try await Self.withMoto { endpoint in
-            let client = AWSClient(credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
-                                   endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
+            let client = AWSClient(
+                credentials: AWSCredentials(accessKeyId: "AKIATESTTESTTEST0001", secretAccessKey: "test-secret-key"),
+                endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
             // JSON protocol: KMS.
             let created = try await Blocking.run {
                 try client.json(service: "kms", region: "eu-west-1", target: "TrentService.CreateKey", body: ["Description": "vigil test"])
@@ -65,14 +70,16 @@ import VigilTesting
             let bucket = "vigil-test-bucket"
             _ = try await Blocking.run { try client.restXML(service: "s3", region: "us-east-1", method: "PUT", path: "/\(bucket)") }
             _ = try await Blocking.run {
-                try client.restXML(service: "s3", region: "us-east-1", method: "PUT", path: "/\(bucket)/reports/2026 q4 ünï+.txt",
-                                   body: Array("hello".utf8))
+                try client.restXML(
+                    service: "s3", region: "us-east-1", method: "PUT", path: "/\(bucket)/reports/2026 q4 ünï+.txt",
+                    body: Array("hello".utf8))
             }
             let buckets = try await Blocking.run { try client.restXML(service: "s3", region: "us-east-1", method: "GET", path: "/") }
             #expect(buckets.xml?.all("Name").map(\.text).contains(bucket) == true)
             let objects = try await Blocking.run {
-                try client.restXML(service: "s3", region: "us-east-1", method: "GET", path: "/\(bucket)",
-                                   query: [("list-type", "2"), ("prefix", "reports/")])
+                try client.restXML(
+                    service: "s3", region: "us-east-1", method: "GET", path: "/\(bucket)",
+                    query: [("list-type", "2"), ("prefix", "reports/")])
             }
             #expect(objects.xml?.all("Key").map(\.text) == ["reports/2026 q4 ünï+.txt"])
         }

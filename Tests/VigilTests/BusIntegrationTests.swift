@@ -111,7 +111,10 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         #expect(stats["type"] as? String == "io.nats.micro.v1.stats_response")
         let endpoints = stats["endpoints"] as! [[String: Any]]
         #expect(endpoints.first?["num_requests"] as? Int == counts["replica0"])
-        for (bus, r) in replicas { await r.stop(); await bus.close() }
+        for (bus, r) in replicas {
+            await r.stop()
+            await bus.close()
+        }
         await client.close()
     }
 
@@ -122,7 +125,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         let stream = "T_\(Int.random(in: 100000...999999))"
         let subject = "test.jobs.\(stream.lowercased())"
         try await js.ensureStream(name: stream, subjects: [subject], retention: .workQueue)
-        try await js.ensureStream(name: stream, subjects: [subject], retention: .workQueue) // idempotent
+        try await js.ensureStream(name: stream, subjects: [subject], retention: .workQueue)  // idempotent
         var cfg = JetStream.ConsumerConfig(durable: "workers", filterSubject: subject)
         cfg.ackWait = .seconds(1)
         cfg.maxDeliver = 3

@@ -1,11 +1,16 @@
 import Foundation
 import Testing
+
 @testable import GatewayService
 @testable import Store
 @testable import VigilCore
 
 @Suite struct CoreTests {
-    struct Sample: Codable { var fullName: String; var count: Int; var tags: [String] }
+    struct Sample: Codable {
+        var fullName: String
+        var count: Int
+        var tags: [String]
+    }
 
     @Test func decodingErrorsBecomeValidationIssuesWithPaths() throws {
         #expect(throws: ServiceError.validation("body.full_name", "field required")) {
@@ -24,8 +29,9 @@ import Testing
     }
 
     @Test func rowDecodingOfPostgresTextFormats() throws {
-        let row = Row(columns: ["t": 0, "b": 1, "a": 2, "n": 3, "x": 4],
-                      values: ["2026-11-22 09:19:57.123456+00", "t", #"{"a b","c\"d",e}"#, nil, "\\x00ff10"])
+        let row = Row(
+            columns: ["t": 0, "b": 1, "a": 2, "n": 3, "x": 4],
+            values: ["2026-11-22 09:19:57.123456+00", "t", #"{"a b","c\"d",e}"#, nil, "\\x00ff10"])
         let d = try row.date("t")
         #expect(Timestamp.format(d) == "2026-11-22T09:19:57.123Z")
         #expect(try row.bool("b"))
@@ -56,7 +62,8 @@ import Testing
     }
 
     @Test func jsonHeadReadsWhatJSONSerializationReads() throws {
-        let keys = ["id", "type", "tenant_id"], inner = ["actor", "user_id"]
+        let keys = ["id", "type", "tenant_id"]
+        let inner = ["actor", "user_id"]
         let valid = [
             #"{"id":"a","type":"t","tenant_id":"x","data":{"actor":"me","user_id":"u"}}"#,
             #" { "data" : { "n" : [1, -2.5e3, true, false, null, {"actor":"deep"}], "actor" : "q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00" } , "id" : "é😀", "type":"t" } "#,
@@ -71,8 +78,10 @@ import Testing
             let data = obj["data"] as? [String: Any]
             #expect(head.inner == inner.map { data?[$0] as? String }, "\(text)")
         }
-        let malformed = [#""#, #"[]"#, #"{"id":"a""#, #"{"id":"a",}"#, #"{"id":"a"} x"#, #"{"id":"a\q"}"#, #"{"id":"\ud83d"}"#,
-                         "{\"id\":\"a\u{01}\"}", #"{"id":tru}"#, #"{"n":[1,]}"#, #"{"id" "a"}"#, #"{"data":{"actor":"x"}"#]
+        let malformed = [
+            #""#, #"[]"#, #"{"id":"a""#, #"{"id":"a",}"#, #"{"id":"a"} x"#, #"{"id":"a\q"}"#, #"{"id":"\ud83d"}"#,
+            "{\"id\":\"a\u{01}\"}", #"{"id":tru}"#, #"{"n":[1,]}"#, #"{"id" "a"}"#, #"{"data":{"actor":"x"}"#,
+        ]
         for text in malformed {
             #expect(JSONHead.read(Data(text.utf8), keys: keys, nested: "data", nestedKeys: inner) == nil, "\(text)")
         }
@@ -122,8 +131,10 @@ import Testing
         #expect(abs(d.timeIntervalSince1970 - epoch) < 0.0005)
     }
 
-    @Test(arguments: ["", "2026-13-01T00:00:00Z", "2026-11-22", "2026-11-22T09:19:57", "2026-11-22T09:19:57.Z", "x026-11-22T09:19:57Z",
-                      "2026-11-22T09:19:57Zjunk"])
+    @Test(arguments: [
+        "", "2026-13-01T00:00:00Z", "2026-11-22", "2026-11-22T09:19:57", "2026-11-22T09:19:57.Z", "x026-11-22T09:19:57Z",
+        "2026-11-22T09:19:57Zjunk",
+    ])
     func rejects(_ text: String) { #expect(Timestamp.parse(text) == nil) }
 
     @Test func formatsMillisecondsUTC() {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import VigilCrypto
 
 @Suite struct CryptoTests {

@@ -1,7 +1,6 @@
 import Bus
 import Contracts
 import Foundation
-@testable import GatewayService
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -10,6 +9,8 @@ import Synchronization
 import Testing
 import VigilCore
 import VigilTesting
+
+@testable import GatewayService
 
 /// The gateway's middleware chain in process (HummingbirdTesting's router mode, no socket) against a real
 /// NATS server of the suite's own; a test responder stands in for the service behind one route so the calls
@@ -22,8 +23,10 @@ import VigilTesting
     }
 
     /// Runs `body` against a gateway built from the real route table with the given settings.
-    func withGateway(_ nats: PrivateNATS, _ env: [String: String] = [:],
-                     _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    func withGateway(
+        _ nats: PrivateNATS, _ env: [String: String] = [:],
+        _ body: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
         var environment = ["VIGIL_NATS_URL": nats.url, "VIGIL_LOG_LEVEL": "error", "VIGIL_PRINCIPAL_CACHE_MS": "0"]
         environment.merge(env) { $1 }
         let reader = ConfigReader(environment: environment, arguments: [])
@@ -37,8 +40,9 @@ import VigilTesting
     /// A stand-in for the service behind a public route: counts calls and echoes the request it got.
     func echoResponder(_ nats: PrivateNATS, _ subject: String, calls: Calls) async throws -> (ServiceResponder, BusConnection) {
         let bus = try await nats.bus()
-        let responder = ServiceResponder(bus: bus, name: "echo\(Int.random(in: 1000...9999))", version: "1.0.0",
-                                         description: "test", logger: .init(label: "t"))
+        let responder = ServiceResponder(
+            bus: bus, name: "echo\(Int.random(in: 1000...9999))", version: "1.0.0",
+            description: "test", logger: .init(label: "t"))
         responder.add(Endpoint<[String: JSONValue], Echo>(subject)) { req, _ in
             calls.count.withLock { $0 += 1 }
             if req["fail"] != nil { throw ServiceError.validation("body.fail", "refused") }
@@ -66,8 +70,10 @@ import VigilTesting
                 #expect(body["correlation_id"] as? String == "abc-123")
             }
             // A malformed correlation id is replaced; bad JSON is a 400 before anything is forwarded.
-            try await client.execute(uri: "/api/v1/auth/login", method: .post, headers: [.correlationId: "bad id!"],
-                                     body: ByteBuffer(string: "{bad json")) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/login", method: .post, headers: [.correlationId: "bad id!"],
+                body: ByteBuffer(string: "{bad json")
+            ) { r in
                 #expect(r.status == .badRequest)
                 #expect(json(r.body)["error"] as? String == "invalid_json")
                 #expect(r.headers[.correlationId] != "bad id!")
@@ -97,8 +103,10 @@ import VigilTesting
         let nats = try PrivateNATS()
         defer { nats.stop() }
         try await withGateway(nats, ["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3"]) { client in
-            try await client.execute(uri: "/api/v1/auth/login", method: .post,
-                                     body: ByteBuffer(string: "{\"email\":\"" + String(repeating: "a", count: 100) + "\"}")) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/login", method: .post,
+                body: ByteBuffer(string: "{\"email\":\"" + String(repeating: "a", count: 100) + "\"}")
+            ) { r in
                 #expect(r.status == .contentTooLarge)
                 #expect(json(r.body)["error"] as? String == "payload_too_large")
             }
@@ -122,31 +130,39 @@ import VigilTesting
             let key = "k-\(ID.make())"
             let body = #"{"email":"a@example.com","n":1}"#
             var first: [String: Any] = [:]
-            try await client.execute(uri: "/api/v1/auth/signup?ignored=1", method: .post, headers: [.idempotencyKey: key],
-                                     body: ByteBuffer(string: body)) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/signup?ignored=1", method: .post, headers: [.idempotencyKey: key],
+                body: ByteBuffer(string: body)
+            ) { r in
                 #expect(r.status == .created)
                 first = json(r.body)
             }
             // The path parameters and the body reached the service as one object.
             #expect((first["received"] as? [String: Any])?["email"] as? String == "a@example.com")
-            try await client.execute(uri: "/api/v1/auth/signup?ignored=1", method: .post, headers: [.idempotencyKey: key],
-                                     body: ByteBuffer(string: body)) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/signup?ignored=1", method: .post, headers: [.idempotencyKey: key],
+                body: ByteBuffer(string: body)
+            ) { r in
                 #expect(r.status == .created)
                 #expect(r.headers[.idempotentReplayed] == "true")
                 #expect(NSDictionary(dictionary: json(r.body)) == NSDictionary(dictionary: first))
             }
             #expect(calls.value == 1)
             // Same key, other body: 409 without calling the service.
-            try await client.execute(uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: key],
-                                     body: ByteBuffer(string: #"{"email":"b@example.com"}"#)) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: key],
+                body: ByteBuffer(string: #"{"email":"b@example.com"}"#)
+            ) { r in
                 #expect(r.status == .conflict)
                 #expect(json(r.body)["error"] as? String == "idempotency_key_reused")
             }
             // A 4xx from the service is replayed as well; a request without a key is forwarded each time.
             let failKey = "f-\(ID.make())"
             for _ in 0..<2 {
-                try await client.execute(uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: failKey],
-                                         body: ByteBuffer(string: #"{"fail":true}"#)) { r in
+                try await client.execute(
+                    uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: failKey],
+                    body: ByteBuffer(string: #"{"fail":true}"#)
+                ) { r in
                     #expect(r.status == .unprocessableContent)
                 }
             }
@@ -154,8 +170,10 @@ import VigilTesting
             try await client.execute(uri: "/api/v1/auth/signup", method: .post, body: ByteBuffer(string: "{}")) { r in
                 #expect(r.status == .created)
             }
-            try await client.execute(uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: String(repeating: "x", count: 256)],
-                                     body: ByteBuffer(string: "{}")) { r in
+            try await client.execute(
+                uri: "/api/v1/auth/signup", method: .post, headers: [.idempotencyKey: String(repeating: "x", count: 256)],
+                body: ByteBuffer(string: "{}")
+            ) { r in
                 #expect(r.status == .unprocessableContent)
             }
             #expect(calls.value == 3)

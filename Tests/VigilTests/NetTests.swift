@@ -1,15 +1,18 @@
 import Foundation
-@testable import Net
 import Testing
+
+@testable import Net
 @testable import NotifierService
 
 @Suite struct NetTests {
     static let strict = SSRFGuard()
     static let loopbackAllowed = SSRFGuard(allowLoopback: true)
 
-    @Test(arguments: ["127.0.0.1", "127.8.9.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
-                      "169.254.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fd00::1", "fc00::2",
-                      "::ffff:127.0.0.1", "::ffff:10.0.0.1", "ff02::1", "::"])
+    @Test(arguments: [
+        "127.0.0.1", "127.8.9.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
+        "169.254.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fd00::1", "fc00::2",
+        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "ff02::1", "::",
+    ])
     func refusesInternalAddresses(_ ip: String) {
         #expect(Self.strict.refusal(ip) != nil, "\(ip) must be refused")
     }
@@ -35,8 +38,9 @@ import Testing
 
     @Test func standardWebhooksSignatureVector() {
         // Test vector of the Standard Webhooks specification.
-        let sig = WebhookSignature.sign(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,
-                                        body: Array(#"{"test": 2432232314}"#.utf8), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+        let sig = WebhookSignature.sign(
+            id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,
+            body: Array(#"{"test": 2432232314}"#.utf8), secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
         #expect(sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
         let two = WebhookSignature.sign(id: "m", timestamp: 1, body: [], secrets: [WebhookSignature.newSecret(), WebhookSignature.newSecret()])
         #expect(two.split(separator: " ").count == 2)

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import NotifierService
 
 @Suite struct PresenceCacheTests {
@@ -12,7 +13,12 @@ import Testing
             get { state.withLock { $0.answer } }
             set { state.withLock { $0.answer = newValue } }
         }
-        func bump() -> Bool { state.withLock { $0.n += 1; return $0.answer } }
+        func bump() -> Bool {
+            state.withLock {
+                $0.n += 1
+                return $0.answer
+            }
+        }
     }
 
     /// An event published long after it occurred (a relay that was down) is received after an
@@ -31,7 +37,10 @@ import Testing
     @Test func eventsReceivedBeforeAReadShareItAndLaterOnesLookAgain() async throws {
         let cache = PresenceCache()
         let reads = Reads()
-        let slowRead: @Sendable () async throws -> Bool = { try await Task.sleep(for: .milliseconds(50)); return reads.bump() }
+        let slowRead: @Sendable () async throws -> Bool = {
+            try await Task.sleep(for: .milliseconds(50))
+            return reads.bump()
+        }
         // 32 events of one fetched batch (received together, all just now): one read between them.
         let received = Date()
         try await withThrowingTaskGroup(of: Bool.self) { group in

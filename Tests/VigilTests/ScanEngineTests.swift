@@ -22,8 +22,11 @@ import VigilTesting
         for r in rules {
             #expect(!r.rationale.isEmpty && !r.remediation.console.isEmpty, "\(r.id)")
             #expect(Set(r.compliance.keys).isSubset(of: frameworks), "\(r.id)")
-            if r.category == "cost" { #expect(r.savings != nil, "\(r.id) is a cost rule without a saving") }
-            else { #expect(!r.compliance.isEmpty, "\(r.id) maps to no framework control") }
+            if r.category == "cost" {
+                #expect(r.savings != nil, "\(r.id) is a cost rule without a saving")
+            } else {
+                #expect(!r.compliance.isEmpty, "\(r.id) maps to no framework control")
+            }
         }
         // Every framework is used, and the CIS benchmark is well covered.
         for f in frameworks { #expect(rules.contains { $0.compliance[f] != nil }, "\(f)") }
@@ -47,8 +50,12 @@ import VigilTesting
 
     @Test func conditionLanguage() throws {
         func cond(_ json: String) throws -> Condition { try JSON.decode(Condition.self, from: Data(json.utf8)) }
-        let r = Self.resource("t", ["ports": [22, 443], "enc": ["enabled": false], "name2": "prod-db", "rules": [["port": 22, "cidr": "0.0.0.0/0"]],
-                                    "age": 120])
+        let r = Self.resource(
+            "t",
+            [
+                "ports": [22, 443], "enc": ["enabled": false], "name2": "prod-db", "rules": [["port": 22, "cidr": "0.0.0.0/0"]],
+                "age": 120,
+            ])
         let get: (String) -> JSONValue? = { r.value(at: $0) }
         #expect(try cond(#"{"path":"ports","op":"contains","value":22}"#).matches(get))
         #expect(try cond(#"{"path":"ports","op":"contains_any","value":[3389,443]}"#).matches(get))
@@ -57,20 +64,27 @@ import VigilTesting
         #expect(try cond(#"{"path":"enc.missing","op":"not_exists"}"#).matches(get))
         #expect(try cond(#"{"path":"name2","op":"regex","value":"^prod-"}"#).matches(get))
         #expect(try cond(#"{"all":[{"path":"age","op":"gt","value":90},{"not":{"path":"age","op":"gte","value":365}}]}"#).matches(get))
-        #expect(try cond(#"{"path":"rules","op":"any","where":{"all":[{"path":"port","op":"eq","value":22},{"path":"cidr","op":"eq","value":"0.0.0.0/0"}]}}"#).matches(get))
+        #expect(
+            try cond(
+                #"{"path":"rules","op":"any","where":{"all":[{"path":"port","op":"eq","value":22},{"path":"cidr","op":"eq","value":"0.0.0.0/0"}]}}"#
+            ).matches(get))
         #expect(try !cond(#"{"path":"rules","op":"any","where":{"path":"port","op":"eq","value":3389}}"#).matches(get))
         #expect(try cond(#"{"path":"tags.env","op":"not_exists"}"#).matches(get))
         // Bad conditions are refused with a reason.
-        for bad in [#"{"path":"a","op":"bogus","value":1}"#, #"{"path":"a","op":"gt","value":"x"}"#, #"{"path":"a","op":"in","value":1}"#,
-                    #"{"path":"a","op":"regex","value":"("}"#, #"{"foo":1}"#, #"{"path":"a","op":"eq"}"#] {
+        for bad in [
+            #"{"path":"a","op":"bogus","value":1}"#, #"{"path":"a","op":"gt","value":"x"}"#, #"{"path":"a","op":"in","value":1}"#,
+            #"{"path":"a","op":"regex","value":"("}"#, #"{"foo":1}"#, #"{"path":"a","op":"eq"}"#,
+        ] {
             #expect(throws: (any Error).self, "\(bad)") { try cond(bad) }
         }
     }
 
     @Test func policyFactsAndSecretDetection() {
         let pub = #"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#
-        let conditioned = #"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sns:Publish","Resource":"*","Condition":{"StringEquals":{"AWS:SourceOwner":"123456789012"}}}]}"#
-        let tls = #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}}"#
+        let conditioned =
+            #"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sns:Publish","Resource":"*","Condition":{"StringEquals":{"AWS:SourceOwner":"123456789012"}}}]}"#
+        let tls =
+            #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}}"#
         let admin = "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D"
         let trust = #"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#
         let own = #"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#
@@ -85,27 +99,42 @@ import VigilTesting
         #expect(SecretScanner.kinds(in: "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE").contains("aws_access_key_id"))
         #expect(SecretScanner.kinds(in: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc").contains("private_key"))
         #expect(SecretScanner.kinds(in: "#!/bin/bash\nyum -y update\necho $PASSWORD_FILE").isEmpty)
-        #expect(SecretScanner.secretVariables(["DB_PASSWORD": "Sup3rS3cret!", "STAGE": "prod", "API_TOKEN_ARN": "arn:aws:secretsmanager:x",
-                                               "TOKEN": "", "X": "ghp_0123456789abcdefghij0123456789abcdef"]) == ["DB_PASSWORD", "X"])
+        #expect(
+            SecretScanner.secretVariables([
+                "DB_PASSWORD": "Sup3rS3cret!", "STAGE": "prod", "API_TOKEN_ARN": "arn:aws:secretsmanager:x",
+                "TOKEN": "", "X": "ghp_0123456789abcdefghij0123456789abcdef",
+            ]) == ["DB_PASSWORD", "X"])
     }
 
     /// Collectors against moto: every planted misconfiguration is found; no rule fails on a twin.
     @Test func collectorsFindPlantedIssuesAndSpareTwins() async throws {
         let port = TestServers.freePort()
-        let moto = try TestServers.spawn(["/usr/bin/env", "MOTO_IAM_LOAD_MANAGED_POLICIES=true",
-                                          "MOTO_AMIS_PATH=\(TestServers.repoRoot)/scripts/moto-amis.json",
-                                          "moto_server", "-H", "127.0.0.1", "-p", String(port)])
+        let moto = try TestServers.spawn([
+            "/usr/bin/env", "MOTO_IAM_LOAD_MANAGED_POLICIES=true",
+            "MOTO_AMIS_PATH=\(TestServers.repoRoot)/scripts/moto-amis.json",
+            "moto_server", "-H", "127.0.0.1", "-p", String(port),
+        ])
         defer { TestServers.stop(moto) }
         #expect(TestServers.waitForPort(port, timeout: 30), "moto_server did not start")
         let endpoint = "http://127.0.0.1:\(port)"
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("seed-\(port).json").path
-        #expect(try TestServers.run(["/bin/sh", "-c", "python3 \(TestServers.repoRoot)/scripts/aws-seed.py \(endpoint) --regions us-east-1,us-west-2 > \(out)"]) == 0)
-        struct Manifest: Decodable { var account: String; var regions: [String]; var planted: [[String]]; var twins: [String]
-            var accessKeyId: String; var secretAccessKey: String }
+        #expect(
+            try TestServers.run([
+                "/bin/sh", "-c", "python3 \(TestServers.repoRoot)/scripts/aws-seed.py \(endpoint) --regions us-east-1,us-west-2 > \(out)",
+            ]) == 0)
+        struct Manifest: Decodable {
+            var account: String
+            var regions: [String]
+            var planted: [[String]]
+            var twins: [String]
+            var accessKeyId: String
+            var secretAccessKey: String
+        }
         let manifest = try JSON.decode(Manifest.self, from: try Data(contentsOf: URL(fileURLWithPath: out)))
 
-        let client = AWSClient(credentials: AWSCredentials(accessKeyId: manifest.accessKeyId, secretAccessKey: manifest.secretAccessKey),
-                               endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
+        let client = AWSClient(
+            credentials: AWSCredentials(accessKeyId: manifest.accessKeyId, secretAccessKey: manifest.secretAccessKey),
+            endpointURL: endpoint, guardrail: SSRFGuard(allowLoopback: true))
         let rules = RuleEngine.index(BuiltinRules.all)
         var results: [ScanResult] = []
         var resources: [Resource] = []

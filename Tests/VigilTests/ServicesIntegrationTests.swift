@@ -1,29 +1,33 @@
-import Bus
 import BillingService
+import Bus
 import FindingsService
 import Foundation
-@testable import GatewayService
 import IdentityService
+import Logging
 import NotifierService
 import RemediationService
 import ScanService
-import Logging
 import ServiceRuntime
 import Synchronization
 import Testing
 import VigilCore
 import VigilTesting
 
+@testable import GatewayService
+
 @Suite(.serialized) struct ServicesIntegrationTests {
-    static let all = [GatewayService.definition, IdentityService.definition, ScanService.definition,
-                      FindingsService.definition, RemediationService.definition, BillingService.definition, NotifierService.definition]
+    static let all = [
+        GatewayService.definition, IdentityService.definition, ScanService.definition,
+        FindingsService.definition, RemediationService.definition, BillingService.definition, NotifierService.definition,
+    ]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
         let servers = try TestServers.get()
-        let reader = ConfigReader(environment: [
-            "VIGIL_NATS_URL": servers.natsURL, "VIGIL_DATABASE_URL": servers.databaseURL,
-            "VIGIL_HTTP_PORT": String(TestServers.freePort()), "VIGIL_PASSWORD_HASH": "minimum", "VIGIL_LOG_LEVEL": "warning",
-        ], arguments: [])
+        let reader = ConfigReader(
+            environment: [
+                "VIGIL_NATS_URL": servers.natsURL, "VIGIL_DATABASE_URL": servers.databaseURL,
+                "VIGIL_HTTP_PORT": String(TestServers.freePort()), "VIGIL_PASSWORD_HASH": "minimum", "VIGIL_LOG_LEVEL": "warning",
+            ], arguments: [])
         var running: [RunningService] = []
         for def in Self.all {
             running.append(try await ServiceHost.start(def, config: ServiceConfig(reader: reader)))
@@ -33,12 +37,16 @@ import VigilTesting
         let names = Mutex<Set<String>>([])
         let sub = try bus.subscribe(inbox) { msg in
             if let obj = try? JSONSerialization.jsonObject(with: msg.data) as? [String: Any],
-               obj["type"] as? String == "io.nats.micro.v1.ping_response", let n = obj["name"] as? String {
+                obj["type"] as? String == "io.nats.micro.v1.ping_response", let n = obj["name"] as? String
+            {
                 names.withLock { _ = $0.insert(n) }
             }
         }
         try bus.publish("$SRV.PING", data: Data(), reply: inbox)
-        for _ in 0..<50 where !names.withLock({ $0.isSuperset(of: ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]) }) { try await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<50
+        where !names.withLock({ $0.isSuperset(of: ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]) }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(names.withLock { $0 }.isSuperset(of: ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]))
 
         // INFO lists identity's endpoints with the queue group.

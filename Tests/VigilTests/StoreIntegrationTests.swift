@@ -1,16 +1,19 @@
 import Bus
 import Foundation
-@testable import Store
 import Testing
 import VigilCore
 import VigilTesting
 
+@testable import Store
+
 @Suite(.serialized) struct StoreIntegrationTests {
     static let migrations = [
-        Migration(1, "things", """
-        CREATE TABLE {schema}.things (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL,
-          created_at timestamptz NOT NULL DEFAULT now());
-        """ + Migration.tenantIsolation(table: "things")),
+        Migration(
+            1, "things",
+            """
+            CREATE TABLE {schema}.things (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL,
+              created_at timestamptz NOT NULL DEFAULT now());
+            """ + Migration.tenantIsolation(table: "things"))
     ]
 
     @Test func migrationsAreIdempotentConcurrentAndChecksummed() async throws {
@@ -137,7 +140,8 @@ import VigilTesting
         let (sub, received) = try bus.messages(subject + ".>")
         // 2,500 events built in SQL in one transaction (one outbox batch row), one with escapes in a string.
         try await store.transaction(.none, eventHeaders: ["Vigil-Correlation-Id": "corr-1"]) { tx in
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 WITH e AS (SELECT i, gen_random_uuid() AS id, $1 || CASE WHEN i % 2 = 0 THEN '.even' ELSE '.odd' END AS subject
                            FROM generate_series(0, 2499) AS i)
                 \(tx.outboxBatchInsert(line: """
@@ -156,7 +160,10 @@ import VigilTesting
         var it = received.makeAsyncIterator()
         var ids = Set<String>()
         for i in 0..<2501 {
-            guard let m = await it.next() else { Issue.record("missing message \(i)"); break }
+            guard let m = await it.next() else {
+                Issue.record("missing message \(i)")
+                break
+            }
             let body = try JSONSerialization.jsonObject(with: m.data) as! [String: Any]
             let id = try #require(body["id"] as? String)
             #expect(m.header("Nats-Msg-Id") == id)

@@ -16,7 +16,11 @@ public final class BusSubscription: Sendable {
 
     /// Stops delivery. Safe to call more than once.
     public func unsubscribe() {
-        let s = sub.withLock { s -> CHandle? in let old = s; s = nil; return old }
+        let s = sub.withLock { s -> CHandle? in
+            let old = s
+            s = nil
+            return old
+        }
         if let s {
             natsSubscription_Unsubscribe(s.p)
             natsSubscription_Destroy(s.p)
@@ -109,8 +113,10 @@ public final class BusConnection: Sendable {
     }
 
     /// Subscribes; `handler` runs on a cnats delivery thread and must return quickly (hand work off).
-    public func subscribe(_ subject: String, queue: String? = nil,
-                          handler: @escaping @Sendable (BusMessage) -> Void) throws -> BusSubscription {
+    public func subscribe(
+        _ subject: String, queue: String? = nil,
+        handler: @escaping @Sendable (BusMessage) -> Void
+    ) throws -> BusSubscription {
         let box = Unmanaged.passRetained(HandlerBox(handler))
         var sub: OpaquePointer? = nil
         let s: natsStatus
@@ -138,8 +144,10 @@ public final class BusConnection: Sendable {
     // MARK: request / reply
 
     /// Sends a request and waits for the first reply. Throws `BusError` on timeout or no responders.
-    public func request(_ subject: String, data: Data, headers: [String: String] = [:],
-                        timeout: Duration? = nil) async throws -> BusMessage {
+    public func request(
+        _ subject: String, data: Data, headers: [String: String] = [:],
+        timeout: Duration? = nil
+    ) async throws -> BusMessage {
         let token = String(counter.add(1, ordering: .relaxed).newValue, radix: 36)
         let replySubject = "\(inboxPrefix).\(token)"
         let wait = timeout ?? options.defaultRequestTimeout
@@ -187,7 +195,9 @@ public final class BusConnection: Sendable {
             natsConnection_Close(nc.p)
         }
         let waiting = pending.withLock { p -> [CheckedContinuation<BusMessage, any Error>] in
-            let all = Array(p.values); p.removeAll(); return all
+            let all = Array(p.values)
+            p.removeAll()
+            return all
         }
         for c in waiting { c.resume(throwing: BusError.closed) }
     }

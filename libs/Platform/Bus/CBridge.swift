@@ -61,8 +61,10 @@ func makeCMessage(subject: String, reply: String?, headers: [String: String], da
 }
 
 /// Builds a C message with headers, runs `body` with it, then destroys it.
-func withCMessage<T>(subject: String, reply: String?, headers: [String: String], data: Data,
-                     _ body: (OpaquePointer) -> T) throws -> T {
+func withCMessage<T>(
+    subject: String, reply: String?, headers: [String: String], data: Data,
+    _ body: (OpaquePointer) -> T
+) throws -> T {
     let msg = try makeCMessage(subject: subject, reply: reply, headers: headers, data: data)
     defer { natsMsg_Destroy(msg) }
     return body(msg)

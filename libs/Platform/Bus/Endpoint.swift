@@ -12,9 +12,11 @@ public struct CallContext: Sendable, Equatable {
     public var clientAddress: String?
     public var userAgent: String?
 
-    public init(tenantId: String? = nil, principal: String? = nil, correlationId: String = ID.make(),
-                idempotencyKey: String? = nil, traceparent: String? = nil, clientAddress: String? = nil,
-                userAgent: String? = nil) {
+    public init(
+        tenantId: String? = nil, principal: String? = nil, correlationId: String = ID.make(),
+        idempotencyKey: String? = nil, traceparent: String? = nil, clientAddress: String? = nil,
+        userAgent: String? = nil
+    ) {
         self.tenantId = tenantId
         self.principal = principal
         self.correlationId = correlationId
@@ -25,10 +27,11 @@ public struct CallContext: Sendable, Equatable {
     }
 
     public init(headers h: BusMessage) {
-        self.init(tenantId: h.header(BusHeader.tenantId), principal: h.header(BusHeader.principal),
-                  correlationId: h.header(BusHeader.correlationId) ?? ID.make(),
-                  idempotencyKey: h.header(BusHeader.idempotencyKey), traceparent: h.header(BusHeader.traceparent),
-                  clientAddress: h.header(BusHeader.clientAddress), userAgent: h.header(BusHeader.userAgent))
+        self.init(
+            tenantId: h.header(BusHeader.tenantId), principal: h.header(BusHeader.principal),
+            correlationId: h.header(BusHeader.correlationId) ?? ID.make(),
+            idempotencyKey: h.header(BusHeader.idempotencyKey), traceparent: h.header(BusHeader.traceparent),
+            clientAddress: h.header(BusHeader.clientAddress), userAgent: h.header(BusHeader.userAgent))
     }
 
     public var headers: [String: String] {
@@ -57,11 +60,14 @@ extension CallContext {
 extension BusConnection {
     /// Sends raw JSON to a subject and returns the reply body, throwing `ServiceError` for
     /// services-protocol errors and `BusError` for transport failures.
-    public func requestJSON(_ subject: String, body: Data, context: CallContext,
-                            timeout: Duration? = nil) async throws -> Data {
+    public func requestJSON(
+        _ subject: String, body: Data, context: CallContext,
+        timeout: Duration? = nil
+    ) async throws -> Data {
         let reply = try await request(subject, data: body, headers: context.headers, timeout: timeout)
         if let code = reply.header(BusHeader.serviceErrorCode) {
-            var err = (try? JSON.decode(ServiceError.self, from: reply.data))
+            var err =
+                (try? JSON.decode(ServiceError.self, from: reply.data))
                 ?? ServiceError(status: 500, error: "internal_error", message: reply.header(BusHeader.serviceError) ?? "error")
             err.status = Int(code) ?? 500
             throw err
@@ -70,8 +76,10 @@ extension BusConnection {
     }
 
     /// Typed request over an endpoint.
-    public func request<Req, Rep>(_ endpoint: Endpoint<Req, Rep>, _ request: Req, context: CallContext,
-                                  timeout: Duration? = nil) async throws -> Rep {
+    public func request<Req, Rep>(
+        _ endpoint: Endpoint<Req, Rep>, _ request: Req, context: CallContext,
+        timeout: Duration? = nil
+    ) async throws -> Rep {
         let data = try await requestJSON(endpoint.subject, body: JSON.encode(request), context: context, timeout: timeout)
         return try JSON.decode(Rep.self, from: data)
     }

@@ -146,8 +146,10 @@ public final class JetStream: Sendable {
     }
 
     /// Creates the stream, or updates it to this configuration if it exists.
-    public func ensureStream(name: String, subjects: [String], retention: StreamRetention = .limits,
-                             maxAge: Duration? = nil, duplicateWindow: Duration = .seconds(600)) async throws {
+    public func ensureStream(
+        name: String, subjects: [String], retention: StreamRetention = .limits,
+        maxAge: Duration? = nil, duplicateWindow: Duration = .seconds(600)
+    ) async throws {
         let js = CHandle(self.js)
         try await Blocking.run {
             var cfg = jsStreamConfig()
@@ -204,7 +206,10 @@ public final class JetStream: Sendable {
             jsConsumerConfig_Init(&cc)
             let cDurable = strdup(config.durable)
             let cFilter = config.filterSubject.map { strdup($0) }
-            defer { free(cDurable); if let cFilter { free(cFilter) } }
+            defer {
+                free(cDurable)
+                if let cFilter { free(cFilter) }
+            }
             var backoff = config.backoff.map(\.nanoseconds)
             return try backoff.withUnsafeMutableBufferPointer { bo in
                 cc.Durable = UnsafePointer(cDurable)
@@ -247,8 +252,10 @@ public final class JetStream: Sendable {
     /// Publishes to a stream and waits for the ack. With `msgId`, repeats inside the duplicate window
     /// are stored once; the return value tells whether this publish was such a duplicate.
     @discardableResult
-    public func publish(_ subject: String, data: Data, msgId: String? = nil,
-                        headers: [String: String] = [:]) async throws -> (sequence: UInt64, duplicate: Bool) {
+    public func publish(
+        _ subject: String, data: Data, msgId: String? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> (sequence: UInt64, duplicate: Bool) {
         var h = headers
         if let msgId { h[BusHeader.msgId] = msgId }
         let js = CHandle(self.js)
@@ -427,7 +434,12 @@ public struct KeyValueBucket: Sendable {
 final class AsyncPublishErrors: Sendable {
     private let state = Mutex<(count: Int, first: String?)>((0, nil))
     func reset() { state.withLock { $0 = (0, nil) } }
-    func record(_ text: String) { state.withLock { s in s.count += 1; if s.first == nil { s.first = text } } }
+    func record(_ text: String) {
+        state.withLock { s in
+            s.count += 1
+            if s.first == nil { s.first = text }
+        }
+    }
     func first() -> String? { state.withLock { s in s.count == 0 ? nil : "\(s.count) message(s), first: \(s.first ?? "")" } }
 }
 

@@ -38,8 +38,10 @@ public final class ServiceResponder: Sendable {
     private let accepting = Atomic<Bool>(true)
     private let maxInFlight: Int
 
-    public init(bus: BusConnection, name: String, version: String, description: String, logger: Logger,
-                maxInFlight: Int = 512) {
+    public init(
+        bus: BusConnection, name: String, version: String, description: String, logger: Logger,
+        maxInFlight: Int = 512
+    ) {
         self.bus = bus
         self.name = name
         self.version = version
@@ -55,10 +57,14 @@ public final class ServiceResponder: Sendable {
     }
 
     /// Adds a typed endpoint: the body is decoded (422 on bad input), the reply encoded.
-    public func add<Req, Rep>(_ endpoint: Endpoint<Req, Rep>, name: String? = nil,
-                              handler: @escaping @Sendable (Req, CallContext) async throws -> Rep) {
-        add(name: name ?? endpoint.subject.split(separator: ".").dropFirst(2).joined(separator: "_"),
-            subject: endpoint.subject) { data, ctx in
+    public func add<Req, Rep>(
+        _ endpoint: Endpoint<Req, Rep>, name: String? = nil,
+        handler: @escaping @Sendable (Req, CallContext) async throws -> Rep
+    ) {
+        add(
+            name: name ?? endpoint.subject.split(separator: ".").dropFirst(2).joined(separator: "_"),
+            subject: endpoint.subject
+        ) { data, ctx in
             let req = try JSON.decodeRequest(Req.self, from: data)
             return try JSON.encode(try await handler(req, ctx))
         }
@@ -72,9 +78,10 @@ public final class ServiceResponder: Sendable {
         let endpoints = specs.withLock { $0 }
         var newSubs: [BusSubscription] = []
         for ep in endpoints {
-            newSubs.append(try bus.subscribe(ep.subject, queue: Self.queueGroup) { [weak self] msg in
-                self?.dispatch(ep, msg)
-            })
+            newSubs.append(
+                try bus.subscribe(ep.subject, queue: Self.queueGroup) { [weak self] msg in
+                    self?.dispatch(ep, msg)
+                })
         }
         for verb in ["PING", "INFO", "STATS"] {
             for subject in ["$SRV.\(verb)", "$SRV.\(verb).\(name)", "$SRV.\(verb).\(name).\(id)"] {
@@ -87,7 +94,11 @@ public final class ServiceResponder: Sendable {
     /// Stops taking work, then waits (bounded) for in-flight handlers to finish.
     public func stop(timeout: Duration = .seconds(10)) async {
         accepting.store(false, ordering: .relaxed)
-        let all = subs.withLock { s -> [BusSubscription] in let a = s; s = []; return a }
+        let all = subs.withLock { s -> [BusSubscription] in
+            let a = s
+            s = []
+            return a
+        }
         all.forEach { $0.unsubscribe() }
         let deadline = ContinuousClock.now + timeout
         while inFlight.load(ordering: .relaxed) > 0, ContinuousClock.now < deadline {
@@ -119,8 +130,12 @@ public final class ServiceResponder: Sendable {
             } catch let e as BusError {
                 result = .failure(e.serviceError)
             } catch {
-                logger.error("handler failed", metadata: ["subject": "\(ep.subject)", "error": "\(error)",
-                                                          "correlation_id": "\(ctx.correlationId)"])
+                logger.error(
+                    "handler failed",
+                    metadata: [
+                        "subject": "\(ep.subject)", "error": "\(error)",
+                        "correlation_id": "\(ctx.correlationId)",
+                    ])
                 result = .failure(.internal())
             }
             bus.respond(to: reply, result: result, correlationId: ctx.correlationId)
@@ -158,10 +173,12 @@ public final class ServiceResponder: Sendable {
             let snapshot = stats.withLock { $0 }
             body["endpoints"] = endpoints.map { ep -> [String: Any] in
                 let s = snapshot[ep.name] ?? EndpointStats()
-                return ["name": ep.name, "subject": ep.subject, "queue_group": Self.queueGroup,
-                        "num_requests": s.requests, "num_errors": s.errors, "last_error": s.lastError,
-                        "processing_time": s.processingNanos,
-                        "average_processing_time": s.requests > 0 ? s.processingNanos / Int64(s.requests) : 0]
+                return [
+                    "name": ep.name, "subject": ep.subject, "queue_group": Self.queueGroup,
+                    "num_requests": s.requests, "num_errors": s.errors, "last_error": s.lastError,
+                    "processing_time": s.processingNanos,
+                    "average_processing_time": s.requests > 0 ? s.processingNanos / Int64(s.requests) : 0,
+                ]
             }
         }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()

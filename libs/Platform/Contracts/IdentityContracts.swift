@@ -21,8 +21,14 @@ package struct ResolvePrincipalRequest: Codable, Sendable {
 /// Internal: identity's token-verification keys.
 package struct SigningKeysReply: Codable, Sendable {
     package struct Key: Codable, Sendable {
-        package var kid: String; package var alg: String; package var publicKey: String
-        package init(kid: String, alg: String, publicKey: String) { self.kid = kid; self.alg = alg; self.publicKey = publicKey }
+        package var kid: String
+        package var alg: String
+        package var publicKey: String
+        package init(kid: String, alg: String, publicKey: String) {
+            self.kid = kid
+            self.alg = alg
+            self.publicKey = publicKey
+        }
     }
     package var keys: [Key]
     package init(keys: [Key]) { self.keys = keys }
@@ -33,7 +39,6 @@ package enum IdentityAPI {
     package static let resolvePrincipal = Endpoint<ResolvePrincipalRequest, Principal>("vigil.identity.principal.resolve")
     package static let signingKeys = Endpoint<Empty, SigningKeysReply>("vigil.identity.keys.get")
 }
-
 
 /// Core NATS broadcasts of identity (every subscriber gets each message; not persisted).
 package enum IdentityBroadcasts {

@@ -1,5 +1,5 @@
-import VigilCore
 import Foundation
+import VigilCore
 
 /// An email handed to the notifier over `vigil.jobs.email.send`.
 package struct EmailRequest: Codable, Sendable {
@@ -24,6 +24,8 @@ package struct FileReply: Codable, Sendable {
     package var filename: String
     package var contentBase64: String
     package init(contentType: String, filename: String, contentBase64: String) {
-        self.contentType = contentType; self.filename = filename; self.contentBase64 = contentBase64
+        self.contentType = contentType
+        self.filename = filename
+        self.contentBase64 = contentBase64
     }
 }

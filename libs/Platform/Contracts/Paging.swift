@@ -1,5 +1,5 @@
-import VigilCore
 import Foundation
+import VigilCore
 
 /// Pagination input shared by every list (keyset `cursor`, or `offset` for compatibility).
 package struct PageRequest: Codable, Sendable {

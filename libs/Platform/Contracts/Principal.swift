@@ -1,5 +1,5 @@
-import VigilCore
 import Foundation
+import VigilCore
 
 /// Workspace roles, from most to least powerful; `billing` sees billing only.
 package enum Role: String, Codable, Sendable, CaseIterable {
@@ -30,8 +30,10 @@ package struct Principal: Codable, Sendable, Equatable {
     /// When an MSP parent's admin acts in a child workspace: the parent workspace id.
     package var viaParentTenantId: String?
 
-    package init(kind: String, userId: String?, apiKeyId: String?, tenantId: String, tenantSlug: String,
-                 role: Role, scopes: [String], viaParentTenantId: String? = nil) {
+    package init(
+        kind: String, userId: String?, apiKeyId: String?, tenantId: String, tenantSlug: String,
+        role: Role, scopes: [String], viaParentTenantId: String? = nil
+    ) {
         self.kind = kind
         self.userId = userId
         self.apiKeyId = apiKeyId

@@ -36,7 +36,8 @@ public struct OutboundHTTP: Sendable {
                 let hostHeader = (target.port == (target.isTLS ? 443 : 80)) ? target.host : "\(target.host):\(target.port)"
                 var head = "\(method) \(target.pathAndQuery) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: Vigil/1\r\n"
                 head += "Content-Length: \(body.count)\r\nConnection: close\r\n"
-                for (k, v) in headers where k.lowercased() != "host" && !k.contains("\r") && !k.contains("\n") && !v.contains("\r") && !v.contains("\n") {
+                for (k, v) in headers
+                where k.lowercased() != "host" && !k.contains("\r") && !k.contains("\n") && !v.contains("\r") && !v.contains("\n") {
                     head += "\(k): \(v)\r\n"
                 }
                 try conn.write(Array((head + "\r\n").utf8) + body)

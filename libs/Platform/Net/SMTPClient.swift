@@ -12,8 +12,10 @@ public struct SMTPSettings: Sendable {
     public var verifyTLS: Bool
     public var timeout: Double
 
-    public init(host: String, port: Int, security: String = "starttls", username: String? = nil, password: String? = nil,
-                from: String, verifyTLS: Bool = true, timeout: Double = 15) {
+    public init(
+        host: String, port: Int, security: String = "starttls", username: String? = nil, password: String? = nil,
+        from: String, verifyTLS: Bool = true, timeout: Double = 15
+    ) {
         self.host = host
         self.port = port
         self.security = security

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Refuses outbound requests to addresses a user must not reach through us: private, loopback,
@@ -29,7 +30,8 @@ public struct SSRFGuard: Sendable {
     /// Syntax-only checks (no DNS): for validating input quickly.
     public static func parse(_ s: String) throws -> (URL, String, Int, Bool) {
         guard s.count <= 2048, let url = URL(string: s), let scheme = url.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty else {
+            scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
+        else {
             throw NetError("URL must be an absolute http(s) URL")
         }
         guard url.user == nil, url.password == nil else { throw NetError("URL must not contain credentials") }

@@ -1,7 +1,8 @@
 import COpenSSL
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Errors of outbound connections (delivery code records their text; no secrets in them).
@@ -51,9 +52,19 @@ public final class NetConnection {
     deinit { shutdown() }
 
     public func shutdown() {
-        if let ssl { SSL_shutdown(ssl); SSL_free(ssl); self.ssl = nil }
-        if let ctx { SSL_CTX_free(ctx); self.ctx = nil }
-        if fd >= 0 { close(fd); fd = -1 }
+        if let ssl {
+            SSL_shutdown(ssl)
+            SSL_free(ssl)
+            self.ssl = nil
+        }
+        if let ctx {
+            SSL_CTX_free(ctx)
+            self.ctx = nil
+        }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
     }
 
     /// Upgrades to TLS, verifying the certificate chain against the system store and `hostname`.

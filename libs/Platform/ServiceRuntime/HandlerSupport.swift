@@ -65,7 +65,8 @@ package struct Pagination: Sendable {
         offset = req.offset
         if let c = req.cursor {
             guard let raw = Data(base64Encoded: c), let s = String(data: raw, encoding: .utf8),
-                  let bar = s.lastIndex(of: "|"), ID.isValid(String(s[s.index(after: bar)...])) else {
+                let bar = s.lastIndex(of: "|"), ID.isValid(String(s[s.index(after: bar)...]))
+            else {
                 throw ServiceError.validation("query.cursor", "is not a cursor returned by this API")
             }
             after = (String(s[..<bar]), String(s[s.index(after: bar)...]))
@@ -90,9 +91,11 @@ package struct Pagination: Sendable {
 
     /// Runs a keyset-paginated list and its count in one transaction: `SELECT <columns> FROM <from>
     /// WHERE <filter>` with the filter's values as `$1…`; `alias` qualifies created_at/id for joins.
-    package func list<T>(_ tx: Transaction, columns: String = "*", from: String, filter: String,
-                         _ values: [any SQLParameter], alias: String = "",
-                         map: (Row) throws -> T) async throws -> Page<T> {
+    package func list<T>(
+        _ tx: Transaction, columns: String = "*", from: String, filter: String,
+        _ values: [any SQLParameter], alias: String = "",
+        map: (Row) throws -> T
+    ) async throws -> Page<T> {
         let (clause, extra) = self.clause(nextParam: values.count + 1, alias: alias)
         let rows = try await tx.query("SELECT \(columns) FROM \(from) WHERE \(filter)\(clause)", values + extra)
         let total = try await tx.one("SELECT count(*) AS n FROM \(from) WHERE \(filter)", values)?.int("n")
@@ -116,7 +119,8 @@ package enum Validate {
         let e = s.trimmingCharacters(in: .whitespaces).lowercased()
         let parts = e.split(separator: "@", omittingEmptySubsequences: false)
         guard e.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
-              !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !e.contains(" ") else {
+            !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !e.contains(" ")
+        else {
             throw ServiceError.validation(path, "must be a valid email address")
         }
         return e
@@ -139,7 +143,10 @@ package enum Validate {
     /// 50, each one of `allowed` when given; nil when absent.
     package static func list(_ s: String?, path: String, allowed: [String]? = nil, lower: Bool = true) throws -> [String]? {
         guard let s else { return nil }
-        let items = s.split(separator: ",").map { let t = $0.trimmingCharacters(in: .whitespaces); return lower ? t.lowercased() : t }.filter { !$0.isEmpty }
+        let items = s.split(separator: ",").map {
+            let t = $0.trimmingCharacters(in: .whitespaces)
+            return lower ? t.lowercased() : t
+        }.filter { !$0.isEmpty }
         guard !items.isEmpty, items.count <= 50 else { throw ServiceError.validation(path, "must be a comma-separated list") }
         if let allowed, let bad = items.first(where: { !allowed.contains($0) }) {
             throw ServiceError.validation(path, "\(bad) is not one of \(allowed.joined(separator: ", "))")

@@ -10,7 +10,10 @@ public struct PeriodicService: Service {
     let work: @Sendable () async throws -> Void
 
     public init(_ name: String, every interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void) {
-        self.name = name; self.interval = interval; self.logger = logger; self.work = work
+        self.name = name
+        self.interval = interval
+        self.logger = logger
+        self.work = work
     }
 
     public func run() async throws {

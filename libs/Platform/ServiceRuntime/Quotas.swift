@@ -14,14 +14,39 @@ package enum Quotas {
         package var remediationsPerMonth: Int?
         package var seats: Int?
     }
-    struct Reserve: Codable, Sendable { var quota: String; var ref: String; var amount: Int? }
-    package struct Reservation: Codable, Sendable { package var reservationId: String; package var limits: Limits; package var plan: String }
-    struct Settle: Codable, Sendable { var quota: String; var ref: String }
-    struct SettleReply: Codable, Sendable { var ref: String; var status: String }
-    struct Gauge: Codable, Sendable { var quota: String; var inUse: Int; var adding: Int? }
-    struct GaugeReply: Codable, Sendable { var quota: String; var limit: Int?; var inUse: Int; var allowed: Bool }
+    struct Reserve: Codable, Sendable {
+        var quota: String
+        var ref: String
+        var amount: Int?
+    }
+    package struct Reservation: Codable, Sendable {
+        package var reservationId: String
+        package var limits: Limits
+        package var plan: String
+    }
+    struct Settle: Codable, Sendable {
+        var quota: String
+        var ref: String
+    }
+    struct SettleReply: Codable, Sendable {
+        var ref: String
+        var status: String
+    }
+    struct Gauge: Codable, Sendable {
+        var quota: String
+        var inUse: Int
+        var adding: Int?
+    }
+    struct GaugeReply: Codable, Sendable {
+        var quota: String
+        var limit: Int?
+        var inUse: Int
+        var allowed: Bool
+    }
 
-    static func call<Req: Codable & Sendable, Rep: Codable & Sendable>(_ bus: BusConnection, _ subject: String, _ req: Req, tenantId: String) async throws -> Rep {
+    static func call<Req: Codable & Sendable, Rep: Codable & Sendable>(
+        _ bus: BusConnection, _ subject: String, _ req: Req, tenantId: String
+    ) async throws -> Rep {
         do {
             return try await bus.request(Endpoint<Req, Rep>(subject), req, context: CallContext(tenantId: tenantId), timeout: .seconds(5))
         } catch let e as ServiceError where e.status < 500 {

@@ -30,8 +30,10 @@ public struct ServiceDefinition: Sendable {
     /// consumers) to run alongside.
     public var setup: @Sendable (ServiceContext) async throws -> [any Service]
 
-    public init(name: String, description: String, schema: String?, migrations: [Migration] = [],
-                setup: @escaping @Sendable (ServiceContext) async throws -> [any Service] = { _ in [] }) {
+    public init(
+        name: String, description: String, schema: String?, migrations: [Migration] = [],
+        setup: @escaping @Sendable (ServiceContext) async throws -> [any Service] = { _ in [] }
+    ) {
         self.name = name
         self.description = description
         self.schema = schema
@@ -78,10 +80,12 @@ public enum ServiceHost {
         // publishes are many small messages, and request/reply latency does not matter for them.
         let streams = try await BusConnection(.init(url: config.natsURL, name: "vigil-\(def.name)-streams", sendAsap: false), logger: log)
         let js = try JetStream(bus: streams)
-        try await js.ensureStream(name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
-                                  maxAge: .seconds(7 * 24 * 3600))
-        try await js.ensureStream(name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
-                                  maxAge: .seconds(7 * 24 * 3600))
+        try await js.ensureStream(
+            name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
+            maxAge: .seconds(7 * 24 * 3600))
+        try await js.ensureStream(
+            name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
+            maxAge: .seconds(7 * 24 * 3600))
         var store: Store? = nil
         if let schema = def.schema {
             let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)
@@ -89,10 +93,12 @@ public enum ServiceHost {
             try await s.migrate(def.migrations)
             store = s
         }
-        let responder = ServiceResponder(bus: bus, name: def.name, version: config.version,
-                                         description: def.description, logger: log)
-        let ctx = ServiceContext(name: def.name, config: config, bus: bus, jetStream: js, store: store,
-                                 responder: responder, logger: log)
+        let responder = ServiceResponder(
+            bus: bus, name: def.name, version: config.version,
+            description: def.description, logger: log)
+        let ctx = ServiceContext(
+            name: def.name, config: config, bus: bus, jetStream: js, store: store,
+            responder: responder, logger: log)
         let extra = try await def.setup(ctx)
         try responder.start()
         let relay = store.map { s in Task { await OutboxRelay(store: s, jetStream: js).run() } }
@@ -125,9 +131,11 @@ public enum ServiceHost {
             if config.opsPort > 0 && def.name != "gateway" {
                 services.append(opsServer(config: config, running: running))
             }
-            let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
-                                                          gracefulShutdownSignals: [.sigterm, .sigint],
-                                                          logger: logger))
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: services.map { .init(service: $0) },
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger))
             try await group.run()
         } catch {
             logger.critical("service failed", metadata: ["error": "\(error)"])
@@ -137,8 +145,11 @@ public enum ServiceHost {
 
     /// Asks the named service over `$SRV.PING.<name>`; true when a replica answers.
     public static func healthCheck(_ name: String, config: ServiceConfig) async -> Bool {
-        guard let bus = try? await BusConnection(.init(url: config.natsURL, name: "vigil-health"),
-                                                 logger: Logger(label: "health")) else { return false }
+        guard
+            let bus = try? await BusConnection(
+                .init(url: config.natsURL, name: "vigil-health"),
+                logger: Logger(label: "health"))
+        else { return false }
         defer { Task { await bus.close() } }
         return (try? await bus.request("$SRV.PING.\(name)", data: Data(), timeout: .seconds(2))) != nil
     }
@@ -148,12 +159,14 @@ public enum ServiceHost {
         let router = Router()
         router.get("/health") { _, _ -> Response in
             let ok = running.context.bus.isConnected
-            return Response(status: ok ? .ok : .serviceUnavailable,
-                            body: .init(byteBuffer: ByteBuffer(string: ok ? #"{"status":"ok"}"# : #"{"status":"degraded"}"#)))
+            return Response(
+                status: ok ? .ok : .serviceUnavailable,
+                body: .init(byteBuffer: ByteBuffer(string: ok ? #"{"status":"ok"}"# : #"{"status":"degraded"}"#)))
         }
         router.get("/metrics") { _, _ in VigilMetrics.exposition() }
-        return Application(router: router, configuration: .init(address: .hostname(config.opsHost, port: config.opsPort)),
-                           logger: running.context.logger)
+        return Application(
+            router: router, configuration: .init(address: .hostname(config.opsHost, port: config.opsPort)),
+            logger: running.context.logger)
     }
 }
 

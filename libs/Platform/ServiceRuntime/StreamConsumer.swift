@@ -30,9 +30,11 @@ public struct StreamConsumer: Service {
     public let logger: Logger
     public let handler: @Sendable (JetStreamMessage) async -> ConsumeOutcome
 
-    public init(jetStream: JetStream, stream: String, config: JetStream.ConsumerConfig, batch: Int = 32,
-                triage: (@Sendable ([JetStreamMessage]) async -> [JetStreamMessage])? = nil, logger: Logger,
-                handler: @escaping @Sendable (JetStreamMessage) async -> ConsumeOutcome) {
+    public init(
+        jetStream: JetStream, stream: String, config: JetStream.ConsumerConfig, batch: Int = 32,
+        triage: (@Sendable ([JetStreamMessage]) async -> [JetStreamMessage])? = nil, logger: Logger,
+        handler: @escaping @Sendable (JetStreamMessage) async -> ConsumeOutcome
+    ) {
         self.jetStream = jetStream
         self.stream = stream
         self.config = config
@@ -120,7 +122,11 @@ final class Working: Sendable {
     private let state = Mutex<(next: Int, items: [Int: (message: JetStreamMessage, since: ContinuousClock.Instant)])>((0, [:]))
     var count: Int { state.withLock { $0.items.count } }
     func begin(_ m: JetStreamMessage) -> Int {
-        state.withLock { s in s.next += 1; s.items[s.next] = (m, .now); return s.next }
+        state.withLock { s in
+            s.next += 1
+            s.items[s.next] = (m, .now)
+            return s.next
+        }
     }
     func end(_ key: Int) { state.withLock { _ = $0.items.removeValue(forKey: key) } }
     func olderThan(_ d: Duration) -> [JetStreamMessage] {

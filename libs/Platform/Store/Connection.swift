@@ -28,7 +28,10 @@ final class PGConnection: @unchecked Sendable {
     /// Opens (or re-opens) the connection if needed. Runs on `queue`.
     private func ensureOpen() throws -> OpaquePointer {
         if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
-        if let conn { PQfinish(conn); self.conn = nil }
+        if let conn {
+            PQfinish(conn)
+            self.conn = nil
+        }
         prepared.removeAll()
         scopeKey = nil
         guard let c = PQconnectdb(url) else { throw StoreError("cannot allocate connection") }
@@ -100,7 +103,10 @@ final class PGConnection: @unchecked Sendable {
                 }
                 nulls = 0
                 let status = PQresultStatus(res)
-                if status == PGRES_PIPELINE_SYNC { PQclear(res); break }
+                if status == PGRES_PIPELINE_SYNC {
+                    PQclear(res)
+                    break
+                }
                 if firstError == nil {
                     do { results.append(try collect(res, c)) } catch { firstError = error }
                 }

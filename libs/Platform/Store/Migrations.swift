@@ -88,7 +88,10 @@ struct Migrator {
                     }
                     continue
                 }
-                try await conn.script("BEGIN;\n\(sql)\n;INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES (\(m.version), '\(m.name.replacingOccurrences(of: "'", with: "''"))', '\(resolved.checksum)');\nCOMMIT;")
+                try await conn.script(
+                    "BEGIN;\n\(sql)\n;INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES (\(m.version), "
+                        + "'\(m.name.replacingOccurrences(of: "'", with: "''"))', '\(resolved.checksum)');\nCOMMIT;"
+                )
                 logger.info("migration applied", metadata: ["schema": "\(schema)", "version": "\(m.version)", "name": "\(m.name)"])
             }
         } catch {

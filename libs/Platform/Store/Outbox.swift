@@ -31,7 +31,8 @@ public final class OutboxRelay: Sendable {
         let batch = batchSize
         return try await store.transaction(.none) { tx in
             let rows = try await tx.query(
-                "SELECT id, subject, payload, headers, batch FROM \(schema).outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT id, subject, payload, headers, batch FROM \(schema).outbox "
+                    + "WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 [batch])
             guard !rows.isEmpty else { return 0 }
             var ids: [String] = []
@@ -42,7 +43,9 @@ public final class OutboxRelay: Sendable {
                 let payload = try r.string("payload")
                 if try r.bool("batch") {
                     let (lines, malformed) = Self.batchMessages(payload, headers: headers)
-                    if malformed > 0 { store.logger.error("malformed outbox batch lines skipped", metadata: ["row": "\(id)", "lines": "\(malformed)"]) }
+                    if malformed > 0 {
+                        store.logger.error("malformed outbox batch lines skipped", metadata: ["row": "\(id)", "lines": "\(malformed)"])
+                    }
                     messages.append(contentsOf: lines)
                 } else {
                     messages.append(JetStream.Outgoing(subject: try r.string("subject"), data: Data(payload.utf8), msgId: id, headers: headers))
@@ -79,8 +82,10 @@ public final class OutboxRelay: Sendable {
                 let s1 = next(0x20, from: line, to: eol)
                 let s2 = s1 < eol ? next(0x20, from: s1 + 1, to: eol) : eol
                 if s1 > line, s2 > s1 + 1, s2 + 1 < eol {
-                    out.append(JetStream.Outgoing(subject: text(line, s1), data: Data(bytes: s2 + 1, count: eol - (s2 + 1)),
-                                                  msgId: text(s1 + 1, s2), headers: headers))
+                    out.append(
+                        JetStream.Outgoing(
+                            subject: text(line, s1), data: Data(bytes: s2 + 1, count: eol - (s2 + 1)),
+                            msgId: text(s1 + 1, s2), headers: headers))
                 } else if eol > line {
                     malformed += 1
                 }

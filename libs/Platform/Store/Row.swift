@@ -17,7 +17,10 @@ extension Data: SQLParameter {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = [92, 120]  // \x
         out.reserveCapacity(2 + count * 2)
-        for v in self { out.append(digits[Int(v >> 4)]); out.append(digits[Int(v & 0x0f)]) }
+        for v in self {
+            out.append(digits[Int(v >> 4)])
+            out.append(digits[Int(v & 0x0f)])
+        }
         return String(decoding: out, as: UTF8.self)
     }
 }
@@ -39,9 +42,14 @@ public struct ArrayParameter: SQLParameter {
         out.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
         for (i, v) in values.enumerated() {
             if i > 0 { out.append(",") }
-            guard let v else { out.append("NULL"); continue }
+            guard let v else {
+                out.append("NULL")
+                continue
+            }
             out.append("\"")
-            FastJSON.appendEscaped(v, into: &out) { $0 == 0x22 || $0 == 0x5C } escape: { b, out in
+            FastJSON.appendEscaped(v, into: &out) {
+                $0 == 0x22 || $0 == 0x5C
+            } escape: { b, out in
                 out.append(b == 0x22 ? "\\\"" : "\\\\")
             }
             out.append("\"")
@@ -147,11 +155,17 @@ public struct Row: Sendable {
         var quoted = false
         var escape = false
         for ch in inner {
-            if escape { cur.append(ch); escape = false; continue }
+            if escape {
+                cur.append(ch)
+                escape = false
+                continue
+            }
             switch ch {
             case "\\": escape = true
             case "\"": quoted.toggle()
-            case "," where !quoted: out.append(cur); cur = ""
+            case "," where !quoted:
+                out.append(cur)
+                cur = ""
             default: cur.append(ch)
             }
         }

@@ -30,8 +30,10 @@ public final class Store: Sendable {
 
     /// Runs `body` in one transaction with the given tenant scope; commits on success, rolls back on error.
     /// `eventHeaders` ride on every event the transaction emits (correlation id, client address…).
-    public func transaction<T: Sendable>(_ scope: TenantScope, eventHeaders: [String: String] = [:],
-                                         _ body: (Transaction) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(
+        _ scope: TenantScope, eventHeaders: [String: String] = [:],
+        _ body: (Transaction) async throws -> T
+    ) async throws -> T {
         let conn = try await pool.acquire()
         do {
             _ = try await conn.pipeline(Self.scoping(conn, scope) + [("BEGIN", [])])
@@ -51,11 +53,12 @@ public final class Store: Sendable {
     /// Sets both row-level-security settings for this use of the connection. Every use of a pooled
     /// connection sets them afresh, so a previous user's scope can never leak into the next.
     static func scope(_ scope: TenantScope) -> (sql: String, params: [String?]) {
-        let (tenant, cross): (String, String) = switch scope {
-        case .tenant(let t): (t, "off")
-        case .crossTenant: ("", "on")
-        case .none: ("", "off")
-        }
+        let (tenant, cross): (String, String) =
+            switch scope {
+            case .tenant(let t): (t, "off")
+            case .crossTenant: ("", "on")
+            case .none: ("", "off")
+            }
         return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
     }
 
@@ -136,20 +139,26 @@ public final class Transaction: Sendable {
     }
 
     /// Writes a domain event of `kind` to this service's outbox in the current transaction.
-    public func emit<T: Encodable & Sendable>(_ kind: EventKind, tenantId: String?, data: T,
-                                              headers: [String: String] = [:]) async throws {
+    public func emit<T: Encodable & Sendable>(
+        _ kind: EventKind, tenantId: String?, data: T,
+        headers: [String: String] = [:]
+    ) async throws {
         try await emit(kind.subject, type: kind.type, tenantId: tenantId, data: data, headers: headers)
     }
 
     /// Writes an event to this service's outbox in the current transaction; the relay publishes it
     /// to JetStream after commit with `Nats-Msg-Id` = the event id.
-    public func emit<T: Encodable & Sendable>(_ subject: String, type: String, tenantId: String?, data: T,
-                                              headers: [String: String] = [:]) async throws {
+    public func emit<T: Encodable & Sendable>(
+        _ subject: String, type: String, tenantId: String?, data: T,
+        headers: [String: String] = [:]
+    ) async throws {
         let event = EventEnvelope(id: ID.make(), type: type, occurredAt: Date(), tenantId: tenantId, data: data)
         try await execute(
             "INSERT INTO \(schema).outbox (id, subject, payload, headers) VALUES ($1, $2, $3, $4)",
-            [event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self),
-             try JSONParameter(eventHeaders.merging(headers) { $1 })])
+            [
+                event.id, subject, String(decoding: try JSON.encode(event), as: UTF8.self),
+                try JSONParameter(eventHeaders.merging(headers) { $1 }),
+            ])
         outboxWritten.store(true, ordering: .relaxed)
     }
 }

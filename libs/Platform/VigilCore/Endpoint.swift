@@ -6,7 +6,6 @@ public struct Endpoint<Request: Codable & Sendable, Reply: Codable & Sendable>: 
     public init(_ subject: String) { self.subject = subject }
 }
 
-
 /// A kind of domain event: its type (`finding.opened`), which its envelope carries, and its subject on
 /// the events stream (`vigil.events.finding.opened`). The constants are generated in Contracts (`Events`).
 public struct EventKind: Sendable, Hashable, CustomStringConvertible {

@@ -6,8 +6,10 @@ import Foundation
 public struct ConfigReader: Sendable {
     public let values: [String: String]
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment,
-                arguments: [String] = Array(CommandLine.arguments.dropFirst())) {
+    public init(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        arguments: [String] = Array(CommandLine.arguments.dropFirst())
+    ) {
         var v = environment
         var i = 0
         while i < arguments.count {
@@ -16,11 +18,15 @@ public struct ConfigReader: Sendable {
                 let body = String(a.dropFirst(2))
                 let (name, value): (String, String)
                 if let eq = body.firstIndex(of: "=") {
-                    name = String(body[..<eq]); value = String(body[body.index(after: eq)...])
+                    name = String(body[..<eq])
+                    value = String(body[body.index(after: eq)...])
                 } else if i + 1 < arguments.count, !arguments[i + 1].hasPrefix("--") {
-                    name = body; value = arguments[i + 1]; i += 1
+                    name = body
+                    value = arguments[i + 1]
+                    i += 1
                 } else {
-                    name = body; value = "true"
+                    name = body
+                    value = "true"
                 }
                 v["VIGIL_" + name.uppercased().replacingOccurrences(of: "-", with: "_")] = value
             }

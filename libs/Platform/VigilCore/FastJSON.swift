@@ -5,7 +5,9 @@ import Foundation
 public enum FastJSON {
     public static func quote(_ s: String, into out: inout String) {
         out.append("\"")
-        appendEscaped(s, into: &out) { b in b == 0x22 || b == 0x5C || b < 0x20 } escape: { b, out in
+        appendEscaped(s, into: &out) { b in
+            b == 0x22 || b == 0x5C || b < 0x20
+        } escape: { b, out in
             switch b {
             case 0x22: out.append("\\\"")
             case 0x5C: out.append("\\\\")
@@ -28,7 +30,10 @@ public enum FastJSON {
     @inline(__always)
     public static func appendEscaped(_ s: String, into out: inout String, needs: (UInt8) -> Bool, escape: (UInt8, inout String) -> Void) {
         let utf8 = s.utf8
-        guard utf8.contains(where: needs) else { out.append(s); return }
+        guard utf8.contains(where: needs) else {
+            out.append(s)
+            return
+        }
         var runStart = utf8.startIndex
         var i = utf8.startIndex
         while i != utf8.endIndex {
@@ -140,14 +145,20 @@ public struct JSONFields {
 extension FastJSON {
     /// A number as JSONEncoder writes it: integral values without a fraction.
     public static func number(_ d: Double, into out: inout String) {
-        if !d.isFinite { out.append("null") }
-        else if d == d.rounded(), abs(d) < 1e15 { out.append(String(Int64(d))) }
-        else { out.append(d.description) }
+        if !d.isFinite {
+            out.append("null")
+        } else if d == d.rounded(), abs(d) < 1e15 {
+            out.append(String(Int64(d)))
+        } else {
+            out.append(d.description)
+        }
     }
 
     /// `[e, …]` (or between other brackets), each element written by `element`.
-    public static func list<S: Sequence>(_ v: S, open: String = "[", close: String = "]", into out: inout String,
-                                         element: (S.Element, inout String) -> Void) {
+    public static func list<S: Sequence>(
+        _ v: S, open: String = "[", close: String = "]", into out: inout String,
+        element: (S.Element, inout String) -> Void
+    ) {
         out.append(open)
         var first = true
         for x in v {

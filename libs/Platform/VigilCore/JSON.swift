@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one JSON convention on the bus and over REST: snake_case keys, ISO-8601 dates.
@@ -69,16 +70,26 @@ public enum Timestamp {
         func put(_ v: Int, _ width: Int) {
             var digits = [UInt8](repeating: 48, count: width)
             var x = v
-            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + x % 10); x /= 10 }
+            for i in stride(from: width - 1, through: 0, by: -1) {
+                digits[i] = UInt8(48 + x % 10)
+                x /= 10
+            }
             out.append(contentsOf: digits)
         }
-        put(Int(t.tm_year) + 1900, 4); out.append(45)
-        put(Int(t.tm_mon) + 1, 2); out.append(45)
-        put(Int(t.tm_mday), 2); out.append(84)
-        put(Int(t.tm_hour), 2); out.append(58)
-        put(Int(t.tm_min), 2); out.append(58)
-        put(Int(t.tm_sec), 2); out.append(46)
-        put(ms, 3); out.append(90)
+        put(Int(t.tm_year) + 1900, 4)
+        out.append(45)
+        put(Int(t.tm_mon) + 1, 2)
+        out.append(45)
+        put(Int(t.tm_mday), 2)
+        out.append(84)
+        put(Int(t.tm_hour), 2)
+        out.append(58)
+        put(Int(t.tm_min), 2)
+        out.append(58)
+        put(Int(t.tm_sec), 2)
+        out.append(46)
+        put(ms, 3)
+        out.append(90)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -97,16 +108,21 @@ public enum Timestamp {
             return v
         }
         guard let year = num(0, 4), b[4] == 45, let month = num(5, 2), b[7] == 45, let day = num(8, 2),
-              b[10] == 84 || b[10] == 32 || b[10] == 116, let hour = num(11, 2), b[13] == 58, let minute = num(14, 2),
-              b[16] == 58, let second = num(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+            b[10] == 84 || b[10] == 32 || b[10] == 116, let hour = num(11, 2), b[13] == 58, let minute = num(14, 2),
+            b[16] == 58, let second = num(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
         var i = 19
         var fraction = 0.0
         if i < b.count && b[i] == 46 {
             i += 1
             var scale = 0.1
             let start = i
-            while i < b.count, b[i] >= 48 && b[i] <= 57 { fraction += Double(b[i] - 48) * scale; scale /= 10; i += 1 }
+            while i < b.count, b[i] >= 48 && b[i] <= 57 {
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
             guard i > start else { return nil }
         }
         var offset = 0
@@ -118,8 +134,14 @@ public enum Timestamp {
             guard let oh = num(i + 1, 2) else { return nil }
             i += 3
             var om = 0
-            if i < b.count && b[i] == 58 { guard let m = num(i + 1, 2) else { return nil }; om = m; i += 3 }
-            else if i + 2 <= b.count, let m = num(i, 2) { om = m; i += 2 }
+            if i < b.count && b[i] == 58 {
+                guard let m = num(i + 1, 2) else { return nil }
+                om = m
+                i += 3
+            } else if i + 2 <= b.count, let m = num(i, 2) {
+                om = m
+                i += 2
+            }
             offset = sign * (oh * 3600 + om * 60)
         } else {
             return nil

@@ -70,7 +70,11 @@ public enum JSONHead {
                     let run = UnsafeBufferPointer(rebasing: bytes[start..<i])
                     return escaped ? Self.unescape(run).map { .some($0) } : .some(String(decoding: run, as: UTF8.self))
                 }
-                if b == 0x5C { escaped = true; i += 2; continue }
+                if b == 0x5C {
+                    escaped = true
+                    i += 2
+                    continue
+                }
                 if b < 0x20 { return nil }
                 i += 1
             }
@@ -129,7 +133,11 @@ public enum JSONHead {
             }
             while i < s.count {
                 let b = s[i]
-                guard b == 0x5C else { out.append(b); i += 1; continue }
+                guard b == 0x5C else {
+                    out.append(b)
+                    i += 1
+                    continue
+                }
                 guard i + 1 < s.count else { return nil }
                 switch s[i + 1] {
                 case 0x22: out.append(0x22)
@@ -144,7 +152,9 @@ public enum JSONHead {
                     guard var code = hex4(i + 2) else { return nil }
                     i += 6
                     if (0xD800..<0xDC00).contains(code) {
-                        guard i + 1 < s.count, s[i] == 0x5C, s[i + 1] == 0x75, let low = hex4(i + 2), (0xDC00..<0xE000).contains(low) else { return nil }
+                        guard i + 1 < s.count, s[i] == 0x5C, s[i + 1] == 0x75, let low = hex4(i + 2), (0xDC00..<0xE000).contains(low) else {
+                            return nil
+                        }
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                         i += 6
                     }

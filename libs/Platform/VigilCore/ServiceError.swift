@@ -17,7 +17,10 @@ public struct QuotaDetail: Codable, Sendable, Equatable {
     public var used: Int
     public var resetsAt: String?
     public init(name: String, limit: Int, used: Int, resetsAt: String?) {
-        self.name = name; self.limit = limit; self.used = used; self.resetsAt = resetsAt
+        self.name = name
+        self.limit = limit
+        self.used = used
+        self.resetsAt = resetsAt
     }
 }
 
@@ -68,8 +71,9 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
     }
     public static func validation(_ path: String, _ message: String) -> ServiceError { validation([.init(path: path, message: message)]) }
     public static func quotaExceeded(_ q: QuotaDetail, status: Int = 403, message: String? = nil) -> ServiceError {
-        var e = ServiceError(status: status, error: "quota_exceeded",
-                             message: message ?? "the plan's \(q.name) quota is used up (\(q.used) of \(q.limit))" + (q.resetsAt.map { "; it resets at \($0)" } ?? ""))
+        var e = ServiceError(
+            status: status, error: "quota_exceeded",
+            message: message ?? "the plan's \(q.name) quota is used up (\(q.used) of \(q.limit))" + (q.resetsAt.map { "; it resets at \($0)" } ?? ""))
         e.quota = q
         return e
     }

@@ -9,7 +9,10 @@ public final class WakeSignal: Sendable {
 
     public func poke() {
         let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.waiter { s.waiter = nil; return w }
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
             s.pending = true
             return nil
         }
@@ -27,7 +30,10 @@ public final class WakeSignal: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { s -> Bool in
-                    if s.pending { s.pending = false; return true }
+                    if s.pending {
+                        s.pending = false
+                        return true
+                    }
                     s.waiter = c
                     return false
                 }
@@ -38,4 +44,3 @@ public final class WakeSignal: Sendable {
         }
     }
 }
-

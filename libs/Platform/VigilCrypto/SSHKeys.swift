@@ -39,7 +39,8 @@ public enum SSHKeyPair {
             BN_bn2bin(bn, &out)
             return out
         }
-        let e = try param("e"), modulus = try param("n")
+        let e = try param("e")
+        let modulus = try param("n")
         // RFC 4253 §6.6: string "ssh-rsa", mpint e, mpint n (mpints get a leading zero when the high bit is set).
         func string(_ b: [UInt8]) -> [UInt8] {
             let len = UInt32(b.count)
@@ -49,7 +50,8 @@ public enum SSHKeyPair {
         let blob = string(Array("ssh-rsa".utf8)) + mpint(e) + mpint(modulus)
         let fingerprint = "SHA256:" + Data(Sodium.sha256(blob)).base64EncodedString().replacingOccurrences(of: "=", with: "")
         let safeComment = comment.filter { $0.isASCII && !$0.isNewline }
-        return Generated(publicKey: "ssh-rsa \(Data(blob).base64EncodedString()) \(safeComment)", privateKeyPEM: privatePEM,
-                         fingerprint: fingerprint)
+        return Generated(
+            publicKey: "ssh-rsa \(Data(blob).base64EncodedString()) \(safeComment)", privateKeyPEM: privatePEM,
+            fingerprint: fingerprint)
     }
 }

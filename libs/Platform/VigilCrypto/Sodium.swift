@@ -68,11 +68,12 @@ public enum Sodium {
     /// argon2id hash in libsodium's self-describing string format.
     public static func hashPassword(_ password: String, strength: PasswordStrength = .interactive) throws -> String {
         ready()
-        let (ops, mem): (UInt64, Int) = switch strength {
-        case .interactive: (UInt64(crypto_pwhash_opslimit_interactive()), crypto_pwhash_memlimit_interactive())
-        case .moderate: (UInt64(crypto_pwhash_opslimit_moderate()), crypto_pwhash_memlimit_moderate())
-        case .minimum: (UInt64(crypto_pwhash_opslimit_min()), crypto_pwhash_memlimit_min() * 16)
-        }
+        let (ops, mem): (UInt64, Int) =
+            switch strength {
+            case .interactive: (UInt64(crypto_pwhash_opslimit_interactive()), crypto_pwhash_memlimit_interactive())
+            case .moderate: (UInt64(crypto_pwhash_opslimit_moderate()), crypto_pwhash_memlimit_moderate())
+            case .minimum: (UInt64(crypto_pwhash_opslimit_min()), crypto_pwhash_memlimit_min() * 16)
+            }
         var out = [CChar](repeating: 0, count: Int(crypto_pwhash_strbytes()))
         let pw = Array(password.utf8CString.dropLast())
         guard crypto_pwhash_str_alg(&out, pw, UInt64(pw.count), ops, mem, crypto_pwhash_alg_argon2id13()) == 0 else {

@@ -79,14 +79,16 @@ public enum JWT {
     public static func verify(_ token: String, publicKey: [UInt8], now: Date = Date()) -> AccessClaims? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let sig = Base64URL.decode(String(parts[2])),
-              let headerBytes = Base64URL.decode(String(parts[0])),
-              let h = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
-              h["alg"] as? String == "EdDSA" else { return nil }
+            let headerBytes = Base64URL.decode(String(parts[0])),
+            let h = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
+            h["alg"] as? String == "EdDSA"
+        else { return nil }
         let input = Array("\(parts[0]).\(parts[1])".utf8)
         guard Sodium.verify(signature: sig, message: input, publicKey: publicKey),
-              let payload = Base64URL.decode(String(parts[1])),
-              let claims = try? JSONDecoder().decode(AccessClaims.self, from: Data(payload)),
-              claims.exp > Int(now.timeIntervalSince1970) else { return nil }
+            let payload = Base64URL.decode(String(parts[1])),
+            let claims = try? JSONDecoder().decode(AccessClaims.self, from: Data(payload)),
+            claims.exp > Int(now.timeIntervalSince1970)
+        else { return nil }
         return claims
     }
 

@@ -15,10 +15,19 @@ public struct Resource: Codable, Sendable, Equatable {
     public var tags: [String: String]
     public var attributes: [String: JSONValue]
 
-    public init(provider: String = "aws", account: String, region: String, service: String, type: String, id: String,
-                name: String, tags: [String: String] = [:], attributes: [String: JSONValue]) {
-        self.provider = provider; self.account = account; self.region = region; self.service = service
-        self.type = type; self.id = id; self.name = name; self.tags = tags; self.attributes = attributes
+    public init(
+        provider: String = "aws", account: String, region: String, service: String, type: String, id: String,
+        name: String, tags: [String: String] = [:], attributes: [String: JSONValue]
+    ) {
+        self.provider = provider
+        self.account = account
+        self.region = region
+        self.service = service
+        self.type = type
+        self.id = id
+        self.name = name
+        self.tags = tags
+        self.attributes = attributes
     }
 
     /// The value at a dotted key path (`encryption.enabled`, `tags.env`, `name`); nil when absent.
@@ -58,10 +67,13 @@ public indirect enum Condition: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let present = c.allKeys.map(\.stringValue)
-        if c.contains(.all) { self = .all(try c.decode([Condition].self, forKey: .all)) }
-        else if c.contains(.any) { self = .any(try c.decode([Condition].self, forKey: .any)) }
-        else if c.contains(.not) { self = .not(try c.decode(Condition.self, forKey: .not)) }
-        else if c.contains(.path) {
+        if c.contains(.all) {
+            self = .all(try c.decode([Condition].self, forKey: .all))
+        } else if c.contains(.any) {
+            self = .any(try c.decode([Condition].self, forKey: .any))
+        } else if c.contains(.not) {
+            self = .not(try c.decode(Condition.self, forKey: .not))
+        } else if c.contains(.path) {
             let path = try c.decode(String.self, forKey: .path)
             guard !path.isEmpty, path.count <= 200 else {
                 throw DecodingError.dataCorruptedError(forKey: .path, in: c, debugDescription: "path must be 1 to 200 characters")
@@ -72,8 +84,10 @@ public indirect enum Condition: Codable, Sendable, Equatable {
                 return
             }
             guard let op = Operator(rawValue: opName) else {
-                throw DecodingError.dataCorruptedError(forKey: .op, in: c, debugDescription:
-                    "unknown operator \(opName); use one of \((Operator.allCases.map(\.rawValue) + ["any"]).joined(separator: ", "))")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .op, in: c,
+                    debugDescription:
+                        "unknown operator \(opName); use one of \((Operator.allCases.map(\.rawValue) + ["any"]).joined(separator: ", "))")
             }
             let value = try c.decodeIfPresent(JSONValue.self, forKey: .value)
             let needsValue: Set<Operator> = [.eq, .ne, .in, .notIn, .contains, .notContains, .containsAny, .gt, .gte, .lt, .lte, .regex]
@@ -93,8 +107,11 @@ public indirect enum Condition: Codable, Sendable, Equatable {
             }
             self = .compare(path: path, op: op, value: value)
         } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription:
-                "a condition needs one of all, any, not or path (found: \(present.joined(separator: ", ")))"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: c.codingPath,
+                    debugDescription:
+                        "a condition needs one of all, any, not or path (found: \(present.joined(separator: ", ")))"))
         }
     }
 
@@ -105,10 +122,13 @@ public indirect enum Condition: Codable, Sendable, Equatable {
         case .any(let l): try c.encode(l, forKey: .any)
         case .not(let x): try c.encode(x, forKey: .not)
         case .compare(let path, let op, let value):
-            try c.encode(path, forKey: .path); try c.encode(op.rawValue, forKey: .op)
+            try c.encode(path, forKey: .path)
+            try c.encode(op.rawValue, forKey: .op)
             try c.encodeIfPresent(value, forKey: .value)
         case .anyElement(let path, let w):
-            try c.encode(path, forKey: .path); try c.encode("any", forKey: .op); try c.encode(w, forKey: .where)
+            try c.encode(path, forKey: .path)
+            try c.encode("any", forKey: .op)
+            try c.encode(w, forKey: .where)
         }
     }
 
@@ -125,8 +145,7 @@ public indirect enum Condition: Codable, Sendable, Equatable {
         var cur: JSONValue? = v
         for key in path.split(separator: ".") {
             guard let c = cur else { return nil }
-            if case .array(let a) = c, let i = Int(key) { cur = a.indices.contains(i) ? a[i] : nil }
-            else { cur = c[String(key)] }
+            if case .array(let a) = c, let i = Int(key) { cur = a.indices.contains(i) ? a[i] : nil } else { cur = c[String(key)] }
         }
         if cur == .null { return nil }
         return cur
@@ -167,7 +186,12 @@ public indirect enum Condition: Codable, Sendable, Equatable {
                 return arr.contains { x in wanted.contains { Self.equal(x, $0) } }
             case .gt, .gte, .lt, .lte:
                 guard let x = a.numberValue, let y = v.numberValue else { return false }
-                switch op { case .gt: return x > y; case .gte: return x >= y; case .lt: return x < y; default: return x <= y }
+                switch op {
+                case .gt: return x > y
+                case .gte: return x >= y
+                case .lt: return x < y
+                default: return x <= y
+                }
             case .regex:
                 guard let s = a.stringValue, let p = v.stringValue, let re = try? NSRegularExpression(pattern: p) else { return false }
                 return re.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
@@ -202,8 +226,12 @@ public enum Severity: String, Codable, Sendable, CaseIterable, Comparable {
 /// service; both use this shape and the one evaluator below.
 public struct Rule: Codable, Sendable, Equatable {
     public struct Remediation: Codable, Sendable, Equatable {
-        public var console: String; public var cli: String?
-        public init(console: String, cli: String?) { self.console = console; self.cli = cli }
+        public var console: String
+        public var cli: String?
+        public init(console: String, cli: String?) {
+            self.console = console
+            self.cli = cli
+        }
     }
     /// Monthly saving: a fixed amount, or a unit price times a numeric attribute (e.g. GiB).
     public struct Savings: Codable, Sendable, Equatable {
@@ -211,7 +239,10 @@ public struct Rule: Codable, Sendable, Equatable {
         public var usdPerUnit: Double?
         public var unitPath: String?
     }
-    public struct Examples: Codable, Sendable, Equatable { public var fail: [String: JSONValue]; public var pass: [String: JSONValue] }
+    public struct Examples: Codable, Sendable, Equatable {
+        public var fail: [String: JSONValue]
+        public var pass: [String: JSONValue]
+    }
 
     public var id: String
     public var title: String
@@ -235,14 +266,30 @@ public struct Rule: Codable, Sendable, Equatable {
     public var enabled: Bool?
     public var examples: Examples?
 
-    public init(id: String, title: String, severity: Severity, provider: String, service: String, resourceType: String, category: String,
-                appliesIf: Condition?, failIf: Condition, description: String, rationale: String, remediation: Remediation, cwe: String?,
-                references: [String]?, compliance: [String: [String]], fixAction: String?, savings: Savings?, enabled: Bool?, examples: Examples?) {
-        self.id = id; self.title = title; self.severity = severity; self.provider = provider; self.service = service
-        self.resourceType = resourceType; self.category = category; self.appliesIf = appliesIf; self.failIf = failIf
-        self.description = description; self.rationale = rationale; self.remediation = remediation; self.cwe = cwe
-        self.references = references; self.compliance = compliance; self.fixAction = fixAction; self.savings = savings
-        self.enabled = enabled; self.examples = examples
+    public init(
+        id: String, title: String, severity: Severity, provider: String, service: String, resourceType: String, category: String,
+        appliesIf: Condition?, failIf: Condition, description: String, rationale: String, remediation: Remediation, cwe: String?,
+        references: [String]?, compliance: [String: [String]], fixAction: String?, savings: Savings?, enabled: Bool?, examples: Examples?
+    ) {
+        self.id = id
+        self.title = title
+        self.severity = severity
+        self.provider = provider
+        self.service = service
+        self.resourceType = resourceType
+        self.category = category
+        self.appliesIf = appliesIf
+        self.failIf = failIf
+        self.description = description
+        self.rationale = rationale
+        self.remediation = remediation
+        self.cwe = cwe
+        self.references = references
+        self.compliance = compliance
+        self.fixAction = fixAction
+        self.savings = savings
+        self.enabled = enabled
+        self.examples = examples
     }
 
     /// Monthly saving for one failing resource, rounded to cents.

@@ -52,12 +52,13 @@ public enum Scanner {
             for rule in rules[r.type] ?? [] {
                 guard let result = RuleEngine.evaluate(rule, r) else { continue }
                 let failed = result.status == "FAIL"
-                out.append(ScanResult(
-                    fingerprint: fingerprint(tenantId: tenantId, connectionId: connectionId, ruleId: rule.id, resourceId: r.id),
-                    ruleId: rule.id, status: result.status, severity: rule.severity, title: rule.title, resourceId: r.id,
-                    resourceType: r.type, resourceName: r.name, region: r.region, service: rule.service,
-                    evidence: failed ? result.evidence : [:], estimatedMonthlySavings: failed ? rule.monthlySavings(for: r) : nil,
-                    tags: failed && !r.tags.isEmpty ? r.tags : nil))
+                out.append(
+                    ScanResult(
+                        fingerprint: fingerprint(tenantId: tenantId, connectionId: connectionId, ruleId: rule.id, resourceId: r.id),
+                        ruleId: rule.id, status: result.status, severity: rule.severity, title: rule.title, resourceId: r.id,
+                        resourceType: r.type, resourceName: r.name, region: r.region, service: rule.service,
+                        evidence: failed ? result.evidence : [:], estimatedMonthlySavings: failed ? rule.monthlySavings(for: r) : nil,
+                        tags: failed && !r.tags.isEmpty ? r.tags : nil))
             }
         }
         return out

@@ -42,7 +42,9 @@ final class ParallelWork<T, R>: @unchecked Sendable {
     var next = 0
     let done = DispatchSemaphore(value: 0)
     init(_ items: [T], _ body: @escaping (T) throws -> R) {
-        self.items = items; self.body = body; results = Array(repeating: nil, count: items.count)
+        self.items = items
+        self.body = body
+        results = Array(repeating: nil, count: items.count)
     }
     func loop() {
         while true {
@@ -52,7 +54,9 @@ final class ParallelWork<T, R>: @unchecked Sendable {
             lock.unlock()
             if i >= items.count { break }
             let r = Result { try body(items[i]) }
-            lock.lock(); results[i] = r; lock.unlock()
+            lock.lock()
+            results[i] = r
+            lock.unlock()
         }
         done.signal()
     }
@@ -85,7 +89,8 @@ public struct PolicyFacts: Sendable {
                 let resources = Self.strings(st["Resource"])
                 if st["Principal"] == nil, actions.contains("*"), resources.contains("*"), condition.isEmpty { grantsFullAdmin = true }
                 let conditionText = "\(condition)".lowercased()
-                let guarded = conditionText.contains("sts:externalid") || conditionText.contains("aws:principalorgid")
+                let guarded =
+                    conditionText.contains("sts:externalid") || conditionText.contains("aws:principalorgid")
                     || conditionText.contains("aws:multifactorauthpresent")
                 for p in principals where p != "*" {
                     if let account = Self.account(of: p), account != ownAccount, !guarded { crossAccountWithoutExternalId = true }

@@ -41,9 +41,13 @@ struct BillingSettings: Sendable {
         webhookTolerance = max(1, r.int("VIGIL_STRIPE_WEBHOOK_TOLERANCE_SECONDS", default: 300))
         if let key = r.optional("VIGIL_STRIPE_SECRET_KEY") {
             var prices: [String: String] = [:]
-            for plan in Plans.all { for p in plan.prices where p.amountCents > 0 {
-                if let id = r.optional("VIGIL_STRIPE_PRICE_\(plan.id.uppercased())_\(p.interval.uppercased())") { prices["\(plan.id):\(p.interval)"] = id }
-            } }
+            for plan in Plans.all {
+                for p in plan.prices where p.amountCents > 0 {
+                    if let id = r.optional("VIGIL_STRIPE_PRICE_\(plan.id.uppercased())_\(p.interval.uppercased())") {
+                        prices["\(plan.id):\(p.interval)"] = id
+                    }
+                }
+            }
             stripe = StripeSettings(secretKey: key, apiBase: r.string("VIGIL_STRIPE_API_BASE", default: "https://api.stripe.com"), prices: prices)
         }
     }
@@ -53,34 +57,39 @@ public enum BillingService {
     public static let definition = ServiceDefinition(
         name: "billing", description: "Plans, subscriptions, payments, usage and quotas", schema: "billing",
         migrations: [
-            Migration(1, "subscriptions, usage, reservations", """
-            CREATE TABLE {schema}.subscriptions (
-              tenant_id uuid PRIMARY KEY, plan text NOT NULL, interval text NOT NULL DEFAULT 'month', status text NOT NULL,
-              current_period_start timestamptz NOT NULL, current_period_end timestamptz NOT NULL, cancel_at_period_end boolean NOT NULL DEFAULT false,
-              trial_end timestamptz, scheduled_plan text, past_due_since timestamptz, provider text NOT NULL DEFAULT 'manual',
-              provider_customer_id text, provider_subscription_id text, updated_by text,
-              created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
-            CREATE UNIQUE INDEX ON {schema}.subscriptions (provider_customer_id) WHERE provider_customer_id IS NOT NULL;
-            CREATE TABLE {schema}.usage (
-              tenant_id uuid NOT NULL, period_start timestamptz NOT NULL, quota text NOT NULL, used bigint NOT NULL DEFAULT 0,
-              reserved bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant_id, period_start, quota));
-            CREATE TABLE {schema}.reservations (
-              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, quota text NOT NULL, ref text NOT NULL, amount int NOT NULL,
-              period_start timestamptz NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), settled_at timestamptz,
-              UNIQUE (tenant_id, quota, ref));
-            CREATE TABLE {schema}.gauges (
-              tenant_id uuid NOT NULL, quota text NOT NULL, in_use int NOT NULL, reported_at timestamptz NOT NULL DEFAULT now(),
-              PRIMARY KEY (tenant_id, quota));
-            CREATE TABLE {schema}.processed_events (
-              id text PRIMARY KEY, tenant_id uuid, source text NOT NULL, type text NOT NULL, processed_at timestamptz NOT NULL DEFAULT now());
-            CREATE TABLE {schema}.history (
-              id bigserial PRIMARY KEY, tenant_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), change text NOT NULL,
-              from_plan text, to_plan text, from_status text, to_status text, actor text, note text);
-            """ + ["subscriptions", "usage", "reservations", "gauges", "history"].map { Migration.tenantIsolation(table: $0) }.joined()),
-            Migration(2, "when a scheduled change applies", """
-            ALTER TABLE {schema}.subscriptions ADD COLUMN scheduled_at timestamptz;
-            UPDATE {schema}.subscriptions SET scheduled_at = current_period_end WHERE scheduled_plan IS NOT NULL;
-            """),
+            Migration(
+                1, "subscriptions, usage, reservations",
+                """
+                CREATE TABLE {schema}.subscriptions (
+                  tenant_id uuid PRIMARY KEY, plan text NOT NULL, interval text NOT NULL DEFAULT 'month', status text NOT NULL,
+                  current_period_start timestamptz NOT NULL, current_period_end timestamptz NOT NULL,
+                    cancel_at_period_end boolean NOT NULL DEFAULT false,
+                  trial_end timestamptz, scheduled_plan text, past_due_since timestamptz, provider text NOT NULL DEFAULT 'manual',
+                  provider_customer_id text, provider_subscription_id text, updated_by text,
+                  created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+                CREATE UNIQUE INDEX ON {schema}.subscriptions (provider_customer_id) WHERE provider_customer_id IS NOT NULL;
+                CREATE TABLE {schema}.usage (
+                  tenant_id uuid NOT NULL, period_start timestamptz NOT NULL, quota text NOT NULL, used bigint NOT NULL DEFAULT 0,
+                  reserved bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant_id, period_start, quota));
+                CREATE TABLE {schema}.reservations (
+                  id uuid PRIMARY KEY, tenant_id uuid NOT NULL, quota text NOT NULL, ref text NOT NULL, amount int NOT NULL,
+                  period_start timestamptz NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), settled_at timestamptz,
+                  UNIQUE (tenant_id, quota, ref));
+                CREATE TABLE {schema}.gauges (
+                  tenant_id uuid NOT NULL, quota text NOT NULL, in_use int NOT NULL, reported_at timestamptz NOT NULL DEFAULT now(),
+                  PRIMARY KEY (tenant_id, quota));
+                CREATE TABLE {schema}.processed_events (
+                  id text PRIMARY KEY, tenant_id uuid, source text NOT NULL, type text NOT NULL, processed_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE {schema}.history (
+                  id bigserial PRIMARY KEY, tenant_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), change text NOT NULL,
+                  from_plan text, to_plan text, from_status text, to_status text, actor text, note text);
+                """ + ["subscriptions", "usage", "reservations", "gauges", "history"].map { Migration.tenantIsolation(table: $0) }.joined()),
+            Migration(
+                2, "when a scheduled change applies",
+                """
+                ALTER TABLE {schema}.subscriptions ADD COLUMN scheduled_at timestamptz;
+                UPDATE {schema}.subscriptions SET scheduled_at = current_period_end WHERE scheduled_plan IS NOT NULL;
+                """),
         ]
     ) { ctx in
         let settings = BillingSettings(ctx.config.reader)
@@ -92,10 +101,13 @@ public enum BillingService {
         WebhookHandler(subs: subs, stripe: stripe, logger: ctx.logger).register(on: ctx.responder)
         let meter = Meter(subs: subs, logger: ctx.logger)
         var services: [any Service] = []
-        for (durable, subject) in [("billing-meter-scans", Events.scanCompleted.subject), ("billing-meter-remediation", Events.all(of: "remediation"))] {
+        for (durable, subject) in [
+            ("billing-meter-scans", Events.scanCompleted.subject), ("billing-meter-remediation", Events.all(of: "remediation")),
+        ] {
             var cfg = JetStream.ConsumerConfig(durable: durable, filterSubject: subject)
             cfg.maxDeliver = 200
-            let consumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: cfg, batch: 8, logger: ctx.logger, handler: meter.handle)
+            let consumer = StreamConsumer(
+                jetStream: ctx.jetStream, stream: Streams.events, config: cfg, batch: 8, logger: ctx.logger, handler: meter.handle)
             try await consumer.prepare()
             services.append(consumer)
         }

@@ -6,7 +6,10 @@ import ServiceRuntime
 import Store
 import VigilCore
 
-struct CheckoutRequest: Codable, Sendable { var plan: String?; var interval: String? }
+struct CheckoutRequest: Codable, Sendable {
+    var plan: String?
+    var interval: String?
+}
 struct CheckoutReply: Codable, Sendable {
     var provider: String
     /// `redirect` (pay at the URL; the plan changes when the provider confirms), `applied` (now),
@@ -17,8 +20,14 @@ struct CheckoutReply: Codable, Sendable {
     @ExplicitNull var effectiveAt: Date?
     @ExplicitNull var sessionId: String?
 }
-struct PortalReply: Codable, Sendable { var provider: String; var url: String }
-struct PlanCatalog: Codable, Sendable { var items: [Plan]; var currency: String }
+struct PortalReply: Codable, Sendable {
+    var provider: String
+    var url: String
+}
+struct PlanCatalog: Codable, Sendable {
+    var items: [Plan]
+    var currency: String
+}
 
 /// Every `billing` route: plans, subscription, checkout, portal, cancel, resume.
 struct SubscriptionHandlers: Sendable {
@@ -49,7 +58,9 @@ struct SubscriptionHandlers: Sendable {
     @Sendable func checkout(_ req: CheckoutRequest, _ ctx: CallContext) async throws -> CheckoutReply {
         let p = try Self.requireBilling(ctx)
         guard let planId = req.plan else { throw ServiceError.validation("body.plan", "field required") }
-        guard let plan = Plans.byId[planId] else { throw ServiceError.validation("body.plan", "must be one of \(Plans.all.map(\.id).joined(separator: ", "))") }
+        guard let plan = Plans.byId[planId] else {
+            throw ServiceError.validation("body.plan", "must be one of \(Plans.all.map(\.id).joined(separator: ", "))")
+        }
         let interval = req.interval ?? "month"
         guard plan.prices.contains(where: { $0.interval == interval }) else {
             throw ServiceError.validation("body.interval", "\(plan.id) is sold per \(plan.prices.map(\.interval).joined(separator: " or "))")
@@ -64,23 +75,30 @@ struct SubscriptionHandlers: Sendable {
                 }
                 var customer = current.customerId
                 if customer == nil {
-                    let c = try await stripe.call("POST", "/v1/customers", [("metadata[tenant_id]", p.tenantId), ("description", "Vigil workspace \(p.tenantSlug)")],
-                                                  idempotencyKey: "customer-" + p.tenantId)
+                    let c = try await stripe.call(
+                        "POST", "/v1/customers", [("metadata[tenant_id]", p.tenantId), ("description", "Vigil workspace \(p.tenantSlug)")],
+                        idempotencyKey: "customer-" + p.tenantId)
                     customer = c["id"] as? String
                     try await subs.store.transaction(p.scope) { tx in
-                        _ = try await tx.execute("UPDATE billing.subscriptions SET provider_customer_id = $2, updated_at = now() WHERE tenant_id = $1",
-                                                 [p.tenantId, customer])
+                        _ = try await tx.execute(
+                            "UPDATE billing.subscriptions SET provider_customer_id = $2, updated_at = now() WHERE tenant_id = $1",
+                            [p.tenantId, customer])
                     }
                 }
-                let session = try await stripe.call("POST", "/v1/checkout/sessions", [
-                    ("mode", "subscription"), ("customer", customer ?? ""), ("client_reference_id", p.tenantId),
-                    ("line_items[0][price]", price), ("line_items[0][quantity]", "1"),
-                    ("success_url", returnURL + "?checkout=success"), ("cancel_url", returnURL + "?checkout=canceled"),
-                    ("metadata[tenant_id]", p.tenantId), ("metadata[plan]", plan.id), ("metadata[interval]", interval),
-                    ("subscription_data[metadata][tenant_id]", p.tenantId), ("subscription_data[metadata][plan]", plan.id),
-                ])
-                guard let url = session["url"] as? String else { throw ServiceError(status: 502, error: "payment_provider_error", message: "no checkout URL returned") }
-                return CheckoutReply(provider: "stripe", status: "redirect", url: url, plan: plan.id, effectiveAt: nil, sessionId: session["id"] as? String)
+                let session = try await stripe.call(
+                    "POST", "/v1/checkout/sessions",
+                    [
+                        ("mode", "subscription"), ("customer", customer ?? ""), ("client_reference_id", p.tenantId),
+                        ("line_items[0][price]", price), ("line_items[0][quantity]", "1"),
+                        ("success_url", returnURL + "?checkout=success"), ("cancel_url", returnURL + "?checkout=canceled"),
+                        ("metadata[tenant_id]", p.tenantId), ("metadata[plan]", plan.id), ("metadata[interval]", interval),
+                        ("subscription_data[metadata][tenant_id]", p.tenantId), ("subscription_data[metadata][plan]", plan.id),
+                    ])
+                guard let url = session["url"] as? String else {
+                    throw ServiceError(status: 502, error: "payment_provider_error", message: "no checkout URL returned")
+                }
+                return CheckoutReply(
+                    provider: "stripe", status: "redirect", url: url, plan: plan.id, effectiveAt: nil, sessionId: session["id"] as? String)
             }
         }
         return try await subs.store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
@@ -92,18 +110,23 @@ struct SubscriptionHandlers: Sendable {
             let downgrade = plan.rank < current.rank && s.status != "canceled"
             if downgrade {
                 // Downgrades wait for the period end; nothing is deleted (over-limit resources turn read-only).
-                _ = try await tx.execute("""
+                _ = try await tx.execute(
+                    """
                     UPDATE billing.subscriptions SET scheduled_plan = $2, scheduled_at = current_period_end, updated_at = now() WHERE tenant_id = $1
                     """, [p.tenantId, plan.id])
-                try await subs.changed(tx, s, change: "downgrade_scheduled", actor: p.actorId, note: "\(s.plan) → \(plan.id) at \(Timestamp.format(s.periodEnd))")
-                return CheckoutReply(provider: s.provider, status: "scheduled", url: returnURL, plan: plan.id, effectiveAt: s.periodEnd, sessionId: nil)
+                try await subs.changed(
+                    tx, s, change: "downgrade_scheduled", actor: p.actorId, note: "\(s.plan) → \(plan.id) at \(Timestamp.format(s.periodEnd))")
+                return CheckoutReply(
+                    provider: s.provider, status: "scheduled", url: returnURL, plan: plan.id, effectiveAt: s.periodEnd, sessionId: nil)
             }
             if let stripe, let subId = s.subscriptionId, let price = stripe.settings.prices["\(plan.id):\(interval)"] {
                 try await stripe.setPrice(subscriptionId: subId, price: price, plan: plan.id)
             }
             // Upgrades (and choosing a plan after a trial or a cancellation) apply at once.
-            _ = try await tx.execute("""
-                UPDATE billing.subscriptions SET plan = $2, interval = $3, status = CASE WHEN status IN ('trialing', 'canceled') THEN 'active' ELSE status END,
+            _ = try await tx.execute(
+                """
+                UPDATE billing.subscriptions SET plan = $2, interval = $3, status = CASE WHEN status IN ('trialing',
+                  'canceled') THEN 'active' ELSE status END,
                   trial_end = NULL, scheduled_plan = NULL, cancel_at_period_end = false, updated_by = $4, updated_at = now() WHERE tenant_id = $1
                 """, [p.tenantId, plan.id, interval, p.actorId])
             try await subs.changed(tx, s, change: "upgrade", actor: p.actorId)
@@ -120,7 +143,9 @@ struct SubscriptionHandlers: Sendable {
             throw ServiceError.conflict("the workspace has no payment account yet; start with a checkout", code: "no_billing_account")
         }
         let session = try await stripe.call("POST", "/v1/billing_portal/sessions", [("customer", customer), ("return_url", returnURL)])
-        guard let url = session["url"] as? String else { throw ServiceError(status: 502, error: "payment_provider_error", message: "no portal URL returned") }
+        guard let url = session["url"] as? String else {
+            throw ServiceError(status: 502, error: "payment_provider_error", message: "no portal URL returned")
+        }
         return PortalReply(provider: "stripe", url: url)
     }
 
@@ -132,15 +157,18 @@ struct SubscriptionHandlers: Sendable {
                 guard s.status != "canceled", s.plan != "free" || s.status == "trialing" else {
                     throw ServiceError.conflict("there is no paid subscription to cancel", code: "nothing_to_cancel")
                 }
-                guard !s.cancelAtPeriodEnd else { throw ServiceError.conflict("the subscription already ends at the period end", code: "already_canceling") }
+                guard !s.cancelAtPeriodEnd else {
+                    throw ServiceError.conflict("the subscription already ends at the period end", code: "already_canceling")
+                }
             } else {
                 guard s.cancelAtPeriodEnd else { throw ServiceError.conflict("the subscription is not set to cancel", code: "not_canceling") }
             }
             if let stripe, let subId = s.subscriptionId {
                 _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("cancel_at_period_end", cancel ? "true" : "false")])
             }
-            _ = try await tx.execute("UPDATE billing.subscriptions SET cancel_at_period_end = $2, updated_by = $3, updated_at = now() WHERE tenant_id = $1",
-                                     [p.tenantId, cancel, p.actorId])
+            _ = try await tx.execute(
+                "UPDATE billing.subscriptions SET cancel_at_period_end = $2, updated_by = $3, updated_at = now() WHERE tenant_id = $1",
+                [p.tenantId, cancel, p.actorId])
             try await subs.changed(tx, s, change: cancel ? "cancel_at_period_end" : "resume", actor: p.actorId)
             return try await subs.view(tx, try await subs.load(tx, p.tenantId))
         }
@@ -161,7 +189,12 @@ struct Meter: Sendable {
         self.logger = logger
     }
 
-    struct Event: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: [String: JSONValue] }
+    struct Event: Decodable, Sendable {
+        var id: String
+        var type: String
+        var tenantId: String?
+        var data: [String: JSONValue]
+    }
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
         let settle: (quota: String, refKey: String, to: (String) -> String?)
@@ -169,19 +202,31 @@ struct Meter: Sendable {
         case Events.scanCompleted.subject:
             settle = ("scans", "scan_id", { $0 == "completed" ? "committed" : "released" })
         case let s where s.hasPrefix(Events.kind("remediation", "").subject):
-            settle = ("remediations", "action_id", { status in
-                switch status { case "applied": "committed"; case "failed", "rejected", "expired": "released"; default: nil }
-            })
+            settle = (
+                "remediations", "action_id",
+                { status in
+                    switch status {
+                    case "applied": "committed"
+                    case "failed", "rejected", "expired": "released"
+                    default: nil
+                    }
+                }
+            )
         default:
             return .ack
         }
         do {
             let e = try JSON.decode(Event.self, from: m.data)
             guard let tenant = e.tenantId, let ref = e.data[settle.refKey]?.stringValue, let status = e.data["status"]?.stringValue,
-                  let to = settle.to(status) else { return .ack }
-            let fresh = try await subs.store.query(.crossTenant, """
-                INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'bus', $3) ON CONFLICT DO NOTHING RETURNING id
-                """, [e.id, tenant, e.type]).first != nil
+                let to = settle.to(status)
+            else { return .ack }
+            let fresh =
+                try await subs.store.query(
+                    .crossTenant,
+                    """
+                    INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'bus', $3) ON CONFLICT DO NOTHING RETURNING id
+                    """, [e.id, tenant, e.type]
+                ).first != nil
             guard fresh else { return .ack }
             do {
                 _ = try await quotas.settle(SettleRequest(quota: settle.quota, ref: ref), tenantId: tenant, to: to)
@@ -193,8 +238,9 @@ struct Meter: Sendable {
             logger.error("undecodable event dropped by the meter", metadata: ["subject": "\(m.subject)", "error": "\(e)"])
             return .drop
         } catch {
-            _ = try? await subs.store.query(.crossTenant, "DELETE FROM billing.processed_events WHERE id = $1",
-                                            [(try? JSON.decode(Event.self, from: m.data).id) ?? ""])
+            _ = try? await subs.store.query(
+                .crossTenant, "DELETE FROM billing.processed_events WHERE id = $1",
+                [(try? JSON.decode(Event.self, from: m.data).id) ?? ""])
             return .retry(after: StreamConsumer.backoff(attempt: m.deliveryCount, cap: .seconds(30)))
         }
     }

@@ -28,8 +28,10 @@ struct StripeClient: Sendable {
 
     static func form(_ params: [(String, String)]) -> String {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
-        return params.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }
-            .joined(separator: "&")
+        return params.map {
+            "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)"
+        }
+        .joined(separator: "&")
     }
 
     /// One call; Stripe's error (`{"error": {"message", "type", "code"}}`) becomes a 502 naming it.
@@ -55,8 +57,9 @@ struct StripeClient: Sendable {
         let obj = (try? JSONSerialization.jsonObject(with: Data(r.body.utf8))) as? [String: Any] ?? [:]
         guard (200..<300).contains(r.status) else {
             let err = obj["error"] as? [String: Any]
-            throw ServiceError(status: 502, error: "payment_provider_error",
-                               message: "the payment provider refused the request: \(err?["message"] as? String ?? "HTTP \(r.status)")")
+            throw ServiceError(
+                status: 502, error: "payment_provider_error",
+                message: "the payment provider refused the request: \(err?["message"] as? String ?? "HTTP \(r.status)")")
         }
         return obj
     }
@@ -67,12 +70,20 @@ extension StripeClient {
     func setPrice(subscriptionId: String, price: String, plan: String) async throws {
         let sub = try await call("GET", "/v1/subscriptions/\(subscriptionId)")
         let item = (((sub["items"] as? [String: Any])?["data"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
-        _ = try await call("POST", "/v1/subscriptions/\(subscriptionId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", plan)])
+        _ = try await call(
+            "POST", "/v1/subscriptions/\(subscriptionId)", [("items[0][id]", item), ("items[0][plan]", price), ("metadata[plan]", plan)])
     }
 }
 
-struct StripeWebhookRequest: Codable, Sendable { var rawBase64: String; var headers: [String: String] }
-struct WebhookReply: Codable, Sendable { var received: Bool; var duplicate: Bool; var type: String }
+struct StripeWebhookRequest: Codable, Sendable {
+    var rawBase64: String
+    var headers: [String: String]
+}
+struct WebhookReply: Codable, Sendable {
+    var received: Bool
+    var duplicate: Bool
+    var type: String
+}
 
 /// `POST /billing/webhooks/stripe`: the raw body and `Stripe-Signature` (t=…, v1=… HMAC-SHA256 of
 /// "t.body" with the endpoint secret), checked in constant time within the tolerance; each event is
@@ -111,25 +122,35 @@ struct WebhookHandler: Sendable {
 
     @Sendable func receive(_ req: StripeWebhookRequest, _ ctx: CallContext) async throws -> WebhookReply {
         guard let secret = subs.settings.webhookSecret else {
-            throw ServiceError(status: 400, error: "webhooks_not_configured", message: "Stripe webhooks are not configured (VIGIL_STRIPE_WEBHOOK_SECRET)")
+            throw ServiceError(
+                status: 400, error: "webhooks_not_configured", message: "Stripe webhooks are not configured (VIGIL_STRIPE_WEBHOOK_SECRET)")
         }
         guard let raw = Data(base64Encoded: req.rawBase64) else { throw ServiceError.badRequest("body is missing") }
         try Self.verify(payload: Array(raw), header: req.headers["stripe-signature"], secret: secret, tolerance: subs.settings.webhookTolerance)
         guard let event = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any], let id = event["id"] as? String,
-              let type = event["type"] as? String, let object = (event["data"] as? [String: Any])?["object"] as? [String: Any] else {
+            let type = event["type"] as? String, let object = (event["data"] as? [String: Any])?["object"] as? [String: Any]
+        else {
             throw ServiceError.badRequest("the body is not a Stripe event", code: "invalid_event")
         }
         guard let tenant = try await tenant(for: object) else {
             // Not ours (another product on the same Stripe account): acknowledged, nothing to do.
-            let fresh = try await subs.store.query(.crossTenant, """
-                INSERT INTO billing.processed_events (id, source, type) VALUES ($1, 'stripe', $2) ON CONFLICT DO NOTHING RETURNING id
-                """, [id, type]).first != nil
+            let fresh =
+                try await subs.store.query(
+                    .crossTenant,
+                    """
+                    INSERT INTO billing.processed_events (id, source, type) VALUES ($1, 'stripe', $2) ON CONFLICT DO NOTHING RETURNING id
+                    """, [id, type]
+                ).first != nil
             return WebhookReply(received: true, duplicate: !fresh, type: type)
         }
         let fresh = try await subs.store.transaction(.tenant(tenant)) { tx -> Bool in
-            guard try await tx.one("""
-                INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'stripe', $3) ON CONFLICT DO NOTHING RETURNING id
-                """, [id, tenant, type]) != nil else { return false }
+            guard
+                try await tx.one(
+                    """
+                    INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'stripe',
+                      $3) ON CONFLICT DO NOTHING RETURNING id
+                    """, [id, tenant, type]) != nil
+            else { return false }
             try await apply(tx, tenant: tenant, type: type, object: object)
             return true
         }
@@ -143,12 +164,16 @@ struct WebhookHandler: Sendable {
         }
         let customer = (o["customer"] as? String) ?? ((o["object"] as? String) == "customer" ? o["id"] as? String : nil)
         guard let customer else { return nil }
-        return try await subs.store.query(.crossTenant, "SELECT tenant_id FROM billing.subscriptions WHERE provider_customer_id = $1",
-                                          [customer]).first?.string("tenant_id")
+        return try await subs.store.query(
+            .crossTenant, "SELECT tenant_id FROM billing.subscriptions WHERE provider_customer_id = $1",
+            [customer]
+        ).first?.string("tenant_id")
     }
 
-    static let statusMap = ["active": "active", "trialing": "trialing", "past_due": "past_due", "unpaid": "past_due", "canceled": "canceled",
-                            "incomplete": "incomplete", "incomplete_expired": "canceled", "paused": "past_due"]
+    static let statusMap = [
+        "active": "active", "trialing": "trialing", "past_due": "past_due", "unpaid": "past_due", "canceled": "canceled",
+        "incomplete": "incomplete", "incomplete_expired": "canceled", "paused": "past_due",
+    ]
 
     func planOf(_ sub: [String: Any]) -> (String, String)? {
         let items = ((sub["items"] as? [String: Any])?["data"] as? [[String: Any]]) ?? []
@@ -168,7 +193,8 @@ struct WebhookHandler: Sendable {
         case "checkout.session.completed":
             let plan = ((o["metadata"] as? [String: Any])?["plan"] as? String).flatMap { Plans.byId[$0] != nil ? $0 : nil } ?? before.plan
             let interval = ((o["metadata"] as? [String: Any])?["interval"] as? String) ?? before.interval
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE billing.subscriptions SET provider = 'stripe', provider_customer_id = coalesce($2, provider_customer_id),
                   provider_subscription_id = coalesce($3, provider_subscription_id), plan = $4, interval = $5, status = 'active', trial_end = NULL,
                   scheduled_plan = NULL, past_due_since = NULL, cancel_at_period_end = false, updated_at = now() WHERE tenant_id = $1
@@ -176,26 +202,35 @@ struct WebhookHandler: Sendable {
         case "customer.subscription.created", "customer.subscription.updated":
             let status = Self.statusMap[o["status"] as? String ?? ""] ?? before.status
             let (plan, interval) = planOf(o) ?? (before.plan, before.interval)
-            _ = try await tx.execute("""
-                UPDATE billing.subscriptions SET provider = 'stripe', provider_customer_id = coalesce($2, provider_customer_id), provider_subscription_id = $3,
+            _ = try await tx.execute(
+                """
+                UPDATE billing.subscriptions SET provider = 'stripe', provider_customer_id = coalesce($2, provider_customer_id),
+                  provider_subscription_id = $3,
                   plan = $4, interval = $5, status = $6, current_period_start = coalesce($7, current_period_start),
                   current_period_end = coalesce($8, current_period_end), cancel_at_period_end = $9, trial_end = $10,
                   past_due_since = CASE WHEN $6 = 'past_due' THEN coalesce(past_due_since, now()) ELSE NULL END,
                   scheduled_plan = CASE WHEN $4 = scheduled_plan THEN NULL ELSE scheduled_plan END, updated_at = now() WHERE tenant_id = $1
-                """, [tenant, o["customer"] as? String, o["id"] as? String, plan, interval, status, date("current_period_start"), date("current_period_end"),
-                      (o["cancel_at_period_end"] as? Bool) ?? false, date("trial_end")])
+                """,
+                [
+                    tenant, o["customer"] as? String, o["id"] as? String, plan, interval, status, date("current_period_start"),
+                    date("current_period_end"),
+                    (o["cancel_at_period_end"] as? Bool) ?? false, date("trial_end"),
+                ])
         case "customer.subscription.deleted":
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE billing.subscriptions SET status = 'canceled', plan = 'free', cancel_at_period_end = false, scheduled_plan = NULL,
                   provider_subscription_id = NULL, past_due_since = NULL, updated_at = now() WHERE tenant_id = $1
                 """, [tenant])
         case "invoice.paid", "invoice.payment_succeeded":
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE billing.subscriptions SET status = CASE WHEN status IN ('past_due', 'incomplete') THEN 'active' ELSE status END,
                   past_due_since = NULL, updated_at = now() WHERE tenant_id = $1
                 """, [tenant])
         case "invoice.payment_failed":
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE billing.subscriptions SET status = 'past_due', past_due_since = coalesce(past_due_since, now()), updated_at = now()
                 WHERE tenant_id = $1 AND status <> 'canceled'
                 """, [tenant])

@@ -25,11 +25,19 @@ struct Subscription: Sendable {
     var subscriptionId: String?
 
     init(_ r: Row) throws {
-        tenantId = try r.string("tenant_id"); plan = try r.string("plan"); interval = try r.string("interval"); status = try r.string("status")
-        periodStart = try r.date("current_period_start"); periodEnd = try r.date("current_period_end")
-        cancelAtPeriodEnd = try r.bool("cancel_at_period_end"); trialEnd = r.optionalDate("trial_end")
-        scheduledPlan = r.optionalString("scheduled_plan"); scheduledAt = r.optionalDate("scheduled_at"); pastDueSince = r.optionalDate("past_due_since")
-        provider = try r.string("provider"); customerId = r.optionalString("provider_customer_id")
+        tenantId = try r.string("tenant_id")
+        plan = try r.string("plan")
+        interval = try r.string("interval")
+        status = try r.string("status")
+        periodStart = try r.date("current_period_start")
+        periodEnd = try r.date("current_period_end")
+        cancelAtPeriodEnd = try r.bool("cancel_at_period_end")
+        trialEnd = r.optionalDate("trial_end")
+        scheduledPlan = r.optionalString("scheduled_plan")
+        scheduledAt = r.optionalDate("scheduled_at")
+        pastDueSince = r.optionalDate("past_due_since")
+        provider = try r.string("provider")
+        customerId = r.optionalString("provider_customer_id")
         subscriptionId = r.optionalString("provider_subscription_id")
     }
 }
@@ -80,15 +88,21 @@ struct Subscriptions: Sendable {
         }
         let trial = settings.trialDays > 0 && Plans.byId[settings.trialPlan] != nil
         let now = Date()
-        _ = try await tx.execute("""
+        _ = try await tx.execute(
+            """
             INSERT INTO billing.subscriptions (tenant_id, plan, status, current_period_start, current_period_end, trial_end)
             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO NOTHING
-            """, [tenantId, trial ? settings.trialPlan : "free", trial ? "trialing" : "active", now, Self.addMonths(now, 1),
-                  trial ? now.addingTimeInterval(Double(settings.trialDays) * 86400) : nil])
-        _ = try await tx.execute("""
+            """,
+            [
+                tenantId, trial ? settings.trialPlan : "free", trial ? "trialing" : "active", now, Self.addMonths(now, 1),
+                trial ? now.addingTimeInterval(Double(settings.trialDays) * 86400) : nil,
+            ])
+        _ = try await tx.execute(
+            """
             INSERT INTO billing.history (tenant_id, change, to_plan, to_status, note) VALUES ($1, 'created', $2, $3, $4)
             """, [tenantId, trial ? settings.trialPlan : "free", trial ? "trialing" : "active", trial ? "\(settings.trialDays)-day trial" : nil])
-        return try Subscription(try await tx.one("SELECT * FROM billing.subscriptions WHERE tenant_id = $1" + (lock ? " FOR UPDATE" : ""), [tenantId])!)
+        return try Subscription(
+            try await tx.one("SELECT * FROM billing.subscriptions WHERE tenant_id = $1" + (lock ? " FOR UPDATE" : ""), [tenantId])!)
     }
 
     /// The plan whose limits apply now, and whether the workspace is restricted (past due beyond grace).
@@ -103,15 +117,17 @@ struct Subscriptions: Sendable {
     func balances(_ tx: Transaction, _ s: Subscription) async throws -> [String: QuotaBalance] {
         let plan = effective(s).plan
         var out: [String: QuotaBalance] = [:]
-        let usage = try await tx.query("SELECT quota, used, reserved FROM billing.usage WHERE tenant_id = $1 AND period_start = $2",
-                                       [s.tenantId, s.periodStart])
+        let usage = try await tx.query(
+            "SELECT quota, used, reserved FROM billing.usage WHERE tenant_id = $1 AND period_start = $2",
+            [s.tenantId, s.periodStart])
         var byQuota: [String: (Int, Int)] = [:]
         for r in usage { byQuota[try r.string("quota")] = (try r.int("used"), try r.int("reserved")) }
         for q in Plans.counters {
             let (used, reserved) = byQuota[q] ?? (0, 0)
             let limit = plan.limits.limit(q)
-            out[q] = QuotaBalance(name: q, limit: limit, used: used, reserved: reserved, remaining: limit.map { max(0, $0 - used - reserved) },
-                                  resetsAt: s.periodEnd)
+            out[q] = QuotaBalance(
+                name: q, limit: limit, used: used, reserved: reserved, remaining: limit.map { max(0, $0 - used - reserved) },
+                resetsAt: s.periodEnd)
         }
         let gauges = try await tx.query("SELECT quota, in_use FROM billing.gauges WHERE tenant_id = $1", [s.tenantId])
         var inUse: [String: Int] = [:]
@@ -121,28 +137,33 @@ struct Subscriptions: Sendable {
             let used = inUse[q] ?? 0
             out[q] = QuotaBalance(name: q, limit: limit, used: used, reserved: 0, remaining: limit.map { max(0, $0 - used) }, resetsAt: nil)
         }
-        out["api_requests_per_minute"] = QuotaBalance(name: "api_requests_per_minute", limit: plan.limits.apiRequestsPerMinute, used: 0, reserved: 0,
-                                                      remaining: plan.limits.apiRequestsPerMinute, resetsAt: nil)
+        out["api_requests_per_minute"] = QuotaBalance(
+            name: "api_requests_per_minute", limit: plan.limits.apiRequestsPerMinute, used: 0, reserved: 0,
+            remaining: plan.limits.apiRequestsPerMinute, resetsAt: nil)
         return out
     }
 
     func view(_ tx: Transaction, _ s: Subscription) async throws -> SubscriptionView {
         let (plan, restricted) = effective(s)
-        return SubscriptionView(plan: s.plan, planName: Plans.byId[s.plan]?.name ?? s.plan, interval: s.interval, status: s.status,
-                                currentPeriodStart: s.periodStart, currentPeriodEnd: s.periodEnd, cancelAtPeriodEnd: s.cancelAtPeriodEnd,
-                                trialEnd: s.trialEnd, scheduledPlan: s.scheduledPlan, provider: s.provider, restricted: restricted,
-                                limits: plan.limits, features: plan.features, usage: try await balances(tx, s))
+        return SubscriptionView(
+            plan: s.plan, planName: Plans.byId[s.plan]?.name ?? s.plan, interval: s.interval, status: s.status,
+            currentPeriodStart: s.periodStart, currentPeriodEnd: s.periodEnd, cancelAtPeriodEnd: s.cancelAtPeriodEnd,
+            trialEnd: s.trialEnd, scheduledPlan: s.scheduledPlan, provider: s.provider, restricted: restricted,
+            limits: plan.limits, features: plan.features, usage: try await balances(tx, s))
     }
 
     /// Records a change in the history and publishes `billing.subscription_updated`.
     func changed(_ tx: Transaction, _ before: Subscription, change: String, actor: String?, note: String? = nil) async throws {
         let after = try await load(tx, before.tenantId)
-        _ = try await tx.execute("""
+        _ = try await tx.execute(
+            """
             INSERT INTO billing.history (tenant_id, change, from_plan, to_plan, from_status, to_status, actor, note)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             """, [before.tenantId, change, before.plan, after.plan, before.status, after.status, actor, note])
-        var data: [String: String] = ["plan": after.plan, "status": after.status, "change": change, "previous_plan": before.plan,
-                                      "previous_status": before.status, "cancel_at_period_end": after.cancelAtPeriodEnd ? "true" : "false"]
+        var data: [String: String] = [
+            "plan": after.plan, "status": after.status, "change": change, "previous_plan": before.plan,
+            "previous_status": before.status, "cancel_at_period_end": after.cancelAtPeriodEnd ? "true" : "false",
+        ]
         if let actor { data["actor"] = actor }
         if let s = after.scheduledPlan { data["scheduled_plan"] = s }
         try await tx.emit(Events.billingSubscriptionUpdated, tenantId: before.tenantId, data: data)
@@ -157,11 +178,14 @@ struct PeriodSweeper: Sendable {
     let logger: Logger
 
     func sweep(now: Date = Date()) async throws -> Int {
-        let due = try await subs.store.query(.crossTenant, """
+        let due = try await subs.store.query(
+            .crossTenant,
+            """
             SELECT tenant_id FROM billing.subscriptions
             WHERE (current_period_end <= now() AND (provider_subscription_id IS NULL OR status = 'canceled'))
                OR (status = 'trialing' AND trial_end <= now()) OR (scheduled_plan IS NOT NULL AND scheduled_at <= now()) LIMIT 500
-            """).map { try $0.string("tenant_id") }
+            """
+        ).map { try $0.string("tenant_id") }
         for t in due {
             do { try await sweep(tenant: t, now: now) } catch {
                 logger.warning("billing sweep of a workspace failed; retried next time", metadata: ["tenant_id": "\(t)", "error": "\(error)"])
@@ -174,32 +198,55 @@ struct PeriodSweeper: Sendable {
         do {
             try await subs.store.transaction(.tenant(t)) { tx in
                 let s = try await subs.load(tx, t, lock: true)
-                var plan = s.plan, status = s.status, cancel = s.cancelAtPeriodEnd, scheduled = s.scheduledPlan
-                var start = s.periodStart, end = s.periodEnd, trialEnd = s.trialEnd
+                var plan = s.plan
+                var status = s.status
+                var cancel = s.cancelAtPeriodEnd
+                var scheduled = s.scheduledPlan
+                var start = s.periodStart
+                var end = s.periodEnd
+                var trialEnd = s.trialEnd
                 var notes: [String] = []
                 if status == "trialing", let te = trialEnd, te <= now {
-                    if s.subscriptionId == nil { plan = "free"; notes.append("trial ended without a paid plan") }
-                    status = "active"; trialEnd = nil
+                    if s.subscriptionId == nil {
+                        plan = "free"
+                        notes.append("trial ended without a paid plan")
+                    }
+                    status = "active"
+                    trialEnd = nil
                 }
                 var rolled = false
                 if end <= now && (s.subscriptionId == nil || s.status == "canceled") {
                     rolled = true
-                    while end <= now { start = end; end = Subscriptions.addMonths(end, s.interval == "year" ? 12 : 1) }
+                    while end <= now {
+                        start = end
+                        end = Subscriptions.addMonths(end, s.interval == "year" ? 12 : 1)
+                    }
                     notes.append("period rolled over")
-                    if cancel { plan = "free"; status = "canceled"; cancel = false; scheduled = nil; notes.append("canceled at period end") }
+                    if cancel {
+                        plan = "free"
+                        status = "canceled"
+                        cancel = false
+                        scheduled = nil
+                        notes.append("canceled at period end")
+                    }
                 }
                 // A downgrade scheduled for the period end; a Stripe subscription changes price then too.
                 if let next = scheduled, rolled || (s.scheduledAt.map { $0 <= now } ?? false) {
                     if let subId = s.subscriptionId, s.status != "canceled", let stripe {
                         guard let price = stripe.settings.prices["\(next):\(s.interval)"] else {
-                            throw ServiceError(status: 409, error: "plan_not_for_sale", message: "\(next) per \(s.interval) has no Stripe price configured")
+                            throw ServiceError(
+                                status: 409, error: "plan_not_for_sale", message: "\(next) per \(s.interval) has no Stripe price configured")
                         }
                         try await stripe.setPrice(subscriptionId: subId, price: price, plan: next)
                     }
-                    plan = next; scheduled = nil; notes.append("scheduled change to \(next) applied")
+                    plan = next
+                    scheduled = nil
+                    notes.append("scheduled change to \(next) applied")
                 }
-                _ = try await tx.execute("""
-                    UPDATE billing.subscriptions SET plan = $2, status = $3, cancel_at_period_end = $4, scheduled_plan = $5, current_period_start = $6,
+                _ = try await tx.execute(
+                    """
+                    UPDATE billing.subscriptions SET plan = $2, status = $3, cancel_at_period_end = $4, scheduled_plan = $5,
+                      current_period_start = $6,
                       current_period_end = $7, trial_end = $8, scheduled_at = CASE WHEN $5::text IS NULL THEN NULL ELSE scheduled_at END,
                       updated_at = now() WHERE tenant_id = $1
                     """, [t, plan, status, cancel, scheduled, start, end, trialEnd])

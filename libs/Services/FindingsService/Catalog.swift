@@ -9,13 +9,19 @@ let severityNames = ["critical", "high", "medium", "low", "info"]
 
 /// The frameworks findings map to (ids are the keys of a rule's `compliance`).
 struct Framework: Codable, Sendable {
-    var id: String; var name: String; var version: String; var description: String
+    var id: String
+    var name: String
+    var version: String
+    var description: String
 }
 let frameworks: [Framework] = [
-    Framework(id: "cis_aws_3_0", name: "CIS Amazon Web Services Foundations Benchmark", version: "3.0.0",
-              description: "Configuration baseline for AWS accounts: IAM, storage, logging, monitoring, networking."),
+    Framework(
+        id: "cis_aws_3_0", name: "CIS Amazon Web Services Foundations Benchmark", version: "3.0.0",
+        description: "Configuration baseline for AWS accounts: IAM, storage, logging, monitoring, networking."),
     Framework(id: "pci_dss_4_0", name: "PCI DSS", version: "4.0", description: "Payment Card Industry Data Security Standard."),
-    Framework(id: "soc2", name: "SOC 2", version: "2017 TSC (rev. 2022)", description: "AICPA Trust Services Criteria: security, availability, confidentiality."),
+    Framework(
+        id: "soc2", name: "SOC 2", version: "2017 TSC (rev. 2022)",
+        description: "AICPA Trust Services Criteria: security, availability, confidentiality."),
     Framework(id: "iso27001_2022", name: "ISO/IEC 27001", version: "2022", description: "Annex A information security controls."),
     Framework(id: "nist_800_53", name: "NIST SP 800-53", version: "Rev. 5", description: "Security and privacy controls for information systems."),
 ]

@@ -6,24 +6,80 @@ import ServiceRuntime
 import Store
 import VigilCore
 
-struct FrameworkView: Codable, Sendable { var id: String; var name: String; var version: String; var description: String; var controls: Int; var rules: Int }
-struct ScoreView: Codable, Sendable { var passed: Int; var failed: Int; var notAssessed: Int; var assessed: Int; var score: Double }
-struct FrameworkScore: Codable, Sendable { var frameworkId: String; var name: String; var passed: Int; var failed: Int; var notAssessed: Int; var assessed: Int; var score: Double }
-struct ConnectionScore: Codable, Sendable { var connectionId: String; var scanId: String; var overall: ScoreView; var frameworks: [FrameworkScore] }
-struct ComplianceScore: Codable, Sendable {
-    var overall: ScoreView; var frameworks: [FrameworkScore]; var connections: [ConnectionScore]; var scans: [String]; var generatedAt: Date
+struct FrameworkView: Codable, Sendable {
+    var id: String
+    var name: String
+    var version: String
+    var description: String
+    var controls: Int
+    var rules: Int
 }
-struct ControlRule: Codable, Sendable { var ruleId: String; var title: String; var severity: String; var passed: Int; var failed: Int }
-struct FailingResource: Codable, Sendable { var findingId: String; var ruleId: String; var resourceId: String; var resourceName: String; var severity: String; var region: String }
+struct ScoreView: Codable, Sendable {
+    var passed: Int
+    var failed: Int
+    var notAssessed: Int
+    var assessed: Int
+    var score: Double
+}
+struct FrameworkScore: Codable, Sendable {
+    var frameworkId: String
+    var name: String
+    var passed: Int
+    var failed: Int
+    var notAssessed: Int
+    var assessed: Int
+    var score: Double
+}
+struct ConnectionScore: Codable, Sendable {
+    var connectionId: String
+    var scanId: String
+    var overall: ScoreView
+    var frameworks: [FrameworkScore]
+}
+struct ComplianceScore: Codable, Sendable {
+    var overall: ScoreView
+    var frameworks: [FrameworkScore]
+    var connections: [ConnectionScore]
+    var scans: [String]
+    var generatedAt: Date
+}
+struct ControlRule: Codable, Sendable {
+    var ruleId: String
+    var title: String
+    var severity: String
+    var passed: Int
+    var failed: Int
+}
+struct FailingResource: Codable, Sendable {
+    var findingId: String
+    var ruleId: String
+    var resourceId: String
+    var resourceName: String
+    var severity: String
+    var region: String
+}
 struct ControlView: Codable, Sendable {
-    var controlId: String; var status: String; var rules: [ControlRule]; var failingResources: [FailingResource]
+    var controlId: String
+    var status: String
+    var rules: [ControlRule]
+    var failingResources: [FailingResource]
 }
 struct FrameworkDetail: Codable, Sendable {
-    var framework: FrameworkView; var score: FrameworkScore; var controls: [ControlView]; var scans: [String]; var generatedAt: Date
+    var framework: FrameworkView
+    var score: FrameworkScore
+    var controls: [ControlView]
+    var scans: [String]
+    var generatedAt: Date
 }
-struct FrameworkPath: Codable, Sendable { var frameworkId: String; var connectionId: String? }
+struct FrameworkPath: Codable, Sendable {
+    var frameworkId: String
+    var connectionId: String?
+}
 struct ScoreRequest: Codable, Sendable { var connectionId: String? }
-struct ReportRequest: Codable, Sendable { var frameworkId: String?; var connectionId: String? }
+struct ReportRequest: Codable, Sendable {
+    var frameworkId: String?
+    var connectionId: String?
+}
 
 /// Controls passed / assessed, from PASS/FAIL counts of the mapped rules in each connection's latest
 /// complete scan. A control is assessed when one of its rules was evaluated, failed when one failed.
@@ -55,38 +111,51 @@ struct ComplianceHandlers: Sendable {
             let p = try ctx.requirePrincipal()
             try p.require(atLeast: .viewer)
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
-            let chosen = try q.frameworkId.map { id -> [Framework] in
-                guard let f = frameworks.first(where: { $0.id == id }) else { throw ServiceError.validation("query.framework_id", "unknown framework") }
-                return [f]
-            } ?? frameworks
+            let chosen =
+                try q.frameworkId.map { id -> [Framework] in
+                    guard let f = frameworks.first(where: { $0.id == id }) else {
+                        throw ServiceError.validation("query.framework_id", "unknown framework")
+                    }
+                    return [f]
+                } ?? frameworks
             return try await store.transaction(p.scope) { tx in
-                ComplianceReport(score: try await score(tx, p.tenantId, connection: connection),
-                                 frameworks: try await chosen.asyncMap { try await detail(tx, p.tenantId, $0, connection: connection) })
+                ComplianceReport(
+                    score: try await score(tx, p.tenantId, connection: connection),
+                    frameworks: try await chosen.asyncMap { try await detail(tx, p.tenantId, $0, connection: connection) })
             }
         }
     }
 
     static func frameworkView(_ f: Framework, rules: [Rule]) -> FrameworkView {
         let mapped = rules.filter { $0.compliance[f.id] != nil }
-        return FrameworkView(id: f.id, name: f.name, version: f.version, description: f.description,
-                             controls: Set(mapped.flatMap { $0.compliance[f.id]! }).count, rules: mapped.count)
+        return FrameworkView(
+            id: f.id, name: f.name, version: f.version, description: f.description,
+            controls: Set(mapped.flatMap { $0.compliance[f.id]! }).count, rules: mapped.count)
     }
 
     /// Latest complete scan per connection (optionally one connection).
     func latestScans(_ tx: Transaction, _ tenant: String, connection: String?) async throws -> [(connection: String, scan: String)] {
-        var sql = "SELECT DISTINCT ON (connection_id) connection_id, scan_id FROM findings.scans WHERE tenant_id = $1 AND status = 'completed' AND complete"
+        var sql =
+            "SELECT DISTINCT ON (connection_id) connection_id, scan_id FROM findings.scans WHERE tenant_id = $1 AND status = 'completed' AND complete"
         var values: [any SQLParameter] = [tenant]
-        if let connection { sql += " AND connection_id = $2"; values.append(connection) }
-        return try await tx.query(sql + " ORDER BY connection_id, completed_at DESC", values).map { (try $0.string("connection_id"), try $0.string("scan_id")) }
+        if let connection {
+            sql += " AND connection_id = $2"
+            values.append(connection)
+        }
+        return try await tx.query(sql + " ORDER BY connection_id, completed_at DESC", values).map {
+            (try $0.string("connection_id"), try $0.string("scan_id"))
+        }
     }
 
     func counts(_ tx: Transaction, _ tenant: String, scans: [String]) async throws -> [String: (passed: Int, failed: Int)] {
         var out: [String: (Int, Int)] = [:]
         guard !scans.isEmpty else { return [:] }
-        for r in try await tx.query("""
+        for r in try await tx.query(
+            """
             SELECT rule_id, sum(passed)::int AS p, sum(failed)::int AS f FROM findings.rule_counts WHERE tenant_id = $1 AND scan_id = ANY($2::uuid[])
             GROUP BY rule_id
-            """, [tenant, ArrayParameter(scans)]) { out[try r.string("rule_id")] = (try r.int("p"), try r.int("f")) }
+            """, [tenant, ArrayParameter(scans)])
+        { out[try r.string("rule_id")] = (try r.int("p"), try r.int("f")) }
         return out
     }
 
@@ -103,15 +172,19 @@ struct ComplianceHandlers: Sendable {
 
     static func frameworkScore(_ f: Framework, rules: [Rule], counts: [String: (passed: Int, failed: Int)]) -> FrameworkScore {
         let cs = controls(f, rules: rules, counts: counts)
-        let passed = cs.filter { $0.1 == "passed" }.count, failed = cs.filter { $0.1 == "failed" }.count
-        return FrameworkScore(frameworkId: f.id, name: f.name, passed: passed, failed: failed, notAssessed: cs.count - passed - failed,
-                              assessed: passed + failed, score: percent(passed, passed + failed))
+        let passed = cs.filter { $0.1 == "passed" }.count
+        let failed = cs.filter { $0.1 == "failed" }.count
+        return FrameworkScore(
+            frameworkId: f.id, name: f.name, passed: passed, failed: failed, notAssessed: cs.count - passed - failed,
+            assessed: passed + failed, score: percent(passed, passed + failed))
     }
 
     static func percent(_ a: Int, _ b: Int) -> Double { b == 0 ? 0 : (Double(a) / Double(b) * 1000).rounded() / 10 }
 
     static func overall(_ fs: [FrameworkScore]) -> ScoreView {
-        let p = fs.reduce(0) { $0 + $1.passed }, f = fs.reduce(0) { $0 + $1.failed }, n = fs.reduce(0) { $0 + $1.notAssessed }
+        let p = fs.reduce(0) { $0 + $1.passed }
+        let f = fs.reduce(0) { $0 + $1.failed }
+        let n = fs.reduce(0) { $0 + $1.notAssessed }
         return ScoreView(passed: p, failed: f, notAssessed: n, assessed: p + f, score: percent(p, p + f))
     }
 
@@ -137,27 +210,41 @@ struct ComplianceHandlers: Sendable {
         var failing: [String: [FailingResource]] = [:]
         var values: [any SQLParameter] = [tenant, ArrayParameter(mappedIds)]
         var filter = ""
-        if let connection { values.append(connection); filter = " AND connection_id = $3" }
-        for r in try await tx.query("""
+        if let connection {
+            values.append(connection)
+            filter = " AND connection_id = $3"
+        }
+        for r in try await tx.query(
+            """
             SELECT id, rule_id, resource_id, resource_name, severity, region FROM findings.findings
             WHERE tenant_id = $1 AND status = 'open' AND rule_id = ANY($2::text[])\(filter) ORDER BY severity_rank, resource_name LIMIT 5000
-            """, values) {
-            failing[try r.string("rule_id"), default: []].append(FailingResource(
-                findingId: try r.string("id"), ruleId: try r.string("rule_id"), resourceId: try r.string("resource_id"),
-                resourceName: try r.string("resource_name"), severity: try r.string("severity"), region: try r.string("region")))
+            """, values)
+        {
+            failing[try r.string("rule_id"), default: []].append(
+                FailingResource(
+                    findingId: try r.string("id"), ruleId: try r.string("rule_id"), resourceId: try r.string("resource_id"),
+                    resourceName: try r.string("resource_name"), severity: try r.string("severity"), region: try r.string("region")))
         }
         let controls = Self.controls(f, rules: rules, counts: counts).map { c, status, mapped in
-            ControlView(controlId: c, status: status,
-                        rules: mapped.map { ControlRule(ruleId: $0.id, title: $0.title, severity: $0.severity.rawValue,
-                                                        passed: counts[$0.id]?.passed ?? 0, failed: counts[$0.id]?.failed ?? 0) },
-                        failingResources: Array(mapped.flatMap { failing[$0.id] ?? [] }.prefix(100)))
+            ControlView(
+                controlId: c, status: status,
+                rules: mapped.map {
+                    ControlRule(
+                        ruleId: $0.id, title: $0.title, severity: $0.severity.rawValue,
+                        passed: counts[$0.id]?.passed ?? 0, failed: counts[$0.id]?.failed ?? 0)
+                },
+                failingResources: Array(mapped.flatMap { failing[$0.id] ?? [] }.prefix(100)))
         }
-        return FrameworkDetail(framework: Self.frameworkView(f, rules: rules), score: Self.frameworkScore(f, rules: rules, counts: counts),
-                               controls: controls, scans: latest.map(\.scan), generatedAt: Date())
+        return FrameworkDetail(
+            framework: Self.frameworkView(f, rules: rules), score: Self.frameworkScore(f, rules: rules, counts: counts),
+            controls: controls, scans: latest.map(\.scan), generatedAt: Date())
     }
 }
 
-struct ComplianceReport: Codable, Sendable { var score: ComplianceScore; var frameworks: [FrameworkDetail] }
+struct ComplianceReport: Codable, Sendable {
+    var score: ComplianceScore
+    var frameworks: [FrameworkDetail]
+}
 struct ListOf<T: Codable & Sendable>: Codable, Sendable { var items: [T] }
 
 extension Array {

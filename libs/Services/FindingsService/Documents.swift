@@ -2,8 +2,15 @@ import Foundation
 
 /// A report as sections of text and tables, rendered to HTML, CSV or PDF.
 struct Document: Sendable {
-    struct Table: Sendable { var header: [String]; var rows: [[String]] }
-    struct Section: Sendable { var heading: String; var paragraphs: [String] = []; var table: Table? = nil }
+    struct Table: Sendable {
+        var header: [String]
+        var rows: [[String]]
+    }
+    struct Section: Sendable {
+        var heading: String
+        var paragraphs: [String] = []
+        var table: Table? = nil
+    }
     var title: String
     var subtitle: String
     var sections: [Section]
@@ -14,11 +21,11 @@ struct Document: Sendable {
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
         }
         var out = """
-        <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(e(title))</title>
-        <style>body{font-family:system-ui,sans-serif;margin:2em;color:#111}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
-        th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}h1{margin-bottom:0}
-        .sub{color:#555}</style></head><body><h1>\(e(title))</h1><p class="sub">\(e(subtitle))</p>
-        """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(e(title))</title>
+            <style>body{font-family:system-ui,sans-serif;margin:2em;color:#111}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+            th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}h1{margin-bottom:0}
+            .sub{color:#555}</style></head><body><h1>\(e(title))</h1><p class="sub">\(e(subtitle))</p>
+            """
         for s in sections {
             out += "<h2>\(e(s.heading))</h2>"
             for p in s.paragraphs { out += "<p>\(e(p))</p>" }
@@ -54,7 +61,7 @@ struct Document: Sendable {
 
     /// A plain PDF 1.4: Helvetica text, A4 pages, tables as wrapped rows.
     func pdf() -> Data {
-        var lines: [(String, Double, Bool)] = []   // text, font size, bold
+        var lines: [(String, Double, Bool)] = []  // text, font size, bold
         func add(_ s: String, _ size: Double = 9, bold: Bool = false, width: Int = 100) {
             for l in wrap(s, width: width) { lines.append((l, size, bold)) }
         }
@@ -79,8 +86,18 @@ struct Document: Sendable {
             var line = ""
             for word in para.split(separator: " ") {
                 var w = String(word)
-                while w.count > width { out.append(String(w.prefix(width))); w = String(w.dropFirst(width)) }
-                if line.isEmpty { line = w } else if line.count + 1 + w.count <= width { line += " " + w } else { out.append(line); line = w }
+                while w.count > width {
+                    out.append(String(w.prefix(width)))
+                    w = String(w.dropFirst(width))
+                }
+                if line.isEmpty {
+                    line = w
+                } else if line.count + 1 + w.count <= width {
+                    line += " " + w
+                } else {
+                    out.append(line)
+                    line = w
+                }
             }
             out.append(line)
         }
@@ -91,12 +108,16 @@ struct Document: Sendable {
 enum PDFWriter {
     /// Lays out lines top to bottom on A4 pages and writes objects with a correct xref table.
     static func render(_ lines: [(String, Double, Bool)]) -> Data {
-        let pageHeight = 842.0, margin = 50.0
+        let pageHeight = 842.0
+        let margin = 50.0
         var pages: [[(String, Double, Bool, Double)]] = [[]]
         var y = pageHeight - margin
         for (text, size, bold) in lines {
             let lead = size * 1.35
-            if y - lead < margin { pages.append([]); y = pageHeight - margin }
+            if y - lead < margin {
+                pages.append([])
+                y = pageHeight - margin
+            }
             y -= lead
             pages[pages.count - 1].append((text, size, bold, y))
         }
@@ -116,7 +137,9 @@ enum PDFWriter {
             stream += "ET\n"
             let footer = "BT /F1 8 Tf 1 0 0 1 \(fmt(margin)) 25 Tm (Vigil - page \(i + 1) of \(pages.count)) Tj ET\n"
             stream += footer
-            objects.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents \(firstPage + i * 2 + 1) 0 R >>")
+            objects.append(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents \(firstPage + i * 2 + 1) 0 R >>"
+            )
             objects.append("<< /Length \(stream.utf8.count) >>\nstream\n\(stream)endstream")
         }
         var out = "%PDF-1.4\n%\u{00E2}\u{00E3}\u{00CF}\u{00D3}\n"

@@ -7,30 +7,84 @@ import Store
 import VigilCore
 
 struct FindingView: Codable, Sendable {
-    var id: String; var fingerprint: String; var ruleCode: String; var title: String; var severity: String; var status: String
-    var provider: String; var service: String; var resourceId: String; var resourceType: String; var resourceName: String
-    var region: String; var connectionId: String; var scanJobId: String; var category: String?
-    var description: String?; var rationale: String?; var remediation: Rule.Remediation?; var cwe: String?
-    var evidence: [String: JSONValue]; var compliance: [String: [String]]; var estimatedMonthlySavings: Double?
-    var autoFix: Bool; var fixAction: String?; var tags: [String: String]
-    var firstSeenAt: Date; var lastSeenAt: Date; var resolvedAt: Date?
-    var statusReason: String?; var statusActor: String?; var statusExpiresAt: Date?; var suppressionRuleId: String?
+    var id: String
+    var fingerprint: String
+    var ruleCode: String
+    var title: String
+    var severity: String
+    var status: String
+    var provider: String
+    var service: String
+    var resourceId: String
+    var resourceType: String
+    var resourceName: String
+    var region: String
+    var connectionId: String
+    var scanJobId: String
+    var category: String?
+    var description: String?
+    var rationale: String?
+    var remediation: Rule.Remediation?
+    var cwe: String?
+    var evidence: [String: JSONValue]
+    var compliance: [String: [String]]
+    var estimatedMonthlySavings: Double?
+    var autoFix: Bool
+    var fixAction: String?
+    var tags: [String: String]
+    var firstSeenAt: Date
+    var lastSeenAt: Date
+    var resolvedAt: Date?
+    var statusReason: String?
+    var statusActor: String?
+    var statusExpiresAt: Date?
+    var suppressionRuleId: String?
     var history: [FindingEventView]?
 }
 struct FindingEventView: Codable, Sendable {
-    var id: String; var findingId: String; var connectionId: String; var ruleCode: String; var severity: String; var eventType: String
-    var fromStatus: String?; var toStatus: String; var actor: String?; var reason: String?; var scanId: String?; var createdAt: Date
+    var id: String
+    var findingId: String
+    var connectionId: String
+    var ruleCode: String
+    var severity: String
+    var eventType: String
+    var fromStatus: String?
+    var toStatus: String
+    var actor: String?
+    var reason: String?
+    var scanId: String?
+    var createdAt: Date
 }
 struct FindingListRequest: Codable, Sendable {
-    var limit: Int?; var cursor: String?; var offset: Int?
-    var severity: String?; var status: String?; var provider: String?; var ruleCode: String?; var connectionId: String?
-    var scanJobId: String?; var autoFixOnly: Bool?; var search: String?; var sortBy: String?
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+    var severity: String?
+    var status: String?
+    var provider: String?
+    var ruleCode: String?
+    var connectionId: String?
+    var scanJobId: String?
+    var autoFixOnly: Bool?
+    var search: String?
+    var sortBy: String?
 }
 struct FindingPath: Codable, Sendable { var findingId: String }
-struct StatusChange: Codable, Sendable { var findingId: String; var reason: String?; var expiresAt: String? }
+struct StatusChange: Codable, Sendable {
+    var findingId: String
+    var reason: String?
+    var expiresAt: String?
+}
 struct EventListRequest: Codable, Sendable {
-    var limit: Int?; var cursor: String?; var offset: Int?
-    var connectionId: String?; var findingId: String?; var severity: String?; var eventType: String?; var start: String?; var end: String?
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+    var connectionId: String?
+    var findingId: String?
+    var severity: String?
+    var eventType: String?
+    var start: String?
+    var end: String?
 }
 
 enum FindingRows {
@@ -53,10 +107,11 @@ enum FindingRows {
     }
 
     static func event(_ r: Row) throws -> FindingEventView {
-        FindingEventView(id: try r.string("id"), findingId: try r.string("finding_id"), connectionId: try r.string("connection_id"),
-                         ruleCode: try r.string("rule_id"), severity: try r.string("severity"), eventType: try r.string("event_type"),
-                         fromStatus: r.optionalString("from_status"), toStatus: try r.string("to_status"), actor: r.optionalString("actor"),
-                         reason: r.optionalString("reason"), scanId: r.optionalString("scan_id"), createdAt: try r.date("created_at"))
+        FindingEventView(
+            id: try r.string("id"), findingId: try r.string("finding_id"), connectionId: try r.string("connection_id"),
+            ruleCode: try r.string("rule_id"), severity: try r.string("severity"), eventType: try r.string("event_type"),
+            fromStatus: r.optionalString("from_status"), toStatus: try r.string("to_status"), actor: r.optionalString("actor"),
+            reason: r.optionalString("reason"), scanId: r.optionalString("scan_id"), createdAt: try r.date("created_at"))
     }
 }
 
@@ -81,7 +136,9 @@ struct Filter {
         guard let s else { return nil }
         if let d = Timestamp.parse(s) { return d }
         let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX"); f.timeZone = TimeZone(identifier: "UTC"); f.dateFormat = "yyyy-MM-dd"
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
         if let d = f.date(from: s) { return d }
         throw ServiceError.validation(path, "must be an ISO 8601 date or date-time")
     }
@@ -89,17 +146,24 @@ struct Filter {
 
 /// Keyset pagination over one sort column and the id (stable while rows are inserted).
 struct SortedPage {
-    let column: String; let descending: Bool; let limit: Int; let offset: Int?; let after: (String, String)?
-    static let sorts: [String: (String, Bool)] = ["created_at": ("created_at", true), "first_seen_at": ("first_seen_at", true),
-                                                  "last_seen_at": ("last_seen_at", true), "severity": ("severity_rank", false),
-                                                  "resolved_at": ("resolved_at", true)]
+    let column: String
+    let descending: Bool
+    let limit: Int
+    let offset: Int?
+    let after: (String, String)?
+    static let sorts: [String: (String, Bool)] = [
+        "created_at": ("created_at", true), "first_seen_at": ("first_seen_at", true),
+        "last_seen_at": ("last_seen_at", true), "severity": ("severity_rank", false),
+        "resolved_at": ("resolved_at", true),
+    ]
 
     init(sortBy: String?, limit: Int?, cursor: String?, offset: Int?) throws {
         let key = sortBy ?? "created_at"
         guard let (c, d) = Self.sorts[key] else {
             throw ServiceError.validation("query.sort_by", "must be one of \(Self.sorts.keys.sorted().joined(separator: ", "))")
         }
-        column = c; descending = d
+        column = c
+        descending = d
         let l = limit ?? 50
         guard (1...500).contains(l) else { throw ServiceError.validation("query.limit", "must be between 1 and 500") }
         self.limit = l
@@ -107,12 +171,15 @@ struct SortedPage {
         self.offset = offset
         if let cursor {
             guard let raw = Data(base64Encoded: cursor), let s = String(data: raw, encoding: .utf8), let bar = s.lastIndex(of: "|"),
-                  ID.isValid(String(s[s.index(after: bar)...])), s.hasPrefix(key + "|") else {
+                ID.isValid(String(s[s.index(after: bar)...])), s.hasPrefix(key + "|")
+            else {
                 throw ServiceError.validation("query.cursor", "is not a cursor from this list")
             }
             let value = String(s[s.index(s.startIndex, offsetBy: key.count + 1)..<bar])
             after = (value, String(s[s.index(after: bar)...]))
-        } else { after = nil }
+        } else {
+            after = nil
+        }
         sortKey = key
     }
     let sortKey: String
@@ -121,8 +188,10 @@ struct SortedPage {
         let nullsLast = column == "resolved_at" ? "coalesce(\(column), 'epoch')" : column
         if let (v, id) = after {
             let cast = column == "severity_rank" ? "int" : "timestamptz"
-            f.values.append(v); let a = f.values.count
-            f.values.append(id); let b = f.values.count
+            f.values.append(v)
+            let a = f.values.count
+            f.values.append(id)
+            let b = f.values.count
             f.sql += " AND (\(nullsLast), id) \(descending ? "<" : ">") ($\(a)::\(cast), $\(b)::uuid)"
         }
         let dir = descending ? "DESC" : "ASC"
@@ -145,10 +214,13 @@ struct SortedPage {
 /// Exact counts by status and severity are in the summary.
 struct BoundedCount {
     static let cap = 1_000
-    var count: Int; var capped: Bool
+    var count: Int
+    var capped: Bool
 
     static func of(_ tx: Transaction, from table: String, where filter: Filter) async throws -> BoundedCount {
-        let n = try await tx.one("SELECT count(*) AS n FROM (SELECT 1 FROM \(table) WHERE \(filter.sql) LIMIT \(cap + 1)) x", filter.values)?.int("n") ?? 0
+        let n =
+            try await tx.one("SELECT count(*) AS n FROM (SELECT 1 FROM \(table) WHERE \(filter.sql) LIMIT \(cap + 1)) x", filter.values)?.int("n")
+            ?? 0
         return BoundedCount(count: min(n, cap), capped: n > cap)
     }
 }
@@ -176,15 +248,26 @@ struct FindingHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         var f = Filter(tenant: p.tenantId)
-        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) { f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws"]) { f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Validate.list(q.ruleCode, path: "query.rule_code", lower: false) { f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s)) }
+        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
+            f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) {
+            f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws"]) {
+            f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let s = try Validate.list(q.ruleCode, path: "query.rule_code", lower: false) {
+            f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.scanJobId, path: "query.scan_job_id") { f.add({ "last_scan_id = $\($0)" }, c) }
         if let s = q.search {
             guard (1...200).contains(s.count) else { throw ServiceError.validation("query.search", "must be 1 to 200 characters") }
-            let like = "%" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+            let like =
+                "%"
+                + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+                + "%"
             f.add({ "(title ILIKE $\($0) OR resource_name ILIKE $\($0) OR resource_id ILIKE $\($0))" }, like)
         }
         let page = try SortedPage(sortBy: q.sortBy, limit: q.limit, cursor: q.cursor, offset: q.offset)
@@ -205,8 +288,11 @@ struct FindingHandlers: Sendable {
 
     func load(_ tx: Transaction, _ p: Principal, _ rawId: String, lock: Bool = false) async throws -> Row {
         let id = try Validate.id(rawId, "finding")
-        guard let row = try await tx.one("SELECT * FROM findings.findings WHERE id = $1 AND tenant_id = $2\(lock ? " FOR UPDATE" : "")",
-                                         [id, p.tenantId]) else { throw ServiceError.notFound("finding") }
+        guard
+            let row = try await tx.one(
+                "SELECT * FROM findings.findings WHERE id = $1 AND tenant_id = $2\(lock ? " FOR UPDATE" : "")",
+                [id, p.tenantId])
+        else { throw ServiceError.notFound("finding") }
         return row
     }
 
@@ -215,9 +301,11 @@ struct FindingHandlers: Sendable {
         try p.require(atLeast: .viewer)
         return try await store.transaction(p.scope) { tx in
             var view = try FindingRows.view(try await load(tx, p, q.findingId), rules: try await catalog.rulesById(tx, tenantId: p.tenantId))
-            view.history = try await tx.query("""
+            view.history = try await tx.query(
+                """
                 SELECT * FROM findings.finding_events WHERE tenant_id = $1 AND finding_id = $2 ORDER BY created_at DESC, id DESC LIMIT 50
-                """, [p.tenantId, view.id]).map(FindingRows.event)
+                """, [p.tenantId, view.id]
+            ).map(FindingRows.event)
             return view
         }
     }
@@ -240,23 +328,30 @@ struct FindingHandlers: Sendable {
             }
             expires = d
         }
-        let allowedFrom: [String: [String]] = ["suppressed": ["open", "accepted_risk"], "accepted_risk": ["open", "suppressed"],
-                                               "open": ["suppressed", "accepted_risk", "resolved"]]
+        let allowedFrom: [String: [String]] = [
+            "suppressed": ["open", "accepted_risk"], "accepted_risk": ["open", "suppressed"],
+            "open": ["suppressed", "accepted_risk", "resolved"],
+        ]
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let row = try await load(tx, p, q.findingId, lock: true)
             let current = try row.string("status")
             guard allowedFrom[target]!.contains(current) else {
                 throw ServiceError.conflict("a finding that is \(current) cannot become \(target)", code: "invalid_transition")
             }
-            let updated = try await tx.one("""
+            let updated = try await tx.one(
+                """
                 UPDATE findings.findings SET status = $3, status_reason = $4, status_actor = $5, status_expires_at = $6, suppression_rule_id = NULL,
                   resolved_at = CASE WHEN $3 = 'open' THEN NULL ELSE resolved_at END, updated_at = now()
                 WHERE id = $1 AND tenant_id = $2 RETURNING *
                 """, [try row.string("id"), p.tenantId, target, reason, p.actorId, expires])!
-            try await Lifecycle.record(tx, tenantId: p.tenantId, [Transition(
-                findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
-                severity: try row.string("severity"), eventType: target == "open" ? "reopened" : target, from: current, to: target,
-                actor: p.actorId, reason: reason, scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title"))])
+            try await Lifecycle.record(
+                tx, tenantId: p.tenantId,
+                [
+                    Transition(
+                        findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
+                        severity: try row.string("severity"), eventType: target == "open" ? "reopened" : target, from: current, to: target,
+                        actor: p.actorId, reason: reason, scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title"))
+                ])
             return try FindingRows.view(updated, rules: try await catalog.rulesById(tx, tenantId: p.tenantId))
         }
     }
@@ -267,9 +362,14 @@ struct FindingHandlers: Sendable {
         var f = Filter(tenant: p.tenantId)
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.findingId, path: "query.finding_id") { f.add({ "finding_id = $\($0)" }, c) }
-        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        if let s = try Validate.list(q.eventType, path: "query.event_type", allowed: Self.eventTypes) { f.add({ "event_type = ANY($\($0)::text[])" }, ArrayParameter(s)) }
-        let start = try Filter.date(q.start, path: "query.start"), end = try Filter.date(q.end, path: "query.end")
+        if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
+            f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let s = try Validate.list(q.eventType, path: "query.event_type", allowed: Self.eventTypes) {
+            f.add({ "event_type = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        let start = try Filter.date(q.start, path: "query.start")
+        let end = try Filter.date(q.end, path: "query.end")
         if let start, let end, end < start { throw ServiceError.validation("query.end", "must not be before start") }
         if let start { f.add({ "created_at >= $\($0)" }, start) }
         if let end { f.add({ "created_at < $\($0)" }, end) }
@@ -286,8 +386,13 @@ struct FindingHandlers: Sendable {
     // MARK: summary, trend, coverage
 
     struct Summary: Codable, Sendable {
-        var total: Int; var open: Int; var bySeverity: [String: Int]; var byStatus: [String: Int]
-        var openBySeverity: [String: Int]; var totalResolvedLast30d: Int; var estimatedMonthlySavings: Double
+        var total: Int
+        var open: Int
+        var bySeverity: [String: Int]
+        var byStatus: [String: Int]
+        var openBySeverity: [String: Int]
+        var totalResolvedLast30d: Int
+        var estimatedMonthlySavings: Double
         var byConnection: [String: ConnectionCounts]
         enum CodingKeys: String, CodingKey {
             case total, open, bySeverity, byStatus, openBySeverity, estimatedMonthlySavings, byConnection
@@ -295,30 +400,43 @@ struct FindingHandlers: Sendable {
         }
     }
     struct ConnectionCounts: Codable, Sendable {
-        var open: Int; var resolvedLast30d: Int
-        enum CodingKeys: String, CodingKey { case open, resolvedLast30d = "resolved_last_30d" }
+        var open: Int
+        var resolvedLast30d: Int
+        enum CodingKeys: String, CodingKey {
+            case open
+            case resolvedLast30d = "resolved_last_30d"
+        }
     }
 
     @Sendable func summary(_ q: Empty, _ ctx: CallContext) async throws -> Summary {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         return try await store.transaction(p.scope) { tx in
-            var s = Summary(total: 0, open: 0, bySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
-                            byStatus: Dictionary(uniqueKeysWithValues: Self.statuses.map { ($0, 0) }),
-                            openBySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
-                            totalResolvedLast30d: 0, estimatedMonthlySavings: 0, byConnection: [:])
-            for row in try await tx.query("""
+            var s = Summary(
+                total: 0, open: 0, bySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
+                byStatus: Dictionary(uniqueKeysWithValues: Self.statuses.map { ($0, 0) }),
+                openBySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
+                totalResolvedLast30d: 0, estimatedMonthlySavings: 0, byConnection: [:])
+            for row in try await tx.query(
+                """
                 SELECT connection_id, severity, status, count(*)::int AS n,
                   count(*) FILTER (WHERE status = 'resolved' AND resolved_at > now() - interval '30 days')::int AS r30,
                   coalesce(sum(savings) FILTER (WHERE status = 'open'), 0)::float8 AS savings
                 FROM findings.findings WHERE tenant_id = $1 GROUP BY 1, 2, 3
-                """, [p.tenantId]) {
-                let n = try row.int("n"), sev = try row.string("severity"), st = try row.string("status"), r30 = try row.int("r30")
+                """, [p.tenantId])
+            {
+                let n = try row.int("n")
+                let sev = try row.string("severity")
+                let st = try row.string("status")
+                let r30 = try row.int("r30")
                 let conn = try row.string("connection_id")
                 s.total += n
                 s.bySeverity[sev, default: 0] += n
                 s.byStatus[st, default: 0] += n
-                if st == "open" { s.open += n; s.openBySeverity[sev, default: 0] += n }
+                if st == "open" {
+                    s.open += n
+                    s.openBySeverity[sev, default: 0] += n
+                }
                 s.totalResolvedLast30d += r30
                 s.estimatedMonthlySavings += Double(row.optionalString("savings") ?? "0") ?? 0
                 var c = s.byConnection[conn] ?? ConnectionCounts(open: 0, resolvedLast30d: 0)
@@ -331,15 +449,23 @@ struct FindingHandlers: Sendable {
         }
     }
 
-    struct Week: Codable, Sendable { var week: String; var weekStart: String; var opened: Int; var resolved: Int }
+    struct Week: Codable, Sendable {
+        var week: String
+        var weekStart: String
+        var opened: Int
+        var resolved: Int
+    }
     struct Trend: Codable, Sendable { var weeks: [Week] }
 
     /// Exactly 12 ISO weeks, oldest first, the current week last, zero-filled.
     @Sendable func trend(_ q: Empty, _ ctx: CallContext) async throws -> Trend {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
-        let rows = try await store.query(p.scope, """
-            WITH weeks AS (SELECT generate_series(date_trunc('week', now()) - interval '11 weeks', date_trunc('week', now()), interval '1 week') AS start)
+        let rows = try await store.query(
+            p.scope,
+            """
+            WITH weeks AS (SELECT generate_series(date_trunc('week', now()) - interval '11 weeks', date_trunc('week', now()),
+              interval '1 week') AS start)
             SELECT to_char(w.start, 'IYYY-"W"IW') AS week, to_char(w.start, 'YYYY-MM-DD') AS week_start,
               (SELECT count(*) FROM findings.finding_events e WHERE e.tenant_id = $1 AND e.event_type = 'opened'
                  AND e.created_at >= w.start AND e.created_at < w.start + interval '1 week')::int AS opened,
@@ -347,47 +473,71 @@ struct FindingHandlers: Sendable {
                  AND e.created_at >= w.start AND e.created_at < w.start + interval '1 week')::int AS resolved
             FROM weeks w ORDER BY w.start
             """, [p.tenantId])
-        return Trend(weeks: try rows.map { Week(week: try $0.string("week"), weekStart: try $0.string("week_start"),
-                                                opened: try $0.int("opened"), resolved: try $0.int("resolved")) })
+        return Trend(
+            weeks: try rows.map {
+                Week(
+                    week: try $0.string("week"), weekStart: try $0.string("week_start"),
+                    opened: try $0.int("opened"), resolved: try $0.int("resolved"))
+            })
     }
 
     struct ConnectionCoverage: Codable, Sendable {
-        var connectionId: String; var lastScanId: String; var lastScanAt: Date; var complete: Bool; var resourcesScanned: Int
-        var checksEvaluated: Int; var checksPassed: Int; var checksFailed: Int; var rulesEvaluated: Int; var passRate: Double
-        var servicesCovered: [String]; var openFindings: Int
+        var connectionId: String
+        var lastScanId: String
+        var lastScanAt: Date
+        var complete: Bool
+        var resourcesScanned: Int
+        var checksEvaluated: Int
+        var checksPassed: Int
+        var checksFailed: Int
+        var rulesEvaluated: Int
+        var passRate: Double
+        var servicesCovered: [String]
+        var openFindings: Int
     }
     struct Coverage: Codable, Sendable {
-        var connections: [ConnectionCoverage]; var totalResources: Int; var totalChecks: Int; var passRate: Double; var rulesAvailable: Int
+        var connections: [ConnectionCoverage]
+        var totalResources: Int
+        var totalChecks: Int
+        var passRate: Double
+        var rulesAvailable: Int
     }
 
     @Sendable func coverage(_ q: Empty, _ ctx: CallContext) async throws -> Coverage {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         return try await store.transaction(p.scope) { tx in
-            let rows = try await tx.query("""
+            let rows = try await tx.query(
+                """
                 SELECT DISTINCT ON (s.connection_id) s.connection_id, s.scan_id, s.completed_at, s.complete, s.resources, s.parts,
                   (SELECT coalesce(sum(passed), 0)::int FROM findings.rule_counts rc WHERE rc.tenant_id = $1 AND rc.scan_id = s.scan_id) AS passed,
                   (SELECT coalesce(sum(failed), 0)::int FROM findings.rule_counts rc WHERE rc.tenant_id = $1 AND rc.scan_id = s.scan_id) AS failed,
                   (SELECT count(DISTINCT rule_id)::int FROM findings.rule_counts rc WHERE rc.tenant_id = $1 AND rc.scan_id = s.scan_id) AS rules,
-                  (SELECT count(*)::int FROM findings.findings f WHERE f.tenant_id = $1 AND f.connection_id = s.connection_id AND f.status = 'open') AS open
+                  (SELECT count(*)::int FROM findings.findings f WHERE f.tenant_id = $1 AND f.connection_id = s.connection_id
+                    AND f.status = 'open') AS open
                 FROM findings.scans s WHERE s.tenant_id = $1 AND s.status = 'completed'
                 ORDER BY s.connection_id, s.completed_at DESC
                 """, [p.tenantId])
             var out: [ConnectionCoverage] = []
             for r in rows {
-                let passed = try r.int("passed"), failed = try r.int("failed")
+                let passed = try r.int("passed")
+                let failed = try r.int("failed")
                 let parts: [ScanPartReport] = try r.json("parts")
-                out.append(ConnectionCoverage(
-                    connectionId: try r.string("connection_id"), lastScanId: try r.string("scan_id"), lastScanAt: try r.date("completed_at"),
-                    complete: try r.bool("complete"), resourcesScanned: try r.int("resources"), checksEvaluated: passed + failed,
-                    checksPassed: passed, checksFailed: failed, rulesEvaluated: try r.int("rules"),
-                    passRate: passed + failed == 0 ? 0 : (Double(passed) / Double(passed + failed) * 1000).rounded() / 1000,
-                    servicesCovered: Array(Set(parts.filter { $0.status == "completed" }.map(\.service))).sorted(), openFindings: try r.int("open")))
+                out.append(
+                    ConnectionCoverage(
+                        connectionId: try r.string("connection_id"), lastScanId: try r.string("scan_id"), lastScanAt: try r.date("completed_at"),
+                        complete: try r.bool("complete"), resourcesScanned: try r.int("resources"), checksEvaluated: passed + failed,
+                        checksPassed: passed, checksFailed: failed, rulesEvaluated: try r.int("rules"),
+                        passRate: passed + failed == 0 ? 0 : (Double(passed) / Double(passed + failed) * 1000).rounded() / 1000,
+                        servicesCovered: Array(Set(parts.filter { $0.status == "completed" }.map(\.service))).sorted(),
+                        openFindings: try r.int("open")))
             }
-            let checks = out.reduce(0) { $0 + $1.checksEvaluated }, passed = out.reduce(0) { $0 + $1.checksPassed }
-            return Coverage(connections: out, totalResources: out.reduce(0) { $0 + $1.resourcesScanned }, totalChecks: checks,
-                            passRate: checks == 0 ? 0 : (Double(passed) / Double(checks) * 1000).rounded() / 1000,
-                            rulesAvailable: try await catalog.rules(tx, tenantId: p.tenantId).filter { $0.enabled ?? true }.count)
+            let checks = out.reduce(0) { $0 + $1.checksEvaluated }
+            let passed = out.reduce(0) { $0 + $1.checksPassed }
+            return Coverage(
+                connections: out, totalResources: out.reduce(0) { $0 + $1.resourcesScanned }, totalChecks: checks,
+                passRate: checks == 0 ? 0 : (Double(passed) / Double(checks) * 1000).rounded() / 1000,
+                rulesAvailable: try await catalog.rules(tx, tenantId: p.tenantId).filter { $0.enabled ?? true }.count)
         }
     }
 
@@ -397,16 +547,21 @@ struct FindingHandlers: Sendable {
         return try await store.transaction(p.scope) { tx in
             let row = try await load(tx, p, q.findingId)
             let id = try row.string("id")
-            if let cached = try await tx.one("SELECT content FROM findings.remediation_texts WHERE tenant_id = $1 AND finding_id = $2", [p.tenantId, id]) {
+            if let cached = try await tx.one(
+                "SELECT content FROM findings.remediation_texts WHERE tenant_id = $1 AND finding_id = $2", [p.tenantId, id])
+            {
                 var guide: RemediationGuide = try cached.json("content")
                 guide.cached = true
                 return guide
             }
             let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)
-            guard let rule = rules[try row.string("rule_id")] else { throw ServiceError.conflict("the finding's rule no longer exists", code: "rule_missing") }
+            guard let rule = rules[try row.string("rule_id")] else {
+                throw ServiceError.conflict("the finding's rule no longer exists", code: "rule_missing")
+            }
             let guide = Remediations.guide(rule: rule, row: row)
-            _ = try await tx.query("INSERT INTO findings.remediation_texts (tenant_id, finding_id, content) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
-                                   [p.tenantId, id, try JSONParameter(guide)])
+            _ = try await tx.query(
+                "INSERT INTO findings.remediation_texts (tenant_id, finding_id, content) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
+                [p.tenantId, id, try JSONParameter(guide)])
             return guide
         }
     }

@@ -8,32 +8,57 @@ import ServiceRuntime
 import Store
 import VigilCore
 
-struct Envelope<T: Decodable & Sendable>: Decodable, Sendable { var id: String; var type: String; var tenantId: String?; var data: T }
+struct Envelope<T: Decodable & Sendable>: Decodable, Sendable {
+    var id: String
+    var type: String
+    var tenantId: String?
+    var data: T
+}
 /// A `scan.results` batch without its results, which PostgreSQL reads from the message itself.
 struct ResultsBatchHead: Sendable {
-    var scanId: String; var connectionId: String; var provider: String; var service: String; var region: String
+    var scanId: String
+    var connectionId: String
+    var provider: String
+    var service: String
+    var region: String
 
     /// The envelope's id and tenant and this head, read with a byte scan: decoding the envelope with
     /// `JSONDecoder` parsed the whole batch (hundreds of kilobytes of results) for five strings.
     /// Nil when one is missing or not a string; PostgreSQL checks the ids' form.
     static func read(_ message: Data) -> (id: String, tenantId: String, head: ResultsBatchHead)? {
-        guard let (top, d) = JSONHead.read(message, keys: ["id", "tenant_id"], nested: "data",
-                                           nestedKeys: ["scan_id", "connection_id", "provider", "service", "region"]),
-              let id = top[0], let tenant = top[1], let scan = d[0], let conn = d[1], let provider = d[2], let service = d[3], let region = d[4]
+        guard
+            let (top, d) = JSONHead.read(
+                message, keys: ["id", "tenant_id"], nested: "data",
+                nestedKeys: ["scan_id", "connection_id", "provider", "service", "region"]),
+            let id = top[0], let tenant = top[1], let scan = d[0], let conn = d[1], let provider = d[2], let service = d[3], let region = d[4]
         else { return nil }
         return (id, tenant, ResultsBatchHead(scanId: scan, connectionId: conn, provider: provider, service: service, region: region))
     }
 }
 struct ScanCompleted: Codable, Sendable {
-    var scanId: String; var connectionId: String; var status: String; var complete: Bool
-    var parts: [ScanPartReport]; var resourcesScanned: Int?; var checksEvaluated: Int?
+    var scanId: String
+    var connectionId: String
+    var status: String
+    var complete: Bool
+    var parts: [ScanPartReport]
+    var resourcesScanned: Int?
+    var checksEvaluated: Int?
 }
 
 /// What one lifecycle change needs to become a finding event row and a bus event.
 struct Transition: Sendable {
-    var findingId: String; var connectionId: String; var ruleId: String; var severity: String
-    var eventType: String; var from: String?; var to: String; var actor: String?; var reason: String?; var scanId: String?
-    var resourceId: String; var title: String
+    var findingId: String
+    var connectionId: String
+    var ruleId: String
+    var severity: String
+    var eventType: String
+    var from: String?
+    var to: String
+    var actor: String?
+    var reason: String?
+    var scanId: String?
+    var resourceId: String
+    var title: String
 }
 
 /// Every lifecycle change becomes a finding event row (the feed) and a bus event, written by one SQL
@@ -80,13 +105,18 @@ enum Lifecycle {
         var rows = "["
         for (i, t) in ts.enumerated() {
             if i > 0 { rows.append(",") }
-            FastJSON.object([("finding_id", .string(t.findingId)), ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
-                             ("severity", .string(t.severity)), ("event_type", .string(t.eventType)), ("from_status", .string(t.from)),
-                             ("to_status", .string(t.to)), ("actor", .string(t.actor)), ("reason", .string(t.reason)), ("scan_id", .string(t.scanId)),
-                             ("resource_id", .string(t.resourceId)), ("title", .string(t.title)), ("ord", .int(i))], into: &rows)
+            FastJSON.object(
+                [
+                    ("finding_id", .string(t.findingId)), ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
+                    ("severity", .string(t.severity)), ("event_type", .string(t.eventType)), ("from_status", .string(t.from)),
+                    ("to_status", .string(t.to)), ("actor", .string(t.actor)), ("reason", .string(t.reason)), ("scan_id", .string(t.scanId)),
+                    ("resource_id", .string(t.resourceId)), ("title", .string(t.title)), ("ord", .int(i)),
+                ], into: &rows)
         }
         rows.append("]")
-        try await run(tx, """
+        try await run(
+            tx,
+            """
             WITH t AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
               event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid, resource_id text, title text, ord int))
             """, [tenantId, JSONParameter(raw: Data(rows.utf8))])
@@ -146,8 +176,12 @@ struct Ingestor: Sendable {
     /// events. The results go to PostgreSQL as the message's JSON: no per-finding work in Swift.
     func ingest(_ b: ResultsBatchHead, message: Data, eventId: String, tenantId: String) async throws {
         _ = try await store.transaction(.tenant(tenantId)) { tx in
-            try await Lifecycle.run(tx, Self.ingestSQL, [tenantId, JSONParameter(raw: message), b.scanId, b.connectionId, b.provider,
-                                                         b.service, b.region, eventId])
+            try await Lifecycle.run(
+                tx, Self.ingestSQL,
+                [
+                    tenantId, JSONParameter(raw: message), b.scanId, b.connectionId, b.provider,
+                    b.service, b.region, eventId,
+                ])
         }
     }
 
@@ -222,22 +256,30 @@ struct Ingestor: Sendable {
             let completedParts = c.parts.filter { $0.status == "completed" }
             if c.status == "completed" {
                 var got: [String: Int] = [:]
-                for row in try await tx.query("""
+                for row in try await tx.query(
+                    """
                     SELECT part_service, part_region, sum(results)::int AS n FROM findings.ingested_events WHERE tenant_id = $1 AND scan_id = $2
                     GROUP BY 1, 2
-                    """, [tenantId, c.scanId]) {
+                    """, [tenantId, c.scanId])
+                {
                     got["\(try row.string("part_service"))|\(try row.string("part_region"))"] = try row.int("n")
                 }
                 for p in completedParts where (got["\(p.service)|\(p.region)"] ?? 0) < p.checks { return false }
             }
-            _ = try await tx.query("""
+            _ = try await tx.query(
+                """
                 INSERT INTO findings.scans (tenant_id, scan_id, connection_id, status, complete, resources, checks, parts)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
-                """, [tenantId, c.scanId, c.connectionId, c.status, c.complete, c.resourcesScanned ?? 0, c.checksEvaluated ?? 0,
-                      try JSONParameter(c.parts)])
+                """,
+                [
+                    tenantId, c.scanId, c.connectionId, c.status, c.complete, c.resourcesScanned ?? 0, c.checksEvaluated ?? 0,
+                    try JSONParameter(c.parts),
+                ])
             // Only a complete scan resolves, and only what it evaluated: rules it ran, in parts it covered.
             guard c.status == "completed" && c.complete && !completedParts.isEmpty else { return true }
-            try await Lifecycle.run(tx, """
+            try await Lifecycle.run(
+                tx,
+                """
                 WITH parts AS (SELECT * FROM jsonb_to_recordset($4::jsonb) AS p(service text, region text)),
                 -- What the scan evaluated, once (a probe per finding grew with the number of batches).
                 evaluated AS MATERIALIZED (
@@ -256,7 +298,8 @@ struct Ingestor: Sendable {
                   RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous),
                 t AS (
                   SELECT id AS finding_id, connection_id, rule_id, severity, 'resolved' AS event_type, previous AS from_status,
-                    'resolved' AS to_status, NULL AS actor, 'passed or gone in a complete scan' AS reason, $3::uuid AS scan_id, resource_id, title, 1 AS ord
+                    'resolved' AS to_status, NULL AS actor, 'passed or gone in a complete scan' AS reason, $3::uuid AS scan_id, resource_id,
+                      title, 1 AS ord
                   FROM done)
                 """, [tenantId, c.connectionId, c.scanId, try JSONParameter(completedParts.map { ["service": $0.service, "region": $0.region] })])
             return true
@@ -269,13 +312,18 @@ struct ExpirySweeper: Sendable {
     let store: Store
 
     func sweep() async throws -> Int {
-        let tenants = try await store.query(.crossTenant, """
+        let tenants = try await store.query(
+            .crossTenant,
+            """
             SELECT DISTINCT tenant_id FROM findings.findings WHERE status IN ('suppressed', 'accepted_risk') AND status_expires_at < now()
-            """).map { try $0.string("tenant_id") }
+            """
+        ).map { try $0.string("tenant_id") }
         var n = 0
         for t in tenants {
             n += try await store.transaction(.tenant(t)) { tx in
-                try await Lifecycle.run(tx, """
+                try await Lifecycle.run(
+                    tx,
+                    """
                     WITH target AS (SELECT id, status FROM findings.findings WHERE tenant_id = $1 AND status IN ('suppressed', 'accepted_risk')
                                     AND status_expires_at < now() FOR UPDATE),
                     done AS (
@@ -284,7 +332,8 @@ struct ExpirySweeper: Sendable {
                       FROM target WHERE f.id = target.id
                       RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title, target.status AS previous),
                     t AS (
-                      SELECT id AS finding_id, connection_id, rule_id, severity, 'expired' AS event_type, previous AS from_status, 'open' AS to_status,
+                      SELECT id AS finding_id, connection_id, rule_id, severity, 'expired' AS event_type, previous AS from_status,
+                        'open' AS to_status,
                         NULL AS actor, 'the suppression or risk acceptance expired' AS reason, NULL::uuid AS scan_id, resource_id, title, 1 AS ord
                       FROM done)
                     """, [t])

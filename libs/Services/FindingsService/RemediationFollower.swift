@@ -14,8 +14,13 @@ struct RemediationFollower: Sendable {
     let logger: Logger
 
     struct Outcome: Decodable, Sendable {
-        var actionId: String; var findingId: String; var action: String; var verified: String?; var verification: String?
-        var resourceId: String?; var restoredResourceId: String?
+        var actionId: String
+        var findingId: String
+        var action: String
+        var verified: String?
+        var verification: String?
+        var resourceId: String?
+        var restoredResourceId: String?
     }
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
@@ -33,19 +38,29 @@ struct RemediationFollower: Sendable {
             // next scan opens a finding for the new resource.
             if let restored = o.restoredResourceId, restored != o.resourceId { return .ack }
             try await store.transaction(.tenant(tenant)) { tx in
-                guard let row = try await tx.one("SELECT * FROM findings.findings WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [o.findingId, tenant]),
-                      try row.string("status") == target.from else { return }
-                let reason = target.to == "resolved" ? "fixed by remediation \(o.actionId) (\(o.action)), verified: \(o.verification ?? "PASS")"
-                                                     : "remediation \(o.actionId) (\(o.action)) was rolled back"
-                _ = try await tx.execute("""
+                guard
+                    let row = try await tx.one("SELECT * FROM findings.findings WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [o.findingId, tenant]),
+                    try row.string("status") == target.from
+                else { return }
+                let reason =
+                    target.to == "resolved"
+                    ? "fixed by remediation \(o.actionId) (\(o.action)), verified: \(o.verification ?? "PASS")"
+                    : "remediation \(o.actionId) (\(o.action)) was rolled back"
+                _ = try await tx.execute(
+                    """
                     UPDATE findings.findings SET status = $3, status_reason = $4, status_actor = $5,
                       resolved_at = CASE WHEN $3 = 'resolved' THEN now() ELSE NULL END, updated_at = now()
                     WHERE id = $1 AND tenant_id = $2
                     """, [o.findingId, tenant, target.to, reason, "remediation:" + o.actionId])
-                try await Lifecycle.record(tx, tenantId: tenant, [Transition(
-                    findingId: o.findingId, connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
-                    severity: try row.string("severity"), eventType: target.event, from: target.from, to: target.to,
-                    actor: "remediation:" + o.actionId, reason: reason, scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title"))])
+                try await Lifecycle.record(
+                    tx, tenantId: tenant,
+                    [
+                        Transition(
+                            findingId: o.findingId, connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
+                            severity: try row.string("severity"), eventType: target.event, from: target.from, to: target.to,
+                            actor: "remediation:" + o.actionId, reason: reason, scanId: nil, resourceId: try row.string("resource_id"),
+                            title: try row.string("title"))
+                    ])
             }
             return .ack
         } catch let e as DecodingError {

@@ -6,10 +6,20 @@ import VigilCore
 /// Resource-specific remediation: console steps, CLI commands and a Terraform snippet with the
 /// finding's real identifiers, generated from the rule's data (no external model needed).
 struct RemediationGuide: Codable, Sendable {
-    var findingId: String; var ruleCode: String; var title: String; var severity: String
-    var resource: String; var region: String; var summary: String
-    var consoleSteps: [String]; var cliCommands: [String]; var terraform: String; var verification: String
-    var references: [String]; var generatedBy: String; var cached: Bool
+    var findingId: String
+    var ruleCode: String
+    var title: String
+    var severity: String
+    var resource: String
+    var region: String
+    var summary: String
+    var consoleSteps: [String]
+    var cliCommands: [String]
+    var terraform: String
+    var verification: String
+    var references: [String]
+    var generatedBy: String
+    var cached: Bool
 }
 
 enum Remediations {
@@ -21,7 +31,8 @@ enum Remediations {
     /// Replaces each `{placeholder}` in one pass: a value is never scanned again, so a resource
     /// name that itself contains `{region}` stays as it is.
     static func fill(_ text: String, _ values: [String: String]) -> String {
-        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}")
+        let open = UInt8(ascii: "{")
+        let close = UInt8(ascii: "}")
         let utf8 = text.utf8
         guard utf8.contains(open) else { return text }
         var out = ""
@@ -190,24 +201,27 @@ enum Remediations {
         if let t = terraform[rule.id] {
             tf = fill(t, v)
         } else if let type = terraformTypes[rule.resourceType] {
-            tf = fill("""
-            # Bring {resource_name} under Terraform, then change the argument the rule checks:
-            # \(rule.title.lowercased()).
-            import {
-              to = \(type).{tf}
-              id = "{resource_name}"
-            }
-            """, v)
+            tf = fill(
+                """
+                # Bring {resource_name} under Terraform, then change the argument the rule checks:
+                # \(rule.title.lowercased()).
+                import {
+                  to = \(type).{tf}
+                  id = "{resource_name}"
+                }
+                """, v)
         } else {
             tf = "# This setting is account- or region-wide; apply the CLI command above (no single Terraform resource)."
         }
         let steps = fill(rule.remediation.console, v).components(separatedBy: " → ").map { $0.trimmingCharacters(in: .whitespaces) }
         let cli = (rule.remediation.cli.map { fill($0, v) } ?? "").components(separatedBy: " && ").filter { !$0.isEmpty }
         return RemediationGuide(
-            findingId: row.optionalString("id") ?? "", ruleCode: rule.id, title: rule.title, severity: row.optionalString("severity") ?? rule.severity.rawValue,
+            findingId: row.optionalString("id") ?? "", ruleCode: rule.id, title: rule.title,
+            severity: row.optionalString("severity") ?? rule.severity.rawValue,
             resource: row.optionalString("resource_id") ?? name, region: v["{region}"] ?? "",
             summary: "\(rule.title) — \(name) in \(v["{region}"] ?? ""). \(rule.description) Why it matters: \(rule.rationale)",
-            consoleSteps: steps, cliCommands: cli.map { $0.contains("--region") || v["{region}"] == "global" ? $0 : $0 + " --region \(v["{region}"] ?? "")" },
+            consoleSteps: steps,
+            cliCommands: cli.map { $0.contains("--region") || v["{region}"] == "global" ? $0 : $0 + " --region \(v["{region}"] ?? "")" },
             terraform: tf,
             verification: "Run a new scan of this connection (POST /api/v1/scans/trigger); the finding resolves when \(rule.id) passes on \(name).",
             references: rule.references ?? [], generatedBy: "rule-template", cached: false)

@@ -7,13 +7,29 @@ import Store
 import VigilCore
 
 struct ReportGenerate: Codable, Sendable {
-    var type: String?; var format: String?; var frameworkId: String?; var title: String?
+    var type: String?
+    var format: String?
+    var frameworkId: String?
+    var title: String?
     var filters: ReportFilters?
 }
-struct ReportFilters: Codable, Sendable { var severity: String?; var status: String?; var connectionId: String? }
+struct ReportFilters: Codable, Sendable {
+    var severity: String?
+    var status: String?
+    var connectionId: String?
+}
 struct ReportView: Codable, Sendable {
-    var id: String; var type: String; var format: String; var title: String; var status: String; var size: Int?
-    var contentType: String?; var createdAt: Date; var completedAt: Date?; var downloadUrl: String; var parameters: [String: JSONValue]
+    var id: String
+    var type: String
+    var format: String
+    var title: String
+    var status: String
+    var size: Int?
+    var contentType: String?
+    var createdAt: Date
+    var completedAt: Date?
+    var downloadUrl: String
+    var parameters: [String: JSONValue]
 }
 struct ReportPath: Codable, Sendable { var reportId: String }
 
@@ -25,8 +41,10 @@ struct ReportHandlers: Sendable {
     let catalog: RuleCatalog
     static let types = ["executive_summary", "compliance", "findings_export"]
     static let formats = ["json", "csv", "html", "pdf", "sarif", "ocsf"]
-    static let contentTypes = ["json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
-                               "pdf": "application/pdf", "sarif": "application/sarif+json", "ocsf": "application/json"]
+    static let contentTypes = [
+        "json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
+        "pdf": "application/pdf", "sarif": "application/sarif+json", "ocsf": "application/json",
+    ]
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<ReportGenerate, ReportView>(Subjects.Findings.reportGenerate), handler: generate)
@@ -35,8 +53,9 @@ struct ReportHandlers: Sendable {
             try p.require(atLeast: .viewer)
             let page = try Pagination(q)
             return try await store.transaction(p.scope) { tx in
-                try await page.list(tx, columns: "id, type, format, title, status, size, content_type, created_at, completed_at, parameters",
-                                    from: "findings.reports", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
+                try await page.list(
+                    tx, columns: "id, type, format, title, status, size, content_type, created_at, completed_at, parameters",
+                    from: "findings.reports", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
             }
         }
         r.add(Endpoint<ReportPath, ReportView>(Subjects.Findings.reportGet)) { q, ctx in
@@ -49,34 +68,44 @@ struct ReportHandlers: Sendable {
             try p.require(atLeast: .viewer)
             let row = try await load(p, q.reportId, content: true)
             let ext = try row.string("format") == "sarif" ? "sarif" : try row.string("format") == "ocsf" ? "ocsf.json" : try row.string("format")
-            return FileReply(contentType: try row.string("content_type"), filename: "vigil-\(try row.string("type"))-\(try row.string("id").prefix(8)).\(ext)",
-                             contentBase64: try row.bytes("content").base64EncodedString())
+            return FileReply(
+                contentType: try row.string("content_type"), filename: "vigil-\(try row.string("type"))-\(try row.string("id").prefix(8)).\(ext)",
+                contentBase64: try row.bytes("content").base64EncodedString())
         }
     }
 
     func load(_ p: Principal, _ raw: String, content: Bool) async throws -> Row {
         let id = try Validate.id(raw, "report")
-        guard let row = try await store.query(p.scope, """
-            SELECT id, type, format, title, status, size, content_type, created_at, completed_at, parameters\(content ? ", content" : "")
-            FROM findings.reports WHERE id = $1 AND tenant_id = $2
-            """, [id, p.tenantId]).first else { throw ServiceError.notFound("report") }
+        guard
+            let row = try await store.query(
+                p.scope,
+                """
+                SELECT id, type, format, title, status, size, content_type, created_at, completed_at, parameters\(content ? ", content" : "")
+                FROM findings.reports WHERE id = $1 AND tenant_id = $2
+                """, [id, p.tenantId]
+            ).first
+        else { throw ServiceError.notFound("report") }
         return row
     }
 
     static func view(_ r: Row) throws -> ReportView {
-        ReportView(id: try r.string("id"), type: try r.string("type"), format: try r.string("format"), title: try r.string("title"),
-                   status: try r.string("status"), size: r.optionalInt("size"), contentType: r.optionalString("content_type"),
-                   createdAt: try r.date("created_at"), completedAt: r.optionalDate("completed_at"),
-                   downloadUrl: "/api/v1/reports/\(try r.string("id"))/download", parameters: try r.json("parameters"))
+        ReportView(
+            id: try r.string("id"), type: try r.string("type"), format: try r.string("format"), title: try r.string("title"),
+            status: try r.string("status"), size: r.optionalInt("size"), contentType: r.optionalString("content_type"),
+            createdAt: try r.date("created_at"), completedAt: r.optionalDate("completed_at"),
+            downloadUrl: "/api/v1/reports/\(try r.string("id"))/download", parameters: try r.json("parameters"))
     }
 
     @Sendable func generate(_ q: ReportGenerate, _ ctx: CallContext) async throws -> ReportView {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         var issues: [ValidationIssue] = []
-        let type = q.type ?? "", format = q.format ?? "json"
+        let type = q.type ?? ""
+        let format = q.format ?? "json"
         if !Self.types.contains(type) { issues.append(.init(path: "body.type", message: "must be one of \(Self.types.joined(separator: ", "))")) }
-        if !Self.formats.contains(format) { issues.append(.init(path: "body.format", message: "must be one of \(Self.formats.joined(separator: ", "))")) }
+        if !Self.formats.contains(format) {
+            issues.append(.init(path: "body.format", message: "must be one of \(Self.formats.joined(separator: ", "))"))
+        }
         if ["sarif", "ocsf"].contains(format) && type != "findings_export" {
             issues.append(.init(path: "body.format", message: "\(format) is available for findings_export only"))
         }
@@ -103,8 +132,10 @@ struct ReportHandlers: Sendable {
                 if let s = severities { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
                 if let s = statuses { f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s)) }
                 if let c = connection { f.add({ "connection_id = $\($0)" }, c) }
-                let findings = try await tx.query("SELECT * FROM findings.findings WHERE \(f.sql) ORDER BY severity_rank, created_at LIMIT 100000",
-                                                  f.values).map { try FindingRows.view($0, rules: rules) }
+                let findings = try await tx.query(
+                    "SELECT * FROM findings.findings WHERE \(f.sql) ORDER BY severity_rank, created_at LIMIT 100000",
+                    f.values
+                ).map { try FindingRows.view($0, rules: rules) }
                 content = try Self.render(findings: findings, format: format, title: title, rules: rules)
             case "compliance":
                 let handlers = ComplianceHandlers(store: store, catalog: catalog)
@@ -116,13 +147,16 @@ struct ReportHandlers: Sendable {
             default:
                 content = try await Self.executive(tx, p.tenantId, format: format, title: title, catalog: catalog, store: store)
             }
-            let row = try await tx.one("""
-                INSERT INTO findings.reports (id, tenant_id, type, format, title, parameters, status, content, content_type, size, created_by, completed_at)
+            let row = try await tx.one(
+                """
+                INSERT INTO findings.reports (id, tenant_id, type, format, title, parameters, status, content, content_type, size, created_by,
+                  completed_at)
                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'completed', $7, $8, $9, $10, now())
                 RETURNING id, type, format, title, status, size, content_type, created_at, completed_at, parameters
                 """, [id, p.tenantId, type, format, title, try JSONParameter(params), content, Self.contentTypes[format]!, content.count, p.actorId])!
-            try await tx.emit(Events.reportGenerated, tenantId: p.tenantId,
-                              data: ["report_id": id, "type": type, "format": format, "actor": p.actorId])
+            try await tx.emit(
+                Events.reportGenerated, tenantId: p.tenantId,
+                data: ["report_id": id, "type": type, "format": format, "actor": p.actorId])
             return try Self.view(row)
         }
     }
@@ -135,12 +169,20 @@ struct ReportHandlers: Sendable {
         case "sarif": return try JSONSerialization.data(withJSONObject: sarif(findings, rules: rules), options: [.sortedKeys])
         case "ocsf": return try JSONSerialization.data(withJSONObject: findings.map(ocsf), options: [.sortedKeys])
         default:
-            let table = Document.Table(header: ["id", "severity", "status", "rule", "title", "resource", "region", "connection", "first_seen", "last_seen",
-                                                "monthly_savings"],
-                                       rows: findings.map { [$0.id, $0.severity, $0.status, $0.ruleCode, $0.title, $0.resourceId, $0.region, $0.connectionId,
-                                                            Timestamp.format($0.firstSeenAt), Timestamp.format($0.lastSeenAt),
-                                                            $0.estimatedMonthlySavings.map { String(format: "%.2f", $0) } ?? ""] })
-            let doc = Document(title: title, subtitle: stamp() + " — \(findings.count) findings", sections: [.init(heading: "Findings", table: table)])
+            let table = Document.Table(
+                header: [
+                    "id", "severity", "status", "rule", "title", "resource", "region", "connection", "first_seen", "last_seen",
+                    "monthly_savings",
+                ],
+                rows: findings.map {
+                    [
+                        $0.id, $0.severity, $0.status, $0.ruleCode, $0.title, $0.resourceId, $0.region, $0.connectionId,
+                        Timestamp.format($0.firstSeenAt), Timestamp.format($0.lastSeenAt),
+                        $0.estimatedMonthlySavings.map { String(format: "%.2f", $0) } ?? "",
+                    ]
+                })
+            let doc = Document(
+                title: title, subtitle: stamp() + " — \(findings.count) findings", sections: [.init(heading: "Findings", table: table)])
             return output(doc, format)
         }
     }
@@ -155,52 +197,89 @@ struct ReportHandlers: Sendable {
 
     static func render(compliance r: ComplianceReport, format: String, title: String) throws -> Data {
         if format == "json" { return try JSON.encode(r) }
-        var sections: [Document.Section] = [.init(
-            heading: "Scores", paragraphs: ["Overall: \(r.score.overall.score)% of assessed controls pass (\(r.score.overall.passed) of \(r.score.overall.assessed))."],
-            table: .init(header: ["framework", "score %", "passed", "failed", "not assessed"],
-                         rows: r.score.frameworks.map { [$0.name, String($0.score), String($0.passed), String($0.failed), String($0.notAssessed)] }))]
+        var sections: [Document.Section] = [
+            .init(
+                heading: "Scores",
+                paragraphs: [
+                    "Overall: \(r.score.overall.score)% of assessed controls pass (\(r.score.overall.passed) of \(r.score.overall.assessed))."
+                ],
+                table: .init(
+                    header: ["framework", "score %", "passed", "failed", "not assessed"],
+                    rows: r.score.frameworks.map { [$0.name, String($0.score), String($0.passed), String($0.failed), String($0.notAssessed)] }))
+        ]
         for f in r.frameworks {
-            sections.append(.init(heading: "\(f.framework.name) \(f.framework.version)", paragraphs: ["Score \(f.score.score)%."],
-                                  table: .init(header: ["control", "status", "rules", "failing resources"],
-                                               rows: f.controls.map { c in [c.controlId, c.status, c.rules.map(\.ruleId).joined(separator: " "),
-                                                                            c.failingResources.prefix(10).map(\.resourceName).joined(separator: " ")] })))
+            sections.append(
+                .init(
+                    heading: "\(f.framework.name) \(f.framework.version)", paragraphs: ["Score \(f.score.score)%."],
+                    table: .init(
+                        header: ["control", "status", "rules", "failing resources"],
+                        rows: f.controls.map { c in
+                            [
+                                c.controlId, c.status, c.rules.map(\.ruleId).joined(separator: " "),
+                                c.failingResources.prefix(10).map(\.resourceName).joined(separator: " "),
+                            ]
+                        })))
         }
         return output(Document(title: title, subtitle: stamp(), sections: sections), format)
     }
 
-    static func executive(_ tx: Transaction, _ tenant: String, format: String, title: String, catalog: RuleCatalog, store: Store) async throws -> Data {
-        var bySeverity: [String: Int] = [:], byStatus: [String: Int] = [:]
+    static func executive(_ tx: Transaction, _ tenant: String, format: String, title: String, catalog: RuleCatalog, store: Store) async throws -> Data
+    {
+        var bySeverity: [String: Int] = [:]
+        var byStatus: [String: Int] = [:]
         var savings = 0.0
-        for r in try await tx.query("""
+        for r in try await tx.query(
+            """
             SELECT severity, status, count(*)::int AS n, coalesce(sum(savings) FILTER (WHERE status = 'open'), 0)::float8 AS s
             FROM findings.findings WHERE tenant_id = $1 GROUP BY 1, 2
-            """, [tenant]) {
+            """, [tenant])
+        {
             if try r.string("status") == "open" { bySeverity[try r.string("severity"), default: 0] += try r.int("n") }
             byStatus[try r.string("status"), default: 0] += try r.int("n")
             savings += Double(r.optionalString("s") ?? "0") ?? 0
         }
-        let top = try await tx.query("""
+        let top = try await tx.query(
+            """
             SELECT title, severity, resource_name, region FROM findings.findings WHERE tenant_id = $1 AND status = 'open'
             ORDER BY severity_rank, first_seen_at LIMIT 10
-            """, [tenant]).map { [try $0.string("severity"), try $0.string("title"), try $0.string("resource_name"), try $0.string("region")] }
+            """, [tenant]
+        ).map { [try $0.string("severity"), try $0.string("title"), try $0.string("resource_name"), try $0.string("region")] }
         let score = try await ComplianceHandlers(store: store, catalog: catalog).score(tx, tenant, connection: nil)
         if format == "json" {
-            struct Exec: Encodable { var title: String; var generatedAt: Date; var openBySeverity: [String: Int]; var byStatus: [String: Int]
-                var estimatedMonthlySavings: Double; var topRisks: [[String]]; var compliance: ComplianceScore }
-            return try JSON.encode(Exec(title: title, generatedAt: Date(), openBySeverity: bySeverity, byStatus: byStatus,
-                                        estimatedMonthlySavings: (savings * 100).rounded() / 100, topRisks: top, compliance: score))
+            struct Exec: Encodable {
+                var title: String
+                var generatedAt: Date
+                var openBySeverity: [String: Int]
+                var byStatus: [String: Int]
+                var estimatedMonthlySavings: Double
+                var topRisks: [[String]]
+                var compliance: ComplianceScore
+            }
+            return try JSON.encode(
+                Exec(
+                    title: title, generatedAt: Date(), openBySeverity: bySeverity, byStatus: byStatus,
+                    estimatedMonthlySavings: (savings * 100).rounded() / 100, topRisks: top, compliance: score))
         }
         let open = bySeverity.values.reduce(0, +)
-        let doc = Document(title: title, subtitle: stamp(), sections: [
-            .init(heading: "At a glance", paragraphs: [
-                "\(open) open findings: " + severityNames.map { "\(bySeverity[$0] ?? 0) \($0)" }.joined(separator: ", ") + ".",
-                "Resolved: \(byStatus["resolved"] ?? 0); suppressed: \(byStatus["suppressed"] ?? 0); risk accepted: \(byStatus["accepted_risk"] ?? 0).",
-                String(format: "Estimated monthly savings available: $%.2f.", savings),
-                "Compliance: \(score.overall.score)% of assessed controls pass across \(frameworks.count) frameworks."]),
-            .init(heading: "Top risks", table: .init(header: ["severity", "finding", "resource", "region"], rows: top)),
-            .init(heading: "Compliance by framework", table: .init(header: ["framework", "score %", "passed", "failed"],
-                                                                    rows: score.frameworks.map { [$0.name, String($0.score), String($0.passed), String($0.failed)] })),
-        ])
+        let doc = Document(
+            title: title, subtitle: stamp(),
+            sections: [
+                .init(
+                    heading: "At a glance",
+                    paragraphs: [
+                        "\(open) open findings: " + severityNames.map { "\(bySeverity[$0] ?? 0) \($0)" }.joined(separator: ", ") + ".",
+                        "Resolved: \(byStatus["resolved"] ?? 0); suppressed: \(byStatus["suppressed"] ?? 0); "
+                            + "risk accepted: \(byStatus["accepted_risk"] ?? 0).",
+                        String(format: "Estimated monthly savings available: $%.2f.", savings),
+                        "Compliance: \(score.overall.score)% of assessed controls pass across \(frameworks.count) frameworks.",
+                    ]),
+                .init(heading: "Top risks", table: .init(header: ["severity", "finding", "resource", "region"], rows: top)),
+                .init(
+                    heading: "Compliance by framework",
+                    table: .init(
+                        header: ["framework", "score %", "passed", "failed"],
+                        rows: score.frameworks.map { [$0.name, String($0.score), String($0.passed), String($0.failed)] })),
+            ])
         return output(doc, format)
     }
 
@@ -212,20 +291,30 @@ struct ReportHandlers: Sendable {
             guard let r = rules[id] else { return nil }
             var props: [String: Any] = ["severity": r.severity.rawValue, "category": r.category, "compliance": r.compliance]
             if let cwe = r.cwe { props["tags"] = [cwe] }
-            return ["id": r.id, "name": r.id, "shortDescription": ["text": r.title], "fullDescription": ["text": r.description],
-                    "help": ["text": r.remediation.console + (r.remediation.cli.map { "\n" + $0 } ?? "")],
-                    "defaultConfiguration": ["level": sarifLevel[r.severity.rawValue] ?? "warning"], "properties": props]
+            return [
+                "id": r.id, "name": r.id, "shortDescription": ["text": r.title], "fullDescription": ["text": r.description],
+                "help": ["text": r.remediation.console + (r.remediation.cli.map { "\n" + $0 } ?? "")],
+                "defaultConfiguration": ["level": sarifLevel[r.severity.rawValue] ?? "warning"], "properties": props,
+            ]
         }
         let results: [[String: Any]] = findings.map { f in
-            ["ruleId": f.ruleCode, "level": sarifLevel[f.severity] ?? "warning",
-             "message": ["text": "\(f.title): \(f.resourceName) (\(f.region))"],
-             "locations": [["logicalLocations": [["name": f.resourceName, "fullyQualifiedName": f.resourceId, "kind": f.resourceType]]]],
-             "partialFingerprints": ["vigil/v1": f.fingerprint],
-             "properties": ["finding_id": f.id, "status": f.status, "connection_id": f.connectionId, "region": f.region]]
+            [
+                "ruleId": f.ruleCode, "level": sarifLevel[f.severity] ?? "warning",
+                "message": ["text": "\(f.title): \(f.resourceName) (\(f.region))"],
+                "locations": [["logicalLocations": [["name": f.resourceName, "fullyQualifiedName": f.resourceId, "kind": f.resourceType]]]],
+                "partialFingerprints": ["vigil/v1": f.fingerprint],
+                "properties": ["finding_id": f.id, "status": f.status, "connection_id": f.connectionId, "region": f.region],
+            ]
         }
-        return ["$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-                "runs": [["tool": ["driver": ["name": "Vigil", "informationUri": "https://github.com/vigil", "version": "0.1.0", "rules": driverRules]],
-                          "results": results]]]
+        return [
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [
+                [
+                    "tool": ["driver": ["name": "Vigil", "informationUri": "https://github.com/vigil", "version": "0.1.0", "rules": driverRules]],
+                    "results": results,
+                ]
+            ],
+        ]
     }
 
     static let ocsfSeverity = ["info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5]
@@ -233,18 +322,26 @@ struct ReportHandlers: Sendable {
     /// OCSF 1.1 Detection Finding (class 2004).
     static func ocsf(_ f: FindingView) -> [String: Any] {
         let status = ["open": 1, "suppressed": 3, "accepted_risk": 3, "resolved": 4][f.status] ?? 99
-        return ["class_uid": 2004, "class_name": "Detection Finding", "category_uid": 2, "category_name": "Findings",
-                "activity_id": f.status == "resolved" ? 3 : 1, "type_uid": 200401 + (f.status == "resolved" ? 2 : 0),
-                "severity_id": ocsfSeverity[f.severity] ?? 0, "severity": f.severity.capitalized, "status_id": status, "status": f.status,
-                "time": Int(f.lastSeenAt.timeIntervalSince1970 * 1000),
-                "metadata": ["version": "1.1.0", "product": ["name": "Vigil", "vendor_name": "Vigil"], "uid": f.id],
-                "finding_info": ["uid": f.fingerprint, "title": f.title, "desc": f.description ?? f.title,
-                                 "types": [f.category ?? "misconfiguration"], "first_seen_time": Int(f.firstSeenAt.timeIntervalSince1970 * 1000),
-                                 "last_seen_time": Int(f.lastSeenAt.timeIntervalSince1970 * 1000)],
-                "resources": [["uid": f.resourceId, "name": f.resourceName, "type": f.resourceType, "region": f.region,
-                               "cloud_partition": "aws"]],
-                "cloud": ["provider": "AWS", "region": f.region],
-                "remediation": ["desc": f.remediation?.console ?? ""],
-                "unmapped": ["rule_id": f.ruleCode, "connection_id": f.connectionId]]
+        return [
+            "class_uid": 2004, "class_name": "Detection Finding", "category_uid": 2, "category_name": "Findings",
+            "activity_id": f.status == "resolved" ? 3 : 1, "type_uid": 200401 + (f.status == "resolved" ? 2 : 0),
+            "severity_id": ocsfSeverity[f.severity] ?? 0, "severity": f.severity.capitalized, "status_id": status, "status": f.status,
+            "time": Int(f.lastSeenAt.timeIntervalSince1970 * 1000),
+            "metadata": ["version": "1.1.0", "product": ["name": "Vigil", "vendor_name": "Vigil"], "uid": f.id],
+            "finding_info": [
+                "uid": f.fingerprint, "title": f.title, "desc": f.description ?? f.title,
+                "types": [f.category ?? "misconfiguration"], "first_seen_time": Int(f.firstSeenAt.timeIntervalSince1970 * 1000),
+                "last_seen_time": Int(f.lastSeenAt.timeIntervalSince1970 * 1000),
+            ],
+            "resources": [
+                [
+                    "uid": f.resourceId, "name": f.resourceName, "type": f.resourceType, "region": f.region,
+                    "cloud_partition": "aws",
+                ]
+            ],
+            "cloud": ["provider": "AWS", "region": f.region],
+            "remediation": ["desc": f.remediation?.console ?? ""],
+            "unmapped": ["rule_id": f.ruleCode, "connection_id": f.connectionId],
+        ]
     }
 }

@@ -7,24 +7,63 @@ import Store
 import VigilCore
 
 struct RuleView: Codable, Sendable {
-    var id: String; var title: String; var severity: String; var defaultSeverity: String; var enabled: Bool; var custom: Bool
-    var provider: String; var service: String; var resourceType: String; var category: String
-    var appliesIf: Condition?; var failIf: Condition; var description: String; var rationale: String
-    var remediation: Rule.Remediation; var cwe: String?; var references: [String]; var compliance: [String: [String]]
-    var fixAction: String?; var autoFix: Bool; var savings: Rule.Savings?
+    var id: String
+    var title: String
+    var severity: String
+    var defaultSeverity: String
+    var enabled: Bool
+    var custom: Bool
+    var provider: String
+    var service: String
+    var resourceType: String
+    var category: String
+    var appliesIf: Condition?
+    var failIf: Condition
+    var description: String
+    var rationale: String
+    var remediation: Rule.Remediation
+    var cwe: String?
+    var references: [String]
+    var compliance: [String: [String]]
+    var fixAction: String?
+    var autoFix: Bool
+    var savings: Rule.Savings?
 }
 struct RuleListRequest: Codable, Sendable {
-    var limit: Int?; var cursor: String?; var offset: Int?
-    var provider: String?; var service: String?; var severity: String?; var category: String?; var framework: String?
-    var enabled: Bool?; var custom: Bool?; var search: String?; var resourceType: String?
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+    var provider: String?
+    var service: String?
+    var severity: String?
+    var category: String?
+    var framework: String?
+    var enabled: Bool?
+    var custom: Bool?
+    var search: String?
+    var resourceType: String?
 }
 struct RulePath: Codable, Sendable { var ruleId: String }
 struct RuleCreate: Codable, Sendable {
-    var id: String?; var title: String?; var severity: String?; var resourceType: String?; var category: String?
-    var condition: JSONValue?; var appliesIf: JSONValue?; var description: String?; var rationale: String?
-    var remediation: Rule.Remediation?; var cwe: String?; var references: [String]?; var compliance: [String: [String]]?
+    var id: String?
+    var title: String?
+    var severity: String?
+    var resourceType: String?
+    var category: String?
+    var condition: JSONValue?
+    var appliesIf: JSONValue?
+    var description: String?
+    var rationale: String?
+    var remediation: Rule.Remediation?
+    var cwe: String?
+    var references: [String]?
+    var compliance: [String: [String]]?
 }
-struct RulePatch: Codable, Sendable { var ruleId: String; var enabled: Bool?; var severity: String? }
+struct RulePatch: Codable, Sendable {
+    var ruleId: String
+    var enabled: Bool?
+    var severity: String?
+}
 
 struct RuleHandlers: Sendable {
     let store: Store
@@ -46,11 +85,12 @@ struct RuleHandlers: Sendable {
 
     static func view(_ r: Rule) -> RuleView {
         let base = RuleCatalog.builtinById[r.id]
-        return RuleView(id: r.id, title: r.title, severity: r.severity.rawValue, defaultSeverity: (base?.severity ?? r.severity).rawValue,
-                        enabled: r.enabled ?? true, custom: base == nil, provider: r.provider, service: r.service, resourceType: r.resourceType,
-                        category: r.category, appliesIf: r.appliesIf, failIf: r.failIf, description: r.description, rationale: r.rationale,
-                        remediation: r.remediation, cwe: r.cwe, references: r.references ?? [], compliance: r.compliance,
-                        fixAction: r.fixAction, autoFix: r.fixAction != nil, savings: r.savings)
+        return RuleView(
+            id: r.id, title: r.title, severity: r.severity.rawValue, defaultSeverity: (base?.severity ?? r.severity).rawValue,
+            enabled: r.enabled ?? true, custom: base == nil, provider: r.provider, service: r.service, resourceType: r.resourceType,
+            category: r.category, appliesIf: r.appliesIf, failIf: r.failIf, description: r.description, rationale: r.rationale,
+            remediation: r.remediation, cwe: r.cwe, references: r.references ?? [], compliance: r.compliance,
+            fixAction: r.fixAction, autoFix: r.fixAction != nil, savings: r.savings)
     }
 
     @Sendable func list(_ q: RuleListRequest, _ ctx: CallContext) async throws -> Page<RuleView> {
@@ -60,7 +100,9 @@ struct RuleHandlers: Sendable {
         guard (1...500).contains(limit) else { throw ServiceError.validation("query.limit", "must be between 1 and 500") }
         var start = q.offset ?? 0
         if let c = q.cursor {
-            guard let raw = Data(base64Encoded: c), let s = String(data: raw, encoding: .utf8), s.hasPrefix("rules|"), let n = Int(s.dropFirst(6)), n >= 0 else {
+            guard let raw = Data(base64Encoded: c), let s = String(data: raw, encoding: .utf8), s.hasPrefix("rules|"), let n = Int(s.dropFirst(6)),
+                n >= 0
+            else {
                 throw ServiceError.validation("query.cursor", "is not a cursor from this list")
             }
             start = n
@@ -79,7 +121,8 @@ struct RuleHandlers: Sendable {
             (q.provider == nil || r.provider == q.provider) && (q.service == nil || r.service == q.service)
                 && (severities == nil || severities!.contains(r.severity.rawValue)) && (q.category == nil || r.category == q.category)
                 && (fw == nil || r.compliance[fw!] != nil) && (q.enabled == nil || (r.enabled ?? true) == q.enabled)
-                && (q.custom == nil || (RuleCatalog.builtinById[r.id] == nil) == q.custom) && (q.resourceType == nil || r.resourceType == q.resourceType)
+                && (q.custom == nil || (RuleCatalog.builtinById[r.id] == nil) == q.custom)
+                && (q.resourceType == nil || r.resourceType == q.resourceType)
                 && (needle == nil || r.id.lowercased().contains(needle!) || r.title.lowercased().contains(needle!))
         }.sorted { $0.id < $1.id }
         let slice = Array(matching.dropFirst(start).prefix(limit))
@@ -104,7 +147,8 @@ struct RuleHandlers: Sendable {
         } catch let DecodingError.keyNotFound(k, _) {
             throw ServiceError.validation(path, "invalid condition: missing \(k.stringValue)")
         } catch let DecodingError.typeMismatch(_, c) {
-            throw ServiceError.validation(path, "invalid condition: \(c.debugDescription) at \(c.codingPath.map(\.stringValue).joined(separator: "."))")
+            throw ServiceError.validation(
+                path, "invalid condition: \(c.debugDescription) at \(c.codingPath.map(\.stringValue).joined(separator: "."))")
         } catch {
             throw ServiceError.validation(path, "invalid condition: \(error)")
         }
@@ -114,7 +158,12 @@ struct RuleHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         var issues: [ValidationIssue] = []
-        let title = (try? Validate.text(q.title ?? "", path: "body.title", max: 200)) ?? { issues.append(.init(path: "body.title", message: "must be 1 to 200 characters")); return "" }()
+        let title =
+            (try? Validate.text(q.title ?? "", path: "body.title", max: 200))
+            ?? {
+                issues.append(.init(path: "body.title", message: "must be 1 to 200 characters"))
+                return ""
+            }()
         let severity = Severity(rawValue: q.severity ?? "")
         if severity == nil { issues.append(.init(path: "body.severity", message: "must be one of \(severityNames.joined(separator: ", "))")) }
         let type = q.resourceType ?? ""
@@ -124,7 +173,8 @@ struct RuleHandlers: Sendable {
         if q.condition == nil { issues.append(.init(path: "body.condition", message: "field required")) }
         let slug = q.id ?? "custom." + String(title.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(60))
         if !slug.hasPrefix("custom.") || slug.count > 100 || slug.dropFirst(7).isEmpty
-            || !slug.dropFirst(7).allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-" }) {
+            || !slug.dropFirst(7).allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-" })
+        {
             issues.append(.init(path: "body.id", message: "must look like custom.<lowercase letters, digits, _ . ->"))
         }
         if let c = q.compliance, !Set(c.keys).isSubset(of: Set(frameworks.map(\.id))) {
@@ -133,18 +183,22 @@ struct RuleHandlers: Sendable {
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         let failIf = try Self.condition(q.condition, path: "body.condition")!
         let appliesIf = try Self.condition(q.appliesIf, path: "body.applies_if")
-        let rule = Rule(id: slug, title: title, severity: severity!, provider: "aws", service: String(type.split(separator: ".")[1]),
-                        resourceType: type, category: q.category ?? "custom", appliesIf: appliesIf, failIf: failIf,
-                        description: try Validate.text(q.description ?? title, path: "body.description", max: 2000),
-                        rationale: try Validate.text(q.rationale ?? "Custom rule of this workspace.", path: "body.rationale", max: 2000),
-                        remediation: q.remediation ?? Rule.Remediation(console: "See the rule's description.", cli: nil), cwe: q.cwe,
-                        references: q.references, compliance: q.compliance ?? [:], fixAction: nil, savings: nil, enabled: true, examples: nil)
+        let rule = Rule(
+            id: slug, title: title, severity: severity!, provider: "aws", service: String(type.split(separator: ".")[1]),
+            resourceType: type, category: q.category ?? "custom", appliesIf: appliesIf, failIf: failIf,
+            description: try Validate.text(q.description ?? title, path: "body.description", max: 2000),
+            rationale: try Validate.text(q.rationale ?? "Custom rule of this workspace.", path: "body.rationale", max: 2000),
+            remediation: q.remediation ?? Rule.Remediation(console: "See the rule's description.", cli: nil), cwe: q.cwe,
+            references: q.references, compliance: q.compliance ?? [:], fixAction: nil, savings: nil, enabled: true, examples: nil)
         guard RuleCatalog.builtinById[slug] == nil else { throw ServiceError.conflict("a built-in rule has this id", code: "rule_exists") }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.one("""
-                INSERT INTO findings.rules (tenant_id, id, definition, created_by) VALUES ($1, $2, $3::jsonb, $4)
-                ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id
-                """, [p.tenantId, slug, try JSONParameter(rule), p.actorId]) != nil else {
+            guard
+                try await tx.one(
+                    """
+                    INSERT INTO findings.rules (tenant_id, id, definition, created_by) VALUES ($1, $2, $3::jsonb, $4)
+                    ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id
+                    """, [p.tenantId, slug, try JSONParameter(rule), p.actorId]) != nil
+            else {
                 throw ServiceError.conflict("a rule with this id exists", code: "rule_exists")
             }
             try await tx.emit(Events.ruleCreated, tenantId: p.tenantId, data: ["rule_id": slug, "actor": p.actorId])
@@ -161,13 +215,15 @@ struct RuleHandlers: Sendable {
         guard q.enabled != nil || q.severity != nil else { throw ServiceError.validation("body", "give enabled and/or severity") }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await catalog.rulesById(tx, tenantId: p.tenantId)[q.ruleId] != nil else { throw ServiceError.notFound("rule") }
-            _ = try await tx.query("""
+            _ = try await tx.query(
+                """
                 INSERT INTO findings.rule_overrides (tenant_id, rule_id, enabled, severity, updated_by) VALUES ($1, $2, $3, $4, $5)
                 ON CONFLICT (tenant_id, rule_id) DO UPDATE SET enabled = coalesce(excluded.enabled, rule_overrides.enabled),
                   severity = coalesce(excluded.severity, rule_overrides.severity), updated_by = excluded.updated_by, updated_at = now()
                 """, [p.tenantId, q.ruleId, q.enabled, q.severity, p.actorId])
-            try await tx.emit(Events.ruleUpdated, tenantId: p.tenantId,
-                              data: ["rule_id": q.ruleId, "enabled": q.enabled.map { "\($0)" } ?? "", "severity": q.severity ?? "", "actor": p.actorId])
+            try await tx.emit(
+                Events.ruleUpdated, tenantId: p.tenantId,
+                data: ["rule_id": q.ruleId, "enabled": q.enabled.map { "\($0)" } ?? "", "severity": q.severity ?? "", "actor": p.actorId])
             return Self.view(try await catalog.rulesById(tx, tenantId: p.tenantId)[q.ruleId]!)
         }
     }

@@ -6,12 +6,28 @@ import Store
 import VigilCore
 
 struct SuppressionRuleCreate: Codable, Sendable {
-    var name: String?; var connectionId: String?; var rule: String?; var region: String?; var resource: String?
-    var tags: [String: String]?; var reason: String?; var expiresAt: String?
+    var name: String?
+    var connectionId: String?
+    var rule: String?
+    var region: String?
+    var resource: String?
+    var tags: [String: String]?
+    var reason: String?
+    var expiresAt: String?
 }
 struct SuppressionRuleView: Codable, Sendable {
-    var id: String; var name: String; var connectionId: String?; var rule: String?; var region: String?; var resource: String?
-    var tags: [String: String]; var reason: String; var expiresAt: Date?; var createdBy: String?; var createdAt: Date; var matched: Int?
+    var id: String
+    var name: String
+    var connectionId: String?
+    var rule: String?
+    var region: String?
+    var resource: String?
+    var tags: [String: String]
+    var reason: String
+    var expiresAt: Date?
+    var createdBy: String?
+    var createdAt: Date
+    var matched: Int?
 }
 struct SuppressionPath: Codable, Sendable { var suppressionId: String }
 
@@ -47,27 +63,33 @@ struct SuppressionHandlers: Sendable {
                     throw ServiceError.notFound("suppression rule")
                 }
                 // Findings it suppressed come back.
-                let rows = try await tx.query("""
+                let rows = try await tx.query(
+                    """
                     UPDATE findings.findings SET status = 'open', suppression_rule_id = NULL, status_reason = 'suppression rule deleted',
                       status_actor = $3, status_expires_at = NULL, updated_at = now()
                     WHERE tenant_id = $1 AND suppression_rule_id = $2 AND status = 'suppressed'
                     RETURNING id, connection_id, rule_id, severity, resource_id, title
                     """, [p.tenantId, id, p.actorId])
-                try await Lifecycle.record(tx, tenantId: p.tenantId, try rows.map { row in
-                    Transition(findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
-                               severity: try row.string("severity"), eventType: "reopened", from: "suppressed", to: "open", actor: p.actorId,
-                               reason: "suppression rule deleted", scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title"))
-                })
+                try await Lifecycle.record(
+                    tx, tenantId: p.tenantId,
+                    try rows.map { row in
+                        Transition(
+                            findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
+                            severity: try row.string("severity"), eventType: "reopened", from: "suppressed", to: "open", actor: p.actorId,
+                            reason: "suppression rule deleted", scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title")
+                        )
+                    })
                 return Empty()
             }
         }
     }
 
     static func view(_ r: Row) throws -> SuppressionRuleView {
-        SuppressionRuleView(id: try r.string("id"), name: try r.string("name"), connectionId: r.optionalString("connection_id"),
-                            rule: r.optionalString("rule_glob"), region: r.optionalString("region"), resource: r.optionalString("resource_regex"),
-                            tags: try r.json("tags"), reason: try r.string("reason"), expiresAt: r.optionalDate("expires_at"),
-                            createdBy: r.optionalString("created_by"), createdAt: try r.date("created_at"), matched: r.optionalInt("matched"))
+        SuppressionRuleView(
+            id: try r.string("id"), name: try r.string("name"), connectionId: r.optionalString("connection_id"),
+            rule: r.optionalString("rule_glob"), region: r.optionalString("region"), resource: r.optionalString("resource_regex"),
+            tags: try r.json("tags"), reason: try r.string("reason"), expiresAt: r.optionalDate("expires_at"),
+            createdBy: r.optionalString("created_by"), createdAt: try r.date("created_at"), matched: r.optionalInt("matched"))
     }
 
     /// A glob (`aws.s3.*`, `?`) as a LIKE pattern.
@@ -93,14 +115,20 @@ struct SuppressionHandlers: Sendable {
         let reason = (try? Validate.text(q.reason ?? "", path: "body.reason", min: 3, max: 1000)) ?? ""
         if reason.isEmpty { issues.append(.init(path: "body.reason", message: "must be 3 to 1000 characters")) }
         if let c = q.connectionId, !ID.isValid(c) { issues.append(.init(path: "body.connection_id", message: "must be a UUID")) }
-        if let g = q.rule, g.isEmpty || g.count > 200 { issues.append(.init(path: "body.rule", message: "must be a rule id or glob, 1 to 200 characters")) }
+        if let g = q.rule, g.isEmpty || g.count > 200 {
+            issues.append(.init(path: "body.rule", message: "must be a rule id or glob, 1 to 200 characters"))
+        }
         if let re = q.resource, re.isEmpty || re.count > 500 || (try? NSRegularExpression(pattern: re)) == nil {
             issues.append(.init(path: "body.resource", message: "must be a valid regular expression"))
         }
         if let t = q.tags, t.count > 20 { issues.append(.init(path: "body.tags", message: "at most 20 tags")) }
         var expires: Date? = nil
         if let e = q.expiresAt {
-            if let d = Timestamp.parse(e), d > Date() { expires = d } else { issues.append(.init(path: "body.expires_at", message: "must be a future ISO 8601 date-time")) }
+            if let d = Timestamp.parse(e), d > Date() {
+                expires = d
+            } else {
+                issues.append(.init(path: "body.expires_at", message: "must be a future ISO 8601 date-time"))
+            }
         }
         if q.connectionId == nil && q.rule == nil && q.region == nil && q.resource == nil && (q.tags ?? [:]).isEmpty {
             issues.append(.init(path: "body", message: "give at least one of connection_id, rule, region, resource, tags"))
@@ -109,28 +137,38 @@ struct SuppressionHandlers: Sendable {
         let id = ID.make()
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             do {
-                _ = try await tx.query("""
-                    INSERT INTO findings.suppression_rules (id, tenant_id, name, connection_id, rule_pattern, rule_glob, region, resource_regex, tags, reason, expires_at, created_by)
+                _ = try await tx.query(
+                    """
+                    INSERT INTO findings.suppression_rules (id, tenant_id, name, connection_id, rule_pattern, rule_glob, region, resource_regex,
+                      tags, reason, expires_at, created_by)
                     VALUES ($1, $2, $3, $4, $5, $12, $6, $7, $8::jsonb, $9, $10, $11)
-                    """, [id, p.tenantId, name, q.connectionId?.lowercased(), q.rule.map(Self.like), q.region, q.resource,
-                          try JSONParameter(q.tags ?? [:]), reason, expires, p.actorId, q.rule])
+                    """,
+                    [
+                        id, p.tenantId, name, q.connectionId?.lowercased(), q.rule.map(Self.like), q.region, q.resource,
+                        try JSONParameter(q.tags ?? [:]), reason, expires, p.actorId, q.rule,
+                    ])
             }
             // Existing open findings that match are suppressed now.
-            let rows = try await tx.query("""
+            let rows = try await tx.query(
+                """
                 UPDATE findings.findings f SET status = 'suppressed', suppression_rule_id = s.id, status_reason = s.reason,
                   status_actor = 'suppression-rule:' || s.id, status_expires_at = s.expires_at, updated_at = now()
                 FROM findings.suppression_rules s
                 WHERE f.tenant_id = $1 AND s.id = $2 AND f.status = 'open' AND \(Self.matchSQL)
                 RETURNING f.id, f.connection_id, f.rule_id, f.severity, f.resource_id, f.title
                 """, [p.tenantId, id])
-            try await Lifecycle.record(tx, tenantId: p.tenantId, try rows.map { row in
-                Transition(findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
-                           severity: try row.string("severity"), eventType: "suppressed", from: "open", to: "suppressed",
-                           actor: "suppression-rule:" + id, reason: reason, scanId: nil, resourceId: try row.string("resource_id"),
-                           title: try row.string("title"))
-            })
-            let row = try await tx.one("SELECT *, $3::int AS matched FROM findings.suppression_rules WHERE id = $1 AND tenant_id = $2",
-                                       [id, p.tenantId, rows.count])!
+            try await Lifecycle.record(
+                tx, tenantId: p.tenantId,
+                try rows.map { row in
+                    Transition(
+                        findingId: try row.string("id"), connectionId: try row.string("connection_id"), ruleId: try row.string("rule_id"),
+                        severity: try row.string("severity"), eventType: "suppressed", from: "open", to: "suppressed",
+                        actor: "suppression-rule:" + id, reason: reason, scanId: nil, resourceId: try row.string("resource_id"),
+                        title: try row.string("title"))
+                })
+            let row = try await tx.one(
+                "SELECT *, $3::int AS matched FROM findings.suppression_rules WHERE id = $1 AND tenant_id = $2",
+                [id, p.tenantId, rows.count])!
             return try Self.view(row)
         }
     }

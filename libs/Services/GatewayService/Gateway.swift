@@ -129,11 +129,15 @@ final class Gateway: Sendable {
                 .add(middleware: EnvelopeMiddleware(logger: logger))
                 .add(middleware: RateLimitMiddleware(limiter: limiter))
                 .add(middleware: BodyMiddleware(route: route, maxBytes: settings.maxBodyBytes))
-                .add(middleware: AuthenticationMiddleware(route: route, keys: keys, principals: principals, bus: ctx.bus,
-                                                          timeout: settings.requestTimeout))
+                .add(
+                    middleware: AuthenticationMiddleware(
+                        route: route, keys: keys, principals: principals, bus: ctx.bus,
+                        timeout: settings.requestTimeout)
+                )
                 .add(middleware: PlanRateMiddleware(planRates: planRates))
                 .add(middleware: IdempotencyMiddleware(route: route, store: idempotency))
-                .on(RouterPath(route.routerPath), method: route.method,
+                .on(
+                    RouterPath(route.routerPath), method: route.method,
                     use: ForwardingResponder(route: route, bus: ctx.bus, timeout: settings.requestTimeout).respond)
         }
         router.get("/health") { [self] _, _ in
@@ -141,15 +145,17 @@ final class Gateway: Sendable {
             return jsonResponse(ok ? .ok : .serviceUnavailable, Data(#"{"status":"\#(ok ? "ok" : "degraded")"}"#.utf8), headers: [:])
         }
         router.get("/status") { [self] _, _ in
-            let body = try JSONSerialization.data(withJSONObject: [
-                "status": ctx.bus.isConnected ? "ok" : "degraded", "version": ctx.config.version, "api_version": VigilVersion.api,
-                "features": ["contact_captcha": settings.captchaEnabled ? "on" : "off"],
-            ], options: [.sortedKeys])
+            let body = try JSONSerialization.data(
+                withJSONObject: [
+                    "status": ctx.bus.isConnected ? "ok" : "degraded", "version": ctx.config.version, "api_version": VigilVersion.api,
+                    "features": ["contact_captcha": settings.captchaEnabled ? "on" : "off"],
+                ], options: [.sortedKeys])
             return jsonResponse(.ok, body, headers: [:])
         }
         router.get("/metrics") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: VigilMetrics.exposition())))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: VigilMetrics.exposition())))
         }
         router.get("/api/v1/openapi.json") { [self] request, _ -> Response in
             guard let doc = openAPIJSON else {
@@ -157,9 +163,10 @@ final class Gateway: Sendable {
             }
             return jsonResponse(.ok, doc, headers: [:])
         }
-        return Application(responder: EnvelopeResponder(inner: router.buildResponder()),
-                           configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "vigil"),
-                           logger: logger)
+        return Application(
+            responder: EnvelopeResponder(inner: router.buildResponder()),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "vigil"),
+            logger: logger)
     }
 }
 
@@ -176,7 +183,8 @@ struct EnvelopeResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
             return response
         } catch let e as HTTPError {
             let code = e.status.code
-            let err: ServiceError = code == 404
+            let err: ServiceError =
+                code == 404
                 ? .init(status: 404, error: "not_found", message: "no route for \(request.method.rawValue) \(request.uri.path)")
                 : .init(status: code, error: code == 405 ? "method_not_allowed" : "http_error", message: e.body ?? e.status.reasonPhrase)
             return ErrorEnvelope.response(err, correlationId: CorrelationId.pick(request))

@@ -9,9 +9,18 @@ import VigilCore
 /// cached for a minute), counted in one-minute windows per gateway replica. When billing cannot be
 /// asked, the workspace is not plan-limited (the per-credential limits still apply).
 final class PlanRates: Sendable {
-    struct Limits: Codable, Sendable { struct L: Codable, Sendable { var apiRequestsPerMinute: Int? }; var limits: L }
-    private struct Cached { var limit: Int?; var fetched: Double }
-    private struct Window { var start: Double; var count: Int }
+    struct Limits: Codable, Sendable {
+        struct L: Codable, Sendable { var apiRequestsPerMinute: Int? }
+        var limits: L
+    }
+    private struct Cached {
+        var limit: Int?
+        var fetched: Double
+    }
+    private struct Window {
+        var start: Double
+        var count: Int
+    }
     private let cache = Mutex<[String: Cached]>([:])
     private let windows = Mutex<[String: Window]>([:])
     let bus: BusConnection
@@ -19,14 +28,17 @@ final class PlanRates: Sendable {
     let logger: Logger
 
     init(bus: BusConnection, ttl: Double = 60, logger: Logger) {
-        self.bus = bus; self.ttl = ttl; self.logger = logger
+        self.bus = bus
+        self.ttl = ttl
+        self.logger = logger
     }
 
     func limit(for tenant: String, now: Double) async -> Int? {
         if let c = cache.withLock({ $0[tenant] }), now - c.fetched < ttl { return c.limit }
         do {
-            let reply = try await bus.request(Endpoint<Empty, Limits>(Subjects.Billing.planLimits), Empty(), context: CallContext(tenantId: tenant),
-                                              timeout: .seconds(2))
+            let reply = try await bus.request(
+                Endpoint<Empty, Limits>(Subjects.Billing.planLimits), Empty(), context: CallContext(tenantId: tenant),
+                timeout: .seconds(2))
             cache.withLock { all in
                 if all.count > 100_000 { all.removeAll() }
                 all[tenant] = Cached(limit: reply.limits.apiRequestsPerMinute, fetched: now)
@@ -53,8 +65,9 @@ final class PlanRates: Sendable {
         }
         guard allowed else {
             let reset = Date(timeIntervalSince1970: start + 60)
-            throw ServiceError.quotaExceeded(QuotaDetail(name: "api_requests_per_minute", limit: limit, used: count, resetsAt: Timestamp.format(reset)),
-                                             status: 429, message: "the plan allows \(limit) API requests per minute; retry after \(Timestamp.format(reset))")
+            throw ServiceError.quotaExceeded(
+                QuotaDetail(name: "api_requests_per_minute", limit: limit, used: count, resetsAt: Timestamp.format(reset)),
+                status: 429, message: "the plan allows \(limit) API requests per minute; retry after \(Timestamp.format(reset))")
         }
     }
 }

@@ -9,8 +9,14 @@ import VigilCore
 /// revocation or a role change, and every gateway replica drops the affected entries at once.
 final class PrincipalCache: Sendable {
     /// A principal and its `Vigil-Principal` header value (encoded once, reused per request).
-    struct Resolved: Sendable { let principal: Principal; let header: String }
-    private struct Entry { let resolved: Resolved; let expires: ContinuousClock.Instant }
+    struct Resolved: Sendable {
+        let principal: Principal
+        let header: String
+    }
+    private struct Entry {
+        let resolved: Resolved
+        let expires: ContinuousClock.Instant
+    }
     private let entries = Mutex<[String: Entry]>([:])
     let ttl: Duration
     let maxEntries = 100_000
@@ -31,7 +37,10 @@ final class PrincipalCache: Sendable {
         guard ttl > .zero else { return nil }
         return entries.withLock { e in
             guard let entry = e[key] else { return nil }
-            if entry.expires < .now { e[key] = nil; return nil }
+            if entry.expires < .now {
+                e[key] = nil
+                return nil
+            }
             return entry.resolved
         }
     }

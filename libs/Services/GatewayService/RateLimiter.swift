@@ -18,8 +18,14 @@ final class RateLimiter: Sendable {
         var policy: String
     }
 
-    private struct Counter { var start: Double; var count: Int }
-    private struct State { var burst: Counter; var steady: Counter }
+    private struct Counter {
+        var start: Double
+        var count: Int
+    }
+    private struct State {
+        var burst: Counter
+        var steady: Counter
+    }
 
     let burst: Window
     let steady: Window

@@ -1,6 +1,6 @@
 import Bus
-import Foundation
 import Contracts
+import Foundation
 import Logging
 import Synchronization
 import VigilCore
@@ -34,7 +34,10 @@ final class VerificationKeys: Sendable {
 struct IdempotencyStore: Sendable {
     let bucket: KeyValueBucket
 
-    enum Start: Sendable { case proceed, replay(status: Int, body: Data) }
+    enum Start: Sendable {
+        case proceed
+        case replay(status: Int, body: Data)
+    }
 
     struct Record: Codable, Sendable {
         var state: String

@@ -10,17 +10,20 @@ import VigilCrypto
 /// Row → view decoders shared by the handlers.
 enum Views {
     static func user(_ r: Row, prefix: String = "") throws -> UserView {
-        UserView(id: try r.string("\(prefix)id"), email: try r.string("\(prefix)email"),
-                 fullName: try r.string("\(prefix)full_name"), emailVerified: try r.bool("\(prefix)email_verified"),
-                 createdAt: r.optionalDate("\(prefix)created_at"))
+        UserView(
+            id: try r.string("\(prefix)id"), email: try r.string("\(prefix)email"),
+            fullName: try r.string("\(prefix)full_name"), emailVerified: try r.bool("\(prefix)email_verified"),
+            createdAt: r.optionalDate("\(prefix)created_at"))
     }
 
     static func workspace(_ r: Row, prefix: String = "") throws -> WorkspaceView {
-        WorkspaceView(id: try r.string("\(prefix)id"), slug: try r.string("\(prefix)slug"), name: try r.string("\(prefix)name"),
-                      parentId: r.optionalString("\(prefix)parent_id"),
-                      settings: r.isNull("\(prefix)settings") ? nil
-                          : r.raw("\(prefix)settings") == "{}" ? [:] : try r.json("\(prefix)settings"),
-                      createdAt: r.optionalDate("\(prefix)created_at"))
+        WorkspaceView(
+            id: try r.string("\(prefix)id"), slug: try r.string("\(prefix)slug"), name: try r.string("\(prefix)name"),
+            parentId: r.optionalString("\(prefix)parent_id"),
+            settings: r.isNull("\(prefix)settings")
+                ? nil
+                : r.raw("\(prefix)settings") == "{}" ? [:] : try r.json("\(prefix)settings"),
+            createdAt: r.optionalDate("\(prefix)created_at"))
     }
 
     static func role(_ r: Row, _ c: String = "role") throws -> Role {
@@ -42,8 +45,10 @@ final class IdentityHandlers: Sendable {
     let logger: Logger
     let timingHash: String
 
-    static let userColumns = "u.id AS u_id, u.email AS u_email, u.full_name AS u_full_name, u.email_verified AS u_email_verified, u.created_at AS u_created_at"
-    static let workspaceColumns = "w.id AS w_id, w.slug AS w_slug, w.name AS w_name, w.parent_id AS w_parent_id, w.settings AS w_settings, w.created_at AS w_created_at"
+    static let userColumns =
+        "u.id AS u_id, u.email AS u_email, u.full_name AS u_full_name, u.email_verified AS u_email_verified, u.created_at AS u_created_at"
+    static let workspaceColumns =
+        "w.id AS w_id, w.slug AS w_slug, w.name AS w_name, w.parent_id AS w_parent_id, w.settings AS w_settings, w.created_at AS w_created_at"
 
     init(store: Store, bus: BusConnection, settings: IdentitySettings, logger: Logger) {
         self.store = store
@@ -104,7 +109,8 @@ final class IdentityHandlers: Sendable {
         let claims = AccessClaims(sub: user.id, iat: now, exp: now + settings.accessTTL, jti: ID.make(), tid: workspace?.id)
         let access = try JWT.sign(claims, key: settings.signingKey)
         let refresh = SecretToken.generate(prefix: TokenKind.refresh)
-        try await tx.execute("""
+        try await tx.execute(
+            """
             INSERT INTO identity.refresh_tokens (id, user_id, family_id, token_hash, tenant_id, expires_at)
             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
             """, [ID.make(), user.id, family ?? ID.make(), SecretToken.hash(refresh), workspace?.id, settings.refreshTTL])
@@ -116,25 +122,32 @@ final class IdentityHandlers: Sendable {
         let prefix = kind == "verify" ? TokenKind.verify : TokenKind.reset
         let token = SecretToken.generate(prefix: prefix)
         if kind == "reset" {
-            try await tx.execute("UPDATE identity.user_tokens SET used_at = now() WHERE user_id = $1 AND kind = 'reset' AND used_at IS NULL", [user.id])
+            try await tx.execute(
+                "UPDATE identity.user_tokens SET used_at = now() WHERE user_id = $1 AND kind = 'reset' AND used_at IS NULL", [user.id])
         }
-        try await tx.execute("""
+        try await tx.execute(
+            """
             INSERT INTO identity.user_tokens (id, user_id, kind, token_hash, expires_at)
             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
             """, [ID.make(), user.id, kind, SecretToken.hash(token), ttl])
         let (subject, path) = kind == "verify" ? ("Verify your email address", "verify-email") : ("Reset your Vigil password", "reset-password")
         let link = "\(settings.publicURL)/\(path)?token=\(token)"
-        let text = kind == "verify"
+        let text =
+            kind == "verify"
             ? "Hello \(user.fullName),\n\nConfirm your email address for Vigil: \(link)\n\nThe link expires in 24 hours."
-            : "Hello \(user.fullName),\n\nReset your Vigil password: \(link)\n\nThe link expires in 1 hour. If you did not ask for this, ignore this email."
-        try await tx.emit(Jobs.emailSend, type: "email.requested", tenantId: nil,
-                          data: EmailRequest(to: user.email, template: kind == "verify" ? "verify_email" : "reset_password",
-                                             subject: subject, text: text, values: ["token": token, "link": link, "full_name": user.fullName]))
+            : "Hello \(user.fullName),\n\nReset your Vigil password: \(link)\n\n"
+                + "The link expires in 1 hour. If you did not ask for this, ignore this email."
+        try await tx.emit(
+            Jobs.emailSend, type: "email.requested", tenantId: nil,
+            data: EmailRequest(
+                to: user.email, template: kind == "verify" ? "verify_email" : "reset_password",
+                subject: subject, text: text, values: ["token": token, "link": link, "full_name": user.fullName]))
     }
 
     /// Consumes a single-use user token; nil when unknown, used or expired.
     func consumeUserToken(tx: Transaction, token: String, kind: String) async throws -> String? {
-        try await tx.one("""
+        try await tx.one(
+            """
             UPDATE identity.user_tokens SET used_at = now()
             WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now() RETURNING user_id
             """, [SecretToken.hash(token), kind])?.string("user_id")
@@ -145,7 +158,10 @@ final class IdentityHandlers: Sendable {
     @Sendable func signup(_ req: SignupRequest, _ ctx: CallContext) async throws -> TokenReply {
         var issues: [ValidationIssue] = []
         func check<T>(_ f: () throws -> T) -> T? {
-            do { return try f() } catch let e as ServiceError { issues += e.issues ?? []; return nil } catch { return nil }
+            do { return try f() } catch let e as ServiceError {
+                issues += e.issues ?? []
+                return nil
+            } catch { return nil }
         }
         let email = check { try Validate.email(req.email) }
         let password = check { try Validate.password(req.password) }
@@ -156,15 +172,18 @@ final class IdentityHandlers: Sendable {
         do {
             return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
                 let userId = ID.make()
-                try await tx.execute("INSERT INTO identity.users (id, email, password_hash, full_name) VALUES ($1, $2, $3, $4)",
-                                     [userId, email, hash, fullName])
+                try await tx.execute(
+                    "INSERT INTO identity.users (id, email, password_hash, full_name) VALUES ($1, $2, $3, $4)",
+                    [userId, email, hash, fullName])
                 let ws = try await createWorkspace(tx: tx, name: wsName, parentId: nil)
-                try await tx.execute("INSERT INTO identity.memberships (id, tenant_id, user_id, role) VALUES ($1, $2, $3, 'owner')",
-                                     [ID.make(), ws.id, userId])
+                try await tx.execute(
+                    "INSERT INTO identity.memberships (id, tenant_id, user_id, role) VALUES ($1, $2, $3, 'owner')",
+                    [ID.make(), ws.id, userId])
                 let user = UserView(id: userId, email: email, fullName: fullName, emailVerified: false, createdAt: Date())
                 try await sendUserToken(tx: tx, user: user, kind: "verify", ttl: 24 * 3600)
-                try await tx.emit(Events.userSignedUp, tenantId: ws.id,
-                                  data: ["user_id": userId, "workspace_id": ws.id])
+                try await tx.emit(
+                    Events.userSignedUp, tenantId: ws.id,
+                    data: ["user_id": userId, "workspace_id": ws.id])
                 return try await issueTokens(tx: tx, user: user, workspace: ws)
             }
         } catch let e as StoreError where e.isUniqueViolation {
@@ -185,26 +204,33 @@ final class IdentityHandlers: Sendable {
             slug = "\(base)-\(Sodium.hex(Sodium.randomBytes(3)))"
         }
         let id = ID.make()
-        let row = try await tx.one("""
+        let row = try await tx.one(
+            """
             INSERT INTO identity.workspaces (id, slug, name, parent_id) VALUES ($1, $2, $3, $4)
             RETURNING id, slug, name, parent_id, settings, created_at
             """, [id, slug, name, parentId])!
-        try await tx.emit(Events.workspaceCreated, tenantId: id,
-                          data: ["workspace_id": id, "slug": slug, "parent_id": parentId ?? ""])
+        try await tx.emit(
+            Events.workspaceCreated, tenantId: id,
+            data: ["workspace_id": id, "slug": slug, "parent_id": parentId ?? ""])
         return try Views.workspace(row)
     }
 
     @Sendable func login(_ req: LoginRequest, _ ctx: CallContext) async throws -> TokenReply {
         let email = req.email.trimmingCharacters(in: .whitespaces).lowercased()
         let address = ctx.clientAddress ?? "unknown"
-        let counts = try await store.query(.none, """
+        let counts = try await store.query(
+            .none,
+            """
             SELECT (SELECT count(*) FROM identity.login_failures WHERE email = $1 AND at > now() - make_interval(secs => $3)) AS by_email,
                    (SELECT count(*) FROM identity.login_failures WHERE address = $2 AND at > now() - make_interval(secs => $3)) AS by_address
-            """, [email, address, settings.loginWindow]).first!
+            """, [email, address, settings.loginWindow]
+        ).first!
         if try counts.int("by_email") >= settings.maxFailuresPerAccount || counts.int("by_address") >= settings.maxFailuresPerAddress {
             throw ServiceError.tooManyRequests("too many failed sign-in attempts; try again later")
         }
-        let row = try await store.query(.none, "SELECT id, email, full_name, email_verified, created_at, password_hash FROM identity.users WHERE email = $1", [email]).first
+        let row = try await store.query(
+            .none, "SELECT id, email, full_name, email_verified, created_at, password_hash FROM identity.users WHERE email = $1", [email]
+        ).first
         let ok = await verifyPassword(req.password, row.flatMap { $0.optionalString("password_hash") } ?? timingHash)
         guard ok, let row else {
             try await store.query(.none, "INSERT INTO identity.login_failures (email, address) VALUES ($1, $2)", [email, address])
@@ -213,10 +239,12 @@ final class IdentityHandlers: Sendable {
         let user = try Views.user(row)
         return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             try await tx.execute("DELETE FROM identity.login_failures WHERE email = $1", [email])
-            let ws = try await tx.one("""
+            let ws = try await tx.one(
+                """
                 SELECT w.* FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
                 WHERE m.user_id = $1 ORDER BY m.created_at LIMIT 1
-                """, [user.id]).map { try Views.workspace($0) }
+                """, [user.id]
+            ).map { try Views.workspace($0) }
             return try await issueTokens(tx: tx, user: user, workspace: ws)
         }
     }
@@ -225,26 +253,34 @@ final class IdentityHandlers: Sendable {
         let invalid = ServiceError(status: 401, error: "invalid_refresh_token", message: "refresh token is invalid, expired or already used")
         guard SecretToken.isWellFormed(req.refreshToken, prefix: TokenKind.refresh) else { throw invalid }
         let hash = SecretToken.hash(req.refreshToken)
-        enum Outcome: Sendable { case issued(TokenReply), reused, unknown }
+        enum Outcome: Sendable {
+            case issued(TokenReply)
+            case reused, unknown
+        }
         let outcome: Outcome = try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
-            if let row = try await tx.one("""
+            if let row = try await tx.one(
+                """
                 UPDATE identity.refresh_tokens SET used_at = now()
                 WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
                 RETURNING user_id, family_id, tenant_id
-                """, [hash]) {
+                """, [hash])
+            {
                 let userId = try row.string("user_id")
                 guard let u = try await tx.one("SELECT * FROM identity.users WHERE id = $1", [userId]) else { return .unknown }
                 var ws: WorkspaceView? = nil
                 if let tid = row.optionalString("tenant_id") {
-                    ws = try await tx.one("""
+                    ws = try await tx.one(
+                        """
                         SELECT w.* FROM identity.workspaces w JOIN identity.memberships m ON m.tenant_id = w.id
                         WHERE w.id = $1 AND m.user_id = $2
-                        """, [tid, userId]).map { try Views.workspace($0) }
+                        """, [tid, userId]
+                    ).map { try Views.workspace($0) }
                 }
                 return .issued(try await issueTokens(tx: tx, user: try Views.user(u), workspace: ws, family: try row.string("family_id")))
             }
             // A spent token presented again means it leaked: revoke its whole family.
-            let revoked = try await tx.execute("""
+            let revoked = try await tx.execute(
+                """
                 UPDATE identity.refresh_tokens SET revoked_at = coalesce(revoked_at, now())
                 WHERE family_id = (SELECT family_id FROM identity.refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL)
                 """, [hash])
@@ -291,7 +327,8 @@ final class IdentityHandlers: Sendable {
         guard p.isUser, let userId = p.userId else { throw ServiceError.forbidden("changing a password requires a user session, not an API key") }
         let password = try Validate.password(req.newPassword, path: "body.new_password")
         guard let row = try await store.query(.none, "SELECT password_hash FROM identity.users WHERE id = $1", [userId]).first,
-              await verifyPassword(req.currentPassword, try row.string("password_hash")) else {
+            await verifyPassword(req.currentPassword, try row.string("password_hash"))
+        else {
             throw ServiceError.validation("body.current_password", "is incorrect")
         }
         let hash = try await hashPassword(password, settings.passwordStrength)
@@ -341,14 +378,18 @@ final class IdentityHandlers: Sendable {
         guard let wsRow = try await store.query(p.scope, "SELECT * FROM identity.workspaces WHERE id = $1", [p.tenantId]).first else {
             throw ServiceError.notFound("workspace")
         }
-        var reply = MeReply(kind: p.kind, user: nil, workspace: try Views.workspace(wsRow), role: p.role, scopes: p.scopes,
-                            apiKeyId: p.apiKeyId, actingViaParent: p.viaParentTenantId, memberships: nil)
+        var reply = MeReply(
+            kind: p.kind, user: nil, workspace: try Views.workspace(wsRow), role: p.role, scopes: p.scopes,
+            apiKeyId: p.apiKeyId, actingViaParent: p.viaParentTenantId, memberships: nil)
         if let userId = p.userId, p.isUser {
             reply.user = try await store.query(.none, "SELECT * FROM identity.users WHERE id = $1", [userId]).first.map { try Views.user($0) }
-            reply.memberships = try await store.query(.crossTenant, """
+            reply.memberships = try await store.query(
+                .crossTenant,
+                """
                 SELECT m.role, \(Self.workspaceColumns) FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
                 WHERE m.user_id = $1 ORDER BY m.created_at
-                """, [userId]).map { MembershipView(workspace: try Views.workspace($0, prefix: "w_"), role: try Views.role($0)) }
+                """, [userId]
+            ).map { MembershipView(workspace: try Views.workspace($0, prefix: "w_"), role: try Views.role($0)) }
         }
         return reply
     }
@@ -359,21 +400,26 @@ final class IdentityHandlers: Sendable {
         try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
             switch req.kind {
             case "api_key":
-                guard let hash = req.apiKeyHash, let key = try await tx.one("""
-                    SELECT k.id, k.tenant_id, k.role, k.scopes, k.last_used_at, w.slug FROM identity.api_keys k
-                    JOIN identity.workspaces w ON w.id = k.tenant_id
-                    WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
-                    """, [hash]) else { throw ServiceError(status: 401, error: "invalid_api_key", message: "API key is invalid, expired or revoked") }
+                guard let hash = req.apiKeyHash,
+                    let key = try await tx.one(
+                        """
+                        SELECT k.id, k.tenant_id, k.role, k.scopes, k.last_used_at, w.slug FROM identity.api_keys k
+                        JOIN identity.workspaces w ON w.id = k.tenant_id
+                        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+                        """, [hash])
+                else { throw ServiceError(status: 401, error: "invalid_api_key", message: "API key is invalid, expired or revoked") }
                 let keyId = try key.string("id")
                 if (key.optionalDate("last_used_at") ?? .distantPast) < Date().addingTimeInterval(-30) {
                     try await tx.execute("UPDATE identity.api_keys SET last_used_at = now() WHERE id = $1", [keyId])
                 }
-                let base = Principal(kind: "api_key", userId: nil, apiKeyId: keyId, tenantId: try key.string("tenant_id"),
-                                     tenantSlug: try key.string("slug"), role: try Views.role(key), scopes: try key.stringArray("scopes"))
+                let base = Principal(
+                    kind: "api_key", userId: nil, apiKeyId: keyId, tenantId: try key.string("tenant_id"),
+                    tenantSlug: try key.string("slug"), role: try Views.role(key), scopes: try key.stringArray("scopes"))
                 return try await selectWorkspace(tx: tx, base: base, slug: req.tenantSlug)
             case "jwt":
                 guard let userId = req.userId, ID.isValid(userId) else { throw ServiceError.unauthorized() }
-                let rows = try await tx.query("""
+                let rows = try await tx.query(
+                    """
                     SELECT m.tenant_id, m.role, w.slug FROM identity.memberships m JOIN identity.workspaces w ON w.id = m.tenant_id
                     WHERE m.user_id = $1 ORDER BY m.created_at
                     """, [userId])
@@ -386,16 +432,19 @@ final class IdentityHandlers: Sendable {
                     throw ServiceError.notFound("workspace")
                 }
                 if let slug = req.tenantSlug, let m = rows.first(where: { $0.optionalString("slug") == slug }) {
-                    return Principal(kind: "user", userId: userId, apiKeyId: nil, tenantId: try m.string("tenant_id"),
-                                     tenantSlug: slug, role: try Views.role(m), scopes: ["read", "write", "admin"])
+                    return Principal(
+                        kind: "user", userId: userId, apiKeyId: nil, tenantId: try m.string("tenant_id"),
+                        tenantSlug: slug, role: try Views.role(m), scopes: ["read", "write", "admin"])
                 }
-                let base = Principal(kind: "user", userId: userId, apiKeyId: nil, tenantId: try chosen.string("tenant_id"),
-                                     tenantSlug: try chosen.string("slug"), role: try Views.role(chosen), scopes: ["read", "write", "admin"])
+                let base = Principal(
+                    kind: "user", userId: userId, apiKeyId: nil, tenantId: try chosen.string("tenant_id"),
+                    tenantSlug: try chosen.string("slug"), role: try Views.role(chosen), scopes: ["read", "write", "admin"])
                 if let slug = req.tenantSlug {
                     // Not a direct member: an admin of the parent (MSP) workspace may act in a child.
                     for m in rows {
-                        let parent = Principal(kind: "user", userId: userId, apiKeyId: nil, tenantId: try m.string("tenant_id"),
-                                               tenantSlug: try m.string("slug"), role: try Views.role(m), scopes: base.scopes)
+                        let parent = Principal(
+                            kind: "user", userId: userId, apiKeyId: nil, tenantId: try m.string("tenant_id"),
+                            tenantSlug: try m.string("slug"), role: try Views.role(m), scopes: base.scopes)
                         if let p = try? await selectWorkspace(tx: tx, base: parent, slug: slug) { return p }
                     }
                     throw ServiceError.notFound("workspace")
@@ -412,7 +461,7 @@ final class IdentityHandlers: Sendable {
     func selectWorkspace(tx: Transaction, base: Principal, slug: String?) async throws -> Principal {
         guard let slug, slug != base.tenantSlug else { return base }
         guard base.role.rank >= Role.admin.rank,
-              let child = try await tx.one("SELECT id FROM identity.workspaces WHERE slug = $1 AND parent_id = $2", [slug, base.tenantId])
+            let child = try await tx.one("SELECT id FROM identity.workspaces WHERE slug = $1 AND parent_id = $2", [slug, base.tenantId])
         else { throw ServiceError.notFound("workspace") }
         var p = base
         p.tenantId = try child.string("id")

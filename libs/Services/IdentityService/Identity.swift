@@ -37,11 +37,12 @@ struct IdentitySettings: Sendable {
         keyId = String(Sodium.hex(Sodium.sha256(signingKey.publicKey)).prefix(16))
         accessTTL = r.int("VIGIL_ACCESS_TOKEN_TTL", default: 900)
         refreshTTL = r.int("VIGIL_REFRESH_TOKEN_TTL", default: 30 * 24 * 3600)
-        passwordStrength = switch r.string("VIGIL_PASSWORD_HASH", default: "interactive") {
-        case "minimum": .minimum
-        case "moderate": .moderate
-        default: .interactive
-        }
+        passwordStrength =
+            switch r.string("VIGIL_PASSWORD_HASH", default: "interactive") {
+            case "minimum": .minimum
+            case "moderate": .moderate
+            default: .interactive
+            }
         publicURL = r.string("VIGIL_PUBLIC_URL", default: "http://127.0.0.1:8080")
         maxFailuresPerAccount = r.int("VIGIL_LOGIN_MAX_FAILURES", default: 10)
         maxFailuresPerAddress = r.int("VIGIL_LOGIN_MAX_FAILURES_PER_ADDRESS", default: 50)

@@ -4,20 +4,44 @@ import VigilCore
 
 // Requests and replies of the identity subjects (snake_case on the wire).
 
-struct SignupRequest: Codable, Sendable { var email: String; var password: String; var fullName: String; var workspaceName: String }
-struct LoginRequest: Codable, Sendable { var email: String; var password: String }
+struct SignupRequest: Codable, Sendable {
+    var email: String
+    var password: String
+    var fullName: String
+    var workspaceName: String
+}
+struct LoginRequest: Codable, Sendable {
+    var email: String
+    var password: String
+}
 struct RefreshRequest: Codable, Sendable { var refreshToken: String }
 struct ForgotPasswordRequest: Codable, Sendable { var email: String }
-struct ResetPasswordRequest: Codable, Sendable { var token: String; var newPassword: String }
-struct ChangePasswordRequest: Codable, Sendable { var currentPassword: String; var newPassword: String }
+struct ResetPasswordRequest: Codable, Sendable {
+    var token: String
+    var newPassword: String
+}
+struct ChangePasswordRequest: Codable, Sendable {
+    var currentPassword: String
+    var newPassword: String
+}
 struct ResendVerificationRequest: Codable, Sendable { var email: String? }
 struct TokenPathRequest: Codable, Sendable { var token: String }
 struct MessageReply: Codable, Sendable { var message: String }
 
-struct UserView: Codable, Sendable { var id: String; var email: String; var fullName: String; var emailVerified: Bool; var createdAt: Date? }
+struct UserView: Codable, Sendable {
+    var id: String
+    var email: String
+    var fullName: String
+    var emailVerified: Bool
+    var createdAt: Date?
+}
 struct WorkspaceView: Codable, Sendable {
-    var id: String; var slug: String; var name: String
-    var parentId: String?; var settings: [String: JSONValue]?; var createdAt: Date?
+    var id: String
+    var slug: String
+    var name: String
+    var parentId: String?
+    var settings: [String: JSONValue]?
+    var createdAt: Date?
 }
 struct TokenReply: Codable, Sendable {
     var user: UserView
@@ -28,7 +52,10 @@ struct TokenReply: Codable, Sendable {
     var expiresIn: Int
 }
 
-struct MembershipView: Codable, Sendable { var workspace: WorkspaceView; var role: Role }
+struct MembershipView: Codable, Sendable {
+    var workspace: WorkspaceView
+    var role: Role
+}
 struct MeReply: Codable, Sendable {
     var kind: String
     var user: UserView?
@@ -41,35 +68,78 @@ struct MeReply: Codable, Sendable {
 }
 
 struct TeamMember: Codable, Sendable {
-    var membershipId: String; var userId: String; var email: String; var fullName: String; var role: Role; var joinedAt: Date
+    var membershipId: String
+    var userId: String
+    var email: String
+    var fullName: String
+    var role: Role
+    var joinedAt: Date
 }
 struct MembershipPath: Codable, Sendable { var membershipId: String }
-struct UpdateRoleRequest: Codable, Sendable { var membershipId: String; var role: Role }
+struct UpdateRoleRequest: Codable, Sendable {
+    var membershipId: String
+    var role: Role
+}
 struct UpdateProfileRequest: Codable, Sendable { var fullName: String? }
 
 struct UpdateTenantRequest: Codable, Sendable { var name: String? }
 struct UpdateSettingsRequest: Codable, Sendable { var settings: [String: JSONValue] }
 struct CreateChildWorkspaceRequest: Codable, Sendable { var name: String }
 
-struct CreateInvitationRequest: Codable, Sendable { var email: String; var role: Role? }
+struct CreateInvitationRequest: Codable, Sendable {
+    var email: String
+    var role: Role?
+}
 struct InvitationView: Codable, Sendable {
-    var id: String; var email: String; var role: Role; var status: String; var invitedBy: String?
-    var expiresAt: Date; var createdAt: Date; var acceptedAt: Date?
+    var id: String
+    var email: String
+    var role: Role
+    var status: String
+    var invitedBy: String?
+    var expiresAt: Date
+    var createdAt: Date
+    var acceptedAt: Date?
 }
 struct InvitationPath: Codable, Sendable { var invitationId: String }
 struct ValidateInvitationReply: Codable, Sendable {
-    var email: String; var role: Role; var workspace: WorkspaceView; var userExists: Bool; var needsPassword: Bool; var expiresAt: Date
+    var email: String
+    var role: Role
+    var workspace: WorkspaceView
+    var userExists: Bool
+    var needsPassword: Bool
+    var expiresAt: Date
 }
-struct AcceptInvitationRequest: Codable, Sendable { var token: String; var fullName: String?; var password: String? }
+struct AcceptInvitationRequest: Codable, Sendable {
+    var token: String
+    var fullName: String?
+    var password: String?
+}
 struct AcceptInvitationReply: Codable, Sendable {
-    var user: UserView; var workspace: WorkspaceView; var membershipId: String; var role: Role
-    var accessToken: String?; var refreshToken: String?; var tokenType: String?; var expiresIn: Int?
+    var user: UserView
+    var workspace: WorkspaceView
+    var membershipId: String
+    var role: Role
+    var accessToken: String?
+    var refreshToken: String?
+    var tokenType: String?
+    var expiresIn: Int?
 }
 
-struct CreateApiKeyRequest: Codable, Sendable { var name: String; var scopes: [String]?; var expiresAt: Date?; var role: Role? }
+struct CreateApiKeyRequest: Codable, Sendable {
+    var name: String
+    var scopes: [String]?
+    var expiresAt: Date?
+    var role: Role?
+}
 struct ApiKeyView: Codable, Sendable {
-    var id: String; var name: String; var prefix: String; var scopes: [String]; var role: Role
-    var createdAt: Date; var expiresAt: Date?; var lastUsedAt: Date?; var key: String?
+    var id: String
+    var name: String
+    var prefix: String
+    var scopes: [String]
+    var role: Role
+    var createdAt: Date
+    var expiresAt: Date?
+    var lastUsedAt: Date?
+    var key: String?
 }
 struct ApiKeyPath: Codable, Sendable { var keyId: String }
-

@@ -18,11 +18,21 @@ struct ChannelRequest: Codable, Sendable {
     var minSeverity: String?
 }
 struct ChannelView: Codable, Sendable {
-    var id: String; var name: String; var method: String; var config: [String: String]; var enabled: Bool
-    var events: [String]; var minSeverity: String?; var createdAt: Date; var updatedAt: Date
+    var id: String
+    var name: String
+    var method: String
+    var config: [String: String]
+    var enabled: Bool
+    var events: [String]
+    var minSeverity: String?
+    var createdAt: Date
+    var updatedAt: Date
 }
 struct ChannelTestRequest: Codable, Sendable { var channelId: String }
-struct ChannelTestReply: Codable, Sendable { var ok: Bool; var detail: String }
+struct ChannelTestReply: Codable, Sendable {
+    var ok: Bool
+    var detail: String
+}
 struct NotificationPolicy: Codable, Sendable {
     /// `digest`: one message per completed scan instead of one per finding; `every_event`: each event.
     var delivery: String
@@ -30,20 +40,32 @@ struct NotificationPolicy: Codable, Sendable {
     var notificationTriggerMode: String
     var updatedAt: Date?
 }
-struct PolicyPatch: Codable, Sendable { var delivery: String?; var notificationTriggerMode: String? }
+struct PolicyPatch: Codable, Sendable {
+    var delivery: String?
+    var notificationTriggerMode: String?
+}
 
 /// A string or a list of strings (channel config values).
 enum JSONValueLite: Codable, Sendable {
-    case string(String), list([String])
+    case string(String)
+    case list([String])
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let s = try? c.decode(String.self) { self = .string(s) } else { self = .list(try c.decode([String].self)) }
     }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
-        switch self { case .string(let s): try c.encode(s); case .list(let l): try c.encode(l) }
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .list(let l): try c.encode(l)
+        }
     }
-    var strings: [String] { switch self { case .string(let s): [s]; case .list(let l): l } }
+    var strings: [String] {
+        switch self {
+        case .string(let s): [s]
+        case .list(let l): l
+        }
+    }
 }
 
 /// Notification channels (email, Slack, plain webhook) with per-channel event subscriptions, a
@@ -95,9 +117,10 @@ struct ChannelService: Sendable {
     }
 
     static func view(_ r: Row) throws -> ChannelView {
-        ChannelView(id: try r.string("id"), name: try r.string("name"), method: try r.string("method"),
-                    config: try r.json("config"), enabled: try r.bool("enabled"), events: try r.stringArray("events"),
-                    minSeverity: r.optionalString("min_severity"), createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
+        ChannelView(
+            id: try r.string("id"), name: try r.string("name"), method: try r.string("method"),
+            config: try r.json("config"), enabled: try r.bool("enabled"), events: try r.stringArray("events"),
+            minSeverity: r.optionalString("min_severity"), createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
     }
 
     func validateSubscription(_ events: [String]?, _ minSeverity: String?) throws {
@@ -117,14 +140,19 @@ struct ChannelService: Sendable {
         try validateSubscription(req.events, req.minSeverity)
         let (config, sealed) = try await prepare(method: method, config: req.config ?? [:])
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one("""
+            let row = try await tx.one(
+                """
                 INSERT INTO notifier.channels (id, tenant_id, name, method, config, secret_sealed, enabled, events, min_severity)
                 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9) RETURNING *
-                """, [ID.make(), p.tenantId, name, method, try JSONParameter(config), sealed, req.enabled ?? true,
-                      req.events ?? ["*"], req.minSeverity])!
+                """,
+                [
+                    ID.make(), p.tenantId, name, method, try JSONParameter(config), sealed, req.enabled ?? true,
+                    req.events ?? ["*"], req.minSeverity,
+                ])!
             let v = try Self.view(row)
-            try await tx.emit(Events.notificationChannelCreated, tenantId: p.tenantId,
-                              data: ["channel_id": v.id, "method": method, "actor": p.actorId])
+            try await tx.emit(
+                Events.notificationChannelCreated, tenantId: p.tenantId,
+                data: ["channel_id": v.id, "method": method, "actor": p.actorId])
             return v
         }
     }
@@ -137,18 +165,28 @@ struct ChannelService: Sendable {
         try validateSubscription(req.events, req.minSeverity)
         var prepared: ([String: String], Data)? = nil
         if let config = req.config {
-            guard let method = try await store.query(p.scope, "SELECT method FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
-                                                     [id, p.tenantId]).first?.string("method") else { throw ServiceError.notFound("channel") }
+            guard
+                let method = try await store.query(
+                    p.scope, "SELECT method FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
+                    [id, p.tenantId]
+                ).first?.string("method")
+            else { throw ServiceError.notFound("channel") }
             prepared = try await prepare(method: method, config: config)
         }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard let row = try await tx.one("""
-                UPDATE notifier.channels SET name = coalesce($3, name), enabled = coalesce($4, enabled),
-                  events = coalesce($5::text[], events), min_severity = coalesce($6, min_severity),
-                  config = coalesce($7::jsonb, config), secret_sealed = coalesce($8, secret_sealed), updated_at = now()
-                WHERE id = $1 AND tenant_id = $2 RETURNING *
-                """, [id, p.tenantId, name, req.enabled, req.events, req.minSeverity,
-                      try prepared.map { try JSONParameter($0.0) }, prepared?.1]) else { throw ServiceError.notFound("channel") }
+            guard
+                let row = try await tx.one(
+                    """
+                    UPDATE notifier.channels SET name = coalesce($3, name), enabled = coalesce($4, enabled),
+                      events = coalesce($5::text[], events), min_severity = coalesce($6, min_severity),
+                      config = coalesce($7::jsonb, config), secret_sealed = coalesce($8, secret_sealed), updated_at = now()
+                    WHERE id = $1 AND tenant_id = $2 RETURNING *
+                    """,
+                    [
+                        id, p.tenantId, name, req.enabled, req.events, req.minSeverity,
+                        try prepared.map { try JSONParameter($0.0) }, prepared?.1,
+                    ])
+            else { throw ServiceError.notFound("channel") }
             return try Self.view(row)
         }
     }
@@ -166,8 +204,12 @@ struct ChannelService: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.channelId, "channel")
-        guard try await store.query(p.scope, "DELETE FROM notifier.channels WHERE id = $1 AND tenant_id = $2 RETURNING id",
-                                    [id, p.tenantId]).first != nil else { throw ServiceError.notFound("channel") }
+        guard
+            try await store.query(
+                p.scope, "DELETE FROM notifier.channels WHERE id = $1 AND tenant_id = $2 RETURNING id",
+                [id, p.tenantId]
+            ).first != nil
+        else { throw ServiceError.notFound("channel") }
         return Empty()
     }
 
@@ -175,12 +217,17 @@ struct ChannelService: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.channelId, "channel")
-        guard let row = try await store.query(p.scope, "SELECT * FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
-                                              [id, p.tenantId]).first else { throw ServiceError.notFound("channel") }
+        guard
+            let row = try await store.query(
+                p.scope, "SELECT * FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
+                [id, p.tenantId]
+            ).first
+        else { throw ServiceError.notFound("channel") }
         let message = ChannelMessage(title: "Vigil test notification", lines: ["This channel is set up correctly."], severity: nil)
         do {
-            try await send(message, method: try row.string("method"), sealed: Array(try row.bytes("secret_sealed")), tenantId: p.tenantId,
-                           eventId: ID.make())
+            try await send(
+                message, method: try row.string("method"), sealed: Array(try row.bytes("secret_sealed")), tenantId: p.tenantId,
+                eventId: ID.make())
             return ChannelTestReply(ok: true, detail: "sent")
         } catch {
             return ChannelTestReply(ok: false, detail: "\(error)")
@@ -191,8 +238,9 @@ struct ChannelService: Sendable {
         guard let r = try await store.query(.tenant(tenantId), "SELECT * FROM notifier.policies WHERE tenant_id = $1", [tenantId]).first else {
             return NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
         }
-        return NotificationPolicy(delivery: try r.string("delivery"), notificationTriggerMode: try r.string("trigger_mode"),
-                                  updatedAt: r.optionalDate("updated_at"))
+        return NotificationPolicy(
+            delivery: try r.string("delivery"), notificationTriggerMode: try r.string("trigger_mode"),
+            updatedAt: r.optionalDate("updated_at"))
     }
 
     @Sendable func updatePolicy(_ req: PolicyPatch, _ ctx: CallContext) async throws -> NotificationPolicy {
@@ -205,7 +253,9 @@ struct ChannelService: Sendable {
             throw ServiceError.validation("body.notification_trigger_mode", "must be scan_complete or waste_only")
         }
         let cur = try await loadPolicy(p.tenantId)
-        try await store.query(p.scope, """
+        try await store.query(
+            p.scope,
+            """
             INSERT INTO notifier.policies (tenant_id, delivery, trigger_mode) VALUES ($1, $2, $3)
             ON CONFLICT (tenant_id) DO UPDATE SET delivery = $2, trigger_mode = $3, updated_at = now()
             """, [p.tenantId, req.delivery ?? cur.delivery, req.notificationTriggerMode ?? cur.notificationTriggerMode])
@@ -214,7 +264,11 @@ struct ChannelService: Sendable {
 
     // MARK: dispatch
 
-    struct ChannelMessage: Sendable { var title: String; var lines: [String]; var severity: String? }
+    struct ChannelMessage: Sendable {
+        var title: String
+        var lines: [String]
+        var severity: String?
+    }
 
     /// The human summary of an event, or nil when the policy says not to notify for it.
     static func message(type: String, data: [String: Any], policy: NotificationPolicy) -> ChannelMessage? {
@@ -225,8 +279,10 @@ struct ChannelService: Sendable {
             if policy.notificationTriggerMode == "waste_only" && savings <= 0 { return nil }
             let order = ["critical", "high", "medium", "low", "info"]
             let breakdown = order.compactMap { k in (counts[k] as? Int).map { "\(k): \($0)" } }.joined(separator: ", ")
-            var lines = ["Scan \(data["scan_id"] as? String ?? "") of connection \(data["connection_id"] as? String ?? "") completed.",
-                         "\(total) findings (\(breakdown.isEmpty ? "none" : breakdown))."]
+            var lines = [
+                "Scan \(data["scan_id"] as? String ?? "") of connection \(data["connection_id"] as? String ?? "") completed.",
+                "\(total) findings (\(breakdown.isEmpty ? "none" : breakdown)).",
+            ]
             if savings > 0 { lines.append(String(format: "Estimated monthly savings: $%.2f", savings)) }
             let worst = order.first { (counts[$0] as? Int ?? 0) > 0 }
             return ChannelMessage(title: "Vigil scan completed", lines: lines, severity: worst)
@@ -249,7 +305,9 @@ struct ChannelService: Sendable {
         let (eventId, type) = (e.id, e.type)
         do {
             guard try await hasChannels(tenant: tenant, receivedAt: e.message.receivedAt) else { return .ack }
-            let channels = try await store.query(.tenant(tenant), """
+            let channels = try await store.query(
+                .tenant(tenant),
+                """
                 SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
                   AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)
                 """, [tenant, eventId])
@@ -260,13 +318,17 @@ struct ChannelService: Sendable {
             for c in channels {
                 guard EventCatalog.matches(try c.stringArray("events"), type) else { continue }
                 if let min = c.optionalString("min_severity"),
-                   (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) {
+                    (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
+                {
                     continue
                 }
                 do {
-                    try await send(message, method: try c.string("method"), sealed: Array(try c.bytes("secret_sealed")), tenantId: tenant,
-                                   eventId: eventId)
-                    try await store.query(.tenant(tenant), """
+                    try await send(
+                        message, method: try c.string("method"), sealed: Array(try c.bytes("secret_sealed")), tenantId: tenant,
+                        eventId: eventId)
+                    try await store.query(
+                        .tenant(tenant),
+                        """
                         INSERT INTO notifier.channel_sends (tenant_id, channel_id, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
                         """, [tenant, try c.string("id"), eventId])
                 } catch {
@@ -289,17 +351,24 @@ struct ChannelService: Sendable {
             let text = message.lines.joined(separator: "\n")
             try await store.transaction(.tenant(tenantId)) { tx in
                 for to in (config["to"] ?? "").split(separator: ",") {
-                    try await tx.emit(Jobs.emailSend, type: "email.requested", tenantId: tenantId,
-                                      data: EmailRequest(to: String(to), template: "notification", subject: message.title, text: text,
-                                                         values: ["event_id": eventId]))
+                    try await tx.emit(
+                        Jobs.emailSend, type: "email.requested", tenantId: tenantId,
+                        data: EmailRequest(
+                            to: String(to), template: "notification", subject: message.title, text: text,
+                            values: ["event_id": eventId]))
                 }
             }
         default:
             let url = config["url"] ?? ""
-            let body: [String: Any] = method == "slack"
-                ? ["text": "\(message.title)\n" + message.lines.joined(separator: "\n"),
-                   "blocks": [["type": "header", "text": ["type": "plain_text", "text": message.title]],
-                              ["type": "section", "text": ["type": "mrkdwn", "text": message.lines.map { "• \($0)" }.joined(separator: "\n")]]]]
+            let body: [String: Any] =
+                method == "slack"
+                ? [
+                    "text": "\(message.title)\n" + message.lines.joined(separator: "\n"),
+                    "blocks": [
+                        ["type": "header", "text": ["type": "plain_text", "text": message.title]],
+                        ["type": "section", "text": ["type": "mrkdwn", "text": message.lines.map { "• \($0)" }.joined(separator: "\n")]],
+                    ],
+                ]
                 : ["title": message.title, "lines": message.lines, "severity": message.severity ?? NSNull(), "event_id": eventId]
             let bytes = Array(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
             let http = self.http

@@ -8,9 +8,18 @@ import Store
 import VigilCore
 
 struct ContactRequest: Codable, Sendable {
-    var name: String; var email: String; var message: String; var subject: String?; var company: String?; var captchaToken: String?
+    var name: String
+    var email: String
+    var message: String
+    var subject: String?
+    var company: String?
+    var captchaToken: String?
 }
-struct ContactReply: Codable, Sendable { var id: String; var status: String; var message: String }
+struct ContactReply: Codable, Sendable {
+    var id: String
+    var status: String
+    var message: String
+}
 
 /// `POST /contact/`: validated, rate-limited per client address, optionally captcha-checked, and
 /// delivered to the configured address through the email queue.
@@ -41,7 +50,10 @@ struct ContactHandler: Sendable {
     @Sendable func submit(_ req: ContactRequest, _ ctx: CallContext) async throws -> ContactReply {
         var issues: [ValidationIssue] = []
         func check<T>(_ f: () throws -> T) -> T? {
-            do { return try f() } catch let e as ServiceError { issues += e.issues ?? []; return nil } catch { return nil }
+            do { return try f() } catch let e as ServiceError {
+                issues += e.issues ?? []
+                return nil
+            } catch { return nil }
         }
         let name = check { try Validate.text(req.name, path: "body.name", max: 200) }
         let email = check { try Validate.email(req.email) }
@@ -56,21 +68,28 @@ struct ContactHandler: Sendable {
             }
             try await verifyCaptcha(url: url, token: token, address: address)
         }
-        let recent = try await store.query(.none, """
-            SELECT count(*) AS n FROM notifier.contact_messages WHERE address = $1 AND created_at > now() - interval '1 hour'
-            """, [address]).first?.int("n") ?? 0
+        let recent =
+            try await store.query(
+                .none,
+                """
+                SELECT count(*) AS n FROM notifier.contact_messages WHERE address = $1 AND created_at > now() - interval '1 hour'
+                """, [address]
+            ).first?.int("n") ?? 0
         guard recent < maxPerHour else { throw ServiceError.tooManyRequests("too many messages from this address; try again later") }
         let id = ID.make()
         let to = self.to
         try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO notifier.contact_messages (id, name, email, company, subject, message, address) VALUES ($1, $2, $3, $4, $5, $6, $7)
                 """, [id, name, email, company, subject, message, address])
             if let to {
                 let text = "From: \(name) <\(email)>\(company.map { "\nCompany: \($0)" } ?? "")\n\n\(message)"
-                try await tx.emit(Jobs.emailSend, type: "email.requested", tenantId: nil,
-                                  data: EmailRequest(to: to, template: "contact", subject: "Contact: \(subject ?? "message from \(name)")",
-                                                     text: text, values: ["reply_to": email, "contact_id": id]))
+                try await tx.emit(
+                    Jobs.emailSend, type: "email.requested", tenantId: nil,
+                    data: EmailRequest(
+                        to: to, template: "contact", subject: "Contact: \(subject ?? "message from \(name)")",
+                        text: text, values: ["reply_to": email, "contact_id": id]))
             }
         }
         return ContactReply(id: id, status: "received", message: "thank you, we will get back to you")

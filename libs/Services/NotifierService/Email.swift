@@ -13,7 +13,11 @@ struct EmailSender: Sendable {
     let smtp: SMTPClient
     let logger: Logger
 
-    struct Envelope: Decodable, Sendable { var id: String; var tenantId: String?; var data: EmailRequest }
+    struct Envelope: Decodable, Sendable {
+        var id: String
+        var tenantId: String?
+        var data: EmailRequest
+    }
 
     func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
         guard let env = try? JSON.decode(Envelope.self, from: m.data) else {
@@ -23,12 +27,14 @@ struct EmailSender: Sendable {
         do {
             // Redelivery after a crash between send and ack must not send twice.
             if let row = try await store.query(.none, "SELECT status FROM notifier.emails WHERE id = $1", [env.id]).first,
-               try row.string("status") == "sent" {
+                try row.string("status") == "sent"
+            {
                 return .ack
             }
-            let message = EmailMessage(to: env.data.to, subject: env.data.subject, text: env.data.text,
-                                       html: Self.html(env.data), messageId: env.id,
-                                       headers: ["X-Vigil-Template": env.data.template])
+            let message = EmailMessage(
+                to: env.data.to, subject: env.data.subject, text: env.data.text,
+                html: Self.html(env.data), messageId: env.id,
+                headers: ["X-Vigil-Template": env.data.template])
             let smtp = self.smtp
             try await Blocking.run { try smtp.send(message) }
             try await record(env, status: "sent", error: nil)
@@ -45,7 +51,9 @@ struct EmailSender: Sendable {
     }
 
     func record(_ env: Envelope, status: String, error: String?) async throws {
-        try await store.query(.none, """
+        try await store.query(
+            .none,
+            """
             INSERT INTO notifier.emails (id, tenant_id, to_address, template, status, attempts, last_error, sent_at)
             VALUES ($1, $2, $3, $4, $5, 1, $6, CASE WHEN $5 = 'sent' THEN now() END)
             ON CONFLICT (id) DO UPDATE SET status = $5, attempts = notifier.emails.attempts + 1, last_error = $6,
@@ -62,7 +70,8 @@ struct EmailSender: Sendable {
         var body = esc(r.text).replacingOccurrences(of: "\n", with: "<br>\n")
         if let link = r.values["link"] {
             body = body.replacingOccurrences(of: esc(link), with: "<a href=\"\(esc(link))\">\(esc(link))</a>")
-            body += "<p><a href=\"\(esc(link))\" style=\"background:#1f6feb;color:#fff;padding:10px 16px;border-radius:6px;text-decoration:none\">\(esc(r.subject))</a></p>"
+            body +=
+                "<p><a href=\"\(esc(link))\" style=\"background:#1f6feb;color:#fff;padding:10px 16px;border-radius:6px;text-decoration:none\">\(esc(r.subject))</a></p>"
         }
         return "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>\(esc(r.subject))</h2><p>\(body)</p></body></html>"
     }

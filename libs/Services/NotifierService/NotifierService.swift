@@ -34,25 +34,29 @@ public enum NotifierService {
         services.append(WebhookDeliveryService(dispatcher: dispatcher))
 
         if let host = r.optional("VIGIL_SMTP_HOST") {
-            let smtp = SMTPClient(settings: SMTPSettings(
-                host: host, port: r.int("VIGIL_SMTP_PORT", default: 587), security: r.string("VIGIL_SMTP_SECURITY", default: "starttls"),
-                username: r.optional("VIGIL_SMTP_USERNAME"), password: r.optional("VIGIL_SMTP_PASSWORD"),
-                from: r.string("VIGIL_SMTP_FROM", default: "Vigil <no-reply@vigil.local>"),
-                verifyTLS: r.bool("VIGIL_SMTP_VERIFY_TLS", default: true)))
+            let smtp = SMTPClient(
+                settings: SMTPSettings(
+                    host: host, port: r.int("VIGIL_SMTP_PORT", default: 587), security: r.string("VIGIL_SMTP_SECURITY", default: "starttls"),
+                    username: r.optional("VIGIL_SMTP_USERNAME"), password: r.optional("VIGIL_SMTP_PASSWORD"),
+                    from: r.string("VIGIL_SMTP_FROM", default: "Vigil <no-reply@vigil.local>"),
+                    verifyTLS: r.bool("VIGIL_SMTP_VERIFY_TLS", default: true)))
             var mailCfg = JetStream.ConsumerConfig(durable: "notifier-email", filterSubject: Jobs.emailSend)
             mailCfg.maxDeliver = 12
             mailCfg.ackWait = .seconds(60)
             let sender = EmailSender(store: store, smtp: smtp, logger: ctx.logger)
-            services.append(StreamConsumer(jetStream: ctx.jetStream, stream: Streams.jobs, config: mailCfg, logger: ctx.logger,
-                                           handler: sender.handle))
+            services.append(
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: mailCfg, logger: ctx.logger,
+                    handler: sender.handle))
         } else {
             ctx.logger.warning("VIGIL_SMTP_HOST is not set: requested emails stay queued in VIGIL_JOBS until it is")
         }
         for case let c as StreamConsumer in services { try await c.prepare() }
         NotifierHandlers(store: store, dispatcher: dispatcher).register(on: ctx.responder)
-        let channels = ChannelService(store: store, keys: webhookSettings.keys,
-                                      http: OutboundHTTP(guardrail: webhookSettings.guardrail, timeout: webhookSettings.timeout),
-                                      guardrail: webhookSettings.guardrail, logger: ctx.logger)
+        let channels = ChannelService(
+            store: store, keys: webhookSettings.keys,
+            http: OutboundHTTP(guardrail: webhookSettings.guardrail, timeout: webhookSettings.timeout),
+            guardrail: webhookSettings.guardrail, logger: ctx.logger)
         channels.register(on: ctx.responder)
         // One consumer of the event stream for the whole service: each event is fetched, parsed and
         // acknowledged once, then fanned out to webhooks, channels and the audit log (each idempotent
@@ -60,16 +64,18 @@ public enum NotifierService {
         let router = NotifierEventRouter(audit: audit, webhooks: dispatcher, channels: channels, logger: ctx.logger)
         var eventsCfg = JetStream.ConsumerConfig(durable: "notifier-events", filterSubject: Events.all)
         eventsCfg.maxDeliver = 20
-        let eventsConsumer = StreamConsumer(jetStream: ctx.jetStream, stream: Streams.events, config: eventsCfg,
-                                            batch: max(1, r.int("VIGIL_NOTIFIER_EVENT_BATCH", default: 128)), triage: router.triage,
-                                            logger: ctx.logger, handler: router.handle)
+        let eventsConsumer = StreamConsumer(
+            jetStream: ctx.jetStream, stream: Streams.events, config: eventsCfg,
+            batch: max(1, r.int("VIGIL_NOTIFIER_EVENT_BATCH", default: 128)), triage: router.triage,
+            logger: ctx.logger, handler: router.handle)
         try await eventsConsumer.prepare()
         for old in ["notifier-audit", "notifier-webhooks", "notifier-channels"] {  // one consumer each before
             try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
         }
         services.append(eventsConsumer)
-        ctx.responder.add(Endpoint<ContactRequest, ContactReply>(Subjects.Notifier.contactSubmit),
-                          handler: ContactHandler(store: store, reader: r).submit)
+        ctx.responder.add(
+            Endpoint<ContactRequest, ContactReply>(Subjects.Notifier.contactSubmit),
+            handler: ContactHandler(store: store, reader: r).submit)
         return services
     }
 }
@@ -90,9 +96,12 @@ final class NotifierEvent {
     }()
 
     init?(_ m: JetStreamMessage) {
-        guard let (head, data) = JSONHead.read(m.data, keys: ["id", "type", "tenant_id", "occurred_at"], nested: "data",
-                                               nestedKeys: ["actor", "user_id"]),
-              let id = head[0], ID.isValid(id), let type = head[1] else { return nil }
+        guard
+            let (head, data) = JSONHead.read(
+                m.data, keys: ["id", "type", "tenant_id", "occurred_at"], nested: "data",
+                nestedKeys: ["actor", "user_id"]),
+            let id = head[0], ID.isValid(id), let type = head[1]
+        else { return nil }
         message = m
         self.id = id
         self.type = type
@@ -149,7 +158,10 @@ struct NotifierEventRouter: Sendable {
             } catch {
                 nothingWants = false  // unsure: the handler decides, and retries if it must
             }
-            guard nothingWants else { rest.append(contentsOf: messages); continue }
+            guard nothingWants else {
+                rest.append(contentsOf: messages)
+                continue
+            }
             for m in messages {
                 do { try m.ack() } catch { rest.append(m) }
             }

@@ -11,15 +11,27 @@ import Synchronization
 /// live stream of `finding.opened` costs a read per batch, not per event. Only "nothing to do" is
 /// ever short-circuited by callers: when something exists, the exact query runs.
 final class PresenceCache: Sendable {
-    private struct Entry { var readAt: Date; var present: Bool }
-    private struct Pending { var startedAt: Date; var task: Task<Bool, any Error> }
-    private struct State { var entries: [String: Entry] = [:]; var pending: [String: Pending] = [:] }
+    private struct Entry {
+        var readAt: Date
+        var present: Bool
+    }
+    private struct Pending {
+        var startedAt: Date
+        var task: Task<Bool, any Error>
+    }
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var pending: [String: Pending] = [:]
+    }
     private let state = Mutex(State())
 
     init() {}
 
     func present(tenant: String, receivedAt: Date, read: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
-        enum Next { case answer(Bool), wait(Task<Bool, any Error>) }
+        enum Next {
+            case answer(Bool)
+            case wait(Task<Bool, any Error>)
+        }
         let next: Next = state.withLock { s in
             if let e = s.entries[tenant], e.readAt > receivedAt { return .answer(e.present) }
             if let p = s.pending[tenant], p.startedAt > receivedAt { return .wait(p.task) }

@@ -3,9 +3,9 @@ import Contracts
 import Foundation
 import Logging
 import Net
+import ServiceLifecycle
 import ServiceRuntime
 import Store
-import ServiceLifecycle
 import Synchronization
 import VigilCore
 import VigilCrypto
@@ -36,8 +36,9 @@ struct WebhookSettings: Sendable {
         let seed = try r.seed("VIGIL_NOTIFIER_SEED")
         if seed.ephemeral { logger.warning("VIGIL_NOTIFIER_SEED is not set: secrets sealed now cannot be opened after a restart") }
         keys = Sodium.BoxKeyPair(seed: seed.bytes)
-        guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_WEBHOOK_ALLOW_LOOPBACK", default: false),
-                              allowPrivate: r.bool("VIGIL_WEBHOOK_ALLOW_PRIVATE", default: false))
+        guardrail = SSRFGuard(
+            allowLoopback: r.bool("VIGIL_WEBHOOK_ALLOW_LOOPBACK", default: false),
+            allowPrivate: r.bool("VIGIL_WEBHOOK_ALLOW_PRIVATE", default: false))
         timeout = Double(r.int("VIGIL_WEBHOOK_TIMEOUT_MS", default: 10_000)) / 1000
         maxAttempts = r.int("VIGIL_WEBHOOK_MAX_ATTEMPTS", default: 20)
         backoffMs = r.int("VIGIL_WEBHOOK_BACKOFF_MS", default: 2000)
@@ -55,7 +56,8 @@ enum WebhookSignature {
 
     static func key(_ secret: String) -> [UInt8]? {
         guard secret.hasPrefix(secretPrefix), let d = Data(base64Encoded: String(secret.dropFirst(secretPrefix.count))),
-              (24...64).contains(d.count) else { return nil }
+            (24...64).contains(d.count)
+        else { return nil }
         return Array(d)
     }
 
@@ -138,8 +140,10 @@ final class WebhookDispatcher: Sendable {
     func hasEndpoints(tenant: String, receivedAt: Date) async throws -> Bool {
         let store = self.store
         return try await endpointsPresent.present(tenant: tenant, receivedAt: receivedAt) {
-            try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
-                                  [tenant]).first != nil
+            try await store.query(
+                .tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
+                [tenant]
+            ).first != nil
         }
     }
 
@@ -151,25 +155,35 @@ final class WebhookDispatcher: Sendable {
             // Workspaces without endpoints cost one shared read per fetched batch, not a query per event.
             guard try await hasEndpoints(tenant: tenant, receivedAt: event.message.receivedAt) else { return .ack }
             // One pipelined round trip (no endpoint wants it); a write only when one does.
-            let endpoints = try await store.query(.tenant(tenant),
+            let endpoints = try await store.query(
+                .tenant(tenant),
                 "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
             var targets: [String] = []
             let data = event.data
             for e in endpoints {
                 guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
                 if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
-                   (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0) { continue }
+                    (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
+                {
+                    continue
+                }
                 if !e.isNull("connection_ids"), let conn = data["connection_id"] as? String,
-                   !(try e.stringArray("connection_ids")).contains(conn) { continue }
+                    !(try e.stringArray("connection_ids")).contains(conn)
+                {
+                    continue
+                }
                 targets.append(try e.string("id"))
             }
             guard !targets.isEmpty else { return .ack }
             let payload = try Self.payload(type: type, occurredAt: event.occurredAt, data: data)
-            let inserted = try await store.query(.tenant(tenant), """
+            let inserted = try await store.query(
+                .tenant(tenant),
+                """
                 INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
                 SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
                 ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id
-                """, [tenant, id, type, payload, ArrayParameter(targets)]).count
+                """, [tenant, id, type, payload, ArrayParameter(targets)]
+            ).count
             if inserted > 0 { poke() }
             return .ack
         } catch {
@@ -229,25 +243,43 @@ final class WebhookDispatcher: Sendable {
     /// Writes finished attempts every few milliseconds, one transaction per batch.
     func recordLoop() async {
         while !Task.isCancelled {
-            let batch = finished.withLock { f -> [AttemptResult] in let b = f; f.removeAll(); return b }
+            let batch = finished.withLock { f -> [AttemptResult] in
+                let b = f
+                f.removeAll()
+                return b
+            }
             if batch.isEmpty {
                 try? await Task.sleep(for: .milliseconds(10))
             } else {
                 await record(batch)
             }
         }
-        let rest = finished.withLock { f -> [AttemptResult] in let b = f; f.removeAll(); return b }
+        let rest = finished.withLock { f -> [AttemptResult] in
+            let b = f
+            f.removeAll()
+            return b
+        }
         await record(rest)
     }
 
     struct Due: Sendable {
-        var id: String; var tenantId: String; var endpointId: String; var payload: String; var attempts: Int
-        var url: String; var secret: [UInt8]; var previous: [UInt8]?
+        var id: String
+        var tenantId: String
+        var endpointId: String
+        var payload: String
+        var attempts: Int
+        var url: String
+        var secret: [UInt8]
+        var previous: [UInt8]?
 
         /// Columns of `dueColumns`.
         init(_ r: Row) throws {
-            id = try r.string("id"); tenantId = try r.string("tenant_id"); endpointId = try r.string("endpoint_id")
-            payload = try r.string("payload"); attempts = try r.int("attempts"); url = try r.string("url")
+            id = try r.string("id")
+            tenantId = try r.string("tenant_id")
+            endpointId = try r.string("endpoint_id")
+            payload = try r.string("payload")
+            attempts = try r.int("attempts")
+            url = try r.string("url")
             secret = Array(try r.bytes("secret_sealed"))
             previous = r.isNull("previous_sealed") ? nil : Array(try r.bytes("previous_sealed"))
         }
@@ -261,14 +293,16 @@ final class WebhookDispatcher: Sendable {
 
     func claim(limit: Int) async throws -> [Due] {
         try await store.transaction(.crossTenant) { tx in
-            try await tx.query("""
+            try await tx.query(
+                """
                 UPDATE notifier.webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
                 FROM notifier.webhook_endpoints e
                 WHERE d.endpoint_id = e.id AND d.id IN (
                   SELECT id FROM notifier.webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                 RETURNING \(Self.dueColumns)
-                """, [limit, settings.leaseMs]).map(Due.init)
+                """, [limit, settings.leaseMs]
+            ).map(Due.init)
         }
     }
 
@@ -296,8 +330,10 @@ final class WebhookDispatcher: Sendable {
         let body = Array(d.payload.utf8)
         let secrets = [d.secret, d.previous].compactMap { $0 }.compactMap(open)
         let signature = WebhookSignature.sign(id: webhookId, timestamp: ts, body: body, secrets: secrets)
-        let headers = ["content-type": "application/json", "webhook-id": webhookId, "webhook-timestamp": String(ts),
-                       "webhook-signature": signature]
+        let headers = [
+            "content-type": "application/json", "webhook-id": webhookId, "webhook-timestamp": String(ts),
+            "webhook-signature": signature,
+        ]
         let start = ContinuousClock.now
         let http = self.http
         let url = d.url
@@ -324,7 +360,8 @@ final class WebhookDispatcher: Sendable {
             if "\(e)".contains("; refused") { r.outcome = "failed" }
         }
         if r.outcome == "retry" && attempts >= settings.maxAttempts { r.outcome = "failed" }
-        let delayMs = retryAfter.map { min($0, 3 * 3600) * 1000 }
+        let delayMs =
+            retryAfter.map { min($0, 3 * 3600) * 1000 }
             ?? Int(Double(settings.backoffMs) * pow(2, Double(attempts - 1)) * Double.random(in: 0.8...1.2))
         r.delayMs = min(delayMs, 3 * 3600 * 1000)
         return r
@@ -344,12 +381,17 @@ final class WebhookDispatcher: Sendable {
         let endpointIds = Array(health.keys)
         do {
             let disabled: [(String, String)] = try await store.transaction(.crossTenant) { tx in
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     INSERT INTO notifier.webhook_attempts (tenant_id, delivery_id, status, latency_ms, error, response_excerpt)
                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::text[])
-                    """, [col { $0.due.tenantId }, col { $0.due.id }, col { $0.status.map(String.init) }, col { String($0.latencyMs) },
-                          col { $0.error }, col { $0.excerpt }])
-                try await tx.execute("""
+                    """,
+                    [
+                        col { $0.due.tenantId }, col { $0.due.id }, col { $0.status.map(String.init) }, col { String($0.latencyMs) },
+                        col { $0.error }, col { $0.excerpt },
+                    ])
+                try await tx.execute(
+                    """
                     UPDATE notifier.webhook_deliveries d SET attempts = d.attempts + 1, last_status = u.status, last_error = u.error,
                       last_response = u.excerpt, last_latency_ms = u.latency,
                       status = CASE WHEN u.outcome = 'retry' THEN 'pending' ELSE u.outcome END,
@@ -358,23 +400,33 @@ final class WebhookDispatcher: Sendable {
                     FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[])
                       AS u(id, status, error, excerpt, latency, outcome, delay)
                     WHERE d.id = u.id
-                    """, [col { $0.due.id }, col { $0.status.map(String.init) }, col { $0.error }, col { $0.excerpt },
-                          col { String($0.latencyMs) }, col { $0.outcome }, col { String($0.delayMs) }])
-                let rows = try await tx.query("""
-                    UPDATE notifier.webhook_endpoints e SET consecutive_failures = CASE WHEN u.reset THEN 0 ELSE e.consecutive_failures END + u.failures
+                    """,
+                    [
+                        col { $0.due.id }, col { $0.status.map(String.init) }, col { $0.error }, col { $0.excerpt },
+                        col { String($0.latencyMs) }, col { $0.outcome }, col { String($0.delayMs) },
+                    ])
+                let rows = try await tx.query(
+                    """
+                    UPDATE notifier.webhook_endpoints e
+                      SET consecutive_failures = CASE WHEN u.reset THEN 0 ELSE e.consecutive_failures END + u.failures
                     FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u(id, reset, failures)
                     WHERE e.id = u.id RETURNING e.id, e.tenant_id, e.consecutive_failures, e.is_active
-                    """, [ArrayParameter(endpointIds), ArrayParameter(endpointIds.map { health[$0]!.reset ? "t" : "f" }),
-                          ArrayParameter(endpointIds.map { String(health[$0]!.reset ? 0 : health[$0]!.failures) })])
+                    """,
+                    [
+                        ArrayParameter(endpointIds), ArrayParameter(endpointIds.map { health[$0]!.reset ? "t" : "f" }),
+                        ArrayParameter(endpointIds.map { String(health[$0]!.reset ? 0 : health[$0]!.failures) }),
+                    ])
                 var out: [(String, String)] = []
                 for row in rows where try row.int("consecutive_failures") >= settings.disableAfter && row.bool("is_active") {
                     let id = try row.string("id")
                     let tenant = try row.string("tenant_id")
-                    try await tx.execute("""
+                    try await tx.execute(
+                        """
                         UPDATE notifier.webhook_endpoints SET is_active = false, disabled_reason = $2, updated_at = now() WHERE id = $1
                         """, [id, "disabled after \(settings.disableAfter) consecutive failed attempts"])
-                    try await tx.emit(Events.webhookEndpointDisabled, tenantId: tenant,
-                                      data: ["endpoint_id": id, "reason": "consecutive failures"])
+                    try await tx.emit(
+                        Events.webhookEndpointDisabled, tenantId: tenant,
+                        data: ["endpoint_id": id, "reason": "consecutive failures"])
                     out.append((id, tenant))
                 }
                 return out

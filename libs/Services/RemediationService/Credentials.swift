@@ -18,8 +18,10 @@ struct RemediationCredentialsRequest: Codable, Sendable {
     var externalId: String?
 
     var given: ConnectionCredentials {
-        credentials ?? ConnectionCredentials(accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, sessionToken: sessionToken,
-                                             roleArn: roleArn, externalId: externalId)
+        credentials
+            ?? ConnectionCredentials(
+                accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, sessionToken: sessionToken,
+                roleArn: roleArn, externalId: externalId)
     }
 }
 
@@ -48,8 +50,9 @@ struct CredentialHandlers: Sendable {
 
     /// The connection as the caller sees it (404 when it is not theirs).
     static func connection(_ bus: BusConnection, _ id: String, _ ctx: CallContext) async throws -> ConnectionInfo {
-        try await bus.request(Endpoint<ConnectionRef, ConnectionInfo>(Subjects.Scans.connectionGet), ConnectionRef(connectionId: id),
-                              context: ctx, timeout: .seconds(10))
+        try await bus.request(
+            Endpoint<ConnectionRef, ConnectionInfo>(Subjects.Scans.connectionGet), ConnectionRef(connectionId: id),
+            context: ctx, timeout: .seconds(10))
     }
 
     @Sendable func set(_ req: RemediationCredentialsRequest, _ ctx: CallContext) async throws -> RemediationCredentialsView {
@@ -63,26 +66,30 @@ struct CredentialHandlers: Sendable {
         let session: AWSSession
         do {
             session = try await Blocking.run {
-                try AWSSession.open(creds, endpointURL: conn.settings.endpointUrl, region: conn.settings.regions?.first ?? "us-east-1",
-                                    guardrail: settings.guardrail, platform: settings.platformCredentials)
+                try AWSSession.open(
+                    creds, endpointURL: conn.settings.endpointUrl, region: conn.settings.regions?.first ?? "us-east-1",
+                    guardrail: settings.guardrail, platform: settings.platformCredentials)
             }
         } catch let e as SessionError {
             throw ServiceError(status: 422, error: "credentials_rejected", message: "the remediation credentials were not accepted: \(e.message)")
         }
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: cid)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one("""
+            let row = try await tx.one(
+                """
                 INSERT INTO remediation.credentials (tenant_id, connection_id, sealed, key_id, masked, account_id, arn, created_by)
                 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
                 ON CONFLICT (tenant_id, connection_id) DO UPDATE SET sealed = $3, key_id = $4, masked = $5::jsonb, account_id = $6, arn = $7,
                   created_by = $8, created_at = now()
                 RETURNING created_at
                 """, [p.tenantId, cid, sealed, settings.vault.keyId, try JSONParameter(masked), session.account, session.arn, p.actorId])!
-            try await tx.emit(Events.remediationCredentialsSet, tenantId: p.tenantId,
-                              data: ["connection_id": cid, "account_id": session.account, "actor": p.actorId])
-            return RemediationCredentialsView(connectionId: cid, credentials: masked, accountId: session.account, arn: session.arn, verified: true,
-                                              autoFix: true, createdAt: row.optionalDate("created_at"),
-                                              message: "remediation credentials verified with STS and stored sealed; they are not shown again")
+            try await tx.emit(
+                Events.remediationCredentialsSet, tenantId: p.tenantId,
+                data: ["connection_id": cid, "account_id": session.account, "actor": p.actorId])
+            return RemediationCredentialsView(
+                connectionId: cid, credentials: masked, accountId: session.account, arn: session.arn, verified: true,
+                autoFix: true, createdAt: row.optionalDate("created_at"),
+                message: "remediation credentials verified with STS and stored sealed; they are not shown again")
         }
     }
 
@@ -91,13 +98,16 @@ struct CredentialHandlers: Sendable {
         try p.require(atLeast: .admin)
         let cid = try Validate.id(req.connectionId, "connection").lowercased()
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.execute("DELETE FROM remediation.credentials WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, cid]) == 1 else {
+            guard try await tx.execute("DELETE FROM remediation.credentials WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, cid]) == 1
+            else {
                 throw ServiceError(status: 404, error: "not_found", message: "connection \(cid) has no remediation credentials")
             }
-            try await tx.emit(Events.remediationCredentialsRemoved, tenantId: p.tenantId,
-                              data: ["connection_id": cid, "actor": p.actorId])
-            return RemediationCredentialsView(connectionId: cid, credentials: [:], accountId: nil, arn: nil, verified: false, autoFix: false,
-                                              createdAt: nil, message: "remediation credentials removed: automatic fixes are off for this connection")
+            try await tx.emit(
+                Events.remediationCredentialsRemoved, tenantId: p.tenantId,
+                data: ["connection_id": cid, "actor": p.actorId])
+            return RemediationCredentialsView(
+                connectionId: cid, credentials: [:], accountId: nil, arn: nil, verified: false, autoFix: false,
+                createdAt: nil, message: "remediation credentials removed: automatic fixes are off for this connection")
         }
     }
 }

@@ -22,7 +22,9 @@ struct Verification: Codable, Sendable {
 enum Verifier {
     /// Collects the action's service in the region with the given client, finds the resource and
     /// evaluates the rule on it, exactly as a scan would.
-    static func check(_ client: AWSClient, account: String, region: String, service: String, resourceId: String, ruleId: String) throws -> Verification {
+    static func check(
+        _ client: AWSClient, account: String, region: String, service: String, resourceId: String, ruleId: String
+    ) throws -> Verification {
         guard let collector = AWSCollectors.named(service), let rule = BuiltinRules.all.first(where: { $0.id == ruleId }) else {
             throw ServiceError(status: 500, error: "internal_error", message: "no collector for \(service) or no rule \(ruleId)")
         }
@@ -56,7 +58,10 @@ struct Executor: Sendable {
     }
 
     /// A failure that retrying will not fix (refused permission, missing credentials, a bad plan).
-    struct Permanent: Error, CustomStringConvertible { let message: String; var description: String { message } }
+    struct Permanent: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     @Sendable func handle(_ m: JetStreamMessage) async -> ConsumeOutcome {
         guard let env = try? JSON.decode(JobEnvelope<RemediationJob>.self, from: m.data) else {
@@ -81,7 +86,9 @@ struct Executor: Sendable {
         } catch {
             let message = AWSFailure.describe(error)
             logger.warning("remediation attempt failed", metadata: ["action_id": "\(job.actionId)", "op": "\(job.op)", "error": "\(message)"])
-            let attempts = (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM remediation.actions WHERE id = $1", [job.actionId]).first?.int("attempts")) ?? 0
+            let attempts =
+                (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM remediation.actions WHERE id = $1", [job.actionId]).first?.int(
+                    "attempts")) ?? 0
             if attempts >= settings.maxAttempts {
                 await fail(job, "gave up after \(attempts) attempts: \(message)")
                 return .ack
@@ -98,9 +105,12 @@ struct Executor: Sendable {
         do {
             try await store.transaction(.tenant(job.tenantId)) { tx in
                 guard let row = try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId]),
-                      try [from, "approved"].contains(row.string("status")) else { return }
-                _ = try await tx.execute("UPDATE remediation.actions SET status = $2, error = $3, updated_at = now() WHERE id = $1", [job.actionId, to, message])
-                try await Lifecycle.transition(tx, tenantId: job.tenantId, actionId: job.actionId, from: try row.string("status"), to: to, actor: "executor", note: message)
+                    try [from, "approved"].contains(row.string("status"))
+                else { return }
+                _ = try await tx.execute(
+                    "UPDATE remediation.actions SET status = $2, error = $3, updated_at = now() WHERE id = $1", [job.actionId, to, message])
+                try await Lifecycle.transition(
+                    tx, tenantId: job.tenantId, actionId: job.actionId, from: try row.string("status"), to: to, actor: "executor", note: message)
             }
         } catch {
             logger.error("could not record a failed remediation", metadata: ["action_id": "\(job.actionId)", "error": "\(error)"])
@@ -110,15 +120,21 @@ struct Executor: Sendable {
     /// Claims the action for this attempt; nil when the job is stale (already done, rejected, …).
     func claim(_ job: RemediationJob) async throws -> Row? {
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard let row = try await tx.one("SELECT status, attempts FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId]) else { return nil }
+            guard let row = try await tx.one("SELECT status, attempts FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId]) else {
+                return nil
+            }
             let status = try row.string("status")
             let attempt = try row.int("attempts") + 1
             switch (job.op, status) {
             case ("execute", "approved"):
-                _ = try await tx.execute("UPDATE remediation.actions SET status = 'executing', attempts = $2, updated_at = now() WHERE id = $1", [job.actionId, attempt])
-                try await Lifecycle.transition(tx, tenantId: job.tenantId, actionId: job.actionId, from: status, to: "executing", actor: "executor", note: nil)
+                _ = try await tx.execute(
+                    "UPDATE remediation.actions SET status = 'executing', attempts = $2, updated_at = now() WHERE id = $1", [job.actionId, attempt])
+                try await Lifecycle.transition(
+                    tx, tenantId: job.tenantId, actionId: job.actionId, from: status, to: "executing", actor: "executor", note: nil)
             case ("execute", "executing"), ("rollback", "rolling_back"):
-                if attempt > settings.maxAttempts { throw Permanent(message: "the executor stopped \(attempt - 1) times while working on this action") }
+                if attempt > settings.maxAttempts {
+                    throw Permanent(message: "the executor stopped \(attempt - 1) times while working on this action")
+                }
                 _ = try await tx.execute("UPDATE remediation.actions SET attempts = $2, updated_at = now() WHERE id = $1", [job.actionId, attempt])
             default:
                 return nil
@@ -135,15 +151,17 @@ struct Executor: Sendable {
         let region = try row.string("api_region")
         let session: AWSSession
         do {
-            session = try await aws.session(tenantId: job.tenantId, connectionId: connectionId, endpointURL: row.optionalString("endpoint_url"), region: region)
+            session = try await aws.session(
+                tenantId: job.tenantId, connectionId: connectionId, endpointURL: row.optionalString("endpoint_url"), region: region)
         } catch let e as ServiceError {
             throw Permanent(message: e.message)
         } catch let e as SessionError where e.permanent {
             throw Permanent(message: e.message)
         }
-        let target = FixTarget(resourceId: try row.string("resource_id"), resourceName: try row.string("resource_name"),
-                               resourceType: try row.string("resource_type"), region: region, account: session.account,
-                               ruleId: try row.string("rule_code"), actionId: job.actionId, parameters: try row.json("parameters"))
+        let target = FixTarget(
+            resourceId: try row.string("resource_id"), resourceName: try row.string("resource_name"),
+            resourceType: try row.string("resource_type"), region: region, account: session.account,
+            ruleId: try row.string("rule_code"), actionId: job.actionId, parameters: try row.json("parameters"))
         if job.op == "rollback" { try await rollback(job, row, action, target, session) } else { try await apply(job, row, action, target, session) }
     }
 
@@ -152,7 +170,9 @@ struct Executor: Sendable {
     }
 
     /// Runs calls from `from`, recording progress and captured values after each.
-    func perform(_ job: RemediationJob, _ calls: [APICall], from: Int, outputs: [String: String], client: AWSClient, column: String) async throws -> [String: String] {
+    func perform(
+        _ job: RemediationJob, _ calls: [APICall], from: Int, outputs: [String: String], client: AWSClient, column: String
+    ) async throws -> [String: String] {
         var outputs = outputs
         for i in from..<calls.count {
             let call = calls[i]
@@ -163,8 +183,9 @@ struct Executor: Sendable {
                 throw Permanent(message: "\(call.operation) was refused (\(e.code)): \(e.message)")
             }
             let steps = column == "outputs" ? "steps_done" : "rollback_steps_done"
-            try await save(job, "UPDATE remediation.actions SET \(steps) = $2, \(column) = $3::jsonb, updated_at = now() WHERE id = $1",
-                           [i + 1, try JSONParameter(outputs)])
+            try await save(
+                job, "UPDATE remediation.actions SET \(steps) = $2, \(column) = $3::jsonb, updated_at = now() WHERE id = $1",
+                [i + 1, try JSONParameter(outputs)])
             if settings.stepDelay > .zero { try await Task.sleep(for: settings.stepDelay) }
         }
         return outputs
@@ -184,29 +205,38 @@ struct Executor: Sendable {
         if row.isNull("before_state") || row.isNull("calls") {
             let before = try await Blocking.run { try action.inspect(client, target) }
             do { calls = try action.plan(target, before) } catch let e as ServiceError { throw Permanent(message: e.message) }
-            try await save(job, "UPDATE remediation.actions SET before_state = $2::jsonb, calls = $3::jsonb, updated_at = now() WHERE id = $1",
-                           [try JSONParameter(before), try JSONParameter(calls)])
+            try await save(
+                job, "UPDATE remediation.actions SET before_state = $2::jsonb, calls = $3::jsonb, updated_at = now() WHERE id = $1",
+                [try JSONParameter(before), try JSONParameter(calls)])
             if settings.stepDelay > .zero { try await Task.sleep(for: settings.stepDelay) }
         } else {
             calls = try row.json("calls")
         }
         // 2. Apply, resuming after the last recorded call.
-        let outputs = try await perform(job, calls, from: try row.int("steps_done"), outputs: try row.json("outputs"), client: client, column: "outputs")
+        let outputs = try await perform(
+            job, calls, from: try row.int("steps_done"), outputs: try row.json("outputs"), client: client, column: "outputs")
         _ = outputs
         // 3. Verify by re-collecting the resource and re-evaluating the rule.
         let v = try await verify(action, target, resourceId: target.resourceId, session)
-        let after: JSONValue = v.status == "GONE" ? .object(["exists": false]) : ((try? await Blocking.run { try action.inspect(client, target) }) ?? .null)
+        let after: JSONValue =
+            v.status == "GONE" ? .object(["exists": false]) : ((try? await Blocking.run { try action.inspect(client, target) }) ?? .null)
         let fixed = v.status != "FAIL"
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status") == "executing" else { return }
-            _ = try await tx.execute("""
+            guard try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status") == "executing"
+            else { return }
+            _ = try await tx.execute(
+                """
                 UPDATE remediation.actions SET status = $2, verification = $3::jsonb, after_state = $4::jsonb, error = $5,
                   applied_at = CASE WHEN $2 = 'applied' THEN now() END, updated_at = now() WHERE id = $1
-                """, [job.actionId, fixed ? "applied" : "failed", try JSONParameter(v), try JSONParameter(after),
-                      fixed ? nil : "verification failed: rule \(target.ruleId) still fails on the resource after the change"])
-            try await Lifecycle.transition(tx, tenantId: job.tenantId, actionId: job.actionId, from: "executing", to: fixed ? "applied" : "failed",
-                                           actor: "executor", note: fixed ? "verified: \(v.status)" : "verification failed",
-                                           extra: ["verified": fixed ? "true" : "false", "verification": v.status])
+                """,
+                [
+                    job.actionId, fixed ? "applied" : "failed", try JSONParameter(v), try JSONParameter(after),
+                    fixed ? nil : "verification failed: rule \(target.ruleId) still fails on the resource after the change",
+                ])
+            try await Lifecycle.transition(
+                tx, tenantId: job.tenantId, actionId: job.actionId, from: "executing", to: fixed ? "applied" : "failed",
+                actor: "executor", note: fixed ? "verified: \(v.status)" : "verification failed",
+                extra: ["verified": fixed ? "true" : "false", "verification": v.status])
         }
     }
 
@@ -216,28 +246,38 @@ struct Executor: Sendable {
         var calls: [APICall]
         if row.isNull("rollback_calls") {
             do { calls = try action.rollback(target, before, outputs) } catch let e as ServiceError { throw Permanent(message: e.message) }
-            try await save(job, "UPDATE remediation.actions SET rollback_calls = $2::jsonb, rollback_steps_done = 0, rollback_outputs = '{}' WHERE id = $1",
-                           [try JSONParameter(calls)])
+            try await save(
+                job, "UPDATE remediation.actions SET rollback_calls = $2::jsonb, rollback_steps_done = 0, rollback_outputs = '{}' WHERE id = $1",
+                [try JSONParameter(calls)])
         } else {
             calls = try row.json("rollback_calls")
         }
         let from = row.isNull("rollback_calls") ? 0 : try row.int("rollback_steps_done")
-        let captured = try await perform(job, calls, from: from, outputs: row.isNull("rollback_calls") ? [:] : try row.json("rollback_outputs"),
-                                         client: session.client, column: "rollback_outputs")
+        let captured = try await perform(
+            job, calls, from: from, outputs: row.isNull("rollback_calls") ? [:] : try row.json("rollback_outputs"),
+            client: session.client, column: "rollback_outputs")
         let resource = action.recreatedResource?(target, captured) ?? target.resourceId
         let v = try await verify(action, target, resourceId: resource, session)
         // The recorded state was a failing one: rollback is verified when the rule fails again.
         let restored = v.status == "FAIL"
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status") == "rolling_back" else { return }
-            _ = try await tx.execute("""
+            guard
+                try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status")
+                    == "rolling_back"
+            else { return }
+            _ = try await tx.execute(
+                """
                 UPDATE remediation.actions SET status = $2, rollback_verification = $3::jsonb, rollback_resource_id = $4, error = $5,
                   rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN now() END, updated_at = now() WHERE id = $1
-                """, [job.actionId, restored ? "rolled_back" : "rollback_failed", try JSONParameter(v), resource,
-                      restored ? nil : "rollback verification: rule \(target.ruleId) gives \(v.status) instead of the recorded failing state"])
-            try await Lifecycle.transition(tx, tenantId: job.tenantId, actionId: job.actionId, from: "rolling_back", to: restored ? "rolled_back" : "rollback_failed",
-                                           actor: "executor", note: restored ? "verified: the recorded state is back" : "rollback verification failed",
-                                           extra: ["verified": restored ? "true" : "false", "verification": v.status, "restored_resource_id": resource])
+                """,
+                [
+                    job.actionId, restored ? "rolled_back" : "rollback_failed", try JSONParameter(v), resource,
+                    restored ? nil : "rollback verification: rule \(target.ruleId) gives \(v.status) instead of the recorded failing state",
+                ])
+            try await Lifecycle.transition(
+                tx, tenantId: job.tenantId, actionId: job.actionId, from: "rolling_back", to: restored ? "rolled_back" : "rollback_failed",
+                actor: "executor", note: restored ? "verified: the recorded state is back" : "rollback verification failed",
+                extra: ["verified": restored ? "true" : "false", "verification": v.status, "restored_resource_id": resource])
         }
     }
 }
@@ -247,16 +287,23 @@ struct ApprovalExpiry: Sendable {
     let store: Store
 
     func sweep() async throws -> Int {
-        let due = try await store.query(.crossTenant, """
+        let due = try await store.query(
+            .crossTenant,
+            """
             SELECT id, tenant_id FROM remediation.actions WHERE status = 'pending_approval' AND expires_at < now() LIMIT 500
-            """).map { (try $0.string("id"), try $0.string("tenant_id")) }
+            """
+        ).map { (try $0.string("id"), try $0.string("tenant_id")) }
         for (id, tenant) in due {
             try await store.transaction(.tenant(tenant)) { tx in
-                guard try await tx.execute("""
-                    UPDATE remediation.actions SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'pending_approval'
-                    """, [id]) == 1 else { return }
-                try await Lifecycle.transition(tx, tenantId: tenant, actionId: id, from: "pending_approval", to: "expired", actor: nil,
-                                               note: "not decided before it expired")
+                guard
+                    try await tx.execute(
+                        """
+                        UPDATE remediation.actions SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'pending_approval'
+                        """, [id]) == 1
+                else { return }
+                try await Lifecycle.transition(
+                    tx, tenantId: tenant, actionId: id, from: "pending_approval", to: "expired", actor: nil,
+                    note: "not decided before it expired")
             }
         }
         return due.count

@@ -24,20 +24,26 @@ struct APICall: Codable, Sendable, Equatable {
     var capture: [String: String]?
     var okErrors: [String]?
 
-    static func query(_ service: String, _ region: String, _ action: String, version: String, _ params: [(String, String)] = [],
-                      capture: [String: String]? = nil, okErrors: [String]? = nil) -> APICall {
-        APICall(service: service, operation: action, region: region, kind: "query", version: version, params: params.map { [$0.0, $0.1] },
-                capture: capture, okErrors: okErrors)
+    static func query(
+        _ service: String, _ region: String, _ action: String, version: String, _ params: [(String, String)] = [],
+        capture: [String: String]? = nil, okErrors: [String]? = nil
+    ) -> APICall {
+        APICall(
+            service: service, operation: action, region: region, kind: "query", version: version, params: params.map { [$0.0, $0.1] },
+            capture: capture, okErrors: okErrors)
     }
 
     static func json(_ service: String, _ region: String, target: String, _ body: [String: Any]) -> APICall {
         let text = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return APICall(service: service, operation: String(target.split(separator: ".").last ?? ""), region: region, kind: "json",
-                       target: target, body: text)
+        return APICall(
+            service: service, operation: String(target.split(separator: ".").last ?? ""), region: region, kind: "json",
+            target: target, body: text)
     }
 
-    static func rest(_ service: String, _ region: String, _ operation: String, _ method: String, _ path: String,
-                     query: [(String, String)] = [], body: String? = nil, contentType: String? = nil, okErrors: [String]? = nil) -> APICall {
+    static func rest(
+        _ service: String, _ region: String, _ operation: String, _ method: String, _ path: String,
+        query: [(String, String)] = [], body: String? = nil, contentType: String? = nil, okErrors: [String]? = nil
+    ) -> APICall {
         var headers: [String: String] = [:]
         if let body, service == "s3" {
             // S3 requires an integrity checksum on configuration PUTs.
@@ -45,8 +51,9 @@ struct APICall: Codable, Sendable, Equatable {
             headers["x-amz-checksum-sha256"] = Data(Sodium.sha256(Array(body.utf8))).base64EncodedString()
         }
         if let contentType { headers["Content-Type"] = contentType }
-        return APICall(service: service, operation: operation, region: region, kind: "rest", method: method, path: path,
-                       query: query.map { [$0.0, $0.1] }, headers: headers.isEmpty ? nil : headers, body: body, okErrors: okErrors)
+        return APICall(
+            service: service, operation: operation, region: region, kind: "rest", method: method, path: path,
+            query: query.map { [$0.0, $0.1] }, headers: headers.isEmpty ? nil : headers, body: body, okErrors: okErrors)
     }
 
     /// Performs the call; returns the captured values.
@@ -54,8 +61,9 @@ struct APICall: Codable, Sendable, Equatable {
         do {
             switch kind {
             case "query":
-                let xml = try client.query(service: service, region: region, action: operation, version: version ?? "",
-                                           params: (params ?? []).map { ($0[0], $0[1]) })
+                let xml = try client.query(
+                    service: service, region: region, action: operation, version: version ?? "",
+                    params: (params ?? []).map { ($0[0], $0[1]) })
                 var out: [String: String] = [:]
                 for (name, element) in capture ?? [:] { if let v = xml.first(element)?.text { out[name] = v } }
                 return out
@@ -66,8 +74,9 @@ struct APICall: Codable, Sendable, Equatable {
                 for (name, key) in capture ?? [:] { if let v = reply[key] { out[name] = "\(v)" } }
                 return out
             default:
-                _ = try client.rest(service: service, region: region, method: method ?? "GET", path: path ?? "/",
-                                    query: (query ?? []).map { ($0[0], $0[1]) }, headers: headers ?? [:], body: Array((body ?? "").utf8))
+                _ = try client.rest(
+                    service: service, region: region, method: method ?? "GET", path: path ?? "/",
+                    query: (query ?? []).map { ($0[0], $0[1]) }, headers: headers ?? [:], body: Array((body ?? "").utf8))
                 return [:]
             }
         } catch let e as AWSError where (okErrors ?? []).contains(e.code) {
@@ -138,8 +147,14 @@ struct ActionInfo: Codable, Sendable {
     var rules: [String]
 
     init(_ a: FixAction) {
-        name = a.name; title = a.title; service = a.service; resourceType = a.resourceType; permissions = a.permissions
-        rollbackPermissions = a.rollbackPermissions; parameters = a.parameters; rollbackNote = a.rollbackNote
+        name = a.name
+        title = a.title
+        service = a.service
+        resourceType = a.resourceType
+        permissions = a.permissions
+        rollbackPermissions = a.rollbackPermissions
+        parameters = a.parameters
+        rollbackNote = a.rollbackNote
         rules = BuiltinRules.all.filter { $0.fixAction == a.name }.map(\.id).sorted()
     }
 }

@@ -22,8 +22,9 @@ struct RemediationPolicy: Codable, Sendable {
     var updatedBy: String?
     var updatedAt: Date?
 
-    static let standard = RemediationPolicy(mode: "manual", autoMaxSeverity: nil, allowedActions: nil, requireApprovalFromRoles: ["owner", "admin"],
-                                            dryRunDefault: false, allowSelfApproval: false, approvalTtlHours: 72, maxActionsPerDay: 50)
+    static let standard = RemediationPolicy(
+        mode: "manual", autoMaxSeverity: nil, allowedActions: nil, requireApprovalFromRoles: ["owner", "admin"],
+        dryRunDefault: false, allowSelfApproval: false, approvalTtlHours: 72, maxActionsPerDay: 50)
 
     func allows(_ action: String) -> Bool { allowedActions.map { $0.contains(action) } ?? true }
 
@@ -65,21 +66,34 @@ struct PolicyHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         var issues: [ValidationIssue] = []
-        if let m = patch.mode, !Self.modes.contains(m) { issues.append(.init(path: "body.mode", message: "must be one of \(Self.modes.joined(separator: ", "))")) }
+        if let m = patch.mode, !Self.modes.contains(m) {
+            issues.append(.init(path: "body.mode", message: "must be one of \(Self.modes.joined(separator: ", "))"))
+        }
         if let s = patch.autoMaxSeverity, Severity(rawValue: s) == nil {
-            issues.append(.init(path: "body.auto_max_severity", message: "must be one of \(Severity.allCases.reversed().map(\.rawValue).joined(separator: ", "))"))
+            issues.append(
+                .init(
+                    path: "body.auto_max_severity", message: "must be one of \(Severity.allCases.reversed().map(\.rawValue).joined(separator: ", "))")
+            )
         }
         if let a = patch.allowedActions {
             let unknown = a.filter { FixActions.byName[$0] == nil }
-            if !unknown.isEmpty { issues.append(.init(path: "body.allowed_actions", message: "unknown actions: \(unknown.sorted().joined(separator: ", "))")) }
+            if !unknown.isEmpty {
+                issues.append(.init(path: "body.allowed_actions", message: "unknown actions: \(unknown.sorted().joined(separator: ", "))"))
+            }
         }
         if let roles = patch.requireApprovalFromRoles {
             if roles.isEmpty || !Set(roles).isSubset(of: Self.approverRoles) {
-                issues.append(.init(path: "body.require_approval_from_roles", message: "must list one or more of \(Self.approverRoles.joined(separator: ", "))"))
+                issues.append(
+                    .init(path: "body.require_approval_from_roles", message: "must list one or more of \(Self.approverRoles.joined(separator: ", "))")
+                )
             }
         }
-        if let h = patch.approvalTtlHours, !(1...720).contains(h) { issues.append(.init(path: "body.approval_ttl_hours", message: "must be between 1 and 720")) }
-        if let n = patch.maxActionsPerDay, !(0...10_000).contains(n) { issues.append(.init(path: "body.max_actions_per_day", message: "must be between 0 and 10000")) }
+        if let h = patch.approvalTtlHours, !(1...720).contains(h) {
+            issues.append(.init(path: "body.approval_ttl_hours", message: "must be between 1 and 720"))
+        }
+        if let n = patch.maxActionsPerDay, !(0...10_000).contains(n) {
+            issues.append(.init(path: "body.max_actions_per_day", message: "must be between 0 and 10000"))
+        }
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             var cur = try await Self.load(tx, p.tenantId)
@@ -92,28 +106,35 @@ struct PolicyHandlers: Sendable {
             if let h = patch.approvalTtlHours { cur.approvalTtlHours = h }
             if let n = patch.maxActionsPerDay { cur.maxActionsPerDay = n }
             if cur.mode == "auto" && cur.autoMaxSeverity == nil { cur.autoMaxSeverity = "medium" }
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 INSERT INTO remediation.policies (tenant_id, mode, auto_max_severity, allowed_actions, require_approval_from_roles, dry_run_default,
                   allow_self_approval, approval_ttl_hours, max_actions_per_day, updated_by)
                 VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8, $9, $10)
                 ON CONFLICT (tenant_id) DO UPDATE SET mode = $2, auto_max_severity = $3, allowed_actions = $4::text[],
                   require_approval_from_roles = $5::text[], dry_run_default = $6, allow_self_approval = $7, approval_ttl_hours = $8,
                   max_actions_per_day = $9, updated_by = $10, updated_at = now()
-                """, [p.tenantId, cur.mode, cur.autoMaxSeverity, cur.allowedActions.map { ArrayParameter($0) }, ArrayParameter(cur.requireApprovalFromRoles),
-                      cur.dryRunDefault, cur.allowSelfApproval, cur.approvalTtlHours, cur.maxActionsPerDay, p.actorId])
-            try await tx.emit(Events.remediationPolicyUpdated, tenantId: p.tenantId,
-                              data: ["mode": cur.mode, "auto_max_severity": cur.autoMaxSeverity ?? "", "actor": p.actorId])
+                """,
+                [
+                    p.tenantId, cur.mode, cur.autoMaxSeverity, cur.allowedActions.map { ArrayParameter($0) },
+                    ArrayParameter(cur.requireApprovalFromRoles),
+                    cur.dryRunDefault, cur.allowSelfApproval, cur.approvalTtlHours, cur.maxActionsPerDay, p.actorId,
+                ])
+            try await tx.emit(
+                Events.remediationPolicyUpdated, tenantId: p.tenantId,
+                data: ["mode": cur.mode, "auto_max_severity": cur.autoMaxSeverity ?? "", "actor": p.actorId])
             return try await Self.load(tx, p.tenantId)
         }
     }
 
     static func load(_ tx: Transaction, _ tenantId: String) async throws -> RemediationPolicy {
         guard let r = try await tx.one("SELECT * FROM remediation.policies WHERE tenant_id = $1", [tenantId]) else { return .standard }
-        return RemediationPolicy(mode: try r.string("mode"), autoMaxSeverity: r.optionalString("auto_max_severity"),
-                                 allowedActions: r.isNull("allowed_actions") ? nil : try r.stringArray("allowed_actions"),
-                                 requireApprovalFromRoles: try r.stringArray("require_approval_from_roles"),
-                                 dryRunDefault: try r.bool("dry_run_default"), allowSelfApproval: try r.bool("allow_self_approval"),
-                                 approvalTtlHours: try r.int("approval_ttl_hours"), maxActionsPerDay: try r.int("max_actions_per_day"),
-                                 updatedBy: r.optionalString("updated_by"), updatedAt: r.optionalDate("updated_at"))
+        return RemediationPolicy(
+            mode: try r.string("mode"), autoMaxSeverity: r.optionalString("auto_max_severity"),
+            allowedActions: r.isNull("allowed_actions") ? nil : try r.stringArray("allowed_actions"),
+            requireApprovalFromRoles: try r.stringArray("require_approval_from_roles"),
+            dryRunDefault: try r.bool("dry_run_default"), allowSelfApproval: try r.bool("allow_self_approval"),
+            approvalTtlHours: try r.int("approval_ttl_hours"), maxActionsPerDay: try r.int("max_actions_per_day"),
+            updatedBy: r.optionalString("updated_by"), updatedAt: r.optionalDate("updated_at"))
     }
 }

@@ -14,49 +14,117 @@ struct RemediationRequest: Codable, Sendable {
     var parameters: [String: JSONValue]?
 }
 struct ActionRef: Codable, Sendable { var actionId: String }
-struct Decision: Codable, Sendable { var actionId: String; var reason: String? }
+struct Decision: Codable, Sendable {
+    var actionId: String
+    var reason: String?
+}
 struct ActionListRequest: Codable, Sendable {
-    var limit: Int?; var cursor: String?; var offset: Int?
-    var status: String?; var findingId: String?; var connectionId: String?
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+    var status: String?
+    var findingId: String?
+    var connectionId: String?
 }
 
-struct HistoryItem: Codable, Sendable { var at: Date; var fromStatus: String?; var toStatus: String; var actor: String?; var note: String? }
+struct HistoryItem: Codable, Sendable {
+    var at: Date
+    var fromStatus: String?
+    var toStatus: String
+    var actor: String?
+    var note: String?
+}
 
 /// A remediation action as the API shows it.
 struct ActionView: Codable, Sendable {
-    var id: String; var findingId: String; var connectionId: String; var ruleCode: String; var action: String; var title: String
-    var severity: String; var resourceId: String; var resourceType: String; var resourceName: String; var region: String
-    var status: String; var dryRun: Bool; var parameters: [String: JSONValue]; var plan: FixPlan
-    var requestedBy: String; var approvedBy: String?; var approvedAt: Date?; var decidedBy: String?; var decisionReason: String?
-    var beforeState: JSONValue?; var afterState: JSONValue?; var executedCalls: [APICall]?; var verification: Verification?
-    var rollbackVerification: Verification?; var rollbackResourceId: String?; var error: String?; var attempts: Int
-    var expiresAt: Date?; var createdAt: Date; var updatedAt: Date; var appliedAt: Date?; var rolledBackAt: Date?
+    var id: String
+    var findingId: String
+    var connectionId: String
+    var ruleCode: String
+    var action: String
+    var title: String
+    var severity: String
+    var resourceId: String
+    var resourceType: String
+    var resourceName: String
+    var region: String
+    var status: String
+    var dryRun: Bool
+    var parameters: [String: JSONValue]
+    var plan: FixPlan
+    var requestedBy: String
+    var approvedBy: String?
+    var approvedAt: Date?
+    var decidedBy: String?
+    var decisionReason: String?
+    var beforeState: JSONValue?
+    var afterState: JSONValue?
+    var executedCalls: [APICall]?
+    var verification: Verification?
+    var rollbackVerification: Verification?
+    var rollbackResourceId: String?
+    var error: String?
+    var attempts: Int
+    var expiresAt: Date?
+    var createdAt: Date
+    var updatedAt: Date
+    var appliedAt: Date?
+    var rolledBackAt: Date?
     var history: [HistoryItem]?
 
     init(_ r: Row, history: [HistoryItem]? = nil) throws {
-        id = try r.string("id"); findingId = try r.string("finding_id"); connectionId = try r.string("connection_id")
-        ruleCode = try r.string("rule_code"); action = try r.string("action"); title = try r.string("title"); severity = try r.string("severity")
-        resourceId = try r.string("resource_id"); resourceType = try r.string("resource_type"); resourceName = try r.string("resource_name")
-        region = try r.string("region"); status = try r.string("status"); dryRun = try r.bool("dry_run")
-        parameters = try r.json("parameters"); plan = try r.json("plan"); requestedBy = try r.string("requested_by")
-        approvedBy = r.optionalString("approved_by"); approvedAt = r.optionalDate("approved_at"); decidedBy = r.optionalString("decided_by")
+        id = try r.string("id")
+        findingId = try r.string("finding_id")
+        connectionId = try r.string("connection_id")
+        ruleCode = try r.string("rule_code")
+        action = try r.string("action")
+        title = try r.string("title")
+        severity = try r.string("severity")
+        resourceId = try r.string("resource_id")
+        resourceType = try r.string("resource_type")
+        resourceName = try r.string("resource_name")
+        region = try r.string("region")
+        status = try r.string("status")
+        dryRun = try r.bool("dry_run")
+        parameters = try r.json("parameters")
+        plan = try r.json("plan")
+        requestedBy = try r.string("requested_by")
+        approvedBy = r.optionalString("approved_by")
+        approvedAt = r.optionalDate("approved_at")
+        decidedBy = r.optionalString("decided_by")
         decisionReason = r.optionalString("decision_reason")
         beforeState = r.isNull("before_state") ? nil : try r.json("before_state")
         afterState = r.isNull("after_state") ? nil : try r.json("after_state")
         executedCalls = r.isNull("calls") ? nil : try r.json("calls")
         verification = r.isNull("verification") ? nil : try r.json("verification")
         rollbackVerification = r.isNull("rollback_verification") ? nil : try r.json("rollback_verification")
-        rollbackResourceId = r.optionalString("rollback_resource_id"); error = r.optionalString("error"); attempts = try r.int("attempts")
-        expiresAt = r.optionalDate("expires_at"); createdAt = try r.date("created_at"); updatedAt = try r.date("updated_at")
-        appliedAt = r.optionalDate("applied_at"); rolledBackAt = r.optionalDate("rolled_back_at")
+        rollbackResourceId = r.optionalString("rollback_resource_id")
+        error = r.optionalString("error")
+        attempts = try r.int("attempts")
+        expiresAt = r.optionalDate("expires_at")
+        createdAt = try r.date("created_at")
+        updatedAt = try r.date("updated_at")
+        appliedAt = r.optionalDate("applied_at")
+        rolledBackAt = r.optionalDate("rolled_back_at")
         self.history = history
     }
 }
 
 struct ApprovalItem: Codable, Sendable {
-    var id: String; var kind: String; var title: String; var action: String; var severity: String; var resourceId: String
-    var resourceName: String; var connectionId: String; var findingId: String; var requestedBy: String; var requestedAt: Date
-    var expiresAt: Date?; var canApprove: Bool; var plan: FixPlan
+    var id: String
+    var kind: String
+    var title: String
+    var action: String
+    var severity: String
+    var resourceId: String
+    var resourceName: String
+    var connectionId: String
+    var findingId: String
+    var requestedBy: String
+    var requestedAt: Date
+    var expiresAt: Date?
+    var canApprove: Bool
+    var plan: FixPlan
 }
 
 struct ActionCatalog: Codable, Sendable { var items: [ActionInfo] }
@@ -65,17 +133,25 @@ struct ActionCatalog: Codable, Sendable { var items: [ActionInfo] }
 enum Lifecycle {
     static let eventNames = ["pending_approval": "requested", "dry_run": "planned"]
 
-    static func transition(_ tx: Transaction, tenantId: String, actionId: String, from: String?, to: String, actor: String?, note: String?,
-                           extra: [String: String] = [:]) async throws {
-        try await tx.execute("""
+    static func transition(
+        _ tx: Transaction, tenantId: String, actionId: String, from: String?, to: String, actor: String?, note: String?,
+        extra: [String: String] = [:]
+    ) async throws {
+        try await tx.execute(
+            """
             INSERT INTO remediation.action_history (tenant_id, action_id, from_status, to_status, actor, note) VALUES ($1, $2, $3, $4, $5, $6)
             """, [tenantId, actionId, from, to, actor, note])
-        guard let row = try await tx.one("SELECT finding_id, connection_id, rule_code, action, resource_id, severity FROM remediation.actions WHERE id = $1",
-                                         [actionId]) else { return }
+        guard
+            let row = try await tx.one(
+                "SELECT finding_id, connection_id, rule_code, action, resource_id, severity FROM remediation.actions WHERE id = $1",
+                [actionId])
+        else { return }
         let name = eventNames[to] ?? to
-        var data: [String: String] = ["action_id": actionId, "finding_id": try row.string("finding_id"), "connection_id": try row.string("connection_id"),
-                                      "rule_code": try row.string("rule_code"), "action": try row.string("action"),
-                                      "resource_id": try row.string("resource_id"), "severity": try row.string("severity"), "status": to]
+        var data: [String: String] = [
+            "action_id": actionId, "finding_id": try row.string("finding_id"), "connection_id": try row.string("connection_id"),
+            "rule_code": try row.string("rule_code"), "action": try row.string("action"),
+            "resource_id": try row.string("resource_id"), "severity": try row.string("severity"), "status": to,
+        ]
         if let from { data["previous_status"] = from }
         if let actor { data["actor"] = actor }
         if let note { data["reason"] = note }
@@ -84,8 +160,9 @@ enum Lifecycle {
     }
 
     static func enqueue(_ tx: Transaction, tenantId: String, actionId: String, op: String) async throws {
-        try await tx.emit(Jobs.remediation(op), type: "remediation.job", tenantId: tenantId,
-                          data: RemediationJob(actionId: actionId, tenantId: tenantId, op: op))
+        try await tx.emit(
+            Jobs.remediation(op), type: "remediation.job", tenantId: tenantId,
+            data: RemediationJob(actionId: actionId, tenantId: tenantId, op: op))
     }
 }
 
@@ -116,8 +193,10 @@ struct RequestHandlers: Sendable {
         }
     }
 
-    static let statuses = ["pending_approval", "approved", "executing", "applied", "failed", "rolling_back", "rolled_back", "rollback_failed",
-                           "rejected", "expired", "dry_run"]
+    static let statuses = [
+        "pending_approval", "approved", "executing", "applied", "failed", "rolling_back", "rolled_back", "rollback_failed",
+        "rejected", "expired", "dry_run",
+    ]
 
     // MARK: request
 
@@ -129,17 +208,22 @@ struct RequestHandlers: Sendable {
         let findingId = fid.lowercased()
         let policy = try await store.transaction(p.scope) { try await PolicyHandlers.load($0, p.tenantId) }
         guard policy.mode != "disabled" else {
-            throw ServiceError(status: 403, error: "remediation_disabled", message: "automatic remediation is disabled for this workspace (remediation policy mode: disabled)")
+            throw ServiceError(
+                status: 403, error: "remediation_disabled",
+                message: "automatic remediation is disabled for this workspace (remediation policy mode: disabled)")
         }
-        let finding = try await bus.request(Endpoint<FindingRef, FindingInfo>(Subjects.Findings.findingGet), FindingRef(findingId: findingId),
-                                            context: ctx, timeout: .seconds(10))
+        let finding = try await bus.request(
+            Endpoint<FindingRef, FindingInfo>(Subjects.Findings.findingGet), FindingRef(findingId: findingId),
+            context: ctx, timeout: .seconds(10))
         guard finding.status == "open" else {
             throw ServiceError.conflict("the finding is \(finding.status); only open findings are remediated", code: "finding_not_open")
         }
         let ruleAction = BuiltinRules.all.first { $0.id == finding.ruleCode }?.fixAction
         let name = req.action ?? ruleAction
         guard let name else {
-            throw ServiceError(status: 422, error: "no_fix_action", message: "rule \(finding.ruleCode) has no automatic fix; follow the remediation steps of the finding")
+            throw ServiceError(
+                status: 422, error: "no_fix_action",
+                message: "rule \(finding.ruleCode) has no automatic fix; follow the remediation steps of the finding")
         }
         guard let action = FixActions.byName[name] else { throw ServiceError.validation("body.action", "unknown action \(name)") }
         guard action.resourceType == finding.resourceType else {
@@ -155,24 +239,29 @@ struct RequestHandlers: Sendable {
         let apiRegion = finding.region == "global" ? (conn.settings.regions?.first ?? "us-east-1") : finding.region
         let session: AWSSession
         do {
-            session = try await aws.session(tenantId: p.tenantId, connectionId: finding.connectionId, endpointURL: conn.settings.endpointUrl, region: apiRegion)
+            session = try await aws.session(
+                tenantId: p.tenantId, connectionId: finding.connectionId, endpointURL: conn.settings.endpointUrl, region: apiRegion)
         } catch let e as SessionError {
-            throw ServiceError(status: 409, error: "remediation_credentials_unusable", message: "the remediation credentials cannot be used: \(e.message)")
+            throw ServiceError(
+                status: 409, error: "remediation_credentials_unusable", message: "the remediation credentials cannot be used: \(e.message)")
         }
         let id = ID.make()
-        let target = FixTarget(resourceId: finding.resourceId, resourceName: finding.resourceName, resourceType: finding.resourceType, region: apiRegion,
-                               account: session.account, ruleId: finding.ruleCode, actionId: id, parameters: parameters)
+        let target = FixTarget(
+            resourceId: finding.resourceId, resourceName: finding.resourceName, resourceType: finding.resourceType, region: apiRegion,
+            account: session.account, ruleId: finding.ruleCode, actionId: id, parameters: parameters)
         let plan: FixPlan
         do {
             plan = try await Blocking.run {
                 let state = try action.inspect(session.client, target)
                 let calls = try action.plan(target, state)
-                return FixPlan(action: ActionInfo(action), resourceId: target.resourceId, region: apiRegion, currentState: state, calls: calls,
-                               rollbackCalls: (try? action.rollback(target, state, [:])) ?? [])
+                return FixPlan(
+                    action: ActionInfo(action), resourceId: target.resourceId, region: apiRegion, currentState: state, calls: calls,
+                    rollbackCalls: (try? action.rollback(target, state, [:])) ?? [])
             }
         } catch let e as AWSError {
-            throw ServiceError(status: 422, error: "plan_failed",
-                               message: "reading the resource failed (\(e.code)): \(e.message); the credentials need \(action.permissions.joined(separator: ", "))")
+            throw ServiceError(
+                status: 422, error: "plan_failed",
+                message: "reading the resource failed (\(e.code)): \(e.message); the credentials need \(action.permissions.joined(separator: ", "))")
         }
         guard !plan.calls.isEmpty else {
             throw ServiceError.conflict("the resource no longer has this problem; the next scan resolves the finding", code: "nothing_to_change")
@@ -183,49 +272,66 @@ struct RequestHandlers: Sendable {
         // The plan's remediation quota: reserved now, committed when applied, released otherwise.
         if !dryRun { _ = try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "remediations", ref: id) }
         do {
-            return try await insert(p, ctx, id: id, finding: finding, name: name, action: action, apiRegion: apiRegion, conn: conn, session: session,
-                                    status: status, dryRun: dryRun, autoApproved: autoApproved, parameters: parameters, plan: plan, policy: policy)
+            return try await insert(
+                p, ctx, id: id, finding: finding, name: name, action: action, apiRegion: apiRegion, conn: conn, session: session,
+                status: status, dryRun: dryRun, autoApproved: autoApproved, parameters: parameters, plan: plan, policy: policy)
         } catch {
             if !dryRun { await Quotas.release(bus, tenantId: p.tenantId, quota: "remediations", ref: id) }
             throw error
         }
     }
 
-    func insert(_ p: Principal, _ ctx: CallContext, id: String, finding: FindingInfo, name: String, action: FixAction, apiRegion: String,
-                conn: ConnectionInfo, session: AWSSession, status: String, dryRun: Bool, autoApproved: Bool, parameters: [String: JSONValue],
-                plan: FixPlan, policy: RemediationPolicy) async throws -> ActionView {
+    func insert(
+        _ p: Principal, _ ctx: CallContext, id: String, finding: FindingInfo, name: String, action: FixAction, apiRegion: String,
+        conn: ConnectionInfo, session: AWSSession, status: String, dryRun: Bool, autoApproved: Bool, parameters: [String: JSONValue],
+        plan: FixPlan, policy: RemediationPolicy
+    ) async throws -> ActionView {
         try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             if !dryRun {
-                let today = try await tx.one("""
+                let today = try await tx.one(
+                    """
                     SELECT count(*) AS n FROM remediation.actions WHERE tenant_id = $1 AND NOT dry_run AND created_at > now() - interval '1 day'
                     """, [p.tenantId])!.int("n")
                 if today >= policy.maxActionsPerDay {
-                    throw ServiceError(status: 429, error: "remediation_daily_limit",
-                                       message: "the workspace has requested \(today) fixes in the last 24 hours (policy max_actions_per_day \(policy.maxActionsPerDay))")
+                    throw ServiceError(
+                        status: 429, error: "remediation_daily_limit",
+                        message:
+                            "the workspace has requested \(today) fixes in the last 24 hours (policy max_actions_per_day \(policy.maxActionsPerDay))")
                 }
             }
             let inserted: Row?
             do {
-                inserted = try await tx.one("""
-                    INSERT INTO remediation.actions (id, tenant_id, finding_id, connection_id, rule_code, action, title, severity, resource_id, resource_type,
+                inserted = try await tx.one(
+                    """
+                    INSERT INTO remediation.actions (id, tenant_id, finding_id, connection_id, rule_code, action, title, severity, resource_id,
+                      resource_type,
                       resource_name, region, api_region, endpoint_url, account_id, status, dry_run, parameters, plan, requested_by, requested_role,
                       approved_by, approved_at, expires_at)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19::jsonb, $20, $21,
                       $22, CASE WHEN $22::text IS NULL THEN NULL ELSE now() END,
                       CASE WHEN $16 = 'pending_approval' THEN now() + make_interval(hours => $23) END)
                     ON CONFLICT DO NOTHING RETURNING id
-                    """, [id, p.tenantId, finding.id, finding.connectionId, finding.ruleCode, name, action.title, finding.severity, finding.resourceId,
-                          finding.resourceType, finding.resourceName, finding.region, apiRegion, conn.settings.endpointUrl, session.account, status, dryRun,
-                          try JSONParameter(parameters), try JSONParameter(plan), p.actorId, p.role.rawValue, autoApproved ? "policy:auto" : nil,
-                          policy.approvalTtlHours])
+                    """,
+                    [
+                        id, p.tenantId, finding.id, finding.connectionId, finding.ruleCode, name, action.title, finding.severity, finding.resourceId,
+                        finding.resourceType, finding.resourceName, finding.region, apiRegion, conn.settings.endpointUrl, session.account, status,
+                        dryRun,
+                        try JSONParameter(parameters), try JSONParameter(plan), p.actorId, p.role.rawValue, autoApproved ? "policy:auto" : nil,
+                        policy.approvalTtlHours,
+                    ])
             }
             guard inserted != nil else {
                 throw ServiceError.conflict("a fix for this finding is already pending or running", code: "remediation_in_progress")
             }
-            let note = dryRun ? "dry run: nothing is changed" : autoApproved ? "approved by the workspace policy (auto up to \(policy.autoMaxSeverity ?? ""))" : nil
-            try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: nil, to: dryRun ? "dry_run" : "pending_approval", actor: p.actorId, note: dryRun ? note : nil)
+            let note =
+                dryRun
+                ? "dry run: nothing is changed" : autoApproved ? "approved by the workspace policy (auto up to \(policy.autoMaxSeverity ?? ""))" : nil
+            try await Lifecycle.transition(
+                tx, tenantId: p.tenantId, actionId: id, from: nil, to: dryRun ? "dry_run" : "pending_approval", actor: p.actorId,
+                note: dryRun ? note : nil)
             if autoApproved {
-                try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: "policy:auto", note: note)
+                try await Lifecycle.transition(
+                    tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: "policy:auto", note: note)
                 try await Lifecycle.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
             }
             return try await Self.view(tx, id)
@@ -237,16 +343,27 @@ struct RequestHandlers: Sendable {
         let known = Dictionary(uniqueKeysWithValues: action.parameters.map { ($0.name, $0) })
         for (k, v) in params {
             guard let spec = known[k] else {
-                issues.append(.init(path: "body.parameters.\(k)", message: known.isEmpty ? "\(action.name) takes no parameters" : "unknown parameter; known: \(known.keys.sorted().joined(separator: ", "))"))
+                issues.append(
+                    .init(
+                        path: "body.parameters.\(k)",
+                        message: known.isEmpty
+                            ? "\(action.name) takes no parameters" : "unknown parameter; known: \(known.keys.sorted().joined(separator: ", "))"))
                 continue
             }
             switch spec.type {
             case "string":
-                guard let s = v.stringValue, !s.isEmpty, s.count <= 2048 else { issues.append(.init(path: "body.parameters.\(k)", message: "must be a string")); continue }
-                if let allowed = spec.allowed, !allowed.contains(s) { issues.append(.init(path: "body.parameters.\(k)", message: "must be one of \(allowed.joined(separator: ", "))")) }
+                guard let s = v.stringValue, !s.isEmpty, s.count <= 2048 else {
+                    issues.append(.init(path: "body.parameters.\(k)", message: "must be a string"))
+                    continue
+                }
+                if let allowed = spec.allowed, !allowed.contains(s) {
+                    issues.append(.init(path: "body.parameters.\(k)", message: "must be one of \(allowed.joined(separator: ", "))"))
+                }
             case "array<integer>":
                 let items = v.arrayValue ?? []
-                if items.isEmpty || items.count > 100 || items.contains(where: { n in n.numberValue.map { $0 < 0 || $0 > 65535 || $0 != $0.rounded() } ?? true }) {
+                if items.isEmpty || items.count > 100
+                    || items.contains(where: { n in n.numberValue.map { $0 < 0 || $0 > 65535 || $0 != $0.rounded() } ?? true })
+                {
                     issues.append(.init(path: "body.parameters.\(k)", message: "must be a list of 1 to 100 port numbers"))
                 }
             default: break
@@ -260,12 +377,15 @@ struct RequestHandlers: Sendable {
     }
 
     static func view(_ tx: Transaction, _ id: String, history: Bool = false) async throws -> ActionView {
-        guard let row = try await tx.one("SELECT * FROM remediation.actions WHERE id = $1", [id]) else { throw ServiceError.notFound("remediation action") }
+        guard let row = try await tx.one("SELECT * FROM remediation.actions WHERE id = $1", [id]) else {
+            throw ServiceError.notFound("remediation action")
+        }
         var items: [HistoryItem]? = nil
         if history {
             items = try await tx.query("SELECT * FROM remediation.action_history WHERE action_id = $1 ORDER BY id", [id]).map {
-                HistoryItem(at: try $0.date("at"), fromStatus: $0.optionalString("from_status"), toStatus: try $0.string("to_status"),
-                            actor: $0.optionalString("actor"), note: $0.optionalString("note"))
+                HistoryItem(
+                    at: try $0.date("at"), fromStatus: $0.optionalString("from_status"), toStatus: try $0.string("to_status"),
+                    actor: $0.optionalString("actor"), note: $0.optionalString("note"))
             }
         }
         return try ActionView(row, history: items)
@@ -280,10 +400,17 @@ struct RequestHandlers: Sendable {
         var filter = "tenant_id = $1"
         var values: [any SQLParameter] = [p.tenantId]
         if let list = try Validate.list(q.status, path: "query.status", allowed: Self.statuses, lower: false) {
-            values.append(ArrayParameter(list)); filter += " AND status = ANY($\(values.count)::text[])"
+            values.append(ArrayParameter(list))
+            filter += " AND status = ANY($\(values.count)::text[])"
         }
-        if let f = q.findingId { values.append(try Validate.id(f, "finding").lowercased()); filter += " AND finding_id = $\(values.count)::uuid" }
-        if let c = q.connectionId { values.append(try Validate.id(c, "connection").lowercased()); filter += " AND connection_id = $\(values.count)::uuid" }
+        if let f = q.findingId {
+            values.append(try Validate.id(f, "finding").lowercased())
+            filter += " AND finding_id = $\(values.count)::uuid"
+        }
+        if let c = q.connectionId {
+            values.append(try Validate.id(c, "connection").lowercased())
+            filter += " AND connection_id = $\(values.count)::uuid"
+        }
         return try await store.transaction(p.scope) { tx in
             try await page.list(tx, from: "remediation.actions", filter: filter, values) { try ActionView($0) }
         }
@@ -307,40 +434,55 @@ struct RequestHandlers: Sendable {
         let page = try Pagination(q)
         return try await store.transaction(p.scope) { tx in
             let policy = try await PolicyHandlers.load(tx, p.tenantId)
-            return try await page.list(tx, from: "remediation.actions", filter: "tenant_id = $1 AND status = 'pending_approval' AND expires_at > now()",
-                                       [p.tenantId]) { r in
+            return try await page.list(
+                tx, from: "remediation.actions", filter: "tenant_id = $1 AND status = 'pending_approval' AND expires_at > now()",
+                [p.tenantId]
+            ) { r in
                 let requester = try r.string("requested_by")
-                return ApprovalItem(id: try r.string("id"), kind: "remediation", title: try r.string("title"), action: try r.string("action"),
-                                    severity: try r.string("severity"), resourceId: try r.string("resource_id"), resourceName: try r.string("resource_name"),
-                                    connectionId: try r.string("connection_id"), findingId: try r.string("finding_id"), requestedBy: requester,
-                                    requestedAt: try r.date("created_at"), expiresAt: r.optionalDate("expires_at"),
-                                    canApprove: policy.mayApprove(p) && (requester != p.actorId || policy.allowSelfApproval), plan: try r.json("plan"))
+                return ApprovalItem(
+                    id: try r.string("id"), kind: "remediation", title: try r.string("title"), action: try r.string("action"),
+                    severity: try r.string("severity"), resourceId: try r.string("resource_id"), resourceName: try r.string("resource_name"),
+                    connectionId: try r.string("connection_id"), findingId: try r.string("finding_id"), requestedBy: requester,
+                    requestedAt: try r.date("created_at"), expiresAt: r.optionalDate("expires_at"),
+                    canApprove: policy.mayApprove(p) && (requester != p.actorId || policy.allowSelfApproval), plan: try r.json("plan"))
             }
         }
     }
 
     // MARK: decisions
 
-    enum Outcome: Sendable { case done(ActionView), expired }
+    enum Outcome: Sendable {
+        case done(ActionView)
+        case expired
+    }
 
     /// Locks a pending action for a decision by an approver; an action past its expiry is marked
     /// `expired` (committed) and refused.
-    func decide(_ req: Decision, _ ctx: CallContext, _ body: @escaping @Sendable (Transaction, Principal, RemediationPolicy, Row) async throws -> Void) async throws -> ActionView {
+    func decide(
+        _ req: Decision, _ ctx: CallContext, _ body: @escaping @Sendable (Transaction, Principal, RemediationPolicy, Row) async throws -> Void
+    ) async throws -> ActionView {
         let p = try ctx.requirePrincipal()
         let id = try Validate.id(req.actionId, "remediation action").lowercased()
         let outcome: Outcome = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let policy = try await PolicyHandlers.load(tx, p.tenantId)
-            guard let row = try await tx.one("""
-                SELECT *, expires_at < now() AS past FROM remediation.actions WHERE id = $1 AND tenant_id = $2 FOR UPDATE
-                """, [id, p.tenantId]) else { throw ServiceError.notFound("remediation action") }
+            guard
+                let row = try await tx.one(
+                    """
+                    SELECT *, expires_at < now() AS past FROM remediation.actions WHERE id = $1 AND tenant_id = $2 FOR UPDATE
+                    """, [id, p.tenantId])
+            else { throw ServiceError.notFound("remediation action") }
             guard policy.mayApprove(p) else {
-                throw ServiceError.forbidden("deciding on fixes needs one of the roles \(policy.requireApprovalFromRoles.joined(separator: ", ")) (remediation policy)")
+                throw ServiceError.forbidden(
+                    "deciding on fixes needs one of the roles \(policy.requireApprovalFromRoles.joined(separator: ", ")) (remediation policy)")
             }
             let status = try row.string("status")
-            guard status == "pending_approval" else { throw ServiceError.conflict("the action is \(status), not pending approval", code: "invalid_state") }
+            guard status == "pending_approval" else {
+                throw ServiceError.conflict("the action is \(status), not pending approval", code: "invalid_state")
+            }
             if (try? row.bool("past")) == true {
                 _ = try await tx.execute("UPDATE remediation.actions SET status = 'expired', updated_at = now() WHERE id = $1", [id])
-                try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: status, to: "expired", actor: nil, note: "not decided before it expired")
+                try await Lifecycle.transition(
+                    tx, tenantId: p.tenantId, actionId: id, from: status, to: "expired", actor: nil, note: "not decided before it expired")
                 return .expired
             }
             try await body(tx, p, policy, row)
@@ -356,14 +498,18 @@ struct RequestHandlers: Sendable {
         try await decide(req, ctx) { tx, p, policy, row in
             let id = try row.string("id")
             if try row.string("requested_by") == p.actorId && !policy.allowSelfApproval {
-                throw ServiceError(status: 403, error: "self_approval_forbidden", message: "the requester cannot approve their own fix (remediation policy allow_self_approval is off)")
+                throw ServiceError(
+                    status: 403, error: "self_approval_forbidden",
+                    message: "the requester cannot approve their own fix (remediation policy allow_self_approval is off)")
             }
             let reason = try req.reason.map { try Validate.text($0, path: "body.reason", max: 1000) }
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE remediation.actions SET status = 'approved', approved_by = $2, approved_at = now(), decided_by = $2, decision_reason = $3,
                   updated_at = now() WHERE id = $1
                 """, [id, p.actorId, reason])
-            try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: p.actorId, note: reason)
+            try await Lifecycle.transition(
+                tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: p.actorId, note: reason)
             try await Lifecycle.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
         }
     }
@@ -372,10 +518,12 @@ struct RequestHandlers: Sendable {
         let reason = try Validate.text(req.reason ?? "", path: "body.reason", max: 1000)
         return try await decide(req, ctx) { tx, p, _, row in
             let id = try row.string("id")
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE remediation.actions SET status = 'rejected', decided_by = $2, decision_reason = $3, updated_at = now() WHERE id = $1
                 """, [id, p.actorId, reason])
-            try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "rejected", actor: p.actorId, note: reason)
+            try await Lifecycle.transition(
+                tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "rejected", actor: p.actorId, note: reason)
         }
     }
 
@@ -388,7 +536,8 @@ struct RequestHandlers: Sendable {
                 throw ServiceError.notFound("remediation action")
             }
             guard policy.mayApprove(p) else {
-                throw ServiceError.forbidden("rolling back fixes needs one of the roles \(policy.requireApprovalFromRoles.joined(separator: ", ")) (remediation policy)")
+                throw ServiceError.forbidden(
+                    "rolling back fixes needs one of the roles \(policy.requireApprovalFromRoles.joined(separator: ", ")) (remediation policy)")
             }
             let status = try row.string("status")
             guard ["applied", "failed", "rollback_failed"].contains(status) else {
@@ -397,7 +546,8 @@ struct RequestHandlers: Sendable {
             guard try row.int("steps_done") > 0, !row.isNull("before_state") else {
                 throw ServiceError.conflict("nothing was changed by this action, so there is nothing to roll back", code: "nothing_to_roll_back")
             }
-            _ = try await tx.execute("""
+            _ = try await tx.execute(
+                """
                 UPDATE remediation.actions SET status = 'rolling_back', rollback_requested_by = $2, attempts = 0, error = NULL,
                   rollback_calls = CASE WHEN status = 'rollback_failed' THEN rollback_calls ELSE NULL END, updated_at = now() WHERE id = $1
                 """, [id, p.actorId])

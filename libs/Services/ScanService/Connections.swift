@@ -26,8 +26,9 @@ struct ScanSettings: Sendable {
         let seed = try r.seed("VIGIL_SCAN_SEED")
         if seed.ephemeral { logger.warning("VIGIL_SCAN_SEED is not set: credentials sealed now cannot be opened after a restart") }
         vault = CredentialVault(seed: seed.bytes)
-        guardrail = SSRFGuard(allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
-                              allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
+        guardrail = SSRFGuard(
+            allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
+            allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }
@@ -46,12 +47,25 @@ struct ConnectionRequest: Codable, Sendable {
     var settings: ConnectionSettings?
 }
 struct ConnectionView: Codable, Sendable {
-    var id: String; var name: String; var provider: String; var status: String
-    var credentials: [String: String]; var settings: ConnectionSettings
-    var createdAt: Date; var updatedAt: Date; var lastScanAt: Date?; var lastTestedAt: Date?; var lastError: String?
+    var id: String
+    var name: String
+    var provider: String
+    var status: String
+    var credentials: [String: String]
+    var settings: ConnectionSettings
+    var createdAt: Date
+    var updatedAt: Date
+    var lastScanAt: Date?
+    var lastTestedAt: Date?
+    var lastError: String?
 }
 struct ConnectionPath: Codable, Sendable { var connectionId: String }
-struct ConnectionTestReply: Codable, Sendable { var ok: Bool; var accountId: String?; var arn: String?; var message: String }
+struct ConnectionTestReply: Codable, Sendable {
+    var ok: Bool
+    var accountId: String?
+    var arn: String?
+    var message: String
+}
 
 struct ConnectionHandlers: Sendable {
     let store: Store
@@ -89,10 +103,11 @@ struct ConnectionHandlers: Sendable {
     }
 
     static func view(_ r: Row) throws -> ConnectionView {
-        ConnectionView(id: try r.string("id"), name: try r.string("name"), provider: try r.string("provider"), status: try r.string("status"),
-                       credentials: try r.json("credentials_masked"), settings: try r.json("settings"),
-                       createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), lastScanAt: r.optionalDate("last_scan_at"),
-                       lastTestedAt: r.optionalDate("last_tested_at"), lastError: r.optionalString("last_error"))
+        ConnectionView(
+            id: try r.string("id"), name: try r.string("name"), provider: try r.string("provider"), status: try r.string("status"),
+            credentials: try r.json("credentials_masked"), settings: try r.json("settings"),
+            createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), lastScanAt: r.optionalDate("last_scan_at"),
+            lastTestedAt: r.optionalDate("last_tested_at"), lastError: r.optionalString("last_error"))
     }
 
     @Sendable func create(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
@@ -113,12 +128,15 @@ struct ConnectionHandlers: Sendable {
                 let n = try await tx.one("SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId])!.int("n")
                 try await Quotas.check(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
             }
-            let row = try await tx.one("""
-                INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked, settings)
+            let row = try await tx.one(
+                """
+                INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked,
+                  settings)
                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
                 """, [id, p.tenantId, name, provider, sealed, settings.vault.keyId, try JSONParameter(masked), try JSONParameter(s)])!
-            try await tx.emit(Events.connectionCreated, tenantId: p.tenantId,
-                              data: ["connection_id": id, "provider": provider, "actor": p.actorId])
+            try await tx.emit(
+                Events.connectionCreated, tenantId: p.tenantId,
+                data: ["connection_id": id, "provider": provider, "actor": p.actorId])
             return try Self.view(row)
         }
     }
@@ -136,7 +154,8 @@ struct ConnectionHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         let id = try Validate.id(req.connectionId, "connection")
-        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first else {
+        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first
+        else {
             throw ServiceError.notFound("connection")
         }
         return try Self.view(row)
@@ -152,17 +171,26 @@ struct ConnectionHandlers: Sendable {
         if let given = req.settings { s = try await validate(given) }
         let sealed = try req.credentials.map { try settings.vault.seal($0, tenantId: p.tenantId, connectionId: id) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard let row = try await tx.one("""
-                UPDATE scans.connections SET name = coalesce($3, name), credentials_sealed = coalesce($4, credentials_sealed),
-                  credentials_key_id = CASE WHEN $4::bytea IS NULL THEN credentials_key_id ELSE $5 END,
-                  credentials_masked = coalesce($6::jsonb, credentials_masked), settings = coalesce($7::jsonb, settings),
-                  status = CASE WHEN $4::bytea IS NULL THEN status ELSE 'pending' END, updated_at = now()
-                WHERE id = $1 AND tenant_id = $2 RETURNING *
-                """, [id, p.tenantId, name, sealed, settings.vault.keyId, try masked.map { try JSONParameter($0) },
-                      try s.map { try JSONParameter($0) }]) else { throw ServiceError.notFound("connection") }
-            try await tx.emit(Events.connectionUpdated, tenantId: p.tenantId,
-                              data: ["connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
-                                     "actor": p.actorId])
+            guard
+                let row = try await tx.one(
+                    """
+                    UPDATE scans.connections SET name = coalesce($3, name), credentials_sealed = coalesce($4, credentials_sealed),
+                      credentials_key_id = CASE WHEN $4::bytea IS NULL THEN credentials_key_id ELSE $5 END,
+                      credentials_masked = coalesce($6::jsonb, credentials_masked), settings = coalesce($7::jsonb, settings),
+                      status = CASE WHEN $4::bytea IS NULL THEN status ELSE 'pending' END, updated_at = now()
+                    WHERE id = $1 AND tenant_id = $2 RETURNING *
+                    """,
+                    [
+                        id, p.tenantId, name, sealed, settings.vault.keyId, try masked.map { try JSONParameter($0) },
+                        try s.map { try JSONParameter($0) },
+                    ])
+            else { throw ServiceError.notFound("connection") }
+            try await tx.emit(
+                Events.connectionUpdated, tenantId: p.tenantId,
+                data: [
+                    "connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
+                    "actor": p.actorId,
+                ])
             return try Self.view(row)
         }
     }
@@ -174,7 +202,9 @@ struct ConnectionHandlers: Sendable {
         defer {
             if let bus {
                 Task {
-                    let n = (try? await store.query(p.scope, "SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId]).first?.int("n")) ?? 0
+                    let n =
+                        (try? await store.query(p.scope, "SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId]).first?.int(
+                            "n")) ?? 0
                     await Quotas.report(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
                 }
             }
@@ -186,8 +216,9 @@ struct ConnectionHandlers: Sendable {
             // Running and queued scans of the connection stop; its inventory goes with it.
             try await ScanRows.cancelAll(tx, tenantId: p.tenantId, connectionId: id, reason: "the connection was deleted")
             _ = try await tx.execute("DELETE FROM scans.resources WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, id])
-            try await tx.emit(Events.connectionDeleted, tenantId: p.tenantId,
-                              data: ["connection_id": id, "actor": p.actorId])
+            try await tx.emit(
+                Events.connectionDeleted, tenantId: p.tenantId,
+                data: ["connection_id": id, "actor": p.actorId])
             return Empty()
         }
     }
@@ -197,7 +228,8 @@ struct ConnectionHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         let id = try Validate.id(req.connectionId, "connection")
-        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first else {
+        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first
+        else {
             throw ServiceError.notFound("connection")
         }
         let reply: ConnectionTestReply
@@ -207,7 +239,9 @@ struct ConnectionHandlers: Sendable {
         } catch let e as SessionError {
             reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
         }
-        try await store.query(p.scope, """
+        try await store.query(
+            p.scope,
+            """
             UPDATE scans.connections SET status = $3, last_tested_at = now(), last_error = $4 WHERE id = $1 AND tenant_id = $2
             """, [id, p.tenantId, reply.ok ? "active" : "error", reply.ok ? nil : reply.message])
         return reply

@@ -1,8 +1,9 @@
 import Foundation
-import Synchronization
 import Net
+import Synchronization
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// Errors from AWS APIs: the service's code (e.g. `AccessDenied`, `Throttling`) and message.
@@ -11,7 +12,9 @@ public struct AWSError: Error, CustomStringConvertible, Sendable {
     public let code: String
     public let message: String
     public var description: String { "\(code) (\(status)): \(message)" }
-    public var isThrottling: Bool { ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"].contains(code) || status == 429 }
+    public var isThrottling: Bool {
+        ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"].contains(code) || status == 429
+    }
     /// The endpoint (e.g. moto) does not support this action: collectors report the part as
     /// unavailable instead of failing the scan or counting it as a pass.
     public var isUnsupportedByEndpoint: Bool { status == 501 || code == "NotImplemented" || message.contains("not yet implemented") }
@@ -38,8 +41,10 @@ public struct AWSClient: Sendable {
     public var counter: CallCounter?
     public var maxAttempts = 5
 
-    public init(credentials: AWSCredentials, endpointURL: String?, guardrail: SSRFGuard, timeout: Double = 20,
-                counter: CallCounter? = nil) {
+    public init(
+        credentials: AWSCredentials, endpointURL: String?, guardrail: SSRFGuard, timeout: Double = 20,
+        counter: CallCounter? = nil
+    ) {
         self.credentials = credentials
         self.endpointURL = endpointURL
         self.counter = counter
@@ -62,20 +67,25 @@ public struct AWSClient: Sendable {
     }
 
     /// Query protocol (EC2, IAM, STS, RDS, SNS, SQS, ELB…): form POST, XML reply.
-    public func query(service: String, region: String, action: String, version: String,
-                      params: [(String, String)] = []) throws -> XMLNode {
+    public func query(
+        service: String, region: String, action: String, version: String,
+        params: [(String, String)] = []
+    ) throws -> XMLNode {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let form = ([("Action", action), ("Version", version)] + params)
             .map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
-        var req = AWSRequest(method: "POST", scheme: scheme, host: host, port: port, path: "/",
-                             headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"], body: Array(form.utf8))
+        var req = AWSRequest(
+            method: "POST", scheme: scheme, host: host, port: port, path: "/",
+            headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"], body: Array(form.utf8))
         SigV4.sign(&req, credentials: credentials, region: service == "iam" || service == "sts" ? "us-east-1" : region, service: service)
         return try retrying {
-            let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body,
-                                  maxBody: 64 << 20)
+            let r = try http.send(
+                method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body,
+                maxBody: 64 << 20)
             guard let xml = try? XMLNode.parse(Data(r.body.utf8)) else {
-                throw AWSError(status: r.status, code: (200..<300).contains(r.status) ? "MalformedResponse" : "HTTP\(r.status)",
-                               message: "response is not XML")
+                throw AWSError(
+                    status: r.status, code: (200..<300).contains(r.status) ? "MalformedResponse" : "HTTP\(r.status)",
+                    message: "response is not XML")
             }
             guard (200..<300).contains(r.status) else {
                 throw AWSError(status: r.status, code: xml.first("Code")?.text ?? "HTTP\(r.status)", message: xml.first("Message")?.text ?? "")
@@ -98,12 +108,15 @@ public struct AWSJSON: @unchecked Sendable {
 extension AWSClient {
     /// JSON protocol (KMS, CloudTrail, Lambda's control plane via REST aside, Secrets Manager, …):
     /// POST with `X-Amz-Target: <prefix>.<action>`, JSON in and out.
-    public func json(service: String, region: String, target: String, body: [String: Any] = [:],
-                     contentType: String = "application/x-amz-json-1.1") throws -> AWSJSON {
+    public func json(
+        service: String, region: String, target: String, body: [String: Any] = [:],
+        contentType: String = "application/x-amz-json-1.1"
+    ) throws -> AWSJSON {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let payload = Array(try JSONSerialization.data(withJSONObject: body))
-        var req = AWSRequest(method: "POST", scheme: scheme, host: host, port: port, path: "/",
-                             headers: ["Content-Type": contentType, "X-Amz-Target": target], body: payload)
+        var req = AWSRequest(
+            method: "POST", scheme: scheme, host: host, port: port, path: "/",
+            headers: ["Content-Type": contentType, "X-Amz-Target": target], body: payload)
         SigV4.sign(&req, credentials: credentials, region: region, service: service)
         return try retrying {
             let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body, maxBody: 64 << 20)
@@ -112,15 +125,19 @@ extension AWSClient {
     }
 
     /// REST-XML protocol (S3): path-style addressing against an endpoint override, S3 signing rules.
-    public func restXML(service: String, region: String, method: String, path: String, query: [(String, String)] = [],
-                        headers: [String: String] = [:], body: [UInt8] = []) throws -> (status: Int, xml: XMLNode?) {
+    public func restXML(
+        service: String, region: String, method: String, path: String, query: [(String, String)] = [],
+        headers: [String: String] = [:], body: [UInt8] = []
+    ) throws -> (status: Int, xml: XMLNode?) {
         let r = try rest(service: service, region: region, method: method, path: path, query: query, headers: headers, body: body)
         return (r.status, r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8)))
     }
 
     /// A REST call whose reply body is returned as text (S3 bucket policies are JSON inside a REST-XML API).
-    public func rest(service: String, region: String, method: String, path: String, query: [(String, String)] = [],
-                     headers: [String: String] = [:], body: [UInt8] = []) throws -> (status: Int, body: String) {
+    public func rest(
+        service: String, region: String, method: String, path: String, query: [(String, String)] = [],
+        headers: [String: String] = [:], body: [UInt8] = []
+    ) throws -> (status: Int, body: String) {
         let (scheme, host, port) = endpoint(service: service, region: region)
         var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query, headers: headers, body: body)
         SigV4.sign(&req, credentials: credentials, region: region, service: service, s3: service == "s3")
@@ -137,12 +154,15 @@ extension AWSClient {
     }
 
     /// REST-JSON protocol (Lambda, API Gateway…): a path and query, JSON reply.
-    public func restJSON(service: String, region: String, method: String = "GET", path: String, query: [(String, String)] = [],
-                         body: [String: Any]? = nil) throws -> AWSJSON {
+    public func restJSON(
+        service: String, region: String, method: String = "GET", path: String, query: [(String, String)] = [],
+        body: [String: Any]? = nil
+    ) throws -> AWSJSON {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let payload = try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) } ?? []
-        var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query,
-                             headers: body == nil ? [:] : ["Content-Type": "application/json"], body: payload)
+        var req = AWSRequest(
+            method: method, scheme: scheme, host: host, port: port, path: path, query: query,
+            headers: body == nil ? [:] : ["Content-Type": "application/json"], body: payload)
         SigV4.sign(&req, credentials: credentials, region: region, service: service)
         let q = req.encodedQuery
         let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
@@ -169,7 +189,9 @@ extension AWSClient {
         while true {
             attempt += 1
             counter?.add()
-            do { return try body() } catch let e as AWSError where attempt < maxAttempts && (e.isThrottling || [500, 502, 503, 504].contains(e.status)) {
+            do { return try body() } catch let e as AWSError
+                where attempt < maxAttempts && (e.isThrottling || [500, 502, 503, 504].contains(e.status))
+            {
                 let base = min(3.2, 0.1 * pow(2, Double(attempt - 1)))
                 Thread.sleep(forTimeInterval: base * Double.random(in: 0.5...1.0))
                 counter?.addRetry()
@@ -233,10 +255,16 @@ public final class XMLNode: Sendable {
     public static func parse(_ data: Data) throws -> XMLNode {
         /// Elements under construction; each becomes an immutable node when it closes.
         final class Builder: NSObject, XMLParserDelegate {
-            struct Open { var name: String; var text = ""; var children: [XMLNode] = [] }
+            struct Open {
+                var name: String
+                var text = ""
+                var children: [XMLNode] = []
+            }
             var stack = [Open(name: "#document")]
-            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?,
-                        attributes: [String: String] = [:]) {
+            func parser(
+                _ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?,
+                attributes: [String: String] = [:]
+            ) {
                 stack.append(Open(name: e))
             }
             func parser(_ p: XMLParser, foundCharacters s: String) { stack[stack.count - 1].text += s }
@@ -258,13 +286,16 @@ public final class XMLNode: Sendable {
 extension AWSClient {
     /// Query protocol with pagination: sends `inToken` from each page's `outToken` element until it is
     /// absent (EC2 NextToken, IAM/RDS Marker, ELBv2 NextMarker…). Bounded at `maxPages`.
-    public func queryPages(service: String, region: String, action: String, version: String, params: [(String, String)] = [],
-                           inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500) throws -> [XMLNode] {
+    public func queryPages(
+        service: String, region: String, action: String, version: String, params: [(String, String)] = [],
+        inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500
+    ) throws -> [XMLNode] {
         var pages: [XMLNode] = []
         var token: String? = nil
         repeat {
-            let page = try query(service: service, region: region, action: action, version: version,
-                                 params: params + (token.map { [(inToken, $0)] } ?? []))
+            let page = try query(
+                service: service, region: region, action: action, version: version,
+                params: params + (token.map { [(inToken, $0)] } ?? []))
             pages.append(page)
             let next = page.first(outToken)?.text ?? ""
             // IAM marks the last page with IsTruncated=false and may still echo a marker.
@@ -274,8 +305,10 @@ extension AWSClient {
     }
 
     /// JSON protocol with pagination (`NextToken`, KMS `NextMarker`/`Marker`…).
-    public func jsonPages(service: String, region: String, target: String, body: [String: Any] = [:],
-                          inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500) throws -> [AWSJSON] {
+    public func jsonPages(
+        service: String, region: String, target: String, body: [String: Any] = [:],
+        inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500
+    ) throws -> [AWSJSON] {
         var pages: [AWSJSON] = []
         var token: String? = nil
         repeat {
@@ -290,7 +323,9 @@ extension AWSClient {
     }
 
     /// STS AssumeRole: temporary credentials for `roleArn`.
-    public func assumeRole(roleArn: String, externalId: String?, sessionName: String = "vigil-scan", region: String = "us-east-1") throws -> AWSCredentials {
+    public func assumeRole(
+        roleArn: String, externalId: String?, sessionName: String = "vigil-scan", region: String = "us-east-1"
+    ) throws -> AWSCredentials {
         var params = [("RoleArn", roleArn), ("RoleSessionName", sessionName), ("DurationSeconds", "3600")]
         if let externalId { params.append(("ExternalId", externalId)) }
         let xml = try query(service: "sts", region: region, action: "AssumeRole", version: "2011-06-15", params: params)

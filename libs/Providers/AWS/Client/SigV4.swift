@@ -25,8 +25,10 @@ public struct AWSRequest: Sendable {
     public var headers: [String: String]
     public var body: [UInt8]
 
-    public init(method: String, scheme: String = "https", host: String, port: Int? = nil, path: String = "/",
-                query: [(String, String)] = [], headers: [String: String] = [:], body: [UInt8] = []) {
+    public init(
+        method: String, scheme: String = "https", host: String, port: Int? = nil, path: String = "/",
+        query: [(String, String)] = [], headers: [String: String] = [:], body: [UInt8] = []
+    ) {
         self.method = method
         self.scheme = scheme
         self.host = host
@@ -90,8 +92,10 @@ public enum SigV4 {
 
     /// Signs in place: adds `X-Amz-Date`, `Host`, the security token (if any), for S3 the payload
     /// hash header, and `Authorization`.
-    public static func sign(_ req: inout AWSRequest, credentials: AWSCredentials, region: String, service: String,
-                            date: Date = Date(), s3: Bool = false, unsignedPayload: Bool = false) {
+    public static func sign(
+        _ req: inout AWSRequest, credentials: AWSCredentials, region: String, service: String,
+        date: Date = Date(), s3: Bool = false, unsignedPayload: Bool = false
+    ) {
         let (amz, day) = stamps(date)
         req.headers = req.headers.filter { $0.key.lowercased() != "authorization" }
         req.headers["X-Amz-Date"] = amz
@@ -116,6 +120,7 @@ public enum SigV4 {
         var key = Sodium.hmacSHA256(key: Array("AWS4\(credentials.secretAccessKey)".utf8), message: Array(day.utf8))
         for part in [region, service, "aws4_request"] { key = Sodium.hmacSHA256(key: key, message: Array(part.utf8)) }
         let signature = hex(Sodium.hmacSHA256(key: key, message: Array(stringToSign.utf8)))
-        req.headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
+        req.headers["Authorization"] =
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
     }
 }

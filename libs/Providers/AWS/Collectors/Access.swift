@@ -1,6 +1,6 @@
-import ScanEngine
 import Foundation
 import Net
+import ScanEngine
 import VigilCore
 import VigilCrypto
 
@@ -13,10 +13,15 @@ public struct ConnectionCredentials: Codable, Sendable {
     public var roleArn: String?
     public var externalId: String?
 
-    public init(accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil, roleArn: String? = nil,
-                externalId: String? = nil) {
-        self.accessKeyId = accessKeyId; self.secretAccessKey = secretAccessKey; self.sessionToken = sessionToken
-        self.roleArn = roleArn; self.externalId = externalId
+    public init(
+        accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil, roleArn: String? = nil,
+        externalId: String? = nil
+    ) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.roleArn = roleArn
+        self.externalId = externalId
     }
 
     static let accessKeyPattern = "^(AKIA|ASIA)[A-Z0-9]{16}$"
@@ -31,7 +36,9 @@ public struct ConnectionCredentials: Codable, Sendable {
         var masked: [String: String] = [:]
         if let role = roleArn {
             if !Self.matches(role, Self.rolePattern) { issues.append(.init(path: "\(path).role_arn", message: "must be an IAM role ARN")) }
-            if let e = externalId, !(2...1224).contains(e.count) { issues.append(.init(path: "\(path).external_id", message: "must be 2 to 1224 characters")) }
+            if let e = externalId, !(2...1224).contains(e.count) {
+                issues.append(.init(path: "\(path).external_id", message: "must be 2 to 1224 characters"))
+            }
             masked["role_arn"] = role
             if externalId != nil { masked["external_id"] = "****" }
         }
@@ -44,7 +51,9 @@ public struct ConnectionCredentials: Codable, Sendable {
             if !Self.matches(secretAccessKey ?? "", Self.secretPattern) {
                 issues.append(.init(path: "\(path).secret_access_key", message: "must be a 40-character AWS secret access key"))
             }
-            if let t = sessionToken, t.isEmpty || t.count > 4096 { issues.append(.init(path: "\(path).session_token", message: "must be 1 to 4096 characters")) }
+            if let t = sessionToken, t.isEmpty || t.count > 4096 {
+                issues.append(.init(path: "\(path).session_token", message: "must be 1 to 4096 characters"))
+            }
             masked["access_key_id"] = id.count >= 8 ? String(id.prefix(4)) + "…" + String(id.suffix(4)) : "****"
             masked["secret_access_key"] = "****"
             if sessionToken != nil { masked["session_token"] = "****" }
@@ -79,8 +88,9 @@ public struct CredentialVault: Sendable {
 
     public func open(_ sealed: Data, tenantId: String, connectionId: String) throws -> ConnectionCredentials {
         guard let plain = keys.open(Array(sealed)),
-              let s = try? JSON.decode(Sealed.self, from: Data(plain)),
-              s.tenantId == tenantId, s.connectionId == connectionId else {
+            let s = try? JSON.decode(Sealed.self, from: Data(plain)),
+            s.tenantId == tenantId, s.connectionId == connectionId
+        else {
             throw ServiceError(status: 409, error: "credentials_unreadable", message: "stored credentials cannot be opened; enter them again")
         }
         return s.credentials
@@ -92,7 +102,10 @@ public struct CredentialVault: Sendable {
 public struct SessionError: Error, CustomStringConvertible {
     public let message: String
     public let permanent: Bool
-    public init(message: String, permanent: Bool) { self.message = message; self.permanent = permanent }
+    public init(message: String, permanent: Bool) {
+        self.message = message
+        self.permanent = permanent
+    }
     public var description: String { message }
 }
 
@@ -114,15 +127,19 @@ public struct AWSSession: Sendable {
     public let account: String
     public let arn: String
 
-    static let authErrors: Set<String> = ["InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
-                                          "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "AccessDeniedException"]
+    static let authErrors: Set<String> = [
+        "InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+        "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "AccessDeniedException",
+    ]
 
     public static func isAuthError(_ e: AWSError) -> Bool { authErrors.contains(e.code) || e.status == 401 || e.status == 403 }
 
     /// Assumes the role if one is given (with the credentials' keys or the platform's own identity) and
     /// asks STS who it is. Blocking: call it off the async executors.
-    public static func open(_ creds: ConnectionCredentials, endpointURL: String?, region: String, guardrail: SSRFGuard,
-                            platform: AWSCredentials?) throws -> AWSSession {
+    public static func open(
+        _ creds: ConnectionCredentials, endpointURL: String?, region: String, guardrail: SSRFGuard,
+        platform: AWSCredentials?
+    ) throws -> AWSSession {
         let base: AWSCredentials
         if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
             base = AWSCredentials(accessKeyId: k, secretAccessKey: sk, sessionToken: creds.sessionToken)

@@ -1,5 +1,5 @@
-import ScanEngine
 import Foundation
+import ScanEngine
 import VigilCore
 
 /// What a collector gets: a signed client for the connection's account and one region.
@@ -12,13 +12,20 @@ public struct CollectContext: Sendable {
     public let width: Int
 
     public init(client: AWSClient, account: String, region: String, now: Date = Date(), width: Int = 8) {
-        self.client = client; self.account = account; self.region = region; self.now = now; self.width = width
+        self.client = client
+        self.account = account
+        self.region = region
+        self.now = now
+        self.width = width
     }
 
-    func resource(_ service: String, _ type: String, id: String, name: String, region: String? = nil,
-                  tags: [String: String] = [:], _ attributes: [String: JSONValue]) -> Resource {
-        Resource(account: account, region: region ?? self.region, service: service, type: type, id: id, name: name,
-                 tags: tags, attributes: attributes)
+    func resource(
+        _ service: String, _ type: String, id: String, name: String, region: String? = nil,
+        tags: [String: String] = [:], _ attributes: [String: JSONValue]
+    ) -> Resource {
+        Resource(
+            account: account, region: region ?? self.region, service: service, type: type, id: id, name: name,
+            tags: tags, attributes: attributes)
     }
 
     func arn(_ service: String, _ rest: String, global: Bool = false) -> String {
@@ -75,8 +82,10 @@ public func optional<T>(_ codes: Set<String>, _ body: () throws -> T) throws -> 
 
 extension AWSCollector {
     /// Collects one part and evaluates it (blocking; run it on its own thread).
-    public func run(context: CollectContext, rules: [String: [Rule]], tenantId: String,
-                               connectionId: String) throws -> PartOutcome {
+    public func run(
+        context: CollectContext, rules: [String: [Rule]], tenantId: String,
+        connectionId: String
+    ) throws -> PartOutcome {
         let resources = try collect(context)
         return PartOutcome(resources: resources, results: Scanner.evaluate(resources, rules: rules, tenantId: tenantId, connectionId: connectionId))
     }

@@ -1,12 +1,14 @@
-import ScanEngine
 import Foundation
+import ScanEngine
 import VigilCore
 
 enum EC2Collector {
     static let version = "2016-11-15"
     /// Ports whose world exposure rules care about (admin, databases, caches, legacy protocols).
-    static let sensitivePorts = [20, 21, 22, 23, 25, 135, 137, 138, 139, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5601, 5900, 5984,
-                                 6379, 7000, 8020, 9042, 9092, 9200, 9300, 11211, 27017, 27018]
+    static let sensitivePorts = [
+        20, 21, 22, 23, 25, 135, 137, 138, 139, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5601, 5900, 5984,
+        6379, 7000, 8020, 9042, 9092, 9200, 9300, 11211, 27017, 27018,
+    ]
 
     @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
         let c = ctx.client
@@ -23,21 +25,30 @@ enum EC2Collector {
                 var open = Set<Int>()
                 var all = false
                 for p in g.list("ipPermissions") {
-                    let world = p.list("ipRanges").contains { $0["cidrIp"] == "0.0.0.0/0" } || p.list("ipv6Ranges").contains { $0["cidrIpv6"] == "::/0" }
+                    let world =
+                        p.list("ipRanges").contains { $0["cidrIp"] == "0.0.0.0/0" } || p.list("ipv6Ranges").contains { $0["cidrIpv6"] == "::/0" }
                     guard world else { continue }
                     let proto = p["ipProtocol"] ?? ""
-                    let from = Int(p["fromPort"] ?? "") ?? 0, to = Int(p["toPort"] ?? "") ?? 65535
-                    if proto == "-1" || proto == "all" { all = true; open.formUnion(sensitivePorts); continue }
+                    let from = Int(p["fromPort"] ?? "") ?? 0
+                    let to = Int(p["toPort"] ?? "") ?? 65535
+                    if proto == "-1" || proto == "all" {
+                        all = true
+                        open.formUnion(sensitivePorts)
+                        continue
+                    }
                     guard proto == "tcp" || proto == "6" || proto == "udp" || proto == "17" else { continue }
                     if from <= 0 && to >= 65535 { all = true }
                     for port in sensitivePorts where from <= port && port <= to { open.insert(port) }
                 }
                 let ruleCount = g.list("ipPermissions").count + g.list("ipPermissionsEgress").count
-                out.append(ctx.resource("ec2", "aws.ec2.security_group", id: ctx.arn("ec2", "security-group/\(id)"), name: id, tags: tags(g), [
-                    "group_name": (g["groupName"]).json, "vpc_id": (g["vpcId"]).json, "is_default": .bool(g["groupName"] == "default"),
-                    "world_open_ports": .array(open.sorted().map { .number(Double($0)) }), "world_open_all_traffic": .bool(all),
-                    "rule_count": .number(Double(ruleCount)),
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.security_group", id: ctx.arn("ec2", "security-group/\(id)"), name: id, tags: tags(g),
+                        [
+                            "group_name": (g["groupName"]).json, "vpc_id": (g["vpcId"]).json, "is_default": .bool(g["groupName"] == "default"),
+                            "world_open_ports": .array(open.sorted().map { .number(Double($0)) }), "world_open_all_traffic": .bool(all),
+                            "rule_count": .number(Double(ruleCount)),
+                        ]))
             }
         }
 
@@ -48,10 +59,14 @@ enum EC2Collector {
                 let id = v["volumeId"] ?? ""
                 let size = Double(v["size"] ?? "") ?? 0
                 volumeSize[id] = size
-                out.append(ctx.resource("ec2", "aws.ec2.volume", id: ctx.arn("ec2", "volume/\(id)"), name: id, tags: tags(v), [
-                    "state": (v["status"]).json, "encrypted": .bool((v["encrypted"] ?? "").bool), "size_gib": .number(size),
-                    "volume_type": (v["volumeType"]).json, "attached_instances": .array(v.list("attachmentSet").compactMap { $0["instanceId"].map { .string($0) } }),
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.volume", id: ctx.arn("ec2", "volume/\(id)"), name: id, tags: tags(v),
+                        [
+                            "state": (v["status"]).json, "encrypted": .bool((v["encrypted"] ?? "").bool), "size_gib": .number(size),
+                            "volume_type": (v["volumeType"]).json,
+                            "attached_instances": .array(v.list("attachmentSet").compactMap { $0["instanceId"].map { .string($0) } }),
+                        ]))
             }
         }
 
@@ -65,24 +80,28 @@ enum EC2Collector {
             let state = i.path("instanceState/name")?.text ?? "unknown"
             var secrets: [String] = []
             if state != "terminated" {
-                let attr = try c.query(service: "ec2", region: r, action: "DescribeInstanceAttribute", version: version,
-                                       params: [("InstanceId", id), ("Attribute", "userData")])
+                let attr = try c.query(
+                    service: "ec2", region: r, action: "DescribeInstanceAttribute", version: version,
+                    params: [("InstanceId", id), ("Attribute", "userData")])
                 if let b64 = attr.path("userData/value")?.text ?? attr.first("value")?.text, let data = Data(base64Encoded: b64),
-                   let text = String(data: data, encoding: .utf8) {
+                    let text = String(data: data, encoding: .utf8)
+                {
                     secrets = SecretScanner.kinds(in: text)
                 }
             }
             let volumes = i.list("blockDeviceMapping").compactMap { $0.path("ebs/volumeId")?.text }
-            return ctx.resource("ec2", "aws.ec2.instance", id: ctx.arn("ec2", "instance/\(id)"), name: id, tags: tags(i), [
-                "state": .string(state), "instance_type": (i["instanceType"]).json,
-                "has_public_ip": .bool(!(i["ipAddress"] ?? "").isEmpty), "public_ip": (i["ipAddress"]).json,
-                "metadata_http_tokens": .string(i.path("metadataOptions/httpTokens")?.text ?? "optional"),
-                "metadata_http_endpoint": .string(i.path("metadataOptions/httpEndpoint")?.text ?? "enabled"),
-                "has_instance_profile": .bool(i.path("iamInstanceProfile/arn") != nil),
-                "user_data_secrets": .array(secrets.map { .string($0) }),
-                "attached_volume_gib": .number(volumes.reduce(0) { $0 + (volumeSize[$1] ?? 0) }),
-                "subnet_id": (i["subnetId"]).json, "vpc_id": (i["vpcId"]).json,
-            ])
+            return ctx.resource(
+                "ec2", "aws.ec2.instance", id: ctx.arn("ec2", "instance/\(id)"), name: id, tags: tags(i),
+                [
+                    "state": .string(state), "instance_type": (i["instanceType"]).json,
+                    "has_public_ip": .bool(!(i["ipAddress"] ?? "").isEmpty), "public_ip": (i["ipAddress"]).json,
+                    "metadata_http_tokens": .string(i.path("metadataOptions/httpTokens")?.text ?? "optional"),
+                    "metadata_http_endpoint": .string(i.path("metadataOptions/httpEndpoint")?.text ?? "enabled"),
+                    "has_instance_profile": .bool(i.path("iamInstanceProfile/arn") != nil),
+                    "user_data_secrets": .array(secrets.map { .string($0) }),
+                    "attached_volume_gib": .number(volumes.reduce(0) { $0 + (volumeSize[$1] ?? 0) }),
+                    "subnet_id": (i["subnetId"]).json, "vpc_id": (i["vpcId"]).json,
+                ])
         }
         out += instanceResources
 
@@ -92,9 +111,12 @@ enum EC2Collector {
             for img in page.list("imagesSet") {
                 let id = img["imageId"] ?? ""
                 for b in img.list("blockDeviceMapping") { if let s = b.path("ebs/snapshotId")?.text { imageSnapshots.insert(s) } }
-                out.append(ctx.resource("ec2", "aws.ec2.image", id: ctx.arn("ec2", "image/\(id)", global: false), name: id, tags: tags(img), [
-                    "public": .bool((img["isPublic"] ?? "").bool), "image_name": (img["name"]).json, "state": (img["imageState"]).json,
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.image", id: ctx.arn("ec2", "image/\(id)", global: false), name: id, tags: tags(img),
+                        [
+                            "public": .bool((img["isPublic"] ?? "").bool), "image_name": (img["name"]).json, "state": (img["imageState"]).json,
+                        ]))
             }
         }
 
@@ -130,15 +152,18 @@ enum EC2Collector {
 
         out += try Parallel.map(snapshots, width: ctx.width) { s -> Resource in
             let id = s["snapshotId"] ?? ""
-            let perms = try c.query(service: "ec2", region: r, action: "DescribeSnapshotAttribute", version: version,
-                                    params: [("SnapshotId", id), ("Attribute", "createVolumePermission")])
+            let perms = try c.query(
+                service: "ec2", region: r, action: "DescribeSnapshotAttribute", version: version,
+                params: [("SnapshotId", id), ("Attribute", "createVolumePermission")])
             let isPublic = perms.list("createVolumePermission").contains { $0["group"] == "all" }
             let volume = s["volumeId"] ?? ""
             let exists = volumeSize[volume] != nil || imageSnapshots.contains(id)
-            return ctx.resource("ec2", "aws.ec2.snapshot", id: ctx.arn("ec2", "snapshot/\(id)"), name: id, tags: tags(s), [
-                "public": .bool(isPublic), "encrypted": .bool((s["encrypted"] ?? "").bool), "volume_id": .string(volume),
-                "volume_exists": .bool(exists), "size_gib": .number(Double(s["volumeSize"] ?? "") ?? 0),
-            ])
+            return ctx.resource(
+                "ec2", "aws.ec2.snapshot", id: ctx.arn("ec2", "snapshot/\(id)"), name: id, tags: tags(s),
+                [
+                    "public": .bool(isPublic), "encrypted": .bool((s["encrypted"] ?? "").bool), "volume_id": .string(volume),
+                    "volume_exists": .bool(exists), "size_gib": .number(Double(s["volumeSize"] ?? "") ?? 0),
+                ])
         }
 
         // Elastic IPs.
@@ -146,16 +171,21 @@ enum EC2Collector {
             for a in page.list("addressesSet") {
                 let id = a["allocationId"] ?? a["publicIp"] ?? ""
                 let associated = !(a["associationId"] ?? "").isEmpty || !(a["instanceId"] ?? "").isEmpty || !(a["networkInterfaceId"] ?? "").isEmpty
-                out.append(ctx.resource("ec2", "aws.ec2.address", id: ctx.arn("ec2", "elastic-ip/\(id)"), name: id, tags: tags(a), [
-                    "associated": .bool(associated), "public_ip": (a["publicIp"]).json,
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.address", id: ctx.arn("ec2", "elastic-ip/\(id)"), name: id, tags: tags(a),
+                        [
+                            "associated": .bool(associated), "public_ip": (a["publicIp"]).json,
+                        ]))
             }
         }
 
         // Regional EBS default encryption.
         let ebs = try c.query(service: "ec2", region: r, action: "GetEbsEncryptionByDefault", version: version)
-        out.append(ctx.resource("ec2", "aws.ec2.regional_settings", id: ctx.arn("ec2", "settings/ebs-default-encryption"),
-                                name: "ec2-settings-\(r)", ["ebs_encryption_by_default": .bool(ebs.first("ebsEncryptionByDefault")?.text == "true")]))
+        out.append(
+            ctx.resource(
+                "ec2", "aws.ec2.regional_settings", id: ctx.arn("ec2", "settings/ebs-default-encryption"),
+                name: "ec2-settings-\(r)", ["ebs_encryption_by_default": .bool(ebs.first("ebsEncryptionByDefault")?.text == "true")]))
 
         // VPCs and flow logs.
         var flowLogged = Set<String>()
@@ -165,28 +195,37 @@ enum EC2Collector {
         for page in try pages("DescribeVpcs") {
             for v in page.list("vpcSet") {
                 let id = v["vpcId"] ?? ""
-                out.append(ctx.resource("ec2", "aws.ec2.vpc", id: ctx.arn("ec2", "vpc/\(id)"), name: id, tags: tags(v), [
-                    "is_default": .bool((v["isDefault"] ?? "").bool), "flow_logs_enabled": .bool(flowLogged.contains(id)),
-                    "cidr_block": (v["cidrBlock"]).json,
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.vpc", id: ctx.arn("ec2", "vpc/\(id)"), name: id, tags: tags(v),
+                        [
+                            "is_default": .bool((v["isDefault"] ?? "").bool), "flow_logs_enabled": .bool(flowLogged.contains(id)),
+                            "cidr_block": (v["cidrBlock"]).json,
+                        ]))
             }
         }
         for page in try pages("DescribeSubnets") {
             for s in page.list("subnetSet") {
                 let id = s["subnetId"] ?? ""
-                out.append(ctx.resource("ec2", "aws.ec2.subnet", id: ctx.arn("ec2", "subnet/\(id)"), name: id, tags: tags(s), [
-                    "map_public_ip_on_launch": .bool((s["mapPublicIpOnLaunch"] ?? "").bool), "vpc_id": (s["vpcId"]).json,
-                    "default_for_az": .bool((s["defaultForAz"] ?? "").bool),
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.subnet", id: ctx.arn("ec2", "subnet/\(id)"), name: id, tags: tags(s),
+                        [
+                            "map_public_ip_on_launch": .bool((s["mapPublicIpOnLaunch"] ?? "").bool), "vpc_id": (s["vpcId"]).json,
+                            "default_for_az": .bool((s["defaultForAz"] ?? "").bool),
+                        ]))
             }
         }
         for page in try pages("DescribeNetworkAcls") {
             for n in page.list("networkAclSet") {
                 let id = n["networkAclId"] ?? ""
-                out.append(ctx.resource("ec2", "aws.ec2.network_acl", id: ctx.arn("ec2", "network-acl/\(id)"), name: id, tags: tags(n), [
-                    "is_default": .bool((n["default"] ?? "").bool), "vpc_id": (n["vpcId"]).json,
-                    "world_open_admin_ports": .bool(naclAdminOpen(n.list("entrySet"))),
-                ]))
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.network_acl", id: ctx.arn("ec2", "network-acl/\(id)"), name: id, tags: tags(n),
+                        [
+                            "is_default": .bool((n["default"] ?? "").bool), "vpc_id": (n["vpcId"]).json,
+                            "world_open_admin_ports": .bool(naclAdminOpen(n.list("entrySet"))),
+                        ]))
             }
         }
         return out
@@ -201,7 +240,8 @@ enum EC2Collector {
                 let proto = e["protocol"] ?? ""
                 guard proto == "-1" || proto == "6" || proto == "all" || proto == "tcp" else { continue }
                 if proto != "-1" && proto != "all" {
-                    let from = Int(e.path("portRange/from")?.text ?? "") ?? 0, to = Int(e.path("portRange/to")?.text ?? "") ?? 65535
+                    let from = Int(e.path("portRange/from")?.text ?? "") ?? 0
+                    let to = Int(e.path("portRange/to")?.text ?? "") ?? 65535
                     guard from <= port && port <= to else { continue }
                 }
                 if e["ruleAction"] == "allow" { return true }

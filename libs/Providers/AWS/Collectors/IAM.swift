@@ -1,5 +1,5 @@
-import ScanEngine
 import Foundation
+import ScanEngine
 import Synchronization
 import VigilCore
 
@@ -13,8 +13,9 @@ enum IAMCollector {
             try c.query(service: "iam", region: "us-east-1", action: action, version: version, params: params)
         }
         func pages(_ action: String, _ params: [(String, String)] = []) throws -> [XMLNode] {
-            try c.queryPages(service: "iam", region: "us-east-1", action: action, version: version, params: params,
-                             inToken: "Marker", outToken: "Marker")
+            try c.queryPages(
+                service: "iam", region: "us-east-1", action: action, version: version, params: params,
+                inToken: "Marker", outToken: "Marker")
         }
         var out: [Resource] = []
 
@@ -41,10 +42,15 @@ enum IAMCollector {
             let arn = p["Arn"] ?? ""
             let doc = try q("GetPolicyVersion", [("PolicyArn", arn), ("VersionId", p["DefaultVersionId"] ?? "v1")])
             let facts = PolicyFacts(document: doc.first("Document")?.text, ownAccount: ctx.account)
-            return (arn, ctx.resource("iam", "aws.iam.policy", id: arn, name: p["PolicyName"] ?? arn, region: "global", [
-                "grants_full_admin": .bool(facts.grantsFullAdmin),
-                "attachment_count": .number(Double(p["AttachmentCount"] ?? "") ?? 0),
-            ]))
+            return (
+                arn,
+                ctx.resource(
+                    "iam", "aws.iam.policy", id: arn, name: p["PolicyName"] ?? arn, region: "global",
+                    [
+                        "grants_full_admin": .bool(facts.grantsFullAdmin),
+                        "attachment_count": .number(Double(p["AttachmentCount"] ?? "") ?? 0),
+                    ])
+            )
         }
         out += policyFacts.map(\.1)
         let adminArns = Set(policyFacts.filter { $0.1.attributes["grants_full_admin"] == .bool(true) }.map(\.0) + [adminPolicy])
@@ -73,7 +79,8 @@ enum IAMCollector {
             let console = try optional(["NoSuchEntity"]) { try q("GetLoginProfile", [("UserName", name)]) } != nil
             let mfa = try q("ListMFADevices", [("UserName", name)]).list("MFADevices")
             let keys = try q("ListAccessKeys", [("UserName", name)]).list("AccessKeyMetadata")
-            var active = 0, unused = 0
+            var active = 0
+            var unused = 0
             var oldest: Double? = nil
             for k in keys where k["Status"] == "Active" {
                 active += 1
@@ -109,11 +116,14 @@ enum IAMCollector {
         for role in roles where !(role["Path"] ?? "").hasPrefix("/aws-service-role/") {
             let name = role["RoleName"] ?? ""
             let trust = PolicyFacts(document: role["AssumeRolePolicyDocument"], ownAccount: ctx.account)
-            out.append(ctx.resource("iam", "aws.iam.role", id: role["Arn"] ?? name, name: name, region: "global", [
-                "trust_allows_any_principal": .bool(trust.allowsPublicPrincipal),
-                "trust_cross_account_without_external_id": .bool(trust.crossAccountWithoutExternalId),
-                "path": (role["Path"]).json,
-            ]))
+            out.append(
+                ctx.resource(
+                    "iam", "aws.iam.role", id: role["Arn"] ?? name, name: name, region: "global",
+                    [
+                        "trust_allows_any_principal": .bool(trust.allowsPublicPrincipal),
+                        "trust_cross_account_without_external_id": .bool(trust.crossAccountWithoutExternalId),
+                        "path": (role["Path"]).json,
+                    ]))
         }
         return out
     }

@@ -1,5 +1,5 @@
-import ScanEngine
 import Foundation
+import ScanEngine
 import VigilCore
 
 enum S3Collector {
@@ -31,7 +31,8 @@ enum S3Collector {
         a["public_access_block"] = .object(pabValues)
 
         let acl = try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("acl", "")])
-        var read = false, write = false
+        var read = false
+        var write = false
         for g in acl.xml?.all("Grant") ?? [] {
             guard let uri = g.first("URI")?.text, publicGroups.contains(uri) else { continue }
             let perm = g.first("Permission")?.text ?? ""
@@ -41,7 +42,9 @@ enum S3Collector {
         a["acl_public_read"] = .bool(read)
         a["acl_public_write"] = .bool(write)
 
-        let policy = try optional(["NoSuchBucketPolicy"]) { try c.rest(service: "s3", region: region, method: "GET", path: path, query: [("policy", "")]) }
+        let policy = try optional(["NoSuchBucketPolicy"]) {
+            try c.rest(service: "s3", region: region, method: "GET", path: path, query: [("policy", "")])
+        }
         let facts = PolicyFacts(document: policy?.body, ownAccount: ctx.account)
         a["has_policy"] = .bool(policy?.body.isEmpty == false)
         a["policy_public"] = .bool(facts.allowsPublicPrincipal)
@@ -60,7 +63,9 @@ enum S3Collector {
         let logging = try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("logging", "")])
         a["logging_enabled"] = .bool(logging.xml?.first("LoggingEnabled") != nil)
 
-        let tagSet = try optional(["NoSuchTagSet"]) { try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("tagging", "")]) }
+        let tagSet = try optional(["NoSuchTagSet"]) {
+            try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("tagging", "")])
+        }
         var t: [String: String] = [:]
         for tag in tagSet?.xml?.all("Tag") ?? [] { if let k = tag["Key"] { t[k] = tag["Value"] ?? "" } }
         return ctx.resource("s3", "aws.s3.bucket", id: "arn:aws:s3:::\(name)", name: name, region: region, tags: t, a)

@@ -1,5 +1,5 @@
-import ScanEngine
 import Foundation
+import ScanEngine
 import VigilCore
 
 enum KMSCollector {
@@ -11,7 +11,8 @@ enum KMSCollector {
         let keys = try c.jsonPages(service: "kms", region: ctx.region, target: "TrentService.ListKeys", inToken: "Marker", outToken: "NextMarker")
             .flatMap { ($0["Keys"] as? [[String: Any]] ?? []).compactMap { $0["KeyId"] as? String } }
         var aliases: [String: String] = [:]
-        for page in try c.jsonPages(service: "kms", region: ctx.region, target: "TrentService.ListAliases", inToken: "Marker", outToken: "NextMarker") {
+        for page in try c.jsonPages(service: "kms", region: ctx.region, target: "TrentService.ListAliases", inToken: "Marker", outToken: "NextMarker")
+        {
             for a in page["Aliases"] as? [[String: Any]] ?? [] {
                 if let k = a["TargetKeyId"] as? String, let n = a["AliasName"] as? String { aliases[k] = n }
             }
@@ -21,8 +22,10 @@ enum KMSCollector {
             let manager = meta["KeyManager"] as? String ?? "CUSTOMER"
             let state = meta["KeyState"] as? String ?? "Enabled"
             let spec = (meta["KeySpec"] ?? meta["CustomerMasterKeySpec"]) as? String ?? "SYMMETRIC_DEFAULT"
-            var a: [String: JSONValue] = ["key_manager": .string(manager), "key_state": .string(state), "key_spec": .string(spec),
-                                          "description": .string(meta["Description"] as? String ?? "")]
+            var a: [String: JSONValue] = [
+                "key_manager": .string(manager), "key_state": .string(state), "key_spec": .string(spec),
+                "description": .string(meta["Description"] as? String ?? ""),
+            ]
             if manager == "CUSTOMER" && spec == "SYMMETRIC_DEFAULT" && state == "Enabled" {
                 a["rotation_enabled"] = .bool(try call("GetKeyRotationStatus", ["KeyId": id])["KeyRotationEnabled"] as? Bool ?? false)
             }
@@ -39,8 +42,10 @@ enum CloudTrailCollector {
     static let prefix = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101"
     @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
         let c = ctx.client
-        let trails = try c.json(service: "cloudtrail", region: ctx.region, target: "\(prefix).DescribeTrails",
-                                body: ["includeShadowTrails": true])["trailList"] as? [[String: Any]] ?? []
+        let trails =
+            try c.json(
+                service: "cloudtrail", region: ctx.region, target: "\(prefix).DescribeTrails",
+                body: ["includeShadowTrails": true])["trailList"] as? [[String: Any]] ?? []
         var multiRegionLogging = false
         var out: [Resource] = []
         for t in trails {
@@ -50,16 +55,21 @@ enum CloudTrailCollector {
             let multi = t["IsMultiRegionTrail"] as? Bool ?? false
             if multi && logging { multiRegionLogging = true }
             guard (t["HomeRegion"] as? String ?? ctx.region) == ctx.region else { continue }
-            out.append(ctx.resource("cloudtrail", "aws.cloudtrail.trail", id: arn, name: t["Name"] as? String ?? arn, [
-                "is_multi_region": .bool(multi), "is_logging": .bool(logging),
-                "log_file_validation": .bool(t["LogFileValidationEnabled"] as? Bool ?? false),
-                "kms_encrypted": .bool(!((t["KmsKeyId"] as? String) ?? "").isEmpty),
-                "cloudwatch_logs": .bool(!((t["CloudWatchLogsLogGroupArn"] as? String) ?? "").isEmpty),
-                "s3_bucket": .string(t["S3BucketName"] as? String ?? ""),
-            ]))
+            out.append(
+                ctx.resource(
+                    "cloudtrail", "aws.cloudtrail.trail", id: arn, name: t["Name"] as? String ?? arn,
+                    [
+                        "is_multi_region": .bool(multi), "is_logging": .bool(logging),
+                        "log_file_validation": .bool(t["LogFileValidationEnabled"] as? Bool ?? false),
+                        "kms_encrypted": .bool(!((t["KmsKeyId"] as? String) ?? "").isEmpty),
+                        "cloudwatch_logs": .bool(!((t["CloudWatchLogsLogGroupArn"] as? String) ?? "").isEmpty),
+                        "s3_bucket": .string(t["S3BucketName"] as? String ?? ""),
+                    ]))
         }
-        out.append(ctx.resource("cloudtrail", "aws.cloudtrail.region", id: ctx.arn("cloudtrail", "region-summary"), name: "cloudtrail-\(ctx.region)",
-                                ["multi_region_logging_trail": .bool(multiRegionLogging), "trail_count": .number(Double(trails.count))]))
+        out.append(
+            ctx.resource(
+                "cloudtrail", "aws.cloudtrail.region", id: ctx.arn("cloudtrail", "region-summary"), name: "cloudtrail-\(ctx.region)",
+                ["multi_region_logging_trail": .bool(multiRegionLogging), "trail_count": .number(Double(trails.count))]))
         return out
     }
 }
@@ -69,33 +79,42 @@ enum RDSCollector {
     @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
         let c = ctx.client
         func pages(_ action: String, _ params: [(String, String)] = []) throws -> [XMLNode] {
-            try c.queryPages(service: "rds", region: ctx.region, action: action, version: version, params: params, inToken: "Marker", outToken: "Marker")
+            try c.queryPages(
+                service: "rds", region: ctx.region, action: action, version: version, params: params, inToken: "Marker", outToken: "Marker")
         }
         var out: [Resource] = []
         for page in try pages("DescribeDBInstances") {
             for d in page.list("DBInstances") {
                 let name = d["DBInstanceIdentifier"] ?? ""
-                out.append(ctx.resource("rds", "aws.rds.instance", id: d["DBInstanceArn"] ?? ctx.arn("rds", "db:\(name)"), name: name,
-                                        tags: tags(d, list: "TagList", key: "Key", value: "Value"), [
-                    "publicly_accessible": .bool((d["PubliclyAccessible"] ?? "").bool), "storage_encrypted": .bool((d["StorageEncrypted"] ?? "").bool),
-                    "backup_retention_days": .number(Double(d["BackupRetentionPeriod"] ?? "") ?? 0), "multi_az": .bool((d["MultiAZ"] ?? "").bool),
-                    "deletion_protection": .bool((d["DeletionProtection"] ?? "").bool),
-                    "auto_minor_version_upgrade": .bool((d["AutoMinorVersionUpgrade"] ?? "").bool),
-                    "engine": (d["Engine"]).json, "status": (d["DBInstanceStatus"]).json, "instance_class": (d["DBInstanceClass"]).json,
-                ]))
+                out.append(
+                    ctx.resource(
+                        "rds", "aws.rds.instance", id: d["DBInstanceArn"] ?? ctx.arn("rds", "db:\(name)"), name: name,
+                        tags: tags(d, list: "TagList", key: "Key", value: "Value"),
+                        [
+                            "publicly_accessible": .bool((d["PubliclyAccessible"] ?? "").bool),
+                            "storage_encrypted": .bool((d["StorageEncrypted"] ?? "").bool),
+                            "backup_retention_days": .number(Double(d["BackupRetentionPeriod"] ?? "") ?? 0),
+                            "multi_az": .bool((d["MultiAZ"] ?? "").bool),
+                            "deletion_protection": .bool((d["DeletionProtection"] ?? "").bool),
+                            "auto_minor_version_upgrade": .bool((d["AutoMinorVersionUpgrade"] ?? "").bool),
+                            "engine": (d["Engine"]).json, "status": (d["DBInstanceStatus"]).json, "instance_class": (d["DBInstanceClass"]).json,
+                        ]))
             }
         }
         let snapshots = try pages("DescribeDBSnapshots", [("SnapshotType", "manual")]).flatMap { $0.list("DBSnapshots") }
         out += try Parallel.map(snapshots, width: ctx.width) { s -> Resource in
             let name = s["DBSnapshotIdentifier"] ?? ""
-            let attrs = try c.query(service: "rds", region: ctx.region, action: "DescribeDBSnapshotAttributes", version: version,
-                                    params: [("DBSnapshotIdentifier", name)])
+            let attrs = try c.query(
+                service: "rds", region: ctx.region, action: "DescribeDBSnapshotAttributes", version: version,
+                params: [("DBSnapshotIdentifier", name)])
             let isPublic = attrs.all("DBSnapshotAttribute").contains { a in
                 a["AttributeName"] == "restore" && a.list("AttributeValues").contains { $0.text == "all" }
             }
-            return ctx.resource("rds", "aws.rds.snapshot", id: s["DBSnapshotArn"] ?? ctx.arn("rds", "snapshot:\(name)"), name: name, [
-                "public": .bool(isPublic), "encrypted": .bool((s["Encrypted"] ?? "").bool), "db_instance": (s["DBInstanceIdentifier"]).json,
-            ])
+            return ctx.resource(
+                "rds", "aws.rds.snapshot", id: s["DBSnapshotArn"] ?? ctx.arn("rds", "snapshot:\(name)"), name: name,
+                [
+                    "public": .bool(isPublic), "encrypted": .bool((s["Encrypted"] ?? "").bool), "db_instance": (s["DBInstanceIdentifier"]).json,
+                ])
         }
         return out
     }
@@ -107,8 +126,9 @@ enum LambdaCollector {
         var functions: [[String: Any]] = []
         var marker: String? = nil
         for _ in 0..<500 {
-            let page = try c.restJSON(service: "lambda", region: ctx.region, path: "/2015-03-31/functions/",
-                                      query: marker.map { [("Marker", $0)] } ?? [])
+            let page = try c.restJSON(
+                service: "lambda", region: ctx.region, path: "/2015-03-31/functions/",
+                query: marker.map { [("Marker", $0)] } ?? [])
             functions += page["Functions"] as? [[String: Any]] ?? []
             marker = page["NextMarker"] as? String
             if marker?.isEmpty ?? true { break }
@@ -119,12 +139,14 @@ enum LambdaCollector {
             let policy = try optional(["ResourceNotFoundException"]) {
                 try c.restJSON(service: "lambda", region: ctx.region, path: "/2015-03-31/functions/\(name)/policy")
             }
-            return ctx.resource("lambda", "aws.lambda.function", id: f["FunctionArn"] as? String ?? ctx.arn("lambda", "function:\(name)"), name: name, [
-                "runtime": .string(f["Runtime"] as? String ?? ""),
-                "secret_env_vars": .array(SecretScanner.secretVariables(env).map { .string($0) }),
-                "policy_public": .bool(PolicyFacts(document: policy?["Policy"] as? String, ownAccount: ctx.account).allowsPublicPrincipal),
-                "role": .string(f["Role"] as? String ?? ""),
-            ])
+            return ctx.resource(
+                "lambda", "aws.lambda.function", id: f["FunctionArn"] as? String ?? ctx.arn("lambda", "function:\(name)"), name: name,
+                [
+                    "runtime": .string(f["Runtime"] as? String ?? ""),
+                    "secret_env_vars": .array(SecretScanner.secretVariables(env).map { .string($0) }),
+                    "policy_public": .bool(PolicyFacts(document: policy?["Policy"] as? String, ownAccount: ctx.account).allowsPublicPrincipal),
+                    "role": .string(f["Role"] as? String ?? ""),
+                ])
         }
     }
 }
@@ -135,16 +157,19 @@ enum SQSCollector {
         let urls = try c.queryPages(service: "sqs", region: ctx.region, action: "ListQueues", version: "2012-11-05")
             .flatMap { $0.all("QueueUrl").map(\.text) }
         return try Parallel.map(urls, width: ctx.width) { url -> Resource in
-            let xml = try c.query(service: "sqs", region: ctx.region, action: "GetQueueAttributes", version: "2012-11-05",
-                                  params: [("QueueUrl", url), ("AttributeName.1", "All")])
+            let xml = try c.query(
+                service: "sqs", region: ctx.region, action: "GetQueueAttributes", version: "2012-11-05",
+                params: [("QueueUrl", url), ("AttributeName.1", "All")])
             var attrs: [String: String] = [:]
             for a in xml.all("Attribute") { if let n = a["Name"] { attrs[n] = a["Value"] ?? "" } }
             let name = String(url.split(separator: "/").last ?? "")
             let encrypted = !(attrs["KmsMasterKeyId"] ?? "").isEmpty || attrs["SqsManagedSseEnabled"] == "true"
-            return ctx.resource("sqs", "aws.sqs.queue", id: attrs["QueueArn"] ?? ctx.arn("sqs", name), name: name, [
-                "policy_public": .bool(PolicyFacts(document: attrs["Policy"], ownAccount: ctx.account).allowsPublicPrincipal),
-                "encrypted": .bool(encrypted), "url": .string(url),
-            ])
+            return ctx.resource(
+                "sqs", "aws.sqs.queue", id: attrs["QueueArn"] ?? ctx.arn("sqs", name), name: name,
+                [
+                    "policy_public": .bool(PolicyFacts(document: attrs["Policy"], ownAccount: ctx.account).allowsPublicPrincipal),
+                    "encrypted": .bool(encrypted), "url": .string(url),
+                ])
         }
     }
 }
@@ -155,13 +180,16 @@ enum SNSCollector {
         let arns = try c.queryPages(service: "sns", region: ctx.region, action: "ListTopics", version: "2010-03-31")
             .flatMap { $0.all("TopicArn").map(\.text) }
         return try Parallel.map(arns, width: ctx.width) { arn -> Resource in
-            let xml = try c.query(service: "sns", region: ctx.region, action: "GetTopicAttributes", version: "2010-03-31", params: [("TopicArn", arn)])
+            let xml = try c.query(
+                service: "sns", region: ctx.region, action: "GetTopicAttributes", version: "2010-03-31", params: [("TopicArn", arn)])
             var attrs: [String: String] = [:]
             for e in xml.all("entry") { if let k = e["key"] { attrs[k] = e["value"] ?? "" } }
-            return ctx.resource("sns", "aws.sns.topic", id: arn, name: String(arn.split(separator: ":").last ?? ""), [
-                "policy_public": .bool(PolicyFacts(document: attrs["Policy"], ownAccount: ctx.account).allowsPublicPrincipal),
-                "encrypted": .bool(!(attrs["KmsMasterKeyId"] ?? "").isEmpty),
-            ])
+            return ctx.resource(
+                "sns", "aws.sns.topic", id: arn, name: String(arn.split(separator: ":").last ?? ""),
+                [
+                    "policy_public": .bool(PolicyFacts(document: attrs["Policy"], ownAccount: ctx.account).allowsPublicPrincipal),
+                    "encrypted": .bool(!(attrs["KmsMasterKeyId"] ?? "").isEmpty),
+                ])
         }
     }
 }
@@ -197,8 +225,10 @@ enum ELBv2Collector {
         func q(_ action: String, _ params: [(String, String)]) throws -> XMLNode {
             try c.query(service: "elasticloadbalancing", region: ctx.region, action: action, version: version, params: params)
         }
-        let lbs = try c.queryPages(service: "elasticloadbalancing", region: ctx.region, action: "DescribeLoadBalancers", version: version,
-                                   inToken: "Marker", outToken: "NextMarker").flatMap { $0.list("LoadBalancers") }
+        let lbs = try c.queryPages(
+            service: "elasticloadbalancing", region: ctx.region, action: "DescribeLoadBalancers", version: version,
+            inToken: "Marker", outToken: "NextMarker"
+        ).flatMap { $0.list("LoadBalancers") }
         return try Parallel.map(lbs, width: ctx.width) { lb -> Resource in
             let arn = lb["LoadBalancerArn"] ?? ""
             let listeners = try q("DescribeListeners", [("LoadBalancerArn", arn)]).list("Listeners")
@@ -215,13 +245,15 @@ enum ELBv2Collector {
             for tg in try q("DescribeTargetGroups", [("LoadBalancerArn", arn)]).list("TargetGroups") {
                 targets += try q("DescribeTargetHealth", [("TargetGroupArn", tg["TargetGroupArn"] ?? "")]).list("TargetHealthDescriptions").count
             }
-            return ctx.resource("elbv2", "aws.elbv2.load_balancer", id: arn, name: lb["LoadBalancerName"] ?? arn, [
-                "type": .string(lb["Type"] ?? "application"), "scheme": (lb["Scheme"]).json,
-                "http_listener_without_redirect": .bool(httpNoRedirect), "ssl_policies": .array(policies.map { .string($0) }),
-                "access_logs_enabled": .bool(attrs["access_logs.s3.enabled"] == "true"),
-                "deletion_protection": .bool(attrs["deletion_protection.enabled"] == "true"),
-                "registered_target_count": .number(Double(targets)), "listener_count": .number(Double(listeners.count)),
-            ])
+            return ctx.resource(
+                "elbv2", "aws.elbv2.load_balancer", id: arn, name: lb["LoadBalancerName"] ?? arn,
+                [
+                    "type": .string(lb["Type"] ?? "application"), "scheme": (lb["Scheme"]).json,
+                    "http_listener_without_redirect": .bool(httpNoRedirect), "ssl_policies": .array(policies.map { .string($0) }),
+                    "access_logs_enabled": .bool(attrs["access_logs.s3.enabled"] == "true"),
+                    "deletion_protection": .bool(attrs["deletion_protection.enabled"] == "true"),
+                    "registered_target_count": .number(Double(targets)), "listener_count": .number(Double(listeners.count)),
+                ])
         }
     }
 }
@@ -229,10 +261,18 @@ enum ELBv2Collector {
 enum ConfigCollector {
     @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
         let c = ctx.client
-        let recorders = try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorders")["ConfigurationRecorders"] as? [Any] ?? []
-        let status = try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorderStatus")["ConfigurationRecordersStatus"] as? [[String: Any]] ?? []
-        return [ctx.resource("config", "aws.config.region", id: ctx.arn("config", "region-summary"), name: "config-\(ctx.region)", [
-            "recorder_present": .bool(!recorders.isEmpty), "recording": .bool(status.contains { $0["recording"] as? Bool == true }),
-        ])]
+        let recorders =
+            try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorders")["ConfigurationRecorders"]
+            as? [Any] ?? []
+        let status =
+            try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorderStatus")[
+                "ConfigurationRecordersStatus"] as? [[String: Any]] ?? []
+        return [
+            ctx.resource(
+                "config", "aws.config.region", id: ctx.arn("config", "region-summary"), name: "config-\(ctx.region)",
+                [
+                    "recorder_present": .bool(!recorders.isEmpty), "recording": .bool(status.contains { $0["recording"] as? Bool == true }),
+                ])
+        ]
     }
 }

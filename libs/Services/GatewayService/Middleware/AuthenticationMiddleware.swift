@@ -16,8 +16,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
     let bus: BusConnection
     let timeout: Duration
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         context.principal = try await authenticate(request, context)
         return try await next(request, context)
@@ -46,9 +48,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if let cached = principals.get(cacheKey) {
             resolved = cached
         } else {
-            let p = try await bus.request(IdentityAPI.resolvePrincipal, resolve,
-                                          context: CallContext(correlationId: context.correlationId, clientAddress: context.client),
-                                          timeout: timeout)
+            let p = try await bus.request(
+                IdentityAPI.resolvePrincipal, resolve,
+                context: CallContext(correlationId: context.correlationId, clientAddress: context.client),
+                timeout: timeout)
             resolved = .init(principal: p, header: String(decoding: try JSON.encode(p), as: UTF8.self))
             principals.put(cacheKey, resolved)
         }

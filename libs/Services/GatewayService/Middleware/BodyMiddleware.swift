@@ -12,8 +12,10 @@ struct BodyMiddleware: RouterMiddleware {
     let route: Route
     let maxBytes: Int
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         if route.takesBody {
             let buffer: ByteBuffer

@@ -9,8 +9,10 @@ struct EnvelopeMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let logger: Logger
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         let cid = CorrelationId.pick(request)
         context.correlationId = cid

@@ -13,8 +13,10 @@ struct IdempotencyMiddleware: RouterMiddleware {
     let route: Route
     let store: IdempotencyStore
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         guard route.isMutating, let key = request.headers[.idempotencyKey] else { return try await next(request, context) }
         guard (1...255).contains(key.count) else { throw ServiceError.validation("header.idempotency-key", "must be 1 to 255 characters") }
         let principal = context.principal?.principal

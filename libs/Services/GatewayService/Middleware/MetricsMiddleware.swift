@@ -7,8 +7,10 @@ struct MetricsMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let route: Route
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let dims = [("method", route.method.rawValue), ("route", route.path), ("status", String(response.status.code))]

@@ -6,8 +6,10 @@ struct PlanRateMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let planRates: PlanRates
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         if let principal = context.principal?.principal { try await planRates.check(tenant: principal.tenantId) }
         return try await next(request, context)
     }

@@ -10,15 +10,19 @@ struct RateLimitMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let limiter: RateLimiter
 
-    func handle(_ request: Request, context: GatewayContext,
-                next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: GatewayContext,
+        next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         context.credential = Credential(request)
         let key = context.credential.map { "c:" + $0.hash } ?? "a:" + context.client
         let decision = limiter.check(key)
         var fields: HTTPFields = [:]
-        for (limitName, remainingName, resetName) in [(HTTPField.Name.rateLimitLimit, HTTPField.Name.rateLimitRemaining, HTTPField.Name.rateLimitReset),
-                                                      (.xRateLimitLimit, .xRateLimitRemaining, .xRateLimitReset)] {
+        for (limitName, remainingName, resetName) in [
+            (HTTPField.Name.rateLimitLimit, HTTPField.Name.rateLimitRemaining, HTTPField.Name.rateLimitReset),
+            (.xRateLimitLimit, .xRateLimitRemaining, .xRateLimitReset),
+        ] {
             fields[limitName] = String(decision.limit)
             fields[remainingName] = String(decision.remaining)
             fields[resetName] = String(decision.resetSeconds)
@@ -49,7 +53,8 @@ struct Credential: Sendable {
         let raw: String?
         if let auth = request.headers[.authorization] {
             let parts = auth.split(separator: " ", maxSplits: 1)
-            raw = parts.count == 2 && parts[0].lowercased() == "bearer"
+            raw =
+                parts.count == 2 && parts[0].lowercased() == "bearer"
                 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : auth.trimmingCharacters(in: .whitespaces)
         } else {
             raw = request.headers[.apiKey]?.trimmingCharacters(in: .whitespaces)
