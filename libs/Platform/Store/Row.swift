@@ -99,6 +99,13 @@ public struct Row: Sendable {
     }
     public func optionalString(_ c: String) -> String? { raw(c) }
 
+    /// A text column holding one of an enum's raw values (statuses): anything else is a store error.
+    public func value<T: RawRepresentable>(_ c: String, as type: T.Type = T.self) throws -> T where T.RawValue == String {
+        let text = try string(c)
+        guard let v = T(rawValue: text) else { throw StoreError("column \(c) holds \(text), not a \(T.self)") }
+        return v
+    }
+
     public func int(_ c: String) throws -> Int {
         guard let v = raw(c), let i = Int(v) else { throw StoreError("column \(c) is not an integer") }
         return i

@@ -87,6 +87,14 @@ public final class Store: Sendable {
         }
     }
 
+    /// The one row a statement must return, in its own round trip (see `Transaction.single`).
+    public func single(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> Row {
+        guard let row = try await query(scope, sql, params).first else {
+            throw StoreError("the statement returned no row")
+        }
+        return row
+    }
+
     /// Verifies that the database answers.
     public func ping() async throws {
         _ = try await query(.none, "SELECT 1")
@@ -136,6 +144,13 @@ public final class Transaction: Sendable {
     /// First row or nil.
     public func one(_ sql: String, _ params: [any SQLParameter] = []) async throws -> Row? {
         try await query(sql, params).first
+    }
+
+    /// The one row a statement must return (an INSERT … RETURNING, an aggregate); its absence is a
+    /// store error, not a crash.
+    public func single(_ sql: String, _ params: [any SQLParameter] = []) async throws -> Row {
+        guard let row = try await query(sql, params).first else { throw StoreError("the statement returned no row") }
+        return row
     }
 
     /// Writes a domain event of `kind` to this service's outbox in the current transaction.

@@ -70,6 +70,8 @@ struct ConnectionTestReply: Codable, Sendable {
 struct ConnectionHandlers: Sendable {
     let store: Store
     let settings: ScanSettings
+    var connections: ConnectionStore { ConnectionStore(db: store) }
+    var scans: ScanStore { ScanStore(db: store) }
     /// Billing's connection quota (nil in tests that run without the bus).
     var bus: BusConnection? = nil
 
@@ -102,14 +104,6 @@ struct ConnectionHandlers: Sendable {
         return out
     }
 
-    static func view(_ r: Row) throws -> ConnectionView {
-        ConnectionView(
-            id: try r.string("id"), name: try r.string("name"), provider: try r.string("provider"), status: try r.string("status"),
-            credentials: try r.json("credentials_masked"), settings: try r.json("settings"),
-            createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), lastScanAt: r.optionalDate("last_scan_at"),
-            lastTestedAt: r.optionalDate("last_tested_at"), lastError: r.optionalString("last_error"))
-    }
-
     @Sendable func create(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
@@ -123,42 +117,34 @@ struct ConnectionHandlers: Sendable {
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: id)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             if let bus {
-                // One creation at a time per workspace, so the count the quota is checked against is exact.
-                _ = try await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["connections:" + p.tenantId])
-                let n = try await tx.one("SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId])!.int("n")
+                try await connections.serializeCreations(tx, tenantId: p.tenantId)
+                let n = try await connections.count(tx, tenantId: p.tenantId)
                 try await Quotas.check(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
             }
-            let row = try await tx.one(
-                """
-                INSERT INTO scans.connections (id, tenant_id, name, provider, status, credentials_sealed, credentials_key_id, credentials_masked,
-                  settings)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7::jsonb, $8::jsonb) RETURNING *
-                """, [id, p.tenantId, name, provider, sealed, settings.vault.keyId, try JSONParameter(masked), try JSONParameter(s)])!
+            let view = try await connections.insert(
+                tx,
+                .init(
+                    id: id, tenantId: p.tenantId, name: name, provider: provider, sealed: sealed, keyId: settings.vault.keyId, masked: masked,
+                    settings: s))
             try await tx.emit(
                 Events.connectionCreated, tenantId: p.tenantId,
                 data: ["connection_id": id, "provider": provider, "actor": p.actorId])
-            return try Self.view(row)
+            return view
         }
     }
 
     @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ConnectionView> {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
-        let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
-            try await page.list(tx, from: "scans.connections", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
-        }
+        return try await connections.list(try Pagination(req), tenantId: p.tenantId)
     }
 
     @Sendable func get(_ req: ConnectionPath, _ ctx: CallContext) async throws -> ConnectionView {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .viewer)
         let id = try Validate.id(req.connectionId, "connection")
-        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first
-        else {
-            throw ServiceError.notFound("connection")
-        }
-        return try Self.view(row)
+        guard let c = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
+        return c.view
     }
 
     @Sendable func update(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
@@ -172,18 +158,9 @@ struct ConnectionHandlers: Sendable {
         let sealed = try req.credentials.map { try settings.vault.seal($0, tenantId: p.tenantId, connectionId: id) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard
-                let row = try await tx.one(
-                    """
-                    UPDATE scans.connections SET name = coalesce($3, name), credentials_sealed = coalesce($4, credentials_sealed),
-                      credentials_key_id = CASE WHEN $4::bytea IS NULL THEN credentials_key_id ELSE $5 END,
-                      credentials_masked = coalesce($6::jsonb, credentials_masked), settings = coalesce($7::jsonb, settings),
-                      status = CASE WHEN $4::bytea IS NULL THEN status ELSE 'pending' END, updated_at = now()
-                    WHERE id = $1 AND tenant_id = $2 RETURNING *
-                    """,
-                    [
-                        id, p.tenantId, name, sealed, settings.vault.keyId, try masked.map { try JSONParameter($0) },
-                        try s.map { try JSONParameter($0) },
-                    ])
+                let view = try await connections.update(
+                    tx, id: id, tenantId: p.tenantId,
+                    .init(name: name, sealed: sealed, keyId: settings.vault.keyId, masked: masked, settings: s))
             else { throw ServiceError.notFound("connection") }
             try await tx.emit(
                 Events.connectionUpdated, tenantId: p.tenantId,
@@ -191,7 +168,7 @@ struct ConnectionHandlers: Sendable {
                     "connection_id": id, "credentials_changed": req.credentials != nil ? "true" : "false",
                     "actor": p.actorId,
                 ])
-            return try Self.view(row)
+            return view
         }
     }
 
@@ -202,20 +179,18 @@ struct ConnectionHandlers: Sendable {
         defer {
             if let bus {
                 Task {
-                    let n =
-                        (try? await store.query(p.scope, "SELECT count(*) AS n FROM scans.connections WHERE tenant_id = $1", [p.tenantId]).first?.int(
-                            "n")) ?? 0
+                    let n = (try? await connections.count(tenantId: p.tenantId)) ?? 0
                     await Quotas.report(bus, tenantId: p.tenantId, quota: "connections", inUse: n)
                 }
             }
         }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.execute("DELETE FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
-                throw ServiceError.notFound("connection")
-            }
+            guard try await connections.delete(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
             // Running and queued scans of the connection stop; its inventory goes with it.
-            try await ScanRows.cancelAll(tx, tenantId: p.tenantId, connectionId: id, reason: "the connection was deleted")
-            _ = try await tx.execute("DELETE FROM scans.resources WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, id])
+            for scan in try await scans.cancelAll(tx, tenantId: p.tenantId, connectionId: id, reason: "the connection was deleted") {
+                try await ScanEvents.finished(tx, scan, tenantId: p.tenantId, parts: [])
+            }
+            try await InventoryStore().deleteAll(tx, tenantId: p.tenantId, connectionId: id)
             try await tx.emit(
                 Events.connectionDeleted, tenantId: p.tenantId,
                 data: ["connection_id": id, "actor": p.actorId])
@@ -228,31 +203,24 @@ struct ConnectionHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .analyst)
         let id = try Validate.id(req.connectionId, "connection")
-        guard let row = try await store.query(p.scope, "SELECT * FROM scans.connections WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]).first
-        else {
-            throw ServiceError.notFound("connection")
-        }
+        guard let c = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
         let reply: ConnectionTestReply
         do {
-            let session = try await self.session(row, tenantId: p.tenantId, connectionId: id)
+            let session = try await self.session(c, tenantId: p.tenantId)
             reply = ConnectionTestReply(ok: true, accountId: session.account, arn: session.arn, message: "credentials are valid")
         } catch let e as SessionError {
             reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
         }
-        try await store.query(
-            p.scope,
-            """
-            UPDATE scans.connections SET status = $3, last_tested_at = now(), last_error = $4 WHERE id = $1 AND tenant_id = $2
-            """, [id, p.tenantId, reply.ok ? "active" : "error", reply.ok ? nil : reply.message])
+        try await connections.recordTest(id: id, tenantId: p.tenantId, ok: reply.ok, error: reply.ok ? nil : reply.message)
         return reply
     }
 }
 
 extension ConnectionHandlers {
     /// Opens the connection's sealed credentials and starts an AWS session with them.
-    func session(_ row: Row, tenantId: String, connectionId: String) async throws -> AWSSession {
-        let creds = try settings.vault.open(try row.bytes("credentials_sealed"), tenantId: tenantId, connectionId: connectionId)
-        let s: ConnectionSettings = try row.json("settings")
+    func session(_ c: StoredConnection, tenantId: String) async throws -> AWSSession {
+        let creds = try settings.vault.open(c.sealedCredentials, tenantId: tenantId, connectionId: c.view.id)
+        let s = c.settings
         let guardrail = settings.guardrail
         let platform = settings.platformCredentials
         return try await Blocking.run {

@@ -47,6 +47,7 @@ struct ScanWorker: Sendable {
     let settings: WorkerSettings
     let logger: Logger
     let bus: BusConnection?
+    var scans: ScanStore { ScanStore(db: store) }
 
     /// The workspace's enabled rules (built-in with its overrides, plus its custom rules) from the
     /// findings service; the built-in rules when it cannot answer.
@@ -83,16 +84,12 @@ struct ScanWorker: Sendable {
         } catch {
             logger.warning("scan attempt failed", metadata: ["scan_id": "\(job.scanId)", "error": "\(error)"])
             // Record the error; the attempt counter decides between another try and `failed`.
-            let attempts =
-                (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM scans.scans WHERE id = $1", [job.scanId]).first?.int("attempts"))
-                ?? 0
+            let attempts = (try? await scans.attempts(id: job.scanId, tenantId: job.tenantId)) ?? 0
             if attempts >= settings.maxAttempts {
-                try? await finish(job, forcedStatus: "failed", error: "scan failed after \(attempts) attempts: \(AWSFailure.describe(error))")
+                try? await finish(job, forcedStatus: .failed, error: "scan failed after \(attempts) attempts: \(AWSFailure.describe(error))")
                 return .ack
             }
-            _ = try? await store.query(
-                .tenant(job.tenantId), "UPDATE scans.scans SET error = $2 WHERE id = $1 AND status = 'running'",
-                [job.scanId, AWSFailure.describe(error)])
+            try? await scans.recordAttemptError(id: job.scanId, tenantId: job.tenantId, error: AWSFailure.describe(error))
             return .retry(after: StreamConsumer.backoff(attempt: attempts, cap: .seconds(30)))
         }
     }
@@ -105,21 +102,13 @@ struct ScanWorker: Sendable {
     /// Moves the scan to running if the workspace has room; counts the attempt.
     func claim(_ job: ScanJob) async throws -> Claim {
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            _ = try await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["scan-tenant:" + job.tenantId])
-            guard let row = try await tx.one("SELECT status, attempts FROM scans.scans WHERE id = $1 FOR UPDATE", [job.scanId]) else { return .skip }
-            let status = try row.string("status")
-            if ScanStatus.terminal.contains(status) { return .skip }
-            if status == "queued" {
-                let running = try await tx.one("SELECT count(*) AS n FROM scans.scans WHERE tenant_id = $1 AND status = 'running'", [job.tenantId])!
-                if try running.int("n") >= settings.tenantConcurrency { return .wait }
-            }
-            let attempt = try row.int("attempts") + 1
+            try await scans.serializeClaims(tx, tenantId: job.tenantId)
+            guard let (status, attempts) = try await scans.lockForClaim(tx, id: job.scanId) else { return .skip }
+            if status.isTerminal { return .skip }
+            if status == .queued, try await scans.runningCount(tx, tenantId: job.tenantId) >= settings.tenantConcurrency { return .wait }
+            let attempt = attempts + 1
             if attempt > settings.maxAttempts { return .run(attempt: attempt) }
-            _ = try await tx.query(
-                """
-                UPDATE scans.scans SET status = 'running', attempts = $2, started_at = coalesce(started_at, now()), heartbeat_at = now()
-                WHERE id = $1
-                """, [job.scanId, attempt])
+            try await scans.markRunning(tx, id: job.scanId, attempt: attempt)
             if attempt == 1 {
                 try await tx.emit(
                     Events.scanStarted, tenantId: job.tenantId,
@@ -137,9 +126,8 @@ struct ScanWorker: Sendable {
         case .run(let a): attempt = a
         }
         if attempt > settings.maxAttempts {
-            let last = try await store.query(.tenant(job.tenantId), "SELECT error FROM scans.scans WHERE id = $1", [job.scanId]).first?
-                .optionalString("error")
-            try await finish(job, forcedStatus: "failed", error: "scan failed after \(attempt - 1) attempts" + (last.map { ": \($0)" } ?? ""))
+            let last = try await scans.lastError(id: job.scanId, tenantId: job.tenantId)
+            try await finish(job, forcedStatus: .failed, error: "scan failed after \(attempt - 1) attempts" + (last.map { ": \($0)" } ?? ""))
             return .ack
         }
         let canceled = CancelFlag()
@@ -148,59 +136,37 @@ struct ScanWorker: Sendable {
                 try? await Task.sleep(for: settings.ackWait / 3)
                 if Task.isCancelled { break }
                 try? m.inProgress()
-                let row = try? await store.query(
-                    .tenant(job.tenantId),
-                    """
-                    UPDATE scans.scans SET heartbeat_at = now() WHERE id = $1 RETURNING status
-                    """, [job.scanId]
-                ).first
-                if let s = row?.optionalString("status"), s != "running" { canceled.set() }
+                if let status = try? await scans.heartbeat(id: job.scanId, tenantId: job.tenantId), status != .running { canceled.set() }
             }
         }
         defer { heartbeat.cancel() }
 
         // Credentials and account.
-        guard let conn = try await store.query(.tenant(job.tenantId), "SELECT * FROM scans.connections WHERE id = $1", [job.connectionId]).first
-        else {
-            try await finish(job, forcedStatus: "failed", error: "the connection was deleted")
+        guard let conn = try await ConnectionStore(db: store).find(id: job.connectionId, tenantId: job.tenantId) else {
+            try await finish(job, forcedStatus: .failed, error: "the connection was deleted")
             return .ack
         }
         var client: AWSClient
         let account: String
         let counter = CallCounter()
         do {
-            let session = try await connections.session(conn, tenantId: job.tenantId, connectionId: job.connectionId)
+            let session = try await connections.session(conn, tenantId: job.tenantId)
             (client, account) = (session.client, session.account)
             client.counter = counter
         } catch let e as SessionError where e.permanent {
-            try await finish(job, forcedStatus: "failed", error: e.message)
+            try await finish(job, forcedStatus: .failed, error: e.message)
             return .ack
         }
-        _ = try await store.query(.tenant(job.tenantId), "UPDATE scans.scans SET account_id = $2 WHERE id = $1", [job.scanId, account])
+        try await scans.setAccount(id: job.scanId, tenantId: job.tenantId, account: account)
 
         // Plan the parts once; a redelivered job finds them already there.
-        let scan = try await store.query(.tenant(job.tenantId), "SELECT regions, services FROM scans.scans WHERE id = $1", [job.scanId]).first!
-        let regions = try scan.stringArray("regions")
-        let services = try scan.stringArray("services")
-        var planned: [(String, String)] = []
+        let (regions, services) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
+        var planned: [(service: String, region: String)] = []
         for s in services {
             guard let c = AWSCollectors.named(s) else { continue }
             if c.global { planned.append((s, "global")) } else { planned += regions.map { (s, $0) } }
         }
-        _ = try await store.query(
-            .tenant(job.tenantId),
-            """
-            INSERT INTO scans.scan_parts (scan_id, tenant_id, service, region, status)
-            SELECT $1, $2, s, r, 'pending' FROM unnest($3::text[], $4::text[]) AS t(s, r)
-            ON CONFLICT (scan_id, service, region) DO NOTHING
-            """, [job.scanId, job.tenantId, ArrayParameter(planned.map(\.0)), ArrayParameter(planned.map(\.1))])
-        let todo = try await store.query(
-            .tenant(job.tenantId),
-            """
-            SELECT service, region FROM scans.scan_parts WHERE scan_id = $1 AND status NOT IN ('completed', 'failed', 'unavailable')
-            ORDER BY service, region
-            """, [job.scanId]
-        ).map { (try $0.string("service"), try $0.string("region")) }
+        let todo = try await scans.plan(scanId: job.scanId, tenantId: job.tenantId, parts: planned)
 
         // Collect parts with bounded parallelism.
         let rules = await self.rules(tenantId: job.tenantId)
@@ -222,9 +188,7 @@ struct ScanWorker: Sendable {
             while try await group.next() != nil { _ = addNext() }
         }
         let calls = counter.snapshot
-        _ = try await store.query(
-            .tenant(job.tenantId), "UPDATE scans.scans SET api_calls = api_calls + $2, api_retries = api_retries + $3 WHERE id = $1",
-            [job.scanId, calls.calls, calls.retries])
+        try await scans.addAPICalls(id: job.scanId, tenantId: job.tenantId, calls: calls.calls, retries: calls.retries)
         try await finish(job, forcedStatus: nil, error: nil)
         return .ack
     }
@@ -233,12 +197,7 @@ struct ScanWorker: Sendable {
         _ job: ScanJob, service: String, region: String, client: AWSClient, account: String, signingRegion: String,
         rules: [String: [Rule]], canceled: CancelFlag
     ) async throws {
-        let scope = TenantScope.tenant(job.tenantId)
-        _ = try await store.query(
-            scope,
-            """
-            UPDATE scans.scan_parts SET status = 'running', started_at = now() WHERE scan_id = $1 AND service = $2 AND region = $3
-            """, [job.scanId, service, region])
+        try await scans.markPartRunning(scanId: job.scanId, tenantId: job.tenantId, service: service, region: region)
         let collector = AWSCollectors.named(service)!
         let ctx = CollectContext(
             client: client, account: account, region: region == "global" ? signingRegion : region,
@@ -252,12 +211,9 @@ struct ScanWorker: Sendable {
             try await write(part, job: job, service: service, region: region, account: account)
         case .failure(let e):
             let unsupported = (e as? AWSError)?.isUnsupportedByEndpoint ?? false
-            _ = try await store.query(
-                scope,
-                """
-                UPDATE scans.scan_parts SET status = $4, error = $5, completed_at = now()
-                WHERE scan_id = $1 AND service = $2 AND region = $3 AND status <> 'completed'
-                """, [job.scanId, service, region, unsupported ? "unavailable" : "failed", AWSFailure.describe(e)])
+            try await scans.markPartEnded(
+                scanId: job.scanId, tenantId: job.tenantId, service: service, region: region,
+                status: unsupported ? .unavailable : .failed, error: AWSFailure.describe(e))
             logger.info(
                 "scan part did not complete",
                 metadata: [
@@ -277,52 +233,17 @@ struct ScanWorker: Sendable {
         let savings = fails.compactMap(\.estimatedMonthlySavings).reduce(0, +)
         do {
             try await store.transaction(.tenant(job.tenantId)) { tx in
-                guard let scan = try await tx.one("SELECT status FROM scans.scans WHERE id = $1 FOR UPDATE", [job.scanId]),
-                    try scan.string("status") == "running"
+                guard try await scans.lockStatus(tx, id: job.scanId) == .running else { throw Already() }
+                guard
+                    try await scans.markPartCompleted(
+                        tx, scanId: job.scanId, service: service, region: region, resources: part.resources.count,
+                        checks: part.results.count, failures: fails.count)
                 else { throw Already() }
-                let marked = try await tx.execute(
-                    """
-                    UPDATE scans.scan_parts SET status = 'completed', resources = $4, checks = $5, failures = $6, error = NULL, completed_at = now()
-                    WHERE scan_id = $1 AND service = $2 AND region = $3 AND status <> 'completed'
-                    """, [job.scanId, service, region, part.resources.count, part.results.count, fails.count])
-                guard marked == 1 else { throw Already() }
-                if !part.results.isEmpty {
-                    _ = try await tx.query(
-                        """
-                        INSERT INTO scans.scan_results (scan_id, tenant_id, fingerprint, rule_id, status, severity, title, resource_id,
-                          resource_type, resource_name, region, service, evidence, savings)
-                        SELECT $1, $2, x.fingerprint, x.rule_id, x.status, x.severity, x.title, x.resource_id, x.resource_type, x.resource_name,
-                          x.region, x.service, coalesce(x.evidence, '{}'::jsonb), x.estimated_monthly_savings
-                        FROM jsonb_to_recordset($3::jsonb) AS x(fingerprint text, rule_id text, status text, severity text, title text,
-                          resource_id text, resource_type text, resource_name text, region text, service text, evidence jsonb,
-                          estimated_monthly_savings numeric)
-                        ON CONFLICT (scan_id, fingerprint) DO NOTHING
-                        """, [job.scanId, job.tenantId, try JSONParameter(part.results)])
-                }
-                if !part.resources.isEmpty {
-                    _ = try await tx.query(
-                        """
-                        INSERT INTO scans.resources (tenant_id, connection_id, resource_id, type, service, region, name, tags, attributes,
-                          last_scan_id, updated_at)
-                        SELECT $1, $2, x.id, x.type, x.service, x.region, x.name, coalesce(x.tags, '{}'::jsonb), x.attributes, $3, now()
-                        FROM jsonb_to_recordset($4::jsonb) AS x(id text, type text, service text, region text, name text, tags jsonb,
-                          attributes jsonb)
-                        ON CONFLICT (tenant_id, connection_id, resource_id) DO UPDATE SET type = excluded.type, service = excluded.service,
-                          region = excluded.region, name = excluded.name, tags = excluded.tags, attributes = excluded.attributes,
-                          last_scan_id = excluded.last_scan_id, updated_at = now()
-                        """, [job.tenantId, job.connectionId, job.scanId, try JSONParameter(part.resources)])
-                }
-                _ = try await tx.query(
-                    """
-                    UPDATE scans.scans SET resources_scanned = resources_scanned + $2, checks_evaluated = checks_evaluated + $3,
-                      critical_count = critical_count + $4, high_count = high_count + $5, medium_count = medium_count + $6,
-                      low_count = low_count + $7, info_count = info_count + $8, savings = savings + $9
-                    WHERE id = $1
-                    """,
-                    [
-                        job.scanId, part.resources.count, part.results.count, sev[.critical] ?? 0, sev[.high] ?? 0, sev[.medium] ?? 0,
-                        sev[.low] ?? 0, sev[.info] ?? 0, savings,
-                    ])
+                try await scans.insertResults(tx, scanId: job.scanId, tenantId: job.tenantId, part.results)
+                try await InventoryStore().upsert(
+                    tx, tenantId: job.tenantId, connectionId: job.connectionId, scanId: job.scanId, part.resources)
+                try await scans.addCounts(
+                    tx, id: job.scanId, resources: part.resources.count, checks: part.results.count, failures: sev, savings: savings)
                 let size = 250
                 let batches = max(1, (part.results.count + size - 1) / size)
                 for b in 0..<batches where !part.results.isEmpty {
@@ -341,20 +262,17 @@ struct ScanWorker: Sendable {
 
     /// Ends the scan: `forcedStatus` (failed) or, from its parts, completed / failed. Counts are
     /// recomputed from stored results so they are exact whatever happened before.
-    func finish(_ job: ScanJob, forcedStatus: String?, error: String?) async throws {
+    func finish(_ job: ScanJob, forcedStatus: ScanStatus?, error: String?) async throws {
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard let row = try await tx.one("SELECT status FROM scans.scans WHERE id = $1 FOR UPDATE", [job.scanId]),
-                !ScanStatus.terminal.contains(try row.string("status"))
-            else { return }
-            let parts = try await tx.query("SELECT * FROM scans.scan_parts WHERE scan_id = $1 ORDER BY service, region", [job.scanId]).map(
-                ScanRows.part)
-            var status = forcedStatus ?? "completed"
+            guard let current = try await scans.lockStatus(tx, id: job.scanId), !current.isTerminal else { return }
+            let parts = try await scans.parts(tx, scanId: job.scanId)
+            var status = forcedStatus ?? .completed
             var message = error
-            let completed = parts.filter { $0.status == "completed" }
-            let failed = parts.filter { $0.status == "failed" }
+            let completed = parts.filter { $0.status == PartStatus.completed.rawValue }
+            let failed = parts.filter { $0.status == PartStatus.failed.rawValue }
             if forcedStatus == nil {
                 if !parts.isEmpty && completed.isEmpty && !failed.isEmpty {
-                    status = "failed"
+                    status = .failed
                     message =
                         "every part failed: " + failed.prefix(3).map { "\($0.service)/\($0.region): \($0.error ?? "error")" }.joined(separator: "; ")
                 } else if !failed.isEmpty {
@@ -363,24 +281,10 @@ struct ScanWorker: Sendable {
                         + failed.prefix(3).map { "\($0.service)/\($0.region): \($0.error ?? "error")" }.joined(separator: "; ")
                 }
             }
-            let complete = status == "completed" && !parts.isEmpty && completed.count == parts.count
-            let updated = try await tx.one(
-                """
-                WITH r AS (SELECT count(*) AS checks,
-                    count(*) FILTER (WHERE status = 'FAIL' AND severity = 'critical') AS c, count(*) FILTER (WHERE status = 'FAIL'
-                      AND severity = 'high') AS h,
-                    count(*) FILTER (WHERE status = 'FAIL' AND severity = 'medium') AS m, count(*) FILTER (WHERE status = 'FAIL'
-                      AND severity = 'low') AS l,
-                    count(*) FILTER (WHERE status = 'FAIL' AND severity = 'info') AS i, coalesce(sum(savings) FILTER (WHERE status = 'FAIL'), 0) AS s
-                  FROM scans.scan_results WHERE scan_id = $1),
-                p AS (SELECT coalesce(sum(resources), 0) AS n FROM scans.scan_parts WHERE scan_id = $1 AND status = 'completed')
-                UPDATE scans.scans SET status = $2, error = $3, complete = $4, completed_at = now(), checks_evaluated = r.checks,
-                  critical_count = r.c, high_count = r.h, medium_count = r.m, low_count = r.l, info_count = r.i, savings = r.s,
-                    resources_scanned = p.n
-                FROM r, p WHERE id = $1 RETURNING scans.scans.*
-                """, [job.scanId, status, message, complete])!
-            _ = try await tx.query("UPDATE scans.connections SET last_scan_at = now() WHERE id = $1", [job.connectionId])
-            try await ScanRows.emitFinished(tx, try ScanRows.view(updated), tenantId: job.tenantId, parts: parts)
+            let complete = status == .completed && !parts.isEmpty && completed.count == parts.count
+            let scan = try await scans.finalize(tx, id: job.scanId, status: status, error: message, complete: complete)
+            try await ConnectionStore(db: store).recordScan(tx, id: job.connectionId)
+            try await ScanEvents.finished(tx, scan, tenantId: job.tenantId, parts: parts)
         }
     }
 }
