@@ -50,13 +50,20 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: systemLibraries + [
         lib("Platform", "VigilCore", []),
         lib("Platform", "Contracts", ["VigilCore"]),
         lib("Platform", "VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
         lib("Platform", "Bus", ["CNats", "VigilCore", log]),
-        lib("Platform", "Net", ["COpenSSL"]),
+        lib(
+            "Platform", "Net",
+            [
+                "COpenSSL", "VigilCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib(

@@ -141,7 +141,7 @@ import VigilTesting
         for collector in AWSCollectors.all {
             for region in collector.global ? ["global"] : manifest.regions {
                 let ctx = CollectContext(client: client, account: manifest.account, region: region == "global" ? "us-east-1" : region)
-                let part = try await Parallel.run { try collector.run(context: ctx, rules: rules, tenantId: "t", connectionId: "c") }
+                let part = try await collector.run(context: ctx, rules: rules, tenantId: "t", connectionId: "c")
                 results += part.results
                 resources += part.resources
             }

@@ -18,6 +18,12 @@ public struct OutboundHTTP: Sendable {
         public let headers: [String: String]
         /// The first bytes of the body (excerpt for the delivery log).
         public let body: String
+
+        public init(status: Int, headers: [String: String], body: String) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
     }
 
     public func post(_ url: String, headers: [String: String], body: [UInt8]) throws -> Response {

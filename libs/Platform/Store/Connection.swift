@@ -1,6 +1,7 @@
 import Bus
 import CLibPQ
 import Foundation
+import VigilCore
 
 /// One libpq connection, driven from its own serial Dispatch queue so blocking calls never run on
 /// Swift's cooperative pool.

@@ -35,7 +35,8 @@ struct ContactHandler: Sendable {
     let maxPerHour: Int
     let captchaURL: String?
     let captchaSecret: String?
-    let http: OutboundHTTP
+    /// The captcha verifier is the operator's configuration, reached over pooled connections.
+    let http: PooledHTTP
 
     init(store: Store, reader r: ConfigReader) {
         self.store = store
@@ -44,7 +45,7 @@ struct ContactHandler: Sendable {
         captchaURL = r.optional("VIGIL_CAPTCHA_VERIFY_URL")
         captchaSecret = r.optional("VIGIL_CAPTCHA_SECRET")
         // The verifier is operator-configured (not user input), so private/loopback are allowed.
-        http = OutboundHTTP(guardrail: SSRFGuard(allowLoopback: true, allowPrivate: true), timeout: 5)
+        http = PooledHTTP(timeout: .seconds(5))
     }
 
     @Sendable func submit(_ req: ContactRequest, _ ctx: CallContext) async throws -> ContactReply {
@@ -98,8 +99,9 @@ struct ContactHandler: Sendable {
     func verifyCaptcha(url: String, token: String, address: String) async throws {
         func form(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
         let body = Array("secret=\(form(captchaSecret ?? ""))&response=\(form(token))&remoteip=\(form(address))".utf8)
-        let http = self.http
-        let result = await Blocking.run { Result { try http.post(url, headers: ["content-type": "application/x-www-form-urlencoded"], body: body) } }
+        let result = await Result(catching: {
+            try await http.send(method: "POST", url: url, headers: ["content-type": "application/x-www-form-urlencoded"], body: body, maxBody: 2048)
+        })
         guard case .success(let r) = result, (200..<300).contains(r.status) else {
             throw ServiceError.unavailable("captcha verification is unavailable; try again later")
         }

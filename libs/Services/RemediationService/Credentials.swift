@@ -65,11 +65,9 @@ struct CredentialHandlers: Sendable {
         let settings = aws.settings
         let session: AWSSession
         do {
-            session = try await Blocking.run {
-                try AWSSession.open(
-                    creds, endpointURL: conn.settings.endpointUrl, region: conn.settings.regions?.first ?? "us-east-1",
-                    guardrail: settings.guardrail, platform: settings.platformCredentials)
-            }
+            session = try await AWSSession.open(
+                creds, endpointURL: conn.settings.endpointUrl, region: conn.settings.regions?.first ?? "us-east-1",
+                guardrail: settings.guardrail, platform: settings.platformCredentials)
         } catch let e as SessionError {
             throw ServiceError(status: 422, error: "credentials_rejected", message: "the remediation credentials were not accepted: \(e.message)")
         }

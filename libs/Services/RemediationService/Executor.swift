@@ -24,11 +24,11 @@ enum Verifier {
     /// evaluates the rule on it, exactly as a scan would.
     static func check(
         _ client: AWSClient, account: String, region: String, service: String, resourceId: String, ruleId: String
-    ) throws -> Verification {
+    ) async throws -> Verification {
         guard let collector = AWSCollectors.named(service), let rule = BuiltinRules.all.first(where: { $0.id == ruleId }) else {
             throw ServiceError(status: 500, error: "internal_error", message: "no collector for \(service) or no rule \(ruleId)")
         }
-        let resources = try collector.collect(CollectContext(client: client, account: account, region: region, width: 4))
+        let resources = try await collector.collect(CollectContext(client: client, account: account, region: region, width: 4))
         guard let resource = resources.first(where: { $0.id == resourceId }) else {
             return Verification(status: "GONE", ruleCode: ruleId, resourceId: resourceId, checkedAt: Date(), evidence: nil)
         }
@@ -177,7 +177,7 @@ struct Executor: Sendable {
         for i in from..<calls.count {
             let call = calls[i]
             do {
-                let captured = try await Blocking.run { try call.perform(client) }
+                let captured = try await call.perform(client)
                 outputs.merge(captured) { $1 }
             } catch let e as AWSError where !e.isThrottling && (400..<500).contains(e.status) {
                 throw Permanent(message: "\(call.operation) was refused (\(e.code)): \(e.message)")
@@ -193,9 +193,7 @@ struct Executor: Sendable {
 
     func verify(_ action: FixAction, _ target: FixTarget, resourceId: String, _ session: AWSSession) async throws -> Verification {
         let (client, account, region, service, rule) = (session.client, session.account, target.region, action.service, target.ruleId)
-        return try await Blocking.run {
-            try Verifier.check(client, account: account, region: region, service: service, resourceId: resourceId, ruleId: rule)
-        }
+        return try await Verifier.check(client, account: account, region: region, service: service, resourceId: resourceId, ruleId: rule)
     }
 
     func apply(_ job: RemediationJob, _ row: Row, _ action: FixAction, _ target: FixTarget, _ session: AWSSession) async throws {
@@ -203,7 +201,7 @@ struct Executor: Sendable {
         // 1. Record the state about to change and the exact calls, before the first change.
         var calls: [APICall]
         if row.isNull("before_state") || row.isNull("calls") {
-            let before = try await Blocking.run { try action.inspect(client, target) }
+            let before = try await action.inspect(client, target)
             do { calls = try action.plan(target, before) } catch let e as ServiceError { throw Permanent(message: e.message) }
             try await save(
                 job, "UPDATE remediation.actions SET before_state = $2::jsonb, calls = $3::jsonb, updated_at = now() WHERE id = $1",
@@ -219,7 +217,7 @@ struct Executor: Sendable {
         // 3. Verify by re-collecting the resource and re-evaluating the rule.
         let v = try await verify(action, target, resourceId: target.resourceId, session)
         let after: JSONValue =
-            v.status == "GONE" ? .object(["exists": false]) : ((try? await Blocking.run { try action.inspect(client, target) }) ?? .null)
+            v.status == "GONE" ? .object(["exists": false]) : ((try? await action.inspect(client, target)) ?? .null)
         let fixed = v.status != "FAIL"
         try await store.transaction(.tenant(job.tenantId)) { tx in
             guard try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status") == "executing"

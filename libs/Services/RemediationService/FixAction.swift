@@ -57,11 +57,11 @@ struct APICall: Codable, Sendable, Equatable {
     }
 
     /// Performs the call; returns the captured values.
-    func perform(_ client: AWSClient) throws -> [String: String] {
+    func perform(_ client: AWSClient) async throws -> [String: String] {
         do {
             switch kind {
             case "query":
-                let xml = try client.query(
+                let xml = try await client.query(
                     service: service, region: region, action: operation, version: version ?? "",
                     params: (params ?? []).map { ($0[0], $0[1]) })
                 var out: [String: String] = [:]
@@ -69,12 +69,12 @@ struct APICall: Codable, Sendable, Equatable {
                 return out
             case "json":
                 let obj = (try? JSONSerialization.jsonObject(with: Data((body ?? "{}").utf8))) as? [String: Any] ?? [:]
-                let reply = try client.json(service: service, region: region, target: target ?? "", body: obj)
+                let reply = try await client.json(service: service, region: region, target: target ?? "", body: obj)
                 var out: [String: String] = [:]
                 for (name, key) in capture ?? [:] { if let v = reply[key] { out[name] = "\(v)" } }
                 return out
             default:
-                _ = try client.rest(
+                _ = try await client.rest(
                     service: service, region: region, method: method ?? "GET", path: path ?? "/",
                     query: (query ?? []).map { ($0[0], $0[1]) }, headers: headers ?? [:], body: Array((body ?? "").utf8))
                 return [:]
@@ -127,7 +127,7 @@ struct FixAction: Sendable {
     var parameters: [ActionParameter] = []
     /// What rollback cannot restore exactly, said before approval.
     var rollbackNote: String? = nil
-    let inspect: @Sendable (AWSClient, FixTarget) throws -> JSONValue
+    let inspect: @Sendable (AWSClient, FixTarget) async throws -> JSONValue
     let plan: @Sendable (FixTarget, JSONValue) throws -> [APICall]
     let rollback: @Sendable (FixTarget, JSONValue, [String: String]) throws -> [APICall]
     /// After a rollback that recreates the resource (new id), its resource id.

@@ -132,10 +132,8 @@ struct AWSAccess: Sendable {
             throw ServiceError.missingCredentials(connectionId)
         }
         let creds = try settings.vault.open(try row.bytes("sealed"), tenantId: tenantId, connectionId: connectionId)
-        let (guardrail, platform) = (settings.guardrail, settings.platformCredentials)
-        return try await Blocking.run {
-            try AWSSession.open(creds, endpointURL: endpointURL, region: region, guardrail: guardrail, platform: platform)
-        }
+        return try await AWSSession.open(
+            creds, endpointURL: endpointURL, region: region, guardrail: settings.guardrail, platform: settings.platformCredentials)
     }
 }
 

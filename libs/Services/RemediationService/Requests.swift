@@ -251,13 +251,11 @@ struct RequestHandlers: Sendable {
             account: session.account, ruleId: finding.ruleCode, actionId: id, parameters: parameters)
         let plan: FixPlan
         do {
-            plan = try await Blocking.run {
-                let state = try action.inspect(session.client, target)
-                let calls = try action.plan(target, state)
-                return FixPlan(
-                    action: ActionInfo(action), resourceId: target.resourceId, region: apiRegion, currentState: state, calls: calls,
-                    rollbackCalls: (try? action.rollback(target, state, [:])) ?? [])
-            }
+            let state = try await action.inspect(session.client, target)
+            let calls = try action.plan(target, state)
+            plan = FixPlan(
+                action: ActionInfo(action), resourceId: target.resourceId, region: apiRegion, currentState: state, calls: calls,
+                rollbackCalls: (try? action.rollback(target, state, [:])) ?? [])
         } catch let e as AWSError {
             throw ServiceError(
                 status: 422, error: "plan_failed",

@@ -221,10 +221,8 @@ extension ConnectionHandlers {
     func session(_ c: StoredConnection, tenantId: String) async throws -> AWSSession {
         let creds = try settings.vault.open(c.sealedCredentials, tenantId: tenantId, connectionId: c.view.id)
         let s = c.settings
-        let guardrail = settings.guardrail
-        let platform = settings.platformCredentials
-        return try await Blocking.run {
-            try AWSSession.open(creds, endpointURL: s.endpointUrl, region: s.regions?.first ?? "us-east-1", guardrail: guardrail, platform: platform)
-        }
+        return try await AWSSession.open(
+            creds, endpointURL: s.endpointUrl, region: s.regions?.first ?? "us-east-1", guardrail: settings.guardrail,
+            platform: settings.platformCredentials)
     }
 }

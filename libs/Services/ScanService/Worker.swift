@@ -203,7 +203,7 @@ struct ScanWorker: Sendable {
             client: client, account: account, region: region == "global" ? signingRegion : region,
             width: settings.resourceConcurrency)
         let outcome: Result<PartOutcome, any Error> = await Result(catching: {
-            try await Parallel.run { try collector.run(context: ctx, rules: rules, tenantId: job.tenantId, connectionId: job.connectionId) }
+            try await collector.run(context: ctx, rules: rules, tenantId: job.tenantId, connectionId: job.connectionId)
         })
         if canceled.isSet { return }
         switch outcome {
@@ -294,10 +294,4 @@ final class CancelFlag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .relaxed) }
     var isSet: Bool { value.load(ordering: .relaxed) }
-}
-
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
-    }
 }

@@ -31,12 +31,12 @@ public final class CallCounter: Sendable {
 }
 
 /// A signed AWS API client for one account and endpoint override (moto, LocalStack, a partition).
-/// Blocking calls run on Dispatch threads via `Blocking` in callers.
+/// Calls are `async`: AWS's own endpoints are reached over pooled keep-alive connections.
 public struct AWSClient: Sendable {
     public private(set) var credentials: AWSCredentials
     /// Replaces every service endpoint when set (e.g. `http://127.0.0.1:5000`).
     public let endpointURL: String?
-    let http: OutboundHTTP
+    let transport: AWSTransport
     /// Counts calls and retries (benchmarks and scan statistics); optional.
     public var counter: CallCounter?
     public var maxAttempts = 5
@@ -48,7 +48,9 @@ public struct AWSClient: Sendable {
         self.credentials = credentials
         self.endpointURL = endpointURL
         self.counter = counter
-        http = OutboundHTTP(guardrail: guardrail, timeout: timeout)
+        transport = AWSTransport(
+            guardrail: guardrail, pooled: PooledHTTP(timeout: .milliseconds(Int(timeout * 1000))),
+            pinned: OutboundHTTP(guardrail: guardrail, timeout: timeout))
     }
 
     /// The same endpoint and options with other credentials (after AssumeRole).
@@ -70,7 +72,7 @@ public struct AWSClient: Sendable {
     public func query(
         service: String, region: String, action: String, version: String,
         params: [(String, String)] = []
-    ) throws -> XMLNode {
+    ) async throws -> XMLNode {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let form = ([("Action", action), ("Version", version)] + params)
             .map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
@@ -78,10 +80,9 @@ public struct AWSClient: Sendable {
             method: "POST", scheme: scheme, host: host, port: port, path: "/",
             headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"], body: Array(form.utf8))
         SigV4.sign(&req, credentials: credentials, region: service == "iam" || service == "sts" ? "us-east-1" : region, service: service)
-        return try retrying {
-            let r = try http.send(
-                method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body,
-                maxBody: 64 << 20)
+        return try await retrying {
+            let r = try await transport.send(
+                method: "POST", url: "\(scheme)://\(req.hostHeader)/", hostHeader: req.hostHeader, headers: req.headers, body: req.body)
             guard let xml = try? XMLNode.parse(Data(r.body.utf8)) else {
                 throw AWSError(
                     status: r.status, code: (200..<300).contains(r.status) ? "MalformedResponse" : "HTTP\(r.status)",
@@ -111,15 +112,16 @@ extension AWSClient {
     public func json(
         service: String, region: String, target: String, body: [String: Any] = [:],
         contentType: String = "application/x-amz-json-1.1"
-    ) throws -> AWSJSON {
+    ) async throws -> AWSJSON {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let payload = Array(try JSONSerialization.data(withJSONObject: body))
         var req = AWSRequest(
             method: "POST", scheme: scheme, host: host, port: port, path: "/",
             headers: ["Content-Type": contentType, "X-Amz-Target": target], body: payload)
         SigV4.sign(&req, credentials: credentials, region: region, service: service)
-        return try retrying {
-            let r = try http.send(method: "POST", url: "\(scheme)://\(req.hostHeader)/", headers: req.headers, body: req.body, maxBody: 64 << 20)
+        return try await retrying {
+            let r = try await transport.send(
+                method: "POST", url: "\(scheme)://\(req.hostHeader)/", hostHeader: req.hostHeader, headers: req.headers, body: req.body)
             return try Self.decodeJSON(r)
         }
     }
@@ -128,8 +130,8 @@ extension AWSClient {
     public func restXML(
         service: String, region: String, method: String, path: String, query: [(String, String)] = [],
         headers: [String: String] = [:], body: [UInt8] = []
-    ) throws -> (status: Int, xml: XMLNode?) {
-        let r = try rest(service: service, region: region, method: method, path: path, query: query, headers: headers, body: body)
+    ) async throws -> (status: Int, xml: XMLNode?) {
+        let r = try await rest(service: service, region: region, method: method, path: path, query: query, headers: headers, body: body)
         return (r.status, r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8)))
     }
 
@@ -137,14 +139,14 @@ extension AWSClient {
     public func rest(
         service: String, region: String, method: String, path: String, query: [(String, String)] = [],
         headers: [String: String] = [:], body: [UInt8] = []
-    ) throws -> (status: Int, body: String) {
+    ) async throws -> (status: Int, body: String) {
         let (scheme, host, port) = endpoint(service: service, region: region)
         var req = AWSRequest(method: method, scheme: scheme, host: host, port: port, path: path, query: query, headers: headers, body: body)
         SigV4.sign(&req, credentials: credentials, region: region, service: service, s3: service == "s3")
         let q = req.encodedQuery
         let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
-        return try retrying {
-            let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
+        return try await retrying {
+            let r = try await transport.send(method: method, url: url, hostHeader: req.hostHeader, headers: req.headers, body: req.body)
             guard (200..<300).contains(r.status) else {
                 let xml = r.body.isEmpty ? nil : try? XMLNode.parse(Data(r.body.utf8))
                 throw AWSError(status: r.status, code: xml?.first("Code")?.text ?? "HTTP\(r.status)", message: xml?.first("Message")?.text ?? "")
@@ -157,7 +159,7 @@ extension AWSClient {
     public func restJSON(
         service: String, region: String, method: String = "GET", path: String, query: [(String, String)] = [],
         body: [String: Any]? = nil
-    ) throws -> AWSJSON {
+    ) async throws -> AWSJSON {
         let (scheme, host, port) = endpoint(service: service, region: region)
         let payload = try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) } ?? []
         var req = AWSRequest(
@@ -166,8 +168,8 @@ extension AWSClient {
         SigV4.sign(&req, credentials: credentials, region: region, service: service)
         let q = req.encodedQuery
         let url = "\(scheme)://\(req.hostHeader)\(SigV4.wirePath(path))\(q.isEmpty ? "" : "?" + q)"
-        return try retrying {
-            let r = try http.send(method: method, url: url, headers: req.headers, body: req.body, maxBody: 64 << 20)
+        return try await retrying {
+            let r = try await transport.send(method: method, url: url, hostHeader: req.hostHeader, headers: req.headers, body: req.body)
             return try Self.decodeJSON(r)
         }
     }
@@ -184,16 +186,16 @@ extension AWSClient {
 
     /// Runs one API call, counting it, and retries throttling and transient server errors with
     /// jittered exponential backoff (100 ms, 200 ms, 400 ms … capped at 3.2 s; `maxAttempts` tries).
-    func retrying<T>(_ body: () throws -> T) throws -> T {
+    func retrying<T>(_ body: () async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
             counter?.add()
-            do { return try body() } catch let e as AWSError
+            do { return try await body() } catch let e as AWSError
                 where attempt < maxAttempts && (e.isThrottling || [500, 502, 503, 504].contains(e.status))
             {
                 let base = min(3.2, 0.1 * pow(2, Double(attempt - 1)))
-                Thread.sleep(forTimeInterval: base * Double.random(in: 0.5...1.0))
+                try await Task.sleep(for: .milliseconds(Int(base * Double.random(in: 0.5...1.0) * 1000)))
                 counter?.addRetry()
             }
         }
@@ -289,11 +291,11 @@ extension AWSClient {
     public func queryPages(
         service: String, region: String, action: String, version: String, params: [(String, String)] = [],
         inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500
-    ) throws -> [XMLNode] {
+    ) async throws -> [XMLNode] {
         var pages: [XMLNode] = []
         var token: String? = nil
         repeat {
-            let page = try query(
+            let page = try await query(
                 service: service, region: region, action: action, version: version,
                 params: params + (token.map { [(inToken, $0)] } ?? []))
             pages.append(page)
@@ -308,13 +310,13 @@ extension AWSClient {
     public func jsonPages(
         service: String, region: String, target: String, body: [String: Any] = [:],
         inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500
-    ) throws -> [AWSJSON] {
+    ) async throws -> [AWSJSON] {
         var pages: [AWSJSON] = []
         var token: String? = nil
         repeat {
             var b = body
             if let token { b[inToken] = token }
-            let page = try json(service: service, region: region, target: target, body: b)
+            let page = try await json(service: service, region: region, target: target, body: b)
             pages.append(page)
             let next = page[outToken] as? String ?? ""
             token = next.isEmpty || (page["Truncated"] as? Bool) == false ? nil : next
@@ -325,10 +327,10 @@ extension AWSClient {
     /// STS AssumeRole: temporary credentials for `roleArn`.
     public func assumeRole(
         roleArn: String, externalId: String?, sessionName: String = "vigil-scan", region: String = "us-east-1"
-    ) throws -> AWSCredentials {
+    ) async throws -> AWSCredentials {
         var params = [("RoleArn", roleArn), ("RoleSessionName", sessionName), ("DurationSeconds", "3600")]
         if let externalId { params.append(("ExternalId", externalId)) }
-        let xml = try query(service: "sts", region: region, action: "AssumeRole", version: "2011-06-15", params: params)
+        let xml = try await query(service: "sts", region: region, action: "AssumeRole", version: "2011-06-15", params: params)
         guard let key = xml.first("AccessKeyId")?.text, let secret = xml.first("SecretAccessKey")?.text else {
             throw AWSError(status: 0, code: "MalformedResponse", message: "AssumeRole returned no credentials")
         }

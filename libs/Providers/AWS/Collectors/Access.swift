@@ -135,11 +135,11 @@ public struct AWSSession: Sendable {
     public static func isAuthError(_ e: AWSError) -> Bool { authErrors.contains(e.code) || e.status == 401 || e.status == 403 }
 
     /// Assumes the role if one is given (with the credentials' keys or the platform's own identity) and
-    /// asks STS who it is. Blocking: call it off the async executors.
+    /// asks STS who it is.
     public static func open(
         _ creds: ConnectionCredentials, endpointURL: String?, region: String, guardrail: SSRFGuard,
         platform: AWSCredentials?
-    ) throws -> AWSSession {
+    ) async throws -> AWSSession {
         let base: AWSCredentials
         if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
             base = AWSCredentials(accessKeyId: k, secretAccessKey: sk, sessionToken: creds.sessionToken)
@@ -151,9 +151,9 @@ public struct AWSSession: Sendable {
         var client = AWSClient(credentials: base, endpointURL: endpointURL, guardrail: guardrail)
         do {
             if let role = creds.roleArn {
-                client = client.with(credentials: try client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
+                client = client.with(credentials: try await client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
             }
-            let who = try client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15")
+            let who = try await client.query(service: "sts", region: region, action: "GetCallerIdentity", version: "2011-06-15")
             return AWSSession(client: client, account: who.first("Account")?.text ?? "unknown", arn: who.first("Arn")?.text ?? "")
         } catch let e as AWSError where isAuthError(e) {
             throw SessionError(message: "AWS refused the credentials (\(e.code))" + (e.message.isEmpty ? "" : ": \(e.message)"), permanent: true)

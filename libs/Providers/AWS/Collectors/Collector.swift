@@ -19,7 +19,7 @@ public struct CollectContext: Sendable {
         self.width = width
     }
 
-    func resource(
+    @Sendable func resource(
         _ service: String, _ type: String, id: String, name: String, region: String? = nil,
         tags: [String: String] = [:], _ attributes: [String: JSONValue]
     ) -> Resource {
@@ -28,7 +28,7 @@ public struct CollectContext: Sendable {
             tags: tags, attributes: attributes)
     }
 
-    func arn(_ service: String, _ rest: String, global: Bool = false) -> String {
+    @Sendable func arn(_ service: String, _ rest: String, global: Bool = false) -> String {
         "arn:aws:\(service):\(global ? "" : region):\(account):\(rest)"
     }
 }
@@ -38,7 +38,7 @@ public struct AWSCollector: Sendable {
     public let service: String
     /// Global services (IAM, S3's bucket list) run once per scan, as region "global".
     public let global: Bool
-    public let collect: @Sendable (CollectContext) throws -> [Resource]
+    public let collect: @Sendable (CollectContext) async throws -> [Resource]
 }
 
 public enum AWSCollectors {
@@ -76,8 +76,8 @@ extension Optional where Wrapped == String {
 }
 
 /// Treats "not found" style errors as an absent configuration (e.g. no bucket policy).
-public func optional<T>(_ codes: Set<String>, _ body: () throws -> T) throws -> T? {
-    do { return try body() } catch let e as AWSError where codes.contains(e.code) || e.status == 404 { return nil }
+public func optional<T>(_ codes: Set<String>, _ body: () async throws -> T) async throws -> T? {
+    do { return try await body() } catch let e as AWSError where codes.contains(e.code) || e.status == 404 { return nil }
 }
 
 extension AWSCollector {
@@ -85,8 +85,8 @@ extension AWSCollector {
     public func run(
         context: CollectContext, rules: [String: [Rule]], tenantId: String,
         connectionId: String
-    ) throws -> PartOutcome {
-        let resources = try collect(context)
+    ) async throws -> PartOutcome {
+        let resources = try await collect(context)
         return PartOutcome(resources: resources, results: Scanner.evaluate(resources, rules: rules, tenantId: tenantId, connectionId: connectionId))
     }
 }

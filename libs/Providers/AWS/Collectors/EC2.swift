@@ -10,16 +10,16 @@ enum EC2Collector {
         6379, 7000, 8020, 9042, 9092, 9200, 9300, 11211, 27017, 27018,
     ]
 
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         let r = ctx.region
-        func pages(_ action: String, _ params: [(String, String)] = []) throws -> [XMLNode] {
-            try c.queryPages(service: "ec2", region: r, action: action, version: version, params: params)
+        @Sendable func pages(_ action: String, _ params: [(String, String)] = []) async throws -> [XMLNode] {
+            try await c.queryPages(service: "ec2", region: r, action: action, version: version, params: params)
         }
         var out: [Resource] = []
 
         // Security groups.
-        for page in try pages("DescribeSecurityGroups") {
+        for page in try await pages("DescribeSecurityGroups") {
             for g in page.list("securityGroupInfo") {
                 let id = g["groupId"] ?? ""
                 var open = Set<Int>()
@@ -54,7 +54,7 @@ enum EC2Collector {
 
         // Volumes (needed by instances and snapshots).
         var volumeSize: [String: Double] = [:]
-        for page in try pages("DescribeVolumes") {
+        for page in try await pages("DescribeVolumes") {
             for v in page.list("volumeSet") {
                 let id = v["volumeId"] ?? ""
                 let size = Double(v["size"] ?? "") ?? 0
@@ -72,15 +72,16 @@ enum EC2Collector {
 
         // Instances, with user data checked for secrets.
         var instances: [XMLNode] = []
-        for page in try pages("DescribeInstances") {
+        for page in try await pages("DescribeInstances") {
             for res in page.list("reservationSet") { instances += res.list("instancesSet") }
         }
-        let instanceResources = try Parallel.map(instances, width: ctx.width) { i -> Resource in
+        let sizes = volumeSize
+        let instanceResources = try await Concurrently.map(instances, width: ctx.width) { i -> Resource in
             let id = i["instanceId"] ?? ""
             let state = i.path("instanceState/name")?.text ?? "unknown"
             var secrets: [String] = []
             if state != "terminated" {
-                let attr = try c.query(
+                let attr = try await c.query(
                     service: "ec2", region: r, action: "DescribeInstanceAttribute", version: version,
                     params: [("InstanceId", id), ("Attribute", "userData")])
                 if let b64 = attr.path("userData/value")?.text ?? attr.first("value")?.text, let data = Data(base64Encoded: b64),
@@ -99,7 +100,7 @@ enum EC2Collector {
                     "metadata_http_endpoint": .string(i.path("metadataOptions/httpEndpoint")?.text ?? "enabled"),
                     "has_instance_profile": .bool(i.path("iamInstanceProfile/arn") != nil),
                     "user_data_secrets": .array(secrets.map { .string($0) }),
-                    "attached_volume_gib": .number(volumes.reduce(0) { $0 + (volumeSize[$1] ?? 0) }),
+                    "attached_volume_gib": .number(volumes.reduce(0) { $0 + (sizes[$1] ?? 0) }),
                     "subnet_id": (i["subnetId"]).json, "vpc_id": (i["vpcId"]).json,
                 ])
         }
@@ -107,7 +108,7 @@ enum EC2Collector {
 
         // Images owned by the account, and the snapshots they use.
         var imageSnapshots = Set<String>()
-        for page in try pages("DescribeImages", [("Owner.1", "self")]) {
+        for page in try await pages("DescribeImages", [("Owner.1", "self")]) {
             for img in page.list("imagesSet") {
                 let id = img["imageId"] ?? ""
                 for b in img.list("blockDeviceMapping") { if let s = b.path("ebs/snapshotId")?.text { imageSnapshots.insert(s) } }
@@ -122,7 +123,7 @@ enum EC2Collector {
 
         // Snapshots owned by the account.
         var snapshots: [XMLNode] = []
-        for page in try pages("DescribeSnapshots", [("Owner.1", "self")]) { snapshots += page.list("snapshotSet") }
+        for page in try await pages("DescribeSnapshots", [("Owner.1", "self")]) { snapshots += page.list("snapshotSet") }
         // Snapshots made for an AMI name it in their description; if that image still exists (whoever
         // owns it), the snapshot backs it and is not an orphan.
         let amiPattern = try NSRegularExpression(pattern: "ami-[0-9a-f]{8,17}")
@@ -135,39 +136,40 @@ enum EC2Collector {
         }
         let unknownImages = Array(Set(referencedImages.values)).sorted()
         if !unknownImages.isEmpty {
-            func describe(_ ids: [String]) throws -> Set<String>? {
+            @Sendable func describe(_ ids: [String]) async throws -> Set<String>? {
                 let params = ids.enumerated().map { ("ImageId.\($0.offset + 1)", $0.element) }
-                let found = try optional(["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"]) {
-                    try c.query(service: "ec2", region: r, action: "DescribeImages", version: version, params: params)
+                let found = try await optional(["InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"]) {
+                    try await c.query(service: "ec2", region: r, action: "DescribeImages", version: version, params: params)
                 }
                 return found.map { Set($0.list("imagesSet").compactMap { $0["imageId"] }) }
             }
             // One call for all; if one id is gone AWS refuses the whole call, so then ask one by one.
-            var live = try describe(Array(unknownImages.prefix(200))) ?? []
+            var live = try await describe(Array(unknownImages.prefix(200))) ?? []
             if live.isEmpty && unknownImages.count > 1 {
-                for id in unknownImages.prefix(50) { live.formUnion(try describe([id]) ?? []) }
+                for id in unknownImages.prefix(50) { live.formUnion(try await describe([id]) ?? []) }
             }
             for (snap, image) in referencedImages where live.contains(image) { imageSnapshots.insert(snap) }
         }
 
-        out += try Parallel.map(snapshots, width: ctx.width) { s -> Resource in
+        let snapshotsOfImages = imageSnapshots
+        out += try await Concurrently.map(snapshots, width: ctx.width) { s -> Resource in
             let id = s["snapshotId"] ?? ""
-            let perms = try c.query(
+            let perms = try await c.query(
                 service: "ec2", region: r, action: "DescribeSnapshotAttribute", version: version,
                 params: [("SnapshotId", id), ("Attribute", "createVolumePermission")])
             let isPublic = perms.list("createVolumePermission").contains { $0["group"] == "all" }
             let volume = s["volumeId"] ?? ""
-            let exists = volumeSize[volume] != nil || imageSnapshots.contains(id)
+            let exists = sizes[volume] != nil || snapshotsOfImages.contains(id)
             return ctx.resource(
                 "ec2", "aws.ec2.snapshot", id: ctx.arn("ec2", "snapshot/\(id)"), name: id, tags: tags(s),
                 [
                     "public": .bool(isPublic), "encrypted": .bool((s["encrypted"] ?? "").bool), "volume_id": .string(volume),
-                    "volume_exists": .bool(exists), "size_gib": .number(Double(s["volumeSize"] ?? "") ?? 0),
+                    "volume_exists": .bool(exists), "size_gib": .number(Double(s["sizes"] ?? "") ?? 0),
                 ])
         }
 
         // Elastic IPs.
-        for page in try pages("DescribeAddresses") {
+        for page in try await pages("DescribeAddresses") {
             for a in page.list("addressesSet") {
                 let id = a["allocationId"] ?? a["publicIp"] ?? ""
                 let associated = !(a["associationId"] ?? "").isEmpty || !(a["instanceId"] ?? "").isEmpty || !(a["networkInterfaceId"] ?? "").isEmpty
@@ -181,7 +183,7 @@ enum EC2Collector {
         }
 
         // Regional EBS default encryption.
-        let ebs = try c.query(service: "ec2", region: r, action: "GetEbsEncryptionByDefault", version: version)
+        let ebs = try await c.query(service: "ec2", region: r, action: "GetEbsEncryptionByDefault", version: version)
         out.append(
             ctx.resource(
                 "ec2", "aws.ec2.regional_settings", id: ctx.arn("ec2", "settings/ebs-default-encryption"),
@@ -189,10 +191,10 @@ enum EC2Collector {
 
         // VPCs and flow logs.
         var flowLogged = Set<String>()
-        for page in try pages("DescribeFlowLogs") {
+        for page in try await pages("DescribeFlowLogs") {
             for f in page.list("flowLogSet") { if let id = f["resourceId"] { flowLogged.insert(id) } }
         }
-        for page in try pages("DescribeVpcs") {
+        for page in try await pages("DescribeVpcs") {
             for v in page.list("vpcSet") {
                 let id = v["vpcId"] ?? ""
                 out.append(
@@ -204,7 +206,7 @@ enum EC2Collector {
                         ]))
             }
         }
-        for page in try pages("DescribeSubnets") {
+        for page in try await pages("DescribeSubnets") {
             for s in page.list("subnetSet") {
                 let id = s["subnetId"] ?? ""
                 out.append(
@@ -216,7 +218,7 @@ enum EC2Collector {
                         ]))
             }
         }
-        for page in try pages("DescribeNetworkAcls") {
+        for page in try await pages("DescribeNetworkAcls") {
             for n in page.list("networkAclSet") {
                 let id = n["networkAclId"] ?? ""
                 out.append(

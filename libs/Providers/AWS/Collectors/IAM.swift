@@ -7,23 +7,23 @@ enum IAMCollector {
     static let version = "2010-05-08"
     static let adminPolicy = "arn:aws:iam::aws:policy/AdministratorAccess"
 
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        func q(_ action: String, _ params: [(String, String)] = []) throws -> XMLNode {
-            try c.query(service: "iam", region: "us-east-1", action: action, version: version, params: params)
+        @Sendable func q(_ action: String, _ params: [(String, String)] = []) async throws -> XMLNode {
+            try await c.query(service: "iam", region: "us-east-1", action: action, version: version, params: params)
         }
-        func pages(_ action: String, _ params: [(String, String)] = []) throws -> [XMLNode] {
-            try c.queryPages(
+        @Sendable func pages(_ action: String, _ params: [(String, String)] = []) async throws -> [XMLNode] {
+            try await c.queryPages(
                 service: "iam", region: "us-east-1", action: action, version: version, params: params,
                 inToken: "Marker", outToken: "Marker")
         }
         var out: [Resource] = []
 
         // Account: root MFA/keys and the password policy.
-        let summary = try q("GetAccountSummary")
+        let summary = try await q("GetAccountSummary")
         var entries: [String: String] = [:]
         for e in summary.all("entry") { if let k = e["key"] { entries[k] = e["value"] } }
-        let pp = try optional(["NoSuchEntity"]) { try q("GetAccountPasswordPolicy") }
+        let pp = try await optional(["NoSuchEntity"]) { try await q("GetAccountPasswordPolicy") }
         var policy: [String: JSONValue] = ["present": .bool(pp != nil)]
         if let p = pp?.first("PasswordPolicy") {
             if let n = Double(p["MinimumPasswordLength"] ?? "") { policy["minimum_length"] = .number(n) }
@@ -37,10 +37,10 @@ enum IAMCollector {
 
         // Customer-managed policies and whether they grant "*" on "*".
         var policies: [XMLNode] = []
-        for page in try pages("ListPolicies", [("Scope", "Local")]) { policies += page.list("Policies") }
-        let policyFacts = try Parallel.map(policies, width: ctx.width) { p -> (String, Resource) in
+        for page in try await pages("ListPolicies", [("Scope", "Local")]) { policies += page.list("Policies") }
+        let policyFacts = try await Concurrently.map(policies, width: ctx.width) { p -> (String, Resource) in
             let arn = p["Arn"] ?? ""
-            let doc = try q("GetPolicyVersion", [("PolicyArn", arn), ("VersionId", p["DefaultVersionId"] ?? "v1")])
+            let doc = try await q("GetPolicyVersion", [("PolicyArn", arn), ("VersionId", p["DefaultVersionId"] ?? "v1")])
             let facts = PolicyFacts(document: doc.first("Document")?.text, ownAccount: ctx.account)
             return (
                 arn,
@@ -57,13 +57,13 @@ enum IAMCollector {
 
         // Groups' attached policies, looked up once per group.
         let groupAdmin = Mutex<[String: Bool]>([:])
-        func groupHasAdmin(_ g: String) throws -> Bool {
+        @Sendable func groupHasAdmin(_ g: String) async throws -> Bool {
             if let known = groupAdmin.withLock({ $0[g] }) { return known }
-            let attached = try pages("ListAttachedGroupPolicies", [("GroupName", g)]).flatMap { $0.list("AttachedPolicies") }
+            let attached = try await pages("ListAttachedGroupPolicies", [("GroupName", g)]).flatMap { $0.list("AttachedPolicies") }
             var admin = attached.contains { adminArns.contains($0["PolicyArn"] ?? "") }
             if !admin {
-                for name in try pages("ListGroupPolicies", [("GroupName", g)]).flatMap({ $0.list("PolicyNames") }).map(\.text) {
-                    let doc = try q("GetGroupPolicy", [("GroupName", g), ("PolicyName", name)])
+                for name in try await pages("ListGroupPolicies", [("GroupName", g)]).flatMap({ $0.list("PolicyNames") }).map(\.text) {
+                    let doc = try await q("GetGroupPolicy", [("GroupName", g), ("PolicyName", name)])
                     if PolicyFacts(document: doc.first("PolicyDocument")?.text).grantsFullAdmin { admin = true }
                 }
             }
@@ -73,12 +73,12 @@ enum IAMCollector {
 
         // Users.
         var users: [XMLNode] = []
-        for page in try pages("ListUsers") { users += page.list("Users") }
-        out += try Parallel.map(users, width: ctx.width) { u -> Resource in
+        for page in try await pages("ListUsers") { users += page.list("Users") }
+        out += try await Concurrently.map(users, width: ctx.width) { u -> Resource in
             let name = u["UserName"] ?? ""
-            let console = try optional(["NoSuchEntity"]) { try q("GetLoginProfile", [("UserName", name)]) } != nil
-            let mfa = try q("ListMFADevices", [("UserName", name)]).list("MFADevices")
-            let keys = try q("ListAccessKeys", [("UserName", name)]).list("AccessKeyMetadata")
+            let console = try await optional(["NoSuchEntity"]) { try await q("GetLoginProfile", [("UserName", name)]) } != nil
+            let mfa = try await q("ListMFADevices", [("UserName", name)]).list("MFADevices")
+            let keys = try await q("ListAccessKeys", [("UserName", name)]).list("AccessKeyMetadata")
             var active = 0
             var unused = 0
             var oldest: Double? = nil
@@ -86,19 +86,19 @@ enum IAMCollector {
                 active += 1
                 let age = Dates.days(since: Dates.parse(k["CreateDate"]), now: ctx.now) ?? 0
                 oldest = max(oldest ?? 0, age)
-                let used = try q("GetAccessKeyLastUsed", [("AccessKeyId", k["AccessKeyId"] ?? "")])
+                let used = try await q("GetAccessKeyLastUsed", [("AccessKeyId", k["AccessKeyId"] ?? "")])
                 let lastUsed = Dates.days(since: Dates.parse(used.first("LastUsedDate")?.text), now: ctx.now)
                 if age > 45 && (lastUsed ?? .infinity) > 45 { unused += 1 }
             }
-            let attached = try pages("ListAttachedUserPolicies", [("UserName", name)]).flatMap { $0.list("AttachedPolicies") }
-            let inline = try pages("ListUserPolicies", [("UserName", name)]).flatMap { $0.list("PolicyNames") }.map(\.text)
+            let attached = try await pages("ListAttachedUserPolicies", [("UserName", name)]).flatMap { $0.list("AttachedPolicies") }
+            let inline = try await pages("ListUserPolicies", [("UserName", name)]).flatMap { $0.list("PolicyNames") }.map(\.text)
             var admin = attached.contains { adminArns.contains($0["PolicyArn"] ?? "") }
             for p in inline where !admin {
-                let doc = try q("GetUserPolicy", [("UserName", name), ("PolicyName", p)])
+                let doc = try await q("GetUserPolicy", [("UserName", name), ("PolicyName", p)])
                 if PolicyFacts(document: doc.first("PolicyDocument")?.text).grantsFullAdmin { admin = true }
             }
-            let groups = try pages("ListGroupsForUser", [("UserName", name)]).flatMap { $0.list("Groups") }.compactMap { $0["GroupName"] }
-            for g in groups where !admin { admin = try groupHasAdmin(g) }
+            let groups = try await pages("ListGroupsForUser", [("UserName", name)]).flatMap { $0.list("Groups") }.compactMap { $0["GroupName"] }
+            for g in groups where !admin { admin = try await groupHasAdmin(g) }
             var a: [String: JSONValue] = [
                 "console_access": .bool(console), "mfa_enabled": .bool(!mfa.isEmpty), "active_key_count": .number(Double(active)),
                 "unused_active_key_count": .number(Double(unused)), "has_admin": .bool(admin),
@@ -112,7 +112,7 @@ enum IAMCollector {
 
         // Roles (service-linked roles are AWS-managed and skipped).
         var roles: [XMLNode] = []
-        for page in try pages("ListRoles") { roles += page.list("Roles") }
+        for page in try await pages("ListRoles") { roles += page.list("Roles") }
         for role in roles where !(role["Path"] ?? "").hasPrefix("/aws-service-role/") {
             let name = role["RoleName"] ?? ""
             let trust = PolicyFacts(document: role["AssumeRolePolicyDocument"], ownAccount: ctx.account)

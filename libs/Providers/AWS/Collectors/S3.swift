@@ -5,24 +5,26 @@ import VigilCore
 enum S3Collector {
     static let publicGroups = ["http://acs.amazonaws.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"]
 
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         let home = ctx.region == "global" ? "us-east-1" : ctx.region
-        let list = try c.restXML(service: "s3", region: home, method: "GET", path: "/")
+        let list = try await c.restXML(service: "s3", region: home, method: "GET", path: "/")
         let names = (list.xml?.first("Buckets")?.children ?? []).compactMap { $0["Name"] }
-        return try Parallel.map(names, width: ctx.width) { name in try bucket(name, ctx: ctx, home: home) }
+        return try await Concurrently.map(names, width: ctx.width) { name in try await bucket(name, ctx: ctx, home: home) }
     }
 
-    static func bucket(_ name: String, ctx: CollectContext, home: String) throws -> Resource {
+    static func bucket(_ name: String, ctx: CollectContext, home: String) async throws -> Resource {
         let c = ctx.client
         let path = "/\(name)"
-        let location = try optional([]) { try c.restXML(service: "s3", region: home, method: "GET", path: path, query: [("location", "")]) }
+        let location = try await optional([]) {
+            try await c.restXML(service: "s3", region: home, method: "GET", path: path, query: [("location", "")])
+        }
         var region = location?.xml?.first("LocationConstraint")?.text ?? ""
         if region.isEmpty { region = "us-east-1" } else if region == "EU" { region = "eu-west-1" }
         var a: [String: JSONValue] = ["bucket_region": .string(region)]
 
-        let pab = try optional(["NoSuchPublicAccessBlockConfiguration"]) {
-            try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("publicAccessBlock", "")])
+        let pab = try await optional(["NoSuchPublicAccessBlockConfiguration"]) {
+            try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("publicAccessBlock", "")])
         }
         let flags = ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"]
         var pabValues: [String: JSONValue] = [:]
@@ -30,7 +32,7 @@ enum S3Collector {
         pabValues["all_enabled"] = .bool(flags.allSatisfy { pab?.xml?.first($0)?.text == "true" })
         a["public_access_block"] = .object(pabValues)
 
-        let acl = try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("acl", "")])
+        let acl = try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("acl", "")])
         var read = false
         var write = false
         for g in acl.xml?.all("Grant") ?? [] {
@@ -42,29 +44,29 @@ enum S3Collector {
         a["acl_public_read"] = .bool(read)
         a["acl_public_write"] = .bool(write)
 
-        let policy = try optional(["NoSuchBucketPolicy"]) {
-            try c.rest(service: "s3", region: region, method: "GET", path: path, query: [("policy", "")])
+        let policy = try await optional(["NoSuchBucketPolicy"]) {
+            try await c.rest(service: "s3", region: region, method: "GET", path: path, query: [("policy", "")])
         }
         let facts = PolicyFacts(document: policy?.body, ownAccount: ctx.account)
         a["has_policy"] = .bool(policy?.body.isEmpty == false)
         a["policy_public"] = .bool(facts.allowsPublicPrincipal)
         a["policy_denies_insecure_transport"] = .bool(facts.deniesInsecureTransport)
 
-        let enc = try optional(["ServerSideEncryptionConfigurationNotFoundError"]) {
-            try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("encryption", "")])
+        let enc = try await optional(["ServerSideEncryptionConfigurationNotFoundError"]) {
+            try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("encryption", "")])
         }
         let algorithm = enc?.xml?.first("SSEAlgorithm")?.text
         a["encryption"] = .object(["enabled": .bool(algorithm != nil), "algorithm": algorithm.json])
 
-        let ver = try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("versioning", "")])
+        let ver = try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("versioning", "")])
         a["versioning"] = .string(ver.xml?.first("Status")?.text ?? "Disabled")
         a["mfa_delete"] = .bool(ver.xml?.first("MfaDelete")?.text == "Enabled")
 
-        let logging = try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("logging", "")])
+        let logging = try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("logging", "")])
         a["logging_enabled"] = .bool(logging.xml?.first("LoggingEnabled") != nil)
 
-        let tagSet = try optional(["NoSuchTagSet"]) {
-            try c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("tagging", "")])
+        let tagSet = try await optional(["NoSuchTagSet"]) {
+            try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("tagging", "")])
         }
         var t: [String: String] = [:]
         for tag in tagSet?.xml?.all("Tag") ?? [] { if let k = tag["Key"] { t[k] = tag["Value"] ?? "" } }

@@ -3,22 +3,26 @@ import ScanEngine
 import VigilCore
 
 enum KMSCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        func call(_ action: String, _ body: [String: Any] = [:]) throws -> AWSJSON {
-            try c.json(service: "kms", region: ctx.region, target: "TrentService.\(action)", body: body)
+        @Sendable func call(_ action: String, _ body: [String: Any] = [:]) async throws -> AWSJSON {
+            try await c.json(service: "kms", region: ctx.region, target: "TrentService.\(action)", body: body)
         }
-        let keys = try c.jsonPages(service: "kms", region: ctx.region, target: "TrentService.ListKeys", inToken: "Marker", outToken: "NextMarker")
-            .flatMap { ($0["Keys"] as? [[String: Any]] ?? []).compactMap { $0["KeyId"] as? String } }
+        let keys = try await c.jsonPages(
+            service: "kms", region: ctx.region, target: "TrentService.ListKeys", inToken: "Marker", outToken: "NextMarker"
+        )
+        .flatMap { ($0["Keys"] as? [[String: Any]] ?? []).compactMap { $0["KeyId"] as? String } }
         var aliases: [String: String] = [:]
-        for page in try c.jsonPages(service: "kms", region: ctx.region, target: "TrentService.ListAliases", inToken: "Marker", outToken: "NextMarker")
+        for page in try await c.jsonPages(
+            service: "kms", region: ctx.region, target: "TrentService.ListAliases", inToken: "Marker", outToken: "NextMarker")
         {
             for a in page["Aliases"] as? [[String: Any]] ?? [] {
                 if let k = a["TargetKeyId"] as? String, let n = a["AliasName"] as? String { aliases[k] = n }
             }
         }
-        return try Parallel.map(keys, width: ctx.width) { id -> Resource in
-            let meta = (try call("DescribeKey", ["KeyId": id])["KeyMetadata"] as? [String: Any]) ?? [:]
+        let keyAliases = aliases
+        return try await Concurrently.map(keys, width: ctx.width) { id -> Resource in
+            let meta = (try await call("DescribeKey", ["KeyId": id])["KeyMetadata"] as? [String: Any]) ?? [:]
             let manager = meta["KeyManager"] as? String ?? "CUSTOMER"
             let state = meta["KeyState"] as? String ?? "Enabled"
             let spec = (meta["KeySpec"] ?? meta["CustomerMasterKeySpec"]) as? String ?? "SYMMETRIC_DEFAULT"
@@ -27,30 +31,30 @@ enum KMSCollector {
                 "description": .string(meta["Description"] as? String ?? ""),
             ]
             if manager == "CUSTOMER" && spec == "SYMMETRIC_DEFAULT" && state == "Enabled" {
-                a["rotation_enabled"] = .bool(try call("GetKeyRotationStatus", ["KeyId": id])["KeyRotationEnabled"] as? Bool ?? false)
+                a["rotation_enabled"] = .bool(try await call("GetKeyRotationStatus", ["KeyId": id])["KeyRotationEnabled"] as? Bool ?? false)
             }
-            if let policy = try optional(["NotFoundException"], { try call("GetKeyPolicy", ["KeyId": id, "PolicyName": "default"]) }) {
+            if let policy = try await optional(["NotFoundException"], { try await call("GetKeyPolicy", ["KeyId": id, "PolicyName": "default"]) }) {
                 a["policy_public"] = .bool(PolicyFacts(document: policy["Policy"] as? String, ownAccount: ctx.account).allowsPublicPrincipal)
             }
             let arn = meta["Arn"] as? String ?? ctx.arn("kms", "key/\(id)")
-            return ctx.resource("kms", "aws.kms.key", id: arn, name: aliases[id] ?? id, a)
+            return ctx.resource("kms", "aws.kms.key", id: arn, name: keyAliases[id] ?? id, a)
         }
     }
 }
 
 enum CloudTrailCollector {
     static let prefix = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101"
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         let trails =
-            try c.json(
+            try await c.json(
                 service: "cloudtrail", region: ctx.region, target: "\(prefix).DescribeTrails",
                 body: ["includeShadowTrails": true])["trailList"] as? [[String: Any]] ?? []
         var multiRegionLogging = false
         var out: [Resource] = []
         for t in trails {
             let arn = t["TrailARN"] as? String ?? ""
-            let status = try c.json(service: "cloudtrail", region: ctx.region, target: "\(prefix).GetTrailStatus", body: ["Name": arn])
+            let status = try await c.json(service: "cloudtrail", region: ctx.region, target: "\(prefix).GetTrailStatus", body: ["Name": arn])
             let logging = status["IsLogging"] as? Bool ?? false
             let multi = t["IsMultiRegionTrail"] as? Bool ?? false
             if multi && logging { multiRegionLogging = true }
@@ -76,14 +80,14 @@ enum CloudTrailCollector {
 
 enum RDSCollector {
     static let version = "2014-10-31"
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        func pages(_ action: String, _ params: [(String, String)] = []) throws -> [XMLNode] {
-            try c.queryPages(
+        @Sendable func pages(_ action: String, _ params: [(String, String)] = []) async throws -> [XMLNode] {
+            try await c.queryPages(
                 service: "rds", region: ctx.region, action: action, version: version, params: params, inToken: "Marker", outToken: "Marker")
         }
         var out: [Resource] = []
-        for page in try pages("DescribeDBInstances") {
+        for page in try await pages("DescribeDBInstances") {
             for d in page.list("DBInstances") {
                 let name = d["DBInstanceIdentifier"] ?? ""
                 out.append(
@@ -101,10 +105,10 @@ enum RDSCollector {
                         ]))
             }
         }
-        let snapshots = try pages("DescribeDBSnapshots", [("SnapshotType", "manual")]).flatMap { $0.list("DBSnapshots") }
-        out += try Parallel.map(snapshots, width: ctx.width) { s -> Resource in
+        let snapshots = try await pages("DescribeDBSnapshots", [("SnapshotType", "manual")]).flatMap { $0.list("DBSnapshots") }
+        out += try await Concurrently.map(snapshots, width: ctx.width) { s -> Resource in
             let name = s["DBSnapshotIdentifier"] ?? ""
-            let attrs = try c.query(
+            let attrs = try await c.query(
                 service: "rds", region: ctx.region, action: "DescribeDBSnapshotAttributes", version: version,
                 params: [("DBSnapshotIdentifier", name)])
             let isPublic = attrs.all("DBSnapshotAttribute").contains { a in
@@ -121,23 +125,23 @@ enum RDSCollector {
 }
 
 enum LambdaCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         var functions: [[String: Any]] = []
         var marker: String? = nil
         for _ in 0..<500 {
-            let page = try c.restJSON(
+            let page = try await c.restJSON(
                 service: "lambda", region: ctx.region, path: "/2015-03-31/functions/",
                 query: marker.map { [("Marker", $0)] } ?? [])
             functions += page["Functions"] as? [[String: Any]] ?? []
             marker = page["NextMarker"] as? String
             if marker?.isEmpty ?? true { break }
         }
-        return try Parallel.map(functions.map { AWSJSON(object: $0) }, width: ctx.width) { f -> Resource in
+        return try await Concurrently.map(functions.map { AWSJSON(object: $0) }, width: ctx.width) { f -> Resource in
             let name = f["FunctionName"] as? String ?? ""
             let env = ((f["Environment"] as? [String: Any])?["Variables"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
-            let policy = try optional(["ResourceNotFoundException"]) {
-                try c.restJSON(service: "lambda", region: ctx.region, path: "/2015-03-31/functions/\(name)/policy")
+            let policy = try await optional(["ResourceNotFoundException"]) {
+                try await c.restJSON(service: "lambda", region: ctx.region, path: "/2015-03-31/functions/\(name)/policy")
             }
             return ctx.resource(
                 "lambda", "aws.lambda.function", id: f["FunctionArn"] as? String ?? ctx.arn("lambda", "function:\(name)"), name: name,
@@ -152,12 +156,12 @@ enum LambdaCollector {
 }
 
 enum SQSCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        let urls = try c.queryPages(service: "sqs", region: ctx.region, action: "ListQueues", version: "2012-11-05")
+        let urls = try await c.queryPages(service: "sqs", region: ctx.region, action: "ListQueues", version: "2012-11-05")
             .flatMap { $0.all("QueueUrl").map(\.text) }
-        return try Parallel.map(urls, width: ctx.width) { url -> Resource in
-            let xml = try c.query(
+        return try await Concurrently.map(urls, width: ctx.width) { url -> Resource in
+            let xml = try await c.query(
                 service: "sqs", region: ctx.region, action: "GetQueueAttributes", version: "2012-11-05",
                 params: [("QueueUrl", url), ("AttributeName.1", "All")])
             var attrs: [String: String] = [:]
@@ -175,12 +179,12 @@ enum SQSCollector {
 }
 
 enum SNSCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        let arns = try c.queryPages(service: "sns", region: ctx.region, action: "ListTopics", version: "2010-03-31")
+        let arns = try await c.queryPages(service: "sns", region: ctx.region, action: "ListTopics", version: "2010-03-31")
             .flatMap { $0.all("TopicArn").map(\.text) }
-        return try Parallel.map(arns, width: ctx.width) { arn -> Resource in
-            let xml = try c.query(
+        return try await Concurrently.map(arns, width: ctx.width) { arn -> Resource in
+            let xml = try await c.query(
                 service: "sns", region: ctx.region, action: "GetTopicAttributes", version: "2010-03-31", params: [("TopicArn", arn)])
             var attrs: [String: String] = [:]
             for e in xml.all("entry") { if let k = e["key"] { attrs[k] = e["value"] ?? "" } }
@@ -195,14 +199,14 @@ enum SNSCollector {
 }
 
 enum SecretsManagerCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        let secrets = try c.jsonPages(service: "secretsmanager", region: ctx.region, target: "secretsmanager.ListSecrets")
+        let secrets = try await c.jsonPages(service: "secretsmanager", region: ctx.region, target: "secretsmanager.ListSecrets")
             .flatMap { $0["SecretList"] as? [[String: Any]] ?? [] }
-        return try Parallel.map(secrets.map { AWSJSON(object: $0) }, width: ctx.width) { s -> Resource in
+        return try await Concurrently.map(secrets.map { AWSJSON(object: $0) }, width: ctx.width) { s -> Resource in
             let arn = s["ARN"] as? String ?? ""
-            let policy = try optional(["ResourceNotFoundException"]) {
-                try c.json(service: "secretsmanager", region: ctx.region, target: "secretsmanager.GetResourcePolicy", body: ["SecretId": arn])
+            let policy = try await optional(["ResourceNotFoundException"]) {
+                try await c.json(service: "secretsmanager", region: ctx.region, target: "secretsmanager.GetResourcePolicy", body: ["SecretId": arn])
             }
             var a: [String: JSONValue] = [
                 "rotation_enabled": .bool(s["RotationEnabled"] as? Bool ?? false),
@@ -220,30 +224,31 @@ enum SecretsManagerCollector {
 
 enum ELBv2Collector {
     static let version = "2015-12-01"
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
-        func q(_ action: String, _ params: [(String, String)]) throws -> XMLNode {
-            try c.query(service: "elasticloadbalancing", region: ctx.region, action: action, version: version, params: params)
+        @Sendable func q(_ action: String, _ params: [(String, String)]) async throws -> XMLNode {
+            try await c.query(service: "elasticloadbalancing", region: ctx.region, action: action, version: version, params: params)
         }
-        let lbs = try c.queryPages(
+        let lbs = try await c.queryPages(
             service: "elasticloadbalancing", region: ctx.region, action: "DescribeLoadBalancers", version: version,
             inToken: "Marker", outToken: "NextMarker"
         ).flatMap { $0.list("LoadBalancers") }
-        return try Parallel.map(lbs, width: ctx.width) { lb -> Resource in
+        return try await Concurrently.map(lbs, width: ctx.width) { lb -> Resource in
             let arn = lb["LoadBalancerArn"] ?? ""
-            let listeners = try q("DescribeListeners", [("LoadBalancerArn", arn)]).list("Listeners")
+            let listeners = try await q("DescribeListeners", [("LoadBalancerArn", arn)]).list("Listeners")
             let httpNoRedirect = listeners.contains { l in
                 l["Protocol"] == "HTTP" && !l.list("DefaultActions").contains { $0["Type"] == "redirect" }
             }
             // Only TLS listeners negotiate with a security policy (some endpoints echo one on HTTP listeners).
             let policies = listeners.filter { ["HTTPS", "TLS"].contains($0["Protocol"] ?? "") }.compactMap { $0["SslPolicy"] }.filter { !$0.isEmpty }
             var attrs: [String: String] = [:]
-            for a in try q("DescribeLoadBalancerAttributes", [("LoadBalancerArn", arn)]).list("Attributes") {
+            for a in try await q("DescribeLoadBalancerAttributes", [("LoadBalancerArn", arn)]).list("Attributes") {
                 if let k = a["Key"] { attrs[k] = a["Value"] ?? "" }
             }
             var targets = 0
-            for tg in try q("DescribeTargetGroups", [("LoadBalancerArn", arn)]).list("TargetGroups") {
-                targets += try q("DescribeTargetHealth", [("TargetGroupArn", tg["TargetGroupArn"] ?? "")]).list("TargetHealthDescriptions").count
+            for tg in try await q("DescribeTargetGroups", [("LoadBalancerArn", arn)]).list("TargetGroups") {
+                targets += try await q("DescribeTargetHealth", [("TargetGroupArn", tg["TargetGroupArn"] ?? "")]).list("TargetHealthDescriptions")
+                    .count
             }
             return ctx.resource(
                 "elbv2", "aws.elbv2.load_balancer", id: arn, name: lb["LoadBalancerName"] ?? arn,
@@ -259,13 +264,14 @@ enum ELBv2Collector {
 }
 
 enum ConfigCollector {
-    @Sendable static func collect(_ ctx: CollectContext) throws -> [Resource] {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         let recorders =
-            try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorders")["ConfigurationRecorders"]
+            try await c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorders")[
+                "ConfigurationRecorders"]
             as? [Any] ?? []
         let status =
-            try c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorderStatus")[
+            try await c.json(service: "config", region: ctx.region, target: "StarlingDoveService.DescribeConfigurationRecorderStatus")[
                 "ConfigurationRecordersStatus"] as? [[String: Any]] ?? []
         return [
             ctx.resource(

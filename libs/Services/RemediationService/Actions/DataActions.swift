@@ -11,7 +11,7 @@ extension FixActions {
             resourceType: "aws.rds.instance",
             permissions: ["rds:DescribeDBInstances", "rds:ModifyDBInstance"], rollbackPermissions: ["rds:ModifyDBInstance"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "rds", region: t.region, action: "DescribeDBInstances", version: rds, params: [("DBInstanceIdentifier", t.resourceName)])
                 return .object(["publicly_accessible": .bool(x.first("PubliclyAccessible")?.text == "true")])
             },
@@ -35,7 +35,7 @@ extension FixActions {
             resourceType: "aws.rds.snapshot", permissions: ["rds:DescribeDBSnapshotAttributes", "rds:ModifyDBSnapshotAttribute"],
             rollbackPermissions: ["rds:ModifyDBSnapshotAttribute"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "rds", region: t.region, action: "DescribeDBSnapshotAttributes", version: rds,
                     params: [("DBSnapshotIdentifier", t.resourceName)])
                 let restore = x.all("DBSnapshotAttribute").first { $0["AttributeName"] == "restore" }

@@ -59,7 +59,7 @@ extension FixActions {
                     description: "only revoke world-open rules covering these ports (default: the rule's ports; all traffic rules always)")
             ],
             inspect: { c, t in
-                let xml = try c.query(
+                let xml = try await c.query(
                     service: "ec2", region: t.region, action: "DescribeSecurityGroups", version: ec2, params: [("GroupId.1", t.nativeId)])
                 var rules: [JSONValue] = []
                 for g in xml.list("securityGroupInfo") {
@@ -99,7 +99,7 @@ extension FixActions {
             resourceType: "aws.ec2.regional_settings", permissions: ["ec2:GetEbsEncryptionByDefault", "ec2:EnableEbsEncryptionByDefault"],
             rollbackPermissions: ["ec2:DisableEbsEncryptionByDefault"],
             inspect: { c, t in
-                let x = try c.query(service: "ec2", region: t.region, action: "GetEbsEncryptionByDefault", version: ec2)
+                let x = try await c.query(service: "ec2", region: t.region, action: "GetEbsEncryptionByDefault", version: ec2)
                 return .object(["ebs_encryption_by_default": .bool(x.first("ebsEncryptionByDefault")?.text == "true")])
             },
             plan: { t, s in s["ebs_encryption_by_default"]?.boolValue == true ? [] : [ec2Call(t, "EnableEbsEncryptionByDefault", [])] },
@@ -109,7 +109,7 @@ extension FixActions {
             resourceType: "aws.ec2.snapshot", permissions: ["ec2:DescribeSnapshotAttribute", "ec2:ModifySnapshotAttribute"],
             rollbackPermissions: ["ec2:ModifySnapshotAttribute"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "ec2", region: t.region, action: "DescribeSnapshotAttribute", version: ec2,
                     params: [("SnapshotId", t.nativeId), ("Attribute", "createVolumePermission")])
                 return .object(["public": .bool(x.list("createVolumePermission").contains { $0["group"] == "all" })])
@@ -137,7 +137,7 @@ extension FixActions {
             resourceType: "aws.ec2.image", permissions: ["ec2:DescribeImageAttribute", "ec2:ModifyImageAttribute"],
             rollbackPermissions: ["ec2:ModifyImageAttribute"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "ec2", region: t.region, action: "DescribeImageAttribute", version: ec2,
                     params: [("ImageId", t.nativeId), ("Attribute", "launchPermission")])
                 return .object(["public": .bool(x.list("launchPermission").contains { $0["group"] == "all" })])
@@ -153,7 +153,7 @@ extension FixActions {
             rollbackNote:
                 "Rollback recovers the same public IP with AllocateAddress (possible while no other account took it); it gets a new allocation id.",
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "ec2", region: t.region, action: "DescribeAddresses", version: ec2, params: [("AllocationId.1", t.nativeId)])
                 guard let a = x.list("addressesSet").first else { return .object(["exists": false]) }
                 let associated = !(a["associationId"] ?? "").isEmpty || !(a["instanceId"] ?? "").isEmpty
@@ -184,7 +184,8 @@ extension FixActions {
             rollbackPermissions: ["ec2:CreateVolume"],
             rollbackNote: "Rollback creates a new volume from the snapshot taken before deletion (same zone, type and size); it has a new volume id.",
             inspect: { c, t in
-                let x = try c.query(service: "ec2", region: t.region, action: "DescribeVolumes", version: ec2, params: [("VolumeId.1", t.nativeId)])
+                let x = try await c.query(
+                    service: "ec2", region: t.region, action: "DescribeVolumes", version: ec2, params: [("VolumeId.1", t.nativeId)])
                 guard let v = x.list("volumeSet").first else { return .object(["exists": false]) }
                 return .object([
                     "exists": true, "state": .string(v["status"] ?? ""), "availability_zone": .string(v["availabilityZone"] ?? ""),
@@ -227,7 +228,7 @@ extension FixActions {
             name: "ec2.require_imdsv2", title: "Require IMDSv2 session tokens on the instance", service: "ec2", resourceType: "aws.ec2.instance",
             permissions: ["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions"], rollbackPermissions: ["ec2:ModifyInstanceMetadataOptions"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "ec2", region: t.region, action: "DescribeInstances", version: ec2, params: [("InstanceId.1", t.nativeId)])
                 let m = x.first("metadataOptions")
                 return .object(["http_tokens": .string(m?["httpTokens"] ?? "optional"), "http_endpoint": .string(m?["httpEndpoint"] ?? "enabled")])

@@ -9,11 +9,11 @@ extension FixActions {
         .query("iam", "us-east-1", action, version: iam, params, okErrors: okErrors)
     }
 
-    static func grantsAdmin(_ c: AWSClient, policyArn: String) throws -> Bool {
+    static func grantsAdmin(_ c: AWSClient, policyArn: String) async throws -> Bool {
         if policyArn.hasSuffix(":policy/AdministratorAccess") { return true }
-        let p = try c.query(service: "iam", region: "us-east-1", action: "GetPolicy", version: iam, params: [("PolicyArn", policyArn)])
+        let p = try await c.query(service: "iam", region: "us-east-1", action: "GetPolicy", version: iam, params: [("PolicyArn", policyArn)])
         guard let v = p.first("DefaultVersionId")?.text else { return false }
-        let doc = try c.query(
+        let doc = try await c.query(
             service: "iam", region: "us-east-1", action: "GetPolicyVersion", version: iam, params: [("PolicyArn", policyArn), ("VersionId", v)])
         return PolicyFacts(document: doc.first("Document")?.text).grantsFullAdmin
     }
@@ -25,12 +25,14 @@ extension FixActions {
             permissions: ["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey"], rollbackPermissions: ["iam:UpdateAccessKey"],
             inspect: { c, t in
                 let user = t.resourceName
-                let keys = try c.query(service: "iam", region: "us-east-1", action: "ListAccessKeys", version: iam, params: [("UserName", user)])
-                    .list("AccessKeyMetadata")
+                let keys = try await c.query(
+                    service: "iam", region: "us-east-1", action: "ListAccessKeys", version: iam, params: [("UserName", user)]
+                )
+                .list("AccessKeyMetadata")
                 var out: [JSONValue] = []
                 for k in keys where k["Status"] == "Active" {
                     let id = k["AccessKeyId"] ?? ""
-                    let used = try c.query(
+                    let used = try await c.query(
                         service: "iam", region: "us-east-1", action: "GetAccessKeyLastUsed", version: iam, params: [("AccessKeyId", id)])
                     let age = Dates.days(since: Dates.parse(k["CreateDate"]), now: Date()) ?? 0
                     let last = Dates.days(since: Dates.parse(used.first("LastUsedDate")?.text), now: Date())
@@ -60,30 +62,32 @@ extension FixActions {
             rollbackPermissions: ["iam:AttachUserPolicy", "iam:PutUserPolicy", "iam:AddUserToGroup"],
             inspect: { c, t in
                 let user = t.resourceName
-                func q(_ a: String, _ p: [(String, String)]) throws -> XMLNode {
-                    try c.query(service: "iam", region: "us-east-1", action: a, version: iam, params: p)
+                func q(_ a: String, _ p: [(String, String)]) async throws -> XMLNode {
+                    try await c.query(service: "iam", region: "us-east-1", action: a, version: iam, params: p)
                 }
                 var attached: [JSONValue] = []
                 var inline: [JSONValue] = []
                 var groups: [JSONValue] = []
-                for p in try q("ListAttachedUserPolicies", [("UserName", user)]).list("AttachedPolicies") {
-                    if let arn = p["PolicyArn"], try grantsAdmin(c, policyArn: arn) { attached.append(.string(arn)) }
+                for p in try await q("ListAttachedUserPolicies", [("UserName", user)]).list("AttachedPolicies") {
+                    if let arn = p["PolicyArn"], try await grantsAdmin(c, policyArn: arn) { attached.append(.string(arn)) }
                 }
-                for name in try q("ListUserPolicies", [("UserName", user)]).list("PolicyNames").map(\.text) {
-                    let doc = try q("GetUserPolicy", [("UserName", user), ("PolicyName", name)]).first("PolicyDocument")?.text
+                for name in try await q("ListUserPolicies", [("UserName", user)]).list("PolicyNames").map(\.text) {
+                    let doc = try await q("GetUserPolicy", [("UserName", user), ("PolicyName", name)]).first("PolicyDocument")?.text
                     let text = doc.map { $0.removingPercentEncoding ?? $0 }
                     if PolicyFacts(document: text).grantsFullAdmin {
                         inline.append(.object(["name": .string(name), "document": .string(text ?? "")]))
                     }
                 }
-                for g in try q("ListGroupsForUser", [("UserName", user)]).list("Groups").compactMap({ $0["GroupName"] }) {
+                for g in try await q("ListGroupsForUser", [("UserName", user)]).list("Groups").compactMap({ $0["GroupName"] }) {
                     var admin = false
-                    for p in try q("ListAttachedGroupPolicies", [("GroupName", g)]).list("AttachedPolicies") where !admin {
-                        if let arn = p["PolicyArn"] { admin = try grantsAdmin(c, policyArn: arn) }
+                    for p in try await q("ListAttachedGroupPolicies", [("GroupName", g)]).list("AttachedPolicies") where !admin {
+                        if let arn = p["PolicyArn"] { admin = try await grantsAdmin(c, policyArn: arn) }
                     }
-                    for name in try q("ListGroupPolicies", [("GroupName", g)]).list("PolicyNames").map(\.text) where !admin {
+                    for name in try await q("ListGroupPolicies", [("GroupName", g)]).list("PolicyNames").map(\.text) where !admin {
                         admin =
-                            PolicyFacts(document: try q("GetGroupPolicy", [("GroupName", g), ("PolicyName", name)]).first("PolicyDocument")?.text)
+                            PolicyFacts(
+                                document: try await q("GetGroupPolicy", [("GroupName", g), ("PolicyName", name)]).first("PolicyDocument")?.text
+                            )
                             .grantsFullAdmin
                     }
                     if admin { groups.append(.string(g)) }
@@ -123,7 +127,7 @@ extension FixActions {
             name: "kms.enable_key_rotation", title: "Turn on automatic yearly rotation of the KMS key", service: "kms", resourceType: "aws.kms.key",
             permissions: ["kms:GetKeyRotationStatus", "kms:EnableKeyRotation"], rollbackPermissions: ["kms:DisableKeyRotation"],
             inspect: { c, t in
-                let r = try c.json(service: "kms", region: t.region, target: "TrentService.GetKeyRotationStatus", body: ["KeyId": t.resourceId])
+                let r = try await c.json(service: "kms", region: t.region, target: "TrentService.GetKeyRotationStatus", body: ["KeyId": t.resourceId])
                 return .object(["rotation_enabled": .bool(r["KeyRotationEnabled"] as? Bool ?? false)])
             },
             plan: { t, s in
@@ -136,7 +140,7 @@ extension FixActions {
             resourceType: "aws.cloudtrail.trail", permissions: ["cloudtrail:DescribeTrails", "cloudtrail:UpdateTrail"],
             rollbackPermissions: ["cloudtrail:UpdateTrail"],
             inspect: { c, t in
-                let r = try c.json(
+                let r = try await c.json(
                     service: "cloudtrail", region: t.region, target: "\(trail).DescribeTrails", body: ["trailNameList": [t.resourceId]])
                 let tr = (r["trailList"] as? [[String: Any]])?.first
                 return .object(["exists": .bool(tr != nil), "log_file_validation": .bool(tr?["LogFileValidationEnabled"] as? Bool ?? false)])

@@ -12,9 +12,10 @@ extension FixActions {
             rollbackPermissions: ["sqs:SetQueueAttributes"],
             inspect: { c, t in
                 let url =
-                    try c.query(service: "sqs", region: t.region, action: "GetQueueUrl", version: sqs, params: [("QueueName", t.resourceName)]).first(
+                    try await c.query(service: "sqs", region: t.region, action: "GetQueueUrl", version: sqs, params: [("QueueName", t.resourceName)])
+                    .first(
                         "QueueUrl")?.text ?? ""
-                let x = try c.query(
+                let x = try await c.query(
                     service: "sqs", region: t.region, action: "GetQueueAttributes", version: sqs,
                     params: [("QueueUrl", url), ("AttributeName.1", "Policy")])
                 let policy = x.all("Attribute").first { $0["Name"] == "Policy" }?["Value"]
@@ -47,7 +48,7 @@ extension FixActions {
             resourceType: "aws.sns.topic", permissions: ["sns:GetTopicAttributes", "sns:SetTopicAttributes"],
             rollbackPermissions: ["sns:SetTopicAttributes"],
             inspect: { c, t in
-                let x = try c.query(
+                let x = try await c.query(
                     service: "sns", region: t.region, action: "GetTopicAttributes", version: sns, params: [("TopicArn", t.resourceId)])
                 let policy = x.all("entry").first { $0["key"] == "Policy" }?["value"]
                 return .object(["policy": policy.map { .string($0) } ?? .null])
@@ -77,8 +78,8 @@ extension FixActions {
             resourceType: "aws.lambda.function", permissions: ["lambda:GetPolicy", "lambda:RemovePermission"],
             rollbackPermissions: ["lambda:AddPermission"],
             inspect: { c, t in
-                let r = try optional(["ResourceNotFoundException"]) {
-                    try c.restJSON(service: "lambda", region: t.region, path: "/2015-03-31/functions/\(t.resourceName)/policy")
+                let r = try await optional(["ResourceNotFoundException"]) {
+                    try await c.restJSON(service: "lambda", region: t.region, path: "/2015-03-31/functions/\(t.resourceName)/policy")
                 }
                 return .object(["policy": (r?["Policy"] as? String).map { .string($0) } ?? .null])
             },

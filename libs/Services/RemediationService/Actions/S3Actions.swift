@@ -13,8 +13,8 @@ extension FixActions {
             resourceType: "aws.s3.bucket", permissions: ["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
             rollbackPermissions: ["s3:PutBucketPublicAccessBlock", "s3:DeleteBucketPublicAccessBlock"],
             inspect: { c, t in
-                let r = try optional(["NoSuchPublicAccessBlockConfiguration"]) {
-                    try c.restXML(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("publicAccessBlock", "")])
+                let r = try await optional(["NoSuchPublicAccessBlockConfiguration"]) {
+                    try await c.restXML(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("publicAccessBlock", "")])
                 }
                 var o: [String: JSONValue] = ["configured": .bool(r != nil)]
                 for f in pabFlags { o[f] = .bool(r?.xml?.first(f)?.text == "true") }
@@ -42,7 +42,7 @@ extension FixActions {
             name: "s3.remove_public_acl", title: "Remove the AllUsers and AuthenticatedUsers grants from the bucket ACL", service: "s3",
             resourceType: "aws.s3.bucket", permissions: ["s3:GetBucketAcl", "s3:PutBucketAcl"], rollbackPermissions: ["s3:PutBucketAcl"],
             inspect: { c, t in
-                let r = try c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("acl", "")])
+                let r = try await c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("acl", "")])
                 return .object(["acl": .string(r.body), "public_grants": .number(Double(publicGrants(r.body).count))])
             },
             plan: { t, s in
@@ -70,8 +70,8 @@ extension FixActions {
             resourceType: "aws.s3.bucket", permissions: ["s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"],
             rollbackPermissions: ["s3:PutBucketPolicy"],
             inspect: { c, t in
-                let r = try optional(["NoSuchBucketPolicy"]) {
-                    try c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("policy", "")])
+                let r = try await optional(["NoSuchBucketPolicy"]) {
+                    try await c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("policy", "")])
                 }
                 return .object(["policy": r.map { .string($0.body) } ?? .null])
             },
@@ -102,8 +102,8 @@ extension FixActions {
             ],
             rollbackNote: "Rollback removes the default encryption configuration; objects written while it was on stay encrypted.",
             inspect: { c, t in
-                let r = try optional(["ServerSideEncryptionConfigurationNotFoundError"]) {
-                    try c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("encryption", "")])
+                let r = try await optional(["ServerSideEncryptionConfigurationNotFoundError"]) {
+                    try await c.rest(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("encryption", "")])
                 }
                 return .object(["configured": .bool(r != nil), "configuration": r.map { .string($0.body) } ?? .null])
             },
@@ -134,7 +134,7 @@ extension FixActions {
             permissions: ["s3:GetBucketVersioning", "s3:PutBucketVersioning"], rollbackPermissions: ["s3:PutBucketVersioning"],
             rollbackNote: "S3 cannot turn versioning off once enabled: rollback suspends it, and versions already written are kept.",
             inspect: { c, t in
-                let r = try c.restXML(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("versioning", "")])
+                let r = try await c.restXML(service: "s3", region: t.region, method: "GET", path: bucket(t), query: [("versioning", "")])
                 return .object(["status": .string(r.xml?.first("Status")?.text ?? "Disabled")])
             },
             plan: { t, s in
