@@ -102,7 +102,7 @@ import VigilTesting
     @Test func bodyLimitAndBurstLimit() async throws {
         let nats = try PrivateNATS()
         defer { nats.stop() }
-        try await withGateway(nats, ["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3"]) { client in
+        try await withGateway(nats, ["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3", "VIGIL_RATE_BURST_WINDOW": "600"]) { client in
             try await client.execute(
                 uri: "/api/v1/auth/login", method: .post,
                 body: ByteBuffer(string: "{\"email\":\"" + String(repeating: "a", count: 100) + "\"}")
