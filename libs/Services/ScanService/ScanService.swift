@@ -24,7 +24,8 @@ public enum ScanService {
         var services: [any Service] = []
         if roles.contains("worker") {
             let ws = WorkerSettings(r)
-            let worker = ScanWorker(store: store, connections: connections, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            // One worker per provider, each on its own job subject (vigil.jobs.scan.<provider>).
+            let worker = ScanWorker(provider: AWSScanProvider(connections: connections), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
             let consumer = StreamConsumer(
                 jetStream: ctx.jetStream, stream: Streams.jobs, config: worker.consumerConfig(),
                 batch: ws.workerConcurrency, logger: ctx.logger, handler: worker.handle)

@@ -1,4 +1,3 @@
-import AWS
 import Bus
 import Contracts
 import Foundation
@@ -38,12 +37,13 @@ struct WorkerSettings: Sendable {
     }
 }
 
-/// Runs scan jobs from VIGIL_JOBS: claims the scan, collects its parts in parallel, writes each part's
-/// results atomically with their outbox events, and finishes the scan. A redelivered job (the previous
-/// worker died) skips parts that were already written, so results are neither lost nor duplicated.
-struct ScanWorker: Sendable {
+/// Runs one provider's scan jobs from VIGIL_JOBS: claims the scan, collects its parts in parallel
+/// through the provider, evaluates the rules, writes each part's results atomically with their outbox
+/// events, and finishes the scan. A redelivered job (the previous worker died) skips parts that were
+/// already written, so results are neither lost nor duplicated.
+struct ScanWorker<Provider: ScanProvider>: Sendable {
+    let provider: Provider
     let store: Store
-    let connections: ConnectionHandlers
     let settings: WorkerSettings
     let logger: Logger
     let bus: BusConnection?
@@ -66,7 +66,7 @@ struct ScanWorker: Sendable {
     }
 
     func consumerConfig() -> JetStream.ConsumerConfig {
-        var c = JetStream.ConsumerConfig(durable: "scan-workers-aws", filterSubject: Jobs.scanAWS)
+        var c = JetStream.ConsumerConfig(durable: "scan-workers-\(provider.name)", filterSubject: Jobs.scan(provider: provider.name))
         c.ackWait = settings.ackWait
         c.maxDeliver = 2000
         c.maxAckPending = 1000
@@ -86,10 +86,10 @@ struct ScanWorker: Sendable {
             // Record the error; the attempt counter decides between another try and `failed`.
             let attempts = (try? await scans.attempts(id: job.scanId, tenantId: job.tenantId)) ?? 0
             if attempts >= settings.maxAttempts {
-                try? await finish(job, forcedStatus: .failed, error: "scan failed after \(attempts) attempts: \(AWSFailure.describe(error))")
+                try? await finish(job, forcedStatus: .failed, error: "scan failed after \(attempts) attempts: \(provider.describe(error))")
                 return .ack
             }
-            try? await scans.recordAttemptError(id: job.scanId, tenantId: job.tenantId, error: AWSFailure.describe(error))
+            try? await scans.recordAttemptError(id: job.scanId, tenantId: job.tenantId, error: provider.describe(error))
             return .retry(after: StreamConsumer.backoff(attempt: attempts, cap: .seconds(30)))
         }
     }
@@ -146,13 +146,12 @@ struct ScanWorker: Sendable {
             try await finish(job, forcedStatus: .failed, error: "the connection was deleted")
             return .ack
         }
-        var client: AWSClient
+        let (regions, services) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
+        let target = ScanTarget(regions: regions, services: services)
+        let session: Provider.Session
         let account: String
-        let counter = CallCounter()
         do {
-            let session = try await connections.session(conn, tenantId: job.tenantId)
-            (client, account) = (session.client, session.account)
-            client.counter = counter
+            (session, account) = try await provider.open(conn, tenantId: job.tenantId, target: target)
         } catch let e as SessionError where e.permanent {
             try await finish(job, forcedStatus: .failed, error: e.message)
             return .ack
@@ -160,65 +159,54 @@ struct ScanWorker: Sendable {
         try await scans.setAccount(id: job.scanId, tenantId: job.tenantId, account: account)
 
         // Plan the parts once; a redelivered job finds them already there.
-        let (regions, services) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
-        var planned: [(service: String, region: String)] = []
-        for s in services {
-            guard let c = AWSCollectors.named(s) else { continue }
-            if c.global { planned.append((s, "global")) } else { planned += regions.map { (s, $0) } }
-        }
-        let todo = try await scans.plan(scanId: job.scanId, tenantId: job.tenantId, parts: planned)
+        let todo = try await scans.plan(scanId: job.scanId, tenantId: job.tenantId, parts: provider.plan(target))
 
         // Collect parts with bounded parallelism.
         let rules = await self.rules(tenantId: job.tenantId)
         let width = settings.partConcurrency
-        let firstRegion = regions.first ?? "us-east-1"
-        try await withThrowingTaskGroup(of: Void.self) { [client] group in
+        try await withThrowingTaskGroup(of: Void.self) { group in
             var iterator = todo.makeIterator()
             func addNext() -> Bool {
                 guard let (service, region) = iterator.next() else { return false }
                 group.addTask {
                     if canceled.isSet { return }
-                    try await runPart(
-                        job, service: service, region: region, client: client, account: account,
-                        signingRegion: region == "global" ? firstRegion : region, rules: rules, canceled: canceled)
+                    try await runPart(job, service: service, region: region, session: session, account: account, rules: rules, canceled: canceled)
                 }
                 return true
             }
             for _ in 0..<width { if !addNext() { break } }
             while try await group.next() != nil { _ = addNext() }
         }
-        let calls = counter.snapshot
+        let calls = provider.calls(session)
         try await scans.addAPICalls(id: job.scanId, tenantId: job.tenantId, calls: calls.calls, retries: calls.retries)
         try await finish(job, forcedStatus: nil, error: nil)
         return .ack
     }
 
     func runPart(
-        _ job: ScanJob, service: String, region: String, client: AWSClient, account: String, signingRegion: String,
-        rules: [String: [Rule]], canceled: CancelFlag
+        _ job: ScanJob, service: String, region: String, session: Provider.Session, account: String, rules: [String: [Rule]],
+        canceled: CancelFlag
     ) async throws {
         try await scans.markPartRunning(scanId: job.scanId, tenantId: job.tenantId, service: service, region: region)
-        let collector = AWSCollectors.named(service)!
-        let ctx = CollectContext(
-            client: client, account: account, region: region == "global" ? signingRegion : region,
-            width: settings.resourceConcurrency)
         let outcome: Result<PartOutcome, any Error> = await Result(catching: {
-            try await collector.run(context: ctx, rules: rules, tenantId: job.tenantId, connectionId: job.connectionId)
+            let resources = try await provider.collect(service: service, region: region, session: session, width: settings.resourceConcurrency)
+            let results = Scanner.evaluate(resources, rules: rules, tenantId: job.tenantId, connectionId: job.connectionId)
+            return PartOutcome(resources: resources, results: results)
         })
         if canceled.isSet { return }
         switch outcome {
         case .success(let part):
             try await write(part, job: job, service: service, region: region, account: account)
         case .failure(let e):
-            let unsupported = (e as? AWSError)?.isUnsupportedByEndpoint ?? false
+            let unsupported = provider.isUnavailable(e)
             try await scans.markPartEnded(
                 scanId: job.scanId, tenantId: job.tenantId, service: service, region: region,
-                status: unsupported ? .unavailable : .failed, error: AWSFailure.describe(e))
+                status: unsupported ? .unavailable : .failed, error: provider.describe(e))
             logger.info(
                 "scan part did not complete",
                 metadata: [
                     "scan_id": "\(job.scanId)", "service": "\(service)", "region": "\(region)",
-                    "error": "\(AWSFailure.describe(e))",
+                    "error": "\(provider.describe(e))",
                 ])
         }
     }
@@ -226,19 +214,18 @@ struct ScanWorker: Sendable {
     /// Writes one part's inventory and results, its counters and its result-batch events in one
     /// transaction. A part already written (by a worker that died before acking) is left as it is.
     func write(_ part: PartOutcome, job: ScanJob, service: String, region: String, account: String) async throws {
-        struct Already: Error {}
         let fails = part.results.filter { $0.status == "FAIL" }
         var sev: [Severity: Int] = [:]
         for f in fails { sev[f.severity, default: 0] += 1 }
         let savings = fails.compactMap(\.estimatedMonthlySavings).reduce(0, +)
         do {
             try await store.transaction(.tenant(job.tenantId)) { tx in
-                guard try await scans.lockStatus(tx, id: job.scanId) == .running else { throw Already() }
+                guard try await scans.lockStatus(tx, id: job.scanId) == .running else { throw PartAlreadyWritten() }
                 guard
                     try await scans.markPartCompleted(
                         tx, scanId: job.scanId, service: service, region: region, resources: part.resources.count,
                         checks: part.results.count, failures: fails.count)
-                else { throw Already() }
+                else { throw PartAlreadyWritten() }
                 try await scans.insertResults(tx, scanId: job.scanId, tenantId: job.tenantId, part.results)
                 try await InventoryStore().upsert(
                     tx, tenantId: job.tenantId, connectionId: job.connectionId, scanId: job.scanId, part.resources)
@@ -251,11 +238,11 @@ struct ScanWorker: Sendable {
                     try await tx.emit(
                         Jobs.findingsResults, type: "scan.results", tenantId: job.tenantId,
                         data: ScanResultsBatch(
-                            scanId: job.scanId, connectionId: job.connectionId, provider: "aws", accountId: account, service: service,
+                            scanId: job.scanId, connectionId: job.connectionId, provider: provider.name, accountId: account, service: service,
                             region: region, batch: b + 1, batches: batches, results: slice))
                 }
             }
-        } catch is Already {
+        } catch is PartAlreadyWritten {
             return
         }
     }
@@ -288,6 +275,9 @@ struct ScanWorker: Sendable {
         }
     }
 }
+
+/// A part another worker already wrote (it died before acknowledging the job): nothing to do.
+private struct PartAlreadyWritten: Error {}
 
 /// Set once when the scan is canceled (seen by the heartbeat), read by part tasks.
 final class CancelFlag: Sendable {

@@ -97,18 +97,6 @@ public struct CredentialVault: Sendable {
     }
 }
 
-/// Why an AWS session could not be opened; `permanent` failures (refused credentials, missing
-/// configuration) are not worth retrying.
-public struct SessionError: Error, CustomStringConvertible {
-    public let message: String
-    public let permanent: Bool
-    public init(message: String, permanent: Bool) {
-        self.message = message
-        self.permanent = permanent
-    }
-    public var description: String { message }
-}
-
 /// A failure of AWS work (a scan, a fix) as users read it: AWS's code and message, else the error's own message.
 public enum AWSFailure {
     public static func describe(_ e: any Error) -> String {
