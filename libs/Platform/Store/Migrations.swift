@@ -25,8 +25,13 @@ public struct Migration: Sendable {
         """
     }
 
+    /// This migration as applied to `schema` (`{schema}` replaced).
+    public func resolved(in schema: String) -> Migration {
+        Migration(version, name, sql.replacingOccurrences(of: "{schema}", with: schema))
+    }
+
     /// FNV-1a 64-bit over the SQL text: detects edits to applied migrations.
-    var checksum: String {
+    public var checksum: String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in sql.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return String(h, radix: 16)
@@ -80,8 +85,8 @@ struct Migrator {
             var known: [Int: String] = [:]
             for r in applied { known[try r.int("version")] = try r.string("checksum") }
             for m in migrations.sorted(by: { $0.version < $1.version }) {
-                let sql = m.sql.replacingOccurrences(of: "{schema}", with: schema)
-                let resolved = Migration(m.version, m.name, sql)
+                let resolved = m.resolved(in: schema)
+                let sql = resolved.sql
                 if let sum = known[m.version] {
                     guard sum == resolved.checksum else {
                         throw StoreError("migration \(schema) v\(m.version) (\(m.name)) was changed after it was applied")

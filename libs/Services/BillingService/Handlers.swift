@@ -80,9 +80,7 @@ struct SubscriptionHandlers: Sendable {
                         idempotencyKey: "customer-" + p.tenantId)
                     customer = c["id"] as? String
                     try await subs.store.transaction(p.scope) { tx in
-                        _ = try await tx.execute(
-                            "UPDATE billing.subscriptions SET provider_customer_id = $2, updated_at = now() WHERE tenant_id = $1",
-                            [p.tenantId, customer])
+                        try await subs.rows.setCustomer(tx, tenantId: p.tenantId, customerId: customer)
                     }
                 }
                 let session = try await stripe.call(
@@ -110,10 +108,7 @@ struct SubscriptionHandlers: Sendable {
             let downgrade = plan.rank < current.rank && s.status != "canceled"
             if downgrade {
                 // Downgrades wait for the period end; nothing is deleted (over-limit resources turn read-only).
-                _ = try await tx.execute(
-                    """
-                    UPDATE billing.subscriptions SET scheduled_plan = $2, scheduled_at = current_period_end, updated_at = now() WHERE tenant_id = $1
-                    """, [p.tenantId, plan.id])
+                try await subs.rows.scheduleChange(tx, tenantId: p.tenantId, plan: plan.id)
                 try await subs.changed(
                     tx, s, change: "downgrade_scheduled", actor: p.actorId, note: "\(s.plan) → \(plan.id) at \(Timestamp.format(s.periodEnd))")
                 return CheckoutReply(
@@ -123,12 +118,7 @@ struct SubscriptionHandlers: Sendable {
                 try await stripe.setPrice(subscriptionId: subId, price: price, plan: plan.id)
             }
             // Upgrades (and choosing a plan after a trial or a cancellation) apply at once.
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET plan = $2, interval = $3, status = CASE WHEN status IN ('trialing',
-                  'canceled') THEN 'active' ELSE status END,
-                  trial_end = NULL, scheduled_plan = NULL, cancel_at_period_end = false, updated_by = $4, updated_at = now() WHERE tenant_id = $1
-                """, [p.tenantId, plan.id, interval, p.actorId])
+            try await subs.rows.applyUpgrade(tx, tenantId: p.tenantId, plan: plan.id, interval: interval, actor: p.actorId)
             try await subs.changed(tx, s, change: "upgrade", actor: p.actorId)
             return CheckoutReply(provider: s.provider, status: "applied", url: returnURL, plan: plan.id, effectiveAt: Date(), sessionId: nil)
         }
@@ -166,9 +156,7 @@ struct SubscriptionHandlers: Sendable {
             if let stripe, let subId = s.subscriptionId {
                 _ = try await stripe.call("POST", "/v1/subscriptions/\(subId)", [("cancel_at_period_end", cancel ? "true" : "false")])
             }
-            _ = try await tx.execute(
-                "UPDATE billing.subscriptions SET cancel_at_period_end = $2, updated_by = $3, updated_at = now() WHERE tenant_id = $1",
-                [p.tenantId, cancel, p.actorId])
+            try await subs.rows.setCancelAtPeriodEnd(tx, tenantId: p.tenantId, cancel: cancel, actor: p.actorId)
             try await subs.changed(tx, s, change: cancel ? "cancel_at_period_end" : "resume", actor: p.actorId)
             return try await subs.view(tx, try await subs.load(tx, p.tenantId))
         }
@@ -220,13 +208,7 @@ struct Meter: Sendable {
             guard let tenant = e.tenantId, let ref = e.data[settle.refKey]?.stringValue, let status = e.data["status"]?.stringValue,
                 let to = settle.to(status)
             else { return .ack }
-            let fresh =
-                try await subs.store.query(
-                    .crossTenant,
-                    """
-                    INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'bus', $3) ON CONFLICT DO NOTHING RETURNING id
-                    """, [e.id, tenant, e.type]
-                ).first != nil
+            let fresh = try await ProcessedEventStore(db: subs.store).claim(id: e.id, tenantId: tenant, source: "bus", type: e.type)
             guard fresh else { return .ack }
             do {
                 _ = try await quotas.settle(SettleRequest(quota: settle.quota, ref: ref), tenantId: tenant, to: to)
@@ -238,9 +220,7 @@ struct Meter: Sendable {
             logger.error("undecodable event dropped by the meter", metadata: ["subject": "\(m.subject)", "error": "\(e)"])
             return .drop
         } catch {
-            _ = try? await subs.store.query(
-                .crossTenant, "DELETE FROM billing.processed_events WHERE id = $1",
-                [(try? JSON.decode(Event.self, from: m.data).id) ?? ""])
+            try? await ProcessedEventStore(db: subs.store).forget(id: (try? JSON.decode(Event.self, from: m.data).id) ?? "")
             return .retry(after: StreamConsumer.backoff(attempt: m.deliveryCount, cap: .seconds(30)))
         }
     }

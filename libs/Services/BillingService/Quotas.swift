@@ -113,19 +113,12 @@ struct QuotaHandlers: Sendable {
             let s = try await subs.load(tx, t)
             let plan = subs.effective(s).plan
             let limit = plan.limits.limit(q.quota)
-            _ = try await tx.execute(
-                "INSERT INTO billing.usage (tenant_id, period_start, quota) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                [t, s.periodStart, q.quota])
-            let row = try await tx.one(
-                "SELECT used, reserved FROM billing.usage WHERE tenant_id = $1 AND period_start = $2 AND quota = $3 FOR UPDATE",
-                [t, s.periodStart, q.quota])!
-            let used = try row.int("used")
-            var reserved = try row.int("reserved")
-            if let existing = try await tx.one(
-                "SELECT id FROM billing.reservations WHERE tenant_id = $1 AND quota = $2 AND ref = $3", [t, q.quota, q.ref])
-            {
+            let counts = try await QuotaStore().lockUsage(tx, tenantId: t, periodStart: s.periodStart, quota: q.quota)
+            let used = counts.used
+            var reserved = counts.reserved
+            if let existing = try await QuotaStore().reservationId(tx, tenantId: t, quota: q.quota, ref: q.ref) {
                 return ReserveReply(
-                    reservationId: try existing.string("id"), quota: q.quota, limit: limit, used: used, reserved: reserved,
+                    reservationId: existing, quota: q.quota, limit: limit, used: used, reserved: reserved,
                     remaining: limit.map { max(0, $0 - used - reserved) }, limits: plan.limits, plan: plan.id)
             }
             if let limit, used + reserved + amount > limit {
@@ -133,13 +126,7 @@ struct QuotaHandlers: Sendable {
                     QuotaDetail(name: q.quota, limit: limit, used: used + reserved, resetsAt: Timestamp.format(s.periodEnd)))
             }
             let id = ID.make()
-            _ = try await tx.execute(
-                """
-                INSERT INTO billing.reservations (id, tenant_id, quota, ref, amount, period_start, status) VALUES ($1, $2, $3, $4, $5, $6, 'reserved')
-                """, [id, t, q.quota, q.ref, amount, s.periodStart])
-            _ = try await tx.execute(
-                "UPDATE billing.usage SET reserved = reserved + $4 WHERE tenant_id = $1 AND period_start = $2 AND quota = $3",
-                [t, s.periodStart, q.quota, amount])
+            try await QuotaStore().reserve(tx, id: id, tenantId: t, quota: q.quota, ref: q.ref, amount: amount, periodStart: s.periodStart)
             reserved += amount
             return ReserveReply(
                 reservationId: id, quota: q.quota, limit: limit, used: used, reserved: reserved,
@@ -151,20 +138,12 @@ struct QuotaHandlers: Sendable {
     func settle(_ q: SettleRequest, tenantId t: String, to: String) async throws -> SettleReply {
         try Self.validRef(q.quota, q.ref, counters: true)
         return try await subs.store.transaction(.tenant(t)) { tx in
-            guard
-                let r = try await tx.one(
-                    "SELECT * FROM billing.reservations WHERE tenant_id = $1 AND quota = $2 AND ref = $3 FOR UPDATE",
-                    [t, q.quota, q.ref])
-            else { throw ServiceError.notFound("reservation") }
-            let status = try r.string("status")
-            guard status == "reserved" else { return SettleReply(ref: q.ref, status: status) }
-            let amount = try r.int("amount")
-            _ = try await tx.execute("UPDATE billing.reservations SET status = $2, settled_at = now() WHERE id = $1", [try r.string("id"), to])
-            _ = try await tx.execute(
-                """
-                UPDATE billing.usage SET reserved = greatest(0, reserved - $4), used = used + CASE WHEN $5 = 'committed' THEN $4 ELSE 0 END
-                WHERE tenant_id = $1 AND period_start = $2::timestamptz AND quota = $3
-                """, [t, try r.string("period_start"), q.quota, amount, to])
+            guard let r = try await QuotaStore().lockReservation(tx, tenantId: t, quota: q.quota, ref: q.ref) else {
+                throw ServiceError.notFound("reservation")
+            }
+            guard r.status == "reserved" else { return SettleReply(ref: q.ref, status: r.status) }
+            let amount = r.amount
+            try await QuotaStore().settle(tx, tenantId: t, quota: q.quota, r, to: to)
             if to == "committed" {
                 try await tx.emit(
                     Events.billingUsageRecorded, tenantId: t,
@@ -183,11 +162,7 @@ struct QuotaHandlers: Sendable {
             let s = try await subs.load(tx, t)
             let limit = subs.effective(s).plan.limits.limit(q.quota)
             let allowed = limit.map { q.inUse + adding <= $0 } ?? true
-            _ = try await tx.execute(
-                """
-                INSERT INTO billing.gauges (tenant_id, quota, in_use) VALUES ($1, $2, $3)
-                ON CONFLICT (tenant_id, quota) DO UPDATE SET in_use = $3, reported_at = now()
-                """, [t, q.quota, allowed ? q.inUse + adding : q.inUse])
+            try await QuotaStore().setGauge(tx, tenantId: t, quota: q.quota, inUse: allowed ? q.inUse + adding : q.inUse)
             if !allowed, adding > 0, let limit {
                 throw ServiceError.quotaExceeded(QuotaDetail(name: q.quota, limit: limit, used: q.inUse, resetsAt: nil))
             }

@@ -134,23 +134,13 @@ struct WebhookHandler: Sendable {
         }
         guard let tenant = try await tenant(for: object) else {
             // Not ours (another product on the same Stripe account): acknowledged, nothing to do.
-            let fresh =
-                try await subs.store.query(
-                    .crossTenant,
-                    """
-                    INSERT INTO billing.processed_events (id, source, type) VALUES ($1, 'stripe', $2) ON CONFLICT DO NOTHING RETURNING id
-                    """, [id, type]
-                ).first != nil
+            let fresh = try await ProcessedEventStore(db: subs.store).claim(id: id, tenantId: nil, source: "stripe", type: type)
             return WebhookReply(received: true, duplicate: !fresh, type: type)
         }
         let fresh = try await subs.store.transaction(.tenant(tenant)) { tx -> Bool in
-            guard
-                try await tx.one(
-                    """
-                    INSERT INTO billing.processed_events (id, tenant_id, source, type) VALUES ($1, $2, 'stripe',
-                      $3) ON CONFLICT DO NOTHING RETURNING id
-                    """, [id, tenant, type]) != nil
-            else { return false }
+            guard try await ProcessedEventStore(db: subs.store).claim(tx, id: id, tenantId: tenant, source: "stripe", type: type) else {
+                return false
+            }
             try await apply(tx, tenant: tenant, type: type, object: object)
             return true
         }
@@ -164,10 +154,7 @@ struct WebhookHandler: Sendable {
         }
         let customer = (o["customer"] as? String) ?? ((o["object"] as? String) == "customer" ? o["id"] as? String : nil)
         guard let customer else { return nil }
-        return try await subs.store.query(
-            .crossTenant, "SELECT tenant_id FROM billing.subscriptions WHERE provider_customer_id = $1",
-            [customer]
-        ).first?.string("tenant_id")
+        return try await subs.rows.tenant(forCustomer: customer)
     }
 
     static let statusMap = [
@@ -193,47 +180,24 @@ struct WebhookHandler: Sendable {
         case "checkout.session.completed":
             let plan = ((o["metadata"] as? [String: Any])?["plan"] as? String).flatMap { Plans.byId[$0] != nil ? $0 : nil } ?? before.plan
             let interval = ((o["metadata"] as? [String: Any])?["interval"] as? String) ?? before.interval
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET provider = 'stripe', provider_customer_id = coalesce($2, provider_customer_id),
-                  provider_subscription_id = coalesce($3, provider_subscription_id), plan = $4, interval = $5, status = 'active', trial_end = NULL,
-                  scheduled_plan = NULL, past_due_since = NULL, cancel_at_period_end = false, updated_at = now() WHERE tenant_id = $1
-                """, [tenant, o["customer"] as? String, o["subscription"] as? String, plan, interval])
+            try await subs.rows.stripeCheckoutCompleted(
+                tx, tenantId: tenant, customer: o["customer"] as? String, subscription: o["subscription"] as? String, plan: plan,
+                interval: interval)
         case "customer.subscription.created", "customer.subscription.updated":
             let status = Self.statusMap[o["status"] as? String ?? ""] ?? before.status
             let (plan, interval) = planOf(o) ?? (before.plan, before.interval)
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET provider = 'stripe', provider_customer_id = coalesce($2, provider_customer_id),
-                  provider_subscription_id = $3,
-                  plan = $4, interval = $5, status = $6, current_period_start = coalesce($7, current_period_start),
-                  current_period_end = coalesce($8, current_period_end), cancel_at_period_end = $9, trial_end = $10,
-                  past_due_since = CASE WHEN $6 = 'past_due' THEN coalesce(past_due_since, now()) ELSE NULL END,
-                  scheduled_plan = CASE WHEN $4 = scheduled_plan THEN NULL ELSE scheduled_plan END, updated_at = now() WHERE tenant_id = $1
-                """,
-                [
-                    tenant, o["customer"] as? String, o["id"] as? String, plan, interval, status, date("current_period_start"),
-                    date("current_period_end"),
-                    (o["cancel_at_period_end"] as? Bool) ?? false, date("trial_end"),
-                ])
+            try await subs.rows.stripeSubscriptionChanged(
+                tx, tenantId: tenant,
+                .init(
+                    customer: o["customer"] as? String, id: o["id"] as? String, plan: plan, interval: interval, status: status,
+                    periodStart: date("current_period_start"), periodEnd: date("current_period_end"),
+                    cancelAtPeriodEnd: (o["cancel_at_period_end"] as? Bool) ?? false, trialEnd: date("trial_end")))
         case "customer.subscription.deleted":
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET status = 'canceled', plan = 'free', cancel_at_period_end = false, scheduled_plan = NULL,
-                  provider_subscription_id = NULL, past_due_since = NULL, updated_at = now() WHERE tenant_id = $1
-                """, [tenant])
+            try await subs.rows.stripeSubscriptionDeleted(tx, tenantId: tenant)
         case "invoice.paid", "invoice.payment_succeeded":
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET status = CASE WHEN status IN ('past_due', 'incomplete') THEN 'active' ELSE status END,
-                  past_due_since = NULL, updated_at = now() WHERE tenant_id = $1
-                """, [tenant])
+            try await subs.rows.stripeInvoicePaid(tx, tenantId: tenant)
         case "invoice.payment_failed":
-            _ = try await tx.execute(
-                """
-                UPDATE billing.subscriptions SET status = 'past_due', past_due_since = coalesce(past_due_since, now()), updated_at = now()
-                WHERE tenant_id = $1 AND status <> 'canceled'
-                """, [tenant])
+            try await subs.rows.stripePaymentFailed(tx, tenantId: tenant)
         default:
             return
         }

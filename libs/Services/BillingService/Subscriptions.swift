@@ -74,6 +74,7 @@ struct SubscriptionView: Codable, Sendable {
 struct Subscriptions: Sendable {
     let store: Store
     let settings: BillingSettings
+    var rows: SubscriptionStore { SubscriptionStore(db: store) }
 
     static func addMonths(_ d: Date, _ n: Int) -> Date {
         var cal = Calendar(identifier: .gregorian)
@@ -83,26 +84,22 @@ struct Subscriptions: Sendable {
 
     /// The workspace's subscription, created on first use as a trial of the trial plan.
     func load(_ tx: Transaction, _ tenantId: String, lock: Bool = false) async throws -> Subscription {
-        if let row = try await tx.one("SELECT * FROM billing.subscriptions WHERE tenant_id = $1" + (lock ? " FOR UPDATE" : ""), [tenantId]) {
-            return try Subscription(row)
-        }
+        if let s = try await rows.find(tx, tenantId: tenantId, lock: lock) { return s }
         let trial = settings.trialDays > 0 && Plans.byId[settings.trialPlan] != nil
         let now = Date()
-        _ = try await tx.execute(
-            """
-            INSERT INTO billing.subscriptions (tenant_id, plan, status, current_period_start, current_period_end, trial_end)
-            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO NOTHING
-            """,
-            [
-                tenantId, trial ? settings.trialPlan : "free", trial ? "trialing" : "active", now, Self.addMonths(now, 1),
-                trial ? now.addingTimeInterval(Double(settings.trialDays) * 86400) : nil,
-            ])
-        _ = try await tx.execute(
-            """
-            INSERT INTO billing.history (tenant_id, change, to_plan, to_status, note) VALUES ($1, 'created', $2, $3, $4)
-            """, [tenantId, trial ? settings.trialPlan : "free", trial ? "trialing" : "active", trial ? "\(settings.trialDays)-day trial" : nil])
-        return try Subscription(
-            try await tx.one("SELECT * FROM billing.subscriptions WHERE tenant_id = $1" + (lock ? " FOR UPDATE" : ""), [tenantId])!)
+        let (plan, status) = trial ? (settings.trialPlan, "trialing") : ("free", "active")
+        try await rows.create(
+            tx, tenantId: tenantId, plan: plan, status: status, periodStart: now, periodEnd: Self.addMonths(now, 1),
+            trialEnd: trial ? now.addingTimeInterval(Double(settings.trialDays) * 86400) : nil)
+        try await rows.appendHistory(
+            tx, tenantId: tenantId,
+            .init(
+                change: "created", fromPlan: nil, toPlan: plan, fromStatus: nil, toStatus: status, actor: nil,
+                note: trial ? "\(settings.trialDays)-day trial" : nil))
+        guard let created = try await rows.find(tx, tenantId: tenantId, lock: lock) else {
+            throw ServiceError(status: 500, error: "internal_error", message: "the subscription was not created")
+        }
+        return created
     }
 
     /// The plan whose limits apply now, and whether the workspace is restricted (past due beyond grace).
@@ -117,21 +114,15 @@ struct Subscriptions: Sendable {
     func balances(_ tx: Transaction, _ s: Subscription) async throws -> [String: QuotaBalance] {
         let plan = effective(s).plan
         var out: [String: QuotaBalance] = [:]
-        let usage = try await tx.query(
-            "SELECT quota, used, reserved FROM billing.usage WHERE tenant_id = $1 AND period_start = $2",
-            [s.tenantId, s.periodStart])
-        var byQuota: [String: (Int, Int)] = [:]
-        for r in usage { byQuota[try r.string("quota")] = (try r.int("used"), try r.int("reserved")) }
+        let byQuota = try await rows.usage(tx, tenantId: s.tenantId, periodStart: s.periodStart)
         for q in Plans.counters {
-            let (used, reserved) = byQuota[q] ?? (0, 0)
+            let (used, reserved) = byQuota[q] ?? (used: 0, reserved: 0)
             let limit = plan.limits.limit(q)
             out[q] = QuotaBalance(
                 name: q, limit: limit, used: used, reserved: reserved, remaining: limit.map { max(0, $0 - used - reserved) },
                 resetsAt: s.periodEnd)
         }
-        let gauges = try await tx.query("SELECT quota, in_use FROM billing.gauges WHERE tenant_id = $1", [s.tenantId])
-        var inUse: [String: Int] = [:]
-        for r in gauges { inUse[try r.string("quota")] = try r.int("in_use") }
+        let inUse = try await rows.gauges(tx, tenantId: s.tenantId)
         for q in Plans.gauges {
             let limit = plan.limits.limit(q)
             let used = inUse[q] ?? 0
@@ -155,11 +146,11 @@ struct Subscriptions: Sendable {
     /// Records a change in the history and publishes `billing.subscription_updated`.
     func changed(_ tx: Transaction, _ before: Subscription, change: String, actor: String?, note: String? = nil) async throws {
         let after = try await load(tx, before.tenantId)
-        _ = try await tx.execute(
-            """
-            INSERT INTO billing.history (tenant_id, change, from_plan, to_plan, from_status, to_status, actor, note)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            """, [before.tenantId, change, before.plan, after.plan, before.status, after.status, actor, note])
+        try await rows.appendHistory(
+            tx, tenantId: before.tenantId,
+            .init(
+                change: change, fromPlan: before.plan, toPlan: after.plan, fromStatus: before.status, toStatus: after.status, actor: actor,
+                note: note))
         var data: [String: String] = [
             "plan": after.plan, "status": after.status, "change": change, "previous_plan": before.plan,
             "previous_status": before.status, "cancel_at_period_end": after.cancelAtPeriodEnd ? "true" : "false",
@@ -178,14 +169,7 @@ struct PeriodSweeper: Sendable {
     let logger: Logger
 
     func sweep(now: Date = Date()) async throws -> Int {
-        let due = try await subs.store.query(
-            .crossTenant,
-            """
-            SELECT tenant_id FROM billing.subscriptions
-            WHERE (current_period_end <= now() AND (provider_subscription_id IS NULL OR status = 'canceled'))
-               OR (status = 'trialing' AND trial_end <= now()) OR (scheduled_plan IS NOT NULL AND scheduled_at <= now()) LIMIT 500
-            """
-        ).map { try $0.string("tenant_id") }
+        let due = try await subs.rows.dueForSweep()
         for t in due {
             do { try await sweep(tenant: t, now: now) } catch {
                 logger.warning("billing sweep of a workspace failed; retried next time", metadata: ["tenant_id": "\(t)", "error": "\(error)"])
@@ -243,13 +227,11 @@ struct PeriodSweeper: Sendable {
                     scheduled = nil
                     notes.append("scheduled change to \(next) applied")
                 }
-                _ = try await tx.execute(
-                    """
-                    UPDATE billing.subscriptions SET plan = $2, status = $3, cancel_at_period_end = $4, scheduled_plan = $5,
-                      current_period_start = $6,
-                      current_period_end = $7, trial_end = $8, scheduled_at = CASE WHEN $5::text IS NULL THEN NULL ELSE scheduled_at END,
-                      updated_at = now() WHERE tenant_id = $1
-                    """, [t, plan, status, cancel, scheduled, start, end, trialEnd])
+                try await subs.rows.applyPeriod(
+                    tx, tenantId: t,
+                    .init(
+                        plan: plan, status: status, cancelAtPeriodEnd: cancel, scheduledPlan: scheduled, periodStart: start, periodEnd: end,
+                        trialEnd: trialEnd))
                 try await subs.changed(tx, s, change: "period", actor: "billing", note: notes.joined(separator: "; "))
             }
         }

@@ -23,18 +23,11 @@ struct AuditRecorder: Sendable {
         let changes = data.filter { !["actor"].contains($0.key) }
         do {
             let changesJSON = try JSONSerialization.data(withJSONObject: changes, options: [.sortedKeys])
-            try await store.query(
-                tenant.map { .tenant($0) } ?? .crossTenant,
-                """
-                INSERT INTO notifier.audit_log (id, tenant_id, at, actor, action, resource_type, resource_id, correlation_id, ip, user_agent, changes)
-                VALUES ($1, $2, coalesce($3::timestamptz, now()), $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
-                ON CONFLICT (id) DO NOTHING
-                """,
-                [
-                    id, tenant, e.occurredAt, actor, type, resourceType, resourceId,
-                    m.headers[BusHeader.correlationId], m.headers[BusHeader.clientAddress], m.headers[BusHeader.userAgent],
-                    JSONParameter(raw: changesJSON),
-                ])
+            try await AuditStore(db: store).append(
+                .init(
+                    id: id, tenantId: tenant, occurredAt: e.occurredAt, actor: actor, action: type, resourceType: resourceType,
+                    resourceId: resourceId, correlationId: m.headers[BusHeader.correlationId], ip: m.headers[BusHeader.clientAddress],
+                    userAgent: m.headers[BusHeader.userAgent], changes: changesJSON))
             return .ack
         } catch {
             logger.warning("audit insert failed; will retry", metadata: ["error": "\(error)"])

@@ -77,6 +77,7 @@ struct ChannelService: Sendable {
     let guardrail: SSRFGuard
     let logger: Logger
     let channelsPresent = PresenceCache()
+    var channels: ChannelStore { ChannelStore(db: store) }
     static let methods = ["email", "slack", "webhook"]
 
     func register(on r: ServiceResponder) {
@@ -116,13 +117,6 @@ struct ChannelService: Sendable {
         }
     }
 
-    static func view(_ r: Row) throws -> ChannelView {
-        ChannelView(
-            id: try r.string("id"), name: try r.string("name"), method: try r.string("method"),
-            config: try r.json("config"), enabled: try r.bool("enabled"), events: try r.stringArray("events"),
-            minSeverity: r.optionalString("min_severity"), createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"))
-    }
-
     func validateSubscription(_ events: [String]?, _ minSeverity: String?) throws {
         if let e = events, e.isEmpty || e.count > 50 || e.contains(where: { $0.isEmpty || $0.count > 100 }) {
             throw ServiceError.validation("body.events", "must list 1 to 50 event types or patterns")
@@ -140,16 +134,11 @@ struct ChannelService: Sendable {
         try validateSubscription(req.events, req.minSeverity)
         let (config, sealed) = try await prepare(method: method, config: req.config ?? [:])
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one(
-                """
-                INSERT INTO notifier.channels (id, tenant_id, name, method, config, secret_sealed, enabled, events, min_severity)
-                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9) RETURNING *
-                """,
-                [
-                    ID.make(), p.tenantId, name, method, try JSONParameter(config), sealed, req.enabled ?? true,
-                    req.events ?? ["*"], req.minSeverity,
-                ])!
-            let v = try Self.view(row)
+            let v = try await channels.insert(
+                tx,
+                .init(
+                    id: ID.make(), tenantId: p.tenantId, name: name, method: method, config: config, sealedConfig: sealed,
+                    enabled: req.enabled ?? true, events: req.events ?? ["*"], minSeverity: req.minSeverity))
             try await tx.emit(
                 Events.notificationChannelCreated, tenantId: p.tenantId,
                 data: ["channel_id": v.id, "method": method, "actor": p.actorId])
@@ -165,51 +154,32 @@ struct ChannelService: Sendable {
         try validateSubscription(req.events, req.minSeverity)
         var prepared: ([String: String], Data)? = nil
         if let config = req.config {
-            guard
-                let method = try await store.query(
-                    p.scope, "SELECT method FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
-                    [id, p.tenantId]
-                ).first?.string("method")
-            else { throw ServiceError.notFound("channel") }
+            guard let method = try await channels.method(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("channel") }
             prepared = try await prepare(method: method, config: config)
         }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard
-                let row = try await tx.one(
-                    """
-                    UPDATE notifier.channels SET name = coalesce($3, name), enabled = coalesce($4, enabled),
-                      events = coalesce($5::text[], events), min_severity = coalesce($6, min_severity),
-                      config = coalesce($7::jsonb, config), secret_sealed = coalesce($8, secret_sealed), updated_at = now()
-                    WHERE id = $1 AND tenant_id = $2 RETURNING *
-                    """,
-                    [
-                        id, p.tenantId, name, req.enabled, req.events, req.minSeverity,
-                        try prepared.map { try JSONParameter($0.0) }, prepared?.1,
-                    ])
+                let view = try await channels.update(
+                    tx, id: id, tenantId: p.tenantId,
+                    .init(
+                        name: name, enabled: req.enabled, events: req.events, minSeverity: req.minSeverity, config: prepared?.0,
+                        sealedConfig: prepared?.1))
             else { throw ServiceError.notFound("channel") }
-            return try Self.view(row)
+            return view
         }
     }
 
     @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ChannelView> {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
-        let page = try Pagination(req)
-        return try await store.transaction(p.scope) { tx in
-            try await page.list(tx, from: "notifier.channels", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
-        }
+        return try await channels.list(try Pagination(req), tenantId: p.tenantId)
     }
 
     @Sendable func delete(_ req: ChannelTestRequest, _ ctx: CallContext) async throws -> Empty {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.channelId, "channel")
-        guard
-            try await store.query(
-                p.scope, "DELETE FROM notifier.channels WHERE id = $1 AND tenant_id = $2 RETURNING id",
-                [id, p.tenantId]
-            ).first != nil
-        else { throw ServiceError.notFound("channel") }
+        guard try await channels.delete(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("channel") }
         return Empty()
     }
 
@@ -217,17 +187,11 @@ struct ChannelService: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.channelId, "channel")
-        guard
-            let row = try await store.query(
-                p.scope, "SELECT * FROM notifier.channels WHERE id = $1 AND tenant_id = $2",
-                [id, p.tenantId]
-            ).first
-        else { throw ServiceError.notFound("channel") }
+        guard let channel = try await channels.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("channel") }
         let message = ChannelMessage(title: "Vigil test notification", lines: ["This channel is set up correctly."], severity: nil)
         do {
             try await send(
-                message, method: try row.string("method"), sealed: Array(try row.bytes("secret_sealed")), tenantId: p.tenantId,
-                eventId: ID.make())
+                message, method: channel.method, sealed: channel.sealedConfig, tenantId: p.tenantId, eventId: ID.make())
             return ChannelTestReply(ok: true, detail: "sent")
         } catch {
             return ChannelTestReply(ok: false, detail: "\(error)")
@@ -235,12 +199,8 @@ struct ChannelService: Sendable {
     }
 
     func loadPolicy(_ tenantId: String) async throws -> NotificationPolicy {
-        guard let r = try await store.query(.tenant(tenantId), "SELECT * FROM notifier.policies WHERE tenant_id = $1", [tenantId]).first else {
-            return NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
-        }
-        return NotificationPolicy(
-            delivery: try r.string("delivery"), notificationTriggerMode: try r.string("trigger_mode"),
-            updatedAt: r.optionalDate("updated_at"))
+        try await channels.policy(tenantId: tenantId)
+            ?? NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
     }
 
     @Sendable func updatePolicy(_ req: PolicyPatch, _ ctx: CallContext) async throws -> NotificationPolicy {
@@ -253,12 +213,9 @@ struct ChannelService: Sendable {
             throw ServiceError.validation("body.notification_trigger_mode", "must be scan_complete or waste_only")
         }
         let cur = try await loadPolicy(p.tenantId)
-        try await store.query(
-            p.scope,
-            """
-            INSERT INTO notifier.policies (tenant_id, delivery, trigger_mode) VALUES ($1, $2, $3)
-            ON CONFLICT (tenant_id) DO UPDATE SET delivery = $2, trigger_mode = $3, updated_at = now()
-            """, [p.tenantId, req.delivery ?? cur.delivery, req.notificationTriggerMode ?? cur.notificationTriggerMode])
+        try await channels.savePolicy(
+            tenantId: p.tenantId, delivery: req.delivery ?? cur.delivery,
+            triggerMode: req.notificationTriggerMode ?? cur.notificationTriggerMode)
         return try await loadPolicy(p.tenantId)
     }
 
@@ -294,9 +251,9 @@ struct ChannelService: Sendable {
 
     /// Whether the workspace has an enabled channel, as of a read that started after the event was received (`PresenceCache`).
     func hasChannels(tenant: String, receivedAt: Date) async throws -> Bool {
-        let store = self.store
+        let channels = self.channels
         return try await channelsPresent.present(tenant: tenant, receivedAt: receivedAt) {
-            try await store.query(.tenant(tenant), "SELECT 1 FROM notifier.channels WHERE tenant_id = $1 AND enabled LIMIT 1", [tenant]).first != nil
+            try await channels.hasEnabledChannel(tenantId: tenant)
         }
     }
 
@@ -305,35 +262,24 @@ struct ChannelService: Sendable {
         let (eventId, type) = (e.id, e.type)
         do {
             guard try await hasChannels(tenant: tenant, receivedAt: e.message.receivedAt) else { return .ack }
-            let channels = try await store.query(
-                .tenant(tenant),
-                """
-                SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
-                  AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)
-                """, [tenant, eventId])
-            guard !channels.isEmpty else { return .ack }
+            let pending = try await channels.pending(tenantId: tenant, eventId: eventId)
+            guard !pending.isEmpty else { return .ack }
             let policy = try await loadPolicy(tenant)
             guard let message = Self.message(type: type, data: e.data, policy: policy) else { return .ack }
             var failed = false
-            for c in channels {
-                guard EventCatalog.matches(try c.stringArray("events"), type) else { continue }
-                if let min = c.optionalString("min_severity"),
+            for c in pending {
+                guard EventCatalog.matches(c.events, type) else { continue }
+                if let min = c.minSeverity,
                     (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
                 {
                     continue
                 }
                 do {
-                    try await send(
-                        message, method: try c.string("method"), sealed: Array(try c.bytes("secret_sealed")), tenantId: tenant,
-                        eventId: eventId)
-                    try await store.query(
-                        .tenant(tenant),
-                        """
-                        INSERT INTO notifier.channel_sends (tenant_id, channel_id, event_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
-                        """, [tenant, try c.string("id"), eventId])
+                    try await send(message, method: c.method, sealed: c.sealedConfig, tenantId: tenant, eventId: eventId)
+                    try await channels.recordSend(tenantId: tenant, channelId: c.id, eventId: eventId)
                 } catch {
                     failed = true
-                    logger.warning("channel send failed", metadata: ["channel_id": "\(c.optionalString("id") ?? "")", "error": "\(error)"])
+                    logger.warning("channel send failed", metadata: ["channel_id": "\(c.id)", "error": "\(error)"])
                 }
             }
             return failed ? .retry(after: StreamConsumer.backoff(attempt: e.message.deliveryCount, cap: .seconds(1800))) : .ack

@@ -69,21 +69,13 @@ struct ContactHandler: Sendable {
             }
             try await verifyCaptcha(url: url, token: token, address: address)
         }
-        let recent =
-            try await store.query(
-                .none,
-                """
-                SELECT count(*) AS n FROM notifier.contact_messages WHERE address = $1 AND created_at > now() - interval '1 hour'
-                """, [address]
-            ).first?.int("n") ?? 0
+        let recent = try await MailStore(db: store).recentContacts(address: address)
         guard recent < maxPerHour else { throw ServiceError.tooManyRequests("too many messages from this address; try again later") }
         let id = ID.make()
         let to = self.to
         try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
-            try await tx.execute(
-                """
-                INSERT INTO notifier.contact_messages (id, name, email, company, subject, message, address) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """, [id, name, email, company, subject, message, address])
+            try await MailStore(db: store).insertContact(
+                tx, .init(id: id, name: name, email: email, company: company, subject: subject, message: message, address: address))
             if let to {
                 let text = "From: \(name) <\(email)>\(company.map { "\nCompany: \($0)" } ?? "")\n\n\(message)"
                 try await tx.emit(

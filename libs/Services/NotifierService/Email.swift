@@ -26,39 +26,29 @@ struct EmailSender: Sendable {
         }
         do {
             // Redelivery after a crash between send and ack must not send twice.
-            if let row = try await store.query(.none, "SELECT status FROM notifier.emails WHERE id = $1", [env.id]).first,
-                try row.string("status") == "sent"
-            {
-                return .ack
-            }
+            if try await MailStore(db: store).wasSent(id: env.id) { return .ack }
             let message = EmailMessage(
                 to: env.data.to, subject: env.data.subject, text: env.data.text,
                 html: Self.html(env.data), messageId: env.id,
                 headers: ["X-Vigil-Template": env.data.template])
             let smtp = self.smtp
             try await Blocking.run { try smtp.send(message) }
-            try await record(env, status: "sent", error: nil)
+            try await record(env, status: .sent, error: nil)
             return .ack
         } catch let e as SMTPClient.ReplyError where e.isPermanent {
-            try? await record(env, status: "failed", error: e.description)
+            try? await record(env, status: .failed, error: e.description)
             logger.warning("email refused by SMTP server", metadata: ["template": "\(env.data.template)", "code": "\(e.code)"])
             return .drop
         } catch {
-            try? await record(env, status: "retrying", error: "\(error)")
+            try? await record(env, status: .retrying, error: "\(error)")
             logger.warning("email send failed; will retry", metadata: ["template": "\(env.data.template)", "error": "\(error)"])
             return .retry(after: StreamConsumer.backoff(attempt: m.deliveryCount, cap: .seconds(600)))
         }
     }
 
-    func record(_ env: Envelope, status: String, error: String?) async throws {
-        try await store.query(
-            .none,
-            """
-            INSERT INTO notifier.emails (id, tenant_id, to_address, template, status, attempts, last_error, sent_at)
-            VALUES ($1, $2, $3, $4, $5, 1, $6, CASE WHEN $5 = 'sent' THEN now() END)
-            ON CONFLICT (id) DO UPDATE SET status = $5, attempts = notifier.emails.attempts + 1, last_error = $6,
-              sent_at = CASE WHEN $5 = 'sent' THEN now() ELSE notifier.emails.sent_at END
-            """, [env.id, env.tenantId, env.data.to, env.data.template, status, error])
+    func record(_ env: Envelope, status: MailStore.EmailStatus, error: String?) async throws {
+        try await MailStore(db: store).recordEmail(
+            id: env.id, tenantId: env.tenantId, to: env.data.to, template: env.data.template, status: status, error: error)
     }
 
     /// The HTML alternative: the text, escaped, with the action link as a button.

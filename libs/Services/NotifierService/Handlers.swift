@@ -69,6 +69,7 @@ struct EventTypes: Codable, Sendable { var items: [EventType] }
 struct NotifierHandlers: Sendable {
     let store: Store
     let dispatcher: WebhookDispatcher
+    var webhooks: WebhookStore { WebhookStore(db: store) }
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<CreateEndpointRequest, EndpointView>(Subjects.Notifier.webhookCreate), handler: create)
@@ -82,26 +83,6 @@ struct NotifierHandlers: Sendable {
             EventTypes(items: EventCatalog.types.map { EventType(type: $0.0, description: $0.1) })
         }
         r.add(Endpoint<AuditQuery, Page<AuditRecord>>(Subjects.Notifier.auditList), handler: audit)
-    }
-
-    static func endpoint(_ r: Row) throws -> EndpointView {
-        EndpointView(
-            id: try r.string("id"), url: try r.string("url"), description: r.optionalString("description"),
-            events: try r.stringArray("events"), minSeverity: r.optionalString("min_severity"),
-            connectionIds: r.isNull("connection_ids") ? nil : try r.stringArray("connection_ids"),
-            isActive: try r.bool("is_active"), disabledReason: r.optionalString("disabled_reason"),
-            createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), secret: nil)
-    }
-
-    static func delivery(_ r: Row) throws -> DeliveryView {
-        let status = try r.string("status")
-        return DeliveryView(
-            id: try r.string("id"), endpointId: try r.string("endpoint_id"), eventId: try r.string("event_id"),
-            eventType: try r.string("event_type"), status: status, attempts: try r.int("attempts"),
-            lastStatus: r.optionalInt("last_status"), lastError: r.optionalString("last_error"),
-            lastResponse: r.optionalString("last_response"), lastLatencyMs: r.optionalInt("last_latency_ms"),
-            createdAt: try r.date("created_at"), deliveredAt: r.optionalDate("delivered_at"),
-            nextAttemptAt: status == "pending" ? r.optionalDate("next_attempt_at") : nil)
     }
 
     @Sendable func create(_ req: CreateEndpointRequest, _ ctx: CallContext) async throws -> EndpointView {
@@ -130,17 +111,11 @@ struct NotifierHandlers: Sendable {
         let secret = req.secret ?? WebhookSignature.newSecret()
         let sealed = Data(Sodium.seal(Array(secret.utf8), to: dispatcher.settings.keys.publicKey))
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one(
-                """
-                INSERT INTO notifier.webhook_endpoints (id, tenant_id, url, description, events, min_severity, connection_ids, is_active,
-                  secret_sealed)
-                VALUES ($1, $2, $3, $4, $5::text[], $6, $7::text[], $8, $9) RETURNING *
-                """,
-                [
-                    ID.make(), p.tenantId, req.url, req.description, req.events, req.minSeverity, req.connectionIds,
-                    req.isActive ?? true, sealed,
-                ])!
-            var view = try Self.endpoint(row)
+            var view = try await webhooks.insert(
+                tx,
+                .init(
+                    id: ID.make(), tenantId: p.tenantId, url: req.url, description: req.description, events: req.events,
+                    minSeverity: req.minSeverity, connectionIds: req.connectionIds, isActive: req.isActive ?? true, sealedSecret: sealed))
             view.secret = secret
             try await tx.emit(
                 Events.webhookEndpointCreated, tenantId: p.tenantId,
@@ -152,10 +127,7 @@ struct NotifierHandlers: Sendable {
     @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<EndpointView> {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
-        let page = try Pagination(req)
-        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(tx, from: "notifier.webhook_endpoints", filter: "tenant_id = $1", [p.tenantId], map: Self.endpoint)
-        }
+        return try await webhooks.list(try Pagination(req), tenantId: p.tenantId)
     }
 
     @Sendable func delete(_ req: EndpointPath, _ ctx: CallContext) async throws -> Empty {
@@ -163,9 +135,7 @@ struct NotifierHandlers: Sendable {
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.execute("DELETE FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) == 1 else {
-                throw ServiceError.notFound("webhook endpoint")
-            }
+            guard try await webhooks.delete(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("webhook endpoint") }
             try await tx.emit(
                 Events.webhookEndpointDeleted, tenantId: p.tenantId,
                 data: ["endpoint_id": id, "actor": p.actorId])
@@ -182,15 +152,9 @@ struct NotifierHandlers: Sendable {
         let secret = WebhookSignature.newSecret()
         let sealed = Data(Sodium.seal(Array(secret.utf8), to: dispatcher.settings.keys.publicKey))
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                let row = try await tx.one(
-                    """
-                    UPDATE notifier.webhook_endpoints SET previous_secret_sealed = secret_sealed, secret_sealed = $3,
-                      previous_secret_expires_at = now() + make_interval(secs => $4), updated_at = now()
-                    WHERE id = $1 AND tenant_id = $2 RETURNING previous_secret_expires_at
-                    """, [id, p.tenantId, sealed, overlap])
+            guard let expires = try await webhooks.rotateSecret(tx, id: id, tenantId: p.tenantId, sealed: sealed, overlapSeconds: overlap)
             else { throw ServiceError.notFound("webhook endpoint") }
-            return SecretReply(secret: secret, previousSecretExpiresAt: try row.date("previous_secret_expires_at"))
+            return SecretReply(secret: secret, previousSecretExpiresAt: expires)
         }
     }
 
@@ -204,38 +168,19 @@ struct NotifierHandlers: Sendable {
             data: ["endpoint_id": id, "message": "This is a test delivery from Vigil."])
         let deliveryId = ID.make()
         try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.one("SELECT 1 FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
-                throw ServiceError.notFound("webhook endpoint")
-            }
-            try await tx.execute(
-                """
-                INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload, next_attempt_at)
-                VALUES ($1, $2, $3, $4, 'webhook.test', $5, now() + interval '1 hour')
-                """, [deliveryId, p.tenantId, id, eventId, payload])
+            guard try await webhooks.exists(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("webhook endpoint") }
+            try await webhooks.enqueueTest(tx, id: deliveryId, tenantId: p.tenantId, endpointId: id, eventId: eventId, payload: payload)
         }
         // Attempt right away so the caller sees the result.
         if let due = try await loadDue(deliveryId) { await dispatcher.attempt(due) }
         return try await loadDelivery(deliveryId, p)
     }
 
-    func loadDue(_ id: String) async throws -> WebhookDispatcher.Due? {
-        try await store.query(
-            .crossTenant,
-            """
-            SELECT \(WebhookDispatcher.dueColumns)
-            FROM notifier.webhook_deliveries d JOIN notifier.webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1
-            """, [id]
-        ).first.map(WebhookDispatcher.Due.init)
-    }
+    func loadDue(_ id: String) async throws -> WebhookDispatcher.Due? { try await webhooks.due(id: id) }
 
     func loadDelivery(_ id: String, _ p: Principal) async throws -> DeliveryView {
-        guard
-            let row = try await store.query(
-                p.scope, "SELECT * FROM notifier.webhook_deliveries WHERE id = $1 AND tenant_id = $2",
-                [id, p.tenantId]
-            ).first
-        else { throw ServiceError.notFound("delivery") }
-        return try Self.delivery(row)
+        guard let d = try await webhooks.delivery(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("delivery") }
+        return d
     }
 
     @Sendable func deliveries(_ req: EndpointPage, _ ctx: CallContext) async throws -> Page<DeliveryView> {
@@ -244,12 +189,8 @@ struct NotifierHandlers: Sendable {
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         let page = try Pagination(PageRequest(limit: req.limit, cursor: req.cursor, offset: req.offset))
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.one("SELECT 1 FROM notifier.webhook_endpoints WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
-                throw ServiceError.notFound("webhook endpoint")
-            }
-            return try await page.list(
-                tx, from: "notifier.webhook_deliveries", filter: "endpoint_id = $1 AND tenant_id = $2",
-                [id, p.tenantId], map: Self.delivery)
+            guard try await webhooks.exists(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("webhook endpoint") }
+            return try await webhooks.deliveries(tx, page, endpointId: id, tenantId: p.tenantId)
         }
     }
 
@@ -257,15 +198,7 @@ struct NotifierHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let id = try Validate.id(req.deliveryId, "delivery")
-        guard
-            try await store.query(
-                p.scope,
-                """
-                UPDATE notifier.webhook_deliveries SET status = 'pending', next_attempt_at = now(), attempts = 0
-                WHERE id = $1 AND tenant_id = $2 RETURNING id
-                """, [id, p.tenantId]
-            ).first != nil
-        else { throw ServiceError.notFound("delivery") }
+        guard try await webhooks.requeue(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("delivery") }
         dispatcher.poke()
         return try await loadDelivery(id, p)
     }
@@ -274,26 +207,6 @@ struct NotifierHandlers: Sendable {
         let p = try ctx.requirePrincipal()
         try p.require(atLeast: .admin)
         let page = try Pagination(PageRequest(limit: q.limit, cursor: q.cursor, offset: q.offset))
-        var filter = "tenant_id = $1"
-        var values: [any SQLParameter] = [p.tenantId]
-        func add(_ clause: String, _ v: any SQLParameter) {
-            values.append(v)
-            filter += " AND " + clause.replacingOccurrences(of: "?", with: "$\(values.count)")
-        }
-        if let a = q.action { add("action = ?", a) }
-        if let t = q.resourceType { add("resource_type = ?", t) }
-        if let a = q.actor { add("actor = ?", a) }
-        if let s = q.since { add("at >= ?", s) }
-        if let u = q.until { add("at < ?", u) }
-        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(tx, from: "notifier.audit_log", filter: filter, values) { r in
-                AuditRecord(
-                    id: try r.string("id"), at: try r.date("at"), actor: r.optionalString("actor"), action: try r.string("action"),
-                    resourceType: try r.string("resource_type"), resourceId: r.optionalString("resource_id"),
-                    workspace: r.optionalString("tenant_id"), correlationId: r.optionalString("correlation_id"),
-                    ip: r.optionalString("ip"), userAgent: r.optionalString("user_agent"),
-                    changes: JSONObject(raw: Data((r.optionalString("changes") ?? "{}").utf8)))
-            }
-        }
+        return try await AuditStore(db: store).list(page, tenantId: p.tenantId, q)
     }
 }

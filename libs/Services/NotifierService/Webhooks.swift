@@ -128,6 +128,7 @@ final class WebhookDispatcher: Sendable {
     let wake = WakeSignal()
     let http: OutboundHTTP
     let endpointsPresent = PresenceCache()
+    var webhooks: WebhookStore { WebhookStore(db: store) }
 
     init(store: Store, settings: WebhookSettings, logger: Logger) {
         self.store = store
@@ -138,12 +139,9 @@ final class WebhookDispatcher: Sendable {
 
     /// Whether the workspace has an active endpoint, as of a read that started after the event was received (`PresenceCache`).
     func hasEndpoints(tenant: String, receivedAt: Date) async throws -> Bool {
-        let store = self.store
+        let webhooks = self.webhooks
         return try await endpointsPresent.present(tenant: tenant, receivedAt: receivedAt) {
-            try await store.query(
-                .tenant(tenant), "SELECT 1 FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active LIMIT 1",
-                [tenant]
-            ).first != nil
+            try await webhooks.hasActiveEndpoint(tenantId: tenant)
         }
     }
 
@@ -155,35 +153,24 @@ final class WebhookDispatcher: Sendable {
             // Workspaces without endpoints cost one shared read per fetched batch, not a query per event.
             guard try await hasEndpoints(tenant: tenant, receivedAt: event.message.receivedAt) else { return .ack }
             // One pipelined round trip (no endpoint wants it); a write only when one does.
-            let endpoints = try await store.query(
-                .tenant(tenant),
-                "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active", [tenant])
             var targets: [String] = []
             let data = event.data
-            for e in endpoints {
-                guard EventCatalog.matches(try e.stringArray("events"), type) else { continue }
-                if let min = e.optionalString("min_severity"), let sev = data["severity"] as? String,
+            for e in try await webhooks.activeSubscriptions(tenantId: tenant) {
+                guard EventCatalog.matches(e.events, type) else { continue }
+                if let min = e.minSeverity, let sev = data["severity"] as? String,
                     (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
                 {
                     continue
                 }
-                if !e.isNull("connection_ids"), let conn = data["connection_id"] as? String,
-                    !(try e.stringArray("connection_ids")).contains(conn)
-                {
+                if let ids = e.connectionIds, let conn = data["connection_id"] as? String, !ids.contains(conn) {
                     continue
                 }
-                targets.append(try e.string("id"))
+                targets.append(e.id)
             }
             guard !targets.isEmpty else { return .ack }
             let payload = try Self.payload(type: type, occurredAt: event.occurredAt, data: data)
-            let inserted = try await store.query(
-                .tenant(tenant),
-                """
-                INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
-                SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
-                ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id
-                """, [tenant, id, type, payload, ArrayParameter(targets)]
-            ).count
+            let inserted = try await webhooks.enqueue(
+                tenantId: tenant, eventId: id, eventType: type, payload: payload, endpointIds: targets)
             if inserted > 0 { poke() }
             return .ack
         } catch {
@@ -272,7 +259,7 @@ final class WebhookDispatcher: Sendable {
         var secret: [UInt8]
         var previous: [UInt8]?
 
-        /// Columns of `dueColumns`.
+        /// Columns of `WebhookStore.dueColumns`.
         init(_ r: Row) throws {
             id = try r.string("id")
             tenantId = try r.string("tenant_id")
@@ -285,26 +272,7 @@ final class WebhookDispatcher: Sendable {
         }
     }
 
-    /// What a send needs: the delivery, its endpoint URL and the sealed secrets still valid.
-    static let dueColumns = """
-        d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
-        CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret_sealed END AS previous_sealed
-        """
-
-    func claim(limit: Int) async throws -> [Due] {
-        try await store.transaction(.crossTenant) { tx in
-            try await tx.query(
-                """
-                UPDATE notifier.webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
-                FROM notifier.webhook_endpoints e
-                WHERE d.endpoint_id = e.id AND d.id IN (
-                  SELECT id FROM notifier.webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
-                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-                RETURNING \(Self.dueColumns)
-                """, [limit, settings.leaseMs]
-            ).map(Due.init)
-        }
-    }
+    func claim(limit: Int) async throws -> [Due] { try await webhooks.claim(limit: limit, leaseMs: settings.leaseMs) }
 
     func open(_ sealed: [UInt8]) -> String? { settings.keys.open(sealed).map { String(decoding: $0, as: UTF8.self) } }
 
@@ -381,49 +349,19 @@ final class WebhookDispatcher: Sendable {
         let endpointIds = Array(health.keys)
         do {
             let disabled: [(String, String)] = try await store.transaction(.crossTenant) { tx in
-                try await tx.execute(
-                    """
-                    INSERT INTO notifier.webhook_attempts (tenant_id, delivery_id, status, latency_ms, error, response_excerpt)
-                    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::text[])
-                    """,
-                    [
-                        col { $0.due.tenantId }, col { $0.due.id }, col { $0.status.map(String.init) }, col { String($0.latencyMs) },
-                        col { $0.error }, col { $0.excerpt },
-                    ])
-                try await tx.execute(
-                    """
-                    UPDATE notifier.webhook_deliveries d SET attempts = d.attempts + 1, last_status = u.status, last_error = u.error,
-                      last_response = u.excerpt, last_latency_ms = u.latency,
-                      status = CASE WHEN u.outcome = 'retry' THEN 'pending' ELSE u.outcome END,
-                      delivered_at = CASE WHEN u.outcome = 'delivered' THEN now() END,
-                      next_attempt_at = now() + make_interval(secs => u.delay::double precision / 1000)
-                    FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[])
-                      AS u(id, status, error, excerpt, latency, outcome, delay)
-                    WHERE d.id = u.id
-                    """,
-                    [
-                        col { $0.due.id }, col { $0.status.map(String.init) }, col { $0.error }, col { $0.excerpt },
-                        col { String($0.latencyMs) }, col { $0.outcome }, col { String($0.delayMs) },
-                    ])
-                let rows = try await tx.query(
-                    """
-                    UPDATE notifier.webhook_endpoints e
-                      SET consecutive_failures = CASE WHEN u.reset THEN 0 ELSE e.consecutive_failures END + u.failures
-                    FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u(id, reset, failures)
-                    WHERE e.id = u.id RETURNING e.id, e.tenant_id, e.consecutive_failures, e.is_active
-                    """,
-                    [
-                        ArrayParameter(endpointIds), ArrayParameter(endpointIds.map { health[$0]!.reset ? "t" : "f" }),
-                        ArrayParameter(endpointIds.map { String(health[$0]!.reset ? 0 : health[$0]!.failures) }),
-                    ])
+                try await webhooks.recordAttempts(
+                    tx,
+                    .init(
+                        tenantIds: col { $0.due.tenantId }, deliveryIds: col { $0.due.id }, statuses: col { $0.status.map(String.init) },
+                        latencies: col { String($0.latencyMs) }, errors: col { $0.error }, excerpts: col { $0.excerpt },
+                        outcomes: col { $0.outcome }, delays: col { String($0.delayMs) }))
+                let rows = try await webhooks.updateHealth(
+                    tx, endpointIds: endpointIds, reset: endpointIds.map { health[$0]!.reset },
+                    failures: endpointIds.map { health[$0]!.reset ? 0 : health[$0]!.failures })
                 var out: [(String, String)] = []
-                for row in rows where try row.int("consecutive_failures") >= settings.disableAfter && row.bool("is_active") {
-                    let id = try row.string("id")
-                    let tenant = try row.string("tenant_id")
-                    try await tx.execute(
-                        """
-                        UPDATE notifier.webhook_endpoints SET is_active = false, disabled_reason = $2, updated_at = now() WHERE id = $1
-                        """, [id, "disabled after \(settings.disableAfter) consecutive failed attempts"])
+                for row in rows where row.consecutiveFailures >= settings.disableAfter && row.isActive {
+                    let (id, tenant) = (row.id, row.tenantId)
+                    try await webhooks.disable(tx, id: id, reason: "disabled after \(settings.disableAfter) consecutive failed attempts")
                     try await tx.emit(
                         Events.webhookEndpointDisabled, tenantId: tenant,
                         data: ["endpoint_id": id, "reason": "consecutive failures"])

@@ -64,8 +64,7 @@ public enum RemediationService {
             Migration(
                 2, "policy modes, credentials, actions",
                 """
-                ALTER TABLE {schema}.policies ADD COLUMN auto_max_severity text,
-                  ADD COLUMN require_approval_from_roles text[] NOT NULL DEFAULT '{owner,admin}',
+                ALTER TABLE {schema}.policies ADD COLUMN auto_max_severity text, ADD COLUMN require_approval_from_roles text[] NOT NULL DEFAULT '{owner,admin}',
                   ADD COLUMN dry_run_default boolean NOT NULL DEFAULT false, ADD COLUMN allow_self_approval boolean NOT NULL DEFAULT false,
                   ADD COLUMN approval_ttl_hours integer NOT NULL DEFAULT 72;
                 UPDATE {schema}.policies SET mode = 'auto' WHERE mode = 'auto_approve';
@@ -81,8 +80,7 @@ public enum RemediationService {
                   status text NOT NULL, dry_run boolean NOT NULL DEFAULT false, parameters jsonb NOT NULL DEFAULT '{}', plan jsonb NOT NULL,
                   requested_by text NOT NULL, requested_role text NOT NULL, approved_by text, approved_at timestamptz,
                   decided_by text, decision_reason text, before_state jsonb, after_state jsonb, calls jsonb, outputs jsonb NOT NULL DEFAULT '{}',
-                  steps_done int NOT NULL DEFAULT 0, verification jsonb, rollback_calls jsonb, rollback_steps_done int NOT NULL DEFAULT 0,
-                    rollback_outputs jsonb NOT NULL DEFAULT '{}',
+                  steps_done int NOT NULL DEFAULT 0, verification jsonb, rollback_calls jsonb, rollback_steps_done int NOT NULL DEFAULT 0, rollback_outputs jsonb NOT NULL DEFAULT '{}',
                   rollback_verification jsonb, rollback_resource_id text, rollback_requested_by text, error text, attempts int NOT NULL DEFAULT 0,
                   expires_at timestamptz, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
                   applied_at timestamptz, rolled_back_at timestamptz);

@@ -33,8 +33,7 @@ enum NotifierSchema {
               created_at timestamptz NOT NULL DEFAULT now(), delivered_at timestamptz, UNIQUE (endpoint_id, event_id));
             CREATE INDEX webhook_deliveries_due ON {schema}.webhook_deliveries (next_attempt_at) WHERE status = 'pending';
             CREATE TABLE {schema}.webhook_attempts (
-              id bigserial PRIMARY KEY, tenant_id uuid NOT NULL,
-                delivery_id uuid NOT NULL REFERENCES {schema}.webhook_deliveries(id) ON DELETE CASCADE,
+              id bigserial PRIMARY KEY, tenant_id uuid NOT NULL, delivery_id uuid NOT NULL REFERENCES {schema}.webhook_deliveries(id) ON DELETE CASCADE,
               at timestamptz NOT NULL DEFAULT now(), status integer, latency_ms integer, error text, response_excerpt text);
             """ + Migration.tenantIsolation(table: "audit_log") + Migration.tenantIsolation(table: "webhook_endpoints")
                 + Migration.tenantIsolation(table: "webhook_deliveries") + Migration.tenantIsolation(table: "webhook_attempts")),
