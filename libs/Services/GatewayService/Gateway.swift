@@ -123,22 +123,27 @@ final class Gateway: Sendable {
 
     func application() -> some ApplicationProtocol {
         let router = Router(context: GatewayContext.self)
+        // Each route gets the concerns it has: public routes skip authentication and the plan's rate,
+        // reads skip idempotency. Order: metrics see every outcome; the envelope turns errors into
+        // responses; rate-limit headers ride on everything after them.
         for route in RouteTable.all {
-            router.group()
+            let chain = router.group()
                 .add(middleware: MetricsMiddleware(route: route))
                 .add(middleware: EnvelopeMiddleware(logger: logger))
                 .add(middleware: RateLimitMiddleware(limiter: limiter))
                 .add(middleware: BodyMiddleware(route: route, maxBytes: settings.maxBodyBytes))
-                .add(
-                    middleware: AuthenticationMiddleware(
-                        route: route, keys: keys, principals: principals, bus: ctx.bus,
-                        timeout: settings.requestTimeout)
-                )
-                .add(middleware: PlanRateMiddleware(planRates: planRates))
-                .add(middleware: IdempotencyMiddleware(route: route, store: idempotency))
-                .on(
-                    RouterPath(route.routerPath), method: route.method,
-                    use: ForwardingResponder(route: route, bus: ctx.bus, timeout: settings.requestTimeout).respond)
+            if route.access != .public {
+                chain
+                    .add(
+                        middleware: AuthenticationMiddleware(
+                            route: route, keys: keys, principals: principals, bus: ctx.bus, timeout: settings.requestTimeout)
+                    )
+                    .add(middleware: PlanRateMiddleware(planRates: planRates))
+            }
+            if route.isMutating { chain.add(middleware: IdempotencyMiddleware(route: route, store: idempotency)) }
+            chain.on(
+                RouterPath(route.routerPath), method: route.method,
+                use: ForwardingResponder(route: route, bus: ctx.bus, timeout: settings.requestTimeout).respond)
         }
         router.get("/health") { [self] _, _ in
             let ok = ctx.bus.isConnected
