@@ -111,11 +111,7 @@ struct NotifierHandlers: Sendable {
         let secret = req.secret ?? WebhookSignature.newSecret()
         let sealed = Data(Sodium.seal(Array(secret.utf8), to: dispatcher.settings.keys.publicKey))
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            var view = try await webhooks.insert(
-                tx,
-                .init(
-                    id: ID.make(), tenantId: p.tenantId, url: req.url, description: req.description, events: req.events,
-                    minSeverity: req.minSeverity, connectionIds: req.connectionIds, isActive: req.isActive ?? true, sealedSecret: sealed))
+            var view = try await webhooks.insert(tx, id: ID.make(), tenantId: p.tenantId, req, sealedSecret: sealed)
             view.secret = secret
             try await tx.emit(
                 Events.webhookEndpointCreated, tenantId: p.tenantId,

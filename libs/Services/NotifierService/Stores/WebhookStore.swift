@@ -33,19 +33,8 @@ struct WebhookStore: Sendable {
 
     // MARK: endpoints
 
-    struct NewEndpoint {
-        var id: String
-        var tenantId: String
-        var url: String
-        var description: String?
-        var events: [String]
-        var minSeverity: String?
-        var connectionIds: [String]?
-        var isActive: Bool
-        var sealedSecret: Data
-    }
-
-    func insert(_ tx: Transaction, _ e: NewEndpoint) async throws -> EndpointView {
+    /// Registers the endpoint a validated request describes, with its sealed signing secret.
+    func insert(_ tx: Transaction, id: String, tenantId: String, _ e: CreateEndpointRequest, sealedSecret: Data) async throws -> EndpointView {
         try Self.endpoint(
             try await tx.single(
                 """
@@ -53,7 +42,7 @@ struct WebhookStore: Sendable {
                   secret_sealed)
                 VALUES ($1, $2, $3, $4, $5::text[], $6, $7::text[], $8, $9) RETURNING *
                 """,
-                [e.id, e.tenantId, e.url, e.description, e.events, e.minSeverity, e.connectionIds, e.isActive, e.sealedSecret]))
+                [id, tenantId, e.url, e.description, e.events, e.minSeverity, e.connectionIds, e.isActive ?? true, sealedSecret]))
     }
 
     func list(_ page: Pagination, tenantId: String) async throws -> Page<EndpointView> {
