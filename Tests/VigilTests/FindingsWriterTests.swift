@@ -67,7 +67,8 @@ import VigilCore
     @Test func resultBatchHeadIsReadWithoutTheResults() throws {
         let results = #"[{"title": "a } \" { ] [", "evidence": {"x": [1, 2.5e3, null, true, {"y": "\u00e9"}]}}, {"fingerprint": "f"}]"#
         let message =
-            #"{"data": {"results": \#(results), "scan_id": "s1", "region": "global", "connection_id": "c1", "service": "s3", "provider": "aws", "batch": 1}, "type": "scan.results", "id": "e1", "tenant_id": "t1"}"#
+            #"{"data": {"results": \#(results), "scan_id": "s1", "region": "global", "connection_id": "c1", "service": "s3", "#
+            + #""provider": "aws", "batch": 1}, "type": "scan.results", "id": "e1", "tenant_id": "t1"}"#
         let read = try #require(ResultsBatchHead.read(Data(message.utf8)))
         #expect(read.id == "e1" && read.tenantId == "t1")
         #expect(

@@ -31,7 +31,8 @@ import VigilCore
         let policy = """
             {"Version":"2012-10-17","Statement":[
               {"Sid":"Public","Effect":"Allow","Principal":"*","Action":"sqs:SendMessage","Resource":"*"},
-              {"Sid":"FromTopic","Effect":"Allow","Principal":"*","Action":"sqs:SendMessage","Resource":"*","Condition":{"ArnEquals":{"aws:SourceArn":"arn:aws:sns:us-east-1:1:t"}}},
+              {"Sid":"FromTopic","Effect":"Allow","Principal":"*","Action":"sqs:SendMessage","Resource":"*",\
+              "Condition":{"ArnEquals":{"aws:SourceArn":"arn:aws:sns:us-east-1:1:t"}}},
               {"Sid":"Deny","Effect":"Deny","Principal":{"AWS":"*"},"Action":"*","Resource":"*"}]}
             """
         let (kept, removed) = PolicyDocuments.withoutPublicStatements(policy)
@@ -46,7 +47,8 @@ import VigilCore
 
     @Test func removingTheOnlyGrantsLeavesTheOwnerInControl() throws {
         let acl = """
-            <AccessControlPolicy><Owner><ID>owner-1</ID></Owner><AccessControlList><Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>
+            <AccessControlPolicy><Owner><ID>owner-1</ID></Owner><AccessControlList>\
+            <Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>
             """
         let action = try #require(FixActions.byName["s3.remove_public_acl"])
         let calls = try action.plan(target(rule: "aws.s3.bucket_acl_public_read", type: "aws.s3.bucket"), .object(["acl": .string(acl)]))

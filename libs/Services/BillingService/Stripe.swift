@@ -31,7 +31,8 @@ struct StripeClient: Sendable {
     static func form(_ params: [(String, String)]) -> String {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
         return params.map {
-            "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)"
+            "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.0)"
+                + "=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)"
         }
         .joined(separator: "&")
     }

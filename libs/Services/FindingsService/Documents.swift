@@ -138,7 +138,8 @@ enum PDFWriter {
             let footer = "BT /F1 8 Tf 1 0 0 1 \(fmt(margin)) 25 Tm (Vigil - page \(i + 1) of \(pages.count)) Tj ET\n"
             stream += footer
             objects.append(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents \(firstPage + i * 2 + 1) 0 R >>"
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> "
+                    + "/Contents \(firstPage + i * 2 + 1) 0 R >>"
             )
             objects.append("<< /Length \(stream.utf8.count) >>\nstream\n\(stream)endstream")
         }

@@ -61,7 +61,8 @@ struct EmailSender: Sendable {
         if let link = r.values["link"] {
             body = body.replacingOccurrences(of: esc(link), with: "<a href=\"\(esc(link))\">\(esc(link))</a>")
             body +=
-                "<p><a href=\"\(esc(link))\" style=\"background:#1f6feb;color:#fff;padding:10px 16px;border-radius:6px;text-decoration:none\">\(esc(r.subject))</a></p>"
+                "<p><a href=\"\(esc(link))\" style=\"background:#1f6feb;color:#fff;"
+                + "padding:10px 16px;border-radius:6px;text-decoration:none\">\(esc(r.subject))</a></p>"
         }
         return "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>\(esc(r.subject))</h2><p>\(body)</p></body></html>"
     }

@@ -64,7 +64,8 @@ struct InstructionHandlers: Sendable {
                     "The connector registers itself and appears under Connectors within a minute.",
                 ],
                 commands: [
-                    "curl -fsSL \(publicURL)/connector/install.sh | sudo sh -s -- --token '{ENROLLMENT_TOKEN}' --name '{CONNECTOR_NAME}' --url '\(publicURL)'",
+                    "curl -fsSL \(publicURL)/connector/install.sh | sudo sh -s -- --token '{ENROLLMENT_TOKEN}' "
+                        + "--name '{CONNECTOR_NAME}' --url '\(publicURL)'",
                     "systemctl status vigil-connector",
                 ],
                 variables: ["ENROLLMENT_TOKEN", "CONNECTOR_NAME"],
@@ -136,8 +137,10 @@ struct InstructionHandlers: Sendable {
                 ],
                 commands: [
                     "gcloud iam service-accounts create vigil-scanner --project <PROJECT_ID> --display-name 'Vigil scanner'",
-                    "gcloud projects add-iam-policy-binding <PROJECT_ID> --member serviceAccount:vigil-scanner@<PROJECT_ID>.iam.gserviceaccount.com --role roles/viewer",
-                    "gcloud projects add-iam-policy-binding <PROJECT_ID> --member serviceAccount:vigil-scanner@<PROJECT_ID>.iam.gserviceaccount.com --role roles/iam.securityReviewer",
+                    "gcloud projects add-iam-policy-binding <PROJECT_ID> --member serviceAccount:vigil-scanner@<PROJECT_ID>.iam.gserviceaccount.com "
+                        + "--role roles/viewer",
+                    "gcloud projects add-iam-policy-binding <PROJECT_ID> --member serviceAccount:vigil-scanner@<PROJECT_ID>.iam.gserviceaccount.com "
+                        + "--role roles/iam.securityReviewer",
                     "gcloud iam service-accounts keys create vigil-key.json --iam-account vigil-scanner@<PROJECT_ID>.iam.gserviceaccount.com",
                 ],
                 variables: ["PROJECT_ID"],

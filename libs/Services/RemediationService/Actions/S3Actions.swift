@@ -53,7 +53,8 @@ extension FixActions {
                     // Nothing left: the bucket becomes private (the owner's full control), as `x-amz-acl: private` does.
                     kept.insert(
                         contentsOf:
-                            "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>\(owner)</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant>",
+                            "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>\(owner)</ID></Grantee>"
+                            + "<Permission>FULL_CONTROL</Permission></Grant>",
                         at: end.lowerBound)
                 }
                 return [.rest("s3", t.region, "PutBucketAcl", "PUT", bucket(t), query: [("acl", "")], body: kept, contentType: "application/xml")]
@@ -112,7 +113,8 @@ extension FixActions {
                 let algorithm = t.parameters["algorithm"]?.stringValue ?? "AES256"
                 let key = t.parameters["kms_key_id"]?.stringValue.map { "<KMSMasterKeyID>\(xmlEscape($0))</KMSMasterKeyID>" } ?? ""
                 let body =
-                    "<ServerSideEncryptionConfiguration xmlns=\"\(s3ns)\"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>\(algorithm)</SSEAlgorithm>\(key)</ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
+                    "<ServerSideEncryptionConfiguration xmlns=\"\(s3ns)\"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>\(algorithm)"
+                    + "</SSEAlgorithm>\(key)</ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
                 return [
                     .rest(
                         "s3", t.region, "PutBucketEncryption", "PUT", bucket(t), query: [("encryption", "")], body: body,
