@@ -48,7 +48,9 @@ import VigilCore
     @Test func removingTheOnlyGrantsLeavesTheOwnerInControl() throws {
         let acl = """
             <AccessControlPolicy><Owner><ID>owner-1</ID></Owner><AccessControlList>\
-            <Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>
+            <Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\
+             xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI>\
+            </Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>
             """
         let action = try #require(FixActions.byName["s3.remove_public_acl"])
         let calls = try action.plan(target(rule: "aws.s3.bucket_acl_public_read", type: "aws.s3.bucket"), .object(["acl": .string(acl)]))

@@ -7,6 +7,8 @@ extension Events {
     package static let all = "vigil.events.>"
     /// Every event of one aggregate, e.g. `remediation` → `vigil.events.remediation.>`.
     package static func all(of aggregate: String) -> String { "vigil.events.\(aggregate).>" }
+    /// The subject prefix every event of one aggregate shares, e.g. `vigil.events.remediation.`.
+    package static func prefix(of aggregate: String) -> String { "vigil.events.\(aggregate)." }
     /// The event of `aggregate` named `name` (e.g. a remediation status), for kinds chosen at run time.
     package static func kind(_ aggregate: String, _ name: String) -> EventKind { EventKind("\(aggregate).\(name)") }
 }

@@ -189,7 +189,7 @@ struct Meter: Sendable {
         switch m.subject {
         case Events.scanCompleted.subject:
             settle = ("scans", "scan_id", { $0 == "completed" ? "committed" : "released" })
-        case let s where s.hasPrefix(Events.kind("remediation", "").subject):
+        case let s where s.hasPrefix(Events.prefix(of: "remediation")):
             settle = (
                 "remediations", "action_id",
                 { status in

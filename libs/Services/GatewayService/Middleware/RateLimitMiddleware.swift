@@ -18,16 +18,11 @@ struct RateLimitMiddleware: RouterMiddleware {
         context.credential = Credential(request)
         let key = context.credential.map { "c:" + $0.hash } ?? "a:" + context.client
         let decision = limiter.check(key)
-        var fields: HTTPFields = [:]
-        for (limitName, remainingName, resetName) in [
-            (HTTPField.Name.rateLimitLimit, HTTPField.Name.rateLimitRemaining, HTTPField.Name.rateLimitReset),
-            (.xRateLimitLimit, .xRateLimitRemaining, .xRateLimitReset),
-        ] {
-            fields[limitName] = String(decision.limit)
-            fields[remainingName] = String(decision.remaining)
-            fields[resetName] = String(decision.resetSeconds)
-        }
-        fields[.rateLimitPolicy] = decision.policy
+        let (limit, remaining, reset) = (String(decision.limit), String(decision.remaining), String(decision.resetSeconds))
+        var fields: HTTPFields = [
+            .rateLimitLimit: limit, .rateLimitRemaining: remaining, .rateLimitReset: reset, .rateLimitPolicy: decision.policy,
+            .xRateLimitLimit: limit, .xRateLimitRemaining: remaining, .xRateLimitReset: reset,
+        ]
         guard decision.allowed else {
             fields[.retryAfter] = String(decision.resetSeconds)
             throw HeaderedError(

@@ -53,7 +53,8 @@ extension FixActions {
                     // Nothing left: the bucket becomes private (the owner's full control), as `x-amz-acl: private` does.
                     kept.insert(
                         contentsOf:
-                            "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>\(owner)</ID></Grantee>"
+                            "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
+                            + " xsi:type=\"CanonicalUser\"><ID>\(owner)</ID></Grantee>"
                             + "<Permission>FULL_CONTROL</Permission></Grant>",
                         at: end.lowerBound)
                 }
