@@ -724,6 +724,23 @@ def write_swift():
     for subject, (_, summary) in sorted(BROADCASTS.items()):
         out += wrap_comment(summary, "    /// ")
         out.append(f"    package static let {camel(subject.split('.', 2)[2])} = \"{subject}\"")
+    out.append("}\n")
+    # Who may call a subject is declared once, on its route: the gateway enforces it on REST calls and
+    # every service's responder on bus calls, so handlers do not repeat it.
+    access = {}
+    for method, path, subject, acc, *_ in ROUTES:
+        assert access.setdefault(subject, acc) == acc, f"{subject} has routes with different access"
+    out.append("/// The access each REST-routed subject needs, enforced by the gateway and by every service's responder")
+    out.append("/// (public and optional subjects need none and are not listed).")
+    out.append("package enum RouteAccess {")
+    out.append("    package static let bySubject: [String: Access] = [")
+    for subject, acc in sorted(access.items()):
+        if acc in ("public", "optional"):
+            continue
+        svc = SWIFT_SERVICES[subject.split(".")[1]]
+        value = ".member" if acc == "member" else f".role(.{acc})"
+        out.append(f"        Subjects.{svc}.{camel(subject.split('.', 2)[2])}: {value},")
+    out.append("    ]")
     out.append("}")
     with open(os.path.join(ROOT, "libs", "Platform", "Contracts", "Subjects.generated.swift"), "w") as f:
         f.write("\n".join(out) + "\n")

@@ -202,3 +202,41 @@ def test_every_served_subject_is_in_the_contracts(stack):
     for subject in subjects:
         for kind in ("request", "reply"):
             assert os.path.exists(os.path.join(ROOT, "contracts", "schemas", f"{subject}.{kind}.json")), (subject, kind)
+
+
+def test_services_enforce_each_routes_role_on_direct_bus_calls(stack, signup):
+    """Another program on the bus gets the same answer as a REST caller: the role a route declares is
+    checked by the service's responder, not only by the gateway."""
+    owner, _, _ = signup("bus-roles")
+    me = owner.get("/auth/me").json()
+    tenant = me["workspace"]["id"]
+
+    def call(subject, body, role=None):
+        headers = {"Vigil-Tenant-Id": tenant, "Vigil-Correlation-Id": os.urandom(8).hex()}
+        if role:
+            headers["Vigil-Principal"] = json.dumps({
+                "kind": "user", "user_id": me["user"]["id"], "tenant_id": tenant, "tenant_slug": me["workspace"]["slug"],
+                "role": role, "scopes": ["read", "write", "admin"]})
+
+        async def go():
+            return await stack.bus.nc.request(subject, json.dumps(body).encode(), timeout=5, headers=headers)
+        m = stack.bus.run(go())
+        return (m.headers or {}).get("Nats-Service-Error-Code"), json.loads(m.data)
+
+    # Admin-only writes: 403 below admin, 401 without a principal, whichever service answers.
+    for subject, body in (("vigil.scans.connection.create", {"name": "x", "provider": "aws"}),
+                          ("vigil.notifier.webhook.create", {"url": "https://example.invalid/hook"}),
+                          ("vigil.findings.rule.create", {"id": "x"}),
+                          ("vigil.identity.tenant.update", {"name": "renamed"})):
+        code, reply = call(subject, body, role="analyst")
+        assert code == "403" and reply["error"] == "forbidden", (subject, reply)
+        code, reply = call(subject, body)
+        assert code == "401", (subject, reply)
+    # Viewer reads pass; the billing role is below viewer for security data.
+    code, reply = call("vigil.findings.finding.summary", {}, role="viewer")
+    assert code is None and "total" in reply, reply
+    code, reply = call("vigil.findings.finding.summary", {}, role="billing")
+    assert code == "403", reply
+    # Member routes take any role.
+    code, reply = call("vigil.identity.tenant.get", {}, role="billing")
+    assert code is None and reply["id"] == tenant, reply

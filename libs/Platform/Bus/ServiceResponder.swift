@@ -6,6 +6,10 @@ import VigilCore
 /// A request handler: gets the raw body and context, returns the reply body or throws.
 public typealias RawHandler = @Sendable (Data, CallContext) async throws -> Data
 
+/// Decides whether a call to a subject may run at all (who is calling, with what role); throws the
+/// error to reply with. One check for every endpoint of the service, before its handler.
+public typealias Authorizer = @Sendable (_ subject: String, CallContext) throws -> Void
+
 /// Per-endpoint counters for `$SRV.STATS`.
 struct EndpointStats: Sendable {
     var requests = 0
@@ -37,11 +41,13 @@ public final class ServiceResponder: Sendable {
     private let inFlight = Atomic<Int>(0)
     private let accepting = Atomic<Bool>(true)
     private let maxInFlight: Int
+    private let authorize: Authorizer?
 
     public init(
         bus: BusConnection, name: String, version: String, description: String, logger: Logger,
-        maxInFlight: Int = 512
+        maxInFlight: Int = 512, authorize: Authorizer? = nil
     ) {
+        self.authorize = authorize
         self.bus = bus
         self.name = name
         self.version = version
@@ -122,6 +128,7 @@ public final class ServiceResponder: Sendable {
             let start = ContinuousClock.now
             let result: Result<Data, ServiceError>
             do {
+                try authorize?(ep.subject, ctx)
                 result = .success(try await ep.handler(msg.data, ctx))
             } catch let e as ServiceError {
                 result = .failure(e)

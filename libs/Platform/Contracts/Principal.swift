@@ -49,3 +49,15 @@ package struct Principal: Codable, Sendable, Equatable {
     /// Who did it, for events and the audit log: the user id, or the API key id.
     package var actorId: String { userId ?? apiKeyId ?? "" }
 }
+
+/// Who may call a REST-routed subject (declared on its route in `scripts/gen-contracts.py`).
+package enum Access: Sendable, Equatable {
+    /// No credentials needed (and any given are ignored).
+    case `public`
+    /// Credentials optional: the principal is attached when present and valid.
+    case optional
+    /// Any member of the selected workspace, whatever the role.
+    case member
+    /// At least this role (owner > admin > analyst > viewer).
+    case role(Role)
+}

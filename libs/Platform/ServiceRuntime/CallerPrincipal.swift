@@ -34,6 +34,28 @@ extension CallContext {
     package var optionalPrincipal: Principal? { try? requirePrincipal() }
 }
 
+extension RouteAccess {
+    /// The responder's check: a subject routed to members or to a role answers 401 without a
+    /// principal and 403 below the role, whoever sends the request (the gateway or another program on
+    /// the bus). Subjects without a route entry (public, internal) are left to their handlers.
+    @Sendable package static func authorize(_ subject: String, _ ctx: CallContext) throws {
+        guard let access = bySubject[subject] else { return }
+        let p = try ctx.requirePrincipal()
+        if case .role(let role) = access { try p.require(atLeast: role) }
+    }
+}
+
+extension ServiceResponder {
+    /// Adds a typed endpoint for signed-in callers: the handler gets the principal (401 without one).
+    /// Its route's role was checked before (see `RouteAccess.authorize`).
+    package func add<Req, Rep>(
+        _ endpoint: Endpoint<Req, Rep>, name: String? = nil,
+        handler: @escaping @Sendable (Req, Principal, CallContext) async throws -> Rep
+    ) {
+        add(endpoint, name: name) { (req: Req, ctx: CallContext) in try await handler(req, try ctx.requirePrincipal(), ctx) }
+    }
+}
+
 extension Principal {
     /// Throws 403 unless the caller's role is at least `role` (owner > admin > analyst > viewer).
     package func require(atLeast role: Role) throws {

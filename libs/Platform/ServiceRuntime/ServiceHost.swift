@@ -95,7 +95,7 @@ public enum ServiceHost {
         }
         let responder = ServiceResponder(
             bus: bus, name: def.name, version: config.version,
-            description: def.description, logger: log)
+            description: def.description, logger: log, authorize: RouteAccess.authorize)
         let ctx = ServiceContext(
             name: def.name, config: config, bus: bus, jetStream: js, store: store,
             responder: responder, logger: log)

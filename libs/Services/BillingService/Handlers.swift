@@ -36,8 +36,7 @@ struct SubscriptionHandlers: Sendable {
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<Empty, PlanCatalog>(Subjects.Billing.planList)) { _, _ in PlanCatalog(items: Plans.all, currency: "usd") }
-        r.add(Endpoint<Empty, SubscriptionView>(Subjects.Billing.subscriptionGet)) { _, ctx in
-            let p = try ctx.requirePrincipal()
+        r.add(Endpoint<Empty, SubscriptionView>(Subjects.Billing.subscriptionGet)) { _, p, ctx in
             return try await subs.store.transaction(p.scope) { tx in try await subs.view(tx, try await subs.load(tx, p.tenantId)) }
         }
         r.add(Endpoint<CheckoutRequest, CheckoutReply>(Subjects.Billing.subscriptionCheckout), handler: checkout)

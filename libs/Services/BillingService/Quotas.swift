@@ -79,8 +79,7 @@ struct QuotaHandlers: Sendable {
                 return LimitsReply(plan: plan.id, status: s.status, restricted: restricted, limits: plan.limits, features: plan.features)
             }
         }
-        r.add(Endpoint<Empty, BalanceReply>(Subjects.Billing.quotaBalance)) { _, ctx in
-            let p = try ctx.requirePrincipal()
+        r.add(Endpoint<Empty, BalanceReply>(Subjects.Billing.quotaBalance)) { _, p, ctx in
             return try await subs.store.transaction(p.scope) { tx in
                 let s = try await subs.load(tx, p.tenantId)
                 return BalanceReply(

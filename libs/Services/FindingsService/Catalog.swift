@@ -35,14 +35,8 @@ struct RuleCatalog: Sendable {
 
     /// Every rule visible to the workspace, effective values applied (disabled ones included, marked).
     func rules(_ tx: Transaction, tenantId: String) async throws -> [Rule] {
-        var out = Self.builtin
-        for row in try await tx.query("SELECT definition FROM findings.rules WHERE tenant_id = $1 ORDER BY id", [tenantId]) {
-            out.append(try row.json("definition"))
-        }
-        var overrides: [String: (Bool?, String?)] = [:]
-        for row in try await tx.query("SELECT rule_id, enabled, severity FROM findings.rule_overrides WHERE tenant_id = $1", [tenantId]) {
-            overrides[try row.string("rule_id")] = (row.isNull("enabled") ? nil : try row.bool("enabled"), row.optionalString("severity"))
-        }
+        let out = Self.builtin + (try await RuleStore.custom(tx, tenantId: tenantId))
+        let overrides = try await RuleStore.overrides(tx, tenantId: tenantId)
         return out.map { r in
             var r = r
             if let (enabled, severity) = overrides[r.id] {

@@ -88,28 +88,20 @@ struct ComplianceHandlers: Sendable {
     let catalog: RuleCatalog
 
     func register(on r: ServiceResponder) {
-        r.add(Endpoint<Empty, ListOf<FrameworkView>>(Subjects.Findings.complianceFrameworks)) { _, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<Empty, ListOf<FrameworkView>>(Subjects.Findings.complianceFrameworks)) { _, p, ctx in
             let rules = try await store.transaction(p.scope) { tx in try await catalog.rules(tx, tenantId: p.tenantId) }.filter { $0.enabled ?? true }
             return ListOf(items: frameworks.map { Self.frameworkView($0, rules: rules) })
         }
-        r.add(Endpoint<ScoreRequest, ComplianceScore>(Subjects.Findings.complianceScore)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<ScoreRequest, ComplianceScore>(Subjects.Findings.complianceScore)) { q, p, ctx in
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
             return try await store.transaction(p.scope) { tx in try await score(tx, p.tenantId, connection: connection) }
         }
-        r.add(Endpoint<FrameworkPath, FrameworkDetail>(Subjects.Findings.complianceFramework)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<FrameworkPath, FrameworkDetail>(Subjects.Findings.complianceFramework)) { q, p, ctx in
             guard let fw = frameworks.first(where: { $0.id == q.frameworkId }) else { throw ServiceError.notFound("framework") }
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
             return try await store.transaction(p.scope) { tx in try await detail(tx, p.tenantId, fw, connection: connection) }
         }
-        r.add(Endpoint<ReportRequest, ComplianceReport>(Subjects.Findings.complianceReport)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<ReportRequest, ComplianceReport>(Subjects.Findings.complianceReport)) { q, p, ctx in
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
             let chosen =
                 try q.frameworkId.map { id -> [Framework] in
@@ -131,32 +123,6 @@ struct ComplianceHandlers: Sendable {
         return FrameworkView(
             id: f.id, name: f.name, version: f.version, description: f.description,
             controls: Set(mapped.flatMap { $0.compliance[f.id]! }).count, rules: mapped.count)
-    }
-
-    /// Latest complete scan per connection (optionally one connection).
-    func latestScans(_ tx: Transaction, _ tenant: String, connection: String?) async throws -> [(connection: String, scan: String)] {
-        var sql =
-            "SELECT DISTINCT ON (connection_id) connection_id, scan_id FROM findings.scans WHERE tenant_id = $1 AND status = 'completed' AND complete"
-        var values: [any SQLParameter] = [tenant]
-        if let connection {
-            sql += " AND connection_id = $2"
-            values.append(connection)
-        }
-        return try await tx.query(sql + " ORDER BY connection_id, completed_at DESC", values).map {
-            (try $0.string("connection_id"), try $0.string("scan_id"))
-        }
-    }
-
-    func counts(_ tx: Transaction, _ tenant: String, scans: [String]) async throws -> [String: (passed: Int, failed: Int)] {
-        var out: [String: (Int, Int)] = [:]
-        guard !scans.isEmpty else { return [:] }
-        for r in try await tx.query(
-            """
-            SELECT rule_id, sum(passed)::int AS p, sum(failed)::int AS f FROM findings.rule_counts WHERE tenant_id = $1 AND scan_id = ANY($2::uuid[])
-            GROUP BY rule_id
-            """, [tenant, ArrayParameter(scans)])
-        { out[try r.string("rule_id")] = (try r.int("p"), try r.int("f")) }
-        return out
     }
 
     static func controls(_ f: Framework, rules: [Rule], counts: [String: (passed: Int, failed: Int)]) -> [(String, String, [Rule])] {
@@ -190,12 +156,12 @@ struct ComplianceHandlers: Sendable {
 
     func score(_ tx: Transaction, _ tenant: String, connection: String?) async throws -> ComplianceScore {
         let rules = try await catalog.rules(tx, tenantId: tenant).filter { $0.enabled ?? true }
-        let latest = try await latestScans(tx, tenant, connection: connection)
-        let all = try await counts(tx, tenant, scans: latest.map(\.scan))
+        let latest = try await ComplianceStore.latestScans(tx, tenantId: tenant, connection: connection)
+        let all = try await ComplianceStore.counts(tx, tenantId: tenant, scans: latest.map(\.scan))
         let fs = frameworks.map { Self.frameworkScore($0, rules: rules, counts: all) }
         var perConnection: [ConnectionScore] = []
         for (c, s) in latest {
-            let cc = try await counts(tx, tenant, scans: [s])
+            let cc = try await ComplianceStore.counts(tx, tenantId: tenant, scans: [s])
             let cfs = frameworks.map { Self.frameworkScore($0, rules: rules, counts: cc) }
             perConnection.append(ConnectionScore(connectionId: c, scanId: s, overall: Self.overall(cfs), frameworks: cfs))
         }
@@ -204,26 +170,12 @@ struct ComplianceHandlers: Sendable {
 
     func detail(_ tx: Transaction, _ tenant: String, _ f: Framework, connection: String?) async throws -> FrameworkDetail {
         let rules = try await catalog.rules(tx, tenantId: tenant).filter { $0.enabled ?? true }
-        let latest = try await latestScans(tx, tenant, connection: connection)
-        let counts = try await counts(tx, tenant, scans: latest.map(\.scan))
+        let latest = try await ComplianceStore.latestScans(tx, tenantId: tenant, connection: connection)
+        let counts = try await ComplianceStore.counts(tx, tenantId: tenant, scans: latest.map(\.scan))
         let mappedIds = rules.filter { $0.compliance[f.id] != nil }.map(\.id)
         var failing: [String: [FailingResource]] = [:]
-        var values: [any SQLParameter] = [tenant, ArrayParameter(mappedIds)]
-        var filter = ""
-        if let connection {
-            values.append(connection)
-            filter = " AND connection_id = $3"
-        }
-        for r in try await tx.query(
-            """
-            SELECT id, rule_id, resource_id, resource_name, severity, region FROM findings.findings
-            WHERE tenant_id = $1 AND status = 'open' AND rule_id = ANY($2::text[])\(filter) ORDER BY severity_rank, resource_name LIMIT 5000
-            """, values)
-        {
-            failing[try r.string("rule_id"), default: []].append(
-                FailingResource(
-                    findingId: try r.string("id"), ruleId: try r.string("rule_id"), resourceId: try r.string("resource_id"),
-                    resourceName: try r.string("resource_name"), severity: try r.string("severity"), region: try r.string("region")))
+        for r in try await ComplianceStore.failing(tx, tenantId: tenant, rules: mappedIds, connection: connection) {
+            failing[r.ruleId, default: []].append(r)
         }
         let controls = Self.controls(f, rules: rules, counts: counts).map { c, status, mapped in
             ControlView(

@@ -39,19 +39,15 @@ struct RemediationFollower: Sendable {
             if let restored = o.restoredResourceId, restored != o.resourceId { return .ack }
             try await store.transaction(.tenant(tenant)) { tx in
                 guard
-                    let row = try await tx.one("SELECT * FROM findings.findings WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [o.findingId, tenant]),
+                    let row = try await FindingStore.load(tx, id: o.findingId, tenantId: tenant, lock: true),
                     try row.string("status") == target.from
                 else { return }
                 let reason =
                     target.to == "resolved"
                     ? "fixed by remediation \(o.actionId) (\(o.action)), verified: \(o.verification ?? "PASS")"
                     : "remediation \(o.actionId) (\(o.action)) was rolled back"
-                _ = try await tx.execute(
-                    """
-                    UPDATE findings.findings SET status = $3, status_reason = $4, status_actor = $5,
-                      resolved_at = CASE WHEN $3 = 'resolved' THEN now() ELSE NULL END, updated_at = now()
-                    WHERE id = $1 AND tenant_id = $2
-                    """, [o.findingId, tenant, target.to, reason, "remediation:" + o.actionId])
+                try await FindingStore.setOutcome(
+                    tx, id: o.findingId, tenantId: tenant, to: target.to, reason: reason, actor: "remediation:" + o.actionId)
                 try await Lifecycle.record(
                     tx, tenantId: tenant,
                     [

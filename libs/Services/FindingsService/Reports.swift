@@ -48,9 +48,7 @@ struct ReportHandlers: Sendable {
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<ReportGenerate, ReportView>(Subjects.Findings.reportGenerate), handler: generate)
-        r.add(Endpoint<PageRequest, Page<ReportView>>(Subjects.Findings.reportList)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<PageRequest, Page<ReportView>>(Subjects.Findings.reportList)) { q, p, ctx in
             let page = try Pagination(q)
             return try await store.transaction(p.scope) { tx in
                 try await page.list(
@@ -58,14 +56,10 @@ struct ReportHandlers: Sendable {
                     from: "findings.reports", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
             }
         }
-        r.add(Endpoint<ReportPath, ReportView>(Subjects.Findings.reportGet)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<ReportPath, ReportView>(Subjects.Findings.reportGet)) { q, p, ctx in
             return try Self.view(try await load(p, q.reportId, content: false))
         }
-        r.add(Endpoint<ReportPath, FileReply>(Subjects.Findings.reportDownload)) { q, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<ReportPath, FileReply>(Subjects.Findings.reportDownload)) { q, p, ctx in
             let row = try await load(p, q.reportId, content: true)
             let ext = try row.string("format") == "sarif" ? "sarif" : try row.string("format") == "ocsf" ? "ocsf.json" : try row.string("format")
             return FileReply(
@@ -76,14 +70,7 @@ struct ReportHandlers: Sendable {
 
     func load(_ p: Principal, _ raw: String, content: Bool) async throws -> Row {
         let id = try Validate.id(raw, "report")
-        guard
-            let row = try await store.query(
-                p.scope,
-                """
-                SELECT id, type, format, title, status, size, content_type, created_at, completed_at, parameters\(content ? ", content" : "")
-                FROM findings.reports WHERE id = $1 AND tenant_id = $2
-                """, [id, p.tenantId]
-            ).first
+        guard let row = try await ReportStore(db: store).load(id: id, tenantId: p.tenantId, content: content)
         else { throw ServiceError.notFound("report") }
         return row
     }
@@ -96,9 +83,7 @@ struct ReportHandlers: Sendable {
             downloadUrl: "/api/v1/reports/\(try r.string("id"))/download", parameters: try r.json("parameters"))
     }
 
-    @Sendable func generate(_ q: ReportGenerate, _ ctx: CallContext) async throws -> ReportView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func generate(_ q: ReportGenerate, _ p: Principal, _ ctx: CallContext) async throws -> ReportView {
         var issues: [ValidationIssue] = []
         let type = q.type ?? ""
         let format = q.format ?? "json"
@@ -132,10 +117,7 @@ struct ReportHandlers: Sendable {
                 if let s = severities { f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s)) }
                 if let s = statuses { f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s)) }
                 if let c = connection { f.add({ "connection_id = $\($0)" }, c) }
-                let findings = try await tx.query(
-                    "SELECT * FROM findings.findings WHERE \(f.sql) ORDER BY severity_rank, created_at LIMIT 100000",
-                    f.values
-                ).map { try FindingRows.view($0, rules: rules) }
+                let findings = try await ReportStore.findings(tx, f).map { try FindingStore.view($0, rules: rules) }
                 content = try Self.render(findings: findings, format: format, title: title, rules: rules)
             case "compliance":
                 let handlers = ComplianceHandlers(store: store, catalog: catalog)
@@ -147,13 +129,11 @@ struct ReportHandlers: Sendable {
             default:
                 content = try await Self.executive(tx, p.tenantId, format: format, title: title, catalog: catalog, store: store)
             }
-            let row = try await tx.one(
-                """
-                INSERT INTO findings.reports (id, tenant_id, type, format, title, parameters, status, content, content_type, size, created_by,
-                  completed_at)
-                VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'completed', $7, $8, $9, $10, now())
-                RETURNING id, type, format, title, status, size, content_type, created_at, completed_at, parameters
-                """, [id, p.tenantId, type, format, title, try JSONParameter(params), content, Self.contentTypes[format]!, content.count, p.actorId])!
+            let row = try await ReportStore.insert(
+                tx, tenantId: p.tenantId,
+                .init(
+                    id: id, type: type, format: format, title: title, parameters: params, content: content, contentType: Self.contentTypes[format]!,
+                    createdBy: p.actorId))
             try await tx.emit(
                 Events.reportGenerated, tenantId: p.tenantId,
                 data: ["report_id": id, "type": type, "format": format, "actor": p.actorId])
@@ -228,22 +208,12 @@ struct ReportHandlers: Sendable {
         var bySeverity: [String: Int] = [:]
         var byStatus: [String: Int] = [:]
         var savings = 0.0
-        for r in try await tx.query(
-            """
-            SELECT severity, status, count(*)::int AS n, coalesce(sum(savings) FILTER (WHERE status = 'open'), 0)::float8 AS s
-            FROM findings.findings WHERE tenant_id = $1 GROUP BY 1, 2
-            """, [tenant])
-        {
-            if try r.string("status") == "open" { bySeverity[try r.string("severity"), default: 0] += try r.int("n") }
-            byStatus[try r.string("status"), default: 0] += try r.int("n")
-            savings += Double(r.optionalString("s") ?? "0") ?? 0
+        for t in try await ReportStore.totals(tx, tenantId: tenant) {
+            if t.status == "open" { bySeverity[t.severity, default: 0] += t.count }
+            byStatus[t.status, default: 0] += t.count
+            savings += t.savings
         }
-        let top = try await tx.query(
-            """
-            SELECT title, severity, resource_name, region FROM findings.findings WHERE tenant_id = $1 AND status = 'open'
-            ORDER BY severity_rank, first_seen_at LIMIT 10
-            """, [tenant]
-        ).map { [try $0.string("severity"), try $0.string("title"), try $0.string("resource_name"), try $0.string("region")] }
+        let top = try await ReportStore.topRisks(tx, tenantId: tenant)
         let score = try await ComplianceHandlers(store: store, catalog: catalog).score(tx, tenant, connection: nil)
         if format == "json" {
             struct Exec: Encodable {

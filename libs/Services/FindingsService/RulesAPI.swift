@@ -93,9 +93,7 @@ struct RuleHandlers: Sendable {
             fixAction: r.fixAction, autoFix: r.fixAction != nil, savings: r.savings)
     }
 
-    @Sendable func list(_ q: RuleListRequest, _ ctx: CallContext) async throws -> Page<RuleView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func list(_ q: RuleListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<RuleView> {
         let limit = q.limit ?? 100
         guard (1...500).contains(limit) else { throw ServiceError.validation("query.limit", "must be between 1 and 500") }
         var start = q.offset ?? 0
@@ -130,9 +128,7 @@ struct RuleHandlers: Sendable {
         return Page(items: slice.map(Self.view), nextCursor: next, total: matching.count)
     }
 
-    @Sendable func get(_ q: RulePath, _ ctx: CallContext) async throws -> RuleView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func get(_ q: RulePath, _ p: Principal, _ ctx: CallContext) async throws -> RuleView {
         let rules = try await store.transaction(p.scope) { tx in try await catalog.rulesById(tx, tenantId: p.tenantId) }
         guard let r = rules[q.ruleId] else { throw ServiceError.notFound("rule") }
         return Self.view(r)
@@ -154,9 +150,7 @@ struct RuleHandlers: Sendable {
         }
     }
 
-    @Sendable func create(_ q: RuleCreate, _ ctx: CallContext) async throws -> RuleView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func create(_ q: RuleCreate, _ p: Principal, _ ctx: CallContext) async throws -> RuleView {
         var issues: [ValidationIssue] = []
         let title =
             (try? Validate.text(q.title ?? "", path: "body.title", max: 200))
@@ -192,12 +186,7 @@ struct RuleHandlers: Sendable {
             references: q.references, compliance: q.compliance ?? [:], fixAction: nil, savings: nil, enabled: true, examples: nil)
         guard RuleCatalog.builtinById[slug] == nil else { throw ServiceError.conflict("a built-in rule has this id", code: "rule_exists") }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                try await tx.one(
-                    """
-                    INSERT INTO findings.rules (tenant_id, id, definition, created_by) VALUES ($1, $2, $3::jsonb, $4)
-                    ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id
-                    """, [p.tenantId, slug, try JSONParameter(rule), p.actorId]) != nil
+            guard try await RuleStore.insert(tx, tenantId: p.tenantId, rule, by: p.actorId)
             else {
                 throw ServiceError.conflict("a rule with this id exists", code: "rule_exists")
             }
@@ -206,21 +195,14 @@ struct RuleHandlers: Sendable {
         }
     }
 
-    @Sendable func update(_ q: RulePatch, _ ctx: CallContext) async throws -> RuleView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func update(_ q: RulePatch, _ p: Principal, _ ctx: CallContext) async throws -> RuleView {
         if let s = q.severity, Severity(rawValue: s) == nil {
             throw ServiceError.validation("body.severity", "must be one of \(severityNames.joined(separator: ", "))")
         }
         guard q.enabled != nil || q.severity != nil else { throw ServiceError.validation("body", "give enabled and/or severity") }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await catalog.rulesById(tx, tenantId: p.tenantId)[q.ruleId] != nil else { throw ServiceError.notFound("rule") }
-            _ = try await tx.query(
-                """
-                INSERT INTO findings.rule_overrides (tenant_id, rule_id, enabled, severity, updated_by) VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (tenant_id, rule_id) DO UPDATE SET enabled = coalesce(excluded.enabled, rule_overrides.enabled),
-                  severity = coalesce(excluded.severity, rule_overrides.severity), updated_by = excluded.updated_by, updated_at = now()
-                """, [p.tenantId, q.ruleId, q.enabled, q.severity, p.actorId])
+            try await RuleStore.override(tx, tenantId: p.tenantId, ruleId: q.ruleId, enabled: q.enabled, severity: q.severity, by: p.actorId)
             try await tx.emit(
                 Events.ruleUpdated, tenantId: p.tenantId,
                 data: ["rule_id": q.ruleId, "enabled": q.enabled.map { "\($0)" } ?? "", "severity": q.severity ?? "", "actor": p.actorId])

@@ -1,18 +1,6 @@
 import Contracts
 import HTTPTypes
 
-/// Who may call a route.
-enum Access: Sendable, Equatable {
-    /// No credentials needed (and any given are ignored).
-    case `public`
-    /// Credentials optional: the principal is attached when present and valid.
-    case optional
-    /// Any member of the selected workspace, whatever the role.
-    case member
-    /// At least this role (owner > admin > analyst > viewer).
-    case role(Role)
-}
-
 /// How a query parameter is typed before it is put in the bus request.
 enum QueryType: Sendable { case int, string, bool }
 

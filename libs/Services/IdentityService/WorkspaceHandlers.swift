@@ -9,41 +9,23 @@ import VigilCrypto
 extension IdentityHandlers {
     // MARK: team
 
-    static func member(_ r: Row) throws -> TeamMember {
-        TeamMember(
-            membershipId: try r.string("id"), userId: try r.string("user_id"), email: try r.string("email"),
-            fullName: try r.string("full_name"), role: try Views.role(r), joinedAt: try r.date("created_at"))
-    }
-
-    @Sendable func listTeam(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<TeamMember> {
-        let p = try ctx.requirePrincipal()
+    @Sendable func listTeam(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<TeamMember> {
         let page = try Pagination(req)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(
-                tx, columns: "m.id, m.user_id, m.role, m.created_at, u.email, u.full_name",
-                from: "identity.memberships m JOIN identity.users u ON u.id = m.user_id",
-                filter: "m.tenant_id = $1", [p.tenantId], alias: "m.", map: Self.member)
+            try await WorkspaceStore.team(tx, page, tenantId: p.tenantId)
         }
     }
 
     /// Loads a membership of the caller's workspace and the number of owners there.
     func loadMembership(tx: Transaction, _ p: Principal, _ id: String) async throws -> (TeamMember, owners: Int) {
         let id = try Validate.id(id, "membership")
-        guard
-            let row = try await tx.one(
-                """
-                SELECT m.id, m.user_id, m.role, m.created_at, u.email, u.full_name FROM identity.memberships m
-                JOIN identity.users u ON u.id = m.user_id WHERE m.id = $1 AND m.tenant_id = $2 FOR UPDATE OF m
-                """, [id, p.tenantId])
-        else { throw ServiceError.notFound("membership") }
-        let owners = try await tx.one("SELECT count(*) AS n FROM identity.memberships WHERE tenant_id = $1 AND role = 'owner'", [p.tenantId])!.int(
-            "n")
-        return (try Self.member(row), owners)
+        guard let member = try await WorkspaceStore.lockMember(tx, id: id, tenantId: p.tenantId) else {
+            throw ServiceError.notFound("membership")
+        }
+        return (member, try await WorkspaceStore.owners(tx, tenantId: p.tenantId))
     }
 
-    @Sendable func updateRole(_ req: UpdateRoleRequest, _ ctx: CallContext) async throws -> TeamMember {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func updateRole(_ req: UpdateRoleRequest, _ p: Principal, _ ctx: CallContext) async throws -> TeamMember {
         let member: TeamMember = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             var (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             if (m.role == .owner || req.role == .owner) && p.role != .owner {
@@ -52,7 +34,7 @@ extension IdentityHandlers {
             if m.role == .owner && req.role != .owner && owners <= 1 {
                 throw ServiceError.conflict("the last owner cannot be demoted; make another member owner first", code: "last_owner")
             }
-            try await tx.execute("UPDATE identity.memberships SET role = $2 WHERE id = $1", [m.membershipId, req.role.rawValue])
+            try await WorkspaceStore.setRole(tx, membershipId: m.membershipId, req.role)
             try await tx.emit(
                 Events.membershipRoleChanged, tenantId: p.tenantId,
                 data: [
@@ -66,8 +48,7 @@ extension IdentityHandlers {
         return member
     }
 
-    @Sendable func removeMember(_ req: MembershipPath, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
+    @Sendable func removeMember(_ req: MembershipPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let removed: String = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             let (m, owners) = try await loadMembership(tx: tx, p, req.membershipId)
             let leavingSelf = m.userId == p.userId
@@ -78,10 +59,8 @@ extension IdentityHandlers {
             if m.role == .owner && owners <= 1 {
                 throw ServiceError.conflict("the last owner cannot leave or be removed", code: "last_owner")
             }
-            try await tx.execute("DELETE FROM identity.memberships WHERE id = $1", [m.membershipId])
-            try await tx.execute(
-                "UPDATE identity.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
-                [m.userId, p.tenantId])
+            try await WorkspaceStore.removeMember(tx, membershipId: m.membershipId)
+            try await TokenStore.revokeRefresh(tx, userId: m.userId, tenantId: p.tenantId)
             try await tx.emit(
                 Events.membershipRemoved, tenantId: p.tenantId,
                 data: ["membership_id": m.membershipId, "user_id": m.userId, "actor": p.actorId])
@@ -91,55 +70,38 @@ extension IdentityHandlers {
         return Empty()
     }
 
-    @Sendable func updateProfile(_ req: UpdateProfileRequest, _ ctx: CallContext) async throws -> UserView {
-        let p = try ctx.requirePrincipal()
+    @Sendable func updateProfile(_ req: UpdateProfileRequest, _ p: Principal, _ ctx: CallContext) async throws -> UserView {
         guard p.isUser, let userId = p.userId else { throw ServiceError.forbidden("a profile belongs to a user session, not an API key") }
         let name = try req.fullName.map { try Validate.text($0, path: "body.full_name") }
         return try await store.transaction(.none, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                let row = try await tx.one(
-                    """
-                    UPDATE identity.users SET full_name = coalesce($2, full_name), updated_at = now() WHERE id = $1 RETURNING *
-                    """, [userId, name])
-            else { throw ServiceError.notFound("user") }
-            return try Views.user(row)
+            guard let user = try await UserStore.updateProfile(tx, userId: userId, fullName: name) else { throw ServiceError.notFound("user") }
+            return user
         }
     }
 
     // MARK: tenants
 
-    @Sendable func getTenant(_ req: Empty, _ ctx: CallContext) async throws -> WorkspaceView {
-        let p = try ctx.requirePrincipal()
+    @Sendable func getTenant(_ req: Empty, _ p: Principal, _ ctx: CallContext) async throws -> WorkspaceView {
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard let row = try await tx.one("SELECT * FROM identity.workspaces WHERE id = $1", [p.tenantId]) else {
-                throw ServiceError.notFound("workspace")
-            }
-            return try Views.workspace(row)
+            guard let ws = try await WorkspaceStore.get(tx, id: p.tenantId) else { throw ServiceError.notFound("workspace") }
+            return ws
         }
     }
 
-    @Sendable func updateTenant(_ req: UpdateTenantRequest, _ ctx: CallContext) async throws -> WorkspaceView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func updateTenant(_ req: UpdateTenantRequest, _ p: Principal, _ ctx: CallContext) async throws -> WorkspaceView {
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                let row = try await tx.one(
-                    """
-                    UPDATE identity.workspaces SET name = coalesce($2, name), updated_at = now() WHERE id = $1 RETURNING *
-                    """, [p.tenantId, name])
-            else { throw ServiceError.notFound("workspace") }
+            guard let ws = try await WorkspaceStore.rename(tx, id: p.tenantId, name: name) else { throw ServiceError.notFound("workspace") }
             try await tx.emit(
                 Events.workspaceUpdated, tenantId: p.tenantId,
                 data: ["workspace_id": p.tenantId, "actor": p.actorId])
-            return try Views.workspace(row)
+            return ws
         }
     }
 
     /// Merges a JSON object into the workspace settings (keys kept exactly as sent).
     @Sendable func updateSettings(_ body: Data, _ ctx: CallContext) async throws -> Data {
         let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
         guard let obj = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
             throw ServiceError.validation("body", "must be a JSON object")
         }
@@ -147,33 +109,26 @@ extension IdentityHandlers {
         let patchData = try JSONSerialization.data(withJSONObject: patch)
         guard patchData.count <= 64 * 1024 else { throw ServiceError.validation("body.settings", "must be at most 64 KiB") }
         let view: WorkspaceView = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                let row = try await tx.one(
-                    """
-                    UPDATE identity.workspaces SET settings = settings || $2::jsonb, updated_at = now() WHERE id = $1 RETURNING *
-                    """, [p.tenantId, JSONParameter(raw: patchData)])
-            else { throw ServiceError.notFound("workspace") }
-            return try Views.workspace(row)
+            guard let ws = try await WorkspaceStore.mergeSettings(tx, id: p.tenantId, patch: patchData) else {
+                throw ServiceError.notFound("workspace")
+            }
+            return ws
         }
         return try JSON.encode(view)
     }
 
-    @Sendable func listChildren(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<WorkspaceView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func listChildren(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<WorkspaceView> {
         let page = try Pagination(req)
         return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(tx, from: "identity.workspaces", filter: "parent_id = $1", [p.tenantId]) { try Views.workspace($0) }
+            try await WorkspaceStore.children(tx, page, parentId: p.tenantId)
         }
     }
 
-    @Sendable func createChild(_ req: CreateChildWorkspaceRequest, _ ctx: CallContext) async throws -> WorkspaceView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func createChild(_ req: CreateChildWorkspaceRequest, _ p: Principal, _ ctx: CallContext) async throws -> WorkspaceView {
         guard p.viaParentTenantId == nil else { throw ServiceError.forbidden("child workspaces cannot have children of their own") }
         let name = try Validate.text(req.name, path: "body.name", max: 100)
         return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
-            if try await tx.one("SELECT 1 FROM identity.workspaces WHERE id = $1 AND parent_id IS NOT NULL", [p.tenantId]) != nil {
+            if try await WorkspaceStore.isChild(tx, id: p.tenantId) {
                 throw ServiceError.forbidden("child workspaces cannot have children of their own")
             }
             return try await createWorkspace(tx: tx, name: name, parentId: p.tenantId)
@@ -181,16 +136,6 @@ extension IdentityHandlers {
     }
 
     // MARK: invitations
-
-    static func invitation(_ r: Row) throws -> InvitationView {
-        var status = try r.string("status")
-        let expires = try r.date("expires_at")
-        if status == "pending" && expires < Date() { status = "expired" }
-        return InvitationView(
-            id: try r.string("id"), email: try r.string("email"), role: try Views.role(r), status: status,
-            invitedBy: r.optionalString("invited_by"), expiresAt: expires, createdAt: try r.date("created_at"),
-            acceptedAt: r.optionalDate("accepted_at"))
-    }
 
     func sendInvitationEmail(tx: Transaction, to email: String, token: String, workspace: String, role: Role, tenantId: String) async throws {
         let link = "\(settings.publicURL)/accept-invite?token=\(token)"
@@ -204,42 +149,24 @@ extension IdentityHandlers {
                 values: ["token": token, "link": link, "workspace_name": workspace, "role": role.rawValue]))
     }
 
-    @Sendable func createInvitation(_ req: CreateInvitationRequest, _ ctx: CallContext) async throws -> InvitationView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func createInvitation(_ req: CreateInvitationRequest, _ p: Principal, _ ctx: CallContext) async throws -> InvitationView {
         let email = try Validate.email(req.email)
         let role = req.role ?? .viewer
         if role == .owner && p.role != .owner { throw ServiceError.forbidden("only an owner can invite another owner") }
         let token = SecretToken.generate(prefix: TokenKind.invite)
         do {
             return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-                if try await tx.one(
-                    """
-                    SELECT 1 FROM identity.memberships m JOIN identity.users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.email = $2
-                    """, [p.tenantId, email]) != nil
-                {
+                if try await WorkspaceStore.hasMember(tx, tenantId: p.tenantId, email: email) {
                     throw ServiceError.conflict("this person is already a member of the workspace", code: "already_member")
                 }
-                try await tx.execute(
-                    "UPDATE identity.invitations SET status = 'expired' WHERE tenant_id = $1 AND email = $2 "
-                        + "AND status = 'pending' AND expires_at < now()",
-                    [p.tenantId, email])
+                try await InvitationStore.expireLapsed(tx, tenantId: p.tenantId, email: email)
                 // Seats: members plus pending invitations, counted under a per-workspace lock.
-                _ = try await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["seats:" + p.tenantId])
-                let seats = try await tx.one(
-                    """
-                    SELECT (SELECT count(*) FROM identity.memberships WHERE tenant_id = $1)
-                         + (SELECT count(*) FROM identity.invitations WHERE tenant_id = $1 AND status = 'pending' AND expires_at > now()) AS n
-                    """, [p.tenantId])!.int("n")
+                let seats = try await InvitationStore.lockSeats(tx, tenantId: p.tenantId)
                 try await Quotas.check(bus, tenantId: p.tenantId, quota: "seats", inUse: seats)
-                let ws = try await tx.one("SELECT name FROM identity.workspaces WHERE id = $1", [p.tenantId])!.string("name")
-                let row = try await tx.one(
-                    """
-                    INSERT INTO identity.invitations (id, tenant_id, email, role, token_hash, invited_by, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, now() + interval '7 days') RETURNING *
-                    """, [ID.make(), p.tenantId, email, role.rawValue, SecretToken.hash(token), p.userId])!
+                let ws = try await WorkspaceStore.name(tx, id: p.tenantId)
+                let view = try await InvitationStore.insert(
+                    tx, tenantId: p.tenantId, email: email, role: role, tokenHash: SecretToken.hash(token), invitedBy: p.userId)
                 try await sendInvitationEmail(tx: tx, to: email, token: token, workspace: ws, role: role, tenantId: p.tenantId)
-                let view = try Self.invitation(row)
                 try await tx.emit(
                     Events.invitationCreated, tenantId: p.tenantId,
                     data: ["invitation_id": view.id, "role": role.rawValue, "actor": p.actorId])
@@ -250,38 +177,30 @@ extension IdentityHandlers {
         }
     }
 
-    @Sendable func listInvitations(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<InvitationView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func listInvitations(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<InvitationView> {
         let page = try Pagination(req)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(tx, from: "identity.invitations", filter: "tenant_id = $1", [p.tenantId], map: Self.invitation)
+            try await InvitationStore.list(tx, page, tenantId: p.tenantId)
         }
     }
 
     /// Finds a usable invitation by token: 404 when unknown, 410 when expired, accepted or revoked.
-    func pendingInvitation(tx: Transaction, token: String, lock: Bool) async throws -> Row {
+    func pendingInvitation(tx: Transaction, token: String, lock: Bool) async throws -> InvitationStore.Pending {
         guard SecretToken.isWellFormed(token, prefix: TokenKind.invite),
-            let row = try await tx.one(
-                """
-                SELECT i.*, \(Self.workspaceColumns) FROM identity.invitations i JOIN identity.workspaces w ON w.id = i.tenant_id
-                WHERE i.token_hash = $1\(lock ? " FOR UPDATE OF i" : "")
-                """, [SecretToken.hash(token)])
+            let inv = try await InvitationStore.byToken(tx, hash: SecretToken.hash(token), lock: lock)
         else { throw ServiceError.notFound("invitation") }
-        let status = try row.string("status")
-        guard status == "pending" else { throw ServiceError.gone("invitation was already \(status)") }
-        guard try row.date("expires_at") > Date() else { throw ServiceError.gone("invitation has expired") }
-        return row
+        guard inv.status == "pending" else { throw ServiceError.gone("invitation was already \(inv.status)") }
+        guard inv.expiresAt > Date() else { throw ServiceError.gone("invitation has expired") }
+        return inv
     }
 
     @Sendable func validateInvitation(_ req: TokenPathRequest, _ ctx: CallContext) async throws -> ValidateInvitationReply {
         try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await pendingInvitation(tx: tx, token: req.token, lock: false)
-            let exists = try await tx.one("SELECT 1 FROM identity.users WHERE email = $1", [try row.string("email")]) != nil
+            let inv = try await pendingInvitation(tx: tx, token: req.token, lock: false)
+            let exists = try await UserStore.find(tx, email: inv.email) != nil
             return ValidateInvitationReply(
-                email: try row.string("email"), role: try Views.role(row),
-                workspace: try Views.workspace(row, prefix: "w_"), userExists: exists,
-                needsPassword: !exists, expiresAt: try row.date("expires_at"))
+                email: inv.email, role: inv.role, workspace: inv.workspace, userExists: exists, needsPassword: !exists,
+                expiresAt: inv.expiresAt)
         }
     }
 
@@ -294,13 +213,11 @@ extension IdentityHandlers {
         do {
             return try await store.transaction(.crossTenant, eventHeaders: ctx.eventHeaders) { tx in
                 let inv = try await pendingInvitation(tx: tx, token: req.token, lock: true)
-                let email = try inv.string("email")
-                let tenantId = try inv.string("tenant_id")
-                let role = try Views.role(inv)
+                let (email, tenantId, role) = (inv.email, inv.tenantId, inv.role)
                 var user: UserView
                 var isNew = false
-                if let u = try await tx.one("SELECT * FROM identity.users WHERE email = $1", [email]) {
-                    user = try Views.user(u)
+                if let existing = try await UserStore.find(tx, email: email) {
+                    user = existing
                 } else {
                     var issues: [ValidationIssue] = []
                     if req.fullName?.trimmingCharacters(in: .whitespaces).isEmpty ?? true {
@@ -310,21 +227,17 @@ extension IdentityHandlers {
                     guard issues.isEmpty, let hash = newPasswordHash else { throw ServiceError.validation(issues) }
                     let name = try Validate.text(req.fullName ?? "", path: "body.full_name")
                     let id = ID.make()
-                    try await tx.execute(
-                        "INSERT INTO identity.users (id, email, password_hash, full_name, email_verified) VALUES ($1, $2, $3, $4, true)",
-                        [id, email, hash, name])
+                    try await UserStore.insert(tx, id: id, email: email, passwordHash: hash, fullName: name, verified: true)
                     user = UserView(id: id, email: email, fullName: name, emailVerified: true, createdAt: Date())
                     isNew = true
                 }
                 let membershipId = ID.make()
-                try await tx.execute(
-                    "INSERT INTO identity.memberships (id, tenant_id, user_id, role) VALUES ($1, $2, $3, $4)",
-                    [membershipId, tenantId, user.id, role.rawValue])
-                try await tx.execute("UPDATE identity.invitations SET status = 'accepted', accepted_at = now() WHERE id = $1", [try inv.string("id")])
+                try await WorkspaceStore.addMember(tx, id: membershipId, tenantId: tenantId, userId: user.id, role: role)
+                try await InvitationStore.markAccepted(tx, id: inv.id)
                 try await tx.emit(
                     Events.invitationAccepted, tenantId: tenantId,
-                    data: ["invitation_id": try inv.string("id"), "user_id": user.id, "membership_id": membershipId, "role": role.rawValue])
-                let ws = try Views.workspace(inv, prefix: "w_")
+                    data: ["invitation_id": inv.id, "user_id": user.id, "membership_id": membershipId, "role": role.rawValue])
+                let ws = inv.workspace
                 var reply = AcceptInvitationReply(user: user, workspace: ws, membershipId: membershipId, role: role)
                 if isNew {
                     let t = try await issueTokens(tx: tx, user: user, workspace: ws)
@@ -340,39 +253,30 @@ extension IdentityHandlers {
         }
     }
 
-    @Sendable func resendInvitation(_ req: InvitationPath, _ ctx: CallContext) async throws -> InvitationView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func resendInvitation(_ req: InvitationPath, _ p: Principal, _ ctx: CallContext) async throws -> InvitationView {
         let id = try Validate.id(req.invitationId, "invitation")
         let token = SecretToken.generate(prefix: TokenKind.invite)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard let row = try await tx.one("SELECT * FROM identity.invitations WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [id, p.tenantId])
-            else {
+            guard let current = try await InvitationStore.lock(tx, id: id, tenantId: p.tenantId) else {
                 throw ServiceError.notFound("invitation")
             }
-            guard try row.string("status") == "pending" else {
+            guard current.status == "pending" else {
                 throw ServiceError.conflict("only pending invitations can be resent", code: "not_pending")
             }
-            let updated = try await tx.one(
-                """
-                UPDATE identity.invitations SET token_hash = $2, expires_at = now() + interval '7 days' WHERE id = $1 RETURNING *
-                """, [id, SecretToken.hash(token)])!
-            let ws = try await tx.one("SELECT name FROM identity.workspaces WHERE id = $1", [p.tenantId])!.string("name")
-            let view = try Self.invitation(updated)
+            let view = try await InvitationStore.renew(tx, id: id, tokenHash: SecretToken.hash(token))
+            let ws = try await WorkspaceStore.name(tx, id: p.tenantId)
             try await sendInvitationEmail(tx: tx, to: view.email, token: token, workspace: ws, role: view.role, tenantId: p.tenantId)
             return view
         }
     }
 
-    @Sendable func revokeInvitation(_ req: InvitationPath, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func revokeInvitation(_ req: InvitationPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let id = try Validate.id(req.invitationId, "invitation")
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.one("SELECT 1 FROM identity.invitations WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
+            guard try await InvitationStore.exists(tx, id: id, tenantId: p.tenantId) else {
                 throw ServiceError.notFound("invitation")
             }
-            try await tx.execute("UPDATE identity.invitations SET status = 'revoked' WHERE id = $1 AND status = 'pending'", [id])
+            try await InvitationStore.revoke(tx, id: id)
             return Empty()
         }
     }
@@ -381,16 +285,7 @@ extension IdentityHandlers {
 
     static let allowedScopes: Set<String> = ["read", "write", "admin"]
 
-    static func apiKey(_ r: Row) throws -> ApiKeyView {
-        ApiKeyView(
-            id: try r.string("id"), name: try r.string("name"), prefix: try r.string("prefix"), scopes: try r.stringArray("scopes"),
-            role: try Views.role(r), createdAt: try r.date("created_at"), expiresAt: r.optionalDate("expires_at"),
-            lastUsedAt: r.optionalDate("last_used_at"), key: nil)
-    }
-
-    @Sendable func createApiKey(_ req: CreateApiKeyRequest, _ ctx: CallContext) async throws -> ApiKeyView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func createApiKey(_ req: CreateApiKeyRequest, _ p: Principal, _ ctx: CallContext) async throws -> ApiKeyView {
         let name = try Validate.text(req.name, path: "body.name", max: 100)
         let scopes = req.scopes ?? ["read", "write"]
         if scopes.isEmpty || !Set(scopes).isSubset(of: Self.allowedScopes) {
@@ -404,16 +299,11 @@ extension IdentityHandlers {
         }
         let key = SecretToken.generate(prefix: SecretToken.apiKeyPrefix)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one(
-                """
-                INSERT INTO identity.api_keys (id, tenant_id, name, key_hash, prefix, scopes, role, created_by, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9) RETURNING *
-                """,
-                [
-                    ID.make(), p.tenantId, name, SecretToken.hash(key), SecretToken.displayPrefix(key, prefix: SecretToken.apiKeyPrefix),
-                    scopes.sorted(), role.rawValue, p.userId, req.expiresAt,
-                ])!
-            var view = try Self.apiKey(row)
+            var view = try await ApiKeyStore.insert(
+                tx, tenantId: p.tenantId,
+                .init(
+                    name: name, hash: SecretToken.hash(key), prefix: SecretToken.displayPrefix(key, prefix: SecretToken.apiKeyPrefix),
+                    scopes: scopes.sorted(), role: role, createdBy: p.userId, expiresAt: req.expiresAt))
             view.key = key
             try await tx.emit(
                 Events.apikeyCreated, tenantId: p.tenantId,
@@ -422,26 +312,17 @@ extension IdentityHandlers {
         }
     }
 
-    @Sendable func listApiKeys(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ApiKeyView> {
-        let p = try ctx.requirePrincipal()
+    @Sendable func listApiKeys(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ApiKeyView> {
         let page = try Pagination(req)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            try await page.list(
-                tx, from: "identity.api_keys", filter: "tenant_id = $1 AND revoked_at IS NULL", [p.tenantId],
-                map: Self.apiKey)
+            try await ApiKeyStore.list(tx, page, tenantId: p.tenantId)
         }
     }
 
-    @Sendable func revokeApiKey(_ req: ApiKeyPath, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func revokeApiKey(_ req: ApiKeyPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let id = try Validate.id(req.keyId, "API key")
         try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard
-                try await tx.execute(
-                    "UPDATE identity.api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
-                    [id, p.tenantId]) == 1
-            else { throw ServiceError.notFound("API key") }
+            guard try await ApiKeyStore.revoke(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("API key") }
             try await tx.emit(
                 Events.apikeyRevoked, tenantId: p.tenantId,
                 data: ["api_key_id": id, "actor": p.actorId])

@@ -86,8 +86,7 @@ struct ChannelService: Sendable {
         r.add(Endpoint<ChannelRequest, ChannelView>(Subjects.Notifier.channelUpdate), handler: update)
         r.add(Endpoint<ChannelTestRequest, Empty>(Subjects.Notifier.channelDelete), handler: delete)
         r.add(Endpoint<ChannelTestRequest, ChannelTestReply>(Subjects.Notifier.channelTest), handler: test)
-        r.add(Endpoint<Empty, NotificationPolicy>(Subjects.Notifier.policyGet)) { _, ctx in
-            let p = try ctx.requirePrincipal()
+        r.add(Endpoint<Empty, NotificationPolicy>(Subjects.Notifier.policyGet)) { _, p, ctx in
             return try await loadPolicy(p.tenantId)
         }
         r.add(Endpoint<PolicyPatch, NotificationPolicy>(Subjects.Notifier.policyUpdate), handler: updatePolicy)
@@ -126,9 +125,7 @@ struct ChannelService: Sendable {
         }
     }
 
-    @Sendable func create(_ req: ChannelRequest, _ ctx: CallContext) async throws -> ChannelView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func create(_ req: ChannelRequest, _ p: Principal, _ ctx: CallContext) async throws -> ChannelView {
         let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
         guard let method = req.method else { throw ServiceError.validation("body.method", "field required") }
         try validateSubscription(req.events, req.minSeverity)
@@ -146,9 +143,7 @@ struct ChannelService: Sendable {
         }
     }
 
-    @Sendable func update(_ req: ChannelRequest, _ ctx: CallContext) async throws -> ChannelView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func update(_ req: ChannelRequest, _ p: Principal, _ ctx: CallContext) async throws -> ChannelView {
         let id = try Validate.id(req.channelId ?? "", "channel")
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
         try validateSubscription(req.events, req.minSeverity)
@@ -169,23 +164,17 @@ struct ChannelService: Sendable {
         }
     }
 
-    @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ChannelView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func list(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ChannelView> {
         return try await channels.list(try Pagination(req), tenantId: p.tenantId)
     }
 
-    @Sendable func delete(_ req: ChannelTestRequest, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func delete(_ req: ChannelTestRequest, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let id = try Validate.id(req.channelId, "channel")
         guard try await channels.delete(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("channel") }
         return Empty()
     }
 
-    @Sendable func test(_ req: ChannelTestRequest, _ ctx: CallContext) async throws -> ChannelTestReply {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func test(_ req: ChannelTestRequest, _ p: Principal, _ ctx: CallContext) async throws -> ChannelTestReply {
         let id = try Validate.id(req.channelId, "channel")
         guard let channel = try await channels.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("channel") }
         let message = ChannelMessage(title: "Vigil test notification", lines: ["This channel is set up correctly."], severity: nil)
@@ -203,9 +192,7 @@ struct ChannelService: Sendable {
             ?? NotificationPolicy(delivery: "digest", notificationTriggerMode: "scan_complete", updatedAt: nil)
     }
 
-    @Sendable func updatePolicy(_ req: PolicyPatch, _ ctx: CallContext) async throws -> NotificationPolicy {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func updatePolicy(_ req: PolicyPatch, _ p: Principal, _ ctx: CallContext) async throws -> NotificationPolicy {
         if let d = req.delivery, !["digest", "every_event"].contains(d) {
             throw ServiceError.validation("body.delivery", "must be digest or every_event")
         }

@@ -85,9 +85,7 @@ struct NotifierHandlers: Sendable {
         r.add(Endpoint<AuditQuery, Page<AuditRecord>>(Subjects.Notifier.auditList), handler: audit)
     }
 
-    @Sendable func create(_ req: CreateEndpointRequest, _ ctx: CallContext) async throws -> EndpointView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func create(_ req: CreateEndpointRequest, _ p: Principal, _ ctx: CallContext) async throws -> EndpointView {
         var issues: [ValidationIssue] = []
         do { _ = try SSRFGuard.parse(req.url) } catch { issues.append(.init(path: "body.url", message: "\(error)")) }
         if req.events.isEmpty || req.events.count > 50 || req.events.contains(where: { $0.isEmpty || $0.count > 100 }) {
@@ -120,15 +118,11 @@ struct NotifierHandlers: Sendable {
         }
     }
 
-    @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<EndpointView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func list(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<EndpointView> {
         return try await webhooks.list(try Pagination(req), tenantId: p.tenantId)
     }
 
-    @Sendable func delete(_ req: EndpointPath, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func delete(_ req: EndpointPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard try await webhooks.delete(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("webhook endpoint") }
@@ -139,9 +133,7 @@ struct NotifierHandlers: Sendable {
         }
     }
 
-    @Sendable func rotate(_ req: RotateSecretRequest, _ ctx: CallContext) async throws -> SecretReply {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func rotate(_ req: RotateSecretRequest, _ p: Principal, _ ctx: CallContext) async throws -> SecretReply {
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         let overlap = req.overlapSeconds ?? 86400
         guard (0...7 * 86400).contains(overlap) else { throw ServiceError.validation("body.overlap_seconds", "must be 0 to 604800") }
@@ -154,9 +146,7 @@ struct NotifierHandlers: Sendable {
         }
     }
 
-    @Sendable func test(_ req: EndpointPath, _ ctx: CallContext) async throws -> DeliveryView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func test(_ req: EndpointPath, _ p: Principal, _ ctx: CallContext) async throws -> DeliveryView {
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         let eventId = ID.make()
         let payload = try WebhookDispatcher.payload(
@@ -179,9 +169,7 @@ struct NotifierHandlers: Sendable {
         return d
     }
 
-    @Sendable func deliveries(_ req: EndpointPage, _ ctx: CallContext) async throws -> Page<DeliveryView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func deliveries(_ req: EndpointPage, _ p: Principal, _ ctx: CallContext) async throws -> Page<DeliveryView> {
         let id = try Validate.id(req.endpointId, "webhook endpoint")
         let page = try Pagination(PageRequest(limit: req.limit, cursor: req.cursor, offset: req.offset))
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
@@ -190,18 +178,14 @@ struct NotifierHandlers: Sendable {
         }
     }
 
-    @Sendable func redeliver(_ req: DeliveryPath, _ ctx: CallContext) async throws -> DeliveryView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func redeliver(_ req: DeliveryPath, _ p: Principal, _ ctx: CallContext) async throws -> DeliveryView {
         let id = try Validate.id(req.deliveryId, "delivery")
         guard try await webhooks.requeue(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("delivery") }
         dispatcher.poke()
         return try await loadDelivery(id, p)
     }
 
-    @Sendable func audit(_ q: AuditQuery, _ ctx: CallContext) async throws -> Page<AuditRecord> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func audit(_ q: AuditQuery, _ p: Principal, _ ctx: CallContext) async throws -> Page<AuditRecord> {
         let page = try Pagination(PageRequest(limit: q.limit, cursor: q.cursor, offset: q.offset))
         return try await AuditStore(db: store).list(page, tenantId: p.tenantId, q)
     }

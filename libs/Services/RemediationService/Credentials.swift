@@ -55,9 +55,7 @@ struct CredentialHandlers: Sendable {
             context: ctx, timeout: .seconds(10))
     }
 
-    @Sendable func set(_ req: RemediationCredentialsRequest, _ ctx: CallContext) async throws -> RemediationCredentialsView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func set(_ req: RemediationCredentialsRequest, _ p: Principal, _ ctx: CallContext) async throws -> RemediationCredentialsView {
         let cid = try Validate.id(req.connectionId, "connection").lowercased()
         let creds = req.given
         let masked = try creds.validated(path: req.credentials == nil ? "body" : "body.credentials")
@@ -73,31 +71,25 @@ struct CredentialHandlers: Sendable {
         }
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: cid)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let row = try await tx.one(
-                """
-                INSERT INTO remediation.credentials (tenant_id, connection_id, sealed, key_id, masked, account_id, arn, created_by)
-                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
-                ON CONFLICT (tenant_id, connection_id) DO UPDATE SET sealed = $3, key_id = $4, masked = $5::jsonb, account_id = $6, arn = $7,
-                  created_by = $8, created_at = now()
-                RETURNING created_at
-                """, [p.tenantId, cid, sealed, settings.vault.keyId, try JSONParameter(masked), session.account, session.arn, p.actorId])!
+            let createdAt = try await CredentialStore.upsert(
+                tx, tenantId: p.tenantId,
+                .init(
+                    connectionId: cid, sealed: sealed, keyId: settings.vault.keyId, masked: masked, accountId: session.account, arn: session.arn,
+                    createdBy: p.actorId))
             try await tx.emit(
                 Events.remediationCredentialsSet, tenantId: p.tenantId,
                 data: ["connection_id": cid, "account_id": session.account, "actor": p.actorId])
             return RemediationCredentialsView(
                 connectionId: cid, credentials: masked, accountId: session.account, arn: session.arn, verified: true,
-                autoFix: true, createdAt: row.optionalDate("created_at"),
+                autoFix: true, createdAt: createdAt,
                 message: "remediation credentials verified with STS and stored sealed; they are not shown again")
         }
     }
 
-    @Sendable func delete(_ req: ConnectionRef, _ ctx: CallContext) async throws -> RemediationCredentialsView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func delete(_ req: ConnectionRef, _ p: Principal, _ ctx: CallContext) async throws -> RemediationCredentialsView {
         let cid = try Validate.id(req.connectionId, "connection").lowercased()
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            guard try await tx.execute("DELETE FROM remediation.credentials WHERE tenant_id = $1 AND connection_id = $2", [p.tenantId, cid]) == 1
-            else {
+            guard try await CredentialStore.delete(tx, tenantId: p.tenantId, connectionId: cid) else {
                 throw ServiceError(status: 404, error: "not_found", message: "connection \(cid) has no remediation credentials")
             }
             try await tx.emit(

@@ -48,6 +48,7 @@ struct Executor: Sendable {
     let aws: AWSAccess
     let settings: RemediationSettings
     let logger: Logger
+    var actions: ActionStore { ActionStore(db: store) }
 
     func consumerConfig() -> JetStream.ConsumerConfig {
         var c = JetStream.ConsumerConfig(durable: "remediation-executor", filterSubject: Jobs.remediationAll)
@@ -86,31 +87,28 @@ struct Executor: Sendable {
         } catch {
             let message = AWSFailure.describe(error)
             logger.warning("remediation attempt failed", metadata: ["action_id": "\(job.actionId)", "op": "\(job.op)", "error": "\(message)"])
-            let attempts =
-                (try? await store.query(.tenant(job.tenantId), "SELECT attempts FROM remediation.actions WHERE id = $1", [job.actionId]).first?.int(
-                    "attempts")) ?? 0
+            let attempts = (try? await actions.attempts(job)) ?? 0
             if attempts >= settings.maxAttempts {
                 await fail(job, "gave up after \(attempts) attempts: \(message)")
                 return .ack
             }
-            _ = try? await store.query(.tenant(job.tenantId), "UPDATE remediation.actions SET error = $2 WHERE id = $1", [job.actionId, message])
+            try? await actions.recordError(job, message)
             return .retry(after: StreamConsumer.backoff(attempt: attempts, cap: .seconds(30)))
         }
     }
 
     /// Ends the action `failed` (apply) or `rollback_failed` (rollback), keeping what was recorded.
     func fail(_ job: RemediationJob, _ message: String) async {
-        let from = job.op == "rollback" ? "rolling_back" : "executing"
-        let to = job.op == "rollback" ? "rollback_failed" : "failed"
+        let from = job.op == "rollback" ? ActionStatus.rollingBack : .executing
+        let to = job.op == "rollback" ? ActionStatus.rollbackFailed : .failed
         do {
             try await store.transaction(.tenant(job.tenantId)) { tx in
-                guard let row = try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId]),
-                    try [from, "approved"].contains(row.string("status"))
+                guard let status = try await ActionStore.lockedStatus(tx, id: job.actionId),
+                    [from.rawValue, ActionStatus.approved.rawValue].contains(status)
                 else { return }
-                _ = try await tx.execute(
-                    "UPDATE remediation.actions SET status = $2, error = $3, updated_at = now() WHERE id = $1", [job.actionId, to, message])
-                try await Lifecycle.transition(
-                    tx, tenantId: job.tenantId, actionId: job.actionId, from: try row.string("status"), to: to, actor: "executor", note: message)
+                try await ActionStore.end(tx, id: job.actionId, status: to, error: message)
+                try await ActionStore.transition(
+                    tx, tenantId: job.tenantId, actionId: job.actionId, from: status, to: to.rawValue, actor: "executor", note: message)
             }
         } catch {
             logger.error("could not record a failed remediation", metadata: ["action_id": "\(job.actionId)", "error": "\(error)"])
@@ -120,26 +118,22 @@ struct Executor: Sendable {
     /// Claims the action for this attempt; nil when the job is stale (already done, rejected, …).
     func claim(_ job: RemediationJob) async throws -> Row? {
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard let row = try await tx.one("SELECT status, attempts FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId]) else {
-                return nil
-            }
-            let status = try row.string("status")
-            let attempt = try row.int("attempts") + 1
+            guard let (status, attempts) = try await ActionStore.lockedAttempt(tx, id: job.actionId) else { return nil }
+            let attempt = attempts + 1
             switch (job.op, status) {
             case ("execute", "approved"):
-                _ = try await tx.execute(
-                    "UPDATE remediation.actions SET status = 'executing', attempts = $2, updated_at = now() WHERE id = $1", [job.actionId, attempt])
-                try await Lifecycle.transition(
+                try await ActionStore.countAttempt(tx, id: job.actionId, attempt: attempt, status: .executing)
+                try await ActionStore.transition(
                     tx, tenantId: job.tenantId, actionId: job.actionId, from: status, to: "executing", actor: "executor", note: nil)
             case ("execute", "executing"), ("rollback", "rolling_back"):
                 if attempt > settings.maxAttempts {
                     throw Permanent(message: "the executor stopped \(attempt - 1) times while working on this action")
                 }
-                _ = try await tx.execute("UPDATE remediation.actions SET attempts = $2, updated_at = now() WHERE id = $1", [job.actionId, attempt])
+                try await ActionStore.countAttempt(tx, id: job.actionId, attempt: attempt)
             default:
                 return nil
             }
-            return try await tx.one("SELECT * FROM remediation.actions WHERE id = $1", [job.actionId])
+            return try await ActionStore.row(tx, id: job.actionId)
         }
     }
 
@@ -165,13 +159,9 @@ struct Executor: Sendable {
         if job.op == "rollback" { try await rollback(job, row, action, target, session) } else { try await apply(job, row, action, target, session) }
     }
 
-    func save(_ job: RemediationJob, _ sql: String, _ values: [any SQLParameter]) async throws {
-        _ = try await store.query(.tenant(job.tenantId), sql, [job.actionId] + values)
-    }
-
     /// Runs calls from `from`, recording progress and captured values after each.
     func perform(
-        _ job: RemediationJob, _ calls: [APICall], from: Int, outputs: [String: String], client: AWSClient, column: String
+        _ job: RemediationJob, _ calls: [APICall], from: Int, outputs: [String: String], client: AWSClient, rollback: Bool
     ) async throws -> [String: String] {
         var outputs = outputs
         for i in from..<calls.count {
@@ -182,10 +172,7 @@ struct Executor: Sendable {
             } catch let e as AWSError where !e.isThrottling && (400..<500).contains(e.status) {
                 throw Permanent(message: "\(call.operation) was refused (\(e.code)): \(e.message)")
             }
-            let steps = column == "outputs" ? "steps_done" : "rollback_steps_done"
-            try await save(
-                job, "UPDATE remediation.actions SET \(steps) = $2, \(column) = $3::jsonb, updated_at = now() WHERE id = $1",
-                [i + 1, try JSONParameter(outputs)])
+            try await actions.recordProgress(job, rollback: rollback, stepsDone: i + 1, outputs: outputs)
             if settings.stepDelay > .zero { try await Task.sleep(for: settings.stepDelay) }
         }
         return outputs
@@ -203,16 +190,14 @@ struct Executor: Sendable {
         if row.isNull("before_state") || row.isNull("calls") {
             let before = try await action.inspect(client, target)
             do { calls = try action.plan(target, before) } catch let e as ServiceError { throw Permanent(message: e.message) }
-            try await save(
-                job, "UPDATE remediation.actions SET before_state = $2::jsonb, calls = $3::jsonb, updated_at = now() WHERE id = $1",
-                [try JSONParameter(before), try JSONParameter(calls)])
+            try await actions.recordPlan(job, before: before, calls: calls)
             if settings.stepDelay > .zero { try await Task.sleep(for: settings.stepDelay) }
         } else {
             calls = try row.json("calls")
         }
         // 2. Apply, resuming after the last recorded call.
         let outputs = try await perform(
-            job, calls, from: try row.int("steps_done"), outputs: try row.json("outputs"), client: client, column: "outputs")
+            job, calls, from: try row.int("steps_done"), outputs: try row.json("outputs"), client: client, rollback: false)
         _ = outputs
         // 3. Verify by re-collecting the resource and re-evaluating the rule.
         let v = try await verify(action, target, resourceId: target.resourceId, session)
@@ -220,18 +205,11 @@ struct Executor: Sendable {
             v.status == "GONE" ? .object(["exists": false]) : ((try? await action.inspect(client, target)) ?? .null)
         let fixed = v.status != "FAIL"
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status") == "executing"
-            else { return }
-            _ = try await tx.execute(
-                """
-                UPDATE remediation.actions SET status = $2, verification = $3::jsonb, after_state = $4::jsonb, error = $5,
-                  applied_at = CASE WHEN $2 = 'applied' THEN now() END, updated_at = now() WHERE id = $1
-                """,
-                [
-                    job.actionId, fixed ? "applied" : "failed", try JSONParameter(v), try JSONParameter(after),
-                    fixed ? nil : "verification failed: rule \(target.ruleId) still fails on the resource after the change",
-                ])
-            try await Lifecycle.transition(
+            guard try await ActionStore.lockedStatus(tx, id: job.actionId) == ActionStatus.executing.rawValue else { return }
+            try await ActionStore.finishApply(
+                tx, id: job.actionId, status: fixed ? .applied : .failed, verification: v, after: after,
+                error: fixed ? nil : "verification failed: rule \(target.ruleId) still fails on the resource after the change")
+            try await ActionStore.transition(
                 tx, tenantId: job.tenantId, actionId: job.actionId, from: "executing", to: fixed ? "applied" : "failed",
                 actor: "executor", note: fixed ? "verified: \(v.status)" : "verification failed",
                 extra: ["verified": fixed ? "true" : "false", "verification": v.status])
@@ -244,35 +222,24 @@ struct Executor: Sendable {
         var calls: [APICall]
         if row.isNull("rollback_calls") {
             do { calls = try action.rollback(target, before, outputs) } catch let e as ServiceError { throw Permanent(message: e.message) }
-            try await save(
-                job, "UPDATE remediation.actions SET rollback_calls = $2::jsonb, rollback_steps_done = 0, rollback_outputs = '{}' WHERE id = $1",
-                [try JSONParameter(calls)])
+            try await actions.recordRollbackPlan(job, calls: calls)
         } else {
             calls = try row.json("rollback_calls")
         }
         let from = row.isNull("rollback_calls") ? 0 : try row.int("rollback_steps_done")
         let captured = try await perform(
             job, calls, from: from, outputs: row.isNull("rollback_calls") ? [:] : try row.json("rollback_outputs"),
-            client: session.client, column: "rollback_outputs")
+            client: session.client, rollback: true)
         let resource = action.recreatedResource?(target, captured) ?? target.resourceId
         let v = try await verify(action, target, resourceId: resource, session)
         // The recorded state was a failing one: rollback is verified when the rule fails again.
         let restored = v.status == "FAIL"
         try await store.transaction(.tenant(job.tenantId)) { tx in
-            guard
-                try await tx.one("SELECT status FROM remediation.actions WHERE id = $1 FOR UPDATE", [job.actionId])?.string("status")
-                    == "rolling_back"
-            else { return }
-            _ = try await tx.execute(
-                """
-                UPDATE remediation.actions SET status = $2, rollback_verification = $3::jsonb, rollback_resource_id = $4, error = $5,
-                  rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN now() END, updated_at = now() WHERE id = $1
-                """,
-                [
-                    job.actionId, restored ? "rolled_back" : "rollback_failed", try JSONParameter(v), resource,
-                    restored ? nil : "rollback verification: rule \(target.ruleId) gives \(v.status) instead of the recorded failing state",
-                ])
-            try await Lifecycle.transition(
+            guard try await ActionStore.lockedStatus(tx, id: job.actionId) == ActionStatus.rollingBack.rawValue else { return }
+            try await ActionStore.finishRollback(
+                tx, id: job.actionId, status: restored ? .rolledBack : .rollbackFailed, verification: v, resourceId: resource,
+                error: restored ? nil : "rollback verification: rule \(target.ruleId) gives \(v.status) instead of the recorded failing state")
+            try await ActionStore.transition(
                 tx, tenantId: job.tenantId, actionId: job.actionId, from: "rolling_back", to: restored ? "rolled_back" : "rollback_failed",
                 actor: "executor", note: restored ? "verified: the recorded state is back" : "rollback verification failed",
                 extra: ["verified": restored ? "true" : "false", "verification": v.status, "restored_resource_id": resource])
@@ -285,21 +252,11 @@ struct ApprovalExpiry: Sendable {
     let store: Store
 
     func sweep() async throws -> Int {
-        let due = try await store.query(
-            .crossTenant,
-            """
-            SELECT id, tenant_id FROM remediation.actions WHERE status = 'pending_approval' AND expires_at < now() LIMIT 500
-            """
-        ).map { (try $0.string("id"), try $0.string("tenant_id")) }
+        let due = try await ActionStore(db: store).dueForExpiry()
         for (id, tenant) in due {
             try await store.transaction(.tenant(tenant)) { tx in
-                guard
-                    try await tx.execute(
-                        """
-                        UPDATE remediation.actions SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'pending_approval'
-                        """, [id]) == 1
-                else { return }
-                try await Lifecycle.transition(
+                guard try await ActionStore.expire(tx, id: id) else { return }
+                try await ActionStore.transition(
                     tx, tenantId: tenant, actionId: id, from: "pending_approval", to: "expired", actor: nil,
                     note: "not decided before it expired")
             }

@@ -54,17 +54,14 @@ struct PolicyHandlers: Sendable {
     static let approverRoles = ["owner", "admin", "analyst"]
 
     func register(on r: ServiceResponder) {
-        r.add(Endpoint<Empty, RemediationPolicy>(Subjects.Remediation.policyGet)) { _, ctx in
-            let p = try ctx.requirePrincipal()
+        r.add(Endpoint<Empty, RemediationPolicy>(Subjects.Remediation.policyGet)) { _, p, ctx in
             try p.require(atLeast: .viewer)
-            return try await store.transaction(p.scope) { try await Self.load($0, p.tenantId) }
+            return try await store.transaction(p.scope) { try await PolicyStore.load($0, tenantId: p.tenantId) }
         }
         r.add(Endpoint<RemediationPolicyPatch, RemediationPolicy>(Subjects.Remediation.policyUpdate), handler: update)
     }
 
-    @Sendable func update(_ patch: RemediationPolicyPatch, _ ctx: CallContext) async throws -> RemediationPolicy {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func update(_ patch: RemediationPolicyPatch, _ p: Principal, _ ctx: CallContext) async throws -> RemediationPolicy {
         var issues: [ValidationIssue] = []
         if let m = patch.mode, !Self.modes.contains(m) {
             issues.append(.init(path: "body.mode", message: "must be one of \(Self.modes.joined(separator: ", "))"))
@@ -96,7 +93,7 @@ struct PolicyHandlers: Sendable {
         }
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            var cur = try await Self.load(tx, p.tenantId)
+            var cur = try await PolicyStore.load(tx, tenantId: p.tenantId)
             if let m = patch.mode { cur.mode = m }
             if let s = patch.autoMaxSeverity { cur.autoMaxSeverity = s }
             if let a = patch.allowedActions { cur.allowedActions = a.isEmpty ? nil : Array(Set(a)).sorted() }
@@ -106,35 +103,11 @@ struct PolicyHandlers: Sendable {
             if let h = patch.approvalTtlHours { cur.approvalTtlHours = h }
             if let n = patch.maxActionsPerDay { cur.maxActionsPerDay = n }
             if cur.mode == "auto" && cur.autoMaxSeverity == nil { cur.autoMaxSeverity = "medium" }
-            try await tx.execute(
-                """
-                INSERT INTO remediation.policies (tenant_id, mode, auto_max_severity, allowed_actions, require_approval_from_roles, dry_run_default,
-                  allow_self_approval, approval_ttl_hours, max_actions_per_day, updated_by)
-                VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8, $9, $10)
-                ON CONFLICT (tenant_id) DO UPDATE SET mode = $2, auto_max_severity = $3, allowed_actions = $4::text[],
-                  require_approval_from_roles = $5::text[], dry_run_default = $6, allow_self_approval = $7, approval_ttl_hours = $8,
-                  max_actions_per_day = $9, updated_by = $10, updated_at = now()
-                """,
-                [
-                    p.tenantId, cur.mode, cur.autoMaxSeverity, cur.allowedActions.map { ArrayParameter($0) },
-                    ArrayParameter(cur.requireApprovalFromRoles),
-                    cur.dryRunDefault, cur.allowSelfApproval, cur.approvalTtlHours, cur.maxActionsPerDay, p.actorId,
-                ])
+            try await PolicyStore.save(tx, tenantId: p.tenantId, cur, by: p.actorId)
             try await tx.emit(
                 Events.remediationPolicyUpdated, tenantId: p.tenantId,
                 data: ["mode": cur.mode, "auto_max_severity": cur.autoMaxSeverity ?? "", "actor": p.actorId])
-            return try await Self.load(tx, p.tenantId)
+            return try await PolicyStore.load(tx, tenantId: p.tenantId)
         }
-    }
-
-    static func load(_ tx: Transaction, _ tenantId: String) async throws -> RemediationPolicy {
-        guard let r = try await tx.one("SELECT * FROM remediation.policies WHERE tenant_id = $1", [tenantId]) else { return .standard }
-        return RemediationPolicy(
-            mode: try r.string("mode"), autoMaxSeverity: r.optionalString("auto_max_severity"),
-            allowedActions: r.isNull("allowed_actions") ? nil : try r.stringArray("allowed_actions"),
-            requireApprovalFromRoles: try r.stringArray("require_approval_from_roles"),
-            dryRunDefault: try r.bool("dry_run_default"), allowSelfApproval: try r.bool("allow_self_approval"),
-            approvalTtlHours: try r.int("approval_ttl_hours"), maxActionsPerDay: try r.int("max_actions_per_day"),
-            updatedBy: r.optionalString("updated_by"), updatedAt: r.optionalDate("updated_at"))
     }
 }

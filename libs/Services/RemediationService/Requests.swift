@@ -129,43 +129,6 @@ struct ApprovalItem: Codable, Sendable {
 
 struct ActionCatalog: Codable, Sendable { var items: [ActionInfo] }
 
-/// Lifecycle bookkeeping shared by the API and the executor: the history row and the event.
-enum Lifecycle {
-    static let eventNames = ["pending_approval": "requested", "dry_run": "planned"]
-
-    static func transition(
-        _ tx: Transaction, tenantId: String, actionId: String, from: String?, to: String, actor: String?, note: String?,
-        extra: [String: String] = [:]
-    ) async throws {
-        try await tx.execute(
-            """
-            INSERT INTO remediation.action_history (tenant_id, action_id, from_status, to_status, actor, note) VALUES ($1, $2, $3, $4, $5, $6)
-            """, [tenantId, actionId, from, to, actor, note])
-        guard
-            let row = try await tx.one(
-                "SELECT finding_id, connection_id, rule_code, action, resource_id, severity FROM remediation.actions WHERE id = $1",
-                [actionId])
-        else { return }
-        let name = eventNames[to] ?? to
-        var data: [String: String] = [
-            "action_id": actionId, "finding_id": try row.string("finding_id"), "connection_id": try row.string("connection_id"),
-            "rule_code": try row.string("rule_code"), "action": try row.string("action"),
-            "resource_id": try row.string("resource_id"), "severity": try row.string("severity"), "status": to,
-        ]
-        if let from { data["previous_status"] = from }
-        if let actor { data["actor"] = actor }
-        if let note { data["reason"] = note }
-        data.merge(extra) { $1 }
-        try await tx.emit(Events.kind("remediation", name), tenantId: tenantId, data: data)
-    }
-
-    static func enqueue(_ tx: Transaction, tenantId: String, actionId: String, op: String) async throws {
-        try await tx.emit(
-            Jobs.remediation(op), type: "remediation.job", tenantId: tenantId,
-            data: RemediationJob(actionId: actionId, tenantId: tenantId, op: op))
-    }
-}
-
 /// Every `remediations` and `approvals` route: request (plan), list, pending, get, approve, reject,
 /// rollback, approvals, and the action catalogue.
 struct RequestHandlers: Sendable {
@@ -176,37 +139,30 @@ struct RequestHandlers: Sendable {
     func register(on r: ServiceResponder) {
         r.add(Endpoint<RemediationRequest, ActionView>(Subjects.Remediation.actionRequest), handler: request)
         r.add(Endpoint<ActionListRequest, Page<ActionView>>(Subjects.Remediation.actionList), handler: list)
-        r.add(Endpoint<ActionListRequest, Page<ActionView>>(Subjects.Remediation.actionPending)) { q, ctx in
+        r.add(Endpoint<ActionListRequest, Page<ActionView>>(Subjects.Remediation.actionPending)) { q, p, ctx in
             var q = q
             q.status = "pending_approval"
-            return try await list(q, ctx)
+            return try await list(q, p, ctx)
         }
         r.add(Endpoint<ActionRef, ActionView>(Subjects.Remediation.actionGet), handler: get)
         r.add(Endpoint<Decision, ActionView>(Subjects.Remediation.actionApprove), handler: approve)
         r.add(Endpoint<Decision, ActionView>(Subjects.Remediation.actionReject), handler: reject)
         r.add(Endpoint<ActionRef, ActionView>(Subjects.Remediation.actionRollback), handler: rollback)
         r.add(Endpoint<PageRequest, Page<ApprovalItem>>(Subjects.Remediation.approvalsList), handler: approvals)
-        r.add(Endpoint<Empty, ActionCatalog>(Subjects.Remediation.actionsCatalog)) { _, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .viewer)
+        r.add(Endpoint<Empty, ActionCatalog>(Subjects.Remediation.actionsCatalog)) { _, p, ctx in
             return ActionCatalog(items: FixActions.all.map(ActionInfo.init))
         }
     }
 
-    static let statuses = [
-        "pending_approval", "approved", "executing", "applied", "failed", "rolling_back", "rolled_back", "rollback_failed",
-        "rejected", "expired", "dry_run",
-    ]
+    static let statuses = ActionStatus.allCases.map(\.rawValue)
 
     // MARK: request
 
-    @Sendable func request(_ req: RemediationRequest, _ ctx: CallContext) async throws -> ActionView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func request(_ req: RemediationRequest, _ p: Principal, _ ctx: CallContext) async throws -> ActionView {
         guard let fid = req.findingId else { throw ServiceError.validation("body.finding_id", "field required") }
         guard ID.isValid(fid) else { throw ServiceError.validation("body.finding_id", "must be a finding id (UUID)") }
         let findingId = fid.lowercased()
-        let policy = try await store.transaction(p.scope) { try await PolicyHandlers.load($0, p.tenantId) }
+        let policy = try await store.transaction(p.scope) { try await PolicyStore.load($0, tenantId: p.tenantId) }
         guard policy.mode != "disabled" else {
             throw ServiceError(
                 status: 403, error: "remediation_disabled",
@@ -266,7 +222,7 @@ struct RequestHandlers: Sendable {
         }
 
         let autoApproved = !dryRun && policy.autoApproves(severity: finding.severity)
-        let status = dryRun ? "dry_run" : autoApproved ? "approved" : "pending_approval"
+        let status: ActionStatus = dryRun ? .dryRun : autoApproved ? .approved : .pendingApproval
         // The plan's remediation quota: reserved now, committed when applied, released otherwise.
         if !dryRun { _ = try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "remediations", ref: id) }
         do {
@@ -281,15 +237,12 @@ struct RequestHandlers: Sendable {
 
     func insert(
         _ p: Principal, _ ctx: CallContext, id: String, finding: FindingInfo, name: String, action: FixAction, apiRegion: String,
-        conn: ConnectionInfo, session: AWSSession, status: String, dryRun: Bool, autoApproved: Bool, parameters: [String: JSONValue],
+        conn: ConnectionInfo, session: AWSSession, status: ActionStatus, dryRun: Bool, autoApproved: Bool, parameters: [String: JSONValue],
         plan: FixPlan, policy: RemediationPolicy
     ) async throws -> ActionView {
         try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             if !dryRun {
-                let today = try await tx.one(
-                    """
-                    SELECT count(*) AS n FROM remediation.actions WHERE tenant_id = $1 AND NOT dry_run AND created_at > now() - interval '1 day'
-                    """, [p.tenantId])!.int("n")
+                let today = try await ActionStore.requestedToday(tx, tenantId: p.tenantId)
                 if today >= policy.maxActionsPerDay {
                     throw ServiceError(
                         status: 429, error: "remediation_daily_limit",
@@ -297,42 +250,27 @@ struct RequestHandlers: Sendable {
                             "the workspace has requested \(today) fixes in the last 24 hours (policy max_actions_per_day \(policy.maxActionsPerDay))")
                 }
             }
-            let inserted: Row?
-            do {
-                inserted = try await tx.one(
-                    """
-                    INSERT INTO remediation.actions (id, tenant_id, finding_id, connection_id, rule_code, action, title, severity, resource_id,
-                      resource_type,
-                      resource_name, region, api_region, endpoint_url, account_id, status, dry_run, parameters, plan, requested_by, requested_role,
-                      approved_by, approved_at, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19::jsonb, $20, $21,
-                      $22, CASE WHEN $22::text IS NULL THEN NULL ELSE now() END,
-                      CASE WHEN $16 = 'pending_approval' THEN now() + make_interval(hours => $23) END)
-                    ON CONFLICT DO NOTHING RETURNING id
-                    """,
-                    [
-                        id, p.tenantId, finding.id, finding.connectionId, finding.ruleCode, name, action.title, finding.severity, finding.resourceId,
-                        finding.resourceType, finding.resourceName, finding.region, apiRegion, conn.settings.endpointUrl, session.account, status,
-                        dryRun,
-                        try JSONParameter(parameters), try JSONParameter(plan), p.actorId, p.role.rawValue, autoApproved ? "policy:auto" : nil,
-                        policy.approvalTtlHours,
-                    ])
-            }
-            guard inserted != nil else {
+            let inserted = try await ActionStore.insert(
+                tx, tenantId: p.tenantId,
+                .init(
+                    id: id, finding: finding, action: name, title: action.title, apiRegion: apiRegion, endpointURL: conn.settings.endpointUrl,
+                    accountId: session.account, status: status, dryRun: dryRun, parameters: parameters, plan: plan, requestedBy: p.actorId,
+                    requestedRole: p.role.rawValue, approvedBy: autoApproved ? "policy:auto" : nil, approvalTtlHours: policy.approvalTtlHours))
+            guard inserted else {
                 throw ServiceError.conflict("a fix for this finding is already pending or running", code: "remediation_in_progress")
             }
             let note =
                 dryRun
                 ? "dry run: nothing is changed" : autoApproved ? "approved by the workspace policy (auto up to \(policy.autoMaxSeverity ?? ""))" : nil
-            try await Lifecycle.transition(
+            try await ActionStore.transition(
                 tx, tenantId: p.tenantId, actionId: id, from: nil, to: dryRun ? "dry_run" : "pending_approval", actor: p.actorId,
                 note: dryRun ? note : nil)
             if autoApproved {
-                try await Lifecycle.transition(
+                try await ActionStore.transition(
                     tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: "policy:auto", note: note)
-                try await Lifecycle.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
+                try await ActionStore.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
             }
-            return try await Self.view(tx, id)
+            return try await ActionStore.view(tx, id)
         }
     }
 
@@ -374,68 +312,32 @@ struct RequestHandlers: Sendable {
         return params
     }
 
-    static func view(_ tx: Transaction, _ id: String, history: Bool = false) async throws -> ActionView {
-        guard let row = try await tx.one("SELECT * FROM remediation.actions WHERE id = $1", [id]) else {
-            throw ServiceError.notFound("remediation action")
-        }
-        var items: [HistoryItem]? = nil
-        if history {
-            items = try await tx.query("SELECT * FROM remediation.action_history WHERE action_id = $1 ORDER BY id", [id]).map {
-                HistoryItem(
-                    at: try $0.date("at"), fromStatus: $0.optionalString("from_status"), toStatus: try $0.string("to_status"),
-                    actor: $0.optionalString("actor"), note: $0.optionalString("note"))
-            }
-        }
-        return try ActionView(row, history: items)
-    }
-
     // MARK: reads
 
-    @Sendable func list(_ q: ActionListRequest, _ ctx: CallContext) async throws -> Page<ActionView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func list(_ q: ActionListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ActionView> {
         let page = try Pagination(PageRequest(limit: q.limit, cursor: q.cursor, offset: q.offset))
-        var filter = "tenant_id = $1"
-        var values: [any SQLParameter] = [p.tenantId]
-        if let list = try Validate.list(q.status, path: "query.status", allowed: Self.statuses, lower: false) {
-            values.append(ArrayParameter(list))
-            filter += " AND status = ANY($\(values.count)::text[])"
-        }
-        if let f = q.findingId {
-            values.append(try Validate.id(f, "finding").lowercased())
-            filter += " AND finding_id = $\(values.count)::uuid"
-        }
-        if let c = q.connectionId {
-            values.append(try Validate.id(c, "connection").lowercased())
-            filter += " AND connection_id = $\(values.count)::uuid"
-        }
-        return try await store.transaction(p.scope) { tx in
-            try await page.list(tx, from: "remediation.actions", filter: filter, values) { try ActionView($0) }
-        }
+        let filter = ActionStore.Filter(
+            statuses: try Validate.list(q.status, path: "query.status", allowed: Self.statuses, lower: false),
+            findingId: try q.findingId.map { try Validate.id($0, "finding").lowercased() },
+            connectionId: try q.connectionId.map { try Validate.id($0, "connection").lowercased() })
+        return try await store.transaction(p.scope) { tx in try await ActionStore.list(tx, page, tenantId: p.tenantId, filter) }
     }
 
-    @Sendable func get(_ req: ActionRef, _ ctx: CallContext) async throws -> ActionView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func get(_ req: ActionRef, _ p: Principal, _ ctx: CallContext) async throws -> ActionView {
         let id = try Validate.id(req.actionId, "remediation action").lowercased()
         return try await store.transaction(p.scope) { tx in
-            guard try await tx.one("SELECT id FROM remediation.actions WHERE id = $1 AND tenant_id = $2", [id, p.tenantId]) != nil else {
+            guard try await ActionStore.exists(tx, id: id, tenantId: p.tenantId) else {
                 throw ServiceError.notFound("remediation action")
             }
-            return try await Self.view(tx, id, history: true)
+            return try await ActionStore.view(tx, id, history: true)
         }
     }
 
-    @Sendable func approvals(_ q: PageRequest, _ ctx: CallContext) async throws -> Page<ApprovalItem> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func approvals(_ q: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ApprovalItem> {
         let page = try Pagination(q)
         return try await store.transaction(p.scope) { tx in
-            let policy = try await PolicyHandlers.load(tx, p.tenantId)
-            return try await page.list(
-                tx, from: "remediation.actions", filter: "tenant_id = $1 AND status = 'pending_approval' AND expires_at > now()",
-                [p.tenantId]
-            ) { r in
+            let policy = try await PolicyStore.load(tx, tenantId: p.tenantId)
+            return try await ActionStore.pendingApprovals(tx, page, tenantId: p.tenantId) { r in
                 let requester = try r.string("requested_by")
                 return ApprovalItem(
                     id: try r.string("id"), kind: "remediation", title: try r.string("title"), action: try r.string("action"),
@@ -457,17 +359,13 @@ struct RequestHandlers: Sendable {
     /// Locks a pending action for a decision by an approver; an action past its expiry is marked
     /// `expired` (committed) and refused.
     func decide(
-        _ req: Decision, _ ctx: CallContext, _ body: @escaping @Sendable (Transaction, Principal, RemediationPolicy, Row) async throws -> Void
+        _ req: Decision, _ p: Principal, _ ctx: CallContext,
+        _ body: @escaping @Sendable (Transaction, Principal, RemediationPolicy, Row) async throws -> Void
     ) async throws -> ActionView {
-        let p = try ctx.requirePrincipal()
         let id = try Validate.id(req.actionId, "remediation action").lowercased()
         let outcome: Outcome = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let policy = try await PolicyHandlers.load(tx, p.tenantId)
-            guard
-                let row = try await tx.one(
-                    """
-                    SELECT *, expires_at < now() AS past FROM remediation.actions WHERE id = $1 AND tenant_id = $2 FOR UPDATE
-                    """, [id, p.tenantId])
+            let policy = try await PolicyStore.load(tx, tenantId: p.tenantId)
+            guard let row = try await ActionStore.lockForDecision(tx, id: id, tenantId: p.tenantId)
             else { throw ServiceError.notFound("remediation action") }
             guard policy.mayApprove(p) else {
                 throw ServiceError.forbidden(
@@ -478,13 +376,13 @@ struct RequestHandlers: Sendable {
                 throw ServiceError.conflict("the action is \(status), not pending approval", code: "invalid_state")
             }
             if (try? row.bool("past")) == true {
-                _ = try await tx.execute("UPDATE remediation.actions SET status = 'expired', updated_at = now() WHERE id = $1", [id])
-                try await Lifecycle.transition(
+                _ = try await ActionStore.expire(tx, id: id)
+                try await ActionStore.transition(
                     tx, tenantId: p.tenantId, actionId: id, from: status, to: "expired", actor: nil, note: "not decided before it expired")
                 return .expired
             }
             try await body(tx, p, policy, row)
-            return .done(try await Self.view(tx, id))
+            return .done(try await ActionStore.view(tx, id))
         }
         switch outcome {
         case .done(let v): return v
@@ -492,8 +390,8 @@ struct RequestHandlers: Sendable {
         }
     }
 
-    @Sendable func approve(_ req: Decision, _ ctx: CallContext) async throws -> ActionView {
-        try await decide(req, ctx) { tx, p, policy, row in
+    @Sendable func approve(_ req: Decision, _ p: Principal, _ ctx: CallContext) async throws -> ActionView {
+        try await decide(req, p, ctx) { tx, p, policy, row in
             let id = try row.string("id")
             if try row.string("requested_by") == p.actorId && !policy.allowSelfApproval {
                 throw ServiceError(
@@ -501,36 +399,28 @@ struct RequestHandlers: Sendable {
                     message: "the requester cannot approve their own fix (remediation policy allow_self_approval is off)")
             }
             let reason = try req.reason.map { try Validate.text($0, path: "body.reason", max: 1000) }
-            _ = try await tx.execute(
-                """
-                UPDATE remediation.actions SET status = 'approved', approved_by = $2, approved_at = now(), decided_by = $2, decision_reason = $3,
-                  updated_at = now() WHERE id = $1
-                """, [id, p.actorId, reason])
-            try await Lifecycle.transition(
+            try await ActionStore.approve(tx, id: id, by: p.actorId, reason: reason)
+            try await ActionStore.transition(
                 tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "approved", actor: p.actorId, note: reason)
-            try await Lifecycle.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
+            try await ActionStore.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "execute")
         }
     }
 
-    @Sendable func reject(_ req: Decision, _ ctx: CallContext) async throws -> ActionView {
+    @Sendable func reject(_ req: Decision, _ p: Principal, _ ctx: CallContext) async throws -> ActionView {
         let reason = try Validate.text(req.reason ?? "", path: "body.reason", max: 1000)
-        return try await decide(req, ctx) { tx, p, _, row in
+        return try await decide(req, p, ctx) { tx, p, _, row in
             let id = try row.string("id")
-            _ = try await tx.execute(
-                """
-                UPDATE remediation.actions SET status = 'rejected', decided_by = $2, decision_reason = $3, updated_at = now() WHERE id = $1
-                """, [id, p.actorId, reason])
-            try await Lifecycle.transition(
+            try await ActionStore.reject(tx, id: id, by: p.actorId, reason: reason)
+            try await ActionStore.transition(
                 tx, tenantId: p.tenantId, actionId: id, from: "pending_approval", to: "rejected", actor: p.actorId, note: reason)
         }
     }
 
-    @Sendable func rollback(_ req: ActionRef, _ ctx: CallContext) async throws -> ActionView {
-        let p = try ctx.requirePrincipal()
+    @Sendable func rollback(_ req: ActionRef, _ p: Principal, _ ctx: CallContext) async throws -> ActionView {
         let id = try Validate.id(req.actionId, "remediation action").lowercased()
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-            let policy = try await PolicyHandlers.load(tx, p.tenantId)
-            guard let row = try await tx.one("SELECT * FROM remediation.actions WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [id, p.tenantId]) else {
+            let policy = try await PolicyStore.load(tx, tenantId: p.tenantId)
+            guard let row = try await ActionStore.lock(tx, id: id, tenantId: p.tenantId) else {
                 throw ServiceError.notFound("remediation action")
             }
             guard policy.mayApprove(p) else {
@@ -544,14 +434,10 @@ struct RequestHandlers: Sendable {
             guard try row.int("steps_done") > 0, !row.isNull("before_state") else {
                 throw ServiceError.conflict("nothing was changed by this action, so there is nothing to roll back", code: "nothing_to_roll_back")
             }
-            _ = try await tx.execute(
-                """
-                UPDATE remediation.actions SET status = 'rolling_back', rollback_requested_by = $2, attempts = 0, error = NULL,
-                  rollback_calls = CASE WHEN status = 'rollback_failed' THEN rollback_calls ELSE NULL END, updated_at = now() WHERE id = $1
-                """, [id, p.actorId])
-            try await Lifecycle.transition(tx, tenantId: p.tenantId, actionId: id, from: status, to: "rolling_back", actor: p.actorId, note: nil)
-            try await Lifecycle.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "rollback")
-            return try await Self.view(tx, id)
+            try await ActionStore.startRollback(tx, id: id, by: p.actorId)
+            try await ActionStore.transition(tx, tenantId: p.tenantId, actionId: id, from: status, to: "rolling_back", actor: p.actorId, note: nil)
+            try await ActionStore.enqueue(tx, tenantId: p.tenantId, actionId: id, op: "rollback")
+            return try await ActionStore.view(tx, id)
         }
     }
 }

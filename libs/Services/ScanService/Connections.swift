@@ -104,9 +104,7 @@ struct ConnectionHandlers: Sendable {
         return out
     }
 
-    @Sendable func create(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func create(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
         guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
         guard provider == "aws" else { throw ServiceError.validation("body.provider", "supported providers: aws") }
@@ -133,23 +131,17 @@ struct ConnectionHandlers: Sendable {
         }
     }
 
-    @Sendable func list(_ req: PageRequest, _ ctx: CallContext) async throws -> Page<ConnectionView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func list(_ req: PageRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ConnectionView> {
         return try await connections.list(try Pagination(req), tenantId: p.tenantId)
     }
 
-    @Sendable func get(_ req: ConnectionPath, _ ctx: CallContext) async throws -> ConnectionView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func get(_ req: ConnectionPath, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let id = try Validate.id(req.connectionId, "connection")
         guard let c = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
         return c.view
     }
 
-    @Sendable func update(_ req: ConnectionRequest, _ ctx: CallContext) async throws -> ConnectionView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func update(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let id = try Validate.id(req.connectionId ?? "", "connection")
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
         let masked = try req.credentials.map { try $0.validated() }
@@ -172,9 +164,7 @@ struct ConnectionHandlers: Sendable {
         }
     }
 
-    @Sendable func delete(_ req: ConnectionPath, _ ctx: CallContext) async throws -> Empty {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .admin)
+    @Sendable func delete(_ req: ConnectionPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
         let id = try Validate.id(req.connectionId, "connection")
         defer {
             if let bus {
@@ -199,9 +189,7 @@ struct ConnectionHandlers: Sendable {
     }
 
     /// STS GetCallerIdentity with the stored credentials (through the endpoint override if any).
-    @Sendable func test(_ req: ConnectionPath, _ ctx: CallContext) async throws -> ConnectionTestReply {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func test(_ req: ConnectionPath, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionTestReply {
         let id = try Validate.id(req.connectionId, "connection")
         guard let c = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
         let reply: ConnectionTestReply

@@ -28,9 +28,7 @@ struct InstructionHandlers: Sendable {
     let publicURL: String
 
     func register(on r: ServiceResponder) {
-        r.add(Endpoint<Empty, GeneratedKeyReply>(Subjects.Scans.connectionGenerateKey)) { _, ctx in
-            let p = try ctx.requirePrincipal()
-            try p.require(atLeast: .admin)
+        r.add(Endpoint<Empty, GeneratedKeyReply>(Subjects.Scans.connectionGenerateKey)) { _, p, ctx in
             let comment = "vigil-scanner@\(p.tenantSlug)"
             let key = try await Blocking.run { try SSHKeyPair.generateRSA(bits: 4096, comment: comment) }
             return GeneratedKeyReply(
@@ -48,10 +46,7 @@ struct InstructionHandlers: Sendable {
             ("linux_install", linuxInstall), ("windows_install", windowsInstall), ("windows_setup", windowsSetup),
             ("azure_setup", azureSetup), ("gcp_setup", gcpSetup),
         ] as [(String, @Sendable () -> Instructions)] {
-            r.add(Endpoint<Empty, Instructions>(Subjects.Scans.instructions(name))) { _, ctx in
-                _ = try ctx.requirePrincipal()
-                return build()
-            }
+            r.add(Endpoint<Empty, Instructions>(Subjects.Scans.instructions(name))) { (_, _: Principal, _) in build() }
         }
     }
 

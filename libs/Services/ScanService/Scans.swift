@@ -135,9 +135,7 @@ struct ScanHandlers: Sendable {
         r.add(Endpoint<ScanResultsRequest, Page<ScanResultView>>(Subjects.Scans.scanResults), handler: results)
     }
 
-    @Sendable func trigger(_ req: TriggerScanRequest, _ ctx: CallContext) async throws -> ScanView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func trigger(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
         guard let cid = req.connectionId else { throw ServiceError.validation("body.connection_id", "field required") }
         guard ID.isValid(cid) else { throw ServiceError.validation("body.connection_id", "must be a connection id (UUID)") }
         var issues: [ValidationIssue] = []
@@ -200,9 +198,7 @@ struct ScanHandlers: Sendable {
         return scan
     }
 
-    @Sendable func list(_ req: ScanListRequest, _ ctx: CallContext) async throws -> Page<ScanView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func list(_ req: ScanListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ScanView> {
         let page = try Pagination(PageRequest(limit: req.limit, cursor: req.cursor, offset: req.offset))
         var connectionId: String? = nil
         if let c = req.connectionId {
@@ -227,15 +223,11 @@ struct ScanHandlers: Sendable {
         return scan
     }
 
-    @Sendable func get(_ req: ScanPath, _ ctx: CallContext) async throws -> ScanView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func get(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
         return try await load(p, req.scanId)
     }
 
-    @Sendable func progress(_ req: ScanPath, _ ctx: CallContext) async throws -> ScanProgress {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func progress(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanProgress {
         let scan = try await load(p, req.scanId)
         let parts = try await scans.parts(scanId: scan.id, tenantId: p.tenantId)
         let done = parts.filter { PartStatus(rawValue: $0.status)?.isDone ?? false }.count
@@ -251,9 +243,7 @@ struct ScanHandlers: Sendable {
             partsDone: done, parts: parts)
     }
 
-    @Sendable func cancel(_ req: ScanPath, _ ctx: CallContext) async throws -> ScanView {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .analyst)
+    @Sendable func cancel(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
         let id = try Validate.id(req.scanId, "scan")
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let status = try await scans.lockStatus(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("scan") }
@@ -264,9 +254,7 @@ struct ScanHandlers: Sendable {
         }
     }
 
-    @Sendable func results(_ req: ScanResultsRequest, _ ctx: CallContext) async throws -> Page<ScanResultView> {
-        let p = try ctx.requirePrincipal()
-        try p.require(atLeast: .viewer)
+    @Sendable func results(_ req: ScanResultsRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<ScanResultView> {
         let scan = try await load(p, req.scanId)
         let page = try Pagination(PageRequest(limit: req.limit, cursor: req.cursor, offset: req.offset))
         var filter = ScanStore.ResultFilter()

@@ -1,3 +1,4 @@
+import Contracts
 import Store
 
 /// The `billing` schema: subscriptions and their history, usage per period, reservations, gauges and the

@@ -1,3 +1,4 @@
+import Contracts
 import Store
 
 /// The `notifier` schema: audit log (append-only), email log, webhook endpoints and deliveries.

@@ -1,3 +1,4 @@
+import Contracts
 import Store
 
 /// The `scans` schema: connections, scans with their parts and results, and the inventory. Its

@@ -1,3 +1,4 @@
+import Contracts
 import Store
 
 /// The `identity` schema. Workspace-scoped tables are protected by row-level security.
