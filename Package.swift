@@ -65,6 +65,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
+        lib("Providers", "Host", ["VigilCore", "ScanEngine"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib(
             "Platform", "ServiceRuntime",
@@ -103,7 +104,7 @@ let package = Package(
                 "VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto",
                 "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                 "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService",
-                "RemediationService", "Contracts",
+                "RemediationService", "Contracts", "Host",
             ],
             path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

@@ -111,6 +111,20 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      checks_evaluated=I(), findings_count=COUNTS, estimated_monthly_savings={"type": "number"},
                      complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
                      api_calls=I(description="AWS API calls made (retries included)"), api_retries=I())
+SCHEDULE_OUTCOME = S(enum=["pending", "started", "skipped_quota", "failed"])
+MODELS["Schedule"] = obj(["id", "name", "connection_id", "timezone", "enabled", "status", "next_run_at", "created_at", "updated_at"],
+                         id=UUID, name=S(), connection_id=UUID, cron=NULL(S()), interval_minutes=NULL(I(minimum=5)), timezone=S(),
+                         enabled=B, status=S(enum=["active", "paused"]), regions=NULL({"type": "array", "items": S()}),
+                         services=NULL({"type": "array", "items": S()}),
+                         next_run_at=NULL(DT), last_run_at=NULL(DT), last_outcome=NULL(SCHEDULE_OUTCOME), created_by=NULL(S()),
+                         created_at=DT, updated_at=DT)
+MODELS["ScheduleRun"] = obj(["id", "schedule_id", "planned_at", "trigger", "outcome", "created_at"],
+                            id=UUID, schedule_id=UUID, planned_at=DT, started_at=NULL(DT), trigger=S(enum=["schedule", "catch_up", "manual"]),
+                            outcome=SCHEDULE_OUTCOME, reason=NULL(S()), scan_id=NULL(UUID), scan_status=NULL(S()), created_at=DT)
+SCHEDULE_BODY = dict(name=S(minLength=1, maxLength=200), connection_id=UUID,
+                     cron=S(description="5 fields: minute hour day-of-month month day-of-week"),
+                     interval_minutes=I(minimum=5, maximum=44640), timezone=S(description="IANA time zone, default UTC"), enabled=B,
+                     regions={"type": "array", "items": S()}, services={"type": "array", "items": S()})
 PART = obj(["service", "region", "status", "resources", "checks", "failures"], service=S(), region=S(),
            status=S(enum=["pending", "running", "completed", "failed", "unavailable"]), resources=I(), checks=I(), failures=I(), error=S())
 SCAN_RESULT = obj(["fingerprint", "rule_id", "status", "severity", "title", "resource_id", "resource_type", "resource_name", "region",
@@ -266,6 +280,22 @@ ROUTES = [
     ("get", "/api/v1/scans/{scan_id}/results", "vigil.scans.scan.results", "viewer", 200, None,
      page({**SCAN_RESULT, "properties": {**SCAN_RESULT["properties"], "id": UUID, "created_at": DT}}),
      "Every (rule, resource) evaluated by the scan, PASS or FAIL", PAGE_Q + ["status", "severity", "rule_id"]),
+    ("get", "/api/v1/schedules/", "vigil.scans.schedule.list", "viewer", 200, None, page(MODELS["Schedule"]), "List scan schedules",
+     PAGE_Q + ["connection_id"]),
+    ("post", "/api/v1/schedules/", "vigil.scans.schedule.create", "analyst", 201, obj(["name", "connection_id"], **SCHEDULE_BODY), "Schedule",
+     "Schedule scans of a connection by cron expression or interval, in a time zone", []),
+    ("get", "/api/v1/schedules/{schedule_id}", "vigil.scans.schedule.get", "viewer", 200, None, "Schedule", "One schedule", []),
+    ("put", "/api/v1/schedules/{schedule_id}", "vigil.scans.schedule.update", "analyst", 200, obj(**SCHEDULE_BODY), "Schedule",
+     "Change a schedule (fields left out keep their value)", []),
+    ("delete", "/api/v1/schedules/{schedule_id}", "vigil.scans.schedule.delete", "analyst", 200, None, "Message",
+     "Delete a schedule and its run history", []),
+    ("post", "/api/v1/schedules/{schedule_id}/pause", "vigil.scans.schedule.pause", "analyst", 200, None, "Schedule", "Pause a schedule", []),
+    ("post", "/api/v1/schedules/{schedule_id}/resume", "vigil.scans.schedule.resume", "analyst", 200, None, "Schedule",
+     "Resume a schedule from now (runs missed while paused are not made up)", []),
+    ("post", "/api/v1/schedules/{schedule_id}/run-now", "vigil.scans.schedule.run_now", "analyst", 202, None, "ScheduleRun",
+     "Start a scan now with the schedule's settings; the schedule is unchanged", []),
+    ("get", "/api/v1/schedules/{schedule_id}/runs", "vigil.scans.schedule.runs", "viewer", 200, None, page(MODELS["ScheduleRun"]),
+     "The schedule's runs, newest first: planned and actual start, scan and outcome", PAGE_Q),
     ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
@@ -536,6 +566,15 @@ EVENTS = {
     "vigil.events.connection.updated": obj(["connection_id"], connection_id=UUID, credentials_changed=S(enum=["true", "false"]), **ID_ACTOR),
     "vigil.events.connection.deleted": obj(["connection_id"], connection_id=UUID, **ID_ACTOR),
     "vigil.events.notification.channel_created": obj(["channel_id", "method"], channel_id=UUID, method=S(), **ID_ACTOR),
+    "vigil.events.schedule.created": obj(["schedule_id", "connection_id"], schedule_id=UUID, connection_id=UUID, **ID_ACTOR),
+    "vigil.events.schedule.updated": obj(["schedule_id"], schedule_id=UUID, **ID_ACTOR),
+    "vigil.events.schedule.deleted": obj(["schedule_id"], schedule_id=UUID, **ID_ACTOR),
+    "vigil.events.schedule.paused": obj(["schedule_id"], schedule_id=UUID, **ID_ACTOR),
+    "vigil.events.schedule.resumed": obj(["schedule_id"], schedule_id=UUID, **ID_ACTOR),
+    "vigil.events.schedule.run_started": obj(["schedule_id", "run_id", "scan_id", "trigger"], schedule_id=UUID, run_id=UUID, scan_id=UUID,
+                                             trigger=S(), planned_at=S()),
+    "vigil.events.schedule.run_skipped": obj(["schedule_id", "run_id", "outcome", "reason"], schedule_id=UUID, run_id=UUID,
+                                             outcome=SCHEDULE_OUTCOME, reason=S(), planned_at=S()),
     "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
     "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),
     "vigil.events.scan.completed": dict(**obj(["scan_id", "connection_id", "status", "complete", "findings_count", "parts"], scan_id=UUID,
@@ -592,7 +631,7 @@ def write_json(name, schema, title):
         f.write("\n")
 
 
-RULE_FRAMEWORKS = {"cis_aws_3_0", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"}
+RULE_FRAMEWORKS = {"cis_aws_3_0", "cis_debian_12", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"}
 RULE_REQUIRED = ["id", "title", "severity", "service", "resource_type", "category", "fail_if", "description", "rationale",
                  "remediation", "compliance"]
 OPS = {"eq", "ne", "in", "not_in", "contains", "not_contains", "contains_any", "exists", "not_exists", "gt", "gte", "lt", "lte",

@@ -18,7 +18,7 @@ import VigilTesting
         #expect(rules.count >= 60)
         #expect(Set(rules.map(\.service)).count >= 12)
         #expect(Set(rules.map(\.id)).count == rules.count)
-        let frameworks: Set<String> = ["cis_aws_3_0", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"]
+        let frameworks: Set<String> = ["cis_aws_3_0", "cis_debian_12", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"]
         for r in rules {
             #expect(!r.rationale.isEmpty && !r.remediation.console.isEmpty, "\(r.id)")
             #expect(Set(r.compliance.keys).isSubset(of: frameworks), "\(r.id)")
@@ -31,6 +31,8 @@ import VigilTesting
         // Every framework is used, and the CIS benchmark is well covered.
         for f in frameworks { #expect(rules.contains { $0.compliance[f] != nil }, "\(f)") }
         #expect(Set(rules.flatMap { $0.compliance["cis_aws_3_0"] ?? [] }).count >= 20)
+        #expect(Set(rules.flatMap { $0.compliance["cis_debian_12"] ?? [] }).count >= 50)
+        #expect(rules.filter { $0.provider == "host" }.count >= 50)
     }
 
     /// Every built-in rule fires on its failing example and passes its correct one.

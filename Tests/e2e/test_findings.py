@@ -392,7 +392,7 @@ def test_compliance_scores_against_a_fixture(stack, signup):
     assert_envelope(owner.get("/compliance/score/hipaa"), 404)
     assert_envelope(owner.get("/compliance/score?connection_id=x"), 422)
     frameworks = owner.get("/compliance/frameworks").json()["items"]
-    assert {f["id"] for f in frameworks} == {"cis_aws_3_0", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"}
+    assert {f["id"] for f in frameworks} == {"cis_aws_3_0", "cis_debian_12", "pci_dss_4_0", "soc2", "iso27001_2022", "nist_800_53"}
     report = owner.get("/compliance/report?framework_id=cis_aws_3_0").json()
     assert report["score"]["overall"]["score"] == 33.3 and report["frameworks"][0]["framework"]["id"] == "cis_aws_3_0"
     other, _, _ = signup("compliance-other")

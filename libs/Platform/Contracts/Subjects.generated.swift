@@ -107,6 +107,24 @@ package enum Subjects {
         package static let scanResults = "vigil.scans.scan.results"
         /// POST /api/v1/scans/trigger — Queue a scan of a connection (all its regions and services unless narrowed)
         package static let scanTrigger = "vigil.scans.scan.trigger"
+        /// POST /api/v1/schedules/ — Schedule scans of a connection by cron expression or interval, in a time zone
+        package static let scheduleCreate = "vigil.scans.schedule.create"
+        /// DELETE /api/v1/schedules/{schedule_id} — Delete a schedule and its run history
+        package static let scheduleDelete = "vigil.scans.schedule.delete"
+        /// GET /api/v1/schedules/{schedule_id} — One schedule
+        package static let scheduleGet = "vigil.scans.schedule.get"
+        /// GET /api/v1/schedules/ — List scan schedules
+        package static let scheduleList = "vigil.scans.schedule.list"
+        /// POST /api/v1/schedules/{schedule_id}/pause — Pause a schedule
+        package static let schedulePause = "vigil.scans.schedule.pause"
+        /// POST /api/v1/schedules/{schedule_id}/resume — Resume a schedule from now (runs missed while paused are not made up)
+        package static let scheduleResume = "vigil.scans.schedule.resume"
+        /// POST /api/v1/schedules/{schedule_id}/run-now — Start a scan now with the schedule's settings; the schedule is unchanged
+        package static let scheduleRunNow = "vigil.scans.schedule.run_now"
+        /// GET /api/v1/schedules/{schedule_id}/runs — The schedule's runs, newest first: planned and actual start, scan and outcome
+        package static let scheduleRuns = "vigil.scans.schedule.runs"
+        /// PUT /api/v1/schedules/{schedule_id} — Change a schedule (fields left out keep their value)
+        package static let scheduleUpdate = "vigil.scans.schedule.update"
     }
     /// Answered by findings.
     package enum Findings {
@@ -307,6 +325,13 @@ package enum Events {
     package static let scanCompleted = EventKind("scan.completed")
     package static let scanQueued = EventKind("scan.queued")
     package static let scanStarted = EventKind("scan.started")
+    package static let scheduleCreated = EventKind("schedule.created")
+    package static let scheduleDeleted = EventKind("schedule.deleted")
+    package static let schedulePaused = EventKind("schedule.paused")
+    package static let scheduleResumed = EventKind("schedule.resumed")
+    package static let scheduleRunSkipped = EventKind("schedule.run_skipped")
+    package static let scheduleRunStarted = EventKind("schedule.run_started")
+    package static let scheduleUpdated = EventKind("schedule.updated")
     package static let userPasswordChanged = EventKind("user.password_changed")
     package static let userPasswordReset = EventKind("user.password_reset")
     package static let userSignedUp = EventKind("user.signed_up")
@@ -431,5 +456,14 @@ package enum RouteAccess {
         Subjects.Scans.scanProgress: .role(.viewer),
         Subjects.Scans.scanResults: .role(.viewer),
         Subjects.Scans.scanTrigger: .role(.analyst),
+        Subjects.Scans.scheduleCreate: .role(.analyst),
+        Subjects.Scans.scheduleDelete: .role(.analyst),
+        Subjects.Scans.scheduleGet: .role(.viewer),
+        Subjects.Scans.scheduleList: .role(.viewer),
+        Subjects.Scans.schedulePause: .role(.analyst),
+        Subjects.Scans.scheduleResume: .role(.analyst),
+        Subjects.Scans.scheduleRunNow: .role(.analyst),
+        Subjects.Scans.scheduleRuns: .role(.viewer),
+        Subjects.Scans.scheduleUpdate: .role(.analyst),
     ]
 }

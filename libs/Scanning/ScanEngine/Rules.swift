@@ -265,12 +265,17 @@ public struct Rule: Codable, Sendable, Equatable {
     public var savings: Savings?
     public var enabled: Bool?
     public var examples: Examples?
+    /// Attribute paths shown in a finding's evidence besides the ones `fail_if` reads (where a value
+    /// came from: `file:line`, a default).
+    public var evidence: [String]?
 
     public init(
         id: String, title: String, severity: Severity, provider: String, service: String, resourceType: String, category: String,
         appliesIf: Condition?, failIf: Condition, description: String, rationale: String, remediation: Remediation, cwe: String?,
-        references: [String]?, compliance: [String: [String]], fixAction: String?, savings: Savings?, enabled: Bool?, examples: Examples?
+        references: [String]?, compliance: [String: [String]], fixAction: String?, savings: Savings?, enabled: Bool?, examples: Examples?,
+        evidence: [String]? = nil
     ) {
+        self.evidence = evidence
         self.id = id
         self.title = title
         self.severity = severity
@@ -318,6 +323,7 @@ public enum RuleEngine {
         let failed = rule.failIf.matches(get)
         var evidence: [String: JSONValue] = [:]
         for p in Set(rule.failIf.paths) { evidence[p] = resource.value(at: p) ?? .null }
+        for p in rule.evidence ?? [] { evidence[p] = resource.value(at: p) ?? .null }
         return RuleResult(ruleId: rule.id, status: failed ? "FAIL" : "PASS", severity: rule.severity, evidence: evidence)
     }
 

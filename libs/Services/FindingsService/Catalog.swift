@@ -18,6 +18,9 @@ let frameworks: [Framework] = [
     Framework(
         id: "cis_aws_3_0", name: "CIS Amazon Web Services Foundations Benchmark", version: "3.0.0",
         description: "Configuration baseline for AWS accounts: IAM, storage, logging, monitoring, networking."),
+    Framework(
+        id: "cis_debian_12", name: "CIS Debian Linux 12 Benchmark", version: "1.1.0",
+        description: "Configuration baseline for Debian and Ubuntu hosts: SSH, accounts, file permissions, kernel, services."),
     Framework(id: "pci_dss_4_0", name: "PCI DSS", version: "4.0", description: "Payment Card Industry Data Security Standard."),
     Framework(
         id: "soc2", name: "SOC 2", version: "2017 TSC (rev. 2022)",

@@ -4,7 +4,13 @@ import ServiceLifecycle
 import ServiceRuntime
 import Store
 
-/// The scan orchestrator: connections, scans (API role) and the scan workers (worker role).
+/// The scan orchestrator: connections, scans and schedules with their scheduler (API role) and the scan
+/// workers (worker role).
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | VIGIL_SCAN_ROLES | api,worker | which roles this replica plays |
+/// | VIGIL_SCHEDULER_TICK_SECONDS | 15 | how often due schedules are claimed and their scans started (every API replica; each run starts once) |
 public enum ScanService {
     public static let definition = ServiceDefinition(
         name: "scan-orchestrator", description: "Connections, scans, schedules and connectors", schema: "scans",
@@ -16,12 +22,19 @@ public enum ScanService {
         let connections = ConnectionHandlers(store: store, settings: settings, bus: ctx.bus)
         // Roles (DESIGN.md §2): "api" serves the REST subjects, "worker" runs scan jobs; default both.
         let roles = Set(r.string("VIGIL_SCAN_ROLES", default: "api,worker").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        var services: [any Service] = []
         if roles.contains("api") {
             connections.register(on: ctx.responder)
-            ScanHandlers(store: store, bus: ctx.bus).register(on: ctx.responder)
+            let scans = ScanHandlers(store: store, bus: ctx.bus)
+            scans.register(on: ctx.responder)
+            let scheduler = Scheduler(store: store, bus: ctx.bus, scans: scans, logger: ctx.logger)
+            ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
+            services.append(
+                PeriodicService("scheduler", every: .seconds(max(1, r.int("VIGIL_SCHEDULER_TICK_SECONDS", default: 15))), logger: ctx.logger) {
+                    try await scheduler.tick()
+                })
             InstructionHandlers(publicURL: r.string("VIGIL_PUBLIC_URL", default: "http://127.0.0.1:8080")).register(on: ctx.responder)
         }
-        var services: [any Service] = []
         if roles.contains("worker") {
             let ws = WorkerSettings(r)
             // One worker per provider, each on its own job subject (vigil.jobs.scan.<provider>).

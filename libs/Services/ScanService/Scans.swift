@@ -138,19 +138,7 @@ struct ScanHandlers: Sendable {
     @Sendable func trigger(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
         guard let cid = req.connectionId else { throw ServiceError.validation("body.connection_id", "field required") }
         guard ID.isValid(cid) else { throw ServiceError.validation("body.connection_id", "must be a connection id (UUID)") }
-        var issues: [ValidationIssue] = []
-        if let regions = req.regions {
-            if regions.isEmpty || regions.count > 40 || regions.contains(where: { !ConnectionHandlers.matches($0, ConnectionHandlers.regionPattern) })
-            {
-                issues.append(.init(path: "body.regions", message: "must list 1 to 40 AWS region names like us-east-1"))
-            }
-        }
-        if let services = req.services {
-            let unknown = services.filter { AWSCollectors.named($0) == nil }
-            if services.isEmpty || !unknown.isEmpty {
-                issues.append(.init(path: "body.services", message: "must list services among: \(AWSCollectors.names.joined(separator: ", "))"))
-            }
-        }
+        let issues = Self.scopeIssues(regions: req.regions, services: req.services)
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         let id = ID.make()
         guard try await connections.exists(id: cid.lowercased(), tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
@@ -158,7 +146,7 @@ struct ScanHandlers: Sendable {
         let reservation = try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "scans", ref: id)
         do {
             return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
-                try await insertScan(tx, p: p, id: id, cid: cid, req: req, limits: reservation.limits)
+                try await insertScan(tx, tenantId: p.tenantId, actor: p.actorId, id: id, cid: cid, req: req, limits: reservation.limits)
             }
         } catch {
             await Quotas.release(bus, tenantId: p.tenantId, quota: "scans", ref: id)
@@ -166,14 +154,34 @@ struct ScanHandlers: Sendable {
         }
     }
 
-    func insertScan(_ tx: Transaction, p: Principal, id: String, cid: String, req: TriggerScanRequest, limits: Quotas.Limits) async throws -> ScanView
-    {
-        guard let conn = try await connections.find(tx, id: cid.lowercased(), tenantId: p.tenantId) else {
+    /// What is wrong with a scan's narrowing to regions and services (for a trigger and a schedule).
+    static func scopeIssues(regions: [String]?, services: [String]?) -> [ValidationIssue] {
+        var issues: [ValidationIssue] = []
+        if let regions {
+            if regions.isEmpty || regions.count > 40 || regions.contains(where: { !ConnectionHandlers.matches($0, ConnectionHandlers.regionPattern) })
+            {
+                issues.append(.init(path: "body.regions", message: "must list 1 to 40 AWS region names like us-east-1"))
+            }
+        }
+        if let services {
+            let unknown = services.filter { AWSCollectors.named($0) == nil }
+            if services.isEmpty || !unknown.isEmpty {
+                issues.append(.init(path: "body.services", message: "must list services among: \(AWSCollectors.names.joined(separator: ", "))"))
+            }
+        }
+        return issues
+    }
+
+    /// Inserts a queued scan of the connection and its job; `actor` is who asked (a user, a key, a schedule).
+    func insertScan(
+        _ tx: Transaction, tenantId: String, actor: String, id: String, cid: String, req: TriggerScanRequest, limits: Quotas.Limits
+    ) async throws -> ScanView {
+        guard let conn = try await connections.find(tx, id: cid.lowercased(), tenantId: tenantId) else {
             throw ServiceError.notFound("connection")
         }
         // Over the plan's connection limit (after a downgrade) the newest connections are read-only.
         if let max = limits.connections {
-            let older = try await connections.countOlder(tx, tenantId: p.tenantId, than: conn)
+            let older = try await connections.countOlder(tx, tenantId: tenantId, than: conn)
             if older >= max {
                 throw ServiceError.quotaExceeded(
                     QuotaDetail(name: "connections", limit: max, used: older + 1, resetsAt: nil),
@@ -187,14 +195,14 @@ struct ScanHandlers: Sendable {
         let regions = Array(Set(req.regions ?? settings.regions ?? ["us-east-1"])).sorted()
         let services = req.services.map { Array(Set($0)).sorted() } ?? AWSCollectors.names
         let scan = try await scans.insert(
-            tx, id: id, tenantId: p.tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: p.actorId)
+            tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor)
         let provider = conn.provider
         try await tx.emit(
-            Jobs.scan(provider: provider), type: "scan.job", tenantId: p.tenantId,
-            data: ScanJob(scanId: id, tenantId: p.tenantId, connectionId: cid.lowercased()))
+            Jobs.scan(provider: provider), type: "scan.job", tenantId: tenantId,
+            data: ScanJob(scanId: id, tenantId: tenantId, connectionId: cid.lowercased()))
         try await tx.emit(
-            Events.scanQueued, tenantId: p.tenantId,
-            data: ["scan_id": id, "connection_id": cid.lowercased(), "actor": p.actorId])
+            Events.scanQueued, tenantId: tenantId,
+            data: ["scan_id": id, "connection_id": cid.lowercased(), "actor": actor])
         return scan
     }
 

@@ -52,5 +52,23 @@ enum ScanSchema {
             """
             ALTER TABLE {schema}.scans ADD COLUMN api_calls int NOT NULL DEFAULT 0, ADD COLUMN api_retries int NOT NULL DEFAULT 0;
             """),
+        Migration(
+            4, "schedules and their runs",
+            """
+            CREATE TABLE {schema}.schedules (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, connection_id uuid NOT NULL REFERENCES {schema}.connections (id) ON DELETE CASCADE,
+              name text NOT NULL, cron text, interval_minutes int, timezone text NOT NULL DEFAULT 'UTC', enabled boolean NOT NULL DEFAULT true,
+              regions text[], services text[], next_run_at timestamptz, last_run_at timestamptz, created_by text,
+              created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+              CHECK ((cron IS NULL) <> (interval_minutes IS NULL)));
+            CREATE INDEX ON {schema}.schedules (tenant_id, created_at DESC, id DESC);
+            CREATE INDEX ON {schema}.schedules (next_run_at) WHERE enabled;
+            CREATE TABLE {schema}.schedule_runs (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, schedule_id uuid NOT NULL REFERENCES {schema}.schedules (id) ON DELETE CASCADE,
+              planned_at timestamptz NOT NULL, trigger text NOT NULL, outcome text NOT NULL, reason text, scan_id uuid,
+              started_at timestamptz, created_at timestamptz NOT NULL DEFAULT now(), UNIQUE (schedule_id, planned_at));
+            CREATE INDEX ON {schema}.schedule_runs (tenant_id, schedule_id, created_at DESC, id DESC);
+            CREATE INDEX ON {schema}.schedule_runs (created_at) WHERE outcome = 'pending';
+            """ + Migration.tenantIsolation(table: "schedules") + Migration.tenantIsolation(table: "schedule_runs")),
     ]
 }
