@@ -25,4 +25,4 @@ contracts:      ## regenerate contracts/ from scripts/gen-contracts.py
 	python3 scripts/gen-contracts.py
 
 format:         ## apply .swift-format to the tree (make test checks it)
-	swift format format --in-place --parallel --recursive libs services Tests Package.swift
+	swift format format --in-place --parallel --recursive libs services clients Tests Package.swift

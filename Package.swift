@@ -42,6 +42,7 @@ let package = Package(
         .executable(name: "vigil-remediation", targets: ["vigil-remediation"]),
         .executable(name: "vigil-billing", targets: ["vigil-billing"]),
         .executable(name: "vigil-notifier", targets: ["vigil-notifier"]),
+        .executable(name: "vigil-connector", targets: ["vigil-connector"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -52,6 +53,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: systemLibraries + [
         lib("Platform", "VigilCore", []),
@@ -78,7 +81,7 @@ let package = Package(
         lib("Services", "BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("Scanning", "ScanEngine", ["VigilCore", "VigilCrypto", "Net"]),
         lib("Services", "FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
-        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
+        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "Host", "ScanEngine", lifecycle]),
         lib("Services", "RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("Services", "NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib(
@@ -95,6 +98,15 @@ let package = Package(
         service("vigil-remediation", dir: "remediation", library: "RemediationService"),
         service("vigil-billing", dir: "billing", library: "BillingService"),
         service("vigil-notifier", dir: "notifier", library: "NotifierService"),
+        // Clients talk to the REST API, not the bus: the on-prem connector agent.
+        .executableTarget(
+            name: "vigil-connector",
+            dependencies: [
+                "Host", "ScanEngine", "VigilCrypto", "VigilCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "clients/connector", swiftSettings: swiftSettings),
         .target(
             name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
             swiftSettings: swiftSettings),

@@ -111,6 +111,17 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      checks_evaluated=I(), findings_count=COUNTS, estimated_monthly_savings={"type": "number"},
                      complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
                      api_calls=I(description="AWS API calls made (retries included)"), api_retries=I())
+MODELS["Enrollment"] = obj(["id", "name", "token_prefix", "uses", "status", "expires_at", "created_at"], id=UUID, name=S(), token_prefix=S(),
+                           max_uses=NULL(I()), uses=I(), status=S(enum=["active", "revoked", "expired", "exhausted"]), expires_at=DT,
+                           created_by=NULL(S()), created_at=DT, revoked_at=NULL(DT),
+                           token=S(pattern="^vce_", description="returned once, when the enrollment is created"))
+MODELS["Connector"] = obj(["id", "name", "hostname", "version", "connector_type", "status", "facts", "created_at"], id=UUID, name=S(),
+                          hostname=S(), version=S(), connector_type=S(enum=["linux"]), status=S(enum=["pending", "online", "offline", "revoked"]),
+                          last_seen_at=NULL(DT), facts={"type": "object"}, load=NULL({"type": "array", "items": {"type": "number"}}), enrollment_id=NULL(UUID),
+                          created_at=DT, revoked_at=NULL(DT),
+                          jobs=obj(["queued", "dispatched", "completed", "failed", "cancelled"], queued=I(), dispatched=I(), completed=I(),
+                                   failed=I(), cancelled=I()))
+SIGNED = "signed with the connector secret (X-Vigil-Connector, X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)"
 SCHEDULE_OUTCOME = S(enum=["pending", "started", "skipped_quota", "failed"])
 MODELS["Schedule"] = obj(["id", "name", "connection_id", "timezone", "enabled", "status", "next_run_at", "created_at", "updated_at"],
                          id=UUID, name=S(), connection_id=UUID, cron=NULL(S()), interval_minutes=NULL(I(minimum=5)), timezone=S(),
@@ -188,7 +199,7 @@ PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), 
               since=DT, until=DT, connection_id=UUID, status=S(), severity=S(), rule_id=S(), provider=S(), rule_code=S(), scan_job_id=UUID,
               auto_fix_only=B, search=S(), sort_by=S(enum=["created_at", "first_seen_at", "last_seen_at", "severity", "resolved_at"]),
               finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
-              framework_id=S())
+              framework_id=S(), connector_type=S())
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -296,6 +307,38 @@ ROUTES = [
      "Start a scan now with the schedule's settings; the schedule is unchanged", []),
     ("get", "/api/v1/schedules/{schedule_id}/runs", "vigil.scans.schedule.runs", "viewer", 200, None, page(MODELS["ScheduleRun"]),
      "The schedule's runs, newest first: planned and actual start, scan and outcome", PAGE_Q),
+    ("post", "/api/v1/connectors/enrollments", "vigil.scans.enrollment.create", "admin", 201,
+     obj(["name"], name=S(minLength=1, maxLength=100), max_uses=I(minimum=1, maximum=10000), expires_in_hours=I(minimum=1, maximum=720)),
+     "Enrollment", "Create an enrollment token for registering connectors (the token is shown once)", []),
+    ("get", "/api/v1/connectors/enrollments", "vigil.scans.enrollment.list", "admin", 200, None, page(MODELS["Enrollment"]),
+     "Enrollment tokens without their secrets", PAGE_Q + ["status"]),
+    ("delete", "/api/v1/connectors/enrollments/{enrollment_id}", "vigil.scans.enrollment.revoke", "admin", 204, None, "Empty",
+     "Revoke an enrollment token (registered connectors keep working)", []),
+    ("get", "/api/v1/connectors", "vigil.scans.connector.list", "viewer", 200, None, page(MODELS["Connector"]), "Connectors of the workspace",
+     PAGE_Q + ["status", "connector_type"]),
+    ("get", "/api/v1/connectors/{connector_id}", "vigil.scans.connector.get", "viewer", 200, None, "Connector",
+     "One connector with its status and job counts", []),
+    ("post", "/api/v1/connectors/{connector_id}/revoke", "vigil.scans.connector.revoke", "admin", 200, None, "Connector",
+     "Revoke a connector: its secret stops working and its unfinished jobs are cancelled", []),
+    ("post", "/api/v1/connector-api/register", "vigil.scans.connector_api.register", "public", 201,
+     obj(["enrollment_token", "name", "hostname", "version"], enrollment_token=S(pattern="^vce_"), name=S(), hostname=S(), version=S()),
+     obj(["connector_id", "connector_secret", "heartbeat_interval_seconds", "poll_interval_seconds"], connector_id=UUID,
+         connector_secret=S(pattern="^vcs_", description="returned once"), heartbeat_interval_seconds=I(), poll_interval_seconds=I()),
+     "Register a connector with an enrollment token (the token in the body is the credential; every 401 is the same)", []),
+    ("post", "/api/v1/connector-api/heartbeat", "vigil.scans.connector_api.heartbeat", "public", 200,
+     obj(["version"], version=S(), hostname=S(), facts=OBJ, load={"type": "array", "items": {"type": "number"}}),
+     obj(["status", "server_time", "heartbeat_interval_seconds"], status=S(), server_time=DT, heartbeat_interval_seconds=I()),
+     "Connector heartbeat, " + SIGNED, []),
+    ("post", "/api/v1/connector-api/jobs/poll", "vigil.scans.connector_api.poll", "public", 200, obj(wait_seconds=I(minimum=0, maximum=8)),
+     obj(["poll_interval_seconds"], job=NULL(obj(["id", "kind", "parameters", "issued_at"], id=UUID, kind=S(enum=["host_audit"]),
+                                                  parameters=OBJ, issued_at=DT)), poll_interval_seconds=I()),
+     "Long poll for the next job (at most one), " + SIGNED, []),
+    ("post", "/api/v1/connector-api/jobs/{job_id}/result", "vigil.scans.connector_api.result", "public", 200,
+     obj(["status"], status=S(enum=["completed", "failed"]), error=S(), chunk_index=I(minimum=0), chunk_count=I(minimum=1, maximum=4096),
+         data=S(description="the result's JSON text or this chunk of it"), sha256=S(pattern="^[0-9a-f]{64}$")),
+     obj(["job_id", "status", "chunks_received", "chunk_count"], job_id=UUID, status=S(enum=["receiving", "completed", "failed", "cancelled"]),
+         chunks_received=I(), chunk_count=I()),
+     "Post a job's result, whole or in chunks (idempotent on retry), " + SIGNED, []),
     ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
@@ -575,6 +618,11 @@ EVENTS = {
                                              trigger=S(), planned_at=S()),
     "vigil.events.schedule.run_skipped": obj(["schedule_id", "run_id", "outcome", "reason"], schedule_id=UUID, run_id=UUID,
                                              outcome=SCHEDULE_OUTCOME, reason=S(), planned_at=S()),
+    "vigil.events.connector.enrollment_created": obj(["enrollment_id"], enrollment_id=UUID, **ID_ACTOR),
+    "vigil.events.connector.enrollment_revoked": obj(["enrollment_id"], enrollment_id=UUID, **ID_ACTOR),
+    "vigil.events.connector.registered": obj(["connector_id", "enrollment_id", "hostname"], connector_id=UUID, enrollment_id=UUID, hostname=S(),
+                                             version=S()),
+    "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
     "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),
     "vigil.events.scan.completed": dict(**obj(["scan_id", "connection_id", "status", "complete", "findings_count", "parts"], scan_id=UUID,
@@ -693,7 +741,8 @@ def write_rules():
 SWIFT_SERVICES = {"identity": "Identity", "scans": "Scans", "findings": "Findings", "remediation": "Remediation",
                   "billing": "Billing", "notifier": "Notifier"}
 # Routes whose service gets the exact request bytes and their signature headers instead of parsed JSON.
-RAW_BODY_SUBJECTS = {"vigil.billing.webhook.stripe"}
+RAW_BODY_SUBJECTS = {"vigil.billing.webhook.stripe", "vigil.scans.connector_api.heartbeat", "vigil.scans.connector_api.poll",
+                     "vigil.scans.connector_api.result"}
 SWIFT_STATUS = {200: "ok", 201: "created", 202: "accepted", 204: "noContent"}
 SWIFT_HEADER = "// swift-format-ignore-file\n// Generated by scripts/gen-contracts.py from its tables — edit them there and run `make contracts`.\n"
 SUBJECTS_IMPORTS = "import VigilCore\n"

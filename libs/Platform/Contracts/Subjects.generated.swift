@@ -85,6 +85,31 @@ package enum Subjects {
         package static let connectionTest = "vigil.scans.connection.test"
         /// PATCH /api/v1/connections/{connection_id} — Rename, re-key or re-configure a connection
         package static let connectionUpdate = "vigil.scans.connection.update"
+        /// GET /api/v1/connectors/{connector_id} — One connector with its status and job counts
+        package static let connectorGet = "vigil.scans.connector.get"
+        /// GET /api/v1/connectors — Connectors of the workspace
+        package static let connectorList = "vigil.scans.connector.list"
+        /// POST /api/v1/connectors/{connector_id}/revoke — Revoke a connector: its secret stops working and its unfinished jobs are
+        /// cancelled
+        package static let connectorRevoke = "vigil.scans.connector.revoke"
+        /// POST /api/v1/connector-api/heartbeat — Connector heartbeat, signed with the connector secret (X-Vigil-Connector,
+        /// X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)
+        package static let connectorApiHeartbeat = "vigil.scans.connector_api.heartbeat"
+        /// POST /api/v1/connector-api/jobs/poll — Long poll for the next job (at most one), signed with the connector secret
+        /// (X-Vigil-Connector, X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)
+        package static let connectorApiPoll = "vigil.scans.connector_api.poll"
+        /// POST /api/v1/connector-api/register — Register a connector with an enrollment token (the token in the body is the credential;
+        /// every 401 is the same)
+        package static let connectorApiRegister = "vigil.scans.connector_api.register"
+        /// POST /api/v1/connector-api/jobs/{job_id}/result — Post a job's result, whole or in chunks (idempotent on retry), signed with the
+        /// connector secret (X-Vigil-Connector, X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)
+        package static let connectorApiResult = "vigil.scans.connector_api.result"
+        /// POST /api/v1/connectors/enrollments — Create an enrollment token for registering connectors (the token is shown once)
+        package static let enrollmentCreate = "vigil.scans.enrollment.create"
+        /// GET /api/v1/connectors/enrollments — Enrollment tokens without their secrets
+        package static let enrollmentList = "vigil.scans.enrollment.list"
+        /// DELETE /api/v1/connectors/enrollments/{enrollment_id} — Revoke an enrollment token (registered connectors keep working)
+        package static let enrollmentRevoke = "vigil.scans.enrollment.revoke"
         /// GET /api/v1/connections/azure/setup-instructions — azure setup instructions
         package static let instructionsAzureSetup = "vigil.scans.instructions.azure_setup"
         /// GET /api/v1/connections/gcp/setup-instructions — gcp setup instructions
@@ -295,6 +320,10 @@ package enum Events {
     package static let connectionCreated = EventKind("connection.created")
     package static let connectionDeleted = EventKind("connection.deleted")
     package static let connectionUpdated = EventKind("connection.updated")
+    package static let connectorEnrollmentCreated = EventKind("connector.enrollment_created")
+    package static let connectorEnrollmentRevoked = EventKind("connector.enrollment_revoked")
+    package static let connectorRegistered = EventKind("connector.registered")
+    package static let connectorRevoked = EventKind("connector.revoked")
     package static let findingOpened = EventKind("finding.opened")
     package static let findingReopened = EventKind("finding.reopened")
     package static let findingResolved = EventKind("finding.resolved")
@@ -445,6 +474,12 @@ package enum RouteAccess {
         Subjects.Scans.connectionList: .role(.viewer),
         Subjects.Scans.connectionTest: .role(.analyst),
         Subjects.Scans.connectionUpdate: .role(.admin),
+        Subjects.Scans.connectorGet: .role(.viewer),
+        Subjects.Scans.connectorList: .role(.viewer),
+        Subjects.Scans.connectorRevoke: .role(.admin),
+        Subjects.Scans.enrollmentCreate: .role(.admin),
+        Subjects.Scans.enrollmentList: .role(.admin),
+        Subjects.Scans.enrollmentRevoke: .role(.admin),
         Subjects.Scans.instructionsAzureSetup: .member,
         Subjects.Scans.instructionsGcpSetup: .member,
         Subjects.Scans.instructionsLinuxInstall: .member,

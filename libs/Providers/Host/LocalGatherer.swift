@@ -85,10 +85,14 @@ public struct LocalGatherer: Sendable {
     }
 
     /// setuid/setgid files and world-writable entries under the system roots, bounded.
+    /// Like `find ROOT -xdev`: a directory on another filesystem than its scan root is listed, not entered.
     func walkSystem(into s: inout HostSnapshot) {
         var seen = 0
-        var stack = HostSnapshot.scanRoots.reversed().map { $0 }
-        while let dir = stack.popLast(), seen < HostSnapshot.maxWalkEntries {
+        var stack: [(String, UInt)] = HostSnapshot.scanRoots.reversed().compactMap { r in
+            var st = Glibc.stat()
+            return lstat(real(r), &st) == 0 && Int(st.st_mode) & Int(S_IFMT) == Int(S_IFDIR) ? (r, UInt(st.st_dev)) : nil
+        }
+        while let (dir, dev) = stack.popLast(), seen < HostSnapshot.maxWalkEntries {
             guard let entries = try? FileManager.default.contentsOfDirectory(atPath: real(dir)) else { continue }
             for name in entries.sorted() {
                 seen += 1
@@ -99,7 +103,7 @@ public struct LocalGatherer: Sendable {
                 let bits = Int(st.st_mode) & 0o7777
                 if type == Int(S_IFDIR) {
                     if bits & 0o002 != 0 && bits & 0o1000 == 0 { s.worldWritableDirs.append(path) }
-                    stack.append(path)
+                    if UInt(st.st_dev) == dev { stack.append((path, dev)) }
                 } else if type == Int(S_IFREG) {
                     if bits & 0o6000 != 0 { s.setuid.append(path) }
                     if bits & 0o002 != 0 { s.worldWritableFiles.append(path) }

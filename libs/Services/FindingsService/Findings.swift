@@ -114,7 +114,7 @@ struct FindingHandlers: Sendable {
         if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) {
             f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s))
         }
-        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws"]) {
+        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws", "linux"]) {
             f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s))
         }
         if let s = try Validate.list(q.ruleCode, path: "query.rule_code", lower: false) {

@@ -22,6 +22,7 @@ import VigilCrypto
 /// | VIGIL_OPENAPI_PATH | contracts/openapi.yaml | the OpenAPI document served as JSON |
 /// | VIGIL_PRINCIPAL_CACHE_MS | 5000 | how long a resolved credential is reused (0 = never) |
 /// | VIGIL_PLAN_LIMITS_CACHE_SECONDS | 60 | how long a workspace's plan API rate is reused |
+/// | VIGIL_CONNECTOR_BINARY | vigil-connector beside the gateway's executable | the agent served at /connector/vigil-connector |
 struct GatewaySettings: Sendable {
     var host: String
     var port: Int
@@ -34,6 +35,7 @@ struct GatewaySettings: Sendable {
     var planLimitsTTLSeconds: Int
     /// Whether contact messages need a captcha (the notifier verifies; /status reports it).
     var captchaEnabled: Bool
+    var connectorBinary: String
 
     init(_ r: ConfigReader) {
         host = r.string("VIGIL_HTTP_HOST", default: "127.0.0.1")
@@ -46,6 +48,8 @@ struct GatewaySettings: Sendable {
         principalCacheTTL = .milliseconds(r.int("VIGIL_PRINCIPAL_CACHE_MS", default: 5000))
         planLimitsTTLSeconds = max(1, r.int("VIGIL_PLAN_LIMITS_CACHE_SECONDS", default: 60))
         captchaEnabled = r.optional("VIGIL_CAPTCHA_VERIFY_URL") != nil
+        let here = URL(fileURLWithPath: CommandLine.arguments.first ?? "vigil-gateway").resolvingSymlinksInPath().deletingLastPathComponent()
+        connectorBinary = r.optional("VIGIL_CONNECTOR_BINARY") ?? here.appendingPathComponent("vigil-connector").path
     }
 }
 
@@ -157,6 +161,7 @@ final class Gateway: Sendable {
                 ], options: [.sortedKeys])
             return jsonResponse(.ok, body, headers: [:])
         }
+        ConnectorDownloads.register(on: router, binary: settings.connectorBinary)
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

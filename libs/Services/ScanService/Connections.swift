@@ -2,6 +2,7 @@ import AWS
 import Bus
 import Contracts
 import Foundation
+import Host
 import Logging
 import Net
 import ScanEngine
@@ -17,9 +18,11 @@ import VigilCrypto
 /// | VIGIL_SCAN_SEED | random per process (warns) | base64url 32-byte seed of the key that seals scan credentials |
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
 /// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
+/// | VIGIL_SSH_ALLOW_LOOPBACK / _PRIVATE | false | let agentless Linux connections reach loopback / private addresses |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
     var guardrail: SSRFGuard
+    var sshGuardrail: SSRFGuard
     var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader, logger: Logger) throws {
@@ -29,6 +32,8 @@ struct ScanSettings: Sendable {
         guardrail = SSRFGuard(
             allowLoopback: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK", default: false),
             allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
+        sshGuardrail = SSRFGuard(
+            allowLoopback: r.bool("VIGIL_SSH_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_SSH_ALLOW_PRIVATE", default: false))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }
@@ -36,8 +41,16 @@ struct ScanSettings: Sendable {
 }
 
 struct ConnectionSettings: Codable, Sendable {
+    /// AWS: the regions scanned and an endpoint override.
     var regions: [String]?
     var endpointUrl: String?
+    /// Linux: `agent` (through `connector_id`) or `ssh` (to `host`:`port` as `username`, the host key pinned in `host_key`).
+    var mode: String?
+    var connectorId: String?
+    var host: String?
+    var port: Int?
+    var username: String?
+    var hostKey: String?
 }
 struct ConnectionRequest: Codable, Sendable {
     var connectionId: String?
@@ -107,10 +120,18 @@ struct ConnectionHandlers: Sendable {
     @Sendable func create(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
         guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
-        guard provider == "aws" else { throw ServiceError.validation("body.provider", "supported providers: aws") }
-        guard let creds = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
-        let masked = try creds.validated()
-        let s = try await validate(req.settings)
+        guard ["aws", "linux"].contains(provider) else { throw ServiceError.validation("body.provider", "supported providers: aws, linux") }
+        let creds: ConnectionCredentials
+        let masked: [String: String]
+        let s: ConnectionSettings
+        if provider == "linux" {
+            (creds, masked, s) = try await validateLinux(req.settings, req.credentials, tenantId: p.tenantId)
+        } else {
+            guard let c = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
+            creds = c
+            masked = try c.validated()
+            s = try await validate(req.settings)
+        }
         let id = ID.make()
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: id)
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
@@ -144,9 +165,21 @@ struct ConnectionHandlers: Sendable {
     @Sendable func update(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let id = try Validate.id(req.connectionId ?? "", "connection")
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
-        let masked = try req.credentials.map { try $0.validated() }
+        guard let existing = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
+        var masked: [String: String]? = nil
         var s: ConnectionSettings? = nil
-        if let given = req.settings { s = try await validate(given) }
+        if existing.provider == "linux" {
+            if req.settings != nil || req.credentials != nil {
+                let current = try settings.vault.open(existing.sealedCredentials, tenantId: p.tenantId, connectionId: id)
+                let merged = req.settings ?? existing.settings
+                let v = try await validateLinux(merged, req.credentials ?? current, tenantId: p.tenantId)
+                if req.credentials != nil { masked = v.masked }
+                s = v.settings
+            }
+        } else {
+            masked = try req.credentials.map { try $0.validated() }
+            if let given = req.settings { s = try await validate(given) }
+        }
         let sealed = try req.credentials.map { try settings.vault.seal($0, tenantId: p.tenantId, connectionId: id) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard
@@ -193,11 +226,15 @@ struct ConnectionHandlers: Sendable {
         let id = try Validate.id(req.connectionId, "connection")
         guard let c = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
         let reply: ConnectionTestReply
-        do {
-            let session = try await self.session(c, tenantId: p.tenantId)
-            reply = ConnectionTestReply(ok: true, accountId: session.account, arn: session.arn, message: "credentials are valid")
-        } catch let e as SessionError {
-            reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
+        if c.provider == "linux" {
+            reply = await testLinux(c, tenantId: p.tenantId)
+        } else {
+            do {
+                let session = try await self.session(c, tenantId: p.tenantId)
+                reply = ConnectionTestReply(ok: true, accountId: session.account, arn: session.arn, message: "credentials are valid")
+            } catch let e as SessionError {
+                reply = ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
+            }
         }
         try await connections.recordTest(id: id, tenantId: p.tenantId, ok: reply.ok, error: reply.ok ? nil : reply.message)
         return reply
@@ -212,5 +249,108 @@ extension ConnectionHandlers {
         return try await AWSSession.open(
             creds, endpointURL: s.endpointUrl, region: s.regions?.first ?? "us-east-1", guardrail: settings.guardrail,
             platform: settings.platformCredentials)
+    }
+}
+
+extension ConnectionHandlers {
+    /// Agent mode: the connector is online. SSH mode: an audit runs (nothing is stored or pinned).
+    func testLinux(_ c: StoredConnection, tenantId: String) async -> ConnectionTestReply {
+        do {
+            if c.settings.mode == "ssh" {
+                let target = try await sshTarget(c, tenantId: tenantId)
+                let key = try await SSHGatherer(target: target).probe()
+                return ConnectionTestReply(
+                    ok: true, accountId: target.host, arn: nil,
+                    message: "logged in over SSH as \(target.username); host key \(key ?? "unknown")"
+                        + (c.settings.hostKey == nil ? " (it is pinned by the first scan)" : " (pinned)"))
+            }
+            guard let cid = c.settings.connectorId,
+                let conn = try await ConnectorStore(db: store, onlineWithin: 90).usable(id: cid, tenantId: tenantId)
+            else { return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "the connector is revoked or unknown") }
+            return ConnectionTestReply(
+                ok: conn.status == "online", accountId: conn.hostname, arn: nil,
+                message: conn.status == "online" ? "the connector is online" : "the connector is \(conn.status)")
+        } catch let e as SSHAuditError {
+            return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
+        } catch let e as SessionError {
+            return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: e.message)
+        } catch {
+            return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "\(error)")
+        }
+    }
+
+    static let usernamePattern = "^[a-z_][a-z0-9_.-]{0,31}$"
+    static let hostPattern = "^[A-Za-z0-9.:-]{1,253}$"
+
+    /// A Linux connection: `agent` names a live connector of the workspace; `ssh` names a host the
+    /// SSRF guard allows, a user and a private key. Returns the credentials to seal, their masked form and the settings.
+    func validateLinux(
+        _ given: ConnectionSettings?, _ creds: ConnectionCredentials?, tenantId: String
+    ) async throws -> (credentials: ConnectionCredentials, masked: [String: String], settings: ConnectionSettings) {
+        let mode = given?.mode ?? "agent"
+        var out = ConnectionSettings(mode: mode)
+        var issues: [ValidationIssue] = []
+        switch mode {
+        case "agent":
+            guard let cid = given?.connectorId, ID.isValid(cid) else {
+                throw ServiceError.validation("body.settings.connector_id", "field required: the connector that audits the host (agent mode)")
+            }
+            guard try await ConnectorStore(db: store, onlineWithin: 0).usable(id: cid.lowercased(), tenantId: tenantId) != nil else {
+                throw ServiceError.notFound("connector")
+            }
+            out.connectorId = cid.lowercased()
+            return (ConnectionCredentials(), ["mode": "agent"], out)
+        case "ssh":
+            let host = given?.host ?? ""
+            if !Self.matches(host, Self.hostPattern) {
+                issues.append(.init(path: "body.settings.host", message: "must be a host name or IP address"))
+            }
+            let port = given?.port ?? 22
+            if !(1...65535).contains(port) { issues.append(.init(path: "body.settings.port", message: "must be between 1 and 65535")) }
+            let user = given?.username ?? ""
+            if !Self.matches(user, Self.usernamePattern) {
+                issues.append(.init(path: "body.settings.username", message: "must be a Linux user name (lowercase, at most 32 characters)"))
+            }
+            let key = creds?.privateKey ?? ""
+            if !(key.hasPrefix("-----BEGIN") && key.contains("PRIVATE KEY-----")) || key.count > 16_384 {
+                issues.append(.init(path: "body.credentials.private_key", message: "must be a PEM or OpenSSH private key (from generate-key)"))
+            }
+            if let k = given?.hostKey, !Self.matches(k, "^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{16,8192}$") {
+                issues.append(.init(path: "body.settings.host_key", message: "must be a public host key: <type> <base64>"))
+            }
+            guard issues.isEmpty else { throw ServiceError.validation(issues) }
+            _ = try await resolve(host: host, port: port)
+            out.host = host
+            out.port = port
+            out.username = user
+            out.hostKey = given?.hostKey
+            return (ConnectionCredentials(privateKey: key), ["mode": "ssh", "private_key": "**** (\(key.count) characters)"], out)
+        default:
+            throw ServiceError.validation("body.settings.mode", "must be agent or ssh")
+        }
+    }
+
+    /// The address an agentless scan may connect to (the SSRF guard's check, DNS included).
+    func resolve(host: String, port: Int) async throws -> String {
+        let g = settings.sshGuardrail
+        let url = host.contains(":") ? "https://[\(host)]:\(port)/" : "https://\(host):\(port)/"
+        do {
+            return try await Blocking.run { try g.check(url) }.addresses[0].ip
+        } catch {
+            throw ServiceError.validation("body.settings.host", "\(error)")
+        }
+    }
+
+    /// Everything an agentless scan needs, the private key opened from the vault.
+    func sshTarget(_ c: StoredConnection, tenantId: String) async throws -> SSHTarget {
+        let s = c.settings
+        guard let host = s.host, let user = s.username else { throw SessionError(message: "the connection has no host or username", permanent: true) }
+        let creds = try settings.vault.open(c.sealedCredentials, tenantId: tenantId, connectionId: c.view.id)
+        guard let key = creds.privateKey else { throw SessionError(message: "the connection has no private key", permanent: true) }
+        let address: String
+        do { address = try await resolve(host: host, port: s.port ?? 22) } catch let e as ServiceError {
+            throw SessionError(message: e.issues?.first?.message ?? e.message, permanent: true)
+        }
+        return SSHTarget(host: host, address: address, port: s.port ?? 22, username: user, privateKeyPEM: key, hostKey: s.hostKey)
     }
 }

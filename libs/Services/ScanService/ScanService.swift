@@ -20,6 +20,7 @@ public enum ScanService {
         let settings = try ScanSettings(r, logger: ctx.logger)
         let store = ctx.store!
         let connections = ConnectionHandlers(store: store, settings: settings, bus: ctx.bus)
+        let connectorSettings = ConnectorSettings(r)
         // Roles (DESIGN.md §2): "api" serves the REST subjects, "worker" runs scan jobs; default both.
         let roles = Set(r.string("VIGIL_SCAN_ROLES", default: "api,worker").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         var services: [any Service] = []
@@ -29,6 +30,8 @@ public enum ScanService {
             scans.register(on: ctx.responder)
             let scheduler = Scheduler(store: store, bus: ctx.bus, scans: scans, logger: ctx.logger)
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
+            ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
+            ConnectorAPI(store: store, settings: connectorSettings, vault: settings.vault, logger: ctx.logger).register(on: ctx.responder)
             services.append(
                 PeriodicService("scheduler", every: .seconds(max(1, r.int("VIGIL_SCHEDULER_TICK_SECONDS", default: 15))), logger: ctx.logger) {
                     try await scheduler.tick()
@@ -38,12 +41,23 @@ public enum ScanService {
         if roles.contains("worker") {
             let ws = WorkerSettings(r)
             // One worker per provider, each on its own job subject (vigil.jobs.scan.<provider>).
-            let worker = ScanWorker(provider: AWSScanProvider(connections: connections), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
-            let consumer = StreamConsumer(
-                jetStream: ctx.jetStream, stream: Streams.jobs, config: worker.consumerConfig(),
-                batch: ws.workerConcurrency, logger: ctx.logger, handler: worker.handle)
-            try await consumer.prepare()
-            services.append(consumer)
+            let aws = ScanWorker(provider: AWSScanProvider(connections: connections), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            let host = ScanWorker(
+                provider: HostScanProvider(
+                    store: store, connectors: ConnectorStore(db: store, onlineWithin: connectorSettings.onlineWithin), connections: connections,
+                    settings: connectorSettings),
+                store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            for consumer in [
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: aws.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
+                    handler: aws.handle),
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: host.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
+                    handler: host.handle),
+            ] {
+                try await consumer.prepare()
+                services.append(consumer)
+            }
         }
         return services
     }

@@ -192,8 +192,13 @@ struct ScanHandlers: Sendable {
             }
         }
         let settings = conn.settings
-        let regions = Array(Set(req.regions ?? settings.regions ?? ["us-east-1"])).sorted()
-        let services = req.services.map { Array(Set($0)).sorted() } ?? AWSCollectors.names
+        var regions = Array(Set(req.regions ?? settings.regions ?? ["us-east-1"])).sorted()
+        var services = req.services.map { Array(Set($0)).sorted() } ?? AWSCollectors.names
+        if conn.provider == "linux" {
+            // One part: the host (its name for SSH, the connector's host for an agent).
+            regions = [settings.host ?? "host"]
+            services = ["host"]
+        }
         let scan = try await scans.insert(
             tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor)
         let provider = conn.provider

@@ -12,11 +12,14 @@ public struct ConnectionCredentials: Codable, Sendable {
     public var sessionToken: String?
     public var roleArn: String?
     public var externalId: String?
+    /// A Linux connection's SSH private key (PEM or OpenSSH format), sealed like the AWS secrets.
+    public var privateKey: String?
 
     public init(
         accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil, roleArn: String? = nil,
-        externalId: String? = nil
+        externalId: String? = nil, privateKey: String? = nil
     ) {
+        self.privateKey = privateKey
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken

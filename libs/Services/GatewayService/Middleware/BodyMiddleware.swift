@@ -5,10 +5,14 @@ import VigilCore
 
 /// Reads the body (at most `maxBytes`: 413 beyond) and builds the bus request: the JSON object of the
 /// body merged with the path parameters and the route's typed query parameters. Bad JSON is a 400, a body
-/// that is not an object and an ill-typed query parameter are 422s. Signed payloads (Stripe webhooks) go
-/// on as their exact bytes with the headers that sign them.
+/// that is not an object and an ill-typed query parameter are 422s. Signed payloads (Stripe webhooks,
+/// connector calls) go on as their exact bytes with the headers that sign them, the method and the path.
 struct BodyMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
+    /// Headers that sign raw-body requests (Stripe's webhooks, connectors' calls) and go on with them.
+    static let signingHeaders: Set<String> = [
+        "stripe-signature", "content-type", "x-vigil-connector", "x-vigil-timestamp", "x-vigil-nonce", "x-vigil-signature",
+    ]
     let route: Route
     let maxBytes: Int
 
@@ -34,10 +38,16 @@ struct BodyMiddleware: RouterMiddleware {
         let raw = context.rawBody
         if route.rawBody {
             var headers: [String: String] = [:]
-            for field in request.headers where ["stripe-signature", "content-type"].contains(field.name.canonicalName) {
+            for field in request.headers where Self.signingHeaders.contains(field.name.canonicalName) {
                 headers[field.name.canonicalName] = field.value
             }
-            return try JSONSerialization.data(withJSONObject: ["raw_base64": raw.base64EncodedString(), "headers": headers])
+            var params: [String: String] = [:]
+            for name in route.pathParameters { params[name] = context.parameters.get(name) ?? "" }
+            return try JSONSerialization.data(
+                withJSONObject: [
+                    "raw_base64": raw.base64EncodedString(), "headers": headers, "method": request.method.rawValue, "path": request.uri.path,
+                    "params": params,
+                ])
         }
         var object: [String: Any] = [:]
         if route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {

@@ -7,8 +7,9 @@ import VigilCore
 ///
 /// Fields take `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and comma lists; months and days
 /// of the week also take their English three-letter names, and day-of-week 7 is Sunday like 0. As in
-/// Vixie cron, when neither day field starts with `*` a day matching either one is a run day. Wall-clock times that a daylight-saving change skips run once, shifted by the change (02:30 on
-/// a spring-forward night runs at 03:30); times it repeats run once, at their first occurrence.
+/// Vixie cron, when neither day field starts with `*` a day matching either one is a run day.
+/// Wall-clock times that a daylight-saving change skips run once, shifted by the change (02:30 on a
+/// spring-forward night runs at 03:30); times it repeats run once, at their first occurrence.
 struct CronExpression: Sendable, Equatable {
     let minutes: [Int]
     let hours: [Int]

@@ -135,4 +135,14 @@ struct ConnectionStore: Sendable {
     func recordScan(_ tx: Transaction, id: String) async throws {
         _ = try await tx.query("UPDATE scans.connections SET last_scan_at = now() WHERE id = $1", [id])
     }
+
+    /// Records the SSH host key a Linux connection's first scan saw (only if none is pinned yet).
+    func pinHostKey(id: String, tenantId: String, hostKey: String) async throws {
+        try await db.query(
+            .tenant(tenantId),
+            """
+            UPDATE scans.connections SET settings = jsonb_set(settings, '{host_key}', to_jsonb($3::text)), updated_at = now()
+            WHERE id = $1 AND tenant_id = $2 AND settings->>'host_key' IS NULL
+            """, [id, tenantId, hostKey])
+    }
 }

@@ -70,5 +70,34 @@ enum ScanSchema {
             CREATE INDEX ON {schema}.schedule_runs (tenant_id, schedule_id, created_at DESC, id DESC);
             CREATE INDEX ON {schema}.schedule_runs (created_at) WHERE outcome = 'pending';
             """ + Migration.tenantIsolation(table: "schedules") + Migration.tenantIsolation(table: "schedule_runs")),
+        Migration(
+            5, "connector enrollments, connectors and their jobs",
+            """
+            CREATE TABLE {schema}.connector_enrollments (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL, token_hash text NOT NULL UNIQUE, token_prefix text NOT NULL,
+              max_uses int, uses int NOT NULL DEFAULT 0, expires_at timestamptz NOT NULL, revoked_at timestamptz, created_by text,
+              created_at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX ON {schema}.connector_enrollments (tenant_id, created_at DESC, id DESC);
+            CREATE TABLE {schema}.connectors (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, enrollment_id uuid, name text NOT NULL, hostname text NOT NULL,
+              version text NOT NULL, connector_type text NOT NULL DEFAULT 'linux', secret_sealed bytea NOT NULL,
+              facts jsonb NOT NULL DEFAULT '{}', load jsonb, last_heartbeat_at timestamptz, revoked_at timestamptz,
+              created_at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX ON {schema}.connectors (tenant_id, created_at DESC, id DESC);
+            CREATE TABLE {schema}.connector_nonces (
+              connector_id uuid NOT NULL, nonce text NOT NULL, seen_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (connector_id, nonce));
+            CREATE INDEX ON {schema}.connector_nonces (seen_at);
+            CREATE TABLE {schema}.connector_jobs (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, connector_id uuid NOT NULL REFERENCES {schema}.connectors (id) ON DELETE CASCADE,
+              scan_id uuid, kind text NOT NULL, parameters jsonb NOT NULL DEFAULT '{}', status text NOT NULL, error text, result jsonb,
+              chunk_count int, sha256 text, created_at timestamptz NOT NULL DEFAULT now(), dispatched_at timestamptz,
+              completed_at timestamptz);
+            CREATE INDEX ON {schema}.connector_jobs (connector_id, status, created_at);
+            CREATE INDEX ON {schema}.connector_jobs (scan_id);
+            CREATE TABLE {schema}.connector_job_chunks (
+              job_id uuid NOT NULL REFERENCES {schema}.connector_jobs (id) ON DELETE CASCADE, tenant_id uuid NOT NULL, idx int NOT NULL,
+              data text NOT NULL, PRIMARY KEY (job_id, idx));
+            """ + Migration.tenantIsolation(table: "connector_enrollments") + Migration.tenantIsolation(table: "connectors")
+                + Migration.tenantIsolation(table: "connector_jobs") + Migration.tenantIsolation(table: "connector_job_chunks")),
     ]
 }
