@@ -6,12 +6,14 @@ WORKDIR /src
 COPY Package.swift ./
 COPY libs libs
 COPY services services
+COPY clients clients
 COPY Tests/VigilTesting Tests/VigilTesting
 RUN swift build -c release --static-swift-stdlib \
     && mkdir /out && cp $(swift build -c release --show-bin-path)/vigil-* /out/
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libnats3.4 libsodium23 libpq5 libssl3 ca-certificates \
+# openssh-client: agentless Linux audits; the image also carries vigil-connector, which the gateway serves.
+RUN apt-get update && apt-get install -y --no-install-recommends libnats3.4 libsodium23 libpq5 libssl3 ca-certificates openssh-client \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 vigil
 COPY --from=build /out/ /usr/local/bin/
 COPY contracts /app/contracts

@@ -20,6 +20,19 @@ def to_ms(v):
     return n * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
+
+def unlimited_stack(bin_dir, **env):
+    """A bench stack without the gateway's rate limits, logging warnings only."""
+    return Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1,
+                 extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning", **env})
+
+
+def sign_up(stack, tag="bench"):
+    """A new user and workspace on the bench stack: (signup reply, client with its token)."""
+    r = Client(stack.url).post("/auth/signup", {"email": unique_email(tag), "password": "bench password 1",
+                                                "full_name": "Bench", "workspace_name": "Bench"}).json()
+    return r, Client(stack.url, token=r["access_token"])
+
 def wrk(url, headers=()):
     cmd = ["wrk", "-t2", "-c32", "-d", DURATION, "--latency"]
     for h in headers:
@@ -79,15 +92,11 @@ def bench_notify(bin_dir):
     # latency measures the pipeline rather than a self-made backlog; BENCH_RATE=0 publishes in one burst.
     rate = float(os.environ.get("BENCH_RATE", "220"))
     endpoints = int(os.environ.get("BENCH_ENDPOINTS", "10"))
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1,
-                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning",
-                             "VIGIL_WEBHOOK_CONCURRENCY": "128"})
+    stack = unlimited_stack(bin_dir, VIGIL_WEBHOOK_CONCURRENCY="128")
     rx = FastReceiver()
     try:
         stack.start()
-        r = Client(stack.url).post("/auth/signup", {"email": unique_email("nb"), "password": "bench password 1",
-                                                    "full_name": "Bench", "workspace_name": "Bench"}).json()
-        owner = Client(stack.url, token=r["access_token"])
+        r, owner = sign_up(stack, "nb")
         tenant = r["workspace"]["id"]
         for i in range(endpoints):
             assert owner.post("/webhooks/endpoints", {"url": f"http://127.0.0.1:{rx.port}/e{i}", "events": ["bench.*"]}).status_code == 201
@@ -141,9 +150,7 @@ def bench_scan(bin_dir):
                                               "--regions", "us-east-1", "--scale", str(scale)],
                                              capture_output=True, text=True, check=True).stdout)
         stack.start()
-        r = Client(stack.url).post("/auth/signup", {"email": unique_email("bench"), "password": "bench password 1",
-                                                    "full_name": "Bench", "workspace_name": "Bench"})
-        c = Client(stack.url, token=r.json()["access_token"])
+        r, c = sign_up(stack, "bench")
         conn = c.post("/connections/", {"name": "bench", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
                                         "credentials": {"access_key_id": manifest["access_key_id"],
                                                         "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
@@ -221,9 +228,8 @@ def bench_findings(bin_dir):
              ("aws.ebs.volume_unencrypted", "medium"), ("aws.kms.key_disabled", "info")]
     try:
         stack.start()
-        r = Client(stack.url).post("/auth/signup", {"email": unique_email("bench"), "password": "bench password 1",
-                                                    "full_name": "Bench", "workspace_name": "Bench"})
-        tenant, token = r.json()["workspace"]["id"], r.json()["access_token"]
+        r, _ = sign_up(stack, "bench")
+        tenant, token = r["workspace"]["id"], r["access_token"]
         # An API key: access tokens expire while the benchmark waits for the relay.
         key = Client(stack.url, token=token).post("/api-keys/", {"name": "bench"}).json()["key"]
         conn = str(uuid.uuid4())
@@ -397,6 +403,99 @@ def bench_quota(bin_dir):
         stack.stop()
 
 
+def bench_host(bin_dir):
+    """Linux host audits: (a) a full local audit of the planted tree (vigil-connector audit --root),
+    (b) an agentless scan of the local sshd target over REST (trigger to completed), (c) results posted
+    per second through the signed connector API by 50 simulated connectors (one audit result each per
+    round, ~17 KB of facts), through the gateway. Median of ROUNDS."""
+    import hashlib
+    import hmac
+    import json
+    import secrets
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    import requests
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "e2e"))
+    from test_connectors import SSHD
+    agent = os.path.join(bin_dir, "vigil-connector")
+    weak = tempfile.mkdtemp(prefix="bench-host-")
+    subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "host-tree.py"), weak, "--profile", "weak"], check=True, capture_output=True)
+    local = []
+    for _ in range(ROUNDS + 2):
+        t0 = time.perf_counter()
+        out = subprocess.run([agent, "audit", "--root", weak, "--format", "json"], capture_output=True, text=True, check=True).stdout
+        local.append(time.perf_counter() - t0)
+    findings = len(json.loads(out)["findings"])
+    live = []
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        subprocess.run([agent, "audit", "--root", "/", "--format", "json"], capture_output=True, text=True, check=True)
+        live.append(time.perf_counter() - t0)
+    stack = unlimited_stack(bin_dir, VIGIL_SSH_ALLOW_LOOPBACK="true")
+    sshd = SSHD()
+    try:
+        stack.start()
+        r, c = sign_up(stack, "bench")
+        tenant = r["workspace"]["id"]
+        key = c.post("/connections/linux/generate-key").json()
+        sshd.start(key["public_key"])
+        conn = c.post("/connections/", {"name": "bench-ssh", "provider": "linux", "credentials": {"private_key": key["private_key"]},
+                                        "settings": {"mode": "ssh", "host": "127.0.0.1", "port": sshd.port, "username": "root"}}).json()["id"]
+        ssh = []
+        for i in range(ROUNDS + 1):
+            t0 = time.perf_counter()
+            sid = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
+            while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
+                time.sleep(0.02)
+            assert scan["status"] == "completed", scan
+            if i > 0:
+                ssh.append(time.perf_counter() - t0)
+        # (c) 50 connectors, each with a dispatched job per round; results posted concurrently.
+        e = c.post("/connectors/enrollments", {"name": "bench", "max_uses": 50}).json()["token"]
+        states = []
+        for i in range(50):
+            reg = requests.post(stack.url + "/api/v1/connector-api/register", timeout=10,
+                                json={"enrollment_token": e, "name": f"c{i}", "hostname": f"h{i}", "version": "bench"}).json()
+            states.append(reg)
+        psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                                          check=True, capture_output=True, text=True).stdout.split()
+        # What an agent posts for the planted tree: its resources (the facts the rules evaluate).
+        body_text = subprocess.run([agent, "audit", "--root", weak, "--format", "result"], capture_output=True, text=True, check=True).stdout
+        size = len(body_text)
+
+        def post(state, job):
+            raw = json.dumps({"status": "completed", "data": body_text}).encode()
+            path = f"/api/v1/connector-api/jobs/{job}/result"
+            ts, nonce = str(int(time.time())), secrets.token_urlsafe(18)
+            text = "\n".join(["POST", path, ts, nonce, hashlib.sha256(raw).hexdigest()])
+            sig = hmac.new(state["connector_secret"].encode(), text.encode(), hashlib.sha256).hexdigest()
+            r = requests.post(stack.url + path, data=raw, timeout=30, headers={
+                "content-type": "application/json", "x-vigil-connector": state["connector_id"], "x-vigil-timestamp": ts,
+                "x-vigil-nonce": nonce, "x-vigil-signature": "v1=" + sig})
+            assert r.status_code == 200 and r["status"] == "completed", r.text
+        rates = []
+        for _ in range(ROUNDS):
+            jobs = []
+            for st in states:
+                jobs.append(psql(f"INSERT INTO scans.connector_jobs (id, tenant_id, connector_id, kind, status, dispatched_at) VALUES "
+                                 f"(gen_random_uuid(), '{tenant}', '{st['connector_id']}', 'host_audit', 'dispatched', now()) RETURNING id")[0])
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(50) as pool:
+                list(pool.map(post, states, jobs))
+            rates.append(len(jobs) / (time.perf_counter() - t0))
+        med = lambda xs: sorted(xs)[len(xs) // 2]
+        print(f"\nhost benchmark: release build, median of {ROUNDS} runs")
+        print(f"(a) local audit of the planted tree: {med(local):.3f} s wall (target <= 2 s), {findings} findings; "
+              f"live host (/): {med(live):.2f} s")
+        print(f"(b) agentless scan of the local sshd over REST, trigger to completed: {med(ssh):.2f} s (target <= 2 s per host); "
+              f"runs: {', '.join(f'{x:.2f}' for x in ssh)}")
+        print(f"(c) 50 connectors posting {size // 1024} KB audit results: {med(rates):.0f} results/s; runs: {', '.join(f'{x:.0f}' for x in rates)}")
+    finally:
+        sshd.stop()
+        stack.stop()
+
+
+
 def main():
     what, bin_dir = sys.argv[1], sys.argv[2]
     if what == "quota":
@@ -407,18 +506,19 @@ def main():
         return bench_notify(bin_dir)
     if what == "scan":
         return bench_scan(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota"
+    if what == "host":
+        return bench_host(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
                   extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})
     try:
         stack.start()
-        r = Client(stack.url).post("/auth/signup", {"email": unique_email("bench"), "password": "bench password 1",
-                                                    "full_name": "Bench", "workspace_name": "Bench"})
-        token = r.json()["access_token"]
+        r, _ = sign_up(stack, "bench")
+        token = r["access_token"]
         key = Client(stack.url, token=token).post("/api-keys/", {"name": "bench"}).json()["key"]
         # The plan's API rate would cap the benchmark: the bench workspace is on enterprise (no plan rate).
-        tenant = r.json()["workspace"]["id"]
+        tenant = r["workspace"]["id"]
         Client(stack.url, token=token).get("/billing/subscription")
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
                         f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],

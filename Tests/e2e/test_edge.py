@@ -240,3 +240,38 @@ def test_services_enforce_each_routes_role_on_direct_bus_calls(stack, signup):
     # Member routes take any role.
     code, reply = call("vigil.identity.tenant.get", {}, role="billing")
     assert code is None and reply["id"] == tenant, reply
+
+
+def test_every_reference_route_and_parameter_is_served(stack, signup):
+    """Drop-in compatibility: the FixMyCloud reference's 103 routes and every query parameter they name
+    are in the served OpenAPI document, and the parameters the reference uses in its own way work."""
+    import re
+    served = requests.get(stack.url + "/api/v1/openapi.json", timeout=10).json()["paths"]
+    norm = lambda p: re.sub(r"\{[^}]+\}", "{}", p.rstrip("/"))
+    ours = {(m, norm(p)): op for p, ops in served.items() for m, op in ops.items()}
+    routes = {}
+    for line in open(os.path.join(os.path.dirname(__file__), "fixtures", "fixmycloud-routes.txt")):
+        if line.startswith("#") or not line.strip():
+            continue
+        parts = line.split()
+        routes[(parts[0].lower(), norm(parts[1]))] = parts[2].split(",") if len(parts) > 2 else []
+    assert len(routes) == 103
+    for key, params in routes.items():
+        assert key in ours, key
+        names = {p["name"] for p in ours[key].get("parameters", []) if p.get("in") == "query"}
+        assert set(params) <= names, (key, set(params) - names)
+    owner, _, _ = signup("dropin")
+    r = owner.post("/reports/generate?report_type=executive_summary")
+    assert r.status_code == 200 and r.json()["type"] == "executive_summary", r.text
+    assert_envelope(owner.post("/reports/generate?report_type=poem"), 422)
+    assert [x["type"] for x in owner.get("/reports/?report_type=executive_summary").json()["items"]] == ["executive_summary"]
+    assert owner.get("/reports/?report_type=compliance").json()["items"] == []
+    assert owner.get("/rules/?source=custom").json()["total"] == 0
+    assert owner.get("/rules/?status=enabled&source=builtin").json()["total"] >= 150
+    assert owner.get("/rules/?status=disabled").json()["total"] == 0
+    assert_envelope(owner.get("/rules/?status=maybe"), 422)
+    s = owner.get("/compliance/score?framework=cis_debian_12").json()
+    assert [f["framework_id"] for f in s["frameworks"]] == ["cis_debian_12"]
+    assert_envelope(owner.get("/compliance/score?framework=hipaa"), 422)
+    rep = owner.get("/compliance/report?framework=soc2").json()
+    assert [f["framework"]["id"] for f in rep["frameworks"]] == ["soc2"]

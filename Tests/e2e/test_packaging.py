@@ -33,8 +33,11 @@ def test_dockerfile_builds_the_same_executables():
     assert "swift build -c release" in docker and "vigil-*" in docker
     for name in SERVICES:
         assert f'.executable(name: "vigil-{name}"' in package
-    for pkg in ("libnats", "libsodium", "libpq", "libssl"):
+    for pkg in ("libnats", "libsodium", "libpq", "libssl", "openssh-client"):
         assert pkg in docker
+    # Every source tree a target lives in is copied into the build stage (the connector is in clients/).
+    for tree in ("libs", "services", "clients"):
+        assert f"COPY {tree} {tree}" in docker and f'"{tree}/' in package
 
 
 def test_sigterm_stops_a_replica_gracefully(stack):

@@ -87,10 +87,10 @@ struct VigilConnector: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "audit", abstract: "Audit this host (or a mounted tree) locally and print the findings; no server needed.")
         @Option(help: "Read every path under this directory (a mounted image or a prepared tree).") var root = "/"
-        @Option(help: "json or text.") var format = "text"
+        @Option(help: "text, json (the findings) or result (the facts a connector would post).") var format = "text"
 
         func validate() throws {
-            guard ["json", "text"].contains(format) else { throw ValidationError("--format must be json or text") }
+            guard ["json", "text", "result"].contains(format) else { throw ValidationError("--format must be text, json or result") }
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
                 throw ValidationError("--root \(root) is not a directory")
@@ -109,6 +109,10 @@ struct VigilConnector: AsyncParsableCommand {
 
         func run() async throws {
             let result = Audit.run(root: root)
+            if format == "result" {
+                print(String(decoding: try JSON.encode(result), as: UTF8.self))
+                return
+            }
             let results = Scanner.evaluate(result.resources, rules: RuleEngine.index(BuiltinRules.all), tenantId: "local", connectionId: result.host)
             let failed = results.filter { $0.status == "FAIL" }.sorted {
                 ($0.severity.rank, $0.ruleId, $0.resourceId) < ($1.severity.rank, $1.ruleId, $1.resourceId)

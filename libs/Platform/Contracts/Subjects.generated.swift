@@ -185,7 +185,8 @@ package enum Subjects {
         package static let findingSuppress = "vigil.findings.finding.suppress"
         /// GET /api/v1/reports/{report_id}/download — Download a report
         package static let reportDownload = "vigil.findings.report.download"
-        /// POST /api/v1/reports/generate — Generate a report (stored; download it by id)
+        /// POST /api/v1/reports/generate — Generate a report (stored; download it by id); the type may be given as ?report_type= with no
+        /// body
         package static let reportGenerate = "vigil.findings.report.generate"
         /// GET /api/v1/reports/{report_id} — One report
         package static let reportGet = "vigil.findings.report.get"

@@ -169,9 +169,8 @@ public struct SSHGatherer: Sendable {
               print "H", $1, s, ($4==""?"-":$4), ($5==""?"-":$5), ($6==""?"-":$6) }' /etc/shadow
             elif [ -e /etc/shadow ]; then echo 'R /etc/shadow'; fi
             for r in \(list(HostSnapshot.scanRoots)); do [ -d "$r" ] || continue
-              find "$r" -xdev -type f -perm /6000 2>/dev/null | head -n 100000 | sed 's/^/U /'
-              find "$r" -xdev -type d -perm -0002 ! -perm -1000 2>/dev/null | head -n 100000 | sed 's/^/W /'
-              find "$r" -xdev -type f -perm -0002 2>/dev/null | head -n 100000 | sed 's/^/X /'
+              find "$r" -xdev \\( -type f -perm /6000 -printf 'U %p\\n' \\) , \\( -type d -perm -0002 ! -perm -1000 -printf 'W %p\\n' \\) , \
+                \\( -type f -perm -0002 -printf 'X %p\\n' \\) 2>/dev/null | head -n 300000
             done
             [ -e /etc/hosts.equiv ] && echo 'T /etc/hosts.equiv'
             { echo /root; awk -F: '$6 ~ /^\\// && $6 != "/" { print $6 }' /etc/passwd 2>/dev/null; } | sort -u | while read -r h; do

@@ -75,9 +75,15 @@ struct FrameworkPath: Codable, Sendable {
     var frameworkId: String
     var connectionId: String?
 }
-struct ScoreRequest: Codable, Sendable { var connectionId: String? }
+struct ScoreRequest: Codable, Sendable {
+    var connectionId: String?
+    /// Only this framework's score (the reference's parameter).
+    var framework: String?
+}
 struct ReportRequest: Codable, Sendable {
     var frameworkId: String?
+    /// The reference's name for `framework_id`.
+    var framework: String?
     var connectionId: String?
 }
 
@@ -94,7 +100,12 @@ struct ComplianceHandlers: Sendable {
         }
         r.add(Endpoint<ScoreRequest, ComplianceScore>(Subjects.Findings.complianceScore)) { q, p, ctx in
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
-            return try await store.transaction(p.scope) { tx in try await score(tx, p.tenantId, connection: connection) }
+            if let f = q.framework, !frameworks.contains(where: { $0.id == f }) {
+                throw ServiceError.validation("query.framework", "must be one of \(frameworks.map(\.id).joined(separator: ", "))")
+            }
+            var s = try await store.transaction(p.scope) { tx in try await score(tx, p.tenantId, connection: connection) }
+            if let f = q.framework { s.frameworks = s.frameworks.filter { $0.frameworkId == f } }
+            return s
         }
         r.add(Endpoint<FrameworkPath, FrameworkDetail>(Subjects.Findings.complianceFramework)) { q, p, ctx in
             guard let fw = frameworks.first(where: { $0.id == q.frameworkId }) else { throw ServiceError.notFound("framework") }
@@ -104,7 +115,7 @@ struct ComplianceHandlers: Sendable {
         r.add(Endpoint<ReportRequest, ComplianceReport>(Subjects.Findings.complianceReport)) { q, p, ctx in
             let connection = try Filter.uuid(q.connectionId, path: "query.connection_id")
             let chosen =
-                try q.frameworkId.map { id -> [Framework] in
+                try (q.frameworkId ?? q.framework).map { id -> [Framework] in
                     guard let f = frameworks.first(where: { $0.id == id }) else {
                         throw ServiceError.validation("query.framework_id", "unknown framework")
                     }

@@ -8,10 +8,18 @@ import VigilCore
 
 struct ReportGenerate: Codable, Sendable {
     var type: String?
+    /// `?report_type=` (the reference's way, with no body).
+    var reportType: String?
     var format: String?
     var frameworkId: String?
     var title: String?
     var filters: ReportFilters?
+}
+struct ReportListRequest: Codable, Sendable {
+    var limit: Int?
+    var cursor: String?
+    var offset: Int?
+    var reportType: String?
 }
 struct ReportFilters: Codable, Sendable {
     var severity: String?
@@ -48,13 +56,10 @@ struct ReportHandlers: Sendable {
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<ReportGenerate, ReportView>(Subjects.Findings.reportGenerate), handler: generate)
-        r.add(Endpoint<PageRequest, Page<ReportView>>(Subjects.Findings.reportList)) { q, p, ctx in
-            let page = try Pagination(q)
-            return try await store.transaction(p.scope) { tx in
-                try await page.list(
-                    tx, columns: "id, type, format, title, status, size, content_type, created_at, completed_at, parameters",
-                    from: "findings.reports", filter: "tenant_id = $1", [p.tenantId], map: Self.view)
-            }
+        r.add(Endpoint<ReportListRequest, Page<ReportView>>(Subjects.Findings.reportList)) { q, p, ctx in
+            let page = try Pagination(PageRequest(limit: q.limit, cursor: q.cursor, offset: q.offset))
+            let type = try Validate.list(q.reportType, path: "query.report_type", allowed: Self.types)?.first
+            return try await ReportStore(db: store).list(page, tenantId: p.tenantId, type: type, map: Self.view)
         }
         r.add(Endpoint<ReportPath, ReportView>(Subjects.Findings.reportGet)) { q, p, ctx in
             return try Self.view(try await load(p, q.reportId, content: false))
@@ -85,7 +90,7 @@ struct ReportHandlers: Sendable {
 
     @Sendable func generate(_ q: ReportGenerate, _ p: Principal, _ ctx: CallContext) async throws -> ReportView {
         var issues: [ValidationIssue] = []
-        let type = q.type ?? ""
+        let type = q.type ?? q.reportType ?? ""
         let format = q.format ?? "json"
         if !Self.types.contains(type) { issues.append(.init(path: "body.type", message: "must be one of \(Self.types.joined(separator: ", "))")) }
         if !Self.formats.contains(format) {

@@ -42,6 +42,9 @@ struct RuleListRequest: Codable, Sendable {
     var custom: Bool?
     var search: String?
     var resourceType: String?
+    /// The reference's names: `status` enabled|disabled, `source` builtin|custom.
+    var status: String?
+    var source: String?
 }
 struct RulePath: Codable, Sendable { var ruleId: String }
 struct RuleCreate: Codable, Sendable {
@@ -112,6 +115,15 @@ struct RuleHandlers: Sendable {
                 throw ServiceError.validation("query.framework", "must be one of \(frameworks.map(\.id).joined(separator: ", "))")
             }
             return f
+        }
+        var q = q
+        if let s = q.status {
+            guard ["enabled", "disabled"].contains(s) else { throw ServiceError.validation("query.status", "must be enabled or disabled") }
+            q.enabled = s == "enabled"
+        }
+        if let s = q.source {
+            guard ["builtin", "custom"].contains(s) else { throw ServiceError.validation("query.source", "must be builtin or custom") }
+            q.custom = s == "custom"
         }
         let all = try await store.transaction(p.scope) { tx in try await catalog.rules(tx, tenantId: p.tenantId) }
         let needle = q.search?.lowercased()

@@ -18,6 +18,15 @@ struct ReportStore: Sendable {
         ).first
     }
 
+    /// The workspace's reports, newest first, optionally of one type.
+    func list<T>(_ page: Pagination, tenantId: String, type: String?, map: @escaping (Row) throws -> T) async throws -> Page<T> {
+        try await db.transaction(.tenant(tenantId)) { tx in
+            try await page.list(
+                tx, columns: Self.columns, from: "findings.reports", filter: type == nil ? "tenant_id = $1" : "tenant_id = $1 AND type = $2",
+                type.map { [tenantId, $0] } ?? [tenantId], map: map)
+        }
+    }
+
     struct New: Sendable {
         var id: String
         var type: String
