@@ -178,6 +178,13 @@ def test_a_real_connector_enrolls_audits_and_is_revoked(stack, signup):
         c = owner.get(f"/connectors/{connectors['weak']['connector_id']}").json()
         assert c["jobs"]["completed"] == 1 and c["jobs"]["queued"] == 0
 
+        # The gateway restarts: the agents retry and keep heartbeating.
+        seen = owner.get(f"/connectors/{connectors['hard']['connector_id']}").json()["last_seen_at"]
+        stack.restart("gateway", VIGIL_HTTP_PORT=str(stack.http_port))
+        from conftest import wait_port
+        wait_port(stack.http_port, 30)
+        wait(lambda: owner.get(f"/connectors/{connectors['hard']['connector_id']}").json()["last_seen_at"] > seen, 30, "a heartbeat after the restart")
+
         # Signed calls: a good one passes; replayed, tampered, stale and wrong-secret ones get the same 401.
         st = connectors["weak"]
         good = signed(stack, st, "/heartbeat", {"version": "1.0.0"})
@@ -196,6 +203,11 @@ def test_a_real_connector_enrolls_audits_and_is_revoked(stack, signup):
         r = signed(stack, st, f"/jobs/{jobs_done}/result", {"status": "completed", "data": "{}"})
         assert r.status_code == 200 and r.json()["status"] == "completed", r.text
         assert signed(stack, st, f"/jobs/{uuid.uuid4()}/result", {"status": "completed", "data": "{}"}).status_code == 404
+        # Bad input from an authenticated connector is a 4xx envelope, never a 500.
+        bad = signed(stack, st, f"/jobs/{jobs_done}/result", {"status": "done"})
+        assert bad.status_code == 422 and bad.json()["error"] == "validation_error", bad.text
+        assert signed(stack, st, "/jobs/poll", {"wait_seconds": "soon"}).status_code == 422
+        assert signed(stack, st, "/heartbeat", {"version": 7}).status_code == 422
 
         # Revoke: the secret stops working at once and the agent stops.
         r = owner.post(f"/connectors/{st['connector_id']}/revoke")

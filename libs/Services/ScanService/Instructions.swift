@@ -66,7 +66,10 @@ struct InstructionHandlers: Sendable {
                 variables: ["ENROLLMENT_TOKEN", "CONNECTOR_NAME"],
                 notes: [
                     "The connector makes outbound HTTPS connections only; no inbound port is opened.",
-                    "Enrollment tokens are single-use and expire; the connector then uses its own secret.",
+                    "Enrollment tokens are single-use by default and expire; the connector then uses its own secret, kept in "
+                        + "/var/lib/vigil-connector/connector.json (mode 600).",
+                    "A private CA: add --ca-file /path/ca.pem. A proxy: run the service with --proxy http://proxy:3128.",
+                    "Without a server, audit the host (or a mounted image) locally: vigil-connector audit --root / --format text",
                 ])
         }
     }
@@ -74,15 +77,14 @@ struct InstructionHandlers: Sendable {
     var windowsInstall: @Sendable () -> Instructions {
         { [publicURL] in
             Instructions(
-                provider: "windows", title: "Install the Vigil connector on Windows Server",
-                steps: ["Create an enrollment token in Vigil.", "Open PowerShell as Administrator and run the commands below."],
-                commands: [
-                    "$installer = Join-Path $env:TEMP 'vigil-install.ps1'",
-                    "Invoke-WebRequest -UseBasicParsing -Uri '\(publicURL)/connector/install.ps1' -OutFile $installer",
-                    "& $installer -Token '{ENROLLMENT_TOKEN}' -Name '{CONNECTOR_NAME}' -Url '\(publicURL)'",
+                provider: "windows", title: "The Vigil connector does not run on Windows yet",
+                steps: [
+                    "The connector and its host checks are for Linux (Debian and Ubuntu, and images of them).",
+                    "Windows hosts cannot be enrolled; this page will give the installer when a Windows connector exists.",
                 ],
-                variables: ["ENROLLMENT_TOKEN", "CONNECTOR_NAME"],
-                notes: ["install.ps1 refuses to run without Administrator rights.", "Outbound HTTPS only."])
+                commands: [],
+                variables: [],
+                notes: ["Linux hosts: GET /api/v1/connections/linux/install-instructions."])
         }
     }
 
