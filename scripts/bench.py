@@ -472,7 +472,7 @@ def bench_host(bin_dir):
             r = requests.post(stack.url + path, data=raw, timeout=30, headers={
                 "content-type": "application/json", "x-vigil-connector": state["connector_id"], "x-vigil-timestamp": ts,
                 "x-vigil-nonce": nonce, "x-vigil-signature": "v1=" + sig})
-            assert r.status_code == 200 and r["status"] == "completed", r.text
+            assert r.status_code == 200 and r.json()["status"] == "completed", r.text
         rates = []
         for _ in range(ROUNDS):
             jobs = []
