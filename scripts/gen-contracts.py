@@ -22,6 +22,8 @@ ROLE = S(enum=["owner", "admin", "analyst", "viewer", "billing"])
 
 
 def obj(required=(), additional=False, **props):
+    # A trailing underscore lets a property be named like a Python keyword (global_ → global).
+    props = {(k[:-1] if k.endswith("_") else k): v for k, v in props.items()}
     o = {"type": "object", "properties": props, "additionalProperties": additional}
     if required:
         o["required"] = list(required)
@@ -122,6 +124,12 @@ MODELS["Connector"] = obj(["id", "name", "hostname", "version", "connector_type"
                           jobs=obj(["queued", "dispatched", "completed", "failed", "cancelled"], queued=I(), dispatched=I(), completed=I(),
                                    failed=I(), cancelled=I()))
 SIGNED = "signed with the connector secret (X-Vigil-Connector, X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)"
+THRESHOLDS = obj(cpu_percent={"type": "number", "minimum": 0, "maximum": 100}, network_mb={"type": "number", "minimum": 0},
+                 connections={"type": "number", "minimum": 0}, requests={"type": "number", "minimum": 0},
+                 lookback_days=I(minimum=1, maximum=90), min_monthly_savings={"type": "number", "minimum": 0},
+                 age_days=I(minimum=1, maximum=3650))
+MODELS["ScanPolicy"] = obj(["global", "services", "effective"], global_=THRESHOLDS, services={"type": "object", "additionalProperties": THRESHOLDS},
+                           effective={"type": "object", "additionalProperties": THRESHOLDS}, updated_by=NULL(S()), updated_at=NULL(DT))
 SCHEDULE_OUTCOME = S(enum=["pending", "started", "skipped_quota", "failed"])
 MODELS["Schedule"] = obj(["id", "name", "connection_id", "timezone", "enabled", "status", "next_run_at", "created_at", "updated_at"],
                          id=UUID, name=S(), connection_id=UUID, cron=NULL(S()), interval_minutes=NULL(I(minimum=5)), timezone=S(),
@@ -278,7 +286,7 @@ ROUTES = [
     ("post", "/api/v1/scans/trigger", "vigil.scans.scan.trigger", "analyst", 202,
      obj(["connection_id"], connection_id=UUID, regions={"type": "array", "items": S()},
          services={"type": "array", "items": S(enum=["s3", "iam", "ec2", "kms", "cloudtrail", "rds", "lambda", "sqs", "sns",
-                                                     "secretsmanager", "elbv2", "config"])}),
+                                                     "secretsmanager", "elbv2", "config", "dynamodb", "elasticache", "redshift", "logs"])}),
      "Scan", "Queue a scan of a connection (all its regions and services unless narrowed)", []),
     ("get", "/api/v1/scans/", "vigil.scans.scan.list", "viewer", 200, None, page(MODELS["Scan"]), "List scans, newest first",
      PAGE_Q + ["connection_id", "status"]),
@@ -340,13 +348,18 @@ ROUTES = [
      obj(["job_id", "status", "chunks_received", "chunk_count"], job_id=UUID, status=S(enum=["receiving", "completed", "failed", "cancelled"]),
          chunks_received=I(), chunk_count=I()),
      "Post a job's result, whole or in chunks (idempotent on retry), " + SIGNED, []),
+    ("get", "/api/v1/settings/scan-policy", "vigil.scans.scan_policy.get", "viewer", 200, None, "ScanPolicy",
+     "The workspace's utilisation thresholds, global, per service and as the next scan applies them", []),
+    ("patch", "/api/v1/settings/scan-policy", "vigil.scans.scan_policy.update", "admin", 200,
+     obj(global_=THRESHOLDS, services={"type": "object", "additionalProperties": NULL(THRESHOLDS)}), "ScanPolicy",
+     "Change thresholds (fields left out keep their value; a service override set to null is removed)", []),
     ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
     ("get", "/api/v1/findings/summary", "vigil.findings.finding.summary", "viewer", 200, None,
      obj(["total", "open", "by_severity", "by_status", "open_by_severity", "total_resolved_last_30d", "estimated_monthly_savings", "by_connection"],
          total=I(), open=I(), by_severity=OBJ, by_status=OBJ, open_by_severity=OBJ, total_resolved_last_30d=I(),
-         estimated_monthly_savings={"type": "number"},
+         estimated_monthly_savings={"type": "number"}, savings_by_service={"type": "object", "additionalProperties": {"type": "number"}},
          by_connection={"type": "object", "additionalProperties": obj(["open", "resolved_last_30d"], open=I(), resolved_last_30d=I())}),
      "Counts by severity and status, resolutions in the last 30 days, per connection", []),
     ("get", "/api/v1/findings/resolution-trend", "vigil.findings.finding.resolution_trend", "viewer", 200, None,
@@ -626,6 +639,7 @@ EVENTS = {
     "vigil.events.connector.registered": obj(["connector_id", "enrollment_id", "hostname"], connector_id=UUID, enrollment_id=UUID, hostname=S(),
                                              version=S()),
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
+    "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
     "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
     "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),
     "vigil.events.scan.completed": dict(**obj(["scan_id", "connection_id", "status", "complete", "findings_count", "parts"], scan_id=UUID,

@@ -70,7 +70,7 @@ def test_scan_finds_planted_issues_and_spares_twins(stack, signup, seeded_moto):
     assert scan.get("error") is None and scan["account_id"] == manifest["account"] and scan["attempts"] == 1
     assert percents == sorted(percents) and percents[-1] == 100
     progress = owner.get(f"/scans/{scan_id}/progress").json()
-    assert progress["phase"] == "completed" and progress["parts_done"] == progress["parts_total"] == 2 + 10 * 2
+    assert progress["phase"] == "completed" and progress["parts_done"] == progress["parts_total"] == 2 + 14 * 2
     assert all(p["status"] == "completed" for p in progress["parts"])
 
     results = all_results(owner, scan_id)

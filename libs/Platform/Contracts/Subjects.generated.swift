@@ -132,6 +132,11 @@ package enum Subjects {
         package static let scanResults = "vigil.scans.scan.results"
         /// POST /api/v1/scans/trigger — Queue a scan of a connection (all its regions and services unless narrowed)
         package static let scanTrigger = "vigil.scans.scan.trigger"
+        /// GET /api/v1/settings/scan-policy — The workspace's utilisation thresholds, global, per service and as the next scan applies them
+        package static let scanPolicyGet = "vigil.scans.scan_policy.get"
+        /// PATCH /api/v1/settings/scan-policy — Change thresholds (fields left out keep their value; a service override set to null is
+        /// removed)
+        package static let scanPolicyUpdate = "vigil.scans.scan_policy.update"
         /// POST /api/v1/schedules/ — Schedule scans of a connection by cron expression or interval, in a time zone
         package static let scheduleCreate = "vigil.scans.schedule.create"
         /// DELETE /api/v1/schedules/{schedule_id} — Delete a schedule and its run history
@@ -355,6 +360,7 @@ package enum Events {
     package static let scanCompleted = EventKind("scan.completed")
     package static let scanQueued = EventKind("scan.queued")
     package static let scanStarted = EventKind("scan.started")
+    package static let scanPolicyUpdated = EventKind("scan_policy.updated")
     package static let scheduleCreated = EventKind("schedule.created")
     package static let scheduleDeleted = EventKind("schedule.deleted")
     package static let schedulePaused = EventKind("schedule.paused")
@@ -492,6 +498,8 @@ package enum RouteAccess {
         Subjects.Scans.scanProgress: .role(.viewer),
         Subjects.Scans.scanResults: .role(.viewer),
         Subjects.Scans.scanTrigger: .role(.analyst),
+        Subjects.Scans.scanPolicyGet: .role(.viewer),
+        Subjects.Scans.scanPolicyUpdate: .role(.admin),
         Subjects.Scans.scheduleCreate: .role(.analyst),
         Subjects.Scans.scheduleDelete: .role(.analyst),
         Subjects.Scans.scheduleGet: .role(.viewer),

@@ -226,9 +226,11 @@ struct FindingHandlers: Sendable {
         var openBySeverity: [String: Int]
         var totalResolvedLast30d: Int
         var estimatedMonthlySavings: Double
+        /// Open findings' monthly savings per service (`ec2`, `rds`…), USD.
+        var savingsByService: [String: Double]
         var byConnection: [String: ConnectionCounts]
         enum CodingKeys: String, CodingKey {
-            case total, open, bySeverity, byStatus, openBySeverity, estimatedMonthlySavings, byConnection
+            case total, open, bySeverity, byStatus, openBySeverity, estimatedMonthlySavings, byConnection, savingsByService
             case totalResolvedLast30d = "total_resolved_last_30d"
         }
     }
@@ -247,7 +249,7 @@ struct FindingHandlers: Sendable {
                 total: 0, open: 0, bySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
                 byStatus: Dictionary(uniqueKeysWithValues: Self.statuses.map { ($0, 0) }),
                 openBySeverity: Dictionary(uniqueKeysWithValues: severityNames.map { ($0, 0) }),
-                totalResolvedLast30d: 0, estimatedMonthlySavings: 0, byConnection: [:])
+                totalResolvedLast30d: 0, estimatedMonthlySavings: 0, savingsByService: [:], byConnection: [:])
             for cell in try await FindingStore.counts(tx, tenantId: p.tenantId) {
                 let (n, sev, st, r30, conn) = (cell.count, cell.severity, cell.status, cell.resolvedLast30d, cell.connectionId)
                 s.total += n
@@ -259,12 +261,14 @@ struct FindingHandlers: Sendable {
                 }
                 s.totalResolvedLast30d += r30
                 s.estimatedMonthlySavings += cell.openSavings
+                if cell.openSavings > 0 { s.savingsByService[cell.service, default: 0] += cell.openSavings }
                 var c = s.byConnection[conn] ?? ConnectionCounts(open: 0, resolvedLast30d: 0)
                 if st == "open" { c.open += n }
                 c.resolvedLast30d += r30
                 s.byConnection[conn] = c
             }
             s.estimatedMonthlySavings = (s.estimatedMonthlySavings * 100).rounded() / 100
+            s.savingsByService = s.savingsByService.mapValues { ($0 * 100).rounded() / 100 }
             return s
         }
     }

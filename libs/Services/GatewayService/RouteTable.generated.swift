@@ -111,6 +111,8 @@ extension RouteTable {
         Route(method: .post, path: "/api/v1/connector-api/jobs/poll", subject: Subjects.Scans.connectorApiPoll, access: .public, rawBody: true),
         Route(method: .post, path: "/api/v1/connector-api/jobs/{job_id}/result", subject: Subjects.Scans.connectorApiResult,
             access: .public, rawBody: true),
+        Route(method: .get, path: "/api/v1/settings/scan-policy", subject: Subjects.Scans.scanPolicyGet, access: .role(.viewer), takesBody: false),
+        Route(method: .patch, path: "/api/v1/settings/scan-policy", subject: Subjects.Scans.scanPolicyUpdate, access: .role(.admin)),
         Route(method: .get, path: "/api/v1/findings/", subject: Subjects.Findings.findingList, access: .role(.viewer),
             query: ["limit": .int, "cursor": .string, "offset": .int, "severity": .string, "status": .string, "provider": .string,
             "rule_code": .string, "connection_id": .string, "scan_job_id": .string, "auto_fix_only": .bool, "search": .string,

@@ -49,6 +49,8 @@ struct AWSScanProvider: ScanProvider {
         var counter: CallCounter
         /// Global services (IAM, S3's bucket list) are signed for the scan's first region.
         var homeRegion: String
+        /// The workspace's utilisation thresholds, read when the scan starts.
+        var policy: ScanPolicy
     }
 
     let connections: ConnectionHandlers
@@ -59,7 +61,9 @@ struct AWSScanProvider: ScanProvider {
         let counter = CallCounter()
         var client = opened.client
         client.counter = counter
-        let session = Session(client: client, account: opened.account, counter: counter, homeRegion: target.regions.first ?? "us-east-1")
+        let policy = try await ScanPolicyStore(db: connections.store).load(tenantId: tenantId)
+        let session = Session(
+            client: client, account: opened.account, counter: counter, homeRegion: target.regions.first ?? "us-east-1", policy: policy)
         return (session, opened.account)
     }
 
@@ -75,7 +79,8 @@ struct AWSScanProvider: ScanProvider {
     func collect(service: String, region: String, session: Session, width: Int) async throws -> [Resource] {
         guard let collector = AWSCollectors.named(service) else { throw SessionError(message: "no collector for \(service)", permanent: true) }
         let ctx = CollectContext(
-            client: session.client, account: session.account, region: region == "global" ? session.homeRegion : region, width: width)
+            client: session.client, account: session.account, region: region == "global" ? session.homeRegion : region, width: width,
+            policy: session.policy)
         return try await collector.collect(ctx)
     }
 

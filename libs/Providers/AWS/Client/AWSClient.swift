@@ -309,14 +309,14 @@ extension AWSClient {
     /// JSON protocol with pagination (`NextToken`, KMS `NextMarker`/`Marker`…).
     public func jsonPages(
         service: String, region: String, target: String, body: [String: Any] = [:],
-        inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500
+        inToken: String = "NextToken", outToken: String = "NextToken", maxPages: Int = 500, contentType: String = "application/x-amz-json-1.1"
     ) async throws -> [AWSJSON] {
         var pages: [AWSJSON] = []
         var token: String? = nil
         repeat {
             var b = body
             if let token { b[inToken] = token }
-            let page = try await json(service: service, region: region, target: target, body: b)
+            let page = try await json(service: service, region: region, target: target, body: b, contentType: contentType)
             pages.append(page)
             let next = page[outToken] as? String ?? ""
             token = next.isEmpty || (page["Truncated"] as? Bool) == false ? nil : next

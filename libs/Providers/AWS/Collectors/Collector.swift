@@ -10,13 +10,16 @@ public struct CollectContext: Sendable {
     public let now: Date
     /// Per-resource calls in one part run on at most this many threads.
     public let width: Int
+    /// The workspace's utilisation thresholds (idle and underused resources).
+    public let policy: ScanPolicy
 
-    public init(client: AWSClient, account: String, region: String, now: Date = Date(), width: Int = 8) {
+    public init(client: AWSClient, account: String, region: String, now: Date = Date(), width: Int = 8, policy: ScanPolicy = .standard) {
         self.client = client
         self.account = account
         self.region = region
         self.now = now
         self.width = width
+        self.policy = policy
     }
 
     @Sendable func resource(
@@ -55,6 +58,10 @@ public enum AWSCollectors {
         AWSCollector(service: "secretsmanager", global: false, collect: SecretsManagerCollector.collect),
         AWSCollector(service: "elbv2", global: false, collect: ELBv2Collector.collect),
         AWSCollector(service: "config", global: false, collect: ConfigCollector.collect),
+        AWSCollector(service: "dynamodb", global: false, collect: DynamoDBCollector.collect),
+        AWSCollector(service: "elasticache", global: false, collect: ElastiCacheCollector.collect),
+        AWSCollector(service: "redshift", global: false, collect: RedshiftCollector.collect),
+        AWSCollector(service: "logs", global: false, collect: LogsCollector.collect),
     ]
     public static let names: [String] = all.map(\.service)
     public static func named(_ s: String) -> AWSCollector? { all.first { $0.service == s } }

@@ -101,10 +101,11 @@ enum EC2Collector {
                     "has_instance_profile": .bool(i.path("iamInstanceProfile/arn") != nil),
                     "user_data_secrets": .array(secrets.map { .string($0) }),
                     "attached_volume_gib": .number(volumes.reduce(0) { $0 + (sizes[$1] ?? 0) }),
-                    "subnet_id": (i["subnetId"]).json, "vpc_id": (i["vpcId"]).json,
+                    "subnet_id": (i["subnetId"]).json, "vpc_id": (i["vpcId"]).json, "image_id": (i["imageId"]).json,
                 ])
         }
         out += instanceResources
+        let imagesInUse = Set(instances.compactMap { $0["imageId"] })
 
         // Images owned by the account, and the snapshots they use.
         var imageSnapshots = Set<String>()
@@ -112,11 +113,18 @@ enum EC2Collector {
             for img in page.list("imagesSet") {
                 let id = img["imageId"] ?? ""
                 for b in img.list("blockDeviceMapping") { if let s = b.path("ebs/snapshotId")?.text { imageSnapshots.insert(s) } }
+                let gib = img.list("blockDeviceMapping").reduce(0.0) { $0 + (Double($1.path("ebs/volumeSize")?.text ?? "") ?? 0) }
+                let created = (img["creationDate"]).flatMap(Timestamp.parse)
                 out.append(
                     ctx.resource(
                         "ec2", "aws.ec2.image", id: ctx.arn("ec2", "image/\(id)", global: false), name: id, tags: tags(img),
                         [
                             "public": .bool((img["isPublic"] ?? "").bool), "image_name": (img["name"]).json, "state": (img["imageState"]).json,
+                            "in_use": .bool(imagesInUse.contains(id)), "snapshot_gib": .number(gib),
+                            "age_days": created.map { .number(Double(Int(ctx.now.timeIntervalSince($0) / 86_400))) } ?? .null,
+                            "older_than_policy": .bool(
+                                created.map { ctx.now.timeIntervalSince($0) / 86_400 >= Double(ctx.policy.thresholds(for: "ec2").ageDays ?? 90) }
+                                    ?? false),
                         ]))
             }
         }
@@ -182,6 +190,17 @@ enum EC2Collector {
             }
         }
 
+        // NAT gateways (priced by the hour whether or not traffic flows).
+        for page in try await pages("DescribeNatGateways") {
+            for n in page.list("natGatewaySet") {
+                let id = n["natGatewayId"] ?? ""
+                out.append(
+                    ctx.resource(
+                        "ec2", "aws.ec2.nat_gateway", id: ctx.arn("ec2", "natgateway/\(id)"), name: id, tags: tags(n),
+                        ["state": (n["state"]).json, "vpc_id": (n["vpcId"]).json, "subnet_id": (n["subnetId"]).json]))
+            }
+        }
+
         // Regional EBS default encryption.
         let ebs = try await c.query(service: "ec2", region: r, action: "GetEbsEncryptionByDefault", version: version)
         out.append(
@@ -230,7 +249,7 @@ enum EC2Collector {
                         ]))
             }
         }
-        return out
+        return try await Utilization.enrich(out, ctx: ctx)
     }
 
     /// First-match evaluation of inbound entries for traffic from anywhere to 22 or 3389.

@@ -62,6 +62,32 @@ enum S3Collector {
         a["versioning"] = .string(ver.xml?.first("Status")?.text ?? "Disabled")
         a["mfa_delete"] = .bool(ver.xml?.first("MfaDelete")?.text == "Enabled")
 
+        // Lifecycle rules, and what old versions cost when nothing expires them.
+        let lifecycle = try await optional(["NoSuchLifecycleConfiguration"]) {
+            try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("lifecycle", "")])
+        }
+        let rules = lifecycle?.xml?.all("Rule") ?? []
+        a["lifecycle_rules"] = .number(Double(rules.count))
+        a["noncurrent_expiration"] = .bool(
+            rules.contains { $0.first("NoncurrentVersionExpiration") != nil && $0.first("Status")?.text != "Disabled" })
+        if a["versioning"]?.stringValue != "Disabled" {
+            var bytes = 0.0
+            var marker: [(String, String)] = []
+            var truncated = false
+            for _ in 0..<20 {
+                let page = try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("versions", "")] + marker)
+                for v in page.xml?.all("Version") ?? [] where v.first("IsLatest")?.text == "false" {
+                    bytes += Double(v.first("Size")?.text ?? "") ?? 0
+                }
+                truncated = page.xml?.first("IsTruncated")?.text == "true"
+                guard truncated, let k = page.xml?.first("NextKeyMarker")?.text else { break }
+                marker = [("key-marker", k)] + (page.xml?.first("NextVersionIdMarker").map { [("version-id-marker", $0.text)] } ?? [])
+            }
+            a["noncurrent_gib"] = .number(round1(bytes / 1_073_741_824))
+            a["noncurrent_counted_all"] = .bool(!truncated)
+            a["noncurrent_monthly_cost_usd"] = .number(money(bytes / 1_073_741_824 * Prices.s3GB(region: region)))
+        }
+
         let logging = try await c.restXML(service: "s3", region: region, method: "GET", path: path, query: [("logging", "")])
         a["logging_enabled"] = .bool(logging.xml?.first("LoggingEnabled") != nil)
 

@@ -120,11 +120,19 @@ enum RDSCollector {
                     "public": .bool(isPublic), "encrypted": .bool((s["Encrypted"] ?? "").bool), "db_instance": (s["DBInstanceIdentifier"]).json,
                 ])
         }
-        return out
+        return try await Utilization.enrich(out, ctx: ctx)
     }
 }
 
 enum LambdaCollector {
+    /// Lambda's `2024-01-15T10:00:00.000+0000`.
+    static func parseDate(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSSZ"
+        return f.date(from: s) ?? Timestamp.parse(s)
+    }
+
     @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
         let c = ctx.client
         var functions: [[String: Any]] = []
@@ -137,7 +145,7 @@ enum LambdaCollector {
             marker = page["NextMarker"] as? String
             if marker?.isEmpty ?? true { break }
         }
-        return try await Concurrently.map(functions.map { AWSJSON(object: $0) }, width: ctx.width) { f -> Resource in
+        let found = try await Concurrently.map(functions.map { AWSJSON(object: $0) }, width: ctx.width) { f -> Resource in
             let name = f["FunctionName"] as? String ?? ""
             let env = ((f["Environment"] as? [String: Any])?["Variables"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
             let policy = try await optional(["ResourceNotFoundException"]) {
@@ -150,8 +158,12 @@ enum LambdaCollector {
                     "secret_env_vars": .array(SecretScanner.secretVariables(env).map { .string($0) }),
                     "policy_public": .bool(PolicyFacts(document: policy?["Policy"] as? String, ownAccount: ctx.account).allowsPublicPrincipal),
                     "role": .string(f["Role"] as? String ?? ""),
+                    "last_modified_days": (f["LastModified"] as? String).flatMap(Self.parseDate).map {
+                        .number(Double(Int(ctx.now.timeIntervalSince($0) / 86_400)))
+                    } ?? .null,
                 ])
         }
+        return try await Utilization.enrich(found, ctx: ctx)
     }
 }
 
@@ -233,7 +245,7 @@ enum ELBv2Collector {
             service: "elasticloadbalancing", region: ctx.region, action: "DescribeLoadBalancers", version: version,
             inToken: "Marker", outToken: "NextMarker"
         ).flatMap { $0.list("LoadBalancers") }
-        return try await Concurrently.map(lbs, width: ctx.width) { lb -> Resource in
+        let found = try await Concurrently.map(lbs, width: ctx.width) { lb -> Resource in
             let arn = lb["LoadBalancerArn"] ?? ""
             let listeners = try await q("DescribeListeners", [("LoadBalancerArn", arn)]).list("Listeners")
             let httpNoRedirect = listeners.contains { l in
@@ -260,6 +272,7 @@ enum ELBv2Collector {
                     "registered_target_count": .number(Double(targets)), "listener_count": .number(Double(listeners.count)),
                 ])
         }
+        return try await Utilization.enrich(found, ctx: ctx)
     }
 }
 
@@ -280,5 +293,95 @@ enum ConfigCollector {
                     "recorder_present": .bool(!recorders.isEmpty), "recording": .bool(status.contains { $0["recording"] as? Bool == true }),
                 ])
         ]
+    }
+}
+
+enum DynamoDBCollector {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
+        let c = ctx.client
+        let names = try await c.jsonPages(
+            service: "dynamodb", region: ctx.region, target: "DynamoDB_20120810.ListTables", inToken: "ExclusiveStartTableName",
+            outToken: "LastEvaluatedTableName", contentType: "application/x-amz-json-1.0"
+        ).flatMap { $0["TableNames"] as? [String] ?? [] }
+        let found = try await Concurrently.map(names, width: ctx.width) { name -> Resource in
+            let t = try await c.json(
+                service: "dynamodb", region: ctx.region, target: "DynamoDB_20120810.DescribeTable", body: ["TableName": name],
+                contentType: "application/x-amz-json-1.0")
+            let table = t["Table"] as? [String: Any] ?? [:]
+            let throughput = table["ProvisionedThroughput"] as? [String: Any] ?? [:]
+            let mode = ((table["BillingModeSummary"] as? [String: Any])?["BillingMode"] as? String) ?? "PROVISIONED"
+            return ctx.resource(
+                "dynamodb", "aws.dynamodb.table", id: table["TableArn"] as? String ?? ctx.arn("dynamodb", "table/\(name)"), name: name,
+                [
+                    "billing_mode": .string(mode), "status": .string(table["TableStatus"] as? String ?? ""),
+                    "read_capacity": .number((throughput["ReadCapacityUnits"] as? NSNumber)?.doubleValue ?? 0),
+                    "write_capacity": .number((throughput["WriteCapacityUnits"] as? NSNumber)?.doubleValue ?? 0),
+                ])
+        }
+        return try await Utilization.enrich(found, ctx: ctx)
+    }
+}
+
+enum ElastiCacheCollector {
+    static let version = "2015-02-02"
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
+        var out: [Resource] = []
+        for page in try await ctx.client.queryPages(
+            service: "elasticache", region: ctx.region, action: "DescribeCacheClusters", version: version, inToken: "Marker", outToken: "Marker")
+        {
+            for cl in page.list("CacheClusters") {
+                let id = cl["CacheClusterId"] ?? ""
+                out.append(
+                    ctx.resource(
+                        "elasticache", "aws.elasticache.cluster", id: cl["ARN"] ?? ctx.arn("elasticache", "cluster:\(id)"), name: id,
+                        [
+                            "status": (cl["CacheClusterStatus"]).json, "engine": (cl["Engine"]).json, "node_type": (cl["CacheNodeType"]).json,
+                            "nodes": .number(Double(cl["NumCacheNodes"] ?? "") ?? 1),
+                        ]))
+            }
+        }
+        return try await Utilization.enrich(out, ctx: ctx)
+    }
+}
+
+enum RedshiftCollector {
+    static let version = "2012-12-01"
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
+        var out: [Resource] = []
+        for page in try await ctx.client.queryPages(
+            service: "redshift", region: ctx.region, action: "DescribeClusters", version: version, inToken: "Marker", outToken: "Marker")
+        {
+            for cl in page.list("Clusters") {
+                let id = cl["ClusterIdentifier"] ?? ""
+                out.append(
+                    ctx.resource(
+                        "redshift", "aws.redshift.cluster", id: ctx.arn("redshift", "cluster:\(id)"), name: id,
+                        [
+                            "status": (cl["ClusterStatus"]).json, "node_type": (cl["NodeType"]).json,
+                            "nodes": .number(Double(cl["NumberOfNodes"] ?? "") ?? 1), "encrypted": .bool((cl["Encrypted"] ?? "").bool),
+                            "publicly_accessible": .bool((cl["PubliclyAccessible"] ?? "").bool),
+                        ]))
+            }
+        }
+        return try await Utilization.enrich(out, ctx: ctx)
+    }
+}
+
+enum LogsCollector {
+    @Sendable static func collect(_ ctx: CollectContext) async throws -> [Resource] {
+        let groups = try await ctx.client.jsonPages(service: "logs", region: ctx.region, target: "Logs_20140328.DescribeLogGroups").flatMap {
+            $0["logGroups"] as? [[String: Any]] ?? []
+        }
+        return groups.map { g in
+            let name = g["logGroupName"] as? String ?? ""
+            let gib = ((g["storedBytes"] as? NSNumber)?.doubleValue ?? 0) / 1_073_741_824
+            return ctx.resource(
+                "logs", "aws.logs.log_group", id: ctx.arn("logs", "log-group:\(name)"), name: name,
+                [
+                    "retention_days": (g["retentionInDays"] as? NSNumber).map { .number($0.doubleValue) } ?? .null,
+                    "retention_set": .bool(g["retentionInDays"] is NSNumber),
+                    "stored_gib": .number(round1(gib)), "monthly_cost_usd": .number(money(gib * Prices.logsGB(region: ctx.region))),
+                ])
+        }
     }
 }

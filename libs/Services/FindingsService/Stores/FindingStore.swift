@@ -88,6 +88,7 @@ struct FindingStore: Sendable {
     /// Findings counted per connection, severity and status.
     struct Cell: Sendable {
         var connectionId: String
+        var service: String
         var severity: String
         var status: String
         var count: Int
@@ -98,14 +99,15 @@ struct FindingStore: Sendable {
     static func counts(_ tx: Transaction, tenantId: String) async throws -> [Cell] {
         try await tx.query(
             """
-            SELECT connection_id, severity, status, count(*)::int AS n,
+            SELECT connection_id, service, severity, status, count(*)::int AS n,
               count(*) FILTER (WHERE status = 'resolved' AND resolved_at > now() - interval '30 days')::int AS r30,
               coalesce(sum(savings) FILTER (WHERE status = 'open'), 0)::float8 AS savings
-            FROM findings.findings WHERE tenant_id = $1 GROUP BY 1, 2, 3
+            FROM findings.findings WHERE tenant_id = $1 GROUP BY 1, 2, 3, 4
             """, [tenantId]
         ).map {
             Cell(
-                connectionId: try $0.string("connection_id"), severity: try $0.string("severity"), status: try $0.string("status"),
+                connectionId: try $0.string("connection_id"), service: try $0.string("service"), severity: try $0.string("severity"),
+                status: try $0.string("status"),
                 count: try $0.int("n"), resolvedLast30d: try $0.int("r30"), openSavings: Double($0.optionalString("savings") ?? "0") ?? 0)
         }
     }

@@ -99,5 +99,11 @@ enum ScanSchema {
               data text NOT NULL, PRIMARY KEY (job_id, idx));
             """ + Migration.tenantIsolation(table: "connector_enrollments") + Migration.tenantIsolation(table: "connectors")
                 + Migration.tenantIsolation(table: "connector_jobs") + Migration.tenantIsolation(table: "connector_job_chunks")),
+        Migration(
+            6, "scan policies",
+            """
+            CREATE TABLE {schema}.scan_policies (
+              tenant_id uuid PRIMARY KEY, policy jsonb NOT NULL, updated_by text, updated_at timestamptz NOT NULL DEFAULT now());
+            """ + Migration.tenantIsolation(table: "scan_policies")),
     ]
 }
