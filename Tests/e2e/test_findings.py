@@ -327,7 +327,8 @@ def test_rules_api_and_the_scanner_uses_the_effective_rules(stack, signup, seede
     owner, _, _ = signup("rules")
     listed = owner.get("/rules/?limit=500").json()
     assert listed["total"] >= 76 and not any(r["custom"] for r in listed["items"])
-    assert owner.get("/rules/?service=s3").json()["total"] == 8
+    builtin = json.load(open(os.path.join(ROOT, "contracts", "rules", "builtin.json")))
+    assert owner.get("/rules/?service=s3").json()["total"] == len([r for r in builtin if r["service"] == "s3"]) >= 8
     assert owner.get("/rules/?framework=cis_aws_3_0&severity=critical").json()["total"] >= 3
     assert owner.get("/rules/aws.s3.bucket_policy_public").json()["compliance"]["cis_aws_3_0"] == ["2.1.4"]
     assert_envelope(owner.get("/rules/aws.nope"), 404)

@@ -117,3 +117,98 @@ def test_idle_resources_are_found_with_figures_and_prices(stack, signup, waste):
 
     other, _, _ = signup("waste-other")
     assert other.get("/settings/scan-policy").json()["effective"]["ec2"]["cpu_percent"] == 5
+
+
+def test_account_settings_and_default_network_resources_are_covered(stack, signup, waste):
+    """The two classes of AWS gap: a setting of the account rather than of a resource (S3's account-level
+    Block Public Access), and a default network resource left in place (the default VPC, and instances
+    running in it). Fixing the setting resolves its finding on the next scan."""
+    import boto3
+    endpoint, m = waste
+    owner, _, _ = signup("aws-gaps")
+    cid = owner.post("/connections/", {"name": "gaps", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+                                       "credentials": {"access_key_id": "AKIAVIGILWASTE000001",
+                                                       "secret_access_key": "vigil/waste/secret/key/00000000000000000"}}).json()["id"]
+
+    def scan_rules():
+        sid = owner.post("/scans/trigger", {"connection_id": cid, "regions": ["us-east-1"], "services": ["s3", "ec2"]}).json()["id"]
+        deadline = time.time() + 120
+        while owner.get(f"/scans/{sid}").json()["status"] not in ("completed", "failed") and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)
+        return {f["rule_code"] for f in owner.get(f"/findings/?connection_id={cid}&status=open&limit=500").json()["items"]}
+
+    rules = scan_rules()
+    assert {"aws.s3.account_public_access_block_disabled", "aws.vpc.default_vpc_present", "aws.vpc.instances_in_default_vpc"} <= rules, rules
+    # An instance without an instance profile is a fact, not a misconfiguration: informational only.
+    info = owner.get(f"/findings/?connection_id={cid}&rule_code=aws.ec2.instance_without_iam_role&limit=1").json()["items"]
+    assert not info or info[0]["severity"] == "info"
+    # S3 Control, path-style against moto (boto3 would put the account id in the host name).
+    import requests
+    body = ('<PublicAccessBlockConfiguration xmlns="http://awss3control.amazonaws.com/doc/2018-08-20/"><BlockPublicAcls>true</BlockPublicAcls>'
+            '<IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy>'
+            '<RestrictPublicBuckets>true</RestrictPublicBuckets></PublicAccessBlockConfiguration>')
+    r = requests.put(endpoint + "/v20180820/configuration/publicAccessBlock", data=body, timeout=10,
+                     headers={"x-amz-account-id": m["account"], "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAVIGILWASTE000001/20260101/us-east-1/s3/aws4_request"})
+    assert r.status_code in (200, 201), r.text
+    assert "aws.s3.account_public_access_block_disabled" not in scan_rules()
+
+
+def test_handled_findings_scan_history_batches_and_meta(stack, signup, waste):
+    import re
+    import uuid
+    endpoint, m = waste
+    owner, _, _ = signup("cost-api")
+    other, _, _ = signup("cost-api-other")
+    body = {"provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+            "credentials": {"access_key_id": "AKIAVIGILWASTE000001", "secret_access_key": "vigil/waste/secret/key/00000000000000000"}}
+    c1 = owner.post("/connections/", {"name": "one", **body}).json()["id"]
+    c2 = owner.post("/connections/", {"name": "two", **body}).json()["id"]
+    # One trigger, several connections: every scan starts (or none); the reply lists them all.
+    r = owner.post("/scans/trigger", {"connection_ids": [c1, c2], "regions": ["us-east-1"], "services": ["logs"]})
+    assert r.status_code == 202, r.text
+    ids = r.json()["scan_ids"]
+    assert len(ids) == 2 and r.json()["id"] == ids[0]
+    assert len(owner.post("/scans/trigger", {"all_connections": True, "services": ["logs"], "regions": ["us-east-1"]}).json()["scan_ids"]) == 2
+    assert_envelope(owner.post("/scans/trigger", {"connection_ids": []}), 422)
+    assert_envelope(owner.post("/scans/trigger", {"connection_ids": ["nope"]}), 422)
+    assert_envelope(other.post("/scans/trigger", {"connection_ids": [c1]}), 404)
+    for sid in ids:
+        deadline = time.time() + 60
+        while owner.get(f"/scans/{sid}").json()["status"] not in ("completed", "failed") and time.time() < deadline:
+            time.sleep(0.2)
+    time.sleep(1.5)
+    f = next(x for x in owner.get(f"/findings/?connection_id={c1}&rule_code=aws.logs.log_group_no_retention").json()["items"]
+             if x["resource_name"] == m["idle"]["logs"])
+
+    # Handled: suppressed with the note, listed under /findings/handled, isolated per workspace.
+    r = owner.post(f"/findings/{f['id']}/handled", {"note": "kept for the audit until March"})
+    assert r.status_code == 200 and r.json()["status"] == "suppressed" and r.json()["status_reason"] == "handled: kept for the audit until March"
+    assert [x["id"] for x in owner.get("/findings/handled").json()["items"]] == [f["id"]]
+    assert other.get("/findings/handled").json()["items"] == []
+    assert_envelope(other.post(f"/findings/{f['id']}/handled", {}), 404)
+    assert_envelope(owner.post(f"/findings/{f['id']}/handled", {"note": "x" * 2000}), 422)
+
+    # A finished scan leaves the history; its findings and their events stay.
+    assert owner.delete(f"/scans/{ids[0]}").status_code == 204
+    assert_envelope(owner.get(f"/scans/{ids[0]}"), 404)
+    assert owner.get(f"/findings/{f['id']}").json()["history"]
+    assert_envelope(other.delete(f"/scans/{ids[1]}"), 404)
+    running = owner.post("/scans/trigger", {"connection_id": c2, "regions": ["us-east-1"], "services": ["ec2"]}).json()["id"]
+    r = owner.delete(f"/scans/{running}")
+    assert r.status_code in (204, 409) and (r.status_code == 204 or r.json()["error"] == "scan_running")
+
+    # Meta: what this deployment does, and every error code the code base can answer with.
+    caps = owner.get("/meta/capabilities").json()
+    builtin = json.load(open(os.path.join(ROOT, "contracts", "rules", "builtin.json")))
+    assert caps["rules"] == len(builtin) and caps["cost_rules"] >= 20
+    assert {p["name"] for p in caps["providers"]} == {"aws", "linux"} and caps["features"]["schedules"] is True
+    assert "deprecat" in owner.get("/meta/compatibility").json()["deprecation"]
+    codes = {c["error"]: c["status"] for c in owner.get("/meta/error-model").json()["codes"]}
+    used = set()
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "libs")):
+        for name in files:
+            if name.endswith(".swift"):
+                used |= set(re.findall(r'(?:error|code): "([a-z_]+)"', open(os.path.join(dirpath, name)).read()))
+    assert used <= set(codes), sorted(used - set(codes))
+    assert codes["validation_error"] == 422 and codes["quota_exceeded"] == 403 and codes["rate_limited"] == 429

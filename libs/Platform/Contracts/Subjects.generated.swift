@@ -120,8 +120,16 @@ package enum Subjects {
         package static let instructionsWindowsInstall = "vigil.scans.instructions.windows_install"
         /// GET /api/v1/connections/windows/setup-instructions — windows setup instructions
         package static let instructionsWindowsSetup = "vigil.scans.instructions.windows_setup"
+        /// GET /api/v1/meta/capabilities — Providers, scan types, rule counts and the features on in this deployment
+        package static let metaCapabilities = "vigil.scans.meta.capabilities"
+        /// GET /api/v1/meta/compatibility — The API's versioning, deprecation, pagination, webhook signing and error envelope promises
+        package static let metaCompatibility = "vigil.scans.meta.compatibility"
+        /// GET /api/v1/meta/error-model — Every error code with its HTTP status
+        package static let metaErrorModel = "vigil.scans.meta.error_model"
         /// POST /api/v1/scans/{scan_id}/cancel — Cancel a queued or running scan
         package static let scanCancel = "vigil.scans.scan.cancel"
+        /// DELETE /api/v1/scans/{scan_id} — Remove a finished scan from the history (its findings and their audit trail stay)
+        package static let scanDelete = "vigil.scans.scan.delete"
         /// GET /api/v1/scans/{scan_id} — One scan with its counts
         package static let scanGet = "vigil.scans.scan.get"
         /// GET /api/v1/scans/ — List scans, newest first
@@ -178,6 +186,11 @@ package enum Subjects {
         package static let findingCoverageSummary = "vigil.findings.finding.coverage_summary"
         /// GET /api/v1/findings/{finding_id} — One finding with its history
         package static let findingGet = "vigil.findings.finding.get"
+        /// POST /api/v1/findings/{finding_id}/handled — Mark a finding handled (Cloud Waste Scanner's term): suppressed with the note,
+        /// resolved by the next scan that sees it fixed
+        package static let findingHandled = "vigil.findings.finding.handled"
+        /// GET /api/v1/findings/handled — Findings marked handled and still suppressed
+        package static let findingHandledList = "vigil.findings.finding.handled_list"
         /// GET /api/v1/findings/ — Findings with filters, sorting and keyset cursors (limit up to 500)
         package static let findingList = "vigil.findings.finding.list"
         /// POST /api/v1/findings/{finding_id}/reopen — Reopen a suppressed, risk-accepted or resolved finding
@@ -358,6 +371,7 @@ package enum Events {
     package static let ruleCreated = EventKind("rule.created")
     package static let ruleUpdated = EventKind("rule.updated")
     package static let scanCompleted = EventKind("scan.completed")
+    package static let scanDeleted = EventKind("scan.deleted")
     package static let scanQueued = EventKind("scan.queued")
     package static let scanStarted = EventKind("scan.started")
     package static let scanPolicyUpdated = EventKind("scan_policy.updated")
@@ -412,6 +426,8 @@ package enum RouteAccess {
         Subjects.Findings.findingAiRemediation: .role(.viewer),
         Subjects.Findings.findingCoverageSummary: .role(.viewer),
         Subjects.Findings.findingGet: .role(.viewer),
+        Subjects.Findings.findingHandled: .role(.analyst),
+        Subjects.Findings.findingHandledList: .role(.viewer),
         Subjects.Findings.findingList: .role(.viewer),
         Subjects.Findings.findingReopen: .role(.analyst),
         Subjects.Findings.findingResolutionTrend: .role(.viewer),
@@ -492,7 +508,11 @@ package enum RouteAccess {
         Subjects.Scans.instructionsLinuxInstall: .member,
         Subjects.Scans.instructionsWindowsInstall: .member,
         Subjects.Scans.instructionsWindowsSetup: .member,
+        Subjects.Scans.metaCapabilities: .member,
+        Subjects.Scans.metaCompatibility: .member,
+        Subjects.Scans.metaErrorModel: .member,
         Subjects.Scans.scanCancel: .role(.analyst),
+        Subjects.Scans.scanDelete: .role(.analyst),
         Subjects.Scans.scanGet: .role(.viewer),
         Subjects.Scans.scanList: .role(.viewer),
         Subjects.Scans.scanProgress: .role(.viewer),

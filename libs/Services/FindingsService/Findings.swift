@@ -68,8 +68,14 @@ struct FindingListRequest: Codable, Sendable {
     var autoFixOnly: Bool?
     var search: String?
     var sortBy: String?
+    /// Only findings marked handled (not a query parameter: set by `GET /findings/handled`).
+    var handledOnly: Bool? = nil
 }
 struct FindingPath: Codable, Sendable { var findingId: String }
+struct HandledRequest: Codable, Sendable {
+    var findingId: String
+    var note: String?
+}
 struct StatusChange: Codable, Sendable {
     var findingId: String
     var reason: String?
@@ -100,6 +106,17 @@ struct FindingHandlers: Sendable {
         r.add(Endpoint<Empty, Trend>(Subjects.Findings.findingResolutionTrend), handler: trend)
         r.add(Endpoint<Empty, Coverage>(Subjects.Findings.findingCoverageSummary), handler: coverage)
         r.add(Endpoint<StatusChange, FindingView>(Subjects.Findings.findingSuppress)) { try await change($0, $1, $2, to: "suppressed") }
+        // "Handled" (the waste scanners' word): a suppression whose reason starts with `handled`.
+        r.add(Endpoint<HandledRequest, FindingView>(Subjects.Findings.findingHandled)) { q, p, ctx in
+            let note = try q.note.map { try Validate.text($0, path: "body.note", min: 1, max: 990) }
+            return try await change(StatusChange(findingId: q.findingId, reason: "handled: " + (note ?? "marked handled")), p, ctx, to: "suppressed")
+        }
+        r.add(Endpoint<PageRequest, Page<FindingView>>(Subjects.Findings.findingHandledList)) { q, p, _ in
+            var list = FindingListRequest(limit: q.limit, cursor: q.cursor, offset: q.offset)
+            list.status = "suppressed"
+            list.handledOnly = true
+            return try await self.list(list, p, CallContext())
+        }
         r.add(Endpoint<StatusChange, FindingView>(Subjects.Findings.findingAcceptRisk)) { try await change($0, $1, $2, to: "accepted_risk") }
         r.add(Endpoint<StatusChange, FindingView>(Subjects.Findings.findingReopen)) { try await change($0, $1, $2, to: "open") }
         r.add(Endpoint<FindingPath, RemediationGuide>(Subjects.Findings.findingAiRemediation), handler: remediation)
@@ -130,6 +147,7 @@ struct FindingHandlers: Sendable {
                 + "%"
             f.add({ "(title ILIKE $\($0) OR resource_name ILIKE $\($0) OR resource_id ILIKE $\($0))" }, like)
         }
+        if q.handledOnly == true { f.add({ "status_reason LIKE $\($0)" }, "handled%") }
         let page = try SortedPage(sortBy: q.sortBy, limit: q.limit, cursor: q.cursor, offset: q.offset)
         return try await store.transaction(p.scope) { tx in
             let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)

@@ -32,6 +32,7 @@ public enum ScanService {
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
             ScanPolicyHandlers(store: store).register(on: ctx.responder)
+            MetaHandlers(sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate).register(on: ctx.responder)
             ConnectorAPI(store: store, settings: connectorSettings, vault: settings.vault, logger: ctx.logger).register(on: ctx.responder)
             services.append(
                 PeriodicService("scheduler", every: .seconds(max(1, r.int("VIGIL_SCHEDULER_TICK_SECONDS", default: 15))), logger: ctx.logger) {

@@ -12,6 +12,9 @@ import VigilCore
 
 struct TriggerScanRequest: Codable, Sendable {
     var connectionId: String?
+    /// Several connections at once, or every connection of the workspace.
+    var connectionIds: [String]? = nil
+    var allConnections: Bool? = nil
     var regions: [String]?
     var services: [String]?
 }
@@ -55,6 +58,8 @@ struct ScanView: Codable, Sendable {
     var requestedBy: String?
     var apiCalls: Int
     var apiRetries: Int
+    /// When one trigger started several scans: all their ids (this one first).
+    var scanIds: [String]? = nil
 }
 struct ScanProgress: Codable, Sendable {
     var scanId: String
@@ -132,10 +137,12 @@ struct ScanHandlers: Sendable {
         r.add(Endpoint<ScanPath, ScanView>(Subjects.Scans.scanGet), handler: get)
         r.add(Endpoint<ScanPath, ScanProgress>(Subjects.Scans.scanProgress), handler: progress)
         r.add(Endpoint<ScanPath, ScanView>(Subjects.Scans.scanCancel), handler: cancel)
+        r.add(Endpoint<ScanPath, Empty>(Subjects.Scans.scanDelete), handler: delete)
         r.add(Endpoint<ScanResultsRequest, Page<ScanResultView>>(Subjects.Scans.scanResults), handler: results)
     }
 
     @Sendable func trigger(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
+        if req.connectionIds != nil || req.allConnections == true { return try await triggerMany(req, p, ctx) }
         guard let cid = req.connectionId else { throw ServiceError.validation("body.connection_id", "field required") }
         guard ID.isValid(cid) else { throw ServiceError.validation("body.connection_id", "must be a connection id (UUID)") }
         let issues = Self.scopeIssues(regions: req.regions, services: req.services)
@@ -150,6 +157,49 @@ struct ScanHandlers: Sendable {
             }
         } catch {
             await Quotas.release(bus, tenantId: p.tenantId, quota: "scans", ref: id)
+            throw error
+        }
+    }
+
+    /// One scan per connection named (or per connection of the workspace), started together: every
+    /// scan's quota is reserved first, so either all start or none does. The reply is the first scan
+    /// with `scan_ids` listing them all.
+    func triggerMany(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
+        let issues = Self.scopeIssues(regions: req.regions, services: req.services)
+        guard issues.isEmpty else { throw ServiceError.validation(issues) }
+        var ids: [String]
+        if req.allConnections == true {
+            ids = try await connections.ids(tenantId: p.tenantId)
+            guard !ids.isEmpty else { throw ServiceError.validation("body.all_connections", "the workspace has no connection") }
+        } else {
+            let given = req.connectionIds ?? []
+            guard (1...100).contains(given.count), given.allSatisfy(ID.isValid) else {
+                throw ServiceError.validation("body.connection_ids", "must list 1 to 100 connection ids (UUIDs)")
+            }
+            ids = Array(Set(given.map { $0.lowercased() })).sorted()
+            for id in ids where try await !connections.exists(id: id, tenantId: p.tenantId) { throw ServiceError.notFound("connection") }
+        }
+        var reserved: [(scan: String, connection: String, limits: Quotas.Limits)] = []
+        do {
+            for cid in ids {
+                let scan = ID.make()
+                reserved.append((scan, cid, try await Quotas.reserve(bus, tenantId: p.tenantId, quota: "scans", ref: scan).limits))
+            }
+            let views = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+                var out: [ScanView] = []
+                for r in reserved {
+                    var one = req
+                    one.connectionId = r.connection
+                    out.append(
+                        try await insertScan(tx, tenantId: p.tenantId, actor: p.actorId, id: r.scan, cid: r.connection, req: one, limits: r.limits))
+                }
+                return out
+            }
+            var first = views[0]
+            first.scanIds = views.map(\.id)
+            return first
+        } catch {
+            for r in reserved { await Quotas.release(bus, tenantId: p.tenantId, quota: "scans", ref: r.scan) }
             throw error
         }
     }
@@ -264,6 +314,20 @@ struct ScanHandlers: Sendable {
             let scan = try await scans.markCanceled(tx, id: id, tenantId: p.tenantId, reason: "canceled by \(p.actorId)")
             try await ScanEvents.finished(tx, scan, tenantId: p.tenantId, parts: try await scans.parts(tx, scanId: id))
             return scan
+        }
+    }
+
+    /// Removes a finished scan from the history (its findings and their events stay).
+    @Sendable func delete(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> Empty {
+        let id = try Validate.id(req.scanId, "scan")
+        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+            guard let status = try await scans.lockStatus(tx, id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("scan") }
+            guard status.isTerminal else {
+                throw ServiceError.conflict("the scan is \(status.rawValue); cancel it before deleting it", code: "scan_running")
+            }
+            _ = try await ScanStore.delete(tx, id: id, tenantId: p.tenantId)
+            try await tx.emit(Events.scanDeleted, tenantId: p.tenantId, data: ["scan_id": id, "actor": p.actorId])
+            return Empty()
         }
     }
 

@@ -106,6 +106,8 @@ enum EC2Collector {
         }
         out += instanceResources
         let imagesInUse = Set(instances.compactMap { $0["imageId"] })
+        var instancesByVpc: [String: Int] = [:]
+        for i in instances where i.path("instanceState/name")?.text != "terminated" { if let v = i["vpcId"] { instancesByVpc[v, default: 0] += 1 } }
 
         // Images owned by the account, and the snapshots they use.
         var imageSnapshots = Set<String>()
@@ -221,6 +223,7 @@ enum EC2Collector {
                         "ec2", "aws.ec2.vpc", id: ctx.arn("ec2", "vpc/\(id)"), name: id, tags: tags(v),
                         [
                             "is_default": .bool((v["isDefault"] ?? "").bool), "flow_logs_enabled": .bool(flowLogged.contains(id)),
+                            "instance_count": .number(Double(instancesByVpc[id] ?? 0)),
                             "cidr_block": (v["cidrBlock"]).json,
                         ]))
             }

@@ -10,7 +10,30 @@ enum S3Collector {
         let home = ctx.region == "global" ? "us-east-1" : ctx.region
         let list = try await c.restXML(service: "s3", region: home, method: "GET", path: "/")
         let names = (list.xml?.first("Buckets")?.children ?? []).compactMap { $0["Name"] }
-        return try await Concurrently.map(names, width: ctx.width) { name in try await bucket(name, ctx: ctx, home: home) }
+        var out = try await Concurrently.map(names, width: ctx.width) { name in try await bucket(name, ctx: ctx, home: home) }
+        if let account = try await accountSettings(ctx, home: home) { out.append(account) }
+        return out
+    }
+
+    /// The account-level Block Public Access (S3 Control); nil when the endpoint does not offer it.
+    static func accountSettings(_ ctx: CollectContext, home: String) async throws -> Resource? {
+        let flags = ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"]
+        let r: (status: Int, xml: XMLNode?)?
+        do {
+            r = try await optional(["NoSuchPublicAccessBlockConfiguration"]) {
+                try await ctx.client.restXML(
+                    service: "s3", region: home, method: "GET", path: "/v20180820/configuration/publicAccessBlock",
+                    headers: ["x-amz-account-id": ctx.account])
+            }
+        } catch let e as AWSError where e.isUnsupportedByEndpoint || e.status == 405 || e.status == 501 {
+            return nil
+        }
+        var values: [String: JSONValue] = [:]
+        for f in flags { values[snake(f)] = .bool(r?.xml?.first(f)?.text == "true") }
+        values["all_enabled"] = .bool(flags.allSatisfy { r?.xml?.first($0)?.text == "true" })
+        return ctx.resource(
+            "s3", "aws.s3.account_settings", id: "arn:aws:s3:::account/\(ctx.account)", name: "s3-account-\(ctx.account)", region: "global",
+            ["public_access_block": .object(values)])
     }
 
     static func bucket(_ name: String, ctx: CollectContext, home: String) async throws -> Resource {

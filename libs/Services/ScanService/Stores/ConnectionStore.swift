@@ -145,4 +145,10 @@ struct ConnectionStore: Sendable {
             WHERE id = $1 AND tenant_id = $2 AND settings->>'host_key' IS NULL
             """, [id, tenantId, hostKey])
     }
+
+    /// Every connection id of the workspace, oldest first.
+    func ids(tenantId: String) async throws -> [String] {
+        try await db.query(.tenant(tenantId), "SELECT id FROM scans.connections WHERE tenant_id = $1 ORDER BY created_at, id", [tenantId])
+            .map { try $0.string("id") }
+    }
 }

@@ -311,4 +311,12 @@ struct ScanStore: Sendable {
                 FROM r, p WHERE id = $1 RETURNING scans.scans.*
                 """, [id, status.rawValue, error, complete]))
     }
+
+    /// Deletes a finished scan's record, parts and results (the findings service keeps its own history
+    /// and every finding event); false when the workspace has no such scan.
+    static func delete(_ tx: Transaction, id: String, tenantId: String) async throws -> Bool {
+        try await tx.execute("DELETE FROM scans.scan_results WHERE scan_id = $1 AND tenant_id = $2", [id, tenantId])
+        try await tx.execute("DELETE FROM scans.scan_parts WHERE scan_id = $1 AND tenant_id = $2", [id, tenantId])
+        return try await tx.execute("DELETE FROM scans.scans WHERE id = $1 AND tenant_id = $2", [id, tenantId]) == 1
+    }
 }
