@@ -496,6 +496,53 @@ def bench_host(bin_dir):
 
 
 
+def bench_waste(bin_dir):
+    """Cost waste: moto seeded by waste-seed.py with BENCH_WASTE_SCALE idle/busy instance pairs (and the
+    other idle/busy resources) and 14 days of metrics; a scan of ec2, rds, elbv2, dynamodb, elasticache,
+    redshift and logs over REST. Prints wall time, resources, API calls and the GetMetricData batching."""
+    import json
+    from conftest import start_moto, stop_moto
+    scale = int(os.environ.get("BENCH_WASTE_SCALE", "150"))
+    moto, endpoint = start_moto()
+    stack = unlimited_stack(bin_dir)
+    try:
+        t0 = time.perf_counter()
+        seed = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "waste-seed.py"), endpoint, "--scale", str(scale)],
+                                         capture_output=True, text=True, check=True).stdout)
+        seeded = time.perf_counter() - t0
+        stack.start()
+        r, c = sign_up(stack, "waste")
+        tenant = r["workspace"]["id"]
+        c.get("/billing/subscription")
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
+                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
+                       check=True, capture_output=True)
+        conn = c.post("/connections/", {"name": "waste", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+                                        "credentials": {"access_key_id": "AKIAVIGILWASTE000001",
+                                                        "secret_access_key": "vigil/waste/secret/key/00000000000000000"}}).json()["id"]
+        runs = []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            sid = c.post("/scans/trigger", {"connection_id": conn, "regions": ["us-east-1"],
+                                            "services": ["ec2", "rds", "elbv2", "dynamodb", "elasticache", "redshift", "logs"]}).json()["id"]
+            while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
+                time.sleep(0.05)
+            assert scan["status"] == "completed", scan
+            runs.append((time.perf_counter() - t0, scan))
+        wall, scan = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+        instances = len(seed["types"])
+        queries = 4 * instances
+        print(f"\nwaste benchmark: {instances} instances ({scale} extra idle/busy pairs) and the other seeded resources, 14 days of daily "
+              f"metrics, release build, median of {len(runs)} scans (seeding took {seeded:.1f} s)")
+        print(f"wall time {wall:.2f} s (target <= 10 s); resources {scan['resources_scanned']}; AWS API calls {scan['api_calls']} "
+              f"(all services); runs: " + ", ".join(f"{w:.2f}" for w, _ in runs))
+        print(f"EC2 utilisation queries {queries}+ -> GetMetricData calls for them: {-(-queries // 500)} "
+              f"(500 queries a call; target <= 1 call per 500 queries); findings {sum(scan['findings_count'].values())}")
+    finally:
+        stack.stop()
+        stop_moto(moto)
+
+
 def main():
     what, bin_dir = sys.argv[1], sys.argv[2]
     if what == "quota":
@@ -508,7 +555,9 @@ def main():
         return bench_scan(bin_dir)
     if what == "host":
         return bench_host(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host"
+    if what == "waste":
+        return bench_waste(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
                   extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})

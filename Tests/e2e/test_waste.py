@@ -91,6 +91,23 @@ def test_idle_resources_are_found_with_figures_and_prices(stack, signup, waste):
     summary = owner.get("/findings/summary").json()
     assert summary["estimated_monthly_savings"] > 500 and summary["savings_by_service"]["ec2"] > 60
     assert summary["savings_by_service"]["redshift"] == pytest.approx(182.5, abs=0.01)
+    # Reports carry a cost section with a chart (an SVG in HTML, filled bars in the PDF).
+    for fmt in ("json", "html", "pdf"):
+        rep = owner.post("/reports/generate", {"type": "executive_summary", "format": fmt})
+        assert rep.status_code == 200, rep.text
+        body = owner.get(f"/reports/{rep.json()['id']}/download").content
+        if fmt == "json":
+            data = json.loads(body)
+            assert data["savings_by_service"]["redshift"] == pytest.approx(182.5, abs=0.01) and len(data["top_savings"]) == 10
+        elif fmt == "html":
+            assert b"Cost: monthly savings by service" in body and b"<svg" in body and b"<rect" in body
+        else:
+            assert body.startswith(b"%PDF") and b" re f" in body
+            import tempfile
+            with tempfile.NamedTemporaryFile(suffix=".pdf") as t:
+                t.write(body)
+                t.flush()
+                assert subprocess.run(["pdftoppm", "-png", "-r", "30", t.name, t.name], capture_output=True).returncode == 0
 
     # The policy: validated, audited, and applied by the next scan. Thresholds for ec2 that make the busy
     # twin idle flag it next time; none of the rest changes.

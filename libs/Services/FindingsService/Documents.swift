@@ -6,10 +6,17 @@ struct Document: Sendable {
         var header: [String]
         var rows: [[String]]
     }
+    /// One bar of a horizontal bar chart.
+    struct Bar: Sendable {
+        var label: String
+        var value: Double
+        var text: String
+    }
     struct Section: Sendable {
         var heading: String
         var paragraphs: [String] = []
         var table: Table? = nil
+        var chart: [Bar]? = nil
     }
     var title: String
     var subtitle: String
@@ -29,6 +36,21 @@ struct Document: Sendable {
         for s in sections {
             out += "<h2>\(e(s.heading))</h2>"
             for p in s.paragraphs { out += "<p>\(e(p))</p>" }
+            if let bars = s.chart, let top = bars.map(\.value).max(), top > 0 {
+                let h = 22
+                out +=
+                    "<svg role=\"img\" aria-label=\"\(e(s.heading))\" width=\"640\" height=\"\(bars.count * h + 4)\" "
+                    + "xmlns=\"http://www.w3.org/2000/svg\">"
+                for (i, b) in bars.enumerated() {
+                    let w = Int((b.value / top * 360).rounded())
+                    let y = i * h + 2
+                    out +=
+                        "<text x=\"0\" y=\"\(y + 15)\" font-size=\"13\">\(e(b.label))</text>"
+                        + "<rect x=\"160\" y=\"\(y)\" width=\"\(max(1, w))\" height=\"\(h - 6)\" fill=\"#2f6fde\"/>"
+                        + "<text x=\"\(170 + w)\" y=\"\(y + 15)\" font-size=\"13\">\(e(b.text))</text>"
+                }
+                out += "</svg>"
+            }
             if let t = s.table {
                 out += "<table><thead><tr>" + t.header.map { "<th>\(e($0))</th>" }.joined() + "</tr></thead><tbody>"
                 for r in t.rows { out += "<tr>" + r.map { "<td>\(e($0))</td>" }.joined() + "</tr>" }
@@ -45,7 +67,9 @@ struct Document: Sendable {
             let safe = s.first.map { "=+-@".contains($0) } == true ? "'" + s : s
             return safe.contains(where: { ",\"\n\r".contains($0) }) ? "\"" + safe.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : safe
         }
-        let tables = sections.compactMap { s in s.table.map { (s.heading, $0) } }
+        let tables = sections.compactMap { s in
+            s.table.map { (s.heading, $0) } ?? s.chart.map { (s.heading, Table(header: ["item", "value"], rows: $0.map { [$0.label, $0.text] })) }
+        }
         if tables.count == 1 {
             let t = tables[0].1
             return ([t.header] + t.rows).map { $0.map(q).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
@@ -61,21 +85,24 @@ struct Document: Sendable {
 
     /// A plain PDF 1.4: Helvetica text, A4 pages, tables as wrapped rows.
     func pdf() -> Data {
-        var lines: [(String, Double, Bool)] = []  // text, font size, bold
+        var lines: [PDFWriter.Line] = []
         func add(_ s: String, _ size: Double = 9, bold: Bool = false, width: Int = 100) {
-            for l in wrap(s, width: width) { lines.append((l, size, bold)) }
+            for l in wrap(s, width: width) { lines.append(.init(text: l, size: size, bold: bold)) }
         }
         add(title, 16, bold: true, width: 60)
         add(subtitle, 9)
-        lines.append(("", 9, false))
+        lines.append(.init(text: "", size: 9, bold: false))
         for s in sections {
             add(s.heading, 12, bold: true, width: 75)
             for p in s.paragraphs { add(p) }
+            if let bars = s.chart, let top = bars.map(\.value).max(), top > 0 {
+                for b in bars { lines.append(.init(text: String(b.label.prefix(30)) + "  " + b.text, size: 9, bold: false, bar: b.value / top)) }
+            }
             if let t = s.table {
                 add(t.header.joined(separator: " | "), 9, bold: true)
                 for r in t.rows { add(r.joined(separator: " | ")) }
             }
-            lines.append(("", 9, false))
+            lines.append(.init(text: "", size: 9, bold: false))
         }
         return PDFWriter.render(lines)
     }
@@ -106,20 +133,28 @@ struct Document: Sendable {
 }
 
 enum PDFWriter {
+    /// A line of text, and when `bar` is set (0…1) a filled bar drawn after it (a bar chart's row).
+    struct Line {
+        var text: String
+        var size: Double
+        var bold: Bool
+        var bar: Double? = nil
+    }
+
     /// Lays out lines top to bottom on A4 pages and writes objects with a correct xref table.
-    static func render(_ lines: [(String, Double, Bool)]) -> Data {
+    static func render(_ lines: [Line]) -> Data {
         let pageHeight = 842.0
         let margin = 50.0
-        var pages: [[(String, Double, Bool, Double)]] = [[]]
+        var pages: [[(Line, Double)]] = [[]]
         var y = pageHeight - margin
-        for (text, size, bold) in lines {
-            let lead = size * 1.35
+        for line in lines {
+            let lead = line.size * (line.bar == nil ? 1.35 : 1.8)
             if y - lead < margin {
                 pages.append([])
                 y = pageHeight - margin
             }
             y -= lead
-            pages[pages.count - 1].append((text, size, bold, y))
+            pages[pages.count - 1].append((line, y))
         }
         var objects: [String] = []
         // 1 catalog, 2 pages, 3 Helvetica, 4 Helvetica-Bold, then per page: page, content.
@@ -131,10 +166,15 @@ enum PDFWriter {
         objects.append("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>")
         for (i, page) in pages.enumerated() {
             var stream = "BT\n"
-            for (text, size, bold, y) in page {
-                stream += "/\(bold ? "F2" : "F1") \(fmt(size)) Tf 1 0 0 1 \(fmt(margin)) \(fmt(y)) Tm (\(escape(text))) Tj\n"
+            for (l, y) in page {
+                stream += "/\(l.bold ? "F2" : "F1") \(fmt(l.size)) Tf 1 0 0 1 \(fmt(margin)) \(fmt(y)) Tm (\(escape(l.text))) Tj\n"
             }
             stream += "ET\n"
+            // Bars: filled rectangles right of the labels, up to 250 points wide.
+            for (l, y) in page {
+                guard let bar = l.bar else { continue }
+                stream += "0.18 0.44 0.87 rg \(fmt(margin + 240)) \(fmt(y - 1)) \(fmt(max(1, bar * 250))) \(fmt(l.size)) re f 0 g\n"
+            }
             let footer = "BT /F1 8 Tf 1 0 0 1 \(fmt(margin)) 25 Tm (Vigil - page \(i + 1) of \(pages.count)) Tj ET\n"
             stream += footer
             objects.append(

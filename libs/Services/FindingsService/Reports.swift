@@ -220,8 +220,12 @@ struct ReportHandlers: Sendable {
         }
         let top = try await ReportStore.topRisks(tx, tenantId: tenant)
         let score = try await ComplianceHandlers(store: store, catalog: catalog).score(tx, tenant, connection: nil)
+        let byService = try await ReportStore.savingsByService(tx, tenantId: tenant)
+        let topSavings = try await ReportStore.topSavings(tx, tenantId: tenant)
         if format == "json" {
             struct Exec: Encodable {
+                var savingsByService: [String: Double]
+                var topSavings: [[String]]
                 var title: String
                 var generatedAt: Date
                 var openBySeverity: [String: Int]
@@ -232,7 +236,8 @@ struct ReportHandlers: Sendable {
             }
             return try JSON.encode(
                 Exec(
-                    title: title, generatedAt: Date(), openBySeverity: bySeverity, byStatus: byStatus,
+                    savingsByService: Dictionary(uniqueKeysWithValues: byService.map { ($0.service, ($0.usd * 100).rounded() / 100) }),
+                    topSavings: topSavings, title: title, generatedAt: Date(), openBySeverity: bySeverity, byStatus: byStatus,
                     estimatedMonthlySavings: (savings * 100).rounded() / 100, topRisks: top, compliance: score))
         }
         let open = bySeverity.values.reduce(0, +)
@@ -249,6 +254,11 @@ struct ReportHandlers: Sendable {
                         "Compliance: \(score.overall.score)% of assessed controls pass across \(frameworks.count) frameworks.",
                     ]),
                 .init(heading: "Top risks", table: .init(header: ["severity", "finding", "resource", "region"], rows: top)),
+                .init(
+                    heading: "Cost: monthly savings by service",
+                    paragraphs: [String(format: "Open cost findings would save $%.2f a month, priced from the list prices in PRICES.md.", savings)],
+                    chart: byService.map { .init(label: $0.service, value: $0.usd, text: String(format: "$%.2f", $0.usd)) }),
+                .init(heading: "Cost: largest savings", table: .init(header: ["finding", "resource", "region", "USD a month"], rows: topSavings)),
                 .init(
                     heading: "Compliance by framework",
                     table: .init(

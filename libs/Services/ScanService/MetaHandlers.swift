@@ -62,7 +62,8 @@ struct MetaHandlers: Sendable {
                     name: "aws", modes: ["access_keys", "assume_role"], services: AWSCollectors.names,
                     rules: rules.filter { $0.provider == "aws" }.count),
                 .init(
-                    name: "linux", modes: ssh ? ["agent", "ssh"] : ["agent"], services: ["host"], rules: rules.filter { $0.provider == "host" }.count),
+                    name: "linux", modes: ssh ? ["agent", "ssh"] : ["agent"], services: ["host"],
+                    rules: rules.filter { $0.provider == "host" }.count),
             ],
             scanTypes: ["security", "cost"], rules: rules.count, costRules: rules.filter { $0.category == "cost" }.count,
             frameworks: Array(Set(rules.flatMap { $0.compliance.keys })).sorted(),
@@ -75,13 +76,17 @@ struct MetaHandlers: Sendable {
     static let compatibility = CompatibilityReply(
         apiVersion: "v1",
         versioning:
-            "Paths carry the major version (/api/v1). Within v1, fields and routes are only added; a removal or a change of meaning is a new major version.",
+            "Paths carry the major version (/api/v1). Within v1, fields and routes are only added; a removal or a change of "
+            + "meaning is a new major version.",
         deprecation:
-            "A deprecated route or field keeps working for at least 6 months after it is marked deprecated in the OpenAPI document and the changelog.",
+            "A deprecated route or field keeps working for at least 6 months after it is marked deprecated in the OpenAPI document "
+            + "and the changelog.",
         pagination:
-            "Lists return {items, next_cursor, total}; pass next_cursor as cursor. Cursors are opaque and stable while rows are added; limit and offset are also accepted.",
+            "Lists return {items, next_cursor, total}; pass next_cursor as cursor. Cursors are opaque and stable while rows are "
+            + "added; limit and offset are also accepted.",
         webhookSigning:
-            "Standard Webhooks: webhook-id, webhook-timestamp and webhook-signature (v1, HMAC-SHA256 of id.timestamp.body); secrets rotate with an overlap.",
+            "Standard Webhooks: webhook-id, webhook-timestamp and webhook-signature (v1, HMAC-SHA256 of id.timestamp.body); "
+            + "secrets rotate with an overlap.",
         errorEnvelope:
             "Every error is {error, message, correlation_id} with issues[] for validation and quota{} for quota errors; see /meta/error-model.")
 

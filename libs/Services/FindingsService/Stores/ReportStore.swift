@@ -63,6 +63,31 @@ struct ReportStore: Sendable {
         ).map { (try $0.string("severity"), try $0.string("status"), try $0.int("n"), Double($0.optionalString("s") ?? "0") ?? 0) }
     }
 
+    /// Open findings' monthly savings per service, largest first.
+    static func savingsByService(_ tx: Transaction, tenantId: String) async throws -> [(service: String, usd: Double)] {
+        try await tx.query(
+            """
+            SELECT service, sum(savings)::float8 AS usd FROM findings.findings WHERE tenant_id = $1 AND status = 'open' AND savings > 0
+            GROUP BY 1 ORDER BY 2 DESC
+            """, [tenantId]
+        ).map { (try $0.string("service"), Double($0.optionalString("usd") ?? "0") ?? 0) }
+    }
+
+    /// The ten open findings that save the most: rule, resource, region, USD a month.
+    static func topSavings(_ tx: Transaction, tenantId: String) async throws -> [[String]] {
+        try await tx.query(
+            """
+            SELECT title, resource_name, region, savings::float8 AS usd FROM findings.findings
+            WHERE tenant_id = $1 AND status = 'open' AND savings > 0 ORDER BY savings DESC, id LIMIT 10
+            """, [tenantId]
+        ).map {
+            [
+                try $0.string("title"), try $0.string("resource_name"), try $0.string("region"),
+                String(format: "%.2f", Double($0.optionalString("usd") ?? "0") ?? 0),
+            ]
+        }
+    }
+
     /// The ten most severe open findings, oldest first: severity, title, resource name, region.
     static func topRisks(_ tx: Transaction, tenantId: String) async throws -> [[String]] {
         try await tx.query(
