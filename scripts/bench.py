@@ -502,7 +502,7 @@ def bench_waste(bin_dir):
     redshift and logs over REST. Prints wall time, resources, API calls and the GetMetricData batching."""
     import json
     from conftest import start_moto, stop_moto
-    scale = int(os.environ.get("BENCH_WASTE_SCALE", "150"))
+    scale = int(os.environ.get("BENCH_WASTE_SCALE", "200"))
     moto, endpoint = start_moto()
     stack = unlimited_stack(bin_dir)
     try:

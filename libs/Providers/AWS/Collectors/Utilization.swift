@@ -33,8 +33,6 @@ public enum Utilization {
         return out
     }
 
-    static func dims(_ pairs: (String, String)...) -> [String: String] { Dictionary(uniqueKeysWithValues: pairs) }
-
     /// The resource's list price a month (`monthly_cost_usd`, `price_region`) and the cheaper choices
     /// cost rules suggest (one size down, the current generation, gp3).
     static func priced(_ r: Resource, region: String) -> Resource {
@@ -92,74 +90,70 @@ public enum Utilization {
         return r
     }
 
+    /// Which series judge a resource type: the state it must be in, the policy's service, the
+    /// namespace, the dimension naming the resource, and (name, metric, statistic) per series.
+    struct Series {
+        var type: String
+        var state: (attribute: String, value: String)?
+        var service: String
+        var namespace: String
+        var dimension: String
+        var metrics: [(name: String, metric: String, stat: String)]
+    }
+
+    static let series: [Series] = [
+        Series(
+            type: "aws.ec2.instance", state: ("state", "running"), service: "ec2", namespace: "AWS/EC2", dimension: "InstanceId",
+            metrics: [
+                ("cpu", "CPUUtilization", "Average"), ("cpu_max", "CPUUtilization", "Maximum"), ("net_in", "NetworkIn", "Sum"),
+                ("net_out", "NetworkOut", "Sum"),
+            ]),
+        Series(
+            type: "aws.ec2.volume", state: ("state", "in-use"), service: "ebs", namespace: "AWS/EBS", dimension: "VolumeId",
+            metrics: [("read", "VolumeReadOps", "Sum"), ("write", "VolumeWriteOps", "Sum")]),
+        Series(
+            type: "aws.ec2.nat_gateway", state: ("state", "available"), service: "nat", namespace: "AWS/NATGateway", dimension: "NatGatewayId",
+            metrics: [("out", "BytesOutToDestination", "Sum"), ("in", "BytesInFromSource", "Sum")]),
+        Series(
+            type: "aws.rds.instance", state: ("status", "available"), service: "rds", namespace: "AWS/RDS", dimension: "DBInstanceIdentifier",
+            metrics: [
+                ("cpu", "CPUUtilization", "Average"), ("cpu_max", "CPUUtilization", "Maximum"), ("connections", "DatabaseConnections", "Maximum"),
+            ]),
+        Series(
+            type: "aws.elbv2.load_balancer", state: nil, service: "elbv2", namespace: "AWS/ApplicationELB", dimension: "LoadBalancer",
+            metrics: [("requests", "RequestCount", "Sum")]),
+        Series(
+            type: "aws.lambda.function", state: nil, service: "lambda", namespace: "AWS/Lambda", dimension: "FunctionName",
+            metrics: [("invocations", "Invocations", "Sum")]),
+        Series(
+            type: "aws.dynamodb.table", state: ("billing_mode", "PROVISIONED"), service: "dynamodb", namespace: "AWS/DynamoDB",
+            dimension: "TableName", metrics: [("read", "ConsumedReadCapacityUnits", "Sum"), ("write", "ConsumedWriteCapacityUnits", "Sum")]),
+        Series(
+            type: "aws.elasticache.cluster", state: ("status", "available"), service: "elasticache", namespace: "AWS/ElastiCache",
+            dimension: "CacheClusterId", metrics: [("cpu", "CPUUtilization", "Average"), ("connections", "CurrConnections", "Maximum")]),
+        Series(
+            type: "aws.redshift.cluster", state: ("status", "available"), service: "redshift", namespace: "AWS/Redshift",
+            dimension: "ClusterIdentifier", metrics: [("cpu", "CPUUtilization", "Average")]),
+    ]
+
     /// The CloudWatch series a resource is judged on, or nil when it has none.
     static func queries(for r: Resource) -> (service: String, queries: [String: MetricQuery])? {
-        let a = r.attributes
-        switch r.type {
-        case "aws.ec2.instance" where a["state"]?.stringValue == "running":
-            let d = dims(("InstanceId", r.name))
-            return (
-                "ec2",
-                [
-                    "cpu": MetricQuery("AWS/EC2", "CPUUtilization", d, "Average"), "cpu_max": MetricQuery("AWS/EC2", "CPUUtilization", d, "Maximum"),
-                    "net_in": MetricQuery("AWS/EC2", "NetworkIn", d, "Sum"), "net_out": MetricQuery("AWS/EC2", "NetworkOut", d, "Sum"),
-                ]
-            )
-        case "aws.ec2.volume" where a["state"]?.stringValue == "in-use":
-            let d = dims(("VolumeId", r.name))
-            return ("ebs", ["read": MetricQuery("AWS/EBS", "VolumeReadOps", d, "Sum"), "write": MetricQuery("AWS/EBS", "VolumeWriteOps", d, "Sum")])
-        case "aws.ec2.nat_gateway" where a["state"]?.stringValue == "available":
-            let d = dims(("NatGatewayId", r.name))
-            return (
-                "nat",
-                [
-                    "out": MetricQuery("AWS/NATGateway", "BytesOutToDestination", d, "Sum"),
-                    "in": MetricQuery("AWS/NATGateway", "BytesInFromSource", d, "Sum"),
-                ]
-            )
-        case "aws.rds.instance" where a["status"]?.stringValue == "available":
-            let d = dims(("DBInstanceIdentifier", r.name))
-            return (
-                "rds",
-                [
-                    "cpu": MetricQuery("AWS/RDS", "CPUUtilization", d, "Average"), "cpu_max": MetricQuery("AWS/RDS", "CPUUtilization", d, "Maximum"),
-                    "connections": MetricQuery("AWS/RDS", "DatabaseConnections", d, "Maximum"),
-                ]
-            )
-        case "aws.elbv2.load_balancer":
-            // CloudWatch names a load balancer by the end of its ARN: app/<name>/<id> or net/<name>/<id>.
+        guard var s = series.first(where: { $0.type == r.type }) else { return nil }
+        if let (attribute, value) = s.state, r.attributes[attribute]?.stringValue != value { return nil }
+        var name = r.name
+        if r.type == "aws.elbv2.load_balancer" {
+            // CloudWatch names a load balancer by the end of its ARN: app/<name>/<id> or net/<name>/<id>;
+            // network load balancers count new flows instead of requests.
             guard let range = r.id.range(of: ":loadbalancer/") else { return nil }
-            let d = dims(("LoadBalancer", String(r.id[range.upperBound...])))
-            let network = a["type"]?.stringValue == "network"
-            return (
-                "elbv2",
-                ["requests": MetricQuery(network ? "AWS/NetworkELB" : "AWS/ApplicationELB", network ? "NewFlowCount" : "RequestCount", d, "Sum")]
-            )
-        case "aws.lambda.function":
-            return ("lambda", ["invocations": MetricQuery("AWS/Lambda", "Invocations", dims(("FunctionName", r.name)), "Sum")])
-        case "aws.dynamodb.table" where a["billing_mode"]?.stringValue == "PROVISIONED":
-            let d = dims(("TableName", r.name))
-            return (
-                "dynamodb",
-                [
-                    "read": MetricQuery("AWS/DynamoDB", "ConsumedReadCapacityUnits", d, "Sum"),
-                    "write": MetricQuery("AWS/DynamoDB", "ConsumedWriteCapacityUnits", d, "Sum"),
-                ]
-            )
-        case "aws.elasticache.cluster" where a["status"]?.stringValue == "available":
-            let d = dims(("CacheClusterId", r.name))
-            return (
-                "elasticache",
-                [
-                    "cpu": MetricQuery("AWS/ElastiCache", "CPUUtilization", d, "Average"),
-                    "connections": MetricQuery("AWS/ElastiCache", "CurrConnections", d, "Maximum"),
-                ]
-            )
-        case "aws.redshift.cluster" where a["status"]?.stringValue == "available":
-            return ("redshift", ["cpu": MetricQuery("AWS/Redshift", "CPUUtilization", dims(("ClusterIdentifier", r.name)), "Average")])
-        default:
-            return nil
+            name = String(r.id[range.upperBound...])
+            if r.attributes["type"]?.stringValue == "network" {
+                s.namespace = "AWS/NetworkELB"
+                s.metrics = [("requests", "NewFlowCount", "Sum")]
+            }
         }
+        var out: [String: MetricQuery] = [:]
+        for m in s.metrics { out[m.name] = MetricQuery(s.namespace, m.metric, [s.dimension: name], m.stat) }
+        return (s.service, out)
     }
 
     /// 2, 1.9, 250 (no trailing .0; one decimal under 100).
