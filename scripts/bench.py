@@ -528,6 +528,10 @@ def bench_waste(bin_dir):
             while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
                 time.sleep(0.05)
             assert scan["status"] == "completed", scan
+            parts = c.get(f"/scans/{sid}/progress").json()["parts"]
+            print("parts: " + ", ".join(f"{p['service']} {p['status']} {p.get('resources')} resources" + (f" ({p['error']})" if p.get("error") else "")
+                                        for p in parts))
+            assert scan["complete"], "a part of the scan failed: the figures would not be of a whole scan"
             runs.append((time.perf_counter() - t0, scan))
         wall, scan = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
         instances = len(seed["types"])

@@ -94,7 +94,11 @@ MODELS["NotificationPolicy"] = obj(["delivery", "notification_trigger_mode"], de
                                    notification_trigger_mode=S(enum=["scan_complete", "waste_only"]), updated_at=DT)
 AWS_CREDS = obj(access_key_id=S(pattern="^(AKIA|ASIA)[A-Z0-9]{16}$"), secret_access_key=S(minLength=40, maxLength=40),
                 session_token=S(), role_arn=S(), external_id=S())
-CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")}, endpoint_url=S(format="uri"))
+CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")}, endpoint_url=S(format="uri"),
+                    proxy_id=UUID)
+MODELS["Proxy"] = obj(["id", "name", "url", "has_password", "created_at", "updated_at"], id=UUID, name=S(),
+                      url=S(description="http://host:port of the proxy (credentials are never part of it)"), username=NULL(S()),
+                      has_password=B, created_at=DT, updated_at=DT, last_tested_at=NULL(DT), last_test_ok=NULL(B), last_error=NULL(S()))
 MODELS["Connection"] = obj(["id", "name", "provider", "status", "credentials", "settings", "created_at"], id=UUID, name=S(),
                            provider=S(enum=["aws"]), status=S(enum=["pending", "active", "error"]),
                            credentials={"type": "object", "additionalProperties": S(), "description": "masked"},
@@ -364,6 +368,20 @@ ROUTES = [
      obj(["envelope", "codes"], envelope={"type": "object"},
          codes={"type": "array", "items": obj(["error", "status", "meaning"], error=S(), status=I(), meaning=S())}),
      "Every error code with its HTTP status", []),
+    ("get", "/api/v1/proxies/", "vigil.scans.proxy.list", "viewer", 200, None, page(MODELS["Proxy"]), "List outbound proxy profiles", PAGE_Q),
+    ("post", "/api/v1/proxies/", "vigil.scans.proxy.create", "admin", 201,
+     obj(["name", "url"], name=S(), url=S(description="http://[user:password@]host:port"), username=S(), password=S()), "Proxy",
+     "Add an outbound proxy profile (HTTP CONNECT; the password is sealed and never shown)", []),
+    ("get", "/api/v1/proxies/{proxy_id}", "vigil.scans.proxy.get", "viewer", 200, None, "Proxy", "One proxy profile", []),
+    ("patch", "/api/v1/proxies/{proxy_id}", "vigil.scans.proxy.update", "admin", 200,
+     obj(name=S(), url=S(), username=NULL(S()), password=NULL(S())), "Proxy",
+     "Change a proxy profile (a username or password set to null is removed)", []),
+    ("delete", "/api/v1/proxies/{proxy_id}", "vigil.scans.proxy.delete", "admin", 204, None, "Empty",
+     "Delete a proxy profile no connection uses (409 proxy_in_use otherwise)", []),
+    ("post", "/api/v1/proxies/{proxy_id}/test", "vigil.scans.proxy.test", "analyst", 200,
+     obj(target_url=S(description="where to tunnel to; default https://sts.amazonaws.com/")),
+     obj(["ok", "message", "target_url"], ok=B, message=S(), target_url=S(), status_code=NULL(I()), latency_ms=I()),
+     "Open a tunnel through the proxy to a target and send one request", []),
     ("get", "/api/v1/settings/scan-policy", "vigil.scans.scan_policy.get", "viewer", 200, None, "ScanPolicy",
      "The workspace's utilisation thresholds, global, per service and as the next scan applies them", []),
     ("patch", "/api/v1/settings/scan-policy", "vigil.scans.scan_policy.update", "admin", 200,
@@ -660,6 +678,9 @@ EVENTS = {
                                              version=S()),
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
+    "vigil.events.proxy.created": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
+    "vigil.events.proxy.updated": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
+    "vigil.events.proxy.deleted": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
     "vigil.events.scan.deleted": obj(["scan_id"], scan_id=UUID, **ID_ACTOR),
     "vigil.events.scan.queued": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID, **ID_ACTOR),
     "vigil.events.scan.started": obj(["scan_id", "connection_id"], scan_id=UUID, connection_id=UUID),

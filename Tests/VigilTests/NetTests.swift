@@ -36,6 +36,36 @@ import Testing
         #expect(throws: NetError.self) { try SSRFGuard.parse(url) }
     }
 
+    @Test func proxyURLsNameOnlyAnHTTPProxy() {
+        let p = ProxyConfig.parse("http://user:pa%3Ass@proxy.corp:3128/")
+        #expect(p?.host == "proxy.corp" && p?.port == 3128 && p?.username == "user" && p?.password == "pa:ss")
+        #expect(ProxyConfig.parse("http://[fd00::1]:8080")?.host == "fd00::1")
+        #expect(ProxyConfig.parse("http://proxy.corp")?.port == 80)
+        for bad in [
+            "https://proxy.corp:3128", "socks5://proxy.corp:1080", "http://proxy.corp:3128/path", "http://proxy.corp:0", "proxy.corp:3128",
+            "http://:3128", "http://proxy.corp:3128?x=1",
+        ] {
+            #expect(ProxyConfig.parse(bad) == nil, "\(bad) must be refused")
+        }
+    }
+
+    @Test func environmentProxyHonoursNoProxyLikeCurl() {
+        let env = EnvironmentProxy([
+            "HTTPS_PROXY": "http://egress:3128", "http_proxy": "http://plain:8080",
+            "NO_PROXY": "localhost, .internal,corp.example, 10.0.0.5,api.local:8443",
+        ])
+        #expect(env.proxy(for: "https://sts.amazonaws.com/")?.host == "egress")
+        #expect(env.proxy(for: "http://moto:5000/")?.host == "plain")
+        #expect(env.proxy(for: "https://localhost:5000/") == nil)
+        #expect(env.proxy(for: "https://db.internal/") == nil && env.proxy(for: "https://internal/") == nil)
+        #expect(env.proxy(for: "https://a.corp.example/") == nil && env.proxy(for: "https://notcorp.example/")?.host == "egress")
+        #expect(env.proxy(for: "http://10.0.0.5:9000/") == nil)
+        #expect(env.proxy(for: "https://api.local:8443/") == nil && env.proxy(for: "https://api.local/")?.host == "egress")
+        #expect(EnvironmentProxy(["HTTPS_PROXY": "http://egress:3128", "no_proxy": "*"]).proxy(for: "https://x.y/") == nil)
+        #expect(EnvironmentProxy([:]).proxy(for: "https://x.y/") == nil)
+        #expect(EnvironmentProxy(["HTTPS_PROXY": "http://egress:3128"]).proxy(for: "http://x.y/") == nil)
+    }
+
     @Test func standardWebhooksSignatureVector() {
         // Test vector of the Standard Webhooks specification.
         let sig = WebhookSignature.sign(

@@ -126,6 +126,18 @@ package enum Subjects {
         package static let metaCompatibility = "vigil.scans.meta.compatibility"
         /// GET /api/v1/meta/error-model — Every error code with its HTTP status
         package static let metaErrorModel = "vigil.scans.meta.error_model"
+        /// POST /api/v1/proxies/ — Add an outbound proxy profile (HTTP CONNECT; the password is sealed and never shown)
+        package static let proxyCreate = "vigil.scans.proxy.create"
+        /// DELETE /api/v1/proxies/{proxy_id} — Delete a proxy profile no connection uses (409 proxy_in_use otherwise)
+        package static let proxyDelete = "vigil.scans.proxy.delete"
+        /// GET /api/v1/proxies/{proxy_id} — One proxy profile
+        package static let proxyGet = "vigil.scans.proxy.get"
+        /// GET /api/v1/proxies/ — List outbound proxy profiles
+        package static let proxyList = "vigil.scans.proxy.list"
+        /// POST /api/v1/proxies/{proxy_id}/test — Open a tunnel through the proxy to a target and send one request
+        package static let proxyTest = "vigil.scans.proxy.test"
+        /// PATCH /api/v1/proxies/{proxy_id} — Change a proxy profile (a username or password set to null is removed)
+        package static let proxyUpdate = "vigil.scans.proxy.update"
         /// POST /api/v1/scans/{scan_id}/cancel — Cancel a queued or running scan
         package static let scanCancel = "vigil.scans.scan.cancel"
         /// DELETE /api/v1/scans/{scan_id} — Remove a finished scan from the history (its findings and their audit trail stay)
@@ -353,6 +365,9 @@ package enum Events {
     package static let membershipRemoved = EventKind("membership.removed")
     package static let membershipRoleChanged = EventKind("membership.role_changed")
     package static let notificationChannelCreated = EventKind("notification.channel_created")
+    package static let proxyCreated = EventKind("proxy.created")
+    package static let proxyDeleted = EventKind("proxy.deleted")
+    package static let proxyUpdated = EventKind("proxy.updated")
     package static let remediationApplied = EventKind("remediation.applied")
     package static let remediationApproved = EventKind("remediation.approved")
     package static let remediationCredentialsRemoved = EventKind("remediation.credentials_removed")
@@ -511,6 +526,12 @@ package enum RouteAccess {
         Subjects.Scans.metaCapabilities: .member,
         Subjects.Scans.metaCompatibility: .member,
         Subjects.Scans.metaErrorModel: .member,
+        Subjects.Scans.proxyCreate: .role(.admin),
+        Subjects.Scans.proxyDelete: .role(.admin),
+        Subjects.Scans.proxyGet: .role(.viewer),
+        Subjects.Scans.proxyList: .role(.viewer),
+        Subjects.Scans.proxyTest: .role(.analyst),
+        Subjects.Scans.proxyUpdate: .role(.admin),
         Subjects.Scans.scanCancel: .role(.analyst),
         Subjects.Scans.scanDelete: .role(.analyst),
         Subjects.Scans.scanGet: .role(.viewer),

@@ -19,10 +19,12 @@ import VigilCrypto
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
 /// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
 /// | VIGIL_SSH_ALLOW_LOOPBACK / _PRIVATE | false | let agentless Linux connections reach loopback / private addresses |
+/// | VIGIL_PROXY_ALLOW_LOOPBACK / _PRIVATE | false | let proxy profiles point at loopback / private addresses (an on-premises egress proxy) |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
     var guardrail: SSRFGuard
     var sshGuardrail: SSRFGuard
+    var proxyGuardrail: SSRFGuard
     var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader, logger: Logger) throws {
@@ -34,6 +36,8 @@ struct ScanSettings: Sendable {
             allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
         sshGuardrail = SSRFGuard(
             allowLoopback: r.bool("VIGIL_SSH_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_SSH_ALLOW_PRIVATE", default: false))
+        proxyGuardrail = SSRFGuard(
+            allowLoopback: r.bool("VIGIL_PROXY_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_PROXY_ALLOW_PRIVATE", default: false))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }
@@ -41,9 +45,10 @@ struct ScanSettings: Sendable {
 }
 
 struct ConnectionSettings: Codable, Sendable {
-    /// AWS: the regions scanned and an endpoint override.
+    /// AWS: the regions scanned, an endpoint override and the proxy profile its calls go through.
     var regions: [String]?
     var endpointUrl: String?
+    var proxyId: String?
     /// Linux: `agent` (through `connector_id`) or `ssh` (to `host`:`port` as `username`, the host key pinned in `host_key`).
     var mode: String?
     var connectorId: String?
@@ -103,8 +108,14 @@ struct ConnectionHandlers: Sendable {
         (try? Regex(pattern).wholeMatch(in: s)) != nil
     }
 
-    func validate(_ s: ConnectionSettings?) async throws -> ConnectionSettings {
+    func validate(_ s: ConnectionSettings?, tenantId: String) async throws -> ConnectionSettings {
         var out = ConnectionSettings(regions: s?.regions ?? ["us-east-1"], endpointUrl: s?.endpointUrl)
+        if let pid = s?.proxyId {
+            guard ID.isValid(pid), try await ProxyStore(db: store).find(id: pid.lowercased(), tenantId: tenantId) != nil else {
+                throw ServiceError.validation("body.settings.proxy_id", "no such proxy profile in this workspace")
+            }
+            out.proxyId = pid.lowercased()
+        }
         let regions = out.regions ?? []
         if regions.isEmpty || regions.count > 40 || regions.contains(where: { !Self.matches($0, Self.regionPattern) }) {
             throw ServiceError.validation("body.settings.regions", "must list 1 to 40 AWS region names like us-east-1")
@@ -130,7 +141,7 @@ struct ConnectionHandlers: Sendable {
             guard let c = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
             creds = c
             masked = try c.validated()
-            s = try await validate(req.settings)
+            s = try await validate(req.settings, tenantId: p.tenantId)
         }
         let id = ID.make()
         let sealed = try settings.vault.seal(creds, tenantId: p.tenantId, connectionId: id)
@@ -178,7 +189,7 @@ struct ConnectionHandlers: Sendable {
             }
         } else {
             masked = try req.credentials.map { try $0.validated() }
-            if let given = req.settings { s = try await validate(given) }
+            if let given = req.settings { s = try await validate(given, tenantId: p.tenantId) }
         }
         let sealed = try req.credentials.map { try settings.vault.seal($0, tenantId: p.tenantId, connectionId: id) }
         return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
@@ -246,9 +257,11 @@ extension ConnectionHandlers {
     func session(_ c: StoredConnection, tenantId: String) async throws -> AWSSession {
         let creds = try settings.vault.open(c.sealedCredentials, tenantId: tenantId, connectionId: c.view.id)
         let s = c.settings
+        var proxy: ProxyConfig? = nil
+        if let pid = s.proxyId { proxy = try await ProxyHandlers(store: store, settings: settings).config(id: pid, tenantId: tenantId) }
         return try await AWSSession.open(
             creds, endpointURL: s.endpointUrl, region: s.regions?.first ?? "us-east-1", guardrail: settings.guardrail,
-            platform: settings.platformCredentials)
+            platform: settings.platformCredentials, proxy: proxy)
     }
 }
 

@@ -2,6 +2,7 @@ import AWS
 import Bus
 import Contracts
 import Foundation
+import Net
 import ScanEngine
 import ServiceRuntime
 import VigilCore
@@ -69,7 +70,8 @@ struct MetaHandlers: Sendable {
             frameworks: Array(Set(rules.flatMap { $0.compliance.keys })).sorted(),
             features: [
                 "schedules": true, "connectors": true, "agentless_ssh": ssh, "utilization_metrics": true, "remediation": true,
-                "ssh_private_targets": sshGuardrailAllowsPrivate,
+                "ssh_private_targets": sshGuardrailAllowsPrivate, "proxy_profiles": true,
+                "environment_proxy": EnvironmentProxy.current.https != nil || EnvironmentProxy.current.http != nil,
             ])
     }
 
@@ -138,6 +140,7 @@ struct MetaHandlers: Sendable {
             .init(error: "remediation_credentials_unusable", status: 409, meaning: "the write credentials are refused"),
             .init(error: "credentials_unreadable", status: 409, meaning: "stored credentials cannot be opened; enter them again"),
             .init(error: "resource_in_use", status: 409, meaning: "the resource is still used"),
+            .init(error: "proxy_in_use", status: 409, meaning: "connections still name the proxy profile"),
             .init(error: "idempotency_in_progress", status: 409, meaning: "a request with this Idempotency-Key is still running"),
             .init(error: "idempotency_key_reused", status: 409, meaning: "the Idempotency-Key was used with another body"),
             .init(error: "already_on_plan", status: 409, meaning: "the workspace is on that plan"),

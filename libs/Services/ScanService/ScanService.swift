@@ -32,6 +32,7 @@ public enum ScanService {
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
             ScanPolicyHandlers(store: store).register(on: ctx.responder)
+            ProxyHandlers(store: store, settings: settings).register(on: ctx.responder)
             MetaHandlers(sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate).register(on: ctx.responder)
             ConnectorAPI(store: store, settings: connectorSettings, vault: settings.vault, logger: ctx.logger).register(on: ctx.responder)
             services.append(

@@ -36,21 +36,31 @@ public struct AWSClient: Sendable {
     public private(set) var credentials: AWSCredentials
     /// Replaces every service endpoint when set (e.g. `http://127.0.0.1:5000`).
     public let endpointURL: String?
-    let transport: AWSTransport
+    private(set) var transport: AWSTransport
     /// Counts calls and retries (benchmarks and scan statistics); optional.
     public var counter: CallCounter?
     public var maxAttempts = 5
 
     public init(
         credentials: AWSCredentials, endpointURL: String?, guardrail: SSRFGuard, timeout: Double = 20,
-        counter: CallCounter? = nil
+        counter: CallCounter? = nil, proxy: ProxyConfig? = nil
     ) {
         self.credentials = credentials
         self.endpointURL = endpointURL
         self.counter = counter
         transport = AWSTransport(
-            guardrail: guardrail, pooled: PooledHTTP(timeout: .milliseconds(Int(timeout * 1000))),
+            guardrail: guardrail, pooled: PooledHTTP(timeout: .milliseconds(Int(timeout * 1000)), proxy: proxy),
             pinned: OutboundHTTP(guardrail: guardrail, timeout: timeout))
+    }
+
+    /// The same client with another per-call time limit (CloudWatch's 500-query `GetMetricData` calls
+    /// may take longer than a Describe call).
+    public func with(timeout: Double) -> AWSClient {
+        var c = self
+        c.transport = AWSTransport(
+            guardrail: transport.guardrail, pooled: PooledHTTP(timeout: .milliseconds(Int(timeout * 1000)), proxy: transport.pooled.proxy),
+            pinned: OutboundHTTP(guardrail: transport.guardrail, timeout: timeout))
+        return c
     }
 
     /// The same endpoint and options with other credentials (after AssumeRole).

@@ -10,6 +10,10 @@ import VigilCore
 ///   checked by the SSRF guard first, then sent to the address the guard resolved — over the pooled client
 ///   for `http` (the `Host` header keeps the name the request was signed for), over the pinned client for
 ///   `https` (it verifies the certificate for the name while connecting to the checked address).
+/// - A connection that names a proxy profile: every call is tunnelled through the proxy (`CONNECT`) on
+///   the pooled client; an endpoint override is still checked by the SSRF guard first (for `http` the
+///   tunnel goes to the checked address; for `https` the proxy resolves the name, and TLS verifies it).
+/// - Otherwise AWS's own endpoints honour the process's `HTTPS_PROXY`/`NO_PROXY` (see `EnvironmentProxy`).
 struct AWSTransport: Sendable {
     let guardrail: SSRFGuard
     let pooled: PooledHTTP
@@ -27,6 +31,9 @@ struct AWSTransport: Sendable {
         }
         let guardrail = self.guardrail
         let target = try await Blocking.run { try guardrail.check(url) }
+        if target.isTLS, pooled.proxy != nil {
+            return try await pooled.send(method: method, url: url, headers: headers, body: body, maxBody: Self.maxBody)
+        }
         guard !target.isTLS, let address = target.addresses.first else {
             let pinned = self.pinned
             return try await Blocking.run {

@@ -14,12 +14,15 @@ public struct ConnectionCredentials: Codable, Sendable {
     public var externalId: String?
     /// A Linux connection's SSH private key (PEM or OpenSSH format), sealed like the AWS secrets.
     public var privateKey: String?
+    /// A proxy profile's password (the profile is sealed under its own id).
+    public var password: String?
 
     public init(
         accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil, roleArn: String? = nil,
-        externalId: String? = nil, privateKey: String? = nil
+        externalId: String? = nil, privateKey: String? = nil, password: String? = nil
     ) {
         self.privateKey = privateKey
+        self.password = password
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
@@ -129,7 +132,7 @@ public struct AWSSession: Sendable {
     /// asks STS who it is.
     public static func open(
         _ creds: ConnectionCredentials, endpointURL: String?, region: String, guardrail: SSRFGuard,
-        platform: AWSCredentials?
+        platform: AWSCredentials?, proxy: ProxyConfig? = nil
     ) async throws -> AWSSession {
         let base: AWSCredentials
         if let k = creds.accessKeyId, let sk = creds.secretAccessKey {
@@ -139,7 +142,7 @@ public struct AWSSession: Sendable {
         } else {
             throw SessionError(message: "the connection gives only a role, and the platform's own AWS identity is not configured", permanent: true)
         }
-        var client = AWSClient(credentials: base, endpointURL: endpointURL, guardrail: guardrail)
+        var client = AWSClient(credentials: base, endpointURL: endpointURL, guardrail: guardrail, proxy: proxy)
         do {
             if let role = creds.roleArn {
                 client = client.with(credentials: try await client.assumeRole(roleArn: role, externalId: creds.externalId, region: region))
@@ -153,7 +156,7 @@ public struct AWSSession: Sendable {
         } catch let e as SessionError {
             throw e
         } catch {
-            throw SessionError(message: "could not reach the AWS endpoint: \(error)", permanent: false)
+            throw SessionError(message: "could not reach the AWS endpoint\(proxy == nil ? "" : " through the proxy"): \(error)", permanent: false)
         }
     }
 }

@@ -23,6 +23,8 @@ public struct MetricQuery: Sendable, Hashable {
 public enum CloudWatchMetrics {
     public static let version = "2010-08-01"
     public static let maxQueriesPerCall = 500
+    /// Seconds one `GetMetricData` call may take (500 queries over up to 90 days).
+    public static let callTimeout = 120.0
 
     /// Daily values of each query over the last `days` days (oldest first).
     public static func fetch(_ queries: [MetricQuery], ctx: CollectContext, days: Int) async throws -> [MetricQuery: [Double]] {
@@ -51,7 +53,7 @@ public enum CloudWatchMetrics {
                     ]
                 }
             }
-            let pages = try await ctx.client.queryPages(
+            let pages = try await ctx.client.with(timeout: callTimeout).queryPages(
                 service: "monitoring", region: ctx.region, action: "GetMetricData", version: version, params: params, maxPages: 50)
             for page in pages {
                 for r in page.list("MetricDataResults") {

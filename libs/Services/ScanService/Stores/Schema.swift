@@ -105,5 +105,15 @@ enum ScanSchema {
             CREATE TABLE {schema}.scan_policies (
               tenant_id uuid PRIMARY KEY, policy jsonb NOT NULL, updated_by text, updated_at timestamptz NOT NULL DEFAULT now());
             """ + Migration.tenantIsolation(table: "scan_policies")),
+        Migration(
+            7, "outbound proxy profiles",
+            """
+            CREATE TABLE {schema}.proxies (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, name text NOT NULL, url text NOT NULL, username text,
+              password_sealed bytea, password_key_id text, created_by text, created_at timestamptz NOT NULL DEFAULT now(),
+              updated_at timestamptz NOT NULL DEFAULT now(), last_tested_at timestamptz, last_test_ok boolean, last_error text,
+              UNIQUE (tenant_id, name));
+            CREATE INDEX ON {schema}.proxies (tenant_id, created_at DESC, id DESC);
+            """ + Migration.tenantIsolation(table: "proxies")),
     ]
 }
