@@ -69,6 +69,7 @@ let package = Package(
             ]),
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
         lib("Providers", "Host", ["VigilCore", "ScanEngine"]),
+        lib("Providers", "Web", ["VigilCore", "ScanEngine", "Net"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib(
             "Platform", "ServiceRuntime",
@@ -81,7 +82,7 @@ let package = Package(
         lib("Services", "BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("Scanning", "ScanEngine", ["VigilCore", "VigilCrypto", "Net"]),
         lib("Services", "FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
-        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "Host", "ScanEngine", lifecycle]),
+        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "Host", "Web", "ScanEngine", lifecycle]),
         lib("Services", "RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("Services", "NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib(
@@ -116,7 +117,7 @@ let package = Package(
                 "VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto",
                 "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                 "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService",
-                "RemediationService", "Contracts", "Host",
+                "RemediationService", "Contracts", "Host", "Web",
             ],
             path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

@@ -1,7 +1,7 @@
 import AWS
 import Foundation
 import Net
-import ScanEngine
+@testable import ScanEngine
 import Testing
 import VigilCore
 import VigilTesting
@@ -165,3 +165,53 @@ import VigilTesting
         print("collectors: \(resources.count) resources, \(results.count) checks, \(failing.count) failures, \(planted.count) rules planted")
     }
 }
+
+@Suite struct SecretDetectorTests {
+    static func token(_ body: String) -> String {
+        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+        var n = UInt64(SecretDetectors.crc32(Array(body.utf8)))
+        var out = ""
+        while n > 0 {
+            out = String(alphabet[Int(n % 62)]) + out
+            n /= 62
+        }
+        return "ghp_" + body + String(repeating: "0", count: max(0, 6 - out.count)) + out
+    }
+
+    @Test func findsRealSecretsWithRedactedPreviews() {
+        let ghp = Self.token("R7x2Kq9LmP4vN8sT3wY6zB1cD5fG0h")
+        let text = """
+            const id = 'AKIA' + 'QX7Z2M4K9P3LWT6R'; const k = "AKIAQX7Z2M4K9P3LWT6R";
+            stripe = "sk_live_51HvZq2KpL8mN3rT6wX9yB4cD7fG0hJ"
+            gh = "\(ghp)"
+            db = "postgres://app:S3cr3t-pw-91x@db.internal:5432/app"
+            """
+        let found = SecretDetectors.scan(text)
+        #expect(Set(found.map(\.detector)) == ["aws_access_key_id", "stripe_secret_key", "github_token", "connection_url_password"])
+        #expect(found.first { $0.detector == "github_token" }?.line == 3)
+        for f in found { #expect(!text.contains(f.preview) && f.preview.contains("…")) }
+    }
+
+    @Test func decoysAreNotSecrets() {
+        let text = """
+            AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+            pk_live_51HvZq2KpL8mN3rT6wX9yB4cD7fG0hJ sk_live_XXXXXXXXXXXXXXXXXXXXXXXX
+            ghp_R7x2Kq9LmP4vN8sT3wY6zB1cD5fG0h000000
+            postgres://app:${DB_PASSWORD}@db/app postgres://app:changeme@db/app
+            3f2504e0-4f89-41d3-9a0c-0305e82c3301 sha384-oqVuAfXRKap7fdgcCY5uykM6+R9GqQ8K/uxy9rx7HNQlGYl1kPzQho1wx4JwY8wC
+            eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWc
+            """
+        #expect(SecretDetectors.scan(text).isEmpty, "\(SecretDetectors.scan(text))")
+    }
+
+    @Test func privilegedJWTsOnly() {
+        func jwt(_ claims: String) -> String {
+            let b = Data(claims.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_")
+            return "eyJhbGciOiJIUzI1NiJ9.\(b).c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWc"
+        }
+        #expect(SecretDetectors.scan(jwt(#"{"role":"service_role"}"#)).map(\.detector) == ["privileged_jwt"])
+        #expect(SecretDetectors.scan(jwt(#"{"role":"authenticated","sub":"u1"}"#)).isEmpty)
+    }
+}
+

@@ -21,9 +21,14 @@ public struct ResolvedAddress: Sendable, Equatable {
 /// from Dispatch threads (see `Blocking`), never on Swift's cooperative pool.
 public final class NetConnection {
     private var fd: Int32
-    private var ssl: OpaquePointer?
-    private var ctx: OpaquePointer?
+    var ssl: OpaquePointer?
+    var ctx: OpaquePointer?
     private var buffer = [UInt8]()
+    /// When set, reads and writes past this instant fail: a peer that drips a byte at a time cannot hold the
+    /// connection past it (the per-operation timeout alone would let it).
+    public var deadline: ContinuousClock.Instant?
+    /// The socket, for a TLS handshake set up elsewhere in this module.
+    var descriptor: Int32 { fd }
 
     /// Connects to exactly `address` (already checked by the SSRF guard): no second DNS lookup.
     public init(address: ResolvedAddress, port: Int, timeout: Double) throws {
@@ -86,6 +91,7 @@ public final class NetConnection {
     }
 
     public func write(_ bytes: [UInt8]) throws {
+        if let deadline, ContinuousClock.now > deadline { throw NetError("time limit reached") }
         var off = 0
         while off < bytes.count {
             let n: Int = bytes.withUnsafeBufferPointer { p in
@@ -102,6 +108,7 @@ public final class NetConnection {
 
     /// Reads what is available (at least one byte); empty at end of stream.
     func fill() throws -> Bool {
+        if let deadline, ContinuousClock.now > deadline { throw NetError("time limit reached") }
         var chunk = [UInt8](repeating: 0, count: 16384)
         let n: Int = chunk.withUnsafeMutableBufferPointer { p in
             if let ssl { return Int(SSL_read(ssl, p.baseAddress, Int32(p.count))) }

@@ -10,6 +10,7 @@ import ServiceRuntime
 import Store
 import VigilCore
 import VigilCrypto
+import Web
 
 /// Scan-orchestrator settings.
 ///
@@ -19,12 +20,14 @@ import VigilCrypto
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
 /// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
 /// | VIGIL_SSH_ALLOW_LOOPBACK / _PRIVATE | false | let agentless Linux connections reach loopback / private addresses |
+/// | VIGIL_WEB_ALLOW_LOOPBACK / _PRIVATE | false | let web targets (and their redirects) reach loopback / private addresses |
 /// | VIGIL_PROXY_ALLOW_LOOPBACK / _PRIVATE | false | let proxy profiles point at loopback / private addresses (an on-premises egress proxy) |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
     var guardrail: SSRFGuard
     var sshGuardrail: SSRFGuard
     var proxyGuardrail: SSRFGuard
+    var webGuardrail: SSRFGuard
     var platformCredentials: AWSCredentials?
 
     init(_ r: ConfigReader, logger: Logger) throws {
@@ -36,6 +39,8 @@ struct ScanSettings: Sendable {
             allowPrivate: r.bool("VIGIL_AWS_ENDPOINT_ALLOW_PRIVATE", default: false))
         sshGuardrail = SSRFGuard(
             allowLoopback: r.bool("VIGIL_SSH_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_SSH_ALLOW_PRIVATE", default: false))
+        webGuardrail = SSRFGuard(
+            allowLoopback: r.bool("VIGIL_WEB_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_WEB_ALLOW_PRIVATE", default: false))
         proxyGuardrail = SSRFGuard(
             allowLoopback: r.bool("VIGIL_PROXY_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_PROXY_ALLOW_PRIVATE", default: false))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
@@ -56,6 +61,12 @@ struct ConnectionSettings: Codable, Sendable {
     var port: Int?
     var username: String?
     var hostKey: String?
+    /// Web: the URL, extra CAs, headers sent with every request, extra paths, the plain-HTTP port checked.
+    var url: String?
+    var caPem: String?
+    var headers: [String: String]?
+    var scanPaths: [String]?
+    var httpPort: Int?
 }
 struct ConnectionRequest: Codable, Sendable {
     var connectionId: String?
@@ -131,12 +142,16 @@ struct ConnectionHandlers: Sendable {
     @Sendable func create(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
         guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
-        guard ["aws", "linux"].contains(provider) else { throw ServiceError.validation("body.provider", "supported providers: aws, linux") }
+        guard ["aws", "linux", "web"].contains(provider) else {
+            throw ServiceError.validation("body.provider", "supported providers: aws, linux, web")
+        }
         let creds: ConnectionCredentials
         let masked: [String: String]
         let s: ConnectionSettings
         if provider == "linux" {
             (creds, masked, s) = try await validateLinux(req.settings, req.credentials, tenantId: p.tenantId)
+        } else if provider == "web" {
+            (creds, masked, s) = (ConnectionCredentials(), [:], try await validateWeb(req.settings))
         } else {
             guard let c = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
             creds = c
@@ -179,7 +194,9 @@ struct ConnectionHandlers: Sendable {
         guard let existing = try await connections.find(id: id, tenantId: p.tenantId) else { throw ServiceError.notFound("connection") }
         var masked: [String: String]? = nil
         var s: ConnectionSettings? = nil
-        if existing.provider == "linux" {
+        if existing.provider == "web" {
+            if let given = req.settings { s = try await validateWeb(given) }
+        } else if existing.provider == "linux" {
             if req.settings != nil || req.credentials != nil {
                 let current = try settings.vault.open(existing.sealedCredentials, tenantId: p.tenantId, connectionId: id)
                 let merged = req.settings ?? existing.settings
@@ -239,6 +256,8 @@ struct ConnectionHandlers: Sendable {
         let reply: ConnectionTestReply
         if c.provider == "linux" {
             reply = await testLinux(c, tenantId: p.tenantId)
+        } else if c.provider == "web" {
+            reply = await testWeb(c)
         } else {
             do {
                 let session = try await self.session(c, tenantId: p.tenantId)
@@ -365,5 +384,69 @@ extension ConnectionHandlers {
             throw SessionError(message: e.issues?.first?.message ?? e.message, permanent: true)
         }
         return SSHTarget(host: host, address: address, port: s.port ?? 22, username: user, privateKeyPEM: key, hostKey: s.hostKey)
+    }
+}
+
+extension ConnectionHandlers {
+    /// A web target: an absolute http(s) URL without credentials whose host the web SSRF guard allows,
+    /// an optional PEM CA bundle (certificates only, ≤ 64 KB), ≤ 20 extra headers, ≤ 50 extra paths.
+    func validateWeb(_ given: ConnectionSettings?) async throws -> ConnectionSettings {
+        var issues: [ValidationIssue] = []
+        let url = given?.url?.trimmingCharacters(in: .whitespaces) ?? ""
+        do { _ = try SSRFGuard.parse(url) } catch { issues.append(.init(path: "body.settings.url", message: "\(error)")) }
+        if let pem = given?.caPem {
+            if pem.utf8.count > 65_536 {
+                issues.append(.init(path: "body.settings.ca_pem", message: "must be at most 64 KB"))
+            } else if !pem.contains("-----BEGIN CERTIFICATE-----") || pem.contains("PRIVATE KEY") {
+                issues.append(.init(path: "body.settings.ca_pem", message: "must be PEM certificates (-----BEGIN CERTIFICATE-----), no keys"))
+            }
+        }
+        let headers = given?.headers ?? [:]
+        if headers.count > 20
+            || headers.contains(where: { k, v in
+                k.isEmpty || k.count > 100 || v.count > 4096 || !k.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+                    || v.contains(where: \.isNewline) || ["host", "content-length", "connection", "transfer-encoding"].contains(k.lowercased())
+            })
+        {
+            issues.append(
+                .init(
+                    path: "body.settings.headers", message: "at most 20 headers with token names and single-line values (not Host or framing headers)"
+                ))
+        }
+        let paths = given?.scanPaths ?? []
+        if paths.count > 50 || paths.contains(where: { !$0.hasPrefix("/") || $0.count > 500 || $0.contains(where: \.isWhitespace) }) {
+            issues.append(.init(path: "body.settings.scan_paths", message: "at most 50 paths, each starting with / and without spaces"))
+        }
+        if let p = given?.httpPort, !(1...65535).contains(p) {
+            issues.append(.init(path: "body.settings.http_port", message: "must be between 1 and 65535"))
+        }
+        guard issues.isEmpty else { throw ServiceError.validation(issues) }
+        let g = settings.webGuardrail
+        do { _ = try await Blocking.run { try g.check(url) } } catch { throw ServiceError.validation("body.settings.url", "\(error)") }
+        var out = ConnectionSettings()
+        out.url = url
+        out.caPem = given?.caPem
+        out.headers = given?.headers
+        out.scanPaths = given?.scanPaths
+        out.httpPort = given?.httpPort
+        return out
+    }
+
+    /// One request to the target (redirects followed, each hop checked).
+    func testWeb(_ c: StoredConnection) async -> ConnectionTestReply {
+        guard let url = c.settings.url else { return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "the connection has no url") }
+        let g = settings.webGuardrail
+        do {
+            let chain = try await Blocking.run {
+                try WebClient(guardrail: g, deadline: .now + .seconds(10), budget: 6, maxBody: 65_536, extraHeaders: c.settings.headers ?? [:])
+                    .follow(url)
+            }
+            let last = chain.last
+            return ConnectionTestReply(
+                ok: last != nil, accountId: URL(string: url)?.host, arn: nil,
+                message: "the site answered HTTP \(last?.status ?? 0)" + (chain.count > 1 ? " after \(chain.count - 1) redirect(s)" : ""))
+        } catch {
+            return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "the site could not be reached: \(error)")
+        }
     }
 }

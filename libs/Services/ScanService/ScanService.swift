@@ -3,6 +3,7 @@ import Foundation
 import ServiceLifecycle
 import ServiceRuntime
 import Store
+import Web
 
 /// The scan orchestrator: connections, scans and schedules with their scheduler (API role) and the scan
 /// workers (worker role).
@@ -50,6 +51,12 @@ public enum ScanService {
                     store: store, connectors: ConnectorStore(db: store, onlineWithin: connectorSettings.onlineWithin), connections: connections,
                     settings: connectorSettings),
                 store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            let web = ScanWorker(
+                provider: WebScanProvider(
+                    guardrail: settings.webGuardrail,
+                    limits: WebLimits(
+                        seconds: Double(r.int("VIGIL_WEB_SCAN_SECONDS", default: 30)), requests: r.int("VIGIL_WEB_SCAN_REQUESTS", default: 150))),
+                store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
             for consumer in [
                 StreamConsumer(
                     jetStream: ctx.jetStream, stream: Streams.jobs, config: aws.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
@@ -57,6 +64,9 @@ public enum ScanService {
                 StreamConsumer(
                     jetStream: ctx.jetStream, stream: Streams.jobs, config: host.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
                     handler: host.handle),
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: web.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
+                    handler: web.handle),
             ] {
                 try await consumer.prepare()
                 services.append(consumer)

@@ -248,6 +248,10 @@ struct ScanHandlers: Sendable {
             // One part: the host (its name for SSH, the connector's host for an agent).
             regions = [settings.host ?? "host"]
             services = ["host"]
+        } else if conn.provider == "web" {
+            // One part: the site.
+            regions = ["global"]
+            services = ["web"]
         }
         let scan = try await scans.insert(
             tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor)

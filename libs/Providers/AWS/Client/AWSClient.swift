@@ -26,6 +26,8 @@ public final class CallCounter: Sendable {
     private let retries = Atomic<Int>(0)
     public init() {}
     func add() { calls.add(1, ordering: .relaxed) }
+    /// Calls another provider made (web requests), for the scan's statistics.
+    public func add(count n: Int) { calls.add(n, ordering: .relaxed) }
     func addRetry() { retries.add(1, ordering: .relaxed) }
     public var snapshot: (calls: Int, retries: Int) { (calls.load(ordering: .relaxed), retries.load(ordering: .relaxed)) }
 }

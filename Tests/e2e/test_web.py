@@ -1,0 +1,175 @@
+"""Web targets: passive scans of local sites (Tests/e2e/websites.py) with planted issues of every
+category, found; their correctly configured twin with decoys, clean; TLS endpoints with self-signed,
+expired, wrong-host and legacy certificates; the SSRF guard; a hostile site that cannot stall a scan;
+bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import ROOT, assert_envelope
+from test_scans import all_results, trigger, wait_scan
+
+PLANTED = {
+    "web.transport.http_serves_content", "web.tls.no_tls13", "web.tls.broken_cipher_suites", "web.tls.static_rsa_key_exchange",
+    "web.tls.cbc_sha1_suites", "web.tls.no_ocsp_stapling",
+    "web.headers.hsts_short_max_age", "web.headers.hsts_no_include_subdomains", "web.headers.csp_unsafe_inline",
+    "web.headers.csp_script_wildcard", "web.headers.x_content_type_options_missing", "web.headers.clickjacking",
+    "web.headers.referrer_policy_unsafe", "web.headers.permissions_policy_missing", "web.headers.coop_missing", "web.headers.corp_missing",
+    "web.headers.version_banner",
+    "web.cookies.no_secure", "web.cookies.no_httponly", "web.cookies.no_samesite", "web.cookies.prefix_violation",
+    "web.cors.reflected_origin_with_credentials", "web.cors.null_origin", "web.cors.crossdomain_policy_wildcard",
+    "web.exposure.git", "web.exposure.env_file", "web.exposure.backup", "web.exposure.database_dump", "web.exposure.config_backup",
+    "web.exposure.server_status", "web.exposure.directory_listing", "web.exposure.ds_store", "web.exposure.admin_panel",
+    "web.exposure.debug_endpoint", "web.exposure.source_map",
+    "web.content.mixed_content", "web.secrets.cloud_key", "web.secrets.payment_key", "web.secrets.private_key", "web.secrets.vcs_token",
+    "web.secrets.saas_token", "web.secrets.jwt", "web.secrets.connection_url",
+}
+TLS_ENDPOINTS = {
+    "self_signed": {"web.tls.self_signed"},
+    "expired": {"web.tls.expired"},
+    "wrong_host": {"web.tls.hostname_mismatch", "web.tls.expiring_soon"},
+    "legacy": {"web.tls.legacy_protocol", "web.tls.weak_key", "web.tls.weak_signature", "web.tls.no_tls13", "web.tls.static_rsa_key_exchange",
+               "web.tls.cbc_sha1_suites", "web.tls.no_forward_secrecy"},
+}
+
+
+@pytest.fixture(scope="module")
+def sites():
+    d = tempfile.mkdtemp(prefix="vigil-sites-")
+    proc = subprocess.Popen(["python3", os.path.join(ROOT, "Tests", "e2e", "websites.py"), d], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "sites.log"), "wb"))
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(d, "sites.json")):
+            assert proc.poll() is None and time.time() < deadline, open(os.path.join(d, "sites.log")).read()
+            time.sleep(0.1)
+        s = json.load(open(os.path.join(d, "sites.json")))
+        s["ca_text"] = open(s["ca_pem"]).read()
+        yield s
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def web_connection(client, site, ca=None, **extra):
+    settings = {"url": site["url"], **({"http_port": site["http_port"]} if "http_port" in site else {}), **extra}
+    if ca:
+        settings["ca_pem"] = ca
+    r = client.post("/connections/", {"name": "site", "provider": "web", "settings": settings})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def scan_site(client, conn, timeout=120):
+    scan = wait_scan(client, trigger(client, conn), timeout=timeout)
+    assert scan["status"] == "completed", scan
+    results = all_results(client, scan["id"])
+    return scan, {r["rule_id"] for r in results if r["status"] == "FAIL"}, results
+
+
+def test_planted_site_every_category_found_and_twin_clean(stack, signup, sites):
+    owner, _, _ = signup("webscan")
+    planted = web_connection(owner, sites["planted"], sites["ca_text"])
+    twin = web_connection(owner, sites["twin"], sites["ca_text"])
+    t = owner.post(f"/connections/{twin}/test")
+    assert t.status_code == 200 and t.json()["ok"] is True, t.text
+
+    scan, failing, results = scan_site(owner, planted)
+    missing = PLANTED - failing
+    assert not missing, f"missing {sorted(missing)}; found {sorted(failing)}"
+    assert scan["complete"] is True and scan["resources_scanned"] >= 10
+    # Evidence: secrets only as redacted previews; exposures name the URL that proved them.
+    secrets = [r for r in results if r["status"] == "FAIL" and r["rule_id"].startswith("web.secrets.")]
+    text = json.dumps(secrets, ensure_ascii=False)
+    from websites import AWS_SECRET, STRIPE, GHP, SLACK, SERVICE_JWT
+    for value in (AWS_SECRET, STRIPE, GHP, SLACK, SERVICE_JWT):
+        assert value not in text, "a secret leaked into a result"
+    assert "…" in text
+    git = next(r for r in results if r["rule_id"] == "web.exposure.git" and r["status"] == "FAIL")
+    assert "/.git/" in json.dumps(git["evidence"])
+
+    scan, failing, results = scan_site(owner, twin)
+    assert not failing, f"the correctly configured twin was flagged: {sorted(failing)}"
+    assert scan["complete"] is True and scan["checks_evaluated"] >= 40
+
+    # Findings of a web scan flow like any provider's: rule ids, severities and compliance.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        found = owner.get(f"/findings/?connection_id={planted}&limit=200").json()
+        if found["total"] >= len(PLANTED):
+            break
+        time.sleep(0.3)
+    assert {f["rule_code"] if "rule_code" in f else f["rule_id"] for f in found["items"]} >= {"web.exposure.git", "web.secrets.cloud_key"}
+
+
+@pytest.mark.parametrize("name", sorted(TLS_ENDPOINTS))
+def test_tls_endpoints(stack, signup, sites, name):
+    owner, _, _ = signup("webtls")
+    conn = web_connection(owner, sites[name], None if name == "self_signed" else sites["ca_text"])
+    _, failing, _ = scan_site(owner, conn)
+    expected = TLS_ENDPOINTS[name]
+    assert expected <= failing, f"{name}: missing {sorted(expected - failing)}; found {sorted(failing)}"
+    tls = {f for f in failing if f.startswith("web.tls.")}
+    others = {"self_signed", "expired", "hostname_mismatch", "untrusted_chain", "expiring_soon", "legacy_protocol", "weak_key", "weak_signature"}
+    unexpected = {f for f in tls if f.split(".")[-1] in others} - expected
+    assert not unexpected, f"{name}: flagged {sorted(unexpected)}"
+
+
+def test_without_the_private_ca_the_chain_is_untrusted(stack, signup, sites):
+    owner, _, _ = signup("webca")
+    conn = web_connection(owner, sites["twin"])
+    _, failing, _ = scan_site(owner, conn)
+    assert "web.tls.untrusted_chain" in failing and "web.tls.self_signed" not in failing
+
+
+def test_hostile_site_cannot_stall_a_scan(stack, signup, sites):
+    owner, _, _ = signup("webhostile")
+    conn = web_connection(owner, sites["hostile"])
+    started = time.time()
+    scan = wait_scan(owner, trigger(owner, conn), timeout=120)
+    elapsed = time.time() - started
+    assert scan["status"] in ("completed", "failed"), scan
+    # The scan's own limit is 30 s (VIGIL_WEB_SCAN_SECONDS); a worker is never held much past it.
+    assert elapsed < 60, elapsed
+    # The worker is free again: the next scan of a normal site completes.
+    twin = web_connection(owner, sites["twin"], sites["ca_text"])
+    assert scan_site(owner, twin)[0]["status"] == "completed"
+
+
+def test_web_connection_input_and_ssrf(stack, signup, sites):
+    owner, _, _ = signup("webinput")
+    for settings, path in [({"url": "not a url"}, "body.settings.url"), ({"url": "ftp://127.0.0.1/"}, "body.settings.url"),
+                           ({"url": "https://user:pw@127.0.0.1/"}, "body.settings.url"), ({}, "body.settings.url"),
+                           ({"url": sites["twin"]["url"], "ca_pem": "x" * 70000}, "body.settings.ca_pem"),
+                           ({"url": sites["twin"]["url"], "ca_pem": "-----BEGIN PRIVATE KEY-----"}, "body.settings.ca_pem"),
+                           ({"url": sites["twin"]["url"], "headers": {"Bad\nName": "x"}}, "body.settings.headers"),
+                           ({"url": sites["twin"]["url"], "scan_paths": ["no-slash"]}, "body.settings.scan_paths"),
+                           ({"url": "http://169.254.169.254/latest/meta-data/"}, "body.settings.url"),
+                           ({"url": "http://10.1.2.3/"}, "body.settings.url")]:
+        r = owner.post("/connections/", {"name": "x", "provider": "web", "settings": settings})
+        assert_envelope(r, 422)
+        assert path in r.text, (settings, r.text)
+
+
+def test_loopback_refused_without_the_setting_also_by_name_and_at_scan_time(stack, signup, sites):
+    """With VIGIL_WEB_ALLOW_LOOPBACK off, a loopback URL and a DNS name for loopback are refused, and a
+    connection saved while it was allowed fails its scan (the address is checked when connecting)."""
+    owner, _, _ = signup("webssrf")
+    conn = web_connection(owner, sites["twin"], sites["ca_text"])
+    try:
+        stack.restart("scan-orchestrator", VIGIL_WEB_ALLOW_LOOPBACK="false")
+        for url in (sites["twin"]["url"], sites["twin"]["url"].replace("127.0.0.1", "localhost")):
+            r = owner.post("/connections/", {"name": "x", "provider": "web", "settings": {"url": url}})
+            assert_envelope(r, 422)
+        # A connection saved while allowed is refused at scan time (each hop is checked when connecting).
+        scan = wait_scan(owner, trigger(owner, conn), timeout=60)
+        assert scan["status"] == "failed" and "loopback" in (scan.get("error") or ""), scan
+    finally:
+        stack.restart("scan-orchestrator")
