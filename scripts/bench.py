@@ -547,6 +547,56 @@ def bench_waste(bin_dir):
         stop_moto(moto)
 
 
+def bench_web(bin_dir):
+    """Web targets: one full passive scan (TLS handshakes included) of each local site of
+    Tests/e2e/websites.py, trigger to completed over REST; wall time per site (median of ROUNDS) and
+    requests sent."""
+    import json
+    import shutil
+    import signal
+    import tempfile
+    d = tempfile.mkdtemp(prefix="bench-web-")
+    sites_proc = subprocess.Popen(["python3", os.path.join(os.path.dirname(__file__), "..", "Tests", "e2e", "websites.py"), d],
+                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack = unlimited_stack(bin_dir, VIGIL_WEB_ALLOW_LOOPBACK="true")
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(d, "sites.json")) and time.time() < deadline:
+            time.sleep(0.1)
+        sites = json.load(open(os.path.join(d, "sites.json")))
+        ca = open(sites["ca_pem"]).read()
+        stack.start()
+        r, c = sign_up(stack, "web")
+        tenant = r["workspace"]["id"]
+        c.get("/billing/subscription")
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
+                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
+                       check=True, capture_output=True)
+        print(f"\nweb benchmark: one full passive scan per site (TLS checks included), release build, median of {ROUNDS}")
+        print(f"{'site':<12} {'wall s':>7} {'runs':<24} {'requests':>8} {'checks':>7} {'failing':>7}")
+        for name in ("planted", "twin", "self_signed", "expired", "wrong_host", "legacy"):
+            site = sites[name]
+            settings = {"url": site["url"], **({"http_port": site["http_port"]} if "http_port" in site else {}), "ca_pem": ca}
+            conn = c.post("/connections/", {"name": name, "provider": "web", "settings": settings}).json()["id"]
+            runs = []
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                sid = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
+                while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
+                    time.sleep(0.02)
+                assert scan["status"] == "completed" and scan["complete"], scan
+                runs.append((time.perf_counter() - t0, scan))
+            wall, scan = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+            print(f"{name:<12} {wall:>7.2f} {', '.join(f'{w:.2f}' for w, _ in runs):<24} {scan['api_calls']:>8} {scan['checks_evaluated']:>7} "
+                  f"{sum(scan['findings_count'].values()):>7}")
+        print("target: <= 5 s per site including all TLS checks")
+    finally:
+        stack.stop()
+        os.killpg(sites_proc.pid, signal.SIGTERM)
+        sites_proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     what, bin_dir = sys.argv[1], sys.argv[2]
     if what == "quota":
@@ -561,6 +611,8 @@ def main():
         return bench_host(bin_dir)
     if what == "waste":
         return bench_waste(bin_dir)
+    if what == "web":
+        return bench_web(bin_dir)
     assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,

@@ -95,12 +95,15 @@ MODELS["NotificationPolicy"] = obj(["delivery", "notification_trigger_mode"], de
 AWS_CREDS = obj(access_key_id=S(pattern="^(AKIA|ASIA)[A-Z0-9]{16}$"), secret_access_key=S(minLength=40, maxLength=40),
                 session_token=S(), role_arn=S(), external_id=S())
 CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")}, endpoint_url=S(format="uri"),
-                    proxy_id=UUID)
+                    proxy_id=UUID, mode=S(enum=["agent", "ssh"]), connector_id=UUID, host=S(), port=I(minimum=1, maximum=65535), username=S(),
+                    host_key=S(), url=S(format="uri", description="web: the target"), ca_pem=S(description="web: extra PEM CA bundle"),
+                    headers={"type": "object", "additionalProperties": S()}, scan_paths={"type": "array", "items": S()},
+                    http_port=I(minimum=1, maximum=65535))
 MODELS["Proxy"] = obj(["id", "name", "url", "has_password", "created_at", "updated_at"], id=UUID, name=S(),
                       url=S(description="http://host:port of the proxy (credentials are never part of it)"), username=NULL(S()),
                       has_password=B, created_at=DT, updated_at=DT, last_tested_at=NULL(DT), last_test_ok=NULL(B), last_error=NULL(S()))
 MODELS["Connection"] = obj(["id", "name", "provider", "status", "credentials", "settings", "created_at"], id=UUID, name=S(),
-                           provider=S(enum=["aws"]), status=S(enum=["pending", "active", "error"]),
+                           provider=S(enum=["aws", "linux", "web"]), status=S(enum=["pending", "active", "error"]),
                            credentials={"type": "object", "additionalProperties": S(), "description": "masked"},
                            settings=CONN_SETTINGS, created_at=DT, updated_at=DT, last_scan_at=DT, last_tested_at=DT, last_error=S())
 MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
@@ -117,7 +120,10 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      checks_evaluated=I(), findings_count=COUNTS, estimated_monthly_savings={"type": "number"},
                      complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
                      api_calls=I(description="AWS API calls made (retries included)"), api_retries=I(),
-                     scan_ids={"type": "array", "items": UUID, "description": "every scan one trigger started (connection_ids / all_connections)"})
+                     scan_ids={"type": "array", "items": UUID, "description": "every scan one trigger started (connection_ids / all_connections)"},
+                     target_url=S(description="web scans"), target_hostname=S(), mode=S(enum=["passive"]),
+                     categories={"type": "object", "additionalProperties": COUNTS, "description": "web scans: failing checks by category and severity"},
+                     findings={"type": "array", "items": {"type": "object"}, "description": "web scans with include_findings=true: the failing checks"})
 MODELS["Enrollment"] = obj(["id", "name", "token_prefix", "uses", "status", "expires_at", "created_at"], id=UUID, name=S(), token_prefix=S(),
                            max_uses=NULL(I()), uses=I(), status=S(enum=["active", "revoked", "expired", "exhausted"]), expires_at=DT,
                            created_by=NULL(S()), created_at=DT, revoked_at=NULL(DT),
@@ -174,6 +180,7 @@ MODELS["Finding"] = obj(["id", "fingerprint", "rule_code", "title", "severity", 
                         id=UUID, fingerprint=S(), rule_code=S(), title=S(), severity=SEVERITY, status=FSTATUS, provider=S(), service=S(),
                         resource_id=S(), resource_type=S(), resource_name=S(), region=S(), connection_id=UUID, scan_job_id=UUID, category=S(),
                         description=S(), rationale=S(), remediation=REMEDIATION, cwe=S(), evidence=OBJ, compliance=COMPLIANCE,
+                        check_id=S(description="FixVibe's name for rule_code"), scan_id=UUID, cwe_id=S(),
                         estimated_monthly_savings={"type": "number"}, auto_fix=B, fix_action=S(), tags={"type": "object", "additionalProperties": S()},
                         first_seen_at=DT, last_seen_at=DT, resolved_at=DT, status_reason=S(), status_actor=S(), status_expires_at=DT,
                         suppression_rule_id=UUID, history={"type": "array", "items": FEVENT})
@@ -214,7 +221,7 @@ PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), 
               auto_fix_only=B, search=S(), sort_by=S(enum=["created_at", "first_seen_at", "last_seen_at", "severity", "resolved_at"]),
               finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
               framework_id=S(), connector_type=S(), report_type=S(enum=["executive_summary", "compliance", "findings_export"]),
-              source=S(enum=["builtin", "custom"]))
+              source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B)
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -272,7 +279,7 @@ ROUTES = [
     ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
     ("get", "/api/v1/connections/", "vigil.scans.connection.list", "viewer", 200, None, page(MODELS["Connection"]), "List connections", PAGE_Q),
     ("post", "/api/v1/connections/", "vigil.scans.connection.create", "admin", 201,
-     obj(["name", "provider", "credentials"], name=S(), provider=S(enum=["aws"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
+     obj(["name", "provider"], name=S(), provider=S(enum=["aws", "linux", "web"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
      "Connection", "Connect a cloud account (credentials are sealed and only ever shown masked)", []),
     ("post", "/api/v1/connections/linux/generate-key", "vigil.scans.connection.generate_key", "admin", 200, None,
      obj(["algorithm", "public_key", "private_key", "fingerprint", "instructions"], algorithm=S(), public_key=S(pattern="^ssh-rsa "),
@@ -289,6 +296,10 @@ ROUTES = [
     ("delete", "/api/v1/connections/{connection_id}", "vigil.scans.connection.delete", "admin", 204, None, "Empty", "Delete a connection", []),
     ("post", "/api/v1/connections/{connection_id}/test", "vigil.scans.connection.test", "analyst", 200, None,
      obj(["ok", "message"], ok=B, account_id=S(), arn=S(), message=S()), "Check the credentials with STS GetCallerIdentity", []),
+    ("post", "/api/v1/scans", "vigil.scans.scan.submit", "analyst", 200,
+     obj(["target"], target=S(format="uri", description="the URL to scan"), mode=S(enum=["passive", "active"])),
+     obj(["id", "status", "target", "mode", "connection_id"], id=UUID, status=S(enum=["queued"]), target=S(), mode=S(), connection_id=UUID),
+     "Scan a URL (FixVibe): the web connection for it is found or created, then a passive scan is queued", []),
     ("post", "/api/v1/scans/trigger", "vigil.scans.scan.trigger", "analyst", 202,
      obj(connection_id=UUID, connection_ids={"type": "array", "items": UUID, "minItems": 1, "maxItems": 100}, all_connections=B,
          regions={"type": "array", "items": S()},
@@ -297,7 +308,9 @@ ROUTES = [
      "Scan", "Queue a scan of a connection (all its regions and services unless narrowed)", []),
     ("get", "/api/v1/scans/", "vigil.scans.scan.list", "viewer", 200, None, page(MODELS["Scan"]), "List scans, newest first",
      PAGE_Q + ["connection_id", "status"]),
-    ("get", "/api/v1/scans/{scan_id}", "vigil.scans.scan.get", "viewer", 200, None, "Scan", "One scan with its counts", []),
+    ("get", "/api/v1/scans/{scan_id}", "vigil.scans.scan.get", "viewer", 200, None, "Scan",
+     "One scan with its counts (web scans: target, per-category summary, and the failing checks with include_findings=true)",
+     ["include_findings"]),
     ("get", "/api/v1/scans/{scan_id}/progress", "vigil.scans.scan.progress", "viewer", 200, None,
      obj(["scan_id", "status", "phase", "percent_complete", "parts_total", "parts_done", "parts"], scan_id=UUID, status=SCAN_STATUS,
          phase=S(enum=["queued", "connecting", "collecting", "finalizing", "completed", "failed", "canceled"]),
@@ -389,7 +402,8 @@ ROUTES = [
      "Change thresholds (fields left out keep their value; a service override set to null is removed)", []),
     ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
-     PAGE_Q + ["severity", "status", "provider", "rule_code", "connection_id", "scan_job_id", "auto_fix_only", "search", "sort_by"]),
+     PAGE_Q + ["severity", "status", "provider", "rule_code", "check_id", "since", "connection_id", "scan_job_id", "auto_fix_only", "search",
+               "sort_by"]),
     ("get", "/api/v1/findings/summary", "vigil.findings.finding.summary", "viewer", 200, None,
      obj(["total", "open", "by_severity", "by_status", "open_by_severity", "total_resolved_last_30d", "estimated_monthly_savings", "by_connection"],
          total=I(), open=I(), by_severity=OBJ, by_status=OBJ, open_by_severity=OBJ, total_resolved_last_30d=I(),

@@ -1,10 +1,11 @@
 import AWS
 import Foundation
 import Net
-@testable import ScanEngine
 import Testing
 import VigilCore
 import VigilTesting
+
+@testable import ScanEngine
 
 /// The rule language, the built-in rules and the collectors (against moto seeded with planted
 /// misconfigurations and correctly configured twins).
@@ -214,4 +215,3 @@ import VigilTesting
         #expect(SecretDetectors.scan(jwt(#"{"role":"authenticated","sub":"u1"}"#)).isEmpty)
     }
 }
-

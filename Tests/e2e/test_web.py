@@ -173,3 +173,48 @@ def test_loopback_refused_without_the_setting_also_by_name_and_at_scan_time(stac
         assert scan["status"] == "failed" and "loopback" in (scan.get("error") or ""), scan
     finally:
         stack.restart("scan-orchestrator")
+
+
+def test_fixvibe_scan_routes_and_finding_filters(stack, signup, sites):
+    owner, _, _ = signup("fixvibe")
+    other, _, _ = signup("fixvibeother")
+    target = sites["planted"]["url"]
+    r = owner.post("/scans", {"target": target})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "queued" and body["mode"] == "passive" and body["target"] == target
+    # The same target again reuses its web connection.
+    again = owner.post("/scans", {"target": target}).json()
+    assert again["connection_id"] == body["connection_id"]
+    assert len([c for c in owner.get("/connections/").json()["items"] if c["provider"] == "web"]) == 1
+    for b, status, path in [({}, 422, "body.target"), ({"target": "ftp://x/"}, 422, "body.settings.url"),
+                            ({"target": target, "mode": "loud"}, 422, "body.mode"), ({"target": "http://169.254.169.254/"}, 422, None)]:
+        res = owner.post("/scans", b)
+        assert_envelope(res, status)
+        assert path is None or path in res.text, res.text
+    assert_envelope(owner.post("/scans", {"target": target, "mode": "active"}), 403, "active_scan_not_authorized")
+
+    scan = wait_scan(owner, body["id"], timeout=120)
+    assert scan["status"] == "completed"
+    view = owner.get(f"/scans/{body['id']}").json()
+    assert view["target_url"] == target and view["target_hostname"] == "127.0.0.1" and view["mode"] == "passive"
+    assert "findings" not in view and view["categories"]["exposure"]["critical"] >= 3 and "tls" in view["categories"]
+    full = owner.get(f"/scans/{body['id']}?include_findings=true").json()
+    assert len(full["findings"]) == sum(scan["findings_count"].values())
+    assert all(f["status"] == "FAIL" for f in full["findings"])
+    assert_envelope(other.get(f"/scans/{body['id']}"), 404)
+
+    # Findings: check_id, a severity list and since; FixVibe's field names beside ours.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        page = owner.get("/findings/?check_id=web.exposure.git,web.secrets.cloud_key&severity=critical,high&limit=50").json()
+        if len(page["items"]) >= 2:
+            break
+        time.sleep(0.3)
+    assert all("check_id" in f for f in page["items"]), page["items"][0]
+    assert {f["check_id"] for f in page["items"]} == {"web.exposure.git", "web.secrets.cloud_key"}
+    assert all(f["severity"] in ("critical", "high") and f["cwe_id"] and f["scan_id"] for f in page["items"])
+    future = owner.get("/findings/?check_id=web.exposure.git&since=2999-01-01T00:00:00Z").json()
+    assert future["items"] == []
+    assert_envelope(owner.get("/findings/?since=yesterday"), 422)
+    assert owner.get("/findings/?provider=web&limit=1").json()["total"] >= 30

@@ -142,7 +142,8 @@ package enum Subjects {
         package static let scanCancel = "vigil.scans.scan.cancel"
         /// DELETE /api/v1/scans/{scan_id} — Remove a finished scan from the history (its findings and their audit trail stay)
         package static let scanDelete = "vigil.scans.scan.delete"
-        /// GET /api/v1/scans/{scan_id} — One scan with its counts
+        /// GET /api/v1/scans/{scan_id} — One scan with its counts (web scans: target, per-category summary, and the failing checks with
+        /// include_findings=true)
         package static let scanGet = "vigil.scans.scan.get"
         /// GET /api/v1/scans/ — List scans, newest first
         package static let scanList = "vigil.scans.scan.list"
@@ -150,6 +151,8 @@ package enum Subjects {
         package static let scanProgress = "vigil.scans.scan.progress"
         /// GET /api/v1/scans/{scan_id}/results — Every (rule, resource) evaluated by the scan, PASS or FAIL
         package static let scanResults = "vigil.scans.scan.results"
+        /// POST /api/v1/scans — Scan a URL (FixVibe): the web connection for it is found or created, then a passive scan is queued
+        package static let scanSubmit = "vigil.scans.scan.submit"
         /// POST /api/v1/scans/trigger — Queue a scan of a connection (all its regions and services unless narrowed)
         package static let scanTrigger = "vigil.scans.scan.trigger"
         /// GET /api/v1/settings/scan-policy — The workspace's utilisation thresholds, global, per service and as the next scan applies them
@@ -538,6 +541,7 @@ package enum RouteAccess {
         Subjects.Scans.scanList: .role(.viewer),
         Subjects.Scans.scanProgress: .role(.viewer),
         Subjects.Scans.scanResults: .role(.viewer),
+        Subjects.Scans.scanSubmit: .role(.analyst),
         Subjects.Scans.scanTrigger: .role(.analyst),
         Subjects.Scans.scanPolicyGet: .role(.viewer),
         Subjects.Scans.scanPolicyUpdate: .role(.admin),

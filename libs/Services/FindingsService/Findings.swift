@@ -40,6 +40,10 @@ struct FindingView: Codable, Sendable {
     var statusExpiresAt: Date?
     var suppressionRuleId: String?
     var history: [FindingEventView]?
+    /// FixVibe's names for the same facts (check_id = rule id, scan_id = the last scan, cwe_id = cwe).
+    var checkId: String? = nil
+    var scanId: String? = nil
+    var cweId: String? = nil
 }
 struct FindingEventView: Codable, Sendable {
     var id: String
@@ -63,6 +67,10 @@ struct FindingListRequest: Codable, Sendable {
     var status: String?
     var provider: String?
     var ruleCode: String?
+    /// FixVibe's name for `rule_code`.
+    var checkId: String? = nil
+    /// Findings first seen at or after this instant (RFC 3339).
+    var since: String? = nil
     var connectionId: String?
     var scanJobId: String?
     var autoFixOnly: Bool?
@@ -131,11 +139,21 @@ struct FindingHandlers: Sendable {
         if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) {
             f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s))
         }
-        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws", "linux"]) {
-            f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s))
+        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws", "linux", "host", "web"]) {
+            // Linux connections' findings carry the host provider's name.
+            f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s.map { $0 == "linux" ? "host" : $0 }))
         }
         if let s = try Validate.list(q.ruleCode, path: "query.rule_code", lower: false) {
             f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let s = try Validate.list(q.checkId, path: "query.check_id", lower: false) {
+            f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(s))
+        }
+        if let since = q.since {
+            guard let d = Timestamp.parse(since) else {
+                throw ServiceError.validation("query.since", "must be an RFC 3339 time like 2026-04-01T00:00:00Z")
+            }
+            f.add({ "first_seen_at >= $\($0)::timestamptz" }, Timestamp.format(d))
         }
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.scanJobId, path: "query.scan_job_id") { f.add({ "last_scan_id = $\($0)" }, c) }
@@ -364,9 +382,11 @@ extension FindingView: JSONWritable {
         var o = JSONFields(capacity: 1536)
         o.bool("auto_fix", autoFix)
         o.string("category", category)
+        o.string("check_id", checkId)
         o.map("compliance", compliance) { FastJSON.strings($0, into: &$1) }
         o.string("connection_id", connectionId)
         o.string("cwe", cwe)
+        o.string("cwe_id", cweId)
         o.string("description", description)
         o.number("estimated_monthly_savings", estimatedMonthlySavings)
         o.map("evidence", evidence) { $0.writeJSON(into: &$1) }
@@ -390,6 +410,7 @@ extension FindingView: JSONWritable {
         o.string("resource_name", resourceName)
         o.string("resource_type", resourceType)
         o.string("rule_code", ruleCode)
+        o.string("scan_id", scanId)
         o.string("scan_job_id", scanJobId)
         o.string("service", service)
         o.string("severity", severity)

@@ -29,6 +29,7 @@ public enum ScanService {
             connections.register(on: ctx.responder)
             let scans = ScanHandlers(store: store, bus: ctx.bus)
             scans.register(on: ctx.responder)
+            WebScanHandlers(connections: connections, scans: scans).register(on: ctx.responder)
             let scheduler = Scheduler(store: store, bus: ctx.bus, scans: scans, logger: ctx.logger)
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)

@@ -18,7 +18,11 @@ struct TriggerScanRequest: Codable, Sendable {
     var regions: [String]?
     var services: [String]?
 }
-struct ScanPath: Codable, Sendable { var scanId: String }
+struct ScanPath: Codable, Sendable {
+    var scanId: String
+    /// Web scans: embed the failing checks (`GET /scans/{id}?include_findings=true`).
+    var includeFindings: Bool? = nil
+}
 struct ScanListRequest: Codable, Sendable {
     var limit: Int?
     var cursor: String?
@@ -60,6 +64,13 @@ struct ScanView: Codable, Sendable {
     var apiRetries: Int
     /// When one trigger started several scans: all their ids (this one first).
     var scanIds: [String]? = nil
+    /// Web scans (FixVibe's fields): the target, the mode, failing checks by category, and the failing
+    /// checks themselves when asked for.
+    var targetUrl: String? = nil
+    var targetHostname: String? = nil
+    var mode: String? = nil
+    var categories: [String: FindingsCount]? = nil
+    var findings: [ScanResultView]? = nil
 }
 struct ScanProgress: Codable, Sendable {
     var scanId: String
@@ -291,7 +302,9 @@ struct ScanHandlers: Sendable {
     }
 
     @Sendable func get(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
-        return try await load(p, req.scanId)
+        let scan = try await load(p, req.scanId)
+        guard let c = try await connections.find(id: scan.connectionId, tenantId: p.tenantId), c.provider == "web" else { return scan }
+        return try await WebScanHandlers.decorate(scan, connection: c, store: scans, tenantId: p.tenantId, withFindings: req.includeFindings == true)
     }
 
     @Sendable func progress(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanProgress {

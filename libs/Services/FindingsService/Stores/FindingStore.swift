@@ -26,7 +26,8 @@ struct FindingStore: Sendable {
             fixAction: rule?.fixAction, tags: try r.json("tags"), firstSeenAt: try r.date("first_seen_at"),
             lastSeenAt: try r.date("last_seen_at"), resolvedAt: r.optionalDate("resolved_at"), statusReason: r.optionalString("status_reason"),
             statusActor: r.optionalString("status_actor"), statusExpiresAt: r.optionalDate("status_expires_at"),
-            suppressionRuleId: r.optionalString("suppression_rule_id"), history: nil)
+            suppressionRuleId: r.optionalString("suppression_rule_id"), history: nil, checkId: ruleId, scanId: try r.string("last_scan_id"),
+            cweId: rule?.cwe)
     }
 
     static func event(_ r: Row) throws -> FindingEventView {

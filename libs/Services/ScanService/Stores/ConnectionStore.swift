@@ -146,6 +146,15 @@ struct ConnectionStore: Sendable {
             """, [id, tenantId, hostKey])
     }
 
+    /// The workspace's web connection for exactly this URL, if any (the oldest).
+    func findWeb(url: String, tenantId: String) async throws -> String? {
+        try await db.query(
+            .tenant(tenantId),
+            "SELECT id FROM scans.connections WHERE tenant_id = $1 AND provider = 'web' AND settings->>'url' = $2 ORDER BY created_at, id LIMIT 1",
+            [tenantId, url]
+        ).first.map { try $0.string("id") }
+    }
+
     /// Every connection id of the workspace, oldest first.
     func ids(tenantId: String) async throws -> [String] {
         try await db.query(.tenant(tenantId), "SELECT id FROM scans.connections WHERE tenant_id = $1 ORDER BY created_at, id", [tenantId])

@@ -142,16 +142,29 @@ struct ScanStore: Sendable {
             filter += " AND rule_id = $\(values.count)"
         }
         return try await db.transaction(.tenant(tenantId)) { tx in
-            try await page.list(tx, from: "scans.scan_results", filter: filter, values) { r in
-                ScanResultView(
-                    id: try r.string("id"), fingerprint: try r.string("fingerprint"), ruleId: try r.string("rule_id"),
-                    status: try r.string("status"), severity: try r.string("severity"), title: try r.string("title"),
-                    resourceId: try r.string("resource_id"), resourceType: try r.string("resource_type"),
-                    resourceName: try r.string("resource_name"), region: try r.string("region"), service: try r.string("service"),
-                    evidence: try r.json("evidence"), estimatedMonthlySavings: r.optionalString("savings").flatMap(Double.init),
-                    createdAt: try r.date("created_at"))
-            }
+            try await page.list(tx, from: "scans.scan_results", filter: filter, values, map: Self.result)
         }
+    }
+
+    static func result(_ r: Row) throws -> ScanResultView {
+        ScanResultView(
+            id: try r.string("id"), fingerprint: try r.string("fingerprint"), ruleId: try r.string("rule_id"),
+            status: try r.string("status"), severity: try r.string("severity"), title: try r.string("title"),
+            resourceId: try r.string("resource_id"), resourceType: try r.string("resource_type"),
+            resourceName: try r.string("resource_name"), region: try r.string("region"), service: try r.string("service"),
+            evidence: try r.json("evidence"), estimatedMonthlySavings: r.optionalString("savings").flatMap(Double.init),
+            createdAt: try r.date("created_at"))
+    }
+
+    /// A scan's failing results, most severe first (at most `limit`).
+    func failing(tenantId: String, scanId: String, limit: Int) async throws -> [ScanResultView] {
+        try await db.query(
+            .tenant(tenantId),
+            """
+            SELECT * FROM scans.scan_results WHERE tenant_id = $1 AND scan_id = $2 AND status = 'FAIL'
+            ORDER BY array_position(ARRAY['critical','high','medium','low','info'], severity), rule_id, resource_id LIMIT \(limit)
+            """, [tenantId, scanId]
+        ).map(Self.result)
     }
 
     // MARK: worker role
