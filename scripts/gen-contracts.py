@@ -99,6 +99,9 @@ CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov
                     host_key=S(), url=S(format="uri", description="web: the target"), ca_pem=S(description="web: extra PEM CA bundle"),
                     headers={"type": "object", "additionalProperties": S()}, scan_paths={"type": "array", "items": S()},
                     http_port=I(minimum=1, maximum=65535))
+MODELS["Domain"] = obj(["id", "domain", "status", "token", "methods", "created_at"], id=UUID, domain=S(), status=S(enum=["pending", "verified"]),
+                       token=S(), methods={"type": "object", "additionalProperties": {"type": "object", "additionalProperties": S()}},
+                       method=NULL(S()), verified_at=NULL(DT), last_checked_at=NULL(DT), last_error=NULL(S()), created_at=DT)
 MODELS["Proxy"] = obj(["id", "name", "url", "has_password", "created_at", "updated_at"], id=UUID, name=S(),
                       url=S(description="http://host:port of the proxy (credentials are never part of it)"), username=NULL(S()),
                       has_password=B, created_at=DT, updated_at=DT, last_tested_at=NULL(DT), last_test_ok=NULL(B), last_error=NULL(S()))
@@ -121,7 +124,7 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
                      api_calls=I(description="AWS API calls made (retries included)"), api_retries=I(),
                      scan_ids={"type": "array", "items": UUID, "description": "every scan one trigger started (connection_ids / all_connections)"},
-                     target_url=S(description="web scans"), target_hostname=S(), mode=S(enum=["passive"]),
+                     target_url=S(description="web scans"), target_hostname=S(), mode=S(enum=["passive", "active"]),
                      categories={"type": "object", "additionalProperties": COUNTS, "description": "web scans: failing checks by category and severity"},
                      findings={"type": "array", "items": {"type": "object"}, "description": "web scans with include_findings=true: the failing checks"})
 MODELS["Enrollment"] = obj(["id", "name", "token_prefix", "uses", "status", "expires_at", "created_at"], id=UUID, name=S(), token_prefix=S(),
@@ -381,6 +384,14 @@ ROUTES = [
      obj(["envelope", "codes"], envelope={"type": "object"},
          codes={"type": "array", "items": obj(["error", "status", "meaning"], error=S(), status=I(), meaning=S())}),
      "Every error code with its HTTP status", []),
+    ("get", "/api/v1/domains/", "vigil.scans.domain.list", "viewer", 200, None, page(MODELS["Domain"]), "Domains of the workspace (active web scans)",
+     PAGE_Q),
+    ("post", "/api/v1/domains/", "vigil.scans.domain.create", "admin", 201, obj(["domain"], domain=S(description="host name, optionally :port")),
+     "Domain", "List a domain to verify (the token and how to publish it are in the reply)", []),
+    ("get", "/api/v1/domains/{domain_id}", "vigil.scans.domain.get", "viewer", 200, None, "Domain", "One domain", []),
+    ("post", "/api/v1/domains/{domain_id}/verify", "vigil.scans.domain.verify", "admin", 200, obj(method=S(enum=["file", "dns_txt"])), "Domain",
+     "Check the published token (file: https://<domain>/.well-known/vigil-verification.txt)", []),
+    ("delete", "/api/v1/domains/{domain_id}", "vigil.scans.domain.delete", "admin", 204, None, "Empty", "Forget a domain", []),
     ("get", "/api/v1/proxies/", "vigil.scans.proxy.list", "viewer", 200, None, page(MODELS["Proxy"]), "List outbound proxy profiles", PAGE_Q),
     ("post", "/api/v1/proxies/", "vigil.scans.proxy.create", "admin", 201,
      obj(["name", "url"], name=S(), url=S(description="http://[user:password@]host:port"), username=S(), password=S()), "Proxy",
@@ -693,6 +704,9 @@ EVENTS = {
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
     "vigil.events.proxy.created": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
+    "vigil.events.domain.created": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
+    "vigil.events.domain.verified": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
+    "vigil.events.domain.deleted": obj(["domain_id"], domain_id=UUID, **ID_ACTOR),
     "vigil.events.proxy.updated": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
     "vigil.events.proxy.deleted": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
     "vigil.events.scan.deleted": obj(["scan_id"], scan_id=UUID, **ID_ACTOR),

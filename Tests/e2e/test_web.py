@@ -218,3 +218,148 @@ def test_fixvibe_scan_routes_and_finding_filters(stack, signup, sites):
     assert future["items"] == []
     assert_envelope(owner.get("/findings/?since=yesterday"), 422)
     assert owner.get("/findings/?provider=web&limit=1").json()["total"] >= 30
+
+
+@pytest.fixture
+def private_site():
+    """A site on a private address inside a network namespace this test creates (10.77.x.2), which
+    redirects to a server on this machine's loopback; yields (site url, loopback server hit counter)."""
+    import http.server
+    import random
+    import threading
+    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        pytest.skip("network namespaces are not available here")
+    n = random.randint(1, 250)
+    ns, host_if, ns_if = f"vigil-ssrf-{n}", f"vgh{n}", f"vgn{n}"
+    hits = []
+
+    class Loopback(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *a):
+            pass
+
+    loop = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loopback)
+    threading.Thread(target=loop.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{loop.server_address[1]}/internal-admin"
+    server = ("import http.server\n"
+              "class H(http.server.BaseHTTPRequestHandler):\n"
+              "    def do_GET(self):\n"
+              f"        self.send_response(302); self.send_header('Location', '{target}'); self.send_header('Content-Length', '0'); self.end_headers()\n"
+              "    def log_message(self, *a): pass\n"
+              f"http.server.ThreadingHTTPServer(('10.77.{n}.2', 8080), H).serve_forever()\n")
+    cmds = [["ip", "netns", "add", ns], ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+            ["ip", "link", "set", ns_if, "netns", ns], ["ip", "addr", "add", f"10.77.{n}.1/30", "dev", host_if], ["ip", "link", "set", host_if, "up"],
+            ["ip", "netns", "exec", ns, "ip", "addr", "add", f"10.77.{n}.2/30", "dev", ns_if],
+            ["ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up"], ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]]
+    proc = None
+    try:
+        for c in cmds:
+            r = subprocess.run(c, capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot build the namespace: {' '.join(c)}: {r.stderr.strip()}")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", server])
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            r = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c",
+                                f"import socket; socket.create_connection(('10.77.{n}.2', 8080), 1)"], capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.2)
+        yield f"http://10.77.{n}.2:8080/", hits
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait(5)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        loop.shutdown()
+
+
+def test_redirect_to_loopback_is_refused(stack, signup, private_site):
+    """A target on an allowed (private) address that redirects to loopback: the hop is checked before
+    connecting and refused; the loopback server never sees a request."""
+    url, hits = private_site
+    owner, _, _ = signup("webredirect")
+    try:
+        stack.restart("scan-orchestrator", VIGIL_WEB_ALLOW_LOOPBACK="false", VIGIL_WEB_ALLOW_PRIVATE="true")
+        r = owner.post("/connections/", {"name": "private", "provider": "web", "settings": {"url": url}})
+        assert r.status_code == 201, r.text
+        scan = wait_scan(owner, trigger(owner, r.json()["id"]), timeout=60)
+        assert scan["status"] == "failed" and "loopback" in (scan.get("error") or ""), scan
+        assert hits == []
+    finally:
+        stack.restart("scan-orchestrator")
+
+
+def test_domain_verification_gates_active_scans(stack, signup, sites):
+    owner, body, _ = signup("webactive")
+    other, _, _ = signup("webactiveother")
+    twin_host = sites["twin"]["url"].split("//")[1].rstrip("/")
+    planted_host = sites["planted"]["url"].split("//")[1].rstrip("/")
+    # POST /scans reuses these connections (with the private CA) by URL.
+    web_connection(owner, sites["twin"], sites["ca_text"])
+    web_connection(owner, sites["planted"], sites["ca_text"])
+    for bad in ["https://x.example", "x.example/path", "", "a" * 300, "x.example:99999"]:
+        assert_envelope(owner.post("/domains/", {"domain": bad}), 422)
+    d = owner.post("/domains/", {"domain": twin_host})
+    assert d.status_code == 201, d.text
+    dom = d.json()
+    assert dom["status"] == "pending" and dom["token"].startswith("vigil-verify-")
+    assert dom["methods"]["file"]["url"] == f"https://{twin_host}/.well-known/vigil-verification.txt"
+    assert_envelope(owner.post("/domains/", {"domain": twin_host.upper()}), 409)
+    assert_envelope(other.get(f"/domains/{dom['id']}"), 404)
+    assert_envelope(other.post(f"/domains/{dom['id']}/verify", {}), 404)
+
+    # Not verified yet (no file published): active scans are refused, passive ones are not.
+    r = owner.post(f"/domains/{dom['id']}/verify", {})
+    assert r.status_code == 200 and r.json()["status"] == "pending" and "404" in r.json()["last_error"], r.text
+    assert_envelope(owner.post("/scans", {"target": sites["twin"]["url"], "mode": "active"}), 403, "active_scan_not_authorized")
+    assert_envelope(owner.post(f"/domains/{dom['id']}/verify", {"method": "dns_txt"}), 422)
+    # A wrong token does not verify.
+    site_dir = os.path.dirname(sites["ca_pem"])
+    open(os.path.join(site_dir, "verification.txt"), "w").write("vigil-verify-not-the-token\n")
+    assert owner.post(f"/domains/{dom['id']}/verify", {}).json()["status"] == "pending"
+    open(os.path.join(site_dir, "verification.txt"), "w").write(dom["token"] + "\n")
+    r = owner.post(f"/domains/{dom['id']}/verify", {})
+    assert r.status_code == 200 and r.json()["status"] == "verified" and r.json()["verified_at"], r.text
+    # Verified, but the free plan has no active scans.
+    from conftest import psql
+    owner.get("/billing/subscription")
+    psql(stack, f"UPDATE billing.subscriptions SET plan = 'free', status = 'active' WHERE tenant_id = '{body['workspace']['id']}'")
+    r = assert_envelope(owner.post("/scans", {"target": sites["twin"]["url"], "mode": "active"}), 403, "active_scan_not_authorized")
+    assert "plan" in r["message"]
+    # Another workspace's verification counts for nothing here.
+    assert_envelope(other.post("/scans", {"target": sites["twin"]["url"], "mode": "active"}), 403, "active_scan_not_authorized")
+    # On a paid plan, an active scan of the verified twin runs its probes and flags nothing; the REST
+    # trigger cannot ask for active mode.
+    psql(stack, f"UPDATE billing.subscriptions SET plan = 'pro', status = 'active' WHERE tenant_id = '{body['workspace']['id']}'")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = owner.post("/scans", {"target": sites["twin"]["url"], "mode": "active"})
+        if r.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200 and r.json()["mode"] == "active", r.text
+    scan = wait_scan(owner, r.json()["id"], timeout=120)
+    view = owner.get(f"/scans/{scan['id']}?include_findings=true").json()
+    assert view["mode"] == "active" and view["findings"] == [], view
+    checks = {x["rule_id"] for x in all_results(owner, scan["id"])}
+    assert {"web.active.trace_enabled", "web.active.open_redirect", "web.active.reflected_input"} <= checks
+    t = owner.post("/scans/trigger", {"connection_id": r.json()["connection_id"], "mode": "active"})
+    assert t.status_code == 202 and owner.get(f"/scans/{t.json()['id']}").json()["mode"] == "passive"
+
+    # The planted site, verified the same way, fails all three probes.
+    pd = owner.post("/domains/", {"domain": planted_host}).json()
+    psql(stack, f"UPDATE scans.domains SET status = 'verified', verified_at = now() WHERE id = '{pd['id']}'")
+    r = owner.post("/scans", {"target": sites["planted"]["url"], "mode": "active"})
+    assert r.status_code == 200, r.text
+    scan = wait_scan(owner, r.json()["id"], timeout=120)
+    failing = {x["rule_id"] for x in all_results(owner, scan["id"], status="FAIL")}
+    assert {"web.active.trace_enabled", "web.active.open_redirect", "web.active.reflected_input"} <= failing, failing
+    assert owner.delete(f"/domains/{dom['id']}").status_code == 204

@@ -108,6 +108,7 @@ class Site(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     kind = "twin"
     http_port = 0
+    site_dir = ""
     server_version = "nginx"
     sys_version = ""
 
@@ -128,6 +129,12 @@ class Site(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET()
 
+    def do_TRACE(self):
+        if self.kind == "planted":
+            echo = self.requestline + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+            return self.send(200, echo, "message/http")
+        self.send(405, "method not allowed", "text/plain")
+
     def do_GET(self):
         getattr(self, f"{self.kind}_get")()
 
@@ -140,6 +147,11 @@ class Site(http.server.BaseHTTPRequestHandler):
 
     def twin_get(self):
         path = self.path.split("?")[0]
+        if path == "/.well-known/vigil-verification.txt":
+            token = os.path.join(self.site_dir, "verification.txt")
+            if os.path.exists(token):
+                return self.send(200, open(token).read(), "text/plain")
+            return self.send(404, "no token", "text/plain")
         h = list(self.TWIN_HEADERS)
         origin = self.headers.get("Origin")
         if origin == "https://app.example":
@@ -169,6 +181,16 @@ class Site(http.server.BaseHTTPRequestHandler):
     # --- every category planted ------------------------------------------------------------------------
     def planted_get(self):
         path = self.path.split("?")[0]
+        query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+        if path == "/" and "next" in query:
+            from urllib.parse import unquote
+            self.send_response(302)
+            self.send_header("Location", unquote(query["next"]))
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if path == "/" and "q" in query:
+            from urllib.parse import unquote
+            return self.send(200, f"<html><body>Results for {unquote(query['q'])}</body></html>")
         h = [("Server", "Apache/2.4.41 (Ubuntu)"), ("X-Powered-By", "PHP/7.4.3"), ("Strict-Transport-Security", "max-age=300"),
              ("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline' *"), ("Referrer-Policy", "unsafe-url")]
         origin = self.headers.get("Origin")
@@ -303,7 +325,7 @@ def main():
     _, planted_port = serve("planted", tls_context(*files["planted"], maximum=ssl.TLSVersion.TLSv1_2,
                                                    ciphers="ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:NULL-SHA:@SECLEVEL=0"), http_port=pp_port)
     sites["planted"] = {"url": f"https://127.0.0.1:{planted_port}/", "http_port": pp_port}
-    _, twin_port = serve("twin", tls_context(*files["twin"], ciphers="ECDHE+AESGCM:ECDHE+CHACHA20"))
+    _, twin_port = serve("twin", tls_context(*files["twin"], ciphers="ECDHE+AESGCM:ECDHE+CHACHA20"), site_dir=d)
     plain_twin, pt_port = serve("plaintwin", https_port=twin_port)
     sites["twin"] = {"url": f"https://127.0.0.1:{twin_port}/", "http_port": pt_port}
     for name in ("self_signed", "expired", "wrong_host"):

@@ -104,6 +104,16 @@ package enum Subjects {
         /// POST /api/v1/connector-api/jobs/{job_id}/result — Post a job's result, whole or in chunks (idempotent on retry), signed with the
         /// connector secret (X-Vigil-Connector, X-Vigil-Timestamp, X-Vigil-Nonce, X-Vigil-Signature)
         package static let connectorApiResult = "vigil.scans.connector_api.result"
+        /// POST /api/v1/domains/ — List a domain to verify (the token and how to publish it are in the reply)
+        package static let domainCreate = "vigil.scans.domain.create"
+        /// DELETE /api/v1/domains/{domain_id} — Forget a domain
+        package static let domainDelete = "vigil.scans.domain.delete"
+        /// GET /api/v1/domains/{domain_id} — One domain
+        package static let domainGet = "vigil.scans.domain.get"
+        /// GET /api/v1/domains/ — Domains of the workspace (active web scans)
+        package static let domainList = "vigil.scans.domain.list"
+        /// POST /api/v1/domains/{domain_id}/verify — Check the published token (file: https://<domain>/.well-known/vigil-verification.txt)
+        package static let domainVerify = "vigil.scans.domain.verify"
         /// POST /api/v1/connectors/enrollments — Create an enrollment token for registering connectors (the token is shown once)
         package static let enrollmentCreate = "vigil.scans.enrollment.create"
         /// GET /api/v1/connectors/enrollments — Enrollment tokens without their secrets
@@ -358,6 +368,9 @@ package enum Events {
     package static let connectorEnrollmentRevoked = EventKind("connector.enrollment_revoked")
     package static let connectorRegistered = EventKind("connector.registered")
     package static let connectorRevoked = EventKind("connector.revoked")
+    package static let domainCreated = EventKind("domain.created")
+    package static let domainDeleted = EventKind("domain.deleted")
+    package static let domainVerified = EventKind("domain.verified")
     package static let findingOpened = EventKind("finding.opened")
     package static let findingReopened = EventKind("finding.reopened")
     package static let findingResolved = EventKind("finding.resolved")
@@ -518,6 +531,11 @@ package enum RouteAccess {
         Subjects.Scans.connectorGet: .role(.viewer),
         Subjects.Scans.connectorList: .role(.viewer),
         Subjects.Scans.connectorRevoke: .role(.admin),
+        Subjects.Scans.domainCreate: .role(.admin),
+        Subjects.Scans.domainDelete: .role(.admin),
+        Subjects.Scans.domainGet: .role(.viewer),
+        Subjects.Scans.domainList: .role(.viewer),
+        Subjects.Scans.domainVerify: .role(.admin),
         Subjects.Scans.enrollmentCreate: .role(.admin),
         Subjects.Scans.enrollmentList: .role(.admin),
         Subjects.Scans.enrollmentRevoke: .role(.admin),

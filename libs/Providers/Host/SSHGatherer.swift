@@ -126,7 +126,9 @@ public struct SSHGatherer: Sendable {
             if p.isRunning { p.terminate() }
         }
         defer { killer.cancel() }
-        async let out: Data = Task.detached {
+        // Pipes and waitpid block: they run on Dispatch threads (`Blocking`), never on the cooperative pool,
+        // which has one thread per core — two blocked readers there starved every other request of the service.
+        async let out: Data = Blocking.run {
             var buf = Data()
             while true {
                 let chunk = outPipe.fileHandleForReading.availableData
@@ -134,12 +136,14 @@ public struct SSHGatherer: Sendable {
                 if buf.count < maxOutput { buf.append(chunk) }
             }
             return buf
-        }.value
-        async let err: Data = Task.detached { errPipe.fileHandleForReading.readDataToEndOfFile() }.value
-        try? inPipe.fileHandleForWriting.write(contentsOf: stdin)
-        try? inPipe.fileHandleForWriting.close()
+        }
+        async let err: Data = Blocking.run { errPipe.fileHandleForReading.readDataToEndOfFile() }
+        await Blocking.run {
+            try? inPipe.fileHandleForWriting.write(contentsOf: stdin)
+            try? inPipe.fileHandleForWriting.close()
+        }
         let (o, e) = await (out, err)
-        await Task.detached { p.waitUntilExit() }.value
+        await Blocking.run { p.waitUntilExit() }
         return (p.terminationStatus, o, String(decoding: e.prefix(8192), as: UTF8.self))
     }
 

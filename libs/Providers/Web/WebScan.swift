@@ -47,7 +47,9 @@ public enum WebScan {
     }
 
     /// Runs the scan (blocking: call it on a Dispatch thread).
-    public static func run(_ target: WebTarget, guardrail: SSRFGuard, limits: WebLimits = WebLimits()) throws -> Outcome {
+    /// `active`: also send crafted requests (TRACE, open-redirect parameters, a reflected marker) — only
+    /// for domains the workspace verified.
+    public static func run(_ target: WebTarget, guardrail: SSRFGuard, limits: WebLimits = WebLimits(), active: Bool = false) throws -> Outcome {
         let (url, host, port, isTLS) = try SSRFGuard.parse(target.url)
         let origin = "\(isTLS ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host)\((port == (isTLS ? 443 : 80)) ? "" : ":\(port)")"
         let client = WebClient(
@@ -79,6 +81,9 @@ public enum WebScan {
             ("policy files", { try WebChecks.policyFiles(origin: origin, client: client) }),
         ] as [(String, () throws -> [String: JSONValue])] {
             if let facts = attempt(what, check) { site.attributes.merge(facts) { $1 } }
+        }
+        if active, let facts = attempt("active probes", { try ActiveChecks.run(origin: origin, client: client) }) {
+            site.attributes.merge(facts) { $1 }
         }
         resources += WebChecks.cookies(chain, origin: origin, host: host, isTLS: isTLS)
         if let found = attempt(

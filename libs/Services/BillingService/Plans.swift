@@ -59,7 +59,9 @@ enum Plans {
             ],
             limits: PlanLimits(
                 connections: 5, scansPerMonth: 500, remediationsPerMonth: 100, seats: 10, apiRequestsPerMinute: 1200, findingsRetentionDays: 180),
-            features: ["findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports"]),
+            features: [
+                "findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports", "active_web_scans",
+            ]),
         Plan(
             id: "business", name: "Business", rank: 2, description: "Many accounts, automatic fixes by policy, SSO",
             prices: [
@@ -69,6 +71,7 @@ enum Plans {
                 connections: 25, scansPerMonth: 5000, remediationsPerMonth: 1000, seats: 50, apiRequestsPerMinute: 6000, findingsRetentionDays: 365),
             features: [
                 "findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports", "sso", "audit_log_export",
+                "active_web_scans",
             ]),
         Plan(
             id: "enterprise", name: "Enterprise", rank: 3, description: "Unlimited accounts and scans, MSP workspaces, SSO, support",
@@ -79,7 +82,7 @@ enum Plans {
                 connections: nil, scansPerMonth: nil, remediationsPerMonth: nil, seats: nil, apiRequestsPerMinute: nil, findingsRetentionDays: 730),
             features: [
                 "findings", "compliance_scores", "email_notifications", "auto_remediation", "webhooks", "slack", "reports", "sso", "audit_log_export",
-                "msp_workspaces", "priority_support",
+                "msp_workspaces", "priority_support", "active_web_scans",
             ]),
     ]
     static let byId: [String: Plan] = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) })

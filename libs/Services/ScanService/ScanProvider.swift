@@ -38,6 +38,8 @@ protocol ScanProvider: Sendable {
 struct ScanTarget: Sendable {
     var regions: [String]
     var services: [String]
+    /// Web scans: `passive`, or `active` (probes with crafted requests; verified domains only).
+    var mode: String = "passive"
 }
 
 /// AWS accounts: STS (and AssumeRole) to open, one part per service and region (global services once),

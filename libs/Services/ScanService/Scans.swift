@@ -17,6 +17,8 @@ struct TriggerScanRequest: Codable, Sendable {
     var allConnections: Bool? = nil
     var regions: [String]?
     var services: [String]?
+    /// Set by `POST /scans` only (the trigger route has no mode): web scans' mode.
+    var mode: String? = nil
 }
 struct ScanPath: Codable, Sendable {
     var scanId: String
@@ -152,8 +154,16 @@ struct ScanHandlers: Sendable {
         r.add(Endpoint<ScanResultsRequest, Page<ScanResultView>>(Subjects.Scans.scanResults), handler: results)
     }
 
-    @Sendable func trigger(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
+    @Sendable func trigger(_ given: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
+        // The REST trigger has no mode: an active web scan is started only by `POST /scans`, after its checks.
+        var req = given
+        req.mode = nil
         if req.connectionIds != nil || req.allConnections == true { return try await triggerMany(req, p, ctx) }
+        return try await triggerOne(req, p, ctx)
+    }
+
+    /// One scan of one connection (`mode` as the caller decided it).
+    func triggerOne(_ req: TriggerScanRequest, _ p: Principal, _ ctx: CallContext) async throws -> ScanView {
         guard let cid = req.connectionId else { throw ServiceError.validation("body.connection_id", "field required") }
         guard ID.isValid(cid) else { throw ServiceError.validation("body.connection_id", "must be a connection id (UUID)") }
         let issues = Self.scopeIssues(regions: req.regions, services: req.services)
@@ -265,7 +275,8 @@ struct ScanHandlers: Sendable {
             services = ["web"]
         }
         let scan = try await scans.insert(
-            tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor)
+            tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor,
+            mode: conn.provider == "web" ? (req.mode ?? "passive") : "passive")
         let provider = conn.provider
         try await tx.emit(
             Jobs.scan(provider: provider), type: "scan.job", tenantId: tenantId,

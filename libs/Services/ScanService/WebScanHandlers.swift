@@ -21,11 +21,18 @@ struct WebScanReply: Codable, Sendable {
 /// FixVibe's scan routes over Vigil's own: `POST /scans {target, mode}` finds the workspace's web
 /// connection for the URL (or creates one, within the connection quota) and queues a scan of it, and
 /// `GET /scans/{id}` of a web scan carries the target, the mode, failing checks by category and, with
-/// `include_findings=true`, the failing checks. Only passive mode exists: active mode answers
-/// `403 active_scan_not_authorized`.
+/// `include_findings=true`, the failing checks. Active mode (crafted probes: TRACE, open redirects,
+/// reflected input) needs the target's domain verified (`/domains`) and a plan with `active_web_scans`;
+/// otherwise `403 active_scan_not_authorized`.
 struct WebScanHandlers: Sendable {
     let connections: ConnectionHandlers
     let scans: ScanHandlers
+    let bus: BusConnection
+
+    struct PlanLimits: Codable, Sendable {
+        var plan: String
+        var features: [String]
+    }
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<WebScanRequest, WebScanReply>(Subjects.Scans.scanSubmit), handler: submit)
@@ -37,12 +44,8 @@ struct WebScanHandlers: Sendable {
         }
         let mode = q.mode ?? "passive"
         guard ["passive", "active"].contains(mode) else { throw ServiceError.validation("body.mode", "must be passive or active") }
-        if mode == "active" {
-            throw ServiceError(
-                status: 403, error: "active_scan_not_authorized",
-                message: "active scans need a verified domain and an explicit authorisation; this deployment runs passive scans only")
-        }
         let settings = try await connections.validateWeb(ConnectionSettings(url: target))
+        if mode == "active" { try await authorizeActive(settings.url ?? target, tenantId: p.tenantId) }
         let url = settings.url ?? target
         let existing = try await connections.connections.findWeb(url: url, tenantId: p.tenantId)
         let connectionId: String
@@ -55,8 +58,27 @@ struct WebScanHandlers: Sendable {
                     ConnectionRequest(name: String(name.prefix(100)), provider: "web", settings: settings), p, ctx
                 ).id
         }
-        let scan = try await scans.trigger(TriggerScanRequest(connectionId: connectionId, regions: nil, services: nil), p, ctx)
+        let scan = try await scans.triggerOne(TriggerScanRequest(connectionId: connectionId, regions: nil, services: nil, mode: mode), p, ctx)
         return WebScanReply(id: scan.id, status: scan.status, target: url, mode: mode, connectionId: connectionId)
+    }
+
+    /// The target's host (with its port unless the default) must be a verified domain of the workspace,
+    /// and the plan must include active web scans.
+    func authorizeActive(_ url: String, tenantId: String) async throws {
+        guard let u = URL(string: url), let host = u.host?.lowercased() else { throw ServiceError.validation("body.target", "not a URL") }
+        let domain = u.port.map { "\(host):\($0)" } ?? host
+        guard try await DomainStore(db: connections.store).isVerified(domain: domain, tenantId: tenantId) else {
+            throw ServiceError(
+                status: 403, error: "active_scan_not_authorized",
+                message: "active scans need \(domain) verified first: POST /api/v1/domains, publish the token, then POST /api/v1/domains/{id}/verify")
+        }
+        let limits = try await bus.request(
+            Endpoint<Empty, PlanLimits>(Subjects.Billing.planLimits), Empty(), context: CallContext(tenantId: tenantId))
+        guard limits.features.contains("active_web_scans") else {
+            throw ServiceError(
+                status: 403, error: "active_scan_not_authorized",
+                message: "the \(limits.plan) plan does not include active web scans; upgrade to use them")
+        }
     }
 
     /// Rule ids are `web.<category>.<check>`: the category is the second part.
@@ -73,7 +95,6 @@ struct WebScanHandlers: Sendable {
         var v = scan
         v.targetUrl = c.settings.url
         v.targetHostname = c.settings.url.flatMap { URL(string: $0)?.host }
-        v.mode = "passive"
         let failing = try await store.failing(tenantId: tenantId, scanId: scan.id, limit: 2000)
         var categories: [String: FindingsCount] = [:]
         for r in failing {

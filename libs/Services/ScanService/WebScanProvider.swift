@@ -17,6 +17,7 @@ struct WebScanProvider: ScanProvider {
         var target: WebTarget
         var host: String
         var counter: CallCounter
+        var active: Bool
     }
 
     let guardrail: SSRFGuard
@@ -31,7 +32,7 @@ struct WebScanProvider: ScanProvider {
         return (
             Session(
                 target: WebTarget(url: url, caPem: s.caPem, headers: s.headers, scanPaths: s.scanPaths, httpPort: s.httpPort), host: host,
-                counter: CallCounter()),
+                counter: CallCounter(), active: target.mode == "active"),
             host
         )
     }
@@ -39,9 +40,9 @@ struct WebScanProvider: ScanProvider {
     func plan(_ target: ScanTarget) -> [(service: String, region: String)] { [("web", "global")] }
 
     func collect(service: String, region: String, session: Session, width: Int) async throws -> [Resource] {
-        let (guardrail, limits, target) = (self.guardrail, self.limits, session.target)
+        let (guardrail, limits, target, active) = (self.guardrail, self.limits, session.target, session.active)
         do {
-            let outcome = try await Blocking.run { try WebScan.run(target, guardrail: guardrail, limits: limits) }
+            let outcome = try await Blocking.run { try WebScan.run(target, guardrail: guardrail, limits: limits, active: active) }
             session.counter.add(count: outcome.requests)
             return outcome.resources
         } catch let e as NetError {

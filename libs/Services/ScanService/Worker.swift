@@ -146,8 +146,8 @@ struct ScanWorker<Provider: ScanProvider>: Sendable {
             try await finish(job, forcedStatus: .failed, error: "the connection was deleted")
             return .ack
         }
-        let (regions, services) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
-        let target = ScanTarget(regions: regions, services: services)
+        let (regions, services, mode) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
+        let target = ScanTarget(regions: regions, services: services, mode: mode)
         let session: Provider.Session
         let account: String
         do {

@@ -37,7 +37,8 @@ struct ScanStore: Sendable {
                 medium: try r.int("medium_count"), low: try r.int("low_count"), info: try r.int("info_count")),
             estimatedMonthlySavings: Double(r.optionalString("savings") ?? "0") ?? 0, complete: try r.bool("complete"),
             accountId: r.optionalString("account_id"), error: r.optionalString("error"), attempts: try r.int("attempts"),
-            requestedBy: r.optionalString("requested_by"), apiCalls: try r.int("api_calls"), apiRetries: try r.int("api_retries"))
+            requestedBy: r.optionalString("requested_by"), apiCalls: try r.int("api_calls"), apiRetries: try r.int("api_retries"),
+            mode: r.optionalString("mode"))
     }
 
     static func part(_ r: Row) throws -> ScanPartReport {
@@ -51,14 +52,15 @@ struct ScanStore: Sendable {
     // MARK: API role
 
     func insert(
-        _ tx: Transaction, id: String, tenantId: String, connectionId: String, regions: [String], services: [String], requestedBy: String
+        _ tx: Transaction, id: String, tenantId: String, connectionId: String, regions: [String], services: [String], requestedBy: String,
+        mode: String = "passive"
     ) async throws -> ScanView {
         try Self.view(
             try await tx.single(
                 """
-                INSERT INTO scans.scans (id, tenant_id, connection_id, status, regions, services, requested_by)
-                VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING *
-                """, [id, tenantId, connectionId, ArrayParameter(regions), ArrayParameter(services), requestedBy]))
+                INSERT INTO scans.scans (id, tenant_id, connection_id, status, regions, services, requested_by, mode)
+                VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) RETURNING *
+                """, [id, tenantId, connectionId, ArrayParameter(regions), ArrayParameter(services), requestedBy, mode]))
     }
 
     func list(_ page: Pagination, tenantId: String, connectionId: String?, statuses: [ScanStatus]?) async throws -> Page<ScanView> {
@@ -216,9 +218,9 @@ struct ScanStore: Sendable {
     }
 
     /// The regions and services a scan was asked for.
-    func target(id: String, tenantId: String) async throws -> (regions: [String], services: [String]) {
-        let row = try await db.single(.tenant(tenantId), "SELECT regions, services FROM scans.scans WHERE id = $1", [id])
-        return (try row.stringArray("regions"), try row.stringArray("services"))
+    func target(id: String, tenantId: String) async throws -> (regions: [String], services: [String], mode: String) {
+        let row = try await db.single(.tenant(tenantId), "SELECT regions, services, mode FROM scans.scans WHERE id = $1", [id])
+        return (try row.stringArray("regions"), try row.stringArray("services"), try row.string("mode"))
     }
 
     /// Records the planned parts once (a redelivered job finds them there) and returns those not done yet.

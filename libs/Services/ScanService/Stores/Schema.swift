@@ -115,5 +115,15 @@ enum ScanSchema {
               UNIQUE (tenant_id, name));
             CREATE INDEX ON {schema}.proxies (tenant_id, created_at DESC, id DESC);
             """ + Migration.tenantIsolation(table: "proxies")),
+        Migration(
+            8, "web scan modes and verified domains",
+            """
+            ALTER TABLE {schema}.scans ADD COLUMN mode text NOT NULL DEFAULT 'passive';
+            CREATE TABLE {schema}.domains (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, domain text NOT NULL, token text NOT NULL, status text NOT NULL DEFAULT 'pending',
+              method text, verified_at timestamptz, last_checked_at timestamptz, last_error text, created_by text,
+              created_at timestamptz NOT NULL DEFAULT now(), UNIQUE (tenant_id, domain));
+            CREATE INDEX ON {schema}.domains (tenant_id, created_at DESC, id DESC);
+            """ + Migration.tenantIsolation(table: "domains")),
     ]
 }
