@@ -363,3 +363,25 @@ def test_domain_verification_gates_active_scans(stack, signup, sites):
     failing = {x["rule_id"] for x in all_results(owner, scan["id"], status="FAIL")}
     assert {"web.active.trace_enabled", "web.active.open_redirect", "web.active.reflected_input"} <= failing, failing
     assert owner.delete(f"/domains/{dom['id']}").status_code == 204
+
+
+def test_web_connections_work_with_schedules_suppressions_and_reports(stack, signup, sites):
+    from test_findings import eventually, findings, requests_get
+    owner, _, _ = signup("webplatform")
+    conn = web_connection(owner, sites["planted"], sites["ca_text"])
+    s = owner.post("/schedules/", {"name": "nightly web", "connection_id": conn, "cron": "0 2 * * *", "timezone": "Europe/Berlin"})
+    assert s.status_code == 201, s.text
+    run = owner.post(f"/schedules/{s.json()['id']}/run-now").json()
+    assert run["outcome"] == "started"
+    assert wait_scan(owner, run["scan_id"], timeout=120)["status"] == "completed"
+    eventually(lambda: len(findings(owner, connection_id=conn, provider="web")) >= len(PLANTED), timeout=30, what="web findings")
+    # A suppression rule over web check ids, as for any provider.
+    r = owner.post("/findings/suppression-rules", {"name": "info headers", "rule": "web.headers.*", "reason": "tracked elsewhere"})
+    assert r.status_code == 201 and r.json()["matched"] >= 5, r.text
+    assert all(f["status"] == "suppressed" for f in findings(owner, connection_id=conn, check_id="web.headers.clickjacking"))
+    # Reports carry web findings with their compliance controls.
+    rep = owner.post("/reports/generate", {"type": "findings_export", "format": "json"}).json()
+    items = json.loads(requests_get(owner, rep["id"]).text)["items"]
+    assert any(i.get("rule", i.get("rule_code", "")).startswith("web.secrets.") for i in items), items[:2]
+    comp = owner.post("/reports/generate", {"type": "compliance", "format": "json"})
+    assert comp.status_code == 200 and comp.json()["status"] == "completed", comp.text
