@@ -124,6 +124,7 @@ MODELS["Scan"] = obj(["id", "connection_id", "status", "regions", "services", "c
                      complete=B, account_id=S(), error=S(), attempts=I(), requested_by=S(),
                      api_calls=I(description="AWS API calls made (retries included)"), api_retries=I(),
                      scan_ids={"type": "array", "items": UUID, "description": "every scan one trigger started (connection_ids / all_connections)"},
+                     findings_ingested=B, findings_ingested_at=NULL(DT),
                      target_url=S(description="web scans"), target_hostname=S(), mode=S(enum=["passive", "active"]),
                      categories={"type": "object", "additionalProperties": COUNTS, "description": "web scans: failing checks by category and severity"},
                      findings={"type": "array", "items": {"type": "object"}, "description": "web scans with include_findings=true: the failing checks"})
@@ -704,6 +705,9 @@ EVENTS = {
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
     "vigil.events.proxy.created": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
+    "vigil.events.findings.scan_ingested": obj(["scan_id", "connection_id", "status"], scan_id=UUID, connection_id=UUID, status=S(),
+                                               description="The findings service applied every result of the scan (and resolved what it "
+                                                           "no longer saw): reads of findings now reflect it."),
     "vigil.events.domain.created": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
     "vigil.events.domain.verified": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
     "vigil.events.domain.deleted": obj(["domain_id"], domain_id=UUID, **ID_ACTOR),

@@ -460,17 +460,30 @@ def requests_get(client, report_id):
     return r
 
 
+def wait_ingested(client, scan_id, timeout=30):
+    """Until the scan says its findings are final (findings_ingested); then reads need no polling."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = client.get(f"/scans/{scan_id}").json()
+        if s.get("findings_ingested"):
+            assert s["findings_ingested_at"]
+            return s
+        time.sleep(0.05)
+    raise AssertionError(f"scan {scan_id} never reported findings_ingested")
+
+
 def test_real_scans_open_resolve_and_reopen(stack, signup):
-    """Against a moto account of its own: fix a planted issue, rescan, see it resolved; break it again."""
+    """Against a moto account of its own: fix a planted issue, rescan, see it resolved; break it again.
+    Reads right after `findings_ingested` must already be final (no polling)."""
     proc, endpoint = start_moto()
     try:
         manifest = json.loads(subprocess.run(["python3", os.path.join(ROOT, "scripts", "aws-seed.py"), endpoint],
                                              capture_output=True, text=True, check=True).stdout)
         owner, _, _ = signup("realscan")
         conn = connect(owner, endpoint, manifest, regions=["us-east-1"])
-        s1 = wait_scan(owner, trigger(owner, conn, services=["s3", "sqs"]))
+        s1 = wait_ingested(owner, wait_scan(owner, trigger(owner, conn, services=["s3", "sqs"]))["id"])
         fails = sum(s1["findings_count"].values())
-        eventually(lambda: owner.get(f"/findings/?connection_id={conn}&limit=1").json()["total"] == fails, what="findings of scan 1")
+        assert owner.get(f"/findings/?connection_id={conn}&limit=1").json()["total"] == fails
         target = lambda: [f for f in findings(owner, connection_id=conn, rule_code="aws.sqs.queue_unencrypted")][0]
         assert target()["status"] == "open" and target()["resource_name"] == "vigil-bad-queue"
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=manifest["access_key_id"],
@@ -482,11 +495,11 @@ def test_real_scans_open_resolve_and_reopen(stack, signup):
         assert partial["complete"] is False
         time.sleep(1.5)
         assert target()["status"] == "open"
-        wait_scan(owner, trigger(owner, conn, services=["s3", "sqs"]))
-        eventually(lambda: target()["status"] == "resolved", what="fixed queue resolved")
+        wait_ingested(owner, wait_scan(owner, trigger(owner, conn, services=["s3", "sqs"]))["id"])
+        assert target()["status"] == "resolved"
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"SqsManagedSseEnabled": "false"})
-        wait_scan(owner, trigger(owner, conn, services=["sqs"]))
-        eventually(lambda: target()["status"] == "open", what="broken again → reopened")
+        wait_ingested(owner, wait_scan(owner, trigger(owner, conn, services=["sqs"]))["id"])
+        assert target()["status"] == "open"
         cov = owner.get("/findings/coverage-summary").json()
         assert cov["connections"][0]["connection_id"] == conn and cov["connections"][0]["checks_evaluated"] > 0
     finally:

@@ -29,3 +29,11 @@ package struct FileReply: Codable, Sendable {
         self.contentBase64 = contentBase64
     }
 }
+
+/// The envelope of a domain event on `vigil.events.>` as a consumer decodes it (AsyncAPI: event envelope).
+package struct EventEnvelope<T: Decodable & Sendable>: Decodable, Sendable {
+    package var id: String
+    package var type: String
+    package var tenantId: String?
+    package var data: T
+}

@@ -376,6 +376,7 @@ package enum Events {
     package static let findingResolved = EventKind("finding.resolved")
     package static let findingRiskAccepted = EventKind("finding.risk_accepted")
     package static let findingSuppressed = EventKind("finding.suppressed")
+    package static let findingsScanIngested = EventKind("findings.scan_ingested")
     package static let invitationAccepted = EventKind("invitation.accepted")
     package static let invitationCreated = EventKind("invitation.created")
     package static let membershipRemoved = EventKind("membership.removed")

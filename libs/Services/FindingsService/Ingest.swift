@@ -8,12 +8,6 @@ import ServiceRuntime
 import Store
 import VigilCore
 
-struct Envelope<T: Decodable & Sendable>: Decodable, Sendable {
-    var id: String
-    var type: String
-    var tenantId: String?
-    var data: T
-}
 /// A `scan.results` batch without its results, which PostgreSQL reads from the message itself.
 struct ResultsBatchHead: Sendable {
     var scanId: String
@@ -63,7 +57,7 @@ struct Ingestor: Sendable {
                 try await ingest(head, message: m.data, eventId: id, tenantId: tenant)
                 return .ack
             case Events.scanCompleted.subject:
-                let env = try JSON.decode(Envelope<ScanCompleted>.self, from: m.data)
+                let env = try JSON.decode(EventEnvelope<ScanCompleted>.self, from: m.data)
                 guard let tenant = env.tenantId else { return .drop }
                 return try await complete(env.data, tenantId: tenant) ? .ack : .retry(after: .seconds(1))
             default:
@@ -104,8 +98,12 @@ struct Ingestor: Sendable {
             }
             try await IngestStore.record(tx, c, tenantId: tenantId)
             // Only a complete scan resolves, and only what it evaluated: rules it ran, in parts it covered.
-            guard c.status == "completed" && c.complete && !completedParts.isEmpty else { return true }
-            try await IngestStore.resolveUnseen(tx, c, parts: completedParts, tenantId: tenantId)
+            if c.status == "completed" && c.complete && !completedParts.isEmpty {
+                try await IngestStore.resolveUnseen(tx, c, parts: completedParts, tenantId: tenantId)
+            }
+            // Committed with the findings: whoever waits for this reads the scan's final findings.
+            try await tx.emit(
+                Events.findingsScanIngested, tenantId: tenantId, data: ["scan_id": c.scanId, "connection_id": c.connectionId, "status": c.status])
             return true
         }
     }

@@ -31,7 +31,7 @@ struct RemediationFollower: Sendable {
         default: return .ack
         }
         do {
-            let env = try JSON.decode(Envelope<Outcome>.self, from: m.data)
+            let env = try JSON.decode(EventEnvelope<Outcome>.self, from: m.data)
             guard let tenant = env.tenantId, env.data.verified == "true", ID.isValid(env.data.findingId) else { return .ack }
             let o = env.data
             // A rollback that recreated the resource (new id) leaves the old finding resolved; the

@@ -1,8 +1,10 @@
+import Bus
 import Contracts
 import Foundation
 import ServiceLifecycle
 import ServiceRuntime
 import Store
+import VigilCore
 import Web
 
 /// The scan orchestrator: connections, scans and schedules with their scheduler (API role) and the scan
@@ -43,6 +45,27 @@ public enum ScanService {
                     try await scheduler.tick()
                 })
             InstructionHandlers(publicURL: r.string("VIGIL_PUBLIC_URL", default: "http://127.0.0.1:8080")).register(on: ctx.responder)
+            // The findings service says when a scan's findings are final: GET /scans/{id} shows findings_ingested.
+            var ingestedCfg = JetStream.ConsumerConfig(durable: "scan-orchestrator-ingested", filterSubject: Events.findingsScanIngested.subject)
+            ingestedCfg.maxDeliver = 100
+            let ingested = StreamConsumer(
+                jetStream: ctx.jetStream, stream: Streams.events, config: ingestedCfg, batch: 64, logger: ctx.logger
+            ) { [logger = ctx.logger] m in
+                struct Ingested: Codable, Sendable { var scanId: String }
+                guard let env = try? JSON.decode(EventEnvelope<Ingested>.self, from: m.data), let tenant = env.tenantId, ID.isValid(env.data.scanId)
+                else {
+                    logger.error("undecodable findings.scan_ingested event dropped")
+                    return .drop
+                }
+                do {
+                    try await ScanStore(db: store).markIngested(scanId: env.data.scanId, tenantId: tenant)
+                    return .ack
+                } catch {
+                    return .retry(after: .seconds(1))
+                }
+            }
+            try await ingested.prepare()
+            services.append(ingested)
         }
         if roles.contains("worker") {
             let ws = WorkerSettings(r)

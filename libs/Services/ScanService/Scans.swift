@@ -71,6 +71,10 @@ struct ScanView: Codable, Sendable {
     var targetUrl: String? = nil
     var targetHostname: String? = nil
     var mode: String? = nil
+    /// True once the findings service has applied every result of the scan: findings read after this
+    /// are the scan's final ones (`completed` alone says the scan's collection ended).
+    var findingsIngested: Bool = false
+    var findingsIngestedAt: Date? = nil
     var categories: [String: FindingsCount]? = nil
     var findings: [ScanResultView]? = nil
 }

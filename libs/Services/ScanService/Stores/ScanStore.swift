@@ -38,7 +38,15 @@ struct ScanStore: Sendable {
             estimatedMonthlySavings: Double(r.optionalString("savings") ?? "0") ?? 0, complete: try r.bool("complete"),
             accountId: r.optionalString("account_id"), error: r.optionalString("error"), attempts: try r.int("attempts"),
             requestedBy: r.optionalString("requested_by"), apiCalls: try r.int("api_calls"), apiRetries: try r.int("api_retries"),
-            mode: r.optionalString("mode"))
+            mode: r.optionalString("mode"), findingsIngested: r.optionalDate("findings_ingested_at") != nil,
+            findingsIngestedAt: r.optionalDate("findings_ingested_at"))
+    }
+
+    /// The findings service applied every result of the scan.
+    func markIngested(scanId: String, tenantId: String) async throws {
+        try await db.query(
+            .tenant(tenantId), "UPDATE scans.scans SET findings_ingested_at = coalesce(findings_ingested_at, now()) WHERE id = $1 AND tenant_id = $2",
+            [scanId, tenantId])
     }
 
     static func part(_ r: Row) throws -> ScanPartReport {

@@ -125,5 +125,10 @@ enum ScanSchema {
               created_at timestamptz NOT NULL DEFAULT now(), UNIQUE (tenant_id, domain));
             CREATE INDEX ON {schema}.domains (tenant_id, created_at DESC, id DESC);
             """ + Migration.tenantIsolation(table: "domains")),
+        Migration(
+            9, "when the findings service finished a scan's findings",
+            """
+            ALTER TABLE {schema}.scans ADD COLUMN findings_ingested_at timestamptz;
+            """),
     ]
 }
