@@ -1,5 +1,5 @@
 # Vigil — the two commands: `make run` (platform) and `make test` (whole suite).
-.PHONY: run stop test build bench contracts demo format
+.PHONY: run stop test build bench contracts demo format install
 
 run:            ## install what is missing, start NATS + PostgreSQL under .run/, build and start all services
 	scripts/run
@@ -12,6 +12,12 @@ test:           ## unit, integration and black-box tests against real NATS and P
 
 build:
 	swift build
+
+install:        ## build the `vigil` CLI (release) and install it with bash completions (PREFIX=/usr/local)
+	swift build -c release --product vigil
+	install -D -m 755 "$$(swift build -c release --show-bin-path)/vigil" "$${PREFIX:-/usr/local}/bin/vigil"
+	mkdir -p "$${PREFIX:-/usr/local}/share/bash-completion/completions"
+	"$${PREFIX:-/usr/local}/bin/vigil" --generate-completion-script bash > "$${PREFIX:-/usr/local}/share/bash-completion/completions/vigil"
 
 bench:          ## gateway, notifier and scan throughput and latency (prints figures)
 	scripts/bench gateway

@@ -43,6 +43,7 @@ let package = Package(
         .executable(name: "vigil-billing", targets: ["vigil-billing"]),
         .executable(name: "vigil-notifier", targets: ["vigil-notifier"]),
         .executable(name: "vigil-connector", targets: ["vigil-connector"]),
+        .executable(name: "vigil", targets: ["vigil"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -108,6 +109,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "clients/connector", swiftSettings: swiftSettings),
+        // The `vigil` command line: REST only.
+        .executableTarget(
+            name: "vigil",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "clients/cli", swiftSettings: swiftSettings),
         .target(
             name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
             swiftSettings: swiftSettings),
