@@ -705,9 +705,9 @@ EVENTS = {
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
     "vigil.events.proxy.created": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
-    "vigil.events.findings.scan_ingested": obj(["scan_id", "connection_id", "status"], scan_id=UUID, connection_id=UUID, status=S(),
-                                               description="The findings service applied every result of the scan (and resolved what it "
-                                                           "no longer saw): reads of findings now reflect it."),
+    "vigil.events.findings.scan_ingested": dict(**obj(["scan_id", "connection_id", "status"], scan_id=UUID, connection_id=UUID, status=S()),
+                                                description="The findings service applied every result of the scan (and resolved what it "
+                                                            "no longer saw): reads of findings now reflect it."),
     "vigil.events.domain.created": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
     "vigil.events.domain.verified": obj(["domain_id", "domain"], domain_id=UUID, domain=S(), **ID_ACTOR),
     "vigil.events.domain.deleted": obj(["domain_id"], domain_id=UUID, **ID_ACTOR),
