@@ -13,9 +13,11 @@ test:           ## unit, integration and black-box tests against real NATS and P
 build:
 	swift build
 
-install:        ## build the `vigil` CLI (release) and install it with bash completions (PREFIX=/usr/local)
+install:        ## build the `vigil` CLI and `vigil-mcp` (release) and install them with bash completions (PREFIX=/usr/local)
 	swift build -c release --product vigil
+	swift build -c release --product vigil-mcp
 	install -D -m 755 "$$(swift build -c release --show-bin-path)/vigil" "$${PREFIX:-/usr/local}/bin/vigil"
+	install -D -m 755 "$$(swift build -c release --show-bin-path)/vigil-mcp" "$${PREFIX:-/usr/local}/bin/vigil-mcp"
 	mkdir -p "$${PREFIX:-/usr/local}/share/bash-completion/completions"
 	"$${PREFIX:-/usr/local}/bin/vigil" --generate-completion-script bash > "$${PREFIX:-/usr/local}/share/bash-completion/completions/vigil"
 

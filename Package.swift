@@ -44,6 +44,7 @@ let package = Package(
         .executable(name: "vigil-notifier", targets: ["vigil-notifier"]),
         .executable(name: "vigil-connector", targets: ["vigil-connector"]),
         .executable(name: "vigil", targets: ["vigil"]),
+        .executable(name: "vigil-mcp", targets: ["vigil-mcp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -56,6 +57,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: systemLibraries + [
         lib("Platform", "VigilCore", []),
@@ -109,14 +111,27 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "clients/connector", swiftSettings: swiftSettings),
+        // The REST client the `vigil` command line and the MCP server share.
+        .target(
+            name: "VigilAPIClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "clients/api", swiftSettings: swiftSettings),
         // The `vigil` command line: REST only.
         .executableTarget(
             name: "vigil",
             dependencies: [
-                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                "VigilAPIClient", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "clients/cli", swiftSettings: swiftSettings),
+        // An MCP server (stdio) for AI assistants: tools over the same REST API as the CLI.
+        .executableTarget(
+            name: "vigil-mcp",
+            dependencies: ["VigilAPIClient", .product(name: "MCP", package: "swift-sdk"), .product(name: "NIOHTTP1", package: "swift-nio")],
+            path: "clients/mcp", swiftSettings: swiftSettings),
         .target(
             name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
             swiftSettings: swiftSettings),

@@ -191,6 +191,13 @@ def test_events_and_emails_validate_against_their_schemas(stack, signup):
             assert key not in text and "password\":" not in text and "vrt_" not in text and "$argon2" not in text
 
 
+def test_every_contract_schema_is_a_valid_json_schema():
+    import jsonschema
+    schemas_dir = os.path.join(ROOT, "contracts", "schemas")
+    for name in sorted(os.listdir(schemas_dir)):
+        jsonschema.Draft202012Validator.check_schema(json.load(open(os.path.join(schemas_dir, name))))
+
+
 def test_every_served_subject_is_in_the_contracts(stack):
     asyncapi = yaml.safe_load(open(os.path.join(ROOT, "contracts", "asyncapi.yaml")))
     documented = {ch["address"] for ch in asyncapi["channels"].values()}

@@ -1,4 +1,5 @@
 import Foundation
+import VigilAPIClient
 
 #if canImport(Glibc)
     import Glibc
@@ -48,7 +49,9 @@ enum Output {
     }
 
     static func json(_ v: Any) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: v, options: [.prettyPrinted, .sortedKeys])) ?? Data(), as: UTF8.self)
+        String(
+            decoding: (try? JSONSerialization.data(withJSONObject: v, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data(),
+            as: UTF8.self)
     }
 
     /// SARIF 2.1.0: one rule per rule id, one result per finding (level from severity).

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import NIOHTTP1
+import VigilAPIClient
 
 #if canImport(Glibc)
     import Glibc

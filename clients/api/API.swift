@@ -8,13 +8,20 @@ import NIOHTTP1
 #endif
 
 /// An error as the CLI prints it: the API's message, its code and correlation id, never a stack trace.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    var code: String? = nil
-    var correlationId: String? = nil
-    var exitCode: Int32 = 1
+public struct CLIError: Error, CustomStringConvertible {
+    public var message: String
+    public var code: String? = nil
+    public var correlationId: String? = nil
+    public var exitCode: Int32 = 1
 
-    var description: String {
+    public init(message: String, code: String? = nil, correlationId: String? = nil, exitCode: Int32 = 1) {
+        self.message = message
+        self.code = code
+        self.correlationId = correlationId
+        self.exitCode = exitCode
+    }
+
+    public var description: String {
         var s = "error: \(message)"
         if let code { s += " [\(code)]" }
         if let correlationId { s += " (correlation id \(correlationId))" }
@@ -24,18 +31,23 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Where the CLI keeps the login: `$XDG_CONFIG_HOME/vigil/config.json` (else `~/.config/vigil`), mode
 /// 600 in a 700 directory. `VIGIL_URL` and `VIGIL_TOKEN` (a bearer token or an API key) override it.
-struct CLIConfig: Codable {
-    var url: String
-    var token: String
+public struct CLIConfig: Codable {
+    public var url: String
+    public var token: String
 
-    static var directory: String {
+    public init(url: String, token: String) {
+        self.url = url
+        self.token = token
+    }
+
+    public static var directory: String {
         let env = ProcessInfo.processInfo.environment
         let base = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.config")
         return base + "/vigil"
     }
-    static var path: String { directory + "/config.json" }
+    public static var path: String { directory + "/config.json" }
 
-    static func load() throws -> CLIConfig {
+    public static func load() throws -> CLIConfig {
         let env = ProcessInfo.processInfo.environment
         var stored: CLIConfig? = nil
         if FileManager.default.fileExists(atPath: path) {
@@ -49,7 +61,7 @@ struct CLIConfig: Codable {
         return CLIConfig(url: url, token: token)
     }
 
-    func save() throws {
+    public func save() throws {
         try FileManager.default.createDirectory(atPath: Self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: Self.directory)
         let tmp = Self.path + ".tmp"
@@ -61,13 +73,13 @@ struct CLIConfig: Codable {
     }
 }
 
-/// The REST API, as JSON values.
-final class API: Sendable {
-    let base: String
-    let token: String
+/// The REST API of Vigil as JSON values, for the CLI and the MCP server (both clients of REST only).
+public final class API: Sendable {
+    public let base: String
+    public let token: String
     let http: HTTPClient
 
-    init(url: String, token: String) throws {
+    public init(url: String, token: String) throws {
         guard let u = URL(string: url), let scheme = u.scheme?.lowercased(), ["http", "https"].contains(scheme), u.host != nil else {
             throw CLIError(message: "the URL must be absolute, such as https://vigil.example.com")
         }
@@ -78,17 +90,17 @@ final class API: Sendable {
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
-    convenience init() throws {
+    public convenience init() throws {
         let c = try CLIConfig.load()
         try self.init(url: c.url, token: c.token)
     }
 
-    func shutdown() async { try? await http.shutdown() }
+    public func shutdown() async { try? await http.shutdown() }
 
     /// API keys go in `x-api-key`, anything else is a bearer token.
     var authHeader: (String, String) { token.hasPrefix("vgl_") ? ("x-api-key", token) : ("Authorization", "Bearer \(token)") }
 
-    func raw(
+    public func raw(
         _ method: HTTPMethod, _ path: String, body: Any? = nil, auth: Bool = true
     ) async throws -> (status: Int, data: Data, headers: HTTPHeaders) {
         var req = HTTPClientRequest(url: base + path)
@@ -112,7 +124,7 @@ final class API: Sendable {
 
     /// A JSON call; a non-2xx answer becomes the API's error envelope as a `CLIError`.
     @discardableResult
-    func call(_ method: HTTPMethod, _ path: String, body: Any? = nil, auth: Bool = true) async throws -> [String: Any] {
+    public func call(_ method: HTTPMethod, _ path: String, body: Any? = nil, auth: Bool = true) async throws -> [String: Any] {
         let (status, data, headers) = try await raw(method, path, body: body, auth: auth)
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         guard (200..<300).contains(status) else {
@@ -128,7 +140,7 @@ final class API: Sendable {
     }
 
     /// Every item of a paginated list (bounded).
-    func all(_ path: String, limit: Int = 200, max: Int = 10_000) async throws -> [[String: Any]] {
+    public func all(_ path: String, limit: Int = 200, max: Int = 10_000) async throws -> [[String: Any]] {
         var out: [[String: Any]] = []
         var cursor: String? = nil
         repeat {
@@ -141,7 +153,7 @@ final class API: Sendable {
     }
 
     /// A connection by id or by name.
-    func connectionId(_ given: String) async throws -> String {
+    public func connectionId(_ given: String) async throws -> String {
         if UUID(uuidString: given) != nil { return given.lowercased() }
         let matches = try await all("/connections/").filter { ($0["name"] as? String) == given }
         guard let first = matches.first, let id = first["id"] as? String else { throw CLIError(message: "no connection named \(given)") }
@@ -149,7 +161,7 @@ final class API: Sendable {
         return id
     }
 
-    static func escape(_ s: String) -> String {
+    public static func escape(_ s: String) -> String {
         s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? s
     }
 }

@@ -1,0 +1,89 @@
+"""vigil-mcp driven by the reference MCP client (PyPI `mcp`) over stdio: tools listed, a scan started
+and followed until its findings are final, findings listed and read, a remediation guide, triage (audited),
+errors as tool errors, and a viewer key that cannot change anything."""
+import asyncio
+import json
+import os
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from conftest import BIN
+from test_web import sites, web_connection  # noqa: F401
+
+
+async def session_run(env, steps):
+    params = StdioServerParameters(command=os.path.join(BIN, "vigil-mcp"), args=[], env=env)
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as s:
+            await s.initialize()
+            return await steps(s)
+
+
+def call(s, name, **args):
+    async def go():
+        r = await s.call_tool(name, args)
+        return r.is_error, r.content[0].text
+    return go()
+
+
+def test_mcp_tools_over_the_rest_api(stack, signup, sites):  # noqa: F811
+    owner, _, _ = signup("mcp")
+    web_connection(owner, sites["planted"], sites["ca_text"])
+    key = owner.post("/api-keys/", {"name": "assistant", "role": "analyst"}).json()["key"]
+    env = {"VIGIL_URL": stack.url, "VIGIL_TOKEN": key, "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+
+    async def steps(s):
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        assert {"list_connections", "list_findings", "get_finding", "start_scan", "scan_status", "remediation_guide",
+                "compliance_score", "triage_finding"} <= set(tools)
+        assert tools["list_findings"].annotations.read_only_hint is True and tools["start_scan"].annotations.read_only_hint is False
+        err, text = await call(s, "list_connections")
+        conns = json.loads(text)
+        assert not err and conns[0]["provider"] == "web"
+        err, text = await call(s, "start_scan", connection=conns[0]["name"])
+        assert not err, text
+        scan_id = json.loads(text)["scan_id"]
+        for _ in range(600):
+            err, text = await call(s, "scan_status", scan_id=scan_id)
+            status = json.loads(text)
+            if status["findings_ingested"]:
+                break
+            await asyncio.sleep(0.2)
+        assert status["status"] == "completed" and status["findings_count"]["critical"] >= 3
+        err, text = await call(s, "list_findings", min_severity="critical", limit=100)
+        listed = json.loads(text)
+        assert not err and listed["total"] >= 3 and all(f["severity"] == "critical" for f in listed["findings"])
+        git = next(f for f in listed["findings"] if f["check_id"] == "web.exposure.git")
+        err, text = await call(s, "get_finding", finding_id=git["id"])
+        assert not err and "/.git/" in text and "remediation" in json.loads(text)
+        err, text = await call(s, "remediation_guide", finding_id=git["id"])
+        assert not err and json.loads(text)["console_steps"]
+        err, text = await call(s, "compliance_score")
+        assert not err and "frameworks" in json.loads(text)
+        err, text = await call(s, "triage_finding", finding_id=git["id"], action="accept_risk", reason="mirror of a public repo")
+        assert not err and json.loads(text)["status"] == "accepted_risk", text
+        # Errors come back as tool errors with the API's words, not as a crash of the server.
+        err, text = await call(s, "get_finding", finding_id="00000000-0000-4000-8000-000000000000")
+        assert err and "not_found" in text and "correlation id" in text
+        err, text = await call(s, "list_findings", min_severity="severe")
+        assert err and "min_severity" in text
+        err, text = await call(s, "start_scan", connection="no-such")
+        assert err and "no connection named" in text
+        return git["id"]
+
+    finding = asyncio.run(session_run(env, steps))
+    assert owner.get(f"/findings/{finding}").json()["status"] == "accepted_risk"
+
+    # A viewer's key: reads work, changes are refused by the API's roles.
+    viewer_key = owner.post("/api-keys/", {"name": "reader", "role": "viewer"}).json()["key"]
+
+    async def viewer(s):
+        err, text = await call(s, "list_findings")
+        assert not err
+        err, text = await call(s, "triage_finding", finding_id=finding, action="reopen", reason="no")
+        assert err and "forbidden" in text
+        err, text = await call(s, "start_scan", connection="site")
+        assert err and "forbidden" in text
+
+    asyncio.run(session_run(dict(env, VIGIL_TOKEN=viewer_key), viewer))
