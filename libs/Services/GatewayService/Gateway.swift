@@ -23,6 +23,7 @@ import VigilCrypto
 /// | VIGIL_PRINCIPAL_CACHE_MS | 5000 | how long a resolved credential is reused (0 = never) |
 /// | VIGIL_PLAN_LIMITS_CACHE_SECONDS | 60 | how long a workspace's plan API rate is reused |
 /// | VIGIL_CONNECTOR_BINARY | vigil-connector beside the gateway's executable | the agent served at /connector/vigil-connector |
+/// | VIGIL_SECURE_COOKIES | true | mark the dashboard's cookies Secure (`make run` on plain HTTP sets false) |
 struct GatewaySettings: Sendable {
     var host: String
     var port: Int
@@ -36,8 +37,10 @@ struct GatewaySettings: Sendable {
     /// Whether contact messages need a captcha (the notifier verifies; /status reports it).
     var captchaEnabled: Bool
     var connectorBinary: String
+    var secureCookies: Bool
 
     init(_ r: ConfigReader) {
+        secureCookies = r.bool("VIGIL_SECURE_COOKIES", default: true)
         host = r.string("VIGIL_HTTP_HOST", default: "127.0.0.1")
         port = r.int("VIGIL_HTTP_PORT", default: 8080)
         maxBodyBytes = r.int("VIGIL_MAX_BODY_BYTES", default: 1 << 20)
@@ -162,6 +165,8 @@ final class Gateway: Sendable {
             return jsonResponse(.ok, body, headers: [:])
         }
         ConnectorDownloads.register(on: router, binary: settings.connectorBinary)
+        DashboardAssets.register(on: router)
+        DashboardSession.register(on: router, bus: ctx.bus, timeout: settings.requestTimeout, secure: settings.secureCookies)
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

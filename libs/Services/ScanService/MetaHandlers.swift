@@ -141,6 +141,7 @@ struct MetaHandlers: Sendable {
             .init(error: "remediation_credentials_unusable", status: 409, meaning: "the write credentials are refused"),
             .init(error: "credentials_unreadable", status: 409, meaning: "stored credentials cannot be opened; enter them again"),
             .init(error: "resource_in_use", status: 409, meaning: "the resource is still used"),
+            .init(error: "csrf_failed", status: 403, meaning: "a change sent with the dashboard's session cookie lacks its X-CSRF-Token"),
             .init(error: "active_scan_not_authorized", status: 403, meaning: "active web scans need a verified domain (passive only here)"),
             .init(error: "proxy_in_use", status: 409, meaning: "connections still name the proxy profile"),
             .init(error: "idempotency_in_progress", status: 409, meaning: "a request with this Idempotency-Key is still running"),

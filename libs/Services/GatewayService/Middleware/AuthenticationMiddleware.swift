@@ -31,6 +31,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             if route.access == .optional { return nil }
             throw ServiceError.unauthorized("send a bearer token or an API key (Authorization: Bearer … or x-api-key)")
         }
+        if credential.fromCookie && route.isMutating { try DashboardSession.checkCSRF(request) }
         let slug = request.headers[.tenantSlug]
         let resolve: ResolvePrincipalRequest
         if JWT.looksLikeJWT(credential.value) {

@@ -38,15 +38,23 @@ struct RateLimitMiddleware: RouterMiddleware {
     }
 }
 
-/// The caller's credential as sent (`Authorization: Bearer …`, a bare `Authorization` value, or
-/// `x-api-key`) and its hash, which keys the rate limiter and the principal cache.
+/// The caller's credential as sent (`Authorization: Bearer …`, a bare `Authorization` value,
+/// `x-api-key`, or the dashboard's HttpOnly session cookie) and its hash, which keys the rate limiter
+/// and the principal cache.
 struct Credential: Sendable {
     let value: String
     let hash: String
+    /// From the session cookie: changes also need the CSRF token (see `DashboardSession`).
+    var fromCookie = false
 
     init?(_ request: Request) {
         let raw: String?
-        if let auth = request.headers[.authorization] {
+        if request.headers[.authorization] == nil, request.headers[.apiKey] == nil,
+            let session = DashboardSession.cookie(DashboardSession.sessionCookie, in: request)
+        {
+            raw = session
+            fromCookie = true
+        } else if let auth = request.headers[.authorization] {
             let parts = auth.split(separator: " ", maxSplits: 1)
             raw =
                 parts.count == 2 && parts[0].lowercased() == "bearer"

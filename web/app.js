@@ -1,0 +1,227 @@
+// Vigil dashboard: plain modules of DOM code over the public REST API (no framework, no build step).
+// The session is an HttpOnly cookie set by POST /ui/session; changes echo the CSRF cookie in X-CSRF-Token.
+// Every value from the API is written with textContent, never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { severities: new Set(), connections: [], pollTimer: null, finding: null };
+
+function csrf() {
+  const m = document.cookie.match(/(?:^|;\s*)vigil_csrf=([^;]+)/);
+  return m ? m[1] : "";
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  const r = await fetch(path.startsWith("/ui/") ? path : "/api/v1" + path,
+    { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : {};
+  if (r.status === 401 && !path.startsWith("/ui/")) { showLogin(); }
+  if (!r.ok) {
+    const e = new Error(data.message || ("HTTP " + r.status));
+    e.detail = data;
+    throw e;
+  }
+  return data;
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+function show(view) {
+  for (const id of ["findings", "scans", "connections"]) $(id).hidden = id !== view;
+  for (const b of document.querySelectorAll(".tab")) {
+    if (b.dataset.view === view) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
+  }
+  $("drawer").hidden = true;
+  if (view === "findings") loadFindings();
+  if (view === "scans") loadScans();
+  if (view === "connections") loadConnections();
+}
+
+function showLogin() {
+  $("login").hidden = false;
+  $("nav").hidden = true;
+  for (const id of ["findings", "scans", "connections"]) $(id).hidden = true;
+  $("drawer").hidden = true;
+}
+
+async function start() {
+  try {
+    const me = await api("GET", "/auth/me");
+    $("who").textContent = (me.user && me.user.email) || "";
+    $("login").hidden = true;
+    $("nav").hidden = false;
+    show("findings");
+  } catch (e) {
+    showLogin();
+  }
+}
+
+// --- findings ---------------------------------------------------------------------------------------
+async function loadFindings() {
+  const q = new URLSearchParams({ limit: "200", status: $("status-filter").value });
+  if (state.severities.size) q.set("severity", [...state.severities].join(","));
+  if ($("search").value.trim()) q.set("search", $("search").value.trim());
+  const page = await api("GET", "/findings/?" + q.toString());
+  const body = $("findings-table").tBodies[0];
+  body.replaceChildren();
+  for (const f of page.items) {
+    const tr = document.createElement("tr");
+    tr.tabIndex = 0;
+    tr.dataset.id = f.id;
+    tr.append(cell(f.severity, "sev-" + f.severity), cell(f.title), cell(f.resource_name), cell(f.rule_code), cell(f.status));
+    tr.addEventListener("click", () => openFinding(f.id));
+    tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openFinding(f.id); });
+    body.append(tr);
+  }
+  $("findings-count").textContent = page.total + " finding" + (page.total === 1 ? "" : "s");
+}
+
+async function openFinding(id) {
+  const f = await api("GET", "/findings/" + encodeURIComponent(id));
+  state.finding = f;
+  $("drawer-title").textContent = f.title;
+  const facts = $("drawer-facts");
+  facts.replaceChildren();
+  for (const [k, v] of [["Severity", f.severity], ["Status", f.status], ["Check", f.rule_code], ["Resource", f.resource_name],
+                        ["CWE", f.cwe || ""], ["First seen", f.first_seen_at]]) {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v || "";
+    facts.append(dt, dd);
+  }
+  $("drawer-evidence").textContent = JSON.stringify(f.evidence, null, 2);
+  $("drawer-remediation").textContent = (f.remediation && f.remediation.console) || "";
+  const comp = $("drawer-compliance");
+  comp.replaceChildren();
+  for (const [fw, controls] of Object.entries(f.compliance || {})) {
+    const li = document.createElement("li");
+    li.textContent = fw + ": " + controls.join(", ");
+    comp.append(li);
+  }
+  $("triage-error").textContent = "";
+  $("drawer").hidden = false;
+  $("drawer-close").focus();
+}
+
+async function suppress(ev) {
+  ev.preventDefault();
+  try {
+    await api("POST", "/findings/" + encodeURIComponent(state.finding.id) + "/suppress", { reason: $("triage-reason").value });
+    $("drawer").hidden = true;
+    $("triage-reason").value = "";
+    loadFindings();
+  } catch (e) {
+    $("triage-error").textContent = e.message;
+  }
+}
+
+// --- scans ------------------------------------------------------------------------------------------
+async function loadScans() {
+  const conns = await api("GET", "/connections/?limit=200");
+  state.connections = conns.items;
+  const sel = $("scan-connection");
+  sel.replaceChildren(...conns.items.map((c) => { const o = document.createElement("option"); o.value = c.id; o.textContent = c.name; return o; }));
+  const names = Object.fromEntries(conns.items.map((c) => [c.id, c.name]));
+  const scans = await api("GET", "/scans/?limit=50");
+  const body = $("scans-table").tBodies[0];
+  body.replaceChildren();
+  for (const s of scans.items) {
+    const tr = document.createElement("tr");
+    const n = s.findings_count || {};
+    tr.append(cell(s.created_at), cell(names[s.connection_id] || s.connection_id), cell(s.status),
+              cell(["critical", "high", "medium", "low", "info"].map((k) => k + " " + (n[k] || 0)).join(", ")));
+    body.append(tr);
+  }
+}
+
+async function startScan(ev) {
+  ev.preventDefault();
+  const scan = await api("POST", "/scans/trigger", { connection_id: $("scan-connection").value });
+  $("progress-box").hidden = false;
+  follow(scan.id);
+}
+
+function follow(id) {
+  clearTimeout(state.pollTimer);
+  const tick = async () => {
+    const p = await api("GET", "/scans/" + id + "/progress");
+    const s = await api("GET", "/scans/" + id);
+    const pct = p.percent_complete;
+    $("progress").setAttribute("aria-valuenow", String(pct));
+    $("progress-fill").style.width = pct + "%";
+    const done = ["completed", "failed", "canceled"].includes(p.status);
+    $("progress-text").textContent = p.phase + " — " + pct + "% (" + p.parts_done + "/" + p.parts_total + " parts)" +
+      (done ? (s.findings_ingested ? " — findings are up to date" : " — updating findings…") : "");
+    if (done && s.findings_ingested) { loadScans(); return; }
+    state.pollTimer = setTimeout(tick, 400);
+  };
+  tick();
+}
+
+// --- connections ------------------------------------------------------------------------------------
+async function loadConnections() {
+  const conns = await api("GET", "/connections/?limit=200");
+  const body = $("connections-table").tBodies[0];
+  body.replaceChildren();
+  for (const c of conns.items) {
+    const tr = document.createElement("tr");
+    tr.append(cell(c.name), cell(c.provider), cell(c.status), cell(c.last_scan_at || "never"));
+    body.append(tr);
+  }
+}
+
+async function addWeb(ev) {
+  ev.preventDefault();
+  const settings = { url: $("web-url").value };
+  if ($("web-ca").value.trim()) settings.ca_pem = $("web-ca").value;
+  try {
+    await api("POST", "/connections/", { name: $("web-name").value, provider: "web", settings });
+    $("conn-error").textContent = "";
+    ev.target.reset();
+    loadConnections();
+  } catch (e) {
+    const issues = (e.detail && e.detail.issues) || [];
+    $("conn-error").textContent = e.message + (issues.length ? ": " + issues.map((i) => i.path + " " + i.message).join("; ") : "");
+  }
+}
+
+// --- wiring -----------------------------------------------------------------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/ui/session", { email: $("email").value, password: $("password").value });
+      $("password").value = "";
+      $("login-error").textContent = "";
+      start();
+    } catch (e) {
+      $("login-error").textContent = e.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => { await fetch("/ui/session", { method: "DELETE", credentials: "same-origin" }); showLogin(); });
+  for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => show(b.dataset.view));
+  for (const chip of document.querySelectorAll(".chip")) {
+    chip.addEventListener("click", () => {
+      const on = chip.getAttribute("aria-pressed") !== "true";
+      chip.setAttribute("aria-pressed", String(on));
+      if (on) state.severities.add(chip.dataset.sev); else state.severities.delete(chip.dataset.sev);
+      loadFindings();
+    });
+  }
+  $("status-filter").addEventListener("change", loadFindings);
+  $("search").addEventListener("input", () => { clearTimeout(state.searchTimer); state.searchTimer = setTimeout(loadFindings, 250); });
+  $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") $("drawer").hidden = true; });
+  $("triage-form").addEventListener("submit", suppress);
+  $("scan-form").addEventListener("submit", startScan);
+  $("web-form").addEventListener("submit", addWeb);
+  start();
+});
