@@ -4,6 +4,7 @@ enum WebAssets {
     static let files: [String: (type: String, text: String)] = [
         "app.css": ("text/css; charset=utf-8", #"""
 :root { --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --line: #d0d7de; --accent: #0a58ca; }
+[hidden] { display: none !important; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
 .top { display: flex; flex-wrap: wrap; align-items: center; gap: 1rem; padding: .6rem 1rem; border-bottom: 1px solid var(--line); }
@@ -29,6 +30,9 @@ tbody tr:hover { background: #f6f8fa; }
 .progress { height: 1rem; border: 1px solid #8c959f; border-radius: 4px; overflow: hidden; max-width: 32rem; }
 #progress-fill { display: block; height: 100%; width: 0; background: var(--accent); }
 @media (max-width: 640px) { th:nth-child(3), td:nth-child(3), th:nth-child(4), td:nth-child(4) { display: none; } }
+.secret { font-family: ui-monospace, monospace; word-break: break-all; }
+#trend svg { max-width: 40rem; width: 100%; height: auto; }
+#trend .opened { fill: #cf222e; } #trend .resolved { fill: #1a7f37; } #trend text { font-size: 10px; fill: var(--muted); }
 
 """#),
         "app.js": ("text/javascript; charset=utf-8", #"""
@@ -38,7 +42,9 @@ tbody tr:hover { background: #f6f8fa; }
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { severities: new Set(), connections: [], pollTimer: null, finding: null };
+const state = { severities: new Set(), connections: [], pollTimer: null, finding: null, slug: "" };
+const VIEWS = ["overview", "findings", "scans", "connections", "approvals", "settings"];
+const SVG = "http://www.w3.org/2000/svg";
 
 function csrf() {
   const m = document.cookie.match(/(?:^|;\s*)vigil_csrf=([^;]+)/);
@@ -49,6 +55,7 @@ async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  if (state.slug) headers["X-Tenant-Slug"] = state.slug;
   const r = await fetch(path.startsWith("/ui/") ? path : "/api/v1" + path,
     { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
@@ -70,7 +77,7 @@ function cell(text, cls) {
 }
 
 function show(view) {
-  for (const id of ["findings", "scans", "connections"]) $(id).hidden = id !== view;
+  for (const id of VIEWS) $(id).hidden = id !== view;
   for (const b of document.querySelectorAll(".tab")) {
     if (b.dataset.view === view) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   }
@@ -78,12 +85,15 @@ function show(view) {
   if (view === "findings") loadFindings();
   if (view === "scans") loadScans();
   if (view === "connections") loadConnections();
+  if (view === "overview") loadOverview();
+  if (view === "approvals") loadApprovals();
+  if (view === "settings") loadSettings();
 }
 
 function showLogin() {
   $("login").hidden = false;
   $("nav").hidden = true;
-  for (const id of ["findings", "scans", "connections"]) $(id).hidden = true;
+  for (const id of VIEWS) $(id).hidden = true;
   $("drawer").hidden = true;
 }
 
@@ -91,9 +101,17 @@ async function start() {
   try {
     const me = await api("GET", "/auth/me");
     $("who").textContent = (me.user && me.user.email) || "";
+    const ws = $("workspace");
+    ws.replaceChildren(...(me.memberships || [{ workspace: me.workspace, role: me.role }]).map((m) => {
+      const o = document.createElement("option");
+      o.value = m.workspace.slug;
+      o.textContent = m.workspace.name + " (" + m.role + ")";
+      o.selected = m.workspace.slug === (state.slug || me.workspace.slug);
+      return o;
+    }));
     $("login").hidden = true;
     $("nav").hidden = false;
-    show("findings");
+    show("overview");
   } catch (e) {
     showLogin();
   }
@@ -227,6 +245,139 @@ async function addWeb(ev) {
   }
 }
 
+// --- overview: plan, compliance, trend ---------------------------------------------------------------
+async function loadOverview() {
+  const [sub, score, trend] = await Promise.all([api("GET", "/billing/subscription"), api("GET", "/compliance/score"),
+                                                 api("GET", "/findings/resolution-trend")]);
+  const scans = (sub.usage || {}).scans || {};
+  $("plan").textContent = "Plan: " + (sub.plan_name || sub.plan) + " (" + sub.status + ") — scans this period: " + (scans.used || 0) +
+    (scans.limit == null ? "" : " of " + scans.limit);
+  const body = $("compliance-table").tBodies[0];
+  body.replaceChildren();
+  for (const f of score.frameworks) {
+    const tr = document.createElement("tr");
+    tr.append(cell(f.name), cell(Math.round(f.score) + "%"), cell(f.passed), cell(f.failed));
+    body.append(tr);
+  }
+  drawTrend(trend.weeks);
+}
+
+function drawTrend(weeks) {
+  const w = 480, h = 160, pad = 20, bw = (w - pad) / weeks.length;
+  const max = Math.max(1, ...weeks.map((x) => Math.max(x.opened, x.resolved)));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+  weeks.forEach((wk, i) => {
+    for (const [k, dx] of [["opened", 2], ["resolved", bw / 2]]) {
+      const r = document.createElementNS(SVG, "rect");
+      const bh = (h - 2 * pad) * wk[k] / max;
+      r.setAttribute("x", String(pad + i * bw + dx));
+      r.setAttribute("y", String(h - pad - bh));
+      r.setAttribute("width", String(bw / 2 - 3));
+      r.setAttribute("height", String(bh));
+      r.setAttribute("class", k);
+      const t = document.createElementNS(SVG, "title");
+      t.textContent = wk.week + ": " + wk[k] + " " + k;
+      r.append(t);
+      svg.append(r);
+    }
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", String(pad + i * bw));
+    label.setAttribute("y", String(h - 4));
+    label.textContent = wk.week.slice(5);
+    svg.append(label);
+  });
+  $("trend").replaceChildren(svg);
+}
+
+// --- approvals ----------------------------------------------------------------------------------------
+async function loadApprovals() {
+  const page = await api("GET", "/remediations/pending?limit=100");
+  const body = $("approvals-table").tBodies[0];
+  body.replaceChildren();
+  $("approvals-empty").hidden = page.items.length > 0;
+  for (const a of page.items) {
+    const tr = document.createElement("tr");
+    const decide = document.createElement("td");
+    for (const [label, path] of [["Approve", "approve"], ["Reject", "reject"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.addEventListener("click", async () => {
+        try {
+          await api("POST", "/remediations/" + a.id + "/" + path, { reason: label + "d in the dashboard" });
+          loadApprovals();
+        } catch (e) { $("approvals-error").textContent = e.message; }
+      });
+      decide.append(b);
+    }
+    tr.append(cell(a.title), cell(a.resource_name || a.resource_id), cell(a.severity), cell(a.requested_by), decide);
+    body.append(tr);
+  }
+}
+
+// --- settings: API keys, reports, webhooks ------------------------------------------------------------
+async function loadSettings() {
+  const keys = await api("GET", "/api-keys/?limit=100");
+  const body = $("keys-table").tBodies[0];
+  body.replaceChildren();
+  for (const k of keys.items) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = "Revoke";
+    b.addEventListener("click", async () => { await api("DELETE", "/api-keys/" + k.id); loadSettings(); });
+    td.append(b);
+    tr.append(cell(k.name), cell(k.prefix), cell(k.role), td);
+    body.append(tr);
+  }
+  try {
+    const hooks = await api("GET", "/webhooks/endpoints?limit=100");
+    const hb = $("webhooks-table").tBodies[0];
+    hb.replaceChildren();
+    for (const h of hooks.items) {
+      const tr = document.createElement("tr");
+      tr.append(cell(h.url), cell((h.events || []).join(", ")), cell(h.status || (h.enabled ? "enabled" : "disabled")));
+      hb.append(tr);
+    }
+  } catch (e) { /* webhooks need the admin role */ }
+}
+
+async function createKey(ev) {
+  ev.preventDefault();
+  const k = await api("POST", "/api-keys/", { name: $("key-name").value, role: $("key-role").value });
+  $("new-key").textContent = "Copy this key now, it is not shown again: " + k.key;
+  ev.target.reset();
+  loadSettings();
+}
+
+async function generateReport(ev) {
+  ev.preventDefault();
+  const r = await api("POST", "/reports/generate", { type: $("report-type").value, format: $("report-format").value });
+  const li = document.createElement("li");
+  const a = document.createElement("a");
+  a.href = "/api/v1/reports/" + encodeURIComponent(r.id) + "/download";
+  a.textContent = r.type + " (" + r.format + ") — download";
+  li.append(a);
+  $("reports-list").prepend(li);
+}
+
+async function signUp(ev) {
+  ev.preventDefault();
+  try {
+    await api("POST", "/auth/signup", { full_name: $("su-name").value, workspace_name: $("su-workspace").value,
+                                        email: $("su-email").value, password: $("su-password").value });
+    await api("POST", "/ui/session", { email: $("su-email").value, password: $("su-password").value });
+    $("su-password").value = "";
+    $("signup-error").textContent = "";
+    start();
+  } catch (e) {
+    const issues = (e.detail && e.detail.issues) || [];
+    $("signup-error").textContent = e.message + (issues.length ? ": " + issues.map((i) => i.path + " " + i.message).join("; ") : "");
+  }
+}
+
 // --- wiring -----------------------------------------------------------------------------------------
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", async (ev) => {
@@ -257,6 +408,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("triage-form").addEventListener("submit", suppress);
   $("scan-form").addEventListener("submit", startScan);
   $("web-form").addEventListener("submit", addWeb);
+  $("signup-form").addEventListener("submit", signUp);
+  $("key-form").addEventListener("submit", createKey);
+  $("report-form").addEventListener("submit", generateReport);
+  $("workspace").addEventListener("change", () => { state.slug = $("workspace").value; start(); });
   start();
 });
 
@@ -275,9 +430,14 @@ document.addEventListener("DOMContentLoaded", () => {
 <header class="top">
   <h1>Vigil</h1>
   <nav id="nav" aria-label="Sections" hidden>
-    <button type="button" class="tab" data-view="findings" aria-current="page">Findings</button>
+    <button type="button" class="tab" data-view="overview" aria-current="page">Overview</button>
+    <button type="button" class="tab" data-view="findings">Findings</button>
     <button type="button" class="tab" data-view="scans">Scans</button>
     <button type="button" class="tab" data-view="connections">Connections</button>
+    <button type="button" class="tab" data-view="approvals">Approvals</button>
+    <button type="button" class="tab" data-view="settings">Settings</button>
+    <label for="workspace" class="who">Workspace</label>
+    <select id="workspace"></select>
     <span id="who" class="who"></span>
     <button type="button" id="logout">Sign out</button>
   </nav>
@@ -293,6 +453,72 @@ document.addEventListener("DOMContentLoaded", () => {
       <button type="submit">Sign in</button>
       <p id="login-error" class="error" role="alert"></p>
     </form>
+    <h2 id="signup-title">New here? Create an account</h2>
+    <form id="signup-form" aria-labelledby="signup-title">
+      <label for="su-name">Full name</label>
+      <input id="su-name" autocomplete="name" required>
+      <label for="su-workspace">Workspace name</label>
+      <input id="su-workspace" required>
+      <label for="su-email">Email</label>
+      <input id="su-email" type="email" autocomplete="username" required>
+      <label for="su-password">Password (at least 10 characters)</label>
+      <input id="su-password" type="password" autocomplete="new-password" minlength="10" required>
+      <button type="submit">Create account</button>
+      <p id="signup-error" class="error" role="alert"></p>
+    </form>
+  </section>
+
+  <section id="overview" aria-labelledby="overview-title" hidden>
+    <h2 id="overview-title">Overview</h2>
+    <p id="plan" aria-live="polite"></p>
+    <h3>Compliance</h3>
+    <table id="compliance-table">
+      <thead><tr><th scope="col">Framework</th><th scope="col">Score</th><th scope="col">Passed</th><th scope="col">Failed</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <h3 id="trend-title">Findings opened and resolved, last 12 weeks</h3>
+    <div id="trend" role="img" aria-labelledby="trend-title"></div>
+  </section>
+
+  <section id="approvals" aria-labelledby="approvals-title" hidden>
+    <h2 id="approvals-title">Fixes waiting for approval</h2>
+    <p id="approvals-empty" hidden>No fixes are waiting for approval.</p>
+    <table id="approvals-table">
+      <thead><tr><th scope="col">Fix</th><th scope="col">Resource</th><th scope="col">Severity</th><th scope="col">Requested by</th><th scope="col">Decision</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="approvals-error" class="error" role="alert"></p>
+  </section>
+
+  <section id="settings" aria-labelledby="settings-title" hidden>
+    <h2 id="settings-title">Settings</h2>
+    <h3>API keys</h3>
+    <form id="key-form">
+      <label for="key-name">Key name</label>
+      <input id="key-name" required>
+      <label for="key-role">Role</label>
+      <select id="key-role"><option>viewer</option><option selected>analyst</option><option>admin</option></select>
+      <button type="submit">Create key</button>
+    </form>
+    <p id="new-key" class="secret" aria-live="polite"></p>
+    <table id="keys-table">
+      <thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Role</th><th scope="col">Revoke</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <h3>Reports</h3>
+    <form id="report-form">
+      <label for="report-type">Report</label>
+      <select id="report-type"><option value="executive_summary">Executive summary</option><option value="compliance">Compliance</option><option value="findings_export">Findings export</option></select>
+      <label for="report-format">Format</label>
+      <select id="report-format"><option>pdf</option><option>html</option><option>csv</option><option>json</option></select>
+      <button type="submit">Generate</button>
+    </form>
+    <ul id="reports-list"></ul>
+    <h3>Webhooks</h3>
+    <table id="webhooks-table">
+      <thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th></tr></thead>
+      <tbody></tbody>
+    </table>
   </section>
 
   <section id="findings" aria-labelledby="findings-title" hidden>
