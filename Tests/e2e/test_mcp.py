@@ -1,6 +1,7 @@
 """vigil-mcp driven by the reference MCP client (PyPI `mcp`) over stdio: tools listed, a scan started
 and followed until its findings are final, findings listed and read, a remediation guide, triage (audited),
-errors as tool errors, and a viewer key that cannot change anything."""
+resources (open findings, reports), scan policy, confirmation required for every change, errors as
+tool errors, and a viewer key that cannot change anything (request_remediation included)."""
 import asyncio
 import json
 import os
@@ -35,17 +36,20 @@ def test_mcp_tools_over_the_rest_api(stack, signup, sites):  # noqa: F811
 
     async def steps(s):
         tools = {t.name: t for t in (await s.list_tools()).tools}
-        assert {"list_connections", "list_findings", "get_finding", "start_scan", "scan_status", "remediation_guide",
-                "compliance_score", "triage_finding"} <= set(tools)
-        assert tools["list_findings"].annotations.read_only_hint is True and tools["start_scan"].annotations.read_only_hint is False
+        assert {"list_connections", "run_scan", "get_scan", "list_findings", "get_finding", "explain_finding", "request_remediation",
+                "compliance_score", "generate_report", "get_scan_policy", "set_scan_policy"} <= set(tools)
+        assert tools["list_findings"].annotations.read_only_hint is True and tools["run_scan"].annotations.read_only_hint is False
+        assert "confirm" in tools["run_scan"].input_schema["required"]
         err, text = await call(s, "list_connections")
         conns = json.loads(text)
         assert not err and conns[0]["provider"] == "web"
-        err, text = await call(s, "start_scan", connection=conns[0]["name"])
+        err, text = await call(s, "run_scan", connection=conns[0]["name"])
+        assert err and "confirm: true" in text
+        err, text = await call(s, "run_scan", connection=conns[0]["name"], confirm=True)
         assert not err, text
         scan_id = json.loads(text)["scan_id"]
         for _ in range(600):
-            err, text = await call(s, "scan_status", scan_id=scan_id)
+            err, text = await call(s, "get_scan", scan_id=scan_id)
             status = json.loads(text)
             if status["findings_ingested"]:
                 break
@@ -57,18 +61,35 @@ def test_mcp_tools_over_the_rest_api(stack, signup, sites):  # noqa: F811
         git = next(f for f in listed["findings"] if f["check_id"] == "web.exposure.git")
         err, text = await call(s, "get_finding", finding_id=git["id"])
         assert not err and "/.git/" in text and "remediation" in json.loads(text)
-        err, text = await call(s, "remediation_guide", finding_id=git["id"])
+        err, text = await call(s, "explain_finding", finding_id=git["id"])
         assert not err and json.loads(text)["console_steps"]
         err, text = await call(s, "compliance_score")
         assert not err and "frameworks" in json.loads(text)
-        err, text = await call(s, "triage_finding", finding_id=git["id"], action="accept_risk", reason="mirror of a public repo")
+        err, text = await call(s, "request_remediation", finding_id=git["id"], confirm=True)
+        assert err and "correlation id" in text  # web findings have no automatic fix: the API says so
+        err, text = await call(s, "get_scan_policy")
+        assert not err and "cpu_percent" in text
+        err, text = await call(s, "set_scan_policy", **{"global": {"cpu_percent": 4}})
+        assert err and "confirm" in text
+        err, text = await call(s, "set_scan_policy", confirm=True, **{"global": {"cpu_percent": 4}})
+        assert err and "forbidden" in text  # scan policy is an admin's; this key is an analyst's
+        err, text = await call(s, "generate_report", type="findings_export", format="json", confirm=True)
+        assert not err, text
+        report_uri = json.loads(text)["resource"]
+        listed_resources = {str(r.uri) for r in (await s.list_resources()).resources}
+        assert "vigil://findings" in listed_resources and report_uri in listed_resources
+        body = (await s.read_resource(report_uri)).contents[0].text
+        assert "web.exposure.git" in body
+        open_findings = json.loads((await s.read_resource("vigil://findings")).contents[0].text)
+        assert any(f["check_id"] == "web.exposure.git" for f in open_findings)
+        err, text = await call(s, "triage_finding", finding_id=git["id"], action="accept_risk", reason="mirror of a public repo", confirm=True)
         assert not err and json.loads(text)["status"] == "accepted_risk", text
         # Errors come back as tool errors with the API's words, not as a crash of the server.
         err, text = await call(s, "get_finding", finding_id="00000000-0000-4000-8000-000000000000")
         assert err and "not_found" in text and "correlation id" in text
         err, text = await call(s, "list_findings", min_severity="severe")
         assert err and "min_severity" in text
-        err, text = await call(s, "start_scan", connection="no-such")
+        err, text = await call(s, "run_scan", connection="no-such", confirm=True)
         assert err and "no connection named" in text
         return git["id"]
 
@@ -81,9 +102,11 @@ def test_mcp_tools_over_the_rest_api(stack, signup, sites):  # noqa: F811
     async def viewer(s):
         err, text = await call(s, "list_findings")
         assert not err
-        err, text = await call(s, "triage_finding", finding_id=finding, action="reopen", reason="no")
+        err, text = await call(s, "triage_finding", finding_id=finding, action="reopen", reason="no", confirm=True)
         assert err and "forbidden" in text
-        err, text = await call(s, "start_scan", connection="site")
+        err, text = await call(s, "run_scan", connection="site", confirm=True)
+        assert err and "forbidden" in text
+        err, text = await call(s, "request_remediation", finding_id=finding, confirm=True)
         assert err and "forbidden" in text
 
     asyncio.run(session_run(dict(env, VIGIL_TOKEN=viewer_key), viewer))

@@ -1,5 +1,6 @@
 import Foundation
 import MCP
+import NIOHTTP1
 import VigilAPIClient
 
 /// `vigil-mcp`: a Model Context Protocol server on stdio for AI assistants. Every tool is a call to the
@@ -13,10 +14,21 @@ enum Tools {
         return .object(["type": "object", "properties": .object(props), "required": .array(required.map { .string($0) })])
     }
 
+    static let confirm: (type: String, description: String) = ("boolean", "must be true: this tool changes something")
+    static let readOnly = Tool.Annotations(readOnlyHint: true)
+    static let changes = Tool.Annotations(readOnlyHint: false, destructiveHint: false)
+
     static let all: [Tool] = [
         Tool(
             name: "list_connections", description: "The workspace's connected AWS accounts, web targets and Linux hosts.", inputSchema: schema([:]),
-            annotations: .init(readOnlyHint: true)),
+            annotations: readOnly),
+        Tool(
+            name: "run_scan", description: "Queue a scan of a connection (confirm: true); poll get_scan until findings_ingested is true.",
+            inputSchema: schema(["connection": ("string", "connection name or id"), "confirm": confirm], required: ["connection", "confirm"]),
+            annotations: changes),
+        Tool(
+            name: "get_scan", description: "A scan's status, progress, counts by severity and whether its findings are final.",
+            inputSchema: schema(["scan_id": ("string", "the scan's id")], required: ["scan_id"]), annotations: readOnly),
         Tool(
             name: "list_findings",
             description: "Findings with filters. Severity: a minimum (critical, high, medium, low, info). Status defaults to open.",
@@ -24,29 +36,70 @@ enum Tools {
                 "min_severity": ("string", "lowest severity to include"), "status": ("string", "open, resolved, suppressed, accepted_risk"),
                 "connection": ("string", "connection name or id"), "check_id": ("string", "rule id, e.g. web.headers.hsts_missing"),
                 "limit": ("integer", "at most this many (default 50, max 200)"),
-            ]), annotations: .init(readOnlyHint: true)),
+            ]), annotations: readOnly),
         Tool(
             name: "get_finding", description: "One finding with evidence, remediation steps and compliance controls.",
-            inputSchema: schema(["finding_id": ("string", "the finding's id")], required: ["finding_id"]), annotations: .init(readOnlyHint: true)),
+            inputSchema: schema(["finding_id": ("string", "the finding's id")], required: ["finding_id"]), annotations: readOnly),
         Tool(
-            name: "remediation_guide", description: "Step-by-step fix for a finding: console steps, CLI commands and Terraform.",
-            inputSchema: schema(["finding_id": ("string", "the finding's id")], required: ["finding_id"]), annotations: .init(readOnlyHint: true)),
+            name: "explain_finding", description: "Why a finding matters and how to fix it: console steps, CLI commands and Terraform.",
+            inputSchema: schema(["finding_id": ("string", "the finding's id")], required: ["finding_id"]), annotations: readOnly),
         Tool(
-            name: "start_scan", description: "Queue a scan of a connection; poll scan_status until findings_ingested is true.",
-            inputSchema: schema(["connection": ("string", "connection name or id")], required: ["connection"]),
-            annotations: .init(readOnlyHint: false, destructiveHint: false)),
-        Tool(
-            name: "scan_status", description: "A scan's status, progress, counts by severity and whether its findings are final.",
-            inputSchema: schema(["scan_id": ("string", "the scan's id")], required: ["scan_id"]), annotations: .init(readOnlyHint: true)),
+            name: "request_remediation",
+            description: "Plan an automatic fix for a finding (confirm: true); it waits for approval unless the workspace's policy approves it.",
+            inputSchema: schema(
+                ["finding_id": ("string", "the finding's id"), "dry_run": ("boolean", "plan only"), "confirm": confirm],
+                required: ["finding_id", "confirm"]), annotations: changes),
         Tool(
             name: "compliance_score", description: "Compliance scores per framework (CIS, PCI DSS, SOC 2, ISO 27001, NIST 800-53).",
-            inputSchema: schema([:]), annotations: .init(readOnlyHint: true)),
+            inputSchema: schema([:]), annotations: readOnly),
         Tool(
-            name: "triage_finding", description: "Suppress, accept the risk of, or reopen a finding, with a reason (audited).",
+            name: "generate_report", description: "Generate a report (confirm: true); read it as the resource vigil://reports/{id}.",
             inputSchema: schema(
-                ["finding_id": ("string", "the finding's id"), "action": ("string", "suppress, accept_risk or reopen"), "reason": ("string", "why")],
-                required: ["finding_id", "action", "reason"]), annotations: .init(readOnlyHint: false, destructiveHint: false)),
+                [
+                    "type": ("string", "executive_summary, compliance or findings_export"), "format": ("string", "json, csv or html"),
+                    "confirm": confirm,
+                ], required: ["type", "confirm"]), annotations: changes),
+        Tool(
+            name: "get_scan_policy", description: "The workspace's utilisation thresholds for cost findings.", inputSchema: schema([:]),
+            annotations: readOnly),
+        Tool(
+            name: "set_scan_policy", description: "Change utilisation thresholds (confirm: true); fields left out keep their value.",
+            inputSchema: schema(
+                [
+                    "global": ("object", "cpu_percent, network_mb, connections, lookback_days, min_monthly_savings…"),
+                    "services": ("object", "per-service overrides, e.g. {\"ec2\": {\"cpu_percent\": 3}}"), "confirm": confirm,
+                ],
+                required: ["confirm"]), annotations: changes),
+        Tool(
+            name: "triage_finding", description: "Suppress, accept the risk of, or reopen a finding, with a reason (confirm: true; audited).",
+            inputSchema: schema(
+                [
+                    "finding_id": ("string", "the finding's id"), "action": ("string", "suppress, accept_risk or reopen"),
+                    "reason": ("string", "why"),
+                    "confirm": confirm,
+                ], required: ["finding_id", "action", "reason", "confirm"]), annotations: changes),
     ]
+
+    /// Tools that change something run only with `confirm: true`.
+    static func confirmed(_ p: CallTool.Parameters) throws {
+        guard case .bool(true)? = p.arguments?["confirm"] else {
+            throw CLIError(message: "\(p.name) changes something: call it again with confirm: true once the user agreed")
+        }
+    }
+
+    /// An MCP value as JSON-serialisable Foundation values.
+    static func plain(_ v: Value) -> Any {
+        switch v {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .int(let i): return i
+        case .double(let d): return d
+        case .string(let s): return s
+        case .array(let a): return a.map(plain)
+        case .object(let o): return o.mapValues(plain)
+        case .data(_, let d): return d.base64EncodedString()
+        }
+    }
 
     static func json(_ v: Any) -> String {
         String(
@@ -102,13 +155,14 @@ enum Tools {
             return json(["total": page["total"] ?? items.count, "findings": items])
         case "get_finding":
             return json(try await api.call(.GET, "/findings/\(API.escape(try required(p, "finding_id")))"))
-        case "remediation_guide":
+        case "explain_finding":
             return json(try await api.call(.POST, "/findings/\(API.escape(try required(p, "finding_id")))/ai-remediation"))
-        case "start_scan":
+        case "run_scan":
+            try confirmed(p)
             let cid = try await api.connectionId(try required(p, "connection"))
             let s = try await api.call(.POST, "/scans/trigger", body: ["connection_id": cid])
             return json(["scan_id": s["id"] ?? "", "status": s["status"] ?? "", "connection_id": cid])
-        case "scan_status":
+        case "get_scan":
             let sid = API.escape(try required(p, "scan_id"))
             let s = try await api.call(.GET, "/scans/\(sid)")
             let progress = try await api.call(.GET, "/scans/\(sid)/progress")
@@ -120,12 +174,32 @@ enum Tools {
         case "compliance_score":
             return json(try await api.call(.GET, "/compliance/score"))
         case "triage_finding":
+            try confirmed(p)
             let id = API.escape(try required(p, "finding_id"))
             let action = try required(p, "action")
             let paths = ["suppress": "suppress", "accept_risk": "accept-risk", "reopen": "reopen"]
             guard let path = paths[action] else { throw CLIError(message: "action must be suppress, accept_risk or reopen") }
             let f = try await api.call(.POST, "/findings/\(id)/\(path)", body: ["reason": try required(p, "reason")])
             return json(brief(f))
+        case "request_remediation":
+            try confirmed(p)
+            var body: [String: Any] = ["finding_id": try required(p, "finding_id")]
+            if case .bool(let dry)? = p.arguments?["dry_run"] { body["dry_run"] = dry }
+            let a = try await api.call(.POST, "/remediations/request", body: body)
+            var out: [String: Any] = [:]
+            for k in ["id", "status", "action", "title", "dry_run", "plan"] { out[k] = a[k] }
+            return json(out)
+        case "generate_report":
+            try confirmed(p)
+            let r = try await api.call(.POST, "/reports/generate", body: ["type": try required(p, "type"), "format": arg(p, "format") ?? "json"])
+            return json(["report_id": r["id"] ?? "", "status": r["status"] ?? "", "resource": "vigil://reports/\(Output.string(r["id"]))"])
+        case "get_scan_policy":
+            return json(try await api.call(.GET, "/settings/scan-policy"))
+        case "set_scan_policy":
+            try confirmed(p)
+            var body: [String: Any] = [:]
+            for k in ["global", "services"] { if let v = p.arguments?[k] { body[k] = plain(v) } }
+            return json(try await api.call(.PATCH, "/settings/scan-policy", body: body))
         default:
             throw CLIError(message: "unknown tool \(p.name)")
         }
@@ -137,8 +211,37 @@ do { api = try API() } catch {
     FileHandle.standardError.write(Data("vigil-mcp: \(error)\n".utf8))
     exit(1)
 }
-let server = Server(name: "vigil", version: "1.0.0", capabilities: .init(tools: .init(listChanged: false)))
+let server = Server(
+    name: "vigil", version: "1.0.0", capabilities: .init(resources: .init(subscribe: false, listChanged: false), tools: .init(listChanged: false)))
 await server.withMethodHandler(ListTools.self) { _ in .init(tools: Tools.all) }
+// Resources: the open findings and the generated reports, as JSON (reports as their text).
+await server.withMethodHandler(ListResources.self) { _ in
+    var list = [
+        Resource(name: "Open findings", uri: "vigil://findings", description: "The 200 most recent open findings", mimeType: "application/json")
+    ]
+    if let reports = try? await api.call(.GET, "/reports/?limit=20")["items"] as? [[String: Any]] {
+        for r in reports {
+            let id = Output.string(r["id"])
+            list.append(Resource(name: "Report \(Output.string(r["type"])) (\(Output.string(r["format"])))", uri: "vigil://reports/\(id)"))
+        }
+    }
+    return .init(resources: list)
+}
+await server.withMethodHandler(ReadResource.self) { params in
+    if params.uri == "vigil://findings" {
+        let page = try await api.call(.GET, "/findings/?status=open&limit=200")
+        return .init(contents: [
+            .text(Tools.json((page["items"] as? [[String: Any]] ?? []).map(Tools.brief)), uri: params.uri, mimeType: "application/json")
+        ])
+    }
+    if params.uri.hasPrefix("vigil://reports/") {
+        let id = API.escape(String(params.uri.dropFirst("vigil://reports/".count)))
+        let (status, data, headers) = try await api.raw(.GET, "/reports/\(id)/download")
+        guard status == 200 else { throw MCPError.invalidParams("no such report") }
+        return .init(contents: [.text(String(decoding: data, as: UTF8.self), uri: params.uri, mimeType: headers.first(name: "content-type"))])
+    }
+    throw MCPError.invalidParams("unknown resource \(params.uri)")
+}
 await server.withMethodHandler(CallTool.self) { params in
     do {
         return .init(content: [.text(try await Tools.call(params, api: api))], isError: false)
@@ -150,3 +253,13 @@ await server.withMethodHandler(CallTool.self) { params in
 try await server.start(transport: StdioTransport())
 await server.waitUntilCompleted()
 await api.shutdown()
+
+enum Output {
+    static func string(_ v: Any?) -> String {
+        switch v {
+        case let s as String: return s
+        case let n as NSNumber: return n.stringValue
+        default: return ""
+        }
+    }
+}
