@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, ROOT
 from test_web import sites  # noqa: F401  (the local web sites fixture)
 
 VIGIL = os.path.join(BIN, "vigil")
@@ -43,7 +43,7 @@ def test_scan_wait_fail_on_and_findings_formats(stack, cli, sites):  # noqa: F81
     assert run("connect", "web", sites["twin"]["url"], "--name", "twin", "--ca-file", ca, env=env).returncode == 0
 
     r = run("scan", "planted", "--fail-on", "high", env=env)
-    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.returncode == 3, (r.stdout, r.stderr)
     lines = r.stdout.splitlines()
     assert lines[0].startswith("scan ") and "queued" in lines[0]
     assert any(" collecting " in l or " finalizing " in l or " queued " in l for l in lines[1:]), lines  # one line per phase, not a bar
@@ -66,6 +66,15 @@ def test_scan_wait_fail_on_and_findings_formats(stack, cli, sites):  # noqa: F81
     assert {r["level"] for r in sarif["runs"][0]["results"]} == {"error"}
     shown = run("findings", "show", findings[0]["id"], env=env)
     assert shown.returncode == 0 and findings[0]["title"] in shown.stdout and "remediation" in shown.stdout
+
+    # Golden output: a table with fixed columns (the ids and ports differ run to run, so they are left out).
+    table = run("findings", "list", "--check", "web.exposure.git,web.secrets.cloud_key,web.tls.no_tls13", "--columns", "severity,rule_code,title",
+                env=env).stdout
+    assert table == open(os.path.join(ROOT, "Tests", "e2e", "fixtures", "cli-findings-table.txt")).read(), table
+
+    # On a terminal (a pseudo-terminal from `script`), the same scan draws a redrawn progress bar.
+    r = subprocess.run(["script", "-qec", f"{VIGIL} scan twin --wait", "/dev/null"], capture_output=True, timeout=180, env=env)
+    assert r.returncode == 0 and b"\r[" in r.stdout and b"] 100%" in r.stdout and b"parts" in r.stdout, r.stdout[-500:]
 
     out = os.path.join(env["HOME"], "report.pdf")
     r = run("report", "generate", "--type", "executive_summary", "--format", "pdf", "-o", out, env=env)
@@ -100,6 +109,8 @@ def test_schedules_tail_errors_and_completions(stack, cli, sites):  # noqa: F811
     assert r.returncode == 1 and "[not_found]" in r.stderr
     bad = dict(env, VIGIL_TOKEN="vgl_not-a-real-key")
     r = run("findings", "list", env=bad)
-    assert r.returncode == 1 and "[invalid_token]" in r.stderr
+    assert r.returncode == 2 and "[invalid_token]" in r.stderr and "correlation id" in r.stderr
+    help_text = run("--help").stdout
+    assert help_text == open(os.path.join(ROOT, "Tests", "e2e", "fixtures", "cli-help.txt")).read(), help_text
     r = run("--generate-completion-script", "bash")
     assert r.returncode == 0 and "vigil" in r.stdout and "findings" in r.stdout

@@ -134,7 +134,7 @@ public final class API: Sendable {
             }
             throw CLIError(
                 message: message, code: json["error"] as? String,
-                correlationId: json["correlation_id"] as? String ?? headers.first(name: "x-correlation-id"))
+                correlationId: json["correlation_id"] as? String ?? headers.first(name: "x-correlation-id"), exitCode: status == 401 ? 2 : 1)
         }
         return json
     }

@@ -9,14 +9,16 @@ import VigilAPIClient
 
 /// `vigil`: the command line of the Vigil REST API (scripts, CI pipelines, terminals).
 ///
-/// Exit codes: 0 success; 1 an error (the API's message and correlation id are printed); 2 `--fail-on`
-/// found open findings at or above the severity; 3 the scan failed or was canceled.
+/// Exit codes: 0 success; 1 an error (the API's message and correlation id are printed); 2 the
+/// credential was refused; 3 `--fail-on` found open findings at or above the severity; 4 the scan failed
+/// or was canceled.
 @main
 struct Vigil: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil", abstract: "Vigil from the command line: connect, scan, triage, fix, report.",
         discussion:
-            "Exit codes: 0 ok, 1 error, 2 --fail-on matched, 3 scan failed. Shell completions: vigil --generate-completion-script bash|zsh|fish",
+            "Exit codes: 0 ok, 1 error, 2 credential refused, 3 --fail-on matched, 4 scan failed. "
+            + "Shell completions: vigil --generate-completion-script bash|zsh|fish",
         subcommands: [Login.self, Connect.self, Scan.self, Findings.self, Fix.self, Report.self, Schedule.self, Tail.self])
 }
 
@@ -157,7 +159,7 @@ struct Scan: AsyncParsableCommand {
         abstract: "Scan a connection (by name or id); --wait shows progress until the findings are final.")
     @Argument(help: "Connection name or id") var connection: String
     @Flag(help: "Wait for the scan and its findings") var wait = false
-    @Option(name: .customLong("fail-on"), help: "Exit 2 when open findings at or above this severity exist (implies --wait)") var failOn: String?
+    @Option(name: .customLong("fail-on"), help: "Exit 3 when open findings at or above this severity exist (implies --wait)") var failOn: String?
     @Option(name: .customLong("service"), help: "Repeat to narrow an AWS scan") var services: [String] = []
     @Option(help: "Give up waiting after this many seconds") var timeout: Int = 1800
 
@@ -175,14 +177,14 @@ struct Scan: AsyncParsableCommand {
             let counts = final["findings_count"] as? [String: Any] ?? [:]
             say("scan \(Output.string(final["status"])): " + Output.severities.map { "\($0) \(Output.string(counts[$0]))" }.joined(separator: ", "))
             if Output.string(final["status"]) != "completed" {
-                throw CLIError(message: "the scan \(Output.string(final["status"])): \(Output.string(final["error"]))", exitCode: 3)
+                throw CLIError(message: "the scan \(Output.string(final["status"])): \(Output.string(final["error"]))", exitCode: 4)
             }
             if let threshold {
                 let open = try await api.call(
                     .GET, "/findings/?connection_id=\(cid)&status=open&severity=\(threshold.joined(separator: ","))&limit=1")
                 let n = open["total"] as? Int ?? 0
                 if n > 0 {
-                    throw CLIError(message: "\(n) open finding(s) at or above \(failOn!) on \(connection)", exitCode: 2)
+                    throw CLIError(message: "\(n) open finding(s) at or above \(failOn!) on \(connection)", exitCode: 3)
                 }
             }
         }
@@ -231,6 +233,7 @@ struct Findings: AsyncParsableCommand {
         @Option var connection: String?
         @Option(name: .customLong("check")) var check: String?
         @Option var limit: Int = 500
+        @Option(help: "Table/CSV columns, comma-separated (default: id,severity,status,rule_code,resource_name,title)") var columns: String?
         @Flag var json = false
         @Flag var csv = false
         @Flag var sarif = false
@@ -241,15 +244,22 @@ struct Findings: AsyncParsableCommand {
                 if let s = try minSeverity.map(Output.atLeast) ?? severity.map({ [$0] }) { q.append("severity=\(s.joined(separator: ","))") }
                 if let connection { q.append("connection_id=\(try await api.connectionId(connection))") }
                 if let check { q.append("check_id=\(API.escape(check))") }
-                let items = Array(try await api.all("/findings/?" + q.joined(separator: "&"), max: limit).prefix(limit))
+                // Most severe first, then by check and resource: the same findings always print the same way.
+                let rank = Dictionary(uniqueKeysWithValues: Output.severities.enumerated().map { ($1, $0) })
+                let items = Array(try await api.all("/findings/?" + q.joined(separator: "&"), max: limit).prefix(limit)).sorted {
+                    let a = (rank[Output.string($0["severity"])] ?? 9, Output.string($0["rule_code"]), Output.string($0["resource_name"]))
+                    let b = (rank[Output.string($1["severity"])] ?? 9, Output.string($1["rule_code"]), Output.string($1["resource_name"]))
+                    return a < b
+                }
+                let cols = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? Findings.columns
                 if json {
                     say(Output.json(items))
                 } else if csv {
-                    say(Output.csv(items, columns: Findings.columns))
+                    say(Output.csv(items, columns: cols))
                 } else if sarif {
                     say(Output.sarif(items))
                 } else {
-                    say(items.isEmpty ? "no findings" : Output.table(items, columns: Findings.columns))
+                    say(items.isEmpty ? "no findings" : Output.table(items, columns: cols))
                 }
             }
         }
