@@ -60,6 +60,7 @@ function showLogin() {
 }
 
 async function start() {
+  if (!csrf()) { showLogin(); return; }
   try {
     const me = await api("GET", "/auth/me");
     $("who").textContent = (me.user && me.user.email) || "";
@@ -121,6 +122,8 @@ async function openFinding(id) {
     comp.append(li);
   }
   $("triage-error").textContent = "";
+  $("fix-status").textContent = "";
+  $("request-fix").hidden = !f.auto_fix;
   $("drawer").hidden = false;
   $("drawer-close").focus();
 }
@@ -189,6 +192,32 @@ async function loadConnections() {
     const tr = document.createElement("tr");
     tr.append(cell(c.name), cell(c.provider), cell(c.status), cell(c.last_scan_at || "never"));
     body.append(tr);
+  }
+}
+
+async function addAWS(ev) {
+  ev.preventDefault();
+  const settings = { regions: [$("aws-region").value.trim()] };
+  if ($("aws-endpoint").value.trim()) settings.endpoint_url = $("aws-endpoint").value.trim();
+  try {
+    await api("POST", "/connections/", { name: $("aws-name").value, provider: "aws", settings,
+                                        credentials: { access_key_id: $("aws-key").value.trim(), secret_access_key: $("aws-secret").value } });
+    $("aws-error").textContent = "";
+    ev.target.reset();
+    $("aws-region").value = "us-east-1";
+    loadConnections();
+  } catch (e) {
+    const issues = (e.detail && e.detail.issues) || [];
+    $("aws-error").textContent = e.message + (issues.length ? ": " + issues.map((i) => i.path + " " + i.message).join("; ") : "");
+  }
+}
+
+async function requestFix() {
+  try {
+    const a = await api("POST", "/remediations/request", { finding_id: state.finding.id });
+    $("fix-status").textContent = "Fix " + a.status.replace("_", " ");
+  } catch (e) {
+    $("fix-status").textContent = e.message;
   }
 }
 
@@ -370,6 +399,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("triage-form").addEventListener("submit", suppress);
   $("scan-form").addEventListener("submit", startScan);
   $("web-form").addEventListener("submit", addWeb);
+  $("aws-form").addEventListener("submit", addAWS);
+  $("request-fix").addEventListener("click", requestFix);
   $("signup-form").addEventListener("submit", signUp);
   $("key-form").addEventListener("submit", createKey);
   $("report-form").addEventListener("submit", generateReport);

@@ -175,3 +175,116 @@ def test_dashboard_sign_up_overview_approvals_settings(stack, browser):
     jar = {c["name"]: c["value"] for c in d.get_cookies()}
     r = requests.get(link.get_attribute("href"), cookies=jar, timeout=15)
     assert r.status_code == 200 and r.content[:5] == b"%PDF-"
+
+
+ARTIFACTS = os.environ.get("VIGIL_ARTIFACTS", os.path.join(os.path.dirname(__file__), "artifacts", "dashboard"))
+
+# Labels, accessible names and text contrast (WCAG AA 4.5:1) of what is on screen: the equivalent of an
+# axe-core run for the rules this page can break.
+A11Y = r"""
+function lum(c) { const v = c.match(/[\d.]+/g).slice(0, 3).map(Number).map(x => { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; }
+function bg(el) { for (let e = el; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor; const a = c.match(/[\d.]+/g);
+  if (a && (a.length < 4 || Number(a[3]) > 0)) return c; } return "rgb(255, 255, 255)"; }
+const problems = [];
+const visible = (e) => e.offsetParent !== null || getComputedStyle(e).position === "fixed";
+for (const e of document.querySelectorAll("input, select, textarea")) {
+  if (visible(e) && !(e.labels && e.labels.length) && !e.getAttribute("aria-label")) problems.push("no label: " + (e.id || e.outerHTML.slice(0, 60)));
+}
+for (const b of document.querySelectorAll("button")) {
+  if (visible(b) && !(b.textContent.trim() || b.getAttribute("aria-label"))) problems.push("button without a name: " + b.outerHTML.slice(0, 60));
+}
+for (const e of document.querySelectorAll("h1, h2, h3, p, td, th, button, label, a, li, dt, dd")) {
+  if (!visible(e) || !e.textContent.trim()) continue;
+  const fg = lum(getComputedStyle(e).color), back = lum(bg(e));
+  const ratio = (Math.max(fg, back) + 0.05) / (Math.min(fg, back) + 0.05);
+  if (ratio < 4.5) problems.push("contrast " + ratio.toFixed(2) + ": " + e.tagName + " " + e.textContent.trim().slice(0, 30));
+}
+if (!document.documentElement.lang) problems.push("no lang");
+return problems;
+"""
+
+
+@pytest.fixture(scope="module")
+def journey_moto():
+    from conftest import seeded_moto_server
+    yield from seeded_moto_server()
+
+
+def test_dashboard_journey_with_the_moto_account(stack, signup, journey_moto, browser):
+    """Sign in, connect the moto account, scan, watch it finish, open a finding, suppress it, approve a
+    fix an analyst requested; screenshots of each step in Tests/e2e/artifacts/dashboard; every view passes
+    the accessibility check; no console errors."""
+    from conftest import join_workspace
+    from test_remediation import WRITE_KEYS, set_policy, wait_action
+    endpoint, manifest = journey_moto
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    owner, body, password = signup("journey")
+    d = browser
+    shot = lambda name: d.save_screenshot(os.path.join(ARTIFACTS, name + ".png"))
+
+    def accessible(view):
+        problems = d.execute_script(A11Y)
+        assert not problems, (view, problems)
+
+    d.get(stack.url + "/")
+    wait(d, EC.visibility_of_element_located((By.ID, "login-form")))
+    accessible("login")
+    shot("01-sign-in")
+    d.find_element(By.ID, "email").send_keys(body["user"]["email"])
+    d.find_element(By.ID, "password").send_keys(password + Keys.ENTER)
+    wait(d, EC.visibility_of_element_located((By.ID, "overview")))
+    accessible("overview")
+
+    d.find_element(By.CSS_SELECTOR, ".tab[data-view=connections]").click()
+    accessible("connections")
+    d.find_element(By.ID, "aws-name").send_keys("moto")
+    d.find_element(By.ID, "aws-key").send_keys(manifest["access_key_id"])
+    d.find_element(By.ID, "aws-secret").send_keys(manifest["secret_access_key"])
+    d.find_element(By.ID, "aws-endpoint").send_keys(endpoint)
+    d.find_element(By.CSS_SELECTOR, "#aws-form button").click()
+    wait(d, lambda x: "moto" in x.find_element(By.ID, "connections-table").text)
+    shot("02-connected")
+    conn = owner.get("/connections/").json()["items"][0]["id"]
+    assert owner.post(f"/connections/{conn}/remediation-credentials", WRITE_KEYS).status_code == 200
+    set_policy(owner, mode="manual")
+
+    d.find_element(By.CSS_SELECTOR, ".tab[data-view=scans]").click()
+    accessible("scans")
+    wait(d, lambda x: len(Select(x.find_element(By.ID, "scan-connection")).options) == 1)
+    d.find_element(By.CSS_SELECTOR, "#scan-form button").click()
+    wait(d, lambda x: "findings are up to date" in x.find_element(By.ID, "progress-text").text, timeout=180)
+    shot("03-scan-finished")
+
+    d.find_element(By.CSS_SELECTOR, ".tab[data-view=findings]").click()
+    wait(d, lambda x: len(x.find_elements(By.CSS_SELECTOR, "#findings-table tbody tr")) >= 20)
+    accessible("findings")
+    row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#findings-table tbody tr") if "aws.s3.bucket_versioning_disabled" in r.text)
+    row.click()
+    wait(d, EC.visibility_of_element_located((By.ID, "drawer")))
+    accessible("drawer")
+    shot("04-finding")
+    d.find_element(By.ID, "triage-reason").send_keys("scratch bucket, versioning not needed")
+    d.find_element(By.ID, "suppress").click()
+    wait(d, EC.invisibility_of_element_located((By.ID, "drawer")))
+    suppressed = owner.get("/findings/?status=suppressed&limit=5").json()["items"]
+    assert [f["rule_code"] for f in suppressed] == ["aws.s3.bucket_versioning_disabled"]
+
+    # An analyst asks for a fix; the owner approves it in the dashboard and the fix is applied in moto.
+    analyst = join_workspace(stack, owner, "analyst")
+    sg = next(f for f in owner.get("/findings/?rule_code=aws.ec2.sg_ssh_open_to_world&limit=5").json()["items"])
+    action = analyst.post("/remediations/request", {"finding_id": sg["id"]}).json()
+    assert action["status"] == "pending_approval", action
+    d.find_element(By.CSS_SELECTOR, ".tab[data-view=approvals]").click()
+    wait(d, lambda x: "sg" in x.find_element(By.ID, "approvals-table").text.lower() or len(x.find_elements(By.CSS_SELECTOR, "#approvals-table tbody tr")) == 1)
+    accessible("approvals")
+    shot("05-approval")
+    d.find_element(By.XPATH, "//table[@id='approvals-table']//button[text()='Approve']").click()
+    wait(d, EC.visibility_of_element_located((By.ID, "approvals-empty")))
+    assert wait_action(owner, action["id"])["status"] == "applied"
+    shot("06-approved")
+
+    d.find_element(By.CSS_SELECTOR, ".tab[data-view=settings]").click()
+    accessible("settings")
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

@@ -98,6 +98,7 @@ function showLogin() {
 }
 
 async function start() {
+  if (!csrf()) { showLogin(); return; }
   try {
     const me = await api("GET", "/auth/me");
     $("who").textContent = (me.user && me.user.email) || "";
@@ -159,6 +160,8 @@ async function openFinding(id) {
     comp.append(li);
   }
   $("triage-error").textContent = "";
+  $("fix-status").textContent = "";
+  $("request-fix").hidden = !f.auto_fix;
   $("drawer").hidden = false;
   $("drawer-close").focus();
 }
@@ -227,6 +230,32 @@ async function loadConnections() {
     const tr = document.createElement("tr");
     tr.append(cell(c.name), cell(c.provider), cell(c.status), cell(c.last_scan_at || "never"));
     body.append(tr);
+  }
+}
+
+async function addAWS(ev) {
+  ev.preventDefault();
+  const settings = { regions: [$("aws-region").value.trim()] };
+  if ($("aws-endpoint").value.trim()) settings.endpoint_url = $("aws-endpoint").value.trim();
+  try {
+    await api("POST", "/connections/", { name: $("aws-name").value, provider: "aws", settings,
+                                        credentials: { access_key_id: $("aws-key").value.trim(), secret_access_key: $("aws-secret").value } });
+    $("aws-error").textContent = "";
+    ev.target.reset();
+    $("aws-region").value = "us-east-1";
+    loadConnections();
+  } catch (e) {
+    const issues = (e.detail && e.detail.issues) || [];
+    $("aws-error").textContent = e.message + (issues.length ? ": " + issues.map((i) => i.path + " " + i.message).join("; ") : "");
+  }
+}
+
+async function requestFix() {
+  try {
+    const a = await api("POST", "/remediations/request", { finding_id: state.finding.id });
+    $("fix-status").textContent = "Fix " + a.status.replace("_", " ");
+  } catch (e) {
+    $("fix-status").textContent = e.message;
   }
 }
 
@@ -408,12 +437,18 @@ document.addEventListener("DOMContentLoaded", () => {
   $("triage-form").addEventListener("submit", suppress);
   $("scan-form").addEventListener("submit", startScan);
   $("web-form").addEventListener("submit", addWeb);
+  $("aws-form").addEventListener("submit", addAWS);
+  $("request-fix").addEventListener("click", requestFix);
   $("signup-form").addEventListener("submit", signUp);
   $("key-form").addEventListener("submit", createKey);
   $("report-form").addEventListener("submit", generateReport);
   $("workspace").addEventListener("change", () => { state.slug = $("workspace").value; start(); });
   start();
 });
+
+"""#),
+        "favicon.svg": ("image/svg+xml", #"""
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><path d="M8 1 2 3.5v4c0 3.5 2.6 6.3 6 7.5 3.4-1.2 6-4 6-7.5v-4z" fill="#0a58ca"/></svg>
 
 """#),
         "index.html": ("text/html; charset=utf-8", #"""
@@ -423,6 +458,7 @@ document.addEventListener("DOMContentLoaded", () => {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Vigil</title>
+<link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/app.css">
 <script src="/ui/app.js" defer></script>
 </head>
@@ -554,6 +590,7 @@ document.addEventListener("DOMContentLoaded", () => {
     <p id="drawer-remediation"></p>
     <h3>Compliance</h3>
     <ul id="drawer-compliance"></ul>
+    <p><button type="button" id="request-fix">Request an automatic fix</button> <span id="fix-status" aria-live="polite"></span></p>
     <form id="triage-form">
       <label for="triage-reason">Reason</label>
       <input id="triage-reason" required>
@@ -585,6 +622,21 @@ document.addEventListener("DOMContentLoaded", () => {
       <thead><tr><th scope="col">Name</th><th scope="col">Provider</th><th scope="col">Status</th><th scope="col">Last scan</th></tr></thead>
       <tbody></tbody>
     </table>
+    <h3>Connect an AWS account</h3>
+    <form id="aws-form">
+      <label for="aws-name">Name</label>
+      <input id="aws-name" required>
+      <label for="aws-key">Access key id</label>
+      <input id="aws-key" autocomplete="off" required>
+      <label for="aws-secret">Secret access key</label>
+      <input id="aws-secret" type="password" autocomplete="off" required>
+      <label for="aws-region">Region</label>
+      <input id="aws-region" value="us-east-1" required>
+      <label for="aws-endpoint">Endpoint URL (optional: moto, LocalStack)</label>
+      <input id="aws-endpoint" type="url">
+      <button type="submit">Connect</button>
+      <p id="aws-error" class="error" role="alert"></p>
+    </form>
     <h3>Add a web target</h3>
     <form id="web-form">
       <label for="web-name">Name</label>
