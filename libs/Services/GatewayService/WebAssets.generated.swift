@@ -11,8 +11,18 @@ body { margin: 0; font: 15px/1.45 system-ui, sans-serif; color: var(--fg); backg
 .top h1 { font-size: 1.2rem; margin: 0; }
 nav { display: flex; flex-wrap: wrap; gap: .4rem; align-items: center; }
 main { padding: 1rem; max-width: 1200px; }
-button, select, input, textarea { font: inherit; padding: .35rem .6rem; border: 1px solid #8c959f; border-radius: 4px; background: #f6f8fa; color: var(--fg); }
-button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, tr:focus-visible { outline: 3px solid var(--accent); outline-offset: 1px; }
+button, select, input, textarea {
+  font: inherit;
+  padding: .35rem .6rem;
+  border: 1px solid #8c959f;
+  border-radius: 4px;
+  background: #f6f8fa;
+  color: var(--fg);
+}
+button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, tr:focus-visible {
+  outline: 3px solid var(--accent);
+  outline-offset: 1px;
+}
 .tab[aria-current="page"] { background: var(--accent); color: #fff; border-color: var(--accent); }
 form { display: grid; gap: .4rem; max-width: 32rem; margin-bottom: 1rem; }
 .filters { display: flex; flex-wrap: wrap; gap: .4rem; align-items: center; margin-bottom: .6rem; }
@@ -25,7 +35,18 @@ tbody tr { cursor: pointer; }
 tbody tr:hover { background: #f6f8fa; }
 .error { color: #a40e26; min-height: 1.2em; margin: 0; }
 .who { color: var(--muted); }
-#drawer { position: fixed; top: 0; right: 0; width: min(36rem, 100%); height: 100%; overflow: auto; background: #fff; border-left: 1px solid var(--line); padding: 1rem; box-shadow: -4px 0 12px rgba(0,0,0,.08); }
+#drawer {
+  position: fixed;
+  top: 0;
+  right: 0;
+  width: min(36rem, 100%);
+  height: 100%;
+  overflow: auto;
+  background: #fff;
+  border-left: 1px solid var(--line);
+  padding: 1rem;
+  box-shadow: -4px 0 12px rgba(0,0,0,.08);
+}
 #drawer pre { white-space: pre-wrap; word-break: break-word; background: #f6f8fa; padding: .5rem; }
 .progress { height: 1rem; border: 1px solid #8c959f; border-radius: 4px; overflow: hidden; max-width: 32rem; }
 #progress-fill { display: block; height: 100%; width: 0; background: var(--accent); }
@@ -520,7 +541,8 @@ document.addEventListener("DOMContentLoaded", () => {
     <h2 id="approvals-title">Fixes waiting for approval</h2>
     <p id="approvals-empty" hidden>No fixes are waiting for approval.</p>
     <table id="approvals-table">
-      <thead><tr><th scope="col">Fix</th><th scope="col">Resource</th><th scope="col">Severity</th><th scope="col">Requested by</th><th scope="col">Decision</th></tr></thead>
+      <thead><tr><th scope="col">Fix</th><th scope="col">Resource</th><th scope="col">Severity</th><th scope="col">Requested by</th>
+        <th scope="col">Decision</th></tr></thead>
       <tbody></tbody>
     </table>
     <p id="approvals-error" class="error" role="alert"></p>
@@ -544,7 +566,8 @@ document.addEventListener("DOMContentLoaded", () => {
     <h3>Reports</h3>
     <form id="report-form">
       <label for="report-type">Report</label>
-      <select id="report-type"><option value="executive_summary">Executive summary</option><option value="compliance">Compliance</option><option value="findings_export">Findings export</option></select>
+      <select id="report-type"><option value="executive_summary">Executive summary</option><option value="compliance">Compliance</option>
+        <option value="findings_export">Findings export</option></select>
       <label for="report-format">Format</label>
       <select id="report-format"><option>pdf</option><option>html</option><option>csv</option><option>json</option></select>
       <button type="submit">Generate</button>
@@ -575,7 +598,8 @@ document.addEventListener("DOMContentLoaded", () => {
     </div>
     <p id="findings-count" aria-live="polite"></p>
     <table id="findings-table">
-      <thead><tr><th scope="col">Severity</th><th scope="col">Title</th><th scope="col">Resource</th><th scope="col">Check</th><th scope="col">Status</th></tr></thead>
+      <thead><tr><th scope="col">Severity</th><th scope="col">Title</th><th scope="col">Resource</th><th scope="col">Check</th>
+        <th scope="col">Status</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -607,7 +631,8 @@ document.addEventListener("DOMContentLoaded", () => {
       <button type="submit">Scan now</button>
     </form>
     <div id="progress-box" hidden>
-      <div id="progress" class="progress" role="progressbar" aria-label="Scan progress" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0"><span id="progress-fill"></span></div>
+      <div id="progress" class="progress" role="progressbar" aria-label="Scan progress" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0">
+        <span id="progress-fill"></span></div>
       <p id="progress-text" aria-live="polite"></p>
     </div>
     <table id="scans-table">
