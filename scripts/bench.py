@@ -208,6 +208,52 @@ def cpu_report(before, after, seconds):
     return f"  CPU over {seconds:.1f} s wall (2 cores = {2 * seconds:.0f} CPU s): " + ", ".join(parts)
 
 
+def write_findings(psql, tenant, conn, n):
+    """n open findings written straight into the findings table (for read benchmarks)."""
+    psql(f"""SET vigil.cross_tenant = 'on'; INSERT INTO findings.findings (tenant_id, fingerprint, connection_id, rule_id, provider, service,
+          resource_id, resource_type, resource_name, region, severity, severity_rank, title, status, part_service, part_region,
+          first_scan_id, last_scan_id) SELECT '{tenant}', lpad(to_hex(i), 40, '0'), '{conn}', 'aws.s3.bucket_acl_public_read', 'aws', 's3',
+          'arn:aws:s3:::bench-' || i, 'aws.s3.bucket', 'bench-' || i, 'us-east-1', (ARRAY['critical','high','medium','low','info'])[i % 5 + 1],
+          i % 5, 'bench', 'open', 's3', 'global', '{conn}', '{conn}' FROM generate_series(1, {n}) i""")
+
+
+def bench_cli(bin_dir):
+    """`vigil findings list --json` over BENCH_CLI_FINDINGS (100,000) open findings of one workspace,
+    written straight into the findings table; time to the last byte and to the first, and the peak
+    memory of the CLI. Median of ROUNDS."""
+    import json
+    import uuid
+    n = int(os.environ.get("BENCH_CLI_FINDINGS", "100000"))
+    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
+                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000"})
+    psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        stack.start()
+        r, _ = sign_up(stack, "cli")
+        key = Client(stack.url, token=r["access_token"]).post("/api-keys/", {"name": "bench"}).json()["key"]
+        write_findings(psql, r["workspace"]["id"], str(uuid.uuid4()), n)
+        psql("VACUUM ANALYZE findings.findings")
+        env = dict(os.environ, VIGIL_URL=stack.url, VIGIL_TOKEN=key, XDG_CONFIG_HOME="/nonexistent")
+        runs = []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            p = subprocess.Popen(["/usr/bin/time", "-f", "%M", os.path.join(bin_dir, "vigil"), "findings", "list", "--json", "--limit", str(n)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            first = p.stdout.read(1)
+            t_first = time.perf_counter() - t0
+            rest = p.stdout.read()
+            peak_kb = int(p.stderr.read().decode().strip().splitlines()[-1])
+            p.wait()
+            runs.append((time.perf_counter() - t0, t_first, len(json.loads(first + rest)), peak_kb / 1024))
+        total, first, count, peak = sorted(runs)[len(runs) // 2]
+        print(f"\ncli benchmark: vigil findings list --json, {n:,} findings, release build, median of {ROUNDS}")
+        print(f"{count:,} findings in {total:.2f} s (first byte after {first:.2f} s; runs: " + ", ".join(f"{t:.2f}" for t, _, _, _ in runs)
+              + f"); CLI peak memory {peak:.0f} MB; target: under 3 s")
+    finally:
+        stack.stop()
+
+
 def bench_findings(bin_dir):
     """1,000,000 findings for one workspace through the bus (result batches on VIGIL_JOBS, as
     the scan workers publish them): fresh ingest, a re-scan where 10 % change, then page latency
@@ -279,11 +325,7 @@ def bench_findings(bin_dir):
         print(f"\nfindings benchmark: release build, one findings replica, 2 cores shared with NATS, PostgreSQL and the publisher")
         if os.environ.get("BENCH_PAGES_ONLY"):
             # Page latency alone: the rows are written straight into the findings table, then paged over REST.
-            psql(f"""SET vigil.cross_tenant = 'on'; INSERT INTO findings.findings (tenant_id, fingerprint, connection_id, rule_id, provider, service,
-                  resource_id, resource_type, resource_name, region, severity, severity_rank, title, status, part_service, part_region,
-                  first_scan_id, last_scan_id) SELECT '{tenant}', lpad(to_hex(i), 40, '0'), '{conn}', 'aws.s3.bucket_acl_public_read', 'aws', 's3',
-                  'arn:aws:s3:::bench-' || i, 'aws.s3.bucket', 'bench-' || i, 'us-east-1', (ARRAY['critical','high','medium','low','info'])[i % 5 + 1],
-                  i % 5, 'bench', 'open', 's3', 'global', '{conn}', '{conn}' FROM generate_series(1, {n}) i""")
+            write_findings(psql, tenant, conn, n)
             print(f"{n:,} findings written directly (pages only)")
         else:
             scan1 = str(uuid.uuid4())
@@ -613,6 +655,8 @@ def main():
         return bench_waste(bin_dir)
     if what == "web":
         return bench_web(bin_dir)
+    if what == "cli":
+        return bench_cli(bin_dir)
     assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,

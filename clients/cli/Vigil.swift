@@ -244,6 +244,7 @@ struct Findings: AsyncParsableCommand {
                 if let s = try minSeverity.map(Output.atLeast) ?? severity.map({ [$0] }) { q.append("severity=\(s.joined(separator: ","))") }
                 if let connection { q.append("connection_id=\(try await api.connectionId(connection))") }
                 if let check { q.append("check_id=\(API.escape(check))") }
+                if json { return try await stream(api, "/findings/?" + q.joined(separator: "&")) }
                 // Most severe first, then by check and resource: the same findings always print the same way.
                 let rank = Dictionary(uniqueKeysWithValues: Output.severities.enumerated().map { ($1, $0) })
                 let items = Array(try await api.all("/findings/?" + q.joined(separator: "&"), max: limit).prefix(limit)).sorted {
@@ -252,9 +253,7 @@ struct Findings: AsyncParsableCommand {
                     return a < b
                 }
                 let cols = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? Findings.columns
-                if json {
-                    say(Output.json(items))
-                } else if csv {
+                if csv {
                     say(Output.csv(items, columns: cols))
                 } else if sarif {
                     say(Output.sarif(items))
@@ -262,6 +261,28 @@ struct Findings: AsyncParsableCommand {
                     say(items.isEmpty ? "no findings" : Output.table(items, columns: cols))
                 }
             }
+        }
+
+        /// `--json`: a JSON array written page by page (500 findings a request, the API's order, one finding a
+        /// line), so memory stays flat and the first findings show at once however many there are.
+        func stream(_ api: API, _ path: String) async throws {
+            var cursor: String? = nil
+            var written = 0
+            write("[")
+            repeat {
+                let size = min(500, limit - written)
+                let page = try await api.call(.GET, path + "&limit=\(size)" + (cursor.map { "&cursor=\(API.escape($0))" } ?? ""))
+                let items = page["items"] as? [[String: Any]] ?? []
+                var chunk = Data()
+                for item in items.prefix(limit - written) {
+                    chunk.append(contentsOf: Array((written == 0 ? "\n" : ",\n").utf8))
+                    chunk.append(try JSONSerialization.data(withJSONObject: item, options: [.sortedKeys, .withoutEscapingSlashes]))
+                    written += 1
+                }
+                FileHandle.standardOutput.write(chunk)
+                cursor = page["next_cursor"] as? String
+            } while cursor != nil && written < limit
+            write("\n]\n")
         }
     }
 
