@@ -73,6 +73,7 @@ let package = Package(
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
         lib("Providers", "Host", ["VigilCore", "ScanEngine"]),
         lib("Providers", "Web", ["VigilCore", "ScanEngine", "Net"]),
+        lib("Providers", "Repo", ["VigilCore", "ScanEngine", "Net"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib(
             "Platform", "ServiceRuntime",
@@ -127,10 +128,13 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "clients/cli", swiftSettings: swiftSettings),
-        // An MCP server (stdio) for AI assistants: tools over the same REST API as the CLI.
+        // An MCP server (stdio and streamable HTTP) for AI assistants: tools over the same REST API as the CLI.
         .executableTarget(
             name: "vigil-mcp",
-            dependencies: ["VigilAPIClient", .product(name: "MCP", package: "swift-sdk"), .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: [
+                "VigilAPIClient", .product(name: "MCP", package: "swift-sdk"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             path: "clients/mcp", swiftSettings: swiftSettings),
         .target(
             name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",

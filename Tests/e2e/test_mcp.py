@@ -110,3 +110,90 @@ def test_mcp_tools_over_the_rest_api(stack, signup, sites):  # noqa: F811
         assert err and "forbidden" in text
 
     asyncio.run(session_run(dict(env, VIGIL_TOKEN=viewer_key), viewer))
+
+
+def test_mcp_streamable_http_acts_with_each_callers_key(stack, signup, sites):  # noqa: F811
+    """`vigil-mcp --http`: the reference client's streamable HTTP transport, one session per key; the key that
+    opened a session is the only one that can use it; a viewer's session cannot change anything."""
+    import subprocess
+    import httpx2
+    import requests
+    from mcp.client.streamable_http import streamable_http_client
+    from conftest import free_port, wait_port
+
+    owner, _, _ = signup("mcphttp")
+    web_connection(owner, sites["planted"], sites["ca_text"])
+    analyst = owner.post("/api-keys/", {"name": "assistant", "role": "analyst"}).json()["key"]
+    viewer_key = owner.post("/api-keys/", {"name": "reader", "role": "viewer"}).json()["key"]
+    port = free_port()
+    env = {"VIGIL_URL": stack.url, "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    proc = subprocess.Popen([os.path.join(BIN, "vigil-mcp"), "--http", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        wait_port(port)
+
+        async def over_http(key, steps):
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+                async with streamable_http_client(url, http_client=client) as (read, write):
+                    async with ClientSession(read, write) as s:
+                        await s.initialize()
+                        return await steps(s)
+
+        async def analyst_steps(s):
+            tools = {t.name for t in (await s.list_tools()).tools}
+            assert {"run_scan", "list_findings", "request_remediation"} <= tools
+            err, text = await call(s, "list_connections")
+            assert not err and json.loads(text)[0]["provider"] == "web"
+            err, text = await call(s, "run_scan", connection=json.loads(text)[0]["name"], confirm=True)
+            assert not err, text
+            scan_id = json.loads(text)["scan_id"]
+            for _ in range(600):
+                err, text = await call(s, "get_scan", scan_id=scan_id)
+                if json.loads(text)["findings_ingested"]:
+                    break
+                await asyncio.sleep(0.2)
+            err, text = await call(s, "list_findings", min_severity="critical")
+            assert not err and json.loads(text)["total"] >= 3
+            return scan_id
+
+        scan_id = asyncio.run(over_http(analyst, analyst_steps))
+        assert owner.get(f"/scans/{scan_id}").json()["status"] == "completed"
+
+        async def viewer_steps(s):
+            err, text = await call(s, "list_findings")
+            assert not err
+            err, text = await call(s, "run_scan", connection="site", confirm=True)
+            assert err and "forbidden" in text
+        asyncio.run(over_http(viewer_key, viewer_steps))
+
+        # Without a key: 401 with a challenge. A session is bound to its key: another key gets the 404 of an
+        # unknown session; a request that is not initialize opens nothing.
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        r = requests.post(url, json=init, headers=accept, timeout=10)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+        r = requests.post(url, json=init, headers=dict(accept, Authorization=f"Bearer {analyst}"), timeout=10, stream=True)
+        assert r.status_code == 200, r.text
+        session = r.headers["Mcp-Session-Id"]
+        r.close()
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        r = requests.post(url, json=listing, headers=dict(accept, Authorization=f"Bearer {viewer_key}", **{"Mcp-Session-Id": session}), timeout=10)
+        assert r.status_code == 404
+        r = requests.post(url, json=listing, headers=dict(accept, **{"Mcp-Session-Id": session}), timeout=10)
+        assert r.status_code == 401
+        r = requests.post(url, json=listing, headers=dict(accept, Authorization=f"Bearer {analyst}"), timeout=10)
+        assert r.status_code == 400
+        # DNS rebinding: a foreign Host or Origin is refused.
+        r = requests.post(url, json=init, headers=dict(accept, Authorization=f"Bearer {analyst}", Origin="http://evil.example"), timeout=10)
+        assert r.status_code == 403
+        r = requests.delete(url, headers=dict(accept, Authorization=f"Bearer {analyst}", **{"Mcp-Session-Id": session}), timeout=10)
+        assert r.status_code == 200
+        r = requests.post(url, json=listing, headers=dict(accept, Authorization=f"Bearer {analyst}", **{"Mcp-Session-Id": session}), timeout=10)
+        assert r.status_code == 404
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert analyst.encode() not in err and viewer_key.encode() not in err

@@ -206,53 +206,89 @@ enum Tools {
     }
 }
 
-let api: API
-do { api = try API() } catch {
-    FileHandle.standardError.write(Data("vigil-mcp: \(error)\n".utf8))
-    exit(1)
-}
-let server = Server(
-    name: "vigil", version: "1.0.0", capabilities: .init(resources: .init(subscribe: false, listChanged: false), tools: .init(listChanged: false)))
-await server.withMethodHandler(ListTools.self) { _ in .init(tools: Tools.all) }
-// Resources: the open findings and the generated reports, as JSON (reports as their text).
-await server.withMethodHandler(ListResources.self) { _ in
-    var list = [
-        Resource(name: "Open findings", uri: "vigil://findings", description: "The 200 most recent open findings", mimeType: "application/json")
-    ]
-    if let reports = try? await api.call(.GET, "/reports/?limit=20")["items"] as? [[String: Any]] {
-        for r in reports {
-            let id = Output.string(r["id"])
-            list.append(Resource(name: "Report \(Output.string(r["type"])) (\(Output.string(r["format"])))", uri: "vigil://reports/\(id)"))
+/// The MCP server for one caller: every tool and resource acts through `api`, i.e. with that caller's key.
+func makeServer(api: API) async -> Server {
+    let server = Server(
+        name: "vigil", version: "1.0.0", capabilities: .init(resources: .init(subscribe: false, listChanged: false), tools: .init(listChanged: false))
+    )
+    await server.withMethodHandler(ListTools.self) { _ in .init(tools: Tools.all) }
+    // Resources: the open findings and the generated reports, as JSON (reports as their text).
+    await server.withMethodHandler(ListResources.self) { _ in
+        var list = [
+            Resource(name: "Open findings", uri: "vigil://findings", description: "The 200 most recent open findings", mimeType: "application/json")
+        ]
+        if let reports = try? await api.call(.GET, "/reports/?limit=20")["items"] as? [[String: Any]] {
+            for r in reports {
+                let id = Output.string(r["id"])
+                list.append(Resource(name: "Report \(Output.string(r["type"])) (\(Output.string(r["format"])))", uri: "vigil://reports/\(id)"))
+            }
+        }
+        return .init(resources: list)
+    }
+    await server.withMethodHandler(ReadResource.self) { params in
+        if params.uri == "vigil://findings" {
+            let page = try await api.call(.GET, "/findings/?status=open&limit=200")
+            return .init(contents: [
+                .text(Tools.json((page["items"] as? [[String: Any]] ?? []).map(Tools.brief)), uri: params.uri, mimeType: "application/json")
+            ])
+        }
+        if params.uri.hasPrefix("vigil://reports/") {
+            let id = API.escape(String(params.uri.dropFirst("vigil://reports/".count)))
+            let (status, data, headers) = try await api.raw(.GET, "/reports/\(id)/download")
+            guard status == 200 else { throw MCPError.invalidParams("no such report") }
+            return .init(contents: [.text(String(decoding: data, as: UTF8.self), uri: params.uri, mimeType: headers.first(name: "content-type"))])
+        }
+        throw MCPError.invalidParams("unknown resource \(params.uri)")
+    }
+    await server.withMethodHandler(CallTool.self) { params in
+        do {
+            return .init(content: [.text(try await Tools.call(params, api: api))], isError: false)
+        } catch {
+            // The API's message, code and correlation id: enough for the assistant to explain or retry.
+            return .init(content: [.text("\(error)")], isError: true)
         }
     }
-    return .init(resources: list)
+    return server
 }
-await server.withMethodHandler(ReadResource.self) { params in
-    if params.uri == "vigil://findings" {
-        let page = try await api.call(.GET, "/findings/?status=open&limit=200")
-        return .init(contents: [
-            .text(Tools.json((page["items"] as? [[String: Any]] ?? []).map(Tools.brief)), uri: params.uri, mimeType: "application/json")
-        ])
-    }
-    if params.uri.hasPrefix("vigil://reports/") {
-        let id = API.escape(String(params.uri.dropFirst("vigil://reports/".count)))
-        let (status, data, headers) = try await api.raw(.GET, "/reports/\(id)/download")
-        guard status == 200 else { throw MCPError.invalidParams("no such report") }
-        return .init(contents: [.text(String(decoding: data, as: UTF8.self), uri: params.uri, mimeType: headers.first(name: "content-type"))])
-    }
-    throw MCPError.invalidParams("unknown resource \(params.uri)")
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("vigil-mcp: \(message)\n".utf8))
+    exit(1)
 }
-await server.withMethodHandler(CallTool.self) { params in
-    do {
-        return .init(content: [.text(try await Tools.call(params, api: api))], isError: false)
-    } catch {
-        // The API's message, code and correlation id: enough for the assistant to explain or retry.
-        return .init(content: [.text("\(error)")], isError: true)
-    }
+
+// `vigil-mcp` speaks MCP on stdio; `vigil-mcp --http HOST:PORT` (or VIGIL_MCP_HTTP) serves streamable HTTP at /mcp,
+// where each session acts with the bearer key of the client that opened it.
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(
+        """
+        USAGE: vigil-mcp [--http HOST:PORT]
+
+        Without --http, speaks MCP on stdin/stdout with the key of `vigil login` (or VIGIL_URL and VIGIL_TOKEN).
+        With --http (or VIGIL_MCP_HTTP=HOST:PORT), serves MCP streamable HTTP at http://HOST:PORT/mcp; every
+        session acts with the key its client sends (Authorization: Bearer KEY or x-api-key), against VIGIL_URL.
+        VIGIL_MCP_ALLOWED_HOSTS (host:port, comma-separated) replaces the loopback-only Host/Origin check.
+        """)
+    exit(0)
 }
-try await server.start(transport: StdioTransport())
-await server.waitUntilCompleted()
-await api.shutdown()
+var httpAddress = ProcessInfo.processInfo.environment["VIGIL_MCP_HTTP"]
+if let i = arguments.firstIndex(of: "--http") {
+    guard i + 1 < arguments.count else { fail("--http needs HOST:PORT") }
+    httpAddress = arguments[i + 1]
+}
+if let httpAddress {
+    guard let url = ProcessInfo.processInfo.environment["VIGIL_URL"] ?? (try? CLIConfig.load().url) else {
+        fail("set VIGIL_URL to the Vigil API's URL")
+    }
+    do { try await MCPHTTPServer(address: httpAddress, vigilURL: url).run() } catch { fail("\(error)") }
+} else {
+    let api: API
+    do { api = try API() } catch { fail("\(error)") }
+    let server = await makeServer(api: api)
+    try await server.start(transport: StdioTransport())
+    await server.waitUntilCompleted()
+    await api.shutdown()
+}
 
 enum Output {
     static func string(_ v: Any?) -> String {
