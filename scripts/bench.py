@@ -254,6 +254,62 @@ def bench_cli(bin_dir):
         stack.stop()
 
 
+def bench_dashboard(bin_dir):
+    """The dashboard's first load in headless Chromium with a cold cache (a new browser profile each
+    round, cache cleared): from navigation to /#findings until the findings view has rendered its first
+    page (a performance mark app.js sets), over BENCH_DASHBOARD_FINDINGS (10,000) open findings. Median of
+    ROUNDS; also DOM interactive and the bytes the page transferred."""
+    import uuid
+    import requests
+    from selenium import webdriver
+    from selenium.webdriver.support.ui import WebDriverWait
+    n = int(os.environ.get("BENCH_DASHBOARD_FINDINGS", "10000"))
+    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
+                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000"})
+    psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        stack.start()
+        email = unique_email("dash")
+        r = Client(stack.url).post("/auth/signup", {"email": email, "password": "bench password 1", "full_name": "Bench",
+                                                    "workspace_name": "Bench"}).json()
+        write_findings(psql, r["workspace"]["id"], str(uuid.uuid4()), n)
+        psql("VACUUM ANALYZE findings.findings")
+        session = requests.post(stack.url + "/ui/session", json={"email": email, "password": "bench password 1"}, timeout=10)
+        session.raise_for_status()
+        runs = []
+        for _ in range(ROUNDS):
+            opts = webdriver.ChromeOptions()
+            opts.binary_location = "/usr/bin/chromium"
+            for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
+                      "--no-proxy-server", "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+                opts.add_argument(a)
+            d = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"), options=opts)
+            try:
+                d.get(stack.url + "/favicon.svg")  # the origin, for the cookies
+                for c in session.cookies:
+                    d.add_cookie({"name": c.name, "value": c.value, "path": "/"})
+                d.execute_cdp_cmd("Network.clearBrowserCache", {})
+                d.get(stack.url + "/#findings")
+                WebDriverWait(d, 30, poll_frequency=0.05).until(
+                    lambda x: x.execute_script("return performance.getEntriesByName('findings-rendered').length") > 0)
+                rendered, interactive, rows, count, transferred = d.execute_script(
+                    "const nav = performance.getEntriesByType('navigation')[0];"
+                    "const bytes = performance.getEntriesByType('resource').reduce((a, e) => a + e.transferSize, nav.transferSize);"
+                    "return [performance.getEntriesByName('findings-rendered')[0].startTime, nav.domInteractive,"
+                    " document.querySelectorAll('#findings-table tbody tr').length, document.getElementById('findings-count').textContent, bytes]")
+                runs.append((rendered / 1000, interactive / 1000, rows, count, transferred))
+            finally:
+                d.quit()
+        rendered, interactive, rows, count, transferred = sorted(runs)[len(runs) // 2]
+        print(f"\ndashboard benchmark: first load of /#findings, cold cache, headless Chromium, release build, median of {ROUNDS}")
+        print(f"findings view rendered ({rows} rows shown, '{count}') {rendered:.3f} s after navigation (runs: "
+              + ", ".join(f"{r[0]:.3f}" for r in runs) + f"); DOM interactive {interactive:.3f} s; {transferred / 1024:.0f} KB transferred;"
+              " target: under 1 s")
+    finally:
+        stack.stop()
+
+
 def bench_findings(bin_dir):
     """1,000,000 findings for one workspace through the bus (result batches on VIGIL_JOBS, as
     the scan workers publish them): fresh ingest, a re-scan where 10 % change, then page latency
@@ -657,7 +713,9 @@ def main():
         return bench_web(bin_dir)
     if what == "cli":
         return bench_cli(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste"
+    if what == "dashboard":
+        return bench_dashboard(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste, web, cli, dashboard"
     replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
                   extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})

@@ -44,6 +44,7 @@ function show(view) {
     if (b.dataset.view === view) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   }
   $("drawer").hidden = true;
+  if (location.hash !== "#" + view) history.replaceState(null, "", "#" + view);
   if (view === "findings") loadFindings();
   if (view === "scans") loadScans();
   if (view === "connections") loadConnections();
@@ -74,7 +75,9 @@ async function start() {
     }));
     $("login").hidden = true;
     $("nav").hidden = false;
-    show("overview");
+    // The view in the address (#findings…) survives a reload and can be bookmarked.
+    const wanted = location.hash.slice(1);
+    show(VIEWS.includes(wanted) ? wanted : "overview");
   } catch (e) {
     showLogin();
   }
@@ -98,6 +101,7 @@ async function loadFindings() {
     body.append(tr);
   }
   $("findings-count").textContent = page.total + " finding" + (page.total === 1 ? "" : "s");
+  performance.mark("findings-rendered");  // read by scripts/bench dashboard
 }
 
 async function openFinding(id) {
