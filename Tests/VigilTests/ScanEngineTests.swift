@@ -188,7 +188,7 @@ import VigilTesting
             db = "postgres://app:S3cr3t-pw-91x@db.internal:5432/app"
             """
         let found = SecretDetectors.scan(text)
-        #expect(Set(found.map(\.detector)) == ["aws_access_key_id", "stripe_secret_key", "github_token", "connection_url_password"])
+        #expect(Set(found.map(\.detector)) == ["aws_access_key_id", "stripe_secret_key", "github_token", "postgres_url_password"])
         #expect(found.first { $0.detector == "github_token" }?.line == 3)
         for f in found { #expect(!text.contains(f.preview) && f.preview.contains("…")) }
     }
@@ -213,5 +213,139 @@ import VigilTesting
         }
         #expect(SecretDetectors.scan(jwt(#"{"role":"service_role"}"#)).map(\.detector) == ["privileged_jwt"])
         #expect(SecretDetectors.scan(jwt(#"{"role":"authenticated","sub":"u1"}"#)).isEmpty)
+    }
+}
+
+@Suite struct SecretDetectorCatalogueTests {
+    /// Deterministic random-looking text over an alphabet (a fixed LCG: the same samples every run).
+    static func rnd(_ n: Int, _ alphabet: String = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", seed: UInt64 = 7) -> String {
+        let a = Array(alphabet)
+        var x = seed &* 6_364_136_223_846_793_005 &+ UInt64(n)
+        return String(
+            (0..<n).map { _ in
+                x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return a[Int((x >> 33) % UInt64(a.count))]
+            })
+    }
+    static let hex = "0123456789abcdef"
+    static let upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+    /// One realistic line per detector (values random, formats real).
+    static var samples: [String: String] {
+        let pem = (0..<8).map { rnd(64, seed: UInt64($0)) }.joined(separator: "\n")
+        func key(_ label: String) -> String { "-----BEGIN \(label)-----\n\(pem)\n-----END \(label)-----" }
+        return [
+            "aws_access_key_id": "aws_access_key_id = AKIA\(rnd(16, upper))",
+            "aws_secret_access_key": "aws_secret_access_key = \(rnd(40))",
+            "gcp_service_account":
+                #"{"type": "service_account", "project_id": "p", "private_key_id": "1", "private_key": "-----BEGIN PRIVATE KEY-----\n\#(rnd(80))\n-----END PRIVATE KEY-----\n"}"#,
+            "google_api_key": "maps = AIza\(rnd(35))",
+            "google_oauth_client_secret": "client_secret: GOCSPX-\(rnd(28))",
+            "azure_storage_key": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=\(rnd(86))==;EndpointSuffix=core.windows.net",
+            "azure_ad_client_secret": "AZURE_CLIENT_SECRET=abc8Q~\(rnd(34))",
+            "azure_sas_token": "https://acct.blob.core.windows.net/c?sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01&sig=\(rnd(44))%3D",
+            "alibaba_access_key_id": "ALIBABA_KEY=LTAI\(rnd(20))",
+            "digitalocean_token": "DO_TOKEN=dop_v1_\(rnd(64, hex))",
+            "private_key_rsa": key("RSA PRIVATE KEY"),
+            "private_key_ec": key("EC PRIVATE KEY"),
+            "private_key_dsa": key("DSA PRIVATE KEY"),
+            "private_key_openssh": key("OPENSSH PRIVATE KEY"),
+            "private_key_pkcs8": key("PRIVATE KEY"),
+            "private_key_encrypted": key("ENCRYPTED PRIVATE KEY"),
+            "pgp_private_key": key("PGP PRIVATE KEY BLOCK"),
+            "putty_private_key":
+                "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 2\n\(rnd(64))\n\(rnd(20))\nPrivate-Lines: 1\n\(rnd(44))",
+            "age_secret_key": "AGE-SECRET-KEY-1\(rnd(58, "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"))",
+            "github_token": "token = \"\(SecretDetectorTests.token(rnd(30)))\"",
+            "github_fine_grained_pat": "GH=github_pat_\(rnd(22))_\(rnd(59))",
+            "gitlab_token": "GITLAB_TOKEN=glpat-\(rnd(20))",
+            "gitlab_pipeline_trigger_token": "trigger: glptt-\(rnd(40, hex))",
+            "gitlab_runner_token": "runner: glrt-\(rnd(20))",
+            "gitlab_deploy_token": "deploy: gldt-\(rnd(20))",
+            "atlassian_api_token": "JIRA=ATATT3\(rnd(186))",
+            "npm_token": "//registry.npmjs.org/:_authToken=npm_\(rnd(36))",
+            "pypi_token": "password = pypi-AgEIcHlwaS5vcmc\(rnd(70))",
+            "rubygems_api_key": ":rubygems_api_key: rubygems_\(rnd(48, hex))",
+            "docker_hub_token": "DOCKER_PAT=dckr_pat_\(rnd(27))",
+            "hashicorp_vault_token": "VAULT_TOKEN=hvs.\(rnd(90))",
+            "terraform_cloud_token": "token = \"\(rnd(14)).atlasv1.\(rnd(67))\"",
+            "pulumi_token": "PULUMI_ACCESS_TOKEN=pul-\(rnd(40, hex))",
+            "doppler_token": "DOPPLER_TOKEN=dp.st.prd.\(rnd(43))",
+            "planetscale_token": "PS=pscale_tkn_\(rnd(43))",
+            "flyio_token": "FLY=fo1_\(rnd(43))",
+            "slack_bot_token": "SLACK=xoxb-\(rnd(12, "0123456789"))-\(rnd(13, "0123456789"))-\(rnd(24))",
+            "slack_user_token": "SLACK=xoxp-\(rnd(12, "0123456789"))-\(rnd(12, "0123456789"))-\(rnd(13, "0123456789"))-\(rnd(32, hex))",
+            "slack_app_token": "SLACK_APP=xapp-1-A\(rnd(10, upper))-\(rnd(13, "0123456789"))-\(rnd(64, hex))",
+            "slack_legacy_token": "legacy = xoxs-\(rnd(10, "0123456789"))-\(rnd(30))",
+            "slack_webhook": "hook: https://hooks.slack.com/services/T\(rnd(8, upper))/B\(rnd(8, upper))/\(rnd(24))",
+            "discord_webhook": "https://discord.com/api/webhooks/\(rnd(18, "0123456789"))/\(rnd(68))",
+            "telegram_bot_token": "BOT=\(rnd(9, "0123456789")):AA\(rnd(33))",
+            "stripe_secret_key": "STRIPE=sk_live_\(rnd(24))",
+            "stripe_restricted_key": "STRIPE=rk_live_\(rnd(24))",
+            "stripe_webhook_secret": "STRIPE_WEBHOOK=whsec_\(rnd(32))",
+            "square_access_token": "SQUARE=sq0atp-\(rnd(22))",
+            "square_oauth_secret": "SQUARE_SECRET=sq0csp-\(rnd(43))",
+            "shopify_token": "SHOPIFY=shpat_\(rnd(32, hex))",
+            "sendgrid_api_key": "SENDGRID=SG.\(rnd(22)).\(rnd(43))",
+            "twilio_api_key": "TWILIO_KEY=SK\(rnd(32, hex))",
+            "twilio_auth_token": "TWILIO_AUTH_TOKEN=\(rnd(32, hex))",
+            "mailgun_api_key": "MAILGUN=key-\(rnd(32, "0123456789abcdefghijklmnopqrstuvwxyz"))",
+            "mailchimp_api_key": "MAILCHIMP=\(rnd(32, hex))-us14",
+            "openai_api_key": "OPENAI_API_KEY=sk-proj-\(rnd(120))",
+            "anthropic_api_key": "ANTHROPIC=sk-ant-api03-\(rnd(93))",
+            "huggingface_token": "HF=hf_\(rnd(34, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))",
+            "new_relic_api_key": "NEW_RELIC=NRAK-\(rnd(27, upper))",
+            "sentry_token": "SENTRY=sntrys_\(rnd(80))",
+            "grafana_token": "GRAFANA=glsa_\(rnd(32))_\(rnd(8, hex))",
+            "linear_api_key": "LINEAR=lin_api_\(rnd(40))",
+            "postman_api_key": "POSTMAN=PMAK-\(rnd(24, hex))-\(rnd(34, hex))",
+            "databricks_token": "DATABRICKS=dapi\(rnd(32, hex))",
+            "privileged_jwt":
+                "SERVICE_ROLE=eyJhbGciOiJIUzI1NiJ9.\(Data(#"{"role":"service_role","iss":"x"}"#.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "")).\(rnd(43))",
+            "postgres_url_password": "DATABASE_URL=postgres://app:\(rnd(16))@db.internal:5432/app",
+            "mysql_url_password": "MYSQL=mysql://root:\(rnd(16))@10.0.0.5/app",
+            "mongodb_url_password": "MONGO=mongodb+srv://svc:\(rnd(16))@cluster0.ab1cd.mongodb.net/db",
+            "redis_url_password": "REDIS=redis://default:\(rnd(16))@cache:6379/0",
+            "amqp_url_password": "AMQP=amqp://user:\(rnd(16))@mq:5672/vhost",
+            "generic_secret": "db_password = \"\(rnd(20))!\"",
+        ]
+    }
+
+    @Test func everyDetectorFindsItsFormat() {
+        let ids = SecretDetectors.ids
+        #expect(ids.count >= 45, "\(ids.count) detectors")
+        #expect(Set(ids) == Set(Self.samples.keys), "detectors without a sample: \(Set(ids).subtracting(Self.samples.keys))")
+        for (id, sample) in Self.samples.sorted(by: { $0.key < $1.key }) {
+            let found = SecretDetectors.scan("line one\n" + sample + "\n", generic: true)
+            #expect(found.map(\.detector).contains(id), "\(id) missed in \(sample.prefix(60)): \(found.map(\.detector))")
+            #expect(found.first { $0.detector == id }?.line == 2, "\(id) line")
+        }
+    }
+
+    @Test func notSecrets() {
+        let decoys = [
+            "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "STRIPE_PUBLISHABLE=pk_live_\(Self.rnd(24))", "password = changeme", "API_KEY=<YOUR_KEY>", "token: ${GITHUB_TOKEN}",
+            "password: {{ .Values.db.password }}", "secret = os.environ[\"SECRET\"]", "api_key = process.env.API_KEY",
+            "DB_PASSWORD=$DB_PASSWORD", "request_id = 3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+            #""integrity": "sha512-\#(Self.rnd(86))==""#, "password_field = \"user_password_input\"", "token_url = https://auth.example.com/token",
+            "secret_key = settings.SECRET_KEY", "AWS_SECRET=AKIA\(Self.rnd(16, Self.upper))  # pragma: allowlist secret",
+            "# fake key for the unit tests\nstripe = sk_live_\(Self.rnd(24))", "password = \"password123\"",
+            "auth_token = \"${{ secrets.TOKEN }}\"", "private_key_path = /etc/ssl/private/server.key",
+            "ghp_\(Self.rnd(36))", "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----",
+        ]
+        for d in decoys {
+            #expect(
+                SecretDetectors.scan(d, generic: true).isEmpty, "flagged: \(d.prefix(70)) → \(SecretDetectors.scan(d, generic: true).map(\.detector))"
+            )
+        }
+    }
+
+    @Test func prefilterFindsEveryAnchorCaseInsensitively() {
+        let f = LiteralPrefilter(["abc", "bcd", "SK_live_", "c"])
+        var hits: [String] = []
+        let text = Array("xABCD sk_LIVE_ c".utf8)
+        text.withUnsafeBufferPointer { buf in f.scan(buf) { p, start in hits.append("\(p)@\(start)") } }
+        #expect(Set(hits) == ["0@1", "1@2", "3@3", "2@6", "3@15"])
     }
 }
