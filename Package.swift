@@ -86,7 +86,7 @@ let package = Package(
         lib("Services", "BillingService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib("Scanning", "ScanEngine", ["VigilCore", "VigilCrypto", "Net"]),
         lib("Services", "FindingsService", ["ServiceRuntime", "Contracts", "ScanEngine", lifecycle]),
-        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "Host", "Web", "ScanEngine", lifecycle]),
+        lib("Services", "ScanService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "Host", "Web", "Repo", "ScanEngine", lifecycle]),
         lib("Services", "RemediationService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", "AWS", "ScanEngine", lifecycle]),
         lib("Services", "NotifierService", ["ServiceRuntime", "Contracts", "Net", "VigilCrypto", lifecycle]),
         lib(
@@ -145,7 +145,7 @@ let package = Package(
                 "VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto",
                 "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                 "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService",
-                "RemediationService", "Contracts", "Host", "Web",
+                "RemediationService", "Contracts", "Host", "Web", "Repo",
             ],
             path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

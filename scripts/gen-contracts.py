@@ -93,12 +93,14 @@ MODELS["Channel"] = obj(["id", "name", "method", "config", "enabled", "events", 
 MODELS["NotificationPolicy"] = obj(["delivery", "notification_trigger_mode"], delivery=S(enum=["digest", "every_event"]),
                                    notification_trigger_mode=S(enum=["scan_complete", "waste_only"]), updated_at=DT)
 AWS_CREDS = obj(access_key_id=S(pattern="^(AKIA|ASIA)[A-Z0-9]{16}$"), secret_access_key=S(minLength=40, maxLength=40),
-                session_token=S(), role_arn=S(), external_id=S())
+                session_token=S(), role_arn=S(), external_id=S(), private_key=S(description="linux (SSH) and repo (SSH): a private key"),
+                token=S(description="repo: an HTTPS access token"))
 CONN_SETTINGS = obj(regions={"type": "array", "items": S(pattern="^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")}, endpoint_url=S(format="uri"),
                     proxy_id=UUID, mode=S(enum=["agent", "ssh"]), connector_id=UUID, host=S(), port=I(minimum=1, maximum=65535), username=S(),
                     host_key=S(), url=S(format="uri", description="web: the target"), ca_pem=S(description="web: extra PEM CA bundle"),
                     headers={"type": "object", "additionalProperties": S()}, scan_paths={"type": "array", "items": S()},
-                    http_port=I(minimum=1, maximum=65535))
+                    http_port=I(minimum=1, maximum=65535), clone_url=S(description="repo: https://, ssh:// or git@host:path"),
+                    default_branch=S(), archived=B)
 MODELS["Domain"] = obj(["id", "domain", "status", "token", "methods", "created_at"], id=UUID, domain=S(), status=S(enum=["pending", "verified"]),
                        token=S(), methods={"type": "object", "additionalProperties": {"type": "object", "additionalProperties": S()}},
                        method=NULL(S()), verified_at=NULL(DT), last_checked_at=NULL(DT), last_error=NULL(S()), created_at=DT)
@@ -106,7 +108,7 @@ MODELS["Proxy"] = obj(["id", "name", "url", "has_password", "created_at", "updat
                       url=S(description="http://host:port of the proxy (credentials are never part of it)"), username=NULL(S()),
                       has_password=B, created_at=DT, updated_at=DT, last_tested_at=NULL(DT), last_test_ok=NULL(B), last_error=NULL(S()))
 MODELS["Connection"] = obj(["id", "name", "provider", "status", "credentials", "settings", "created_at"], id=UUID, name=S(),
-                           provider=S(enum=["aws", "linux", "web"]), status=S(enum=["pending", "active", "error"]),
+                           provider=S(enum=["aws", "linux", "web", "repo"]), status=S(enum=["pending", "active", "error"]),
                            credentials={"type": "object", "additionalProperties": S(), "description": "masked"},
                            settings=CONN_SETTINGS, created_at=DT, updated_at=DT, last_scan_at=DT, last_tested_at=DT, last_error=S())
 MODELS["Principal"] = obj(["kind", "tenant_id", "tenant_slug", "role", "scopes"], kind=S(enum=["user", "api_key"]), user_id=UUID,
@@ -225,7 +227,21 @@ PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), 
               auto_fix_only=B, search=S(), sort_by=S(enum=["created_at", "first_seen_at", "last_seen_at", "severity", "resolved_at"]),
               finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
               framework_id=S(), connector_type=S(), report_type=S(enum=["executive_summary", "compliance", "findings_export"]),
-              source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B)
+              source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B, include_archived=B, skip=I(minimum=0),
+              scan_type=S(enum=["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]))
+
+REPOSITORY = obj(["id", "name", "full_name", "clone_url", "archived", "status", "credentials", "created_at"], id=UUID, name=S(), full_name=S(),
+                 clone_url=S(), default_branch=NULL(S()), archived=B, status=S(enum=["pending", "active", "error"]),
+                 credentials={"type": "object", "additionalProperties": S(), "description": "masked"}, created_at=DT, updated_at=DT,
+                 last_scan_at=NULL(DT), last_error=NULL(S()))
+SCAN_BATCH = obj(["id", "repository_id", "scan_type", "status", "created_at", "repositories_total", "findings_count", "findings_ingested"],
+                 id=UUID, repository_id=UUID, scan_type=S(), status=SCAN_STATUS, created_at=DT, started_at=NULL(DT), completed_at=NULL(DT),
+                 repositories_total=I(), findings_count=OBJ, findings_ingested=B, error=NULL(S()))
+
+
+def skip_page(item):
+    return obj(["items", "total", "limit", "skip"], items={"type": "array", "items": item}, total=I(), limit=I(), skip=I())
+
 
 # (method, path, subject, access, status, request body schema, reply schema, summary, query)
 ROUTES = [
@@ -283,7 +299,7 @@ ROUTES = [
     ("delete", "/api/v1/invitations/{invitation_id}", "vigil.identity.invitation.revoke", "admin", 204, None, "Empty", "Revoke an invitation", []),
     ("get", "/api/v1/connections/", "vigil.scans.connection.list", "viewer", 200, None, page(MODELS["Connection"]), "List connections", PAGE_Q),
     ("post", "/api/v1/connections/", "vigil.scans.connection.create", "admin", 201,
-     obj(["name", "provider"], name=S(), provider=S(enum=["aws", "linux", "web"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
+     obj(["name", "provider"], name=S(), provider=S(enum=["aws", "linux", "web", "repo"]), credentials=AWS_CREDS, settings=CONN_SETTINGS),
      "Connection", "Connect a cloud account (credentials are sealed and only ever shown masked)", []),
     ("post", "/api/v1/connections/linux/generate-key", "vigil.scans.connection.generate_key", "admin", 200, None,
      obj(["algorithm", "public_key", "private_key", "fingerprint", "instructions"], algorithm=S(), public_key=S(pattern="^ssh-rsa "),
@@ -326,6 +342,35 @@ ROUTES = [
     ("get", "/api/v1/scans/{scan_id}/results", "vigil.scans.scan.results", "viewer", 200, None,
      page({**SCAN_RESULT, "properties": {**SCAN_RESULT["properties"], "id": UUID, "created_at": DT}}),
      "Every (rule, resource) evaluated by the scan, PASS or FAIL", PAGE_Q + ["status", "severity", "rule_id"]),
+    ("post", "/api/v1/repositories", "vigil.scans.repository.create", "admin", 201,
+     obj(["clone_url"], name=S(maxLength=100), clone_url=S(description="https://, ssh://, git@host:path (file:// and loopback only where allowed)"),
+         default_branch=S(), credentials=obj(token=S(description="HTTPS access token"), ssh_key=S(description="SSH private key"))),
+     REPOSITORY, "Add a repository (credentials are sealed and only ever shown masked)", []),
+    ("get", "/api/v1/repositories", "vigil.scans.repository.list", "viewer", 200, None, skip_page(REPOSITORY), "List repositories",
+     ["include_archived", "limit", "skip"]),
+    ("get", "/api/v1/repositories/{repository_id}", "vigil.scans.repository.get", "viewer", 200, None, REPOSITORY, "One repository", []),
+    ("post", "/api/v1/repositories/{repository_id}/scans", "vigil.scans.repository.scan_create", "analyst", 202,
+     obj(["scan_type"], scan_type=S(enum=["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"])), SCAN_BATCH,
+     "Start a scan batch of the repository (secrets_scan: the tree and every commit of history)", []),
+    ("get", "/api/v1/repositories/{repository_id}/scans", "vigil.scans.repository.scan_list", "viewer", 200, None, skip_page(SCAN_BATCH),
+     "Scan batches of the repository, newest first", ["scan_type", "status", "limit", "skip"]),
+    ("get", "/api/v1/repositories/{repository_id}/scans/{scan_id}", "vigil.scans.repository.scan_get", "viewer", 200, None, SCAN_BATCH,
+     "One scan batch", []),
+    ("get", "/api/v1/repositories/{repository_id}/scans/{scan_id}/progress", "vigil.scans.repository.scan_progress", "viewer", 200, None,
+     obj(["scan_batch_id", "status", "phase", "percent_complete", "repositories"], scan_batch_id=UUID, status=SCAN_STATUS, phase=S(),
+         percent_complete=I(minimum=0, maximum=100), repositories_total=I(), repositories_completed=I(), findings_ingested=B,
+         repositories={"type": "array", "items": obj(["repository_id", "scan_id", "status", "phase", "percent_complete"], repository_id=UUID,
+                                                      scan_id=UUID, status=SCAN_STATUS, phase=S(), percent_complete=I(),
+                                                      counters=NULL(obj(commits=I(), tree_files=I(), files_scanned=I(), bytes_scanned=I(),
+                                                                        skipped_large=I(), skipped_binary=I(), secrets=I())))}),
+     "Live progress of a scan batch, with per-repository counters", []),
+    ("get", "/api/v1/repositories/{repository_id}/scans/{scan_id}/results", "vigil.scans.repository.scan_results", "viewer", 200, None,
+     obj(["scan_batch_id", "status", "total", "findings"], scan_batch_id=UUID, status=SCAN_STATUS, total=I(), by_severity=OBJ,
+         findings={"type": "array", "items": obj(["fingerprint", "repository_id", "check_id", "severity", "title"], fingerprint=S(),
+                                                  repository_id=UUID, check_id=S(), severity=SEVERITY, title=S(), file=NULL(S()), line=NULL(I()),
+                                                  commit=NULL(S()), commit_line=NULL(I()), detector=NULL(S()), preview=NULL(S()),
+                                                  in_history_only=NULL(B))}),
+     "Every finding of the batch: file, line, commit (where it was introduced), a redacted preview", []),
     ("get", "/api/v1/schedules/", "vigil.scans.schedule.list", "viewer", 200, None, page(MODELS["Schedule"]), "List scan schedules",
      PAGE_Q + ["connection_id"]),
     ("post", "/api/v1/schedules/", "vigil.scans.schedule.create", "analyst", 201, obj(["name", "connection_id"], **SCHEDULE_BODY), "Schedule",

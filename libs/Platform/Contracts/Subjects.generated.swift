@@ -148,6 +148,24 @@ package enum Subjects {
         package static let proxyTest = "vigil.scans.proxy.test"
         /// PATCH /api/v1/proxies/{proxy_id} — Change a proxy profile (a username or password set to null is removed)
         package static let proxyUpdate = "vigil.scans.proxy.update"
+        /// POST /api/v1/repositories — Add a repository (credentials are sealed and only ever shown masked)
+        package static let repositoryCreate = "vigil.scans.repository.create"
+        /// GET /api/v1/repositories/{repository_id} — One repository
+        package static let repositoryGet = "vigil.scans.repository.get"
+        /// GET /api/v1/repositories — List repositories
+        package static let repositoryList = "vigil.scans.repository.list"
+        /// POST /api/v1/repositories/{repository_id}/scans — Start a scan batch of the repository (secrets_scan: the tree and every commit
+        /// of history)
+        package static let repositoryScanCreate = "vigil.scans.repository.scan_create"
+        /// GET /api/v1/repositories/{repository_id}/scans/{scan_id} — One scan batch
+        package static let repositoryScanGet = "vigil.scans.repository.scan_get"
+        /// GET /api/v1/repositories/{repository_id}/scans — Scan batches of the repository, newest first
+        package static let repositoryScanList = "vigil.scans.repository.scan_list"
+        /// GET /api/v1/repositories/{repository_id}/scans/{scan_id}/progress — Live progress of a scan batch, with per-repository counters
+        package static let repositoryScanProgress = "vigil.scans.repository.scan_progress"
+        /// GET /api/v1/repositories/{repository_id}/scans/{scan_id}/results — Every finding of the batch: file, line, commit (where it was
+        /// introduced), a redacted preview
+        package static let repositoryScanResults = "vigil.scans.repository.scan_results"
         /// POST /api/v1/scans/{scan_id}/cancel — Cancel a queued or running scan
         package static let scanCancel = "vigil.scans.scan.cancel"
         /// DELETE /api/v1/scans/{scan_id} — Remove a finished scan from the history (its findings and their audit trail stay)
@@ -554,6 +572,14 @@ package enum RouteAccess {
         Subjects.Scans.proxyList: .role(.viewer),
         Subjects.Scans.proxyTest: .role(.analyst),
         Subjects.Scans.proxyUpdate: .role(.admin),
+        Subjects.Scans.repositoryCreate: .role(.admin),
+        Subjects.Scans.repositoryGet: .role(.viewer),
+        Subjects.Scans.repositoryList: .role(.viewer),
+        Subjects.Scans.repositoryScanCreate: .role(.analyst),
+        Subjects.Scans.repositoryScanGet: .role(.viewer),
+        Subjects.Scans.repositoryScanList: .role(.viewer),
+        Subjects.Scans.repositoryScanProgress: .role(.viewer),
+        Subjects.Scans.repositoryScanResults: .role(.viewer),
         Subjects.Scans.scanCancel: .role(.analyst),
         Subjects.Scans.scanDelete: .role(.analyst),
         Subjects.Scans.scanGet: .role(.viewer),

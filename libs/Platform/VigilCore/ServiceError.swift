@@ -60,6 +60,13 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
 
     public var description: String { "\(status) \(error): \(message)" }
 
+    /// The same error with validation paths renamed (a route that spells a field differently from the one it wraps).
+    public func renamingPaths(_ names: [String: String]) -> ServiceError {
+        var e = self
+        e.issues = issues?.map { ValidationIssue(path: names[$0.path] ?? $0.path, message: $0.message) }
+        return e
+    }
+
     public static func badRequest(_ m: String, code: String = "bad_request") -> ServiceError { .init(status: 400, error: code, message: m) }
     public static func unauthorized(_ m: String = "authentication required") -> ServiceError { .init(status: 401, error: "unauthorized", message: m) }
     public static func forbidden(_ m: String = "not allowed") -> ServiceError { .init(status: 403, error: "forbidden", message: m) }

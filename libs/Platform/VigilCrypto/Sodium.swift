@@ -96,6 +96,9 @@ public enum Sodium {
         public let publicKey: [UInt8]
         let secretKey: [UInt8]
 
+        /// A key for another purpose, derived from the secret key and a label (never the secret key itself).
+        public func derivedKey(_ label: String) -> [UInt8] { Sodium.hmacSHA256(key: secretKey, message: Array(label.utf8)) }
+
         public init(seed: [UInt8]) throws {
             ready()
             guard seed.count == Int(crypto_sign_seedbytes()) else { throw ServiceError.internal("Ed25519 seed must be 32 bytes") }
@@ -125,6 +128,9 @@ public enum Sodium {
     public struct BoxKeyPair: Sendable {
         public let publicKey: [UInt8]
         let secretKey: [UInt8]
+
+        /// A key for another purpose, derived from the secret key and a label (never the secret key itself).
+        public func derivedKey(_ label: String) -> [UInt8] { Sodium.hmacSHA256(key: secretKey, message: Array(label.utf8)) }
 
         public init(seed: [UInt8]) {
             ready()

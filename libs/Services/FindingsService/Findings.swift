@@ -139,7 +139,7 @@ struct FindingHandlers: Sendable {
         if let s = try Validate.list(q.status, path: "query.status", allowed: Self.statuses) {
             f.add({ "status = ANY($\($0)::text[])" }, ArrayParameter(s))
         }
-        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws", "linux", "host", "web"]) {
+        if let s = try Validate.list(q.provider, path: "query.provider", allowed: ["aws", "linux", "host", "web", "repo"]) {
             // Linux connections' findings carry the host provider's name.
             f.add({ "provider = ANY($\($0)::text[])" }, ArrayParameter(s.map { $0 == "linux" ? "host" : $0 }))
         }

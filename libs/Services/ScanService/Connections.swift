@@ -5,6 +5,7 @@ import Foundation
 import Host
 import Logging
 import Net
+import Repo
 import ScanEngine
 import ServiceRuntime
 import Store
@@ -22,6 +23,10 @@ import Web
 /// | VIGIL_SSH_ALLOW_LOOPBACK / _PRIVATE | false | let agentless Linux connections reach loopback / private addresses |
 /// | VIGIL_WEB_ALLOW_LOOPBACK / _PRIVATE | false | let web targets (and their redirects) reach loopback / private addresses |
 /// | VIGIL_PROXY_ALLOW_LOOPBACK / _PRIVATE | false | let proxy profiles point at loopback / private addresses (an on-premises egress proxy) |
+/// | VIGIL_REPO_ALLOW_LOCAL | false | let repositories be cloned from file://, http:// and loopback/private hosts (`make run` sets it) |
+/// | VIGIL_REPO_MIRRORS | $TMPDIR/vigil-repos | where workers keep a bare mirror of each repository |
+/// | VIGIL_REPO_SCAN_SECONDS | 300 | time limit of one repository scan (fetch, history, files) |
+/// | VIGIL_REPO_MAX_FILE_BYTES | 5242880 | larger files are skipped (and counted) |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
     var guardrail: SSRFGuard
@@ -29,6 +34,9 @@ struct ScanSettings: Sendable {
     var proxyGuardrail: SSRFGuard
     var webGuardrail: SSRFGuard
     var platformCredentials: AWSCredentials?
+    var repoPolicy: RepoURLPolicy
+    var repoMirrors: String
+    var repoLimits: RepoLimits
 
     init(_ r: ConfigReader, logger: Logger) throws {
         let seed = try r.seed("VIGIL_SCAN_SEED")
@@ -43,6 +51,11 @@ struct ScanSettings: Sendable {
             allowLoopback: r.bool("VIGIL_WEB_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_WEB_ALLOW_PRIVATE", default: false))
         proxyGuardrail = SSRFGuard(
             allowLoopback: r.bool("VIGIL_PROXY_ALLOW_LOOPBACK", default: false), allowPrivate: r.bool("VIGIL_PROXY_ALLOW_PRIVATE", default: false))
+        repoPolicy = RepoURLPolicy(allowLocal: r.bool("VIGIL_REPO_ALLOW_LOCAL", default: false))
+        repoMirrors = r.string("VIGIL_REPO_MIRRORS", default: NSTemporaryDirectory() + "vigil-repos")
+        repoLimits = RepoLimits(
+            seconds: Double(max(5, r.int("VIGIL_REPO_SCAN_SECONDS", default: 300))),
+            maxBlobBytes: max(1024, r.int("VIGIL_REPO_MAX_FILE_BYTES", default: 5 << 20)))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }
@@ -67,6 +80,10 @@ struct ConnectionSettings: Codable, Sendable {
     var headers: [String: String]?
     var scanPaths: [String]?
     var httpPort: Int?
+    /// Repositories: where to clone from, the branch whose tree is scanned (else the remote's HEAD), archived.
+    var cloneUrl: String?
+    var defaultBranch: String?
+    var archived: Bool?
 }
 struct ConnectionRequest: Codable, Sendable {
     var connectionId: String?
@@ -142,8 +159,8 @@ struct ConnectionHandlers: Sendable {
     @Sendable func create(_ req: ConnectionRequest, _ p: Principal, _ ctx: CallContext) async throws -> ConnectionView {
         let name = try Validate.text(req.name ?? "", path: "body.name", max: 100)
         guard let provider = req.provider else { throw ServiceError.validation("body.provider", "field required") }
-        guard ["aws", "linux", "web"].contains(provider) else {
-            throw ServiceError.validation("body.provider", "supported providers: aws, linux, web")
+        guard ["aws", "linux", "web", "repo"].contains(provider) else {
+            throw ServiceError.validation("body.provider", "supported providers: aws, linux, web, repo")
         }
         let creds: ConnectionCredentials
         let masked: [String: String]
@@ -152,6 +169,8 @@ struct ConnectionHandlers: Sendable {
             (creds, masked, s) = try await validateLinux(req.settings, req.credentials, tenantId: p.tenantId)
         } else if provider == "web" {
             (creds, masked, s) = (ConnectionCredentials(), [:], try await validateWeb(req.settings))
+        } else if provider == "repo" {
+            (creds, masked, s) = try await validateRepo(req.settings, req.credentials)
         } else {
             guard let c = req.credentials else { throw ServiceError.validation("body.credentials", "field required") }
             creds = c
@@ -196,6 +215,12 @@ struct ConnectionHandlers: Sendable {
         var s: ConnectionSettings? = nil
         if existing.provider == "web" {
             if let given = req.settings { s = try await validateWeb(given) }
+        } else if existing.provider == "repo" {
+            if req.settings != nil || req.credentials != nil {
+                let v = try await validateRepo(req.settings ?? existing.settings, req.credentials ?? ConnectionCredentials())
+                if req.credentials != nil { masked = v.masked }
+                s = v.settings
+            }
         } else if existing.provider == "linux" {
             if req.settings != nil || req.credentials != nil {
                 let current = try settings.vault.open(existing.sealedCredentials, tenantId: p.tenantId, connectionId: id)
@@ -258,6 +283,8 @@ struct ConnectionHandlers: Sendable {
             reply = await testLinux(c, tenantId: p.tenantId)
         } else if c.provider == "web" {
             reply = await testWeb(c)
+        } else if c.provider == "repo" {
+            reply = await testRepo(c, tenantId: p.tenantId)
         } else {
             do {
                 let session = try await self.session(c, tenantId: p.tenantId)

@@ -66,6 +66,9 @@ struct MetaHandlers: Sendable {
                     name: "linux", modes: ssh ? ["agent", "ssh"] : ["agent"], services: ["host"],
                     rules: rules.filter { $0.provider == "host" }.count),
                 .init(name: "web", modes: ["passive"], services: ["web"], rules: rules.filter { $0.provider == "web" }.count),
+                .init(
+                    name: "repo", modes: ["https_token", "ssh_key"], services: RepoScanProvider.scanTypes,
+                    rules: rules.filter { $0.provider == "repo" }.count),
             ],
             scanTypes: ["security", "cost"], rules: rules.count, costRules: rules.filter { $0.category == "cost" }.count,
             frameworks: Array(Set(rules.flatMap { $0.compliance.keys })).sorted(),

@@ -32,6 +32,7 @@ public enum ScanService {
             let scans = ScanHandlers(store: store, bus: ctx.bus)
             scans.register(on: ctx.responder)
             WebScanHandlers(connections: connections, scans: scans, bus: ctx.bus).register(on: ctx.responder)
+            RepositoryHandlers(connections: connections, scans: scans).register(on: ctx.responder)
             DomainHandlers(store: store, settings: settings).register(on: ctx.responder)
             let scheduler = Scheduler(store: store, bus: ctx.bus, scans: scans, logger: ctx.logger)
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
@@ -82,6 +83,7 @@ public enum ScanService {
                     limits: WebLimits(
                         seconds: Double(r.int("VIGIL_WEB_SCAN_SECONDS", default: 30)), requests: r.int("VIGIL_WEB_SCAN_REQUESTS", default: 150))),
                 store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            let repo = ScanWorker(provider: RepoScanProvider(settings: settings), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
             for consumer in [
                 StreamConsumer(
                     jetStream: ctx.jetStream, stream: Streams.jobs, config: aws.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
@@ -92,6 +94,9 @@ public enum ScanService {
                 StreamConsumer(
                     jetStream: ctx.jetStream, stream: Streams.jobs, config: web.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
                     handler: web.handle),
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: repo.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
+                    handler: repo.handle),
             ] {
                 try await consumer.prepare()
                 services.append(consumer)

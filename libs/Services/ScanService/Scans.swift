@@ -19,6 +19,8 @@ struct TriggerScanRequest: Codable, Sendable {
     var services: [String]?
     /// Set by `POST /scans` only (the trigger route has no mode): web scans' mode.
     var mode: String? = nil
+    /// Repositories: which scan (`secrets`); set by `POST /repositories/{id}/scans`.
+    var scanType: String? = nil
 }
 struct ScanPath: Codable, Sendable {
     var scanId: String
@@ -43,6 +45,16 @@ struct ScanResultsRequest: Codable, Sendable {
 }
 struct FindingsCount: Codable, Sendable, Equatable {
     var critical = 0, high = 0, medium = 0, low = 0, info = 0
+
+    mutating func add(_ severity: String) {
+        switch severity {
+        case "critical": critical += 1
+        case "high": high += 1
+        case "medium": medium += 1
+        case "low": low += 1
+        default: info += 1
+        }
+    }
 }
 struct ScanView: Codable, Sendable {
     var id: String
@@ -277,6 +289,10 @@ struct ScanHandlers: Sendable {
             // One part: the site.
             regions = ["global"]
             services = ["web"]
+        } else if conn.provider == "repo" {
+            // One part per scan type.
+            regions = ["global"]
+            services = [req.scanType ?? "secrets"]
         }
         let scan = try await scans.insert(
             tx, id: id, tenantId: tenantId, connectionId: cid.lowercased(), regions: regions, services: services, requestedBy: actor,

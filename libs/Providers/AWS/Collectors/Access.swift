@@ -16,6 +16,8 @@ public struct ConnectionCredentials: Codable, Sendable {
     public var privateKey: String?
     /// A proxy profile's password (the profile is sealed under its own id).
     public var password: String?
+    /// A repository's HTTPS access token (a repository's SSH key goes in `privateKey`).
+    public var token: String?
 
     public init(
         accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil, roleArn: String? = nil,

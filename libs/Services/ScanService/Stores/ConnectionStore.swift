@@ -161,3 +161,17 @@ struct ConnectionStore: Sendable {
             .map { try $0.string("id") }
     }
 }
+
+extension ConnectionStore {
+    /// The workspace's repositories (connections with provider `repo`), newest first, by offset.
+    func repositories(tenantId: String, includeArchived: Bool, limit: Int, skip: Int) async throws -> (items: [ConnectionView], total: Int) {
+        try await db.transaction(.tenant(tenantId)) { tx in
+            let filter = "tenant_id = $1 AND provider = 'repo' AND ($2 OR coalesce((settings->>'archived')::boolean, false) = false)"
+            let rows = try await tx.query(
+                "SELECT * FROM scans.connections WHERE \(filter) ORDER BY created_at DESC, id DESC LIMIT \(limit) OFFSET \(skip)",
+                [tenantId, includeArchived])
+            let total = try await tx.single("SELECT count(*) AS n FROM scans.connections WHERE \(filter)", [tenantId, includeArchived]).int("n")
+            return (try rows.map(Self.view), total)
+        }
+    }
+}

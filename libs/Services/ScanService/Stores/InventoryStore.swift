@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import ScanEngine
 import Store
+import VigilCore
 
 /// Every statement on `scans.resources`: the latest inventory of each connection, one row per resource.
 struct InventoryStore: Sendable {
@@ -24,5 +25,16 @@ struct InventoryStore: Sendable {
     /// Forgets a connection's inventory (the connection was deleted).
     func deleteAll(_ tx: Transaction, tenantId: String, connectionId: String) async throws {
         _ = try await tx.execute("DELETE FROM scans.resources WHERE tenant_id = $1 AND connection_id = $2", [tenantId, connectionId])
+    }
+}
+
+extension InventoryStore {
+    /// A resource's attributes as a given scan left them (nil when that scan did not collect it).
+    func attributes(_ db: Store, tenantId: String, connectionId: String, resourceId: String, scanId: String) async throws -> [String: JSONValue]? {
+        try await db.query(
+            .tenant(tenantId),
+            "SELECT attributes FROM scans.resources WHERE tenant_id = $1 AND connection_id = $2 AND resource_id = $3 AND last_scan_id = $4",
+            [tenantId, connectionId, resourceId, scanId]
+        ).first.map { try $0.json("attributes") }
     }
 }

@@ -71,9 +71,15 @@ struct ScanStore: Sendable {
                 """, [id, tenantId, connectionId, ArrayParameter(regions), ArrayParameter(services), requestedBy, mode]))
     }
 
-    func list(_ page: Pagination, tenantId: String, connectionId: String?, statuses: [ScanStatus]?) async throws -> Page<ScanView> {
+    func list(
+        _ page: Pagination, tenantId: String, connectionId: String?, statuses: [ScanStatus]?, service: String? = nil
+    ) async throws -> Page<ScanView> {
         var filter = "tenant_id = $1"
         var values: [any SQLParameter] = [tenantId]
+        if let service {
+            values.append(service)
+            filter += " AND $\(values.count) = ANY(services)"
+        }
         if let connectionId {
             values.append(connectionId)
             filter += " AND connection_id = $\(values.count)"

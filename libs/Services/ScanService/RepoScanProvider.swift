@@ -1,0 +1,162 @@
+import AWS
+import Foundation
+import Repo
+import ScanEngine
+import ServiceRuntime
+import VigilCore
+import VigilCrypto
+
+/// Git repositories (`provider: "repo"`): a bare mirror per repository kept by the workers and fetched
+/// incrementally, then a secrets scan of the default branch's tree and every commit of every branch and tag.
+/// One part per scan type (`secrets`).
+struct RepoScanProvider: ScanProvider {
+    struct Session: Sendable {
+        var target: RepoTarget
+        var digestKey: [UInt8]
+        var account: String
+        var counter: CallCounter
+    }
+
+    let settings: ScanSettings
+    var name: String { "repo" }
+    static let scanTypes = ["secrets"]
+
+    func open(_ connection: StoredConnection, tenantId: String, target: ScanTarget) async throws -> (session: Session, account: String) {
+        let s = connection.settings
+        guard let url = s.cloneUrl else { throw SessionError(message: "the repository has no clone_url", permanent: true) }
+        let creds = try settings.vault.open(connection.sealedCredentials, tenantId: tenantId, connectionId: connection.view.id)
+        let id = connection.view.id
+        let account = RepoScanProvider.displayName(url)
+        return (
+            Session(
+                target: RepoTarget(
+                    cloneURL: url, defaultBranch: s.defaultBranch, token: creds.token, sshKey: creds.privateKey,
+                    mirrorDir: settings.repoMirrors + "/" + tenantId + "/" + id + ".git"),
+                // The same secret gets the same digest across this repository's scans, and a different one elsewhere.
+                digestKey: settings.vault.keys.derivedKey("repo-secret-digest|\(tenantId)|\(id)"), account: account, counter: CallCounter()),
+            account
+        )
+    }
+
+    /// `host/owner/name` of a clone URL (no credentials), for display and as the findings' account.
+    static func displayName(_ url: String) -> String {
+        var s = url
+        if let r = s.range(of: "://") { s = String(s[r.upperBound...]) }
+        if let at = s.firstIndex(of: "@"), !s[..<at].contains("/") { s = String(s[s.index(after: at)...]) }
+        s = s.replacingOccurrences(of: ":", with: "/")
+        if s.hasSuffix(".git") { s = String(s.dropLast(4)) }
+        return String(s.prefix(200))
+    }
+
+    func plan(_ target: ScanTarget) -> [(service: String, region: String)] {
+        let types = target.services.filter { Self.scanTypes.contains($0) }
+        return (types.isEmpty ? Self.scanTypes : types).map { ($0, "global") }
+    }
+
+    func collect(service: String, region: String, session: Session, width: Int) async throws -> [Resource] {
+        let (policy, limits) = (settings.repoPolicy, settings.repoLimits)
+        let (target, key, account) = (session.target, session.digestKey, session.account)
+        let outcome = try await Blocking.run { () throws -> (resources: [Resource], stats: RepoScanStats) in
+            let deadline = Date().addingTimeInterval(limits.seconds)
+            let (branch, head) = try GitMirror.sync(target, policy: policy, deadline: deadline)
+            let git = Git(policy: policy, deadline: deadline)
+            var (resources, stats) = try RepoSecretsScan.run(
+                dir: target.mirrorDir, branch: branch, head: head, git: git, limits: limits, digestKey: key, account: account)
+            // The repository itself: what was read (shown by the scan's progress and results).
+            resources.append(
+                Resource(
+                    provider: "repo", account: account, region: "global", service: "repo", type: "repo.repository", id: "repo:\(account)",
+                    name: account,
+                    attributes: [
+                        "branch": .string(branch), "head": .string(head), "commits": .number(Double(stats.commits)),
+                        "tree_files": .number(Double(stats.treeFiles)), "files_scanned": .number(Double(stats.blobsScanned)),
+                        "bytes_scanned": .number(Double(stats.bytesScanned)), "skipped_large": .number(Double(stats.skippedLarge)),
+                        "skipped_binary": .number(Double(stats.skippedBinary)), "secrets": .number(Double(stats.secrets)),
+                    ]))
+            return (resources, stats)
+        }
+        session.counter.add(count: outcome.stats.blobsScanned)
+        return outcome.resources
+    }
+
+    func calls(_ session: Session) -> (calls: Int, retries: Int) { session.counter.snapshot }
+
+    func isUnavailable(_ error: any Error) -> Bool { false }
+
+    func describe(_ error: any Error) -> String {
+        switch error {
+        case let e as RepoError: return e.message
+        case let e as SessionError: return e.message
+        default: return "\(error)"
+        }
+    }
+}
+
+extension ConnectionHandlers {
+    /// `settings: {clone_url, default_branch?, archived?}`, `credentials: {token?} | {private_key?}`.
+    func validateRepo(
+        _ given: ConnectionSettings?, _ creds: ConnectionCredentials?
+    ) async throws -> (
+        creds: ConnectionCredentials, masked: [String: String], settings: ConnectionSettings
+    ) {
+        var issues: [ValidationIssue] = []
+        let url = given?.cloneUrl?.trimmingCharacters(in: .whitespaces) ?? ""
+        if url.isEmpty {
+            issues.append(.init(path: "body.settings.clone_url", message: "field required"))
+        } else {
+            do { _ = try settings.repoPolicy.parse(url) } catch { issues.append(.init(path: "body.settings.clone_url", message: "\(error)")) }
+        }
+        if let b = given?.defaultBranch,
+            b.isEmpty || b.count > 200 || b.hasPrefix("-") || b.contains("..") || b.contains(where: { $0.isWhitespace || "~^:?*[\\".contains($0) })
+        {
+            issues.append(.init(path: "body.settings.default_branch", message: "must be a branch name"))
+        }
+        var out = ConnectionCredentials()
+        var masked: [String: String] = [:]
+        if let t = creds?.token {
+            if t.isEmpty || t.count > 1024 || t.contains(where: { $0.isWhitespace }) {
+                issues.append(.init(path: "body.credentials.token", message: "must be a token of 1 to 1024 characters without spaces"))
+            }
+            out.token = t
+            masked["token"] = String(t.prefix(4)) + "****"
+        }
+        if let k = creds?.privateKey {
+            if !k.contains("PRIVATE KEY-----") || k.utf8.count > 16384 {
+                issues.append(.init(path: "body.credentials.private_key", message: "must be an SSH private key (PEM or OpenSSH format)"))
+            }
+            out.privateKey = k
+            masked["private_key"] = "****"
+        }
+        if out.token != nil && out.privateKey != nil {
+            issues.append(.init(path: "body.credentials", message: "give a token (HTTPS) or a private_key (SSH), not both"))
+        }
+        guard issues.isEmpty else { throw ServiceError.validation(issues) }
+        let policy = settings.repoPolicy
+        do { try await Blocking.run { try policy.check(url) } } catch { throw ServiceError.validation("body.settings.clone_url", "\(error)") }
+        var s = ConnectionSettings()
+        s.cloneUrl = url
+        s.defaultBranch = given?.defaultBranch
+        s.archived = given?.archived
+        return (out, masked, s)
+    }
+
+    /// `git ls-remote` with the stored credentials: reachable, and the branch exists.
+    func testRepo(_ c: StoredConnection, tenantId: String) async -> ConnectionTestReply {
+        guard let url = c.settings.cloneUrl else { return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "no clone_url") }
+        let policy = settings.repoPolicy
+        do {
+            let creds = try settings.vault.open(c.sealedCredentials, tenantId: tenantId, connectionId: c.view.id)
+            let heads = try await Blocking.run { () throws -> Int in
+                try policy.check(url)
+                var git = Git(policy: policy, deadline: Date().addingTimeInterval(30))
+                if let t = creds.token { git.authorization(token: t) }
+                let out = try git.output(["ls-remote", "--heads", "--", url])
+                return out.split(separator: 10).count
+            }
+            return ConnectionTestReply(
+                ok: true, accountId: RepoScanProvider.displayName(url), arn: nil, message: "reachable: \(heads) branch\(heads == 1 ? "" : "es")")
+        } catch {
+            return ConnectionTestReply(ok: false, accountId: nil, arn: nil, message: "\(error)")
+        }
+    }
+}
