@@ -228,7 +228,7 @@ PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), 
               finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
               framework_id=S(), connector_type=S(), report_type=S(enum=["executive_summary", "compliance", "findings_export"]),
               source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B, include_archived=B, skip=I(minimum=0),
-              scan_type=S(enum=["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]))
+              scan_type=S(enum=["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]), scan_batch_id=UUID, repository_id=UUID)
 
 REPOSITORY = obj(["id", "name", "full_name", "clone_url", "archived", "status", "credentials", "created_at"], id=UUID, name=S(), full_name=S(),
                  clone_url=S(), default_branch=NULL(S()), archived=B, status=S(enum=["pending", "active", "error"]),
@@ -238,6 +238,12 @@ SCAN_BATCH = obj(["id", "repository_id", "scan_type", "status", "created_at", "r
                  id=UUID, repository_id=UUID, scan_type=S(), status=SCAN_STATUS, created_at=DT, started_at=NULL(DT), completed_at=NULL(DT),
                  repositories_total=I(), findings_count=OBJ, findings_ingested=B, error=NULL(S()))
 
+REPO_FINDING = obj(["id", "repository_id", "scan_batch_id", "scan_type", "check_id", "severity", "status", "title", "first_seen_at"],
+                   id=UUID, repository_id=UUID, scan_batch_id=UUID, scan_type=S(), check_id=S(), severity=SEVERITY,
+                   status=S(enum=["open", "resolved", "ignored", "false_positive", "needs_manual_review"]), title=S(), description=NULL(S()),
+                   remediation=OBJ, cwe_id=NULL(S()), file=NULL(S()), line=NULL(I()), commit=NULL(S()), commit_line=NULL(I()),
+                   detector=NULL(S()), preview=NULL(S()), in_history_only=NULL(B), first_seen_at=DT, last_seen_at=DT, resolved_at=NULL(DT),
+                   status_reason=NULL(S()))
 
 def skip_page(item):
     return obj(["items", "total", "limit", "skip"], items={"type": "array", "items": item}, total=I(), limit=I(), skip=I())
@@ -457,6 +463,14 @@ ROUTES = [
     ("patch", "/api/v1/settings/scan-policy", "vigil.scans.scan_policy.update", "admin", 200,
      obj(global_=THRESHOLDS, services={"type": "object", "additionalProperties": NULL(THRESHOLDS)}), "ScanPolicy",
      "Change thresholds (fields left out keep their value; a service override set to null is removed)", []),
+    ("get", "/api/v1/repositories/{repository_id}/findings", "vigil.findings.repository.finding_list", "viewer", 200, None,
+     skip_page(REPO_FINDING), "Findings of a repository (file, line, commit, redacted preview), most severe first",
+     ["scan_batch_id", "severity", "status", "scan_type", "limit", "skip"]),
+    ("get", "/api/v1/repositories/{repository_id}/findings/{finding_id}", "vigil.findings.repository.finding_get", "viewer", 200, None,
+     REPO_FINDING, "One finding of a repository", []),
+    ("patch", "/api/v1/repositories/{repository_id}/findings/{finding_id}", "vigil.findings.repository.finding_update", "analyst", 200,
+     obj(["status"], status=S(enum=["open", "resolved", "ignored", "false_positive", "needs_manual_review"]), reason=S(maxLength=990)),
+     REPO_FINDING, "Change a repository finding's status (a finding event records it)", []),
     ("get", "/api/v1/findings/", "vigil.findings.finding.list", "viewer", 200, None, page(MODELS["Finding"], capped=True),
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "check_id", "since", "connection_id", "scan_job_id", "auto_fix_only", "search",
@@ -502,7 +516,7 @@ ROUTES = [
      "Resource-specific remediation (console, CLI, Terraform) from the rule's data; cached after the first call", []),
     ("get", "/api/v1/finding-events", "vigil.findings.event.list", "viewer", 200, None, page(FEVENT, capped=True),
      "Workspace feed of finding lifecycle events, newest first",
-     PAGE_Q + ["connection_id", "finding_id", "severity", "event_type", "start", "end"]),
+     PAGE_Q + ["connection_id", "repository_id", "finding_id", "scan_type", "severity", "event_type", "start", "end", "skip"]),
     ("get", "/api/v1/rules/", "vigil.findings.rule.list", "viewer", 200, None, page(MODELS["Rule"]), "Built-in and custom rules",
      PAGE_Q + ["provider", "service", "severity", "category", "framework", "enabled", "custom", "search", "resource_type", "status", "source"]),
     ("post", "/api/v1/rules/", "vigil.findings.rule.create", "admin", 201,

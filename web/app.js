@@ -100,7 +100,8 @@ async function loadFindings() {
     tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openFinding(f.id); });
     body.append(tr);
   }
-  $("findings-count").textContent = page.total + " finding" + (page.total === 1 ? "" : "s");
+  // Large lists count at most 1,000 matches (total_capped): say "1000+" rather than a wrong exact number.
+  $("findings-count").textContent = page.total + (page.total_capped ? "+" : "") + " finding" + (page.total === 1 && !page.total_capped ? "" : "s");
   performance.mark("findings-rendered");  // read by scripts/bench dashboard
 }
 

@@ -16,7 +16,7 @@ import zlib
 
 import pytest
 
-from conftest import psql
+from test_cli import cli  # noqa: F401  (the logged-in CLI fixture)
 
 RNG = random.Random(42)
 ALNUM = string.ascii_letters + string.digits
@@ -156,7 +156,7 @@ def test_secrets_scan_of_tree_and_history(stack, signup, planted):
 
     results = owner.get(f"/repositories/{repo['id']}/scans/{batch['id']}/results").json()
     found = results["findings"]
-    text = json.dumps(results)
+    text = json.dumps(results) + owner.get(f"/repositories/{repo['id']}/findings?limit=200").text
     for value, want in expected.items():
         assert value not in text, "a secret value is in the API response"
         match = [f for f in found if f["check_id"] == want["check"] and f["file"] == want["file"]
@@ -188,6 +188,35 @@ def test_secrets_scan_of_tree_and_history(stack, signup, planted):
     assert finding["status"] == "open" and finding["evidence"]["in_history_only"] is True
     batches = owner.get(f"/repositories/{repo['id']}/scans?scan_type=secrets_scan").json()
     assert batches["total"] == 2 and batches["items"][0]["id"] == batch2["id"]
+
+    # The repository's findings (reference 002): lifecycle statuses over ours, every change in the finding-events feed.
+    listed = owner.get(f"/repositories/{repo['id']}/findings?limit=200").json()
+    assert listed["total"] == len(expected) and listed["skip"] == 0
+    assert listed["items"][0]["severity"] == "critical"
+    assert all(f["scan_type"] == "secrets_scan" and f["status"] == "open" and f["file"] for f in listed["items"])
+    pg = next(f for f in listed["items"] if f["file"] == "app/db.js")
+    assert pg["in_history_only"] is True and pg["scan_batch_id"] == batch2["id"]
+    generic_finding = next(f for f in listed["items"] if f["check_id"] == "repo.secrets.generic")
+    r = owner.patch(f"/repositories/{repo['id']}/findings/{generic_finding['id']}", {"status": "false_positive", "reason": "a test value"})
+    assert r.status_code == 200 and r.json()["status"] == "false_positive", r.text
+    assert owner.get(f"/findings/{generic_finding['id']}").json()["status"] == "suppressed"
+    r = owner.patch(f"/repositories/{repo['id']}/findings/{pg['id']}", {"status": "needs_manual_review"})
+    assert r.json()["status"] == "needs_manual_review"
+    assert owner.get(f"/findings/{pg['id']}").json()["status"] == "open"  # still an open risk everywhere else
+    r = owner.patch(f"/repositories/{repo['id']}/findings/{pg['id']}", {"status": "deleted"})
+    assert r.status_code == 422 and r.json()["issues"][0]["path"] == "body.status"
+    assert owner.get(f"/repositories/{repo['id']}/findings?status=false_positive").json()["total"] == 1
+    assert owner.get(f"/repositories/{repo['id']}/findings?status=needs_manual_review").json()["total"] == 1
+    assert owner.get(f"/repositories/{repo['id']}/findings?status=open").json()["total"] == len(expected) - 2
+    assert owner.get(f"/repositories/{repo['id']}/findings?scan_type=sbom_scan").json()["total"] == 0
+    events = owner.get(f"/finding-events?repository_id={repo['id']}&scan_type=secrets_scan&limit=200").json()["items"]
+    reasons = [e.get("reason") or "" for e in events]
+    assert any(x.startswith("false_positive") for x in reasons) and any(x.startswith("needs_manual_review") for x in reasons)
+    assert sum(1 for e in events if e["event_type"] == "opened") == len(expected)
+    other, _, _ = signup("repospy")
+    assert other.get(f"/repositories/{repo['id']}/findings/{pg['id']}").status_code == 404
+    assert other.get(f"/repositories/{repo['id']}/findings").json()["total"] == 0
+    assert other.patch(f"/repositories/{repo['id']}/findings/{pg['id']}", {"status": "ignored"}).status_code == 404
 
     # No secret value anywhere: service logs and a dump of the database.
     dump = subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "vigil"], capture_output=True,
@@ -229,3 +258,71 @@ def test_repository_input_and_isolation(stack, signup, planted):
     progress, _ = wait_batch(owner, bad["id"], batch["id"])
     assert progress["status"] == "failed"
     assert "no branch nope" in owner.get(f"/repositories/{bad['id']}/scans/{batch['id']}").json()["error"]
+
+
+def test_cli_connects_and_scans_a_repository(stack, cli, planted):  # noqa: F811
+    from test_cli import run
+    _, env = cli
+    path, expected, _ = planted
+    r = run("connect", "repo", f"file://{path}", "--name", "planted-cli", "--branch", "main", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run("scan", "planted-cli", "--fail-on", "critical", env=env)
+    assert r.returncode == 3, (r.stdout, r.stderr)  # critical secrets are open
+    findings = json.loads(run("findings", "list", "--connection", "planted-cli", "--json", env=env).stdout)
+    assert {f["check_id"] for f in findings} >= {"repo.secrets.cloud_key", "repo.secrets.private_key", "repo.secrets.vcs_token"}
+    assert not any(v in json.dumps(findings) for v in expected)
+    r = run("connect", "repo", "ftp://example.com/x.git", env=env)
+    assert r.returncode == 1 and "clone_url" in r.stderr
+
+
+def test_hostile_repositories_end_cleanly(stack, signup, tmp_path):
+    """A 100 MB blob, a binary file, symlinks out of the tree and a submodule pointing at the metadata address:
+    the scan completes with them skipped (nothing fetched, nothing read outside the mirror). A very deep history
+    under a short time limit: the scan fails with that reason instead of running on."""
+    owner, _, _ = signup("hostile")
+    repo = str(tmp_path / "hostile")
+    os.makedirs(repo)
+    git(repo, "init", "-q", "-b", "main")
+    with open(os.path.join(repo, "blob.bin"), "wb") as f:
+        f.truncate(100 << 20)  # 100 MB of zeros
+    with open(os.path.join(repo, "tool.exe"), "wb") as f:
+        f.write(b"MZ\x00\x00" + b"ghp_" + rnd(36).encode() + b"\x00" * 100)
+    os.symlink("/etc/shadow", os.path.join(repo, "shadow"))
+    os.symlink("../../../../..", os.path.join(repo, "up"))
+    key = "sk_live_" + rnd(24)
+    write(repo, "billing.py", f"STRIPE = \"{key}\"\n")
+    write(repo, ".gitmodules", '[submodule "evil"]\n\tpath = vendor/evil\n\turl = http://169.254.169.254/evil.git\n')
+    git(repo, "add", "-A")
+    git(repo, "update-index", "--add", "--cacheinfo", "160000,1111111111111111111111111111111111111111,vendor/evil")
+    git(repo, "commit", "-q", "-m", "hostile")
+    r = owner.post("/repositories", {"clone_url": f"file://{repo}"}).json()
+    batch = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "secrets_scan"}).json()
+    progress, _ = wait_batch(owner, r["id"], batch["id"], timeout=180)
+    assert progress["status"] == "completed", owner.get(f"/scans/{batch['id']}").json()
+    counters = progress["repositories"][0]["counters"]
+    assert counters["skipped_large"] == 1 and counters["skipped_binary"] == 1, counters
+    found = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}/results").json()["findings"]
+    assert [(f["file"], f["check_id"]) for f in found] == [("billing.py", "repo.secrets.payment_key")]
+
+    # 100,000 commits (fast-import) and a one-second limit.
+    deep = str(tmp_path / "deep")
+    subprocess.run(["git", "init", "-q", "-b", "main", deep], check=True)
+    p = subprocess.Popen(["git", "-C", deep, "fast-import", "--quiet"], stdin=subprocess.PIPE)
+    for c in range(100_000):
+        data = f"line {c}\n".encode()
+        msg = b"c"
+        p.stdin.write(b"commit refs/heads/main\ncommitter D <d@e> %d +0000\ndata 1\n%s\nM 100644 inline f%d.txt\ndata %d\n%s\n"
+                      % (1700000000 + c, msg, c % 50, len(data), data))
+    p.stdin.close()
+    assert p.wait() == 0
+    stack.restart("scan-orchestrator", VIGIL_REPO_SCAN_SECONDS="1")
+    try:
+        r = owner.post("/repositories", {"clone_url": f"file://{deep}"}).json()
+        started = time.time()
+        batch = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "secrets_scan"}).json()
+        progress, _ = wait_batch(owner, r["id"], batch["id"], timeout=120)
+        assert progress["status"] == "failed" and time.time() - started < 60
+        error = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}").json()["error"]
+        assert "1 s" in error or "ran out of time" in error, error
+    finally:
+        stack.restart("scan-orchestrator")

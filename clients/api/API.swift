@@ -126,8 +126,22 @@ public final class API: Sendable {
     @discardableResult
     public func call(_ method: HTTPMethod, _ path: String, body: Any? = nil, auth: Bool = true) async throws -> [String: Any] {
         let (status, data, headers) = try await raw(method, path, body: body, auth: auth)
+        try Self.check(status, data, headers)
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    }
+
+    /// A page's raw bytes (for streaming without decoding every item); non-2xx answers throw as `call` does.
+    public func rawPage(_ path: String) async throws -> Data {
+        let (status, data, headers) = try await raw(.GET, path)
+        try Self.check(status, data, headers)
+        return data
+    }
+
+    /// A non-2xx answer as the API's error envelope (`CLIError`: message, issues, code, correlation id).
+    static func check(_ status: Int, _ data: Data, _ headers: HTTPHeaders) throws {
+        guard !(200..<300).contains(status) else { return }
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        guard (200..<300).contains(status) else {
+        do {
             var message = json["message"] as? String ?? "HTTP \(status)"
             if let issues = json["issues"] as? [[String: Any]], !issues.isEmpty {
                 message += ": " + issues.map { "\($0["path"] as? String ?? ""): \($0["message"] as? String ?? "")" }.joined(separator: "; ")
@@ -136,7 +150,6 @@ public final class API: Sendable {
                 message: message, code: json["error"] as? String,
                 correlationId: json["correlation_id"] as? String ?? headers.first(name: "x-correlation-id"), exitCode: status == 401 ? 2 : 1)
         }
-        return json
     }
 
     /// Every item of a paginated list (bounded).
@@ -163,5 +176,92 @@ public final class API: Sendable {
 
     public static func escape(_ s: String) -> String {
         s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? s
+    }
+}
+
+/// The items of a list page and its next cursor, found in the page's bytes without decoding the items: a
+/// CLI streaming 100,000 findings copies each one through as the API wrote it.
+public enum PageSplitter {
+    /// Byte ranges of the top-level `items` array's elements, and `next_cursor` (nil when null or absent).
+    public static func split(_ data: Data) throws -> (items: [Range<Int>], nextCursor: String?) {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let b = raw.bindMemory(to: UInt8.self)
+            var i = 0
+            var items: [Range<Int>] = []
+            var cursor: String? = nil
+            func skipSpace() { while i < b.count && (b[i] == 32 || b[i] == 10 || b[i] == 13 || b[i] == 9) { i += 1 } }
+            /// Skips one JSON value starting at `i` (strings with escapes, nested arrays and objects).
+            func skipValue() throws {
+                skipSpace()
+                guard i < b.count else { throw CLIError(message: "the API's page is not JSON") }
+                if b[i] == 34 {
+                    i += 1
+                    while i < b.count && b[i] != 34 { i += b[i] == 92 ? 2 : 1 }
+                    i += 1
+                    return
+                }
+                if b[i] == 123 || b[i] == 91 {
+                    var depth = 0
+                    repeat {
+                        let c = b[i]
+                        if c == 34 {
+                            i += 1
+                            while i < b.count && b[i] != 34 { i += b[i] == 92 ? 2 : 1 }
+                        } else if c == 123 || c == 91 {
+                            depth += 1
+                        } else if c == 125 || c == 93 {
+                            depth -= 1
+                        }
+                        i += 1
+                    } while depth > 0 && i < b.count
+                    return
+                }
+                while i < b.count && !(b[i] == 44 || b[i] == 125 || b[i] == 93) { i += 1 }
+            }
+            func string() throws -> String {
+                let start = i + 1
+                try skipValue()
+                let raw = Data(b[start..<(i - 1)])
+                guard raw.contains(92) else { return String(decoding: raw, as: UTF8.self) }
+                let quoted = Data("[\"".utf8) + raw + Data("\"]".utf8)
+                return ((try? JSONSerialization.jsonObject(with: quoted)) as? [String])?.first ?? ""
+            }
+            skipSpace()
+            guard i < b.count, b[i] == 123 else { throw CLIError(message: "the API's page is not a JSON object") }
+            i += 1
+            while true {
+                skipSpace()
+                guard i < b.count, b[i] != 125 else { break }
+                if b[i] == 44 {
+                    i += 1
+                    continue
+                }
+                let key = try string()
+                skipSpace()
+                guard i < b.count, b[i] == 58 else { throw CLIError(message: "the API's page is not JSON") }
+                i += 1
+                skipSpace()
+                if key == "items", i < b.count, b[i] == 91 {
+                    i += 1
+                    while true {
+                        skipSpace()
+                        guard i < b.count, b[i] != 93 else { break }
+                        if b[i] == 44 {
+                            i += 1
+                            continue
+                        }
+                        let start = i
+                        try skipValue()
+                        items.append(start..<i)
+                    }
+                    i += 1
+                } else if key == "next_cursor", i < b.count, b[i] == 34 {
+                    cursor = try string()
+                } else {
+                    try skipValue()
+                }
+            }
+            return (items, cursor)
+        }
     }
 }

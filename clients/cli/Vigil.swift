@@ -145,11 +145,30 @@ struct Connect: AsyncParsableCommand {
     }
 
     struct Repo: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A code repository (not available in this version of the API).")
-        @Argument var cloneURL: String
+        static let configuration = CommandConfiguration(
+            abstract: "A git repository (https://, ssh:// or git@host:path); scan it with `vigil scan NAME` for secrets in its tree and history.")
+        @Argument(help: "Clone URL") var cloneURL: String
+        @Option var name: String?
+        @Option(help: "Branch whose tree is scanned (default: the remote's HEAD)") var branch: String?
+        @Option(name: .customLong("token-env"), help: "Environment variable holding an HTTPS access token") var tokenEnv: String?
+        @Option(name: .customLong("key-file"), help: "SSH private key for ssh:// and git@ URLs") var keyFile: String?
+
         func run() async throws {
-            FileHandle.standardError.write(Data("error: repositories are not supported by this Vigil yet\n".utf8))
-            throw ExitCode(1)
+            try await withAPI { api in
+                var body: [String: Any] = ["clone_url": cloneURL]
+                if let name { body["name"] = name }
+                if let branch { body["default_branch"] = branch }
+                if let tokenEnv {
+                    guard let token = ProcessInfo.processInfo.environment[tokenEnv], !token.isEmpty else {
+                        throw CLIError(message: "\(tokenEnv) is not set")
+                    }
+                    body["credentials"] = ["token": token]
+                } else if let keyFile {
+                    body["credentials"] = ["ssh_key": try String(contentsOfFile: keyFile, encoding: .utf8)]
+                }
+                let r = try await api.call(.POST, "/repositories", body: body)
+                say("connected \(Output.string(r["name"])) (\(Output.string(r["id"])))")
+            }
         }
     }
 }
@@ -264,24 +283,34 @@ struct Findings: AsyncParsableCommand {
         }
 
         /// `--json`: a JSON array written page by page (500 findings a request, the API's order, one finding a
-        /// line), so memory stays flat and the first findings show at once however many there are.
+        /// line), so memory stays flat and the first findings show at once however many there are. Each
+        /// finding is copied through as the API wrote it (found in the page's bytes, never decoded), and the
+        /// next page is requested while this one is written.
         func stream(_ api: API, _ path: String) async throws {
-            var cursor: String? = nil
             var written = 0
             write("[")
-            repeat {
-                let size = min(500, limit - written)
-                let page = try await api.call(.GET, path + "&limit=\(size)" + (cursor.map { "&cursor=\(API.escape($0))" } ?? ""))
-                let items = page["items"] as? [[String: Any]] ?? []
+            func fetch(_ cursor: String?, _ size: Int) async throws -> Data {
+                try await api.rawPage(path + "&limit=\(size)" + (cursor.map { "&cursor=\(API.escape($0))" } ?? ""))
+            }
+            var page = try await fetch(nil, min(500, limit))
+            while true {
+                let (items, cursor) = try PageSplitter.split(page)
+                let take = min(items.count, limit - written)
+                let next: Task<Data, any Error>? = cursor.flatMap { c in
+                    let remaining = limit - written - take
+                    return remaining > 0 ? Task { try await fetch(c, min(500, remaining)) } : nil
+                }
                 var chunk = Data()
-                for item in items.prefix(limit - written) {
-                    chunk.append(contentsOf: Array((written == 0 ? "\n" : ",\n").utf8))
-                    chunk.append(try JSONSerialization.data(withJSONObject: item, options: [.sortedKeys, .withoutEscapingSlashes]))
+                chunk.reserveCapacity(page.count + take * 2)
+                for r in items.prefix(take) {
+                    chunk.append(contentsOf: written == 0 ? [10] : [44, 10])
+                    chunk.append(page[r])
                     written += 1
                 }
                 FileHandle.standardOutput.write(chunk)
-                cursor = page["next_cursor"] as? String
-            } while cursor != nil && written < limit
+                guard let next else { break }
+                page = try await next.value
+            }
             write("\n]\n")
         }
     }

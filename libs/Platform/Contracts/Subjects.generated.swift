@@ -253,6 +253,14 @@ package enum Subjects {
         package static let reportGet = "vigil.findings.report.get"
         /// GET /api/v1/reports/ — Generated reports
         package static let reportList = "vigil.findings.report.list"
+        /// GET /api/v1/repositories/{repository_id}/findings/{finding_id} — One finding of a repository
+        package static let repositoryFindingGet = "vigil.findings.repository.finding_get"
+        /// GET /api/v1/repositories/{repository_id}/findings — Findings of a repository (file, line, commit, redacted preview), most severe
+        /// first
+        package static let repositoryFindingList = "vigil.findings.repository.finding_list"
+        /// PATCH /api/v1/repositories/{repository_id}/findings/{finding_id} — Change a repository finding's status (a finding event records
+        /// it)
+        package static let repositoryFindingUpdate = "vigil.findings.repository.finding_update"
         /// POST /api/v1/rules/ — Create a custom rule in the scanner's condition language
         package static let ruleCreate = "vigil.findings.rule.create"
         /// GET /api/v1/rules/{rule_id} — One rule
@@ -487,6 +495,9 @@ package enum RouteAccess {
         Subjects.Findings.reportGenerate: .role(.analyst),
         Subjects.Findings.reportGet: .role(.viewer),
         Subjects.Findings.reportList: .role(.viewer),
+        Subjects.Findings.repositoryFindingGet: .role(.viewer),
+        Subjects.Findings.repositoryFindingList: .role(.viewer),
+        Subjects.Findings.repositoryFindingUpdate: .role(.analyst),
         Subjects.Findings.ruleCreate: .role(.admin),
         Subjects.Findings.ruleGet: .role(.viewer),
         Subjects.Findings.ruleList: .role(.viewer),

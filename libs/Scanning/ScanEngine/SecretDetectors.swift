@@ -37,6 +37,8 @@ public enum SecretDetectors {
         var after: Int = 0
         /// Assignments to secret-named keys (only where the caller asks for them: repository files, not web pages).
         var generic: Bool = false
+        /// Found by reading `key = value` at the anchor (no pattern); `pattern` documents the same shape.
+        var assignment: Bool = false
         var validate: @Sendable (_ value: String, _ match: String) -> Bool = { _, _ in true }
     }
 
@@ -192,7 +194,7 @@ public enum SecretDetectors {
             ],
             pattern:
                 #"(?i)(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api_?key|api-key|access_?key|private_?key|credentials?|auth_?key)[A-Za-z0-9_.-]*)["']?\s*(?::=|=>|=|:)\s*[@]?["'`]?([^\s"'`;,]{8,200})"#,
-            group: 2, generic: true, validate: genericSecret),
+            group: 2, generic: true, assignment: true, validate: genericSecret),
         Detector(
             id: "generic_secret", category: "generic", severity: "medium", anchors: ["ENV ", "ARG "],
             pattern:
@@ -252,8 +254,33 @@ public enum SecretDetectors {
         let newlines = Lines(bytes)
         var out: [SecretMatch] = []
         var seen: Set<String> = []
+        /// Records a candidate; false once the limit is reached.
+        func record(_ detector: Detector, _ value: String, line: Int, context: NSString, at location: Int) -> Bool {
+            guard !markedNotSecret(context, at: location) else { return true }
+            seen.insert(value)
+            let digest = digestKey.map { Sodium.hex(Sodium.hmacSHA256(key: $0, message: Array(value.utf8))).prefix(32) }.map(String.init)
+            out.append(
+                SecretMatch(
+                    detector: detector.id, category: detector.category, severity: detector.severity, line: line, preview: preview(value),
+                    digest: digest))
+            return out.count < limit
+        }
         for d in detectors.indices where !hits[d].isEmpty {
             let detector = detectors[d]
+            if detector.assignment {
+                // `key = value` around each anchor, read from the bytes: no pattern runs on the many lines that
+                // merely mention a password or a token.
+                var keys: Set<Int> = []
+                for s in hits[d] {
+                    guard let a = assignment(at: s, in: bytes), keys.insert(a.keyStart).inserted else { continue }
+                    let value = String(decoding: UnsafeBufferPointer(rebasing: bytes[a.value]), as: UTF8.self)
+                    let key = String(decoding: UnsafeBufferPointer(rebasing: bytes[a.keyStart..<a.keyEnd]), as: UTF8.self)
+                    guard !seen.contains(value), !isExample(value), genericSecret(value, key + "=") else { continue }
+                    let (context, location) = lineContext(bytes, at: a.value.lowerBound)
+                    guard record(detector, value, line: newlines.line(of: a.value.lowerBound), context: context, at: location) else { return out }
+                }
+                continue
+            }
             for window in windows(hits[d], detector: detector, bytes: bytes) {
                 let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[window]), as: UTF8.self)
                 let ns = text as NSString
@@ -264,19 +291,76 @@ public enum SecretDetectors {
                     let whole = ns.substring(with: m.range)
                     guard !seen.contains(value), !isExample(value), detector.validate(value, whole) else { continue }
                     let lineInWindow = ns.substring(to: r.location).utf8.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
-                    let line = newlines.line(of: window.lowerBound) + lineInWindow
-                    guard !markedNotSecret(ns, at: r.location) else { continue }
-                    seen.insert(value)
-                    let digest = digestKey.map { Sodium.hex(Sodium.hmacSHA256(key: $0, message: Array(value.utf8))).prefix(32) }.map(String.init)
-                    out.append(
-                        SecretMatch(
-                            detector: detector.id, category: detector.category, severity: detector.severity, line: line, preview: preview(value),
-                            digest: digest))
-                    if out.count >= limit { return out }
+                    guard record(detector, value, line: newlines.line(of: window.lowerBound) + lineInWindow, context: ns, at: r.location) else {
+                        return out
+                    }
                 }
             }
         }
         return out.sorted { ($0.line, $0.detector) < ($1.line, $1.detector) }
+    }
+
+    static func isKeyByte(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 || b == 46 || b == 45
+    }
+
+    /// The key around an anchor and the value assigned to it: `key = v`, `key: v`, `key := v`, `key => v`,
+    /// `"key": "v"` (the value quoted or up to a space, quote, `;` or `,`; 8 to 200 bytes). Comparisons
+    /// (`==`, `=~`) and scopes (`::`) are not assignments.
+    static func assignment(at anchor: Int, in b: UnsafeBufferPointer<UInt8>) -> (keyStart: Int, keyEnd: Int, value: Range<Int>)? {
+        var keyStart = anchor
+        while keyStart > 0 && isKeyByte(b[keyStart - 1]) { keyStart -= 1 }
+        var p = anchor
+        while p < b.count && isKeyByte(b[p]) { p += 1 }
+        let keyEnd = p
+        if p < b.count && (b[p] == 34 || b[p] == 39) { p += 1 }
+        while p < b.count && (b[p] == 32 || b[p] == 9) { p += 1 }
+        guard p < b.count else { return nil }
+        if b[p] == 58 {  // ':' or ':='
+            p += 1
+            if p < b.count && b[p] == 58 { return nil }
+            if p < b.count && b[p] == 61 { p += 1 }
+        } else if b[p] == 61 {  // '=' or '=>'
+            p += 1
+            if p < b.count && (b[p] == 61 || b[p] == 126) { return nil }
+            if p < b.count && b[p] == 62 { p += 1 }
+        } else {
+            return nil
+        }
+        while p < b.count && (b[p] == 32 || b[p] == 9) { p += 1 }
+        if p < b.count && b[p] == 64 { p += 1 }  // '@' (Ruby/PHP attributes)
+        var quote: UInt8? = nil
+        if p < b.count && (b[p] == 34 || b[p] == 39 || b[p] == 96) {
+            quote = b[p]
+            p += 1
+        }
+        let start = p
+        while p < b.count && p - start <= 200 {
+            let c = b[p]
+            if c == 10 || c == 13 { break }
+            if let quote { if c == quote { break } } else if c == 32 || c == 9 || c == 34 || c == 39 || c == 96 || c == 59 || c == 44 { break }
+            p += 1
+        }
+        guard (8...200).contains(p - start) else { return nil }
+        return (keyStart, keyEnd, start..<p)
+    }
+
+    /// The line holding `offset` and the one above it, as text, with `offset`'s place in it (for the markers).
+    static func lineContext(_ b: UnsafeBufferPointer<UInt8>, at offset: Int) -> (NSString, Int) {
+        var lo = offset
+        var lines = 0
+        while lo > 0 && offset - lo < 4096 {
+            if b[lo - 1] == 10 {
+                lines += 1
+                if lines == 2 { break }
+            }
+            lo -= 1
+        }
+        var hi = offset
+        while hi < b.count && b[hi] != 10 && hi - offset < 4096 { hi += 1 }
+        let before = String(decoding: UnsafeBufferPointer(rebasing: b[lo..<offset]), as: UTF8.self)
+        let after = String(decoding: UnsafeBufferPointer(rebasing: b[offset..<hi]), as: UTF8.self)
+        return ((before + after) as NSString, (before as NSString).length)
     }
 
     /// The byte ranges a detector's pattern runs on: each anchor's line (or its multi-line window), merged.

@@ -94,6 +94,10 @@ struct EventListRequest: Codable, Sendable {
     var cursor: String?
     var offset: Int?
     var connectionId: String?
+    /// The code-security API's names: a repository is a connection; `skip` is `offset`; `scan_type` narrows to its checks.
+    var repositoryId: String? = nil
+    var scanType: String? = nil
+    var skip: Int? = nil
     var findingId: String?
     var severity: String?
     var eventType: String?
@@ -234,6 +238,13 @@ struct FindingHandlers: Sendable {
     @Sendable func events(_ q: EventListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<FindingEventView> {
         var f = Filter(tenant: p.tenantId)
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
+        if let c = try Filter.uuid(q.repositoryId, path: "query.repository_id") { f.add({ "connection_id = $\($0)" }, c) }
+        if let t = q.scanType {
+            guard ["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"].contains(t) else {
+                throw ServiceError.validation("query.scan_type", "must be secrets_scan, sbom_scan, semgrep_scan or deep_ai_scan")
+            }
+            f.add({ "rule_id LIKE $\($0)" }, t == "secrets_scan" ? "repo.secrets.%" : "repo.\(t.dropLast(5)).%")
+        }
         if let c = try Filter.uuid(q.findingId, path: "query.finding_id") { f.add({ "finding_id = $\($0)" }, c) }
         if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
             f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))
@@ -246,7 +257,7 @@ struct FindingHandlers: Sendable {
         if let start, let end, end < start { throw ServiceError.validation("query.end", "must not be before start") }
         if let start { f.add({ "created_at >= $\($0)" }, start) }
         if let end { f.add({ "created_at < $\($0)" }, end) }
-        let page = try SortedPage(sortBy: nil, limit: q.limit, cursor: q.cursor, offset: q.offset)
+        let page = try SortedPage(sortBy: nil, limit: q.limit, cursor: q.cursor, offset: q.offset ?? q.skip)
         return try await store.transaction(p.scope) { tx in
             try await FindingStore.list(tx, "findings.finding_events", f, page, counted: q.cursor == nil, map: FindingStore.event)
         }

@@ -54,7 +54,7 @@ struct ScanSettings: Sendable {
         repoPolicy = RepoURLPolicy(allowLocal: r.bool("VIGIL_REPO_ALLOW_LOCAL", default: false))
         repoMirrors = r.string("VIGIL_REPO_MIRRORS", default: NSTemporaryDirectory() + "vigil-repos")
         repoLimits = RepoLimits(
-            seconds: Double(max(5, r.int("VIGIL_REPO_SCAN_SECONDS", default: 300))),
+            seconds: Double(max(1, r.int("VIGIL_REPO_SCAN_SECONDS", default: 300))),
             maxBlobBytes: max(1024, r.int("VIGIL_REPO_MAX_FILE_BYTES", default: 5 << 20)))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))

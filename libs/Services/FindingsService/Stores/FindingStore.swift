@@ -76,6 +76,16 @@ struct FindingStore: Sendable {
             """, [id, tenantId, status, reason, actor, expiresAt])
     }
 
+    /// A person says the finding is resolved (a later scan that still sees it opens it again).
+    static func resolveByPerson(_ tx: Transaction, id: String, tenantId: String, reason: String, actor: String) async throws -> Row {
+        try await tx.single(
+            """
+            UPDATE findings.findings SET status = 'resolved', status_reason = $3, status_actor = $4, status_expires_at = NULL,
+              suppression_rule_id = NULL, resolved_at = now(), updated_at = now()
+            WHERE id = $1 AND tenant_id = $2 RETURNING *
+            """, [id, tenantId, reason, actor])
+    }
+
     /// A remediation's verified outcome: fixed (resolved) or rolled back (open again).
     static func setOutcome(_ tx: Transaction, id: String, tenantId: String, to status: String, reason: String, actor: String) async throws {
         _ = try await tx.execute(
