@@ -219,7 +219,7 @@ def test_handled_findings_scan_history_batches_and_meta(stack, signup, waste):
     caps = owner.get("/meta/capabilities").json()
     builtin = json.load(open(os.path.join(ROOT, "contracts", "rules", "builtin.json")))
     assert caps["rules"] == len(builtin) and caps["cost_rules"] >= 20
-    assert {p["name"] for p in caps["providers"]} == {"aws", "linux", "web"} and caps["features"]["schedules"] is True
+    assert {p["name"] for p in caps["providers"]} == {"aws", "linux", "web", "repo"} and caps["features"]["schedules"] is True
     assert "deprecat" in owner.get("/meta/compatibility").json()["deprecation"]
     codes = {c["error"]: c["status"] for c in owner.get("/meta/error-model").json()["codes"]}
     used = set()

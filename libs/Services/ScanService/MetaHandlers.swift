@@ -146,6 +146,10 @@ struct MetaHandlers: Sendable {
             .init(error: "resource_in_use", status: 409, meaning: "the resource is still used"),
             .init(error: "csrf_failed", status: 403, meaning: "a change sent with the dashboard's session cookie lacks its X-CSRF-Token"),
             .init(error: "active_scan_not_authorized", status: 403, meaning: "active web scans need a verified domain (passive only here)"),
+            .init(
+                error: "scan_type_unavailable", status: 422,
+                meaning: "that repository scan type is not available on this server (the message says why)"),
+            .init(error: "repository_archived", status: 409, meaning: "an archived repository is not scanned"),
             .init(error: "proxy_in_use", status: 409, meaning: "connections still name the proxy profile"),
             .init(error: "idempotency_in_progress", status: 409, meaning: "a request with this Idempotency-Key is still running"),
             .init(error: "idempotency_key_reused", status: 409, meaning: "the Idempotency-Key was used with another body"),
