@@ -238,7 +238,8 @@ import VigilTesting
             "aws_access_key_id": "aws_access_key_id = AKIA\(rnd(16, upper))",
             "aws_secret_access_key": "aws_secret_access_key = \(rnd(40))",
             "gcp_service_account":
-                #"{"type": "service_account", "project_id": "p", "private_key_id": "1", "private_key": "-----BEGIN PRIVATE KEY-----\n\#(rnd(80))\n-----END PRIVATE KEY-----\n"}"#,
+                #"{"type": "service_account", "project_id": "p", "private_key_id": "1", "#
+                + #""private_key": "-----BEGIN PRIVATE KEY-----\n\#(rnd(80))\n-----END PRIVATE KEY-----\n"}"#,
             "google_api_key": "maps = AIza\(rnd(35))",
             "google_oauth_client_secret": "client_secret: GOCSPX-\(rnd(28))",
             "azure_storage_key": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=\(rnd(86))==;EndpointSuffix=core.windows.net",
@@ -254,7 +255,8 @@ import VigilTesting
             "private_key_encrypted": key("ENCRYPTED PRIVATE KEY"),
             "pgp_private_key": key("PGP PRIVATE KEY BLOCK"),
             "putty_private_key":
-                "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 2\n\(rnd(64))\n\(rnd(20))\nPrivate-Lines: 1\n\(rnd(44))",
+                "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 2\n\(rnd(64))\n\(rnd(20))\n"
+                + "Private-Lines: 1\n\(rnd(44))",
             "age_secret_key": "AGE-SECRET-KEY-1\(rnd(58, "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"))",
             "github_token": "token = \"\(SecretDetectorTests.token(rnd(30)))\"",
             "github_fine_grained_pat": "GH=github_pat_\(rnd(22))_\(rnd(59))",
@@ -301,7 +303,9 @@ import VigilTesting
             "postman_api_key": "POSTMAN=PMAK-\(rnd(24, hex))-\(rnd(34, hex))",
             "databricks_token": "DATABRICKS=dapi\(rnd(32, hex))",
             "privileged_jwt":
-                "SERVICE_ROLE=eyJhbGciOiJIUzI1NiJ9.\(Data(#"{"role":"service_role","iss":"x"}"#.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "")).\(rnd(43))",
+                "SERVICE_ROLE=eyJhbGciOiJIUzI1NiJ9."
+                + Data(#"{"role":"service_role","iss":"x"}"#.utf8).base64EncodedString()
+                .replacingOccurrences(of: "=", with: "") + ".\(rnd(43))",
             "postgres_url_password": "DATABASE_URL=postgres://app:\(rnd(16))@db.internal:5432/app",
             "mysql_url_password": "MYSQL=mysql://root:\(rnd(16))@10.0.0.5/app",
             "mongodb_url_password": "MONGO=mongodb+srv://svc:\(rnd(16))@cluster0.ab1cd.mongodb.net/db",
@@ -336,7 +340,8 @@ import VigilTesting
         ]
         for d in decoys {
             #expect(
-                SecretDetectors.scan(d, generic: true).isEmpty, "flagged: \(d.prefix(70)) → \(SecretDetectors.scan(d, generic: true).map(\.detector))"
+                SecretDetectors.scan(d, generic: true).isEmpty,
+                "flagged: \(d.prefix(70)) → \(SecretDetectors.scan(d, generic: true).map(\.detector))"
             )
         }
     }

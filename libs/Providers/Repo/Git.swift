@@ -220,7 +220,8 @@ public enum GitMirror {
             else { throw RepoError("cannot write the SSH key file", permanent: false) }
             keyFile = path
             git.environment["GIT_SSH_COMMAND"] =
-                "ssh -i \(path) -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null -o ConnectTimeout=15"
+                "ssh -i \(path) -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+                + "-o UserKnownHostsFile=/dev/null -o ConnectTimeout=15"
         }
         let dir = target.mirrorDir
         if fm.fileExists(atPath: dir + "/HEAD") {

@@ -193,12 +193,14 @@ public enum SecretDetectors {
                 "credential", "auth_key",
             ],
             pattern:
-                #"(?i)(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api_?key|api-key|access_?key|private_?key|credentials?|auth_?key)[A-Za-z0-9_.-]*)["']?\s*(?::=|=>|=|:)\s*[@]?["'`]?([^\s"'`;,]{8,200})"#,
+                #"(?i)(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api_?key|api-key|access_?key|private_?key|"#
+                + #"credentials?|auth_?key)[A-Za-z0-9_.-]*)["']?\s*(?::=|=>|=|:)\s*[@]?["'`]?([^\s"'`;,]{8,200})"#,
             group: 2, generic: true, assignment: true, validate: genericSecret),
         Detector(
             id: "generic_secret", category: "generic", severity: "medium", anchors: ["ENV ", "ARG "],
             pattern:
-                #"(?im)^\s*(?:ENV|ARG)\s+([A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*)\s+["']?([^\s"'=]{8,200})"#,
+                #"(?im)^\s*(?:ENV|ARG)\s+([A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)"#
+                + #"[A-Za-z0-9_]*)\s+["']?([^\s"'=]{8,200})"#,
             group: 2, generic: true, validate: genericSecret),
     ]
 
