@@ -14,6 +14,15 @@ package struct Pagination: Sendable {
     package static let defaultLimit = 50
     package static let maxLimit = 200
 
+    /// `limit` (1…200, default 50) and `skip` (0 or more) of the offset-paged APIs (the code-security routes).
+    package static func limitSkip(_ limit: Int?, _ skip: Int?) throws -> (limit: Int, skip: Int) {
+        let l = limit ?? defaultLimit
+        guard (1...maxLimit).contains(l) else { throw ServiceError.validation("query.limit", "must be between 1 and \(maxLimit)") }
+        let s = skip ?? 0
+        guard s >= 0 else { throw ServiceError.validation("query.skip", "must be 0 or more") }
+        return (l, s)
+    }
+
     package init(_ req: PageRequest) throws {
         let limit = req.limit ?? Self.defaultLimit
         guard (1...Self.maxLimit).contains(limit) else {

@@ -239,12 +239,7 @@ struct FindingHandlers: Sendable {
         var f = Filter(tenant: p.tenantId)
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.repositoryId, path: "query.repository_id") { f.add({ "connection_id = $\($0)" }, c) }
-        if let t = q.scanType {
-            guard ["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"].contains(t) else {
-                throw ServiceError.validation("query.scan_type", "must be secrets_scan, sbom_scan, semgrep_scan or deep_ai_scan")
-            }
-            f.add({ "rule_id LIKE $\($0)" }, t == "secrets_scan" ? "repo.secrets.%" : "repo.\(t.dropLast(5)).%")
-        }
+        if let t = q.scanType { f.add({ "rule_id LIKE $\($0)" }, try RepoFindingHandlers.rulePattern(t)) }
         if let c = try Filter.uuid(q.findingId, path: "query.finding_id") { f.add({ "finding_id = $\($0)" }, c) }
         if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
             f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))

@@ -72,6 +72,14 @@ struct RepoFindingHandlers: Sendable {
         r.add(Endpoint<RepoFindingUpdate, RepoFindingView>(Subjects.Findings.repositoryFindingUpdate), handler: update)
     }
 
+    /// The checks of a scan type (`query.scan_type`), validated.
+    static func rulePattern(_ scanType: String) throws -> String {
+        guard RepoScanTypes.all.contains(scanType) else {
+            throw ServiceError.validation("query.scan_type", "must be one of \(RepoScanTypes.all.joined(separator: ", "))")
+        }
+        return RepoScanTypes.rulePattern(scanType)
+    }
+
     /// The public status of a stored finding.
     static func status(_ status: String, reason: String?) -> String {
         let r = reason ?? ""
@@ -84,16 +92,12 @@ struct RepoFindingHandlers: Sendable {
 
     static func view(_ row: Row, rules: [String: Rule]) throws -> RepoFindingView {
         let f = try FindingStore.view(row, rules: rules)
-        let e = f.evidence
-        func str(_ k: String) -> String? { if case .string(let v)? = e[k] { return v } else { return nil } }
-        func int(_ k: String) -> Int? { if case .number(let v)? = e[k] { return Int(v) } else { return nil } }
-        var history: Bool? = nil
-        if case .bool(let b)? = e["in_history_only"] { history = b }
+        let e = RepoEvidence(f.evidence)
         return RepoFindingView(
             id: f.id, repositoryId: f.connectionId, scanBatchId: f.scanJobId, scanType: f.service == "repo" ? "secrets_scan" : f.service,
             checkId: f.ruleCode, severity: f.severity, status: status(f.status, reason: f.statusReason), title: f.title,
-            description: f.description, remediation: f.remediation, cweId: f.cwe, file: str("file"), line: int("line"), commit: str("commit"),
-            commitLine: int("commit_line"), detector: str("detector"), preview: str("preview"), inHistoryOnly: history,
+            description: f.description, remediation: f.remediation, cweId: f.cwe, file: e.file, line: e.line, commit: e.commit,
+            commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly,
             firstSeenAt: f.firstSeenAt, lastSeenAt: f.lastSeenAt, resolvedAt: f.resolvedAt, statusReason: f.statusReason)
     }
 
@@ -105,12 +109,7 @@ struct RepoFindingHandlers: Sendable {
         if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
             f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))
         }
-        if let t = q.scanType {
-            guard ["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"].contains(t) else {
-                throw ServiceError.validation("query.scan_type", "must be secrets_scan, sbom_scan, semgrep_scan or deep_ai_scan")
-            }
-            f.add({ "rule_id LIKE $\($0)" }, t == "secrets_scan" ? "repo.secrets.%" : "repo.\(t.dropLast(5)).%")
-        }
+        if let t = q.scanType { f.add({ "rule_id LIKE $\($0)" }, try Self.rulePattern(t)) }
         if let s = q.status {
             guard Self.statuses.contains(s) else {
                 throw ServiceError.validation("query.status", "must be one of \(Self.statuses.joined(separator: ", "))")
@@ -123,10 +122,7 @@ struct RepoFindingHandlers: Sendable {
             default: f.add({ "status IN ('suppressed', 'accepted_risk') AND coalesce(status_reason, '') NOT LIKE $\($0)" }, "false_positive%")
             }
         }
-        let limit = q.limit ?? 50
-        guard (1...200).contains(limit) else { throw ServiceError.validation("query.limit", "must be between 1 and 200") }
-        let skip = q.skip ?? 0
-        guard skip >= 0 else { throw ServiceError.validation("query.skip", "must be 0 or more") }
+        let (limit, skip) = try Pagination.limitSkip(q.limit, q.skip)
         let page = try SortedPage(sortBy: "severity", limit: limit, cursor: nil, offset: skip)
         return try await store.transaction(p.scope) { tx in
             let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)

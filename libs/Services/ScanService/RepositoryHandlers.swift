@@ -131,7 +131,7 @@ struct ScanBatchResults: Codable, Sendable {
 struct RepositoryHandlers: Sendable {
     let connections: ConnectionHandlers
     let scans: ScanHandlers
-    static let scanTypes = ["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]
+    static let scanTypes = RepoScanTypes.all
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<RepositoryRequest, RepositoryView>(Subjects.Scans.repositoryCreate), handler: create)
@@ -184,16 +184,8 @@ struct RepositoryHandlers: Sendable {
         return c
     }
 
-    static func paging(limit: Int?, skip: Int?) throws -> (Int, Int) {
-        let l = limit ?? 50
-        guard (1...200).contains(l) else { throw ServiceError.validation("query.limit", "must be between 1 and 200") }
-        let s = skip ?? 0
-        guard s >= 0 else { throw ServiceError.validation("query.skip", "must be 0 or more") }
-        return (l, s)
-    }
-
     @Sendable func list(_ q: RepositoryListRequest, _ p: Principal, _ ctx: CallContext) async throws -> SkipPage<RepositoryView> {
-        let (limit, skip) = try Self.paging(limit: q.limit, skip: q.skip)
+        let (limit, skip) = try Pagination.limitSkip(q.limit, q.skip)
         let (items, total) = try await connections.connections.repositories(
             tenantId: p.tenantId, includeArchived: q.includeArchived ?? false, limit: limit, skip: skip)
         return SkipPage(items: items.map(Self.view), total: total, limit: limit, skip: skip)
@@ -232,7 +224,7 @@ struct RepositoryHandlers: Sendable {
 
     @Sendable func listScans(_ q: RepoScanListRequest, _ p: Principal, _ ctx: CallContext) async throws -> SkipPage<ScanBatchView> {
         let c = try await repository(q.repositoryId, p)
-        let (limit, skip) = try Self.paging(limit: q.limit, skip: q.skip)
+        let (limit, skip) = try Pagination.limitSkip(q.limit, q.skip)
         if let t = q.scanType, !Self.scanTypes.contains(t) {
             throw ServiceError.validation("query.scan_type", "must be one of \(Self.scanTypes.joined(separator: ", "))")
         }
@@ -293,15 +285,10 @@ struct RepositoryHandlers: Sendable {
         for r in failing { counts.add(r.severity) }
         let repositoryId = c.view.id
         let findings = failing.map { (r: ScanResultView) -> RepoFindingResult in
-            let e = r.evidence
-            func str(_ k: String) -> String? { if case .string(let v)? = e[k] { return v } else { return nil } }
-            func int(_ k: String) -> Int? { if case .number(let v)? = e[k] { return Int(v) } else { return nil } }
-            var inHistoryOnly: Bool? = nil
-            if case .bool(let b)? = e["in_history_only"] { inHistoryOnly = b }
+            let e = RepoEvidence(r.evidence)
             return RepoFindingResult(
-                fingerprint: r.fingerprint, repositoryId: repositoryId, checkId: r.ruleId, severity: r.severity, title: r.title, file: str("file"),
-                line: int("line"), commit: str("commit"), commitLine: int("commit_line"), detector: str("detector"), preview: str("preview"),
-                inHistoryOnly: inHistoryOnly)
+                fingerprint: r.fingerprint, repositoryId: repositoryId, checkId: r.ruleId, severity: r.severity, title: r.title, file: e.file,
+                line: e.line, commit: e.commit, commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly)
         }
         return ScanBatchResults(scanBatchId: s.id, status: s.status, total: findings.count, bySeverity: counts, findings: findings)
     }

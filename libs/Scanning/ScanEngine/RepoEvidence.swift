@@ -1,0 +1,34 @@
+import VigilCore
+
+/// The code-security API's scan types (`secrets_scan` runs; the others are refused with the reason).
+public enum RepoScanTypes {
+    public static let all = ["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]
+
+    /// The rule-id pattern (SQL LIKE) of a scan type's checks: `repo.secrets.%` for `secrets_scan`.
+    public static func rulePattern(_ scanType: String) -> String {
+        scanType == "secrets_scan" ? "repo.secrets.%" : "repo.\(scanType.dropLast("_scan".count)).%"
+    }
+}
+
+/// Where a repository finding is, read from its evidence (the `repo.secret` resource's attributes).
+public struct RepoEvidence: Sendable {
+    public var file: String?
+    public var line: Int?
+    public var commit: String?
+    public var commitLine: Int?
+    public var detector: String?
+    public var preview: String?
+    public var inHistoryOnly: Bool?
+
+    public init(_ e: [String: JSONValue]) {
+        func str(_ k: String) -> String? { if case .string(let v)? = e[k] { return v } else { return nil } }
+        func int(_ k: String) -> Int? { if case .number(let v)? = e[k] { return Int(v) } else { return nil } }
+        file = str("file")
+        line = int("line")
+        commit = str("commit")
+        commitLine = int("commit_line")
+        detector = str("detector")
+        preview = str("preview")
+        if case .bool(let b)? = e["in_history_only"] { inHistoryOnly = b }
+    }
+}
