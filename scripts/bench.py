@@ -21,10 +21,16 @@ def to_ms(v):
 
 
 
-def unlimited_stack(bin_dir, **env):
-    """A bench stack without the gateway's rate limits, logging warnings only."""
-    return Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1,
+def unlimited_stack(bin_dir, record_events=True, **env):
+    """A bench stack without the gateway's rate limits, logging warnings only (one identity replica)."""
+    return Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=record_events,
                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning", **env})
+
+
+def psql_of(stack):
+    """One statement as PostgreSQL's superuser on the stack's cluster; its unaligned output."""
+    return lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
+                                      capture_output=True, text=True, check=True).stdout.strip()
 
 
 def sign_up(stack, tag="bench"):
@@ -224,10 +230,8 @@ def bench_cli(bin_dir):
     import json
     import uuid
     n = int(os.environ.get("BENCH_CLI_FINDINGS", "100000"))
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
-                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000"})
-    psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+    stack = unlimited_stack(bin_dir, record_events=False)
+    psql = psql_of(stack)
     try:
         stack.start()
         r, _ = sign_up(stack, "cli")
@@ -264,10 +268,8 @@ def bench_dashboard(bin_dir):
     from selenium import webdriver
     from selenium.webdriver.support.ui import WebDriverWait
     n = int(os.environ.get("BENCH_DASHBOARD_FINDINGS", "10000"))
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
-                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000"})
-    psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+    stack = unlimited_stack(bin_dir, record_events=False)
+    psql = psql_of(stack)
     try:
         stack.start()
         email = unique_email("dash")
@@ -321,11 +323,8 @@ def bench_findings(bin_dir):
     import requests
     n = int(os.environ.get("BENCH_FINDINGS", "1000000"))
     per = int(os.environ.get("BENCH_BATCH", "1000"))
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
-                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000",
-                             **{k: v for k, v in os.environ.items() if k.startswith(("VIGIL_FINDINGS_", "VIGIL_NOTIFIER_"))}})
-    psql = lambda sql: subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-tAc", sql],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+    stack = unlimited_stack(bin_dir, record_events=False, **{k: v for k, v in os.environ.items() if k.startswith(("VIGIL_FINDINGS_", "VIGIL_NOTIFIER_"))})
+    psql = psql_of(stack)
     rules = [("aws.s3.bucket_acl_public_read", "critical"), ("aws.s3.bucket_versioning_disabled", "low"), ("aws.ec2.sg_ssh_open_to_world", "high"),
              ("aws.ebs.volume_unencrypted", "medium"), ("aws.kms.key_disabled", "info")]
     try:
@@ -701,9 +700,7 @@ def bench_repo(bin_dir):
     bytes of files scanned over the scan's run time (started → completed), median of ROUNDS re-scans."""
     import tempfile
     mb = int(os.environ.get("BENCH_REPO_MB", "60"))
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, record_events=False,
-                  extra_env={"VIGIL_LOG_LEVEL": "warning", "VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000",
-                             "VIGIL_REPO_SCAN_SECONDS": "600"})
+    stack = unlimited_stack(bin_dir, record_events=False, VIGIL_REPO_SCAN_SECONDS="600")
     root = tempfile.mkdtemp(prefix="vigil-bench-repo-")
     try:
         t0 = time.perf_counter()

@@ -19,7 +19,8 @@ import Web
 /// |---|---|---|
 /// | VIGIL_SCAN_SEED | random per process (warns) | base64url 32-byte seed of the key that seals scan credentials |
 /// | VIGIL_AWS_ENDPOINT_ALLOW_LOOPBACK / _PRIVATE | false | let `settings.endpoint_url` point at loopback / private addresses (moto, LocalStack) |
-/// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity, used to assume roles of connections that give only `role_arn` |
+/// | VIGIL_AWS_PLATFORM_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN | unset | the platform's own AWS identity |
+///   (used to assume the roles of connections that give only `role_arn`)
 /// | VIGIL_SSH_ALLOW_LOOPBACK / _PRIVATE | false | let agentless Linux connections reach loopback / private addresses |
 /// | VIGIL_WEB_ALLOW_LOOPBACK / _PRIVATE | false | let web targets (and their redirects) reach loopback / private addresses |
 /// | VIGIL_PROXY_ALLOW_LOOPBACK / _PRIVATE | false | let proxy profiles point at loopback / private addresses (an on-premises egress proxy) |

@@ -253,7 +253,7 @@ struct RepositoryHandlers: Sendable {
     /// (commits walked, files and bytes read, files skipped, secrets) once its part has run.
     @Sendable func progress(_ q: RepoScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanBatchProgress {
         let (c, s) = try await scan(q, p)
-        let part = try await scans.progress(ScanPath(scanId: s.id), p, ctx)
+        let part = try await scans.progress(of: s, tenantId: p.tenantId)
         var counters: RepoScanCounters? = nil
         let account = RepoScanProvider.displayName(c.settings.cloneUrl ?? "")
         if let a = try await InventoryStore().attributes(

@@ -339,8 +339,12 @@ struct ScanHandlers: Sendable {
     }
 
     @Sendable func progress(_ req: ScanPath, _ p: Principal, _ ctx: CallContext) async throws -> ScanProgress {
-        let scan = try await load(p, req.scanId)
-        let parts = try await scans.parts(scanId: scan.id, tenantId: p.tenantId)
+        try await progress(of: try await load(p, req.scanId), tenantId: p.tenantId)
+    }
+
+    /// A loaded scan's progress from its parts.
+    func progress(of scan: ScanView, tenantId: String) async throws -> ScanProgress {
+        let parts = try await scans.parts(scanId: scan.id, tenantId: tenantId)
         let done = parts.filter { PartStatus(rawValue: $0.status)?.isDone ?? false }.count
         let phase: String
         switch scan.status {
