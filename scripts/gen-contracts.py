@@ -227,7 +227,7 @@ PAGEREQ = obj(limit=I(minimum=1, maximum=200), cursor=S(), offset=I(minimum=0), 
               auto_fix_only=B, search=S(), sort_by=S(enum=["created_at", "first_seen_at", "last_seen_at", "severity", "resolved_at"]),
               finding_id=UUID, event_type=S(), start=S(), end=S(), service=S(), category=S(), framework=S(), enabled=B, custom=B,
               framework_id=S(), connector_type=S(), report_type=S(enum=["executive_summary", "compliance", "findings_export"]),
-              source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B, include_archived=B, skip=I(minimum=0),
+              source=S(enum=["builtin", "custom"]), check_id=S(), include_findings=B, include_archived=B, reveal=B, skip=I(minimum=0),
               scan_type=S(enum=["secrets_scan", "sbom_scan", "semgrep_scan", "deep_ai_scan"]), scan_batch_id=UUID, repository_id=UUID)
 
 REPOSITORY = obj(["id", "name", "full_name", "clone_url", "archived", "status", "credentials", "created_at"], id=UUID, name=S(), full_name=S(),
@@ -238,12 +238,31 @@ SCAN_BATCH = obj(["id", "repository_id", "scan_type", "status", "created_at", "r
                  id=UUID, repository_id=UUID, scan_type=S(), status=SCAN_STATUS, created_at=DT, started_at=NULL(DT), completed_at=NULL(DT),
                  repositories_total=I(), findings_count=OBJ, findings_ingested=B, error=NULL(S()))
 
+REPO_DEPENDENCY = NULL(obj(["package", "version", "ecosystem", "purl", "advisories"], package=S(), version=S(), ecosystem=S(), purl=S(),
+                           fixed_version=NULL(S()), advisories={"type": "array", "items": S()}, summary=NULL(S())))
 REPO_FINDING = obj(["id", "repository_id", "scan_batch_id", "scan_type", "check_id", "severity", "status", "title", "first_seen_at"],
                    id=UUID, repository_id=UUID, scan_batch_id=UUID, scan_type=S(), check_id=S(), severity=SEVERITY,
                    status=S(enum=["open", "resolved", "ignored", "false_positive", "needs_manual_review"]), title=S(), description=NULL(S()),
                    remediation=OBJ, cwe_id=NULL(S()), file=NULL(S()), line=NULL(I()), commit=NULL(S()), commit_line=NULL(I()),
-                   detector=NULL(S()), preview=NULL(S()), in_history_only=NULL(B), first_seen_at=DT, last_seen_at=DT, resolved_at=NULL(DT),
+                   detector=NULL(S()), preview=NULL(S()), in_history_only=NULL(B), dependency=REPO_DEPENDENCY, first_seen_at=DT, last_seen_at=DT, resolved_at=NULL(DT),
                    status_reason=NULL(S()))
+
+FIX_STATUS = S(enum=["pending", "running", "completed", "failed", "canceled"])
+FIX_OPTIONS = obj(env_names={"type": "object", "additionalProperties": S(pattern="^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+                             "description": "finding id -> environment variable name"},
+                  env_example=S(maxLength=200, description="example environment file (default .env.example)"))
+PULL_REQUEST = obj(["branch_name", "base_branch", "commit", "remote", "provider", "state", "created_at"], branch_name=S(), base_branch=S(),
+                   commit=S(), remote=S(), provider=S(enum=["git", "github", "gitlab"]), state=S(enum=["branch_pushed", "open"]),
+                   url=NULL(S()), number=NULL(I()), title=S(), created_at=DT)
+FIX = obj(["id", "repository_id", "finding_ids", "title", "instructions", "status", "created_at"], id=UUID, repository_id=UUID,
+          finding_ids={"type": "array", "items": UUID}, title=S(), instructions=S(), options=FIX_OPTIONS, status=FIX_STATUS,
+          source_repo=NULL(S()), source_scan_branch=NULL(S()), base_commit=NULL(S()), files_changed={"type": "array", "items": S()},
+          outcomes={"type": "array", "items": obj(["finding_id", "outcome", "file", "message"], finding_id=UUID,
+                                                  outcome=S(enum=["fixed", "history_only", "not_found", "manual"]), file=S(), variable=NULL(S()),
+                                                  message=S())},
+          steps=I(), attempts=I(), error=NULL(S()), created_by=S(), created_at=DT, started_at=NULL(DT), completed_at=NULL(DT),
+          last_activity_at=NULL(DT), pull_requests={"type": "array", "items": PULL_REQUEST})
+
 
 def skip_page(item):
     return obj(["items", "total", "limit", "skip"], items={"type": "array", "items": item}, total=I(), limit=I(), skip=I())
@@ -368,15 +387,46 @@ ROUTES = [
          repositories={"type": "array", "items": obj(["repository_id", "scan_id", "status", "phase", "percent_complete"], repository_id=UUID,
                                                       scan_id=UUID, status=SCAN_STATUS, phase=S(), percent_complete=I(),
                                                       counters=NULL(obj(commits=I(), tree_files=I(), files_scanned=I(), bytes_scanned=I(),
-                                                                        skipped_large=I(), skipped_binary=I(), secrets=I())))}),
+                                                                        skipped_large=I(), skipped_binary=I(), secrets=I(), lockfiles=I(),
+                                                                        components=I(), vulnerable_components=I())))}),
      "Live progress of a scan batch, with per-repository counters", []),
     ("get", "/api/v1/repositories/{repository_id}/scans/{scan_id}/results", "vigil.scans.repository.scan_results", "viewer", 200, None,
      obj(["scan_batch_id", "status", "total", "findings"], scan_batch_id=UUID, status=SCAN_STATUS, total=I(), by_severity=OBJ,
          findings={"type": "array", "items": obj(["fingerprint", "repository_id", "check_id", "severity", "title"], fingerprint=S(),
                                                   repository_id=UUID, check_id=S(), severity=SEVERITY, title=S(), file=NULL(S()), line=NULL(I()),
                                                   commit=NULL(S()), commit_line=NULL(I()), detector=NULL(S()), preview=NULL(S()),
-                                                  in_history_only=NULL(B))}),
+                                                  in_history_only=NULL(B), dependency=REPO_DEPENDENCY)}),
      "Every finding of the batch: file, line, commit (where it was introduced), a redacted preview", []),
+    ("get", "/api/v1/repositories/{repository_id}/scans/{scan_id}/sbom", "vigil.scans.repository.scan_sbom", "viewer", 200, None,
+     obj(["bomFormat", "specVersion", "components"], additional=True, bomFormat=S(enum=["CycloneDX"]), specVersion=S(enum=["1.5"]),
+         components={"type": "array", "items": OBJ}, vulnerabilities={"type": "array", "items": OBJ}),
+     "The CycloneDX 1.5 JSON SBOM of a completed sbom_scan (components from the branch's lockfiles, vulnerabilities from the OSV export)", []),
+    ("get", "/api/v1/repositories/{repository_id}/fixes", "vigil.scans.repository.fix_list", "viewer", 200, None, skip_page(FIX),
+     "Fixes of the repository, newest first", ["finding_id", "limit", "skip"]),
+    ("post", "/api/v1/repositories/{repository_id}/fixes", "vigil.scans.repository.fix_create", "analyst", 201,
+     obj(["title", "instructions"], finding_ids={"type": "array", "items": UUID, "minItems": 1, "maxItems": 50}, title=S(minLength=1, maxLength=200),
+         instructions=S(minLength=1, maxLength=4000), source_repo=S(maxLength=300), source_repo_provider=S(enum=["github", "gitlab", "azure_devops"]),
+         source_scan_branch=S(maxLength=200), options=FIX_OPTIONS),
+     FIX, "Fix findings in a worker: each secret becomes an environment lookup listed in .env.example (never pushed by itself)", []),
+    ("get", "/api/v1/repositories/{repository_id}/fixes/{fix_id}", "vigil.scans.repository.fix_get", "viewer", 200, None, FIX, "One fix", []),
+    ("get", "/api/v1/repositories/{repository_id}/fixes/{fix_id}/diff", "vigil.scans.repository.fix_diff", "viewer", 200, None,
+     obj(["fix_id", "status", "diff", "redacted"], fix_id=UUID, status=FIX_STATUS, diff=NULL(S()), redacted=B, files_changed={"type": "array", "items": S()}),
+     "The fix's unified diff (null until completed). Secret values in it are redacted unless reveal=true (admin, audited): "
+     "only the revealed diff applies with git apply", ["reveal"]),
+    ("get", "/api/v1/repositories/{repository_id}/fixes/{fix_id}/progress", "vigil.scans.repository.fix_progress", "viewer", 200, None,
+     obj(["fix_id", "status", "steps", "elapsed_seconds"], fix_id=UUID, status=FIX_STATUS, phase=NULL(S()), steps=I(), elapsed_seconds={"type": "number"},
+         started_at=NULL(DT), completed_at=NULL(DT), last_activity_at=NULL(DT), seconds_since_activity=NULL({"type": "number"})),
+     "Heartbeat of a fix: status, timings, steps, last activity (no content)", []),
+    ("post", "/api/v1/repositories/{repository_id}/fixes/{fix_id}/refine", "vigil.scans.repository.fix_refine", "analyst", 200,
+     obj(["instructions"], instructions=S(minLength=1, maxLength=4000), options=FIX_OPTIONS), FIX,
+     "Re-run a finished fix with follow-up instructions and changed options", []),
+    ("post", "/api/v1/repositories/{repository_id}/fixes/{fix_id}/cancel", "vigil.scans.repository.fix_cancel", "analyst", 200, None, FIX,
+     "Cancel a pending or running fix", []),
+    ("post", "/api/v1/repositories/{repository_id}/fixes/{fix_id}/pull-requests", "vigil.scans.repository.fix_pull_requests", "admin", 201,
+     obj(title=S(maxLength=200), body=S(maxLength=20000), branch_name=S(maxLength=200)),
+     obj(["fix_id", "pull_requests"], fix_id=UUID, pull_requests={"type": "array", "items": PULL_REQUEST}),
+     "Push the completed fix as a new branch of the remote (never the default branch) and record the pull request; "
+     "on GitHub with a token, open it through the API", []),
     ("get", "/api/v1/schedules/", "vigil.scans.schedule.list", "viewer", 200, None, page(MODELS["Schedule"]), "List scan schedules",
      PAGE_Q + ["connection_id"]),
     ("post", "/api/v1/schedules/", "vigil.scans.schedule.create", "analyst", 201, obj(["name", "connection_id"], **SCHEDULE_BODY), "Schedule",
@@ -764,6 +814,13 @@ EVENTS = {
     "vigil.events.connector.revoked": obj(["connector_id"], connector_id=UUID, cancelled_jobs=S(), **ID_ACTOR),
     "vigil.events.scan_policy.updated": obj([], **ID_ACTOR),
     "vigil.events.proxy.created": obj(["proxy_id"], proxy_id=UUID, **ID_ACTOR),
+    "vigil.events.repository.fix_requested": obj(["fix_id", "repository_id"], fix_id=UUID, repository_id=UUID, findings=S(), **ID_ACTOR),
+    "vigil.events.repository.fix_completed": obj(["fix_id", "repository_id", "status"], fix_id=UUID, repository_id=UUID,
+                                                 status=S(enum=["completed", "failed"]), files=S()),
+    "vigil.events.repository.fix_canceled": obj(["fix_id", "repository_id"], fix_id=UUID, repository_id=UUID, **ID_ACTOR),
+    "vigil.events.repository.fix_diff_revealed": obj(["fix_id", "repository_id"], fix_id=UUID, repository_id=UUID, **ID_ACTOR),
+    "vigil.events.repository.pull_request_created": obj(["fix_id", "repository_id", "branch_name"], fix_id=UUID, repository_id=UUID,
+                                                        branch_name=S(), url=S(), **ID_ACTOR),
     "vigil.events.findings.scan_ingested": dict(**obj(["scan_id", "connection_id", "status"], scan_id=UUID, connection_id=UUID, status=S()),
                                                 description="The findings service applied every result of the scan (and resolved what it "
                                                             "no longer saw): reads of findings now reflect it."),
@@ -802,6 +859,7 @@ JOBS = {
                                      batch=I(minimum=1), batches=I(minimum=1), results={"type": "array", "items": SCAN_RESULT}),
     "vigil.jobs.remediation.execute": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["execute"])),
     "vigil.jobs.remediation.rollback": obj(["action_id", "tenant_id", "op"], action_id=UUID, tenant_id=UUID, op=S(enum=["rollback"])),
+    "vigil.jobs.repository.fix": obj(["fix_id", "tenant_id"], fix_id=UUID, tenant_id=UUID),
     "vigil.jobs.scan.aws": obj(["scan_id", "tenant_id", "connection_id"], scan_id=UUID, tenant_id=UUID, connection_id=UUID),
     "vigil.jobs.email.send": obj(["to", "template", "subject", "text", "values"], to=S(format="email"),
                                  template=S(enum=["verify_email", "reset_password", "invitation", "contact", "notification"]), subject=S(), text=S(),

@@ -16,6 +16,7 @@ import zlib
 
 import pytest
 
+from conftest import Client
 from test_cli import cli  # noqa: F401  (the logged-in CLI fixture)
 
 RNG = random.Random(42)
@@ -241,7 +242,7 @@ def test_repository_input_and_isolation(stack, signup, planted):
     repo = owner.post("/repositories", {"clone_url": f"file://{path}", "default_branch": "main",
                                         "credentials": {"token": "tok_" + rnd(30)}}).json()
     assert repo["credentials"]["token"].endswith("****") and len(repo["credentials"]["token"]) == 8
-    for t in ("sbom_scan", "semgrep_scan", "deep_ai_scan"):
+    for t in ("semgrep_scan", "deep_ai_scan"):
         r = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": t})
         assert r.status_code == 422 and r.json()["error"] == "scan_type_unavailable", r.text
     r = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": "fast"})
@@ -326,3 +327,224 @@ def test_hostile_repositories_end_cleanly(stack, signup, tmp_path):
         assert "1 s" in error or "ran out of time" in error, error
     finally:
         stack.restart("scan-orchestrator")
+
+
+def test_fix_pushed_as_a_branch_to_a_git_remote(stack, signup, tmp_path):
+    """Secrets fixed in a worker, the diff redacted (and applicable when revealed), the fix pushed as a new branch
+    to a real git remote served by `git http-backend` with a token: the secrets are gone from the branch tip, the
+    default branch is untouched, the fixed Python still compiles."""
+    from gitserver import GitHTTPServer, bare_remote
+    source, expected, commits = build_repo(str(tmp_path))
+    token = "remote-" + rnd(24)
+    remote_root = str(tmp_path / "served")
+    os.makedirs(remote_root)
+    remote = bare_remote(source, remote_root, "planted.git")
+    server = GitHTTPServer(remote_root, token)
+    try:
+        owner, _, _ = signup("repofix")
+        r = owner.post("/repositories", {"clone_url": server.url("planted.git"), "credentials": {"token": "wrong-token-value"}})
+        assert r.status_code == 201, r.text
+        bad = owner.post(f"/repositories/{r.json()['id']}/scans", {"scan_type": "secrets_scan"}).json()
+        progress, _ = wait_batch(owner, r.json()["id"], bad["id"])
+        assert progress["status"] == "failed"  # the remote refuses a wrong token
+        repo = owner.post("/repositories", {"name": "served", "clone_url": server.url("planted.git"), "credentials": {"token": token}}).json()
+        batch = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": "secrets_scan"}).json()
+        progress, _ = wait_batch(owner, repo["id"], batch["id"])
+        assert progress["status"] == "completed", progress
+        findings = owner.get(f"/repositories/{repo['id']}/findings?limit=200").json()["items"]
+        assert len(findings) == len(expected)
+        in_tree = [f for f in findings if not f["in_history_only"]]
+        history = [f for f in findings if f["in_history_only"]]
+        ids = [f["id"] for f in in_tree] + [history[0]["id"]]
+
+        # Bad input first: no findings, a finding of another repository, another workspace, a bad variable name.
+        assert owner.post(f"/repositories/{repo['id']}/fixes", {"title": "t", "instructions": "i", "finding_ids": []}).status_code == 422
+        r = owner.post(f"/repositories/{repo['id']}/fixes", {"title": "t", "instructions": "i", "finding_ids": [str(__import__("uuid").uuid4())]})
+        assert r.status_code == 422 and "not found" in r.json()["issues"][0]["message"], r.text
+        r = owner.post(f"/repositories/{repo['id']}/fixes", {"title": "t", "instructions": "i", "finding_ids": ids,
+                                                             "options": {"env_names": {ids[0]: "1bad name"}}})
+        assert r.status_code == 422 and r.json()["issues"][0]["path"] == "body.options.env_names"
+        other, _, _ = signup("repofixspy")
+        assert other.post(f"/repositories/{repo['id']}/fixes", {"title": "t", "instructions": "i", "finding_ids": ids}).status_code == 404
+
+        r = owner.post(f"/repositories/{repo['id']}/fixes", {"title": "Move committed secrets to the environment", "finding_ids": ids,
+                                                             "instructions": "read every secret from the environment"})
+        assert r.status_code == 201, r.text
+        fix = r.json()
+        assert fix["status"] == "pending" and sorted(fix["finding_ids"]) == sorted(ids)
+        assert other.get(f"/repositories/{repo['id']}/fixes/{fix['id']}").status_code == 404
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            p = owner.get(f"/repositories/{repo['id']}/fixes/{fix['id']}/progress").json()
+            if p["status"] not in ("pending", "running"):
+                break
+            time.sleep(0.3)
+        fix = owner.get(f"/repositories/{repo['id']}/fixes/{fix['id']}").json()
+        assert fix["status"] == "completed", fix
+        assert p["steps"] >= 4 and p["elapsed_seconds"] >= 0
+        outcomes = {o["finding_id"]: o for o in fix["outcomes"]}
+        assert outcomes[history[0]["id"]]["outcome"] == "history_only"
+        assert all(outcomes[f["id"]]["outcome"] == "fixed" for f in in_tree), fix["outcomes"]
+        assert ".env.example" in fix["files_changed"] and "app/settings.py" in fix["files_changed"]
+
+        # The diff: redacted by default (no secret value), the real patch only for an admin who asks, and it applies.
+        d = owner.get(f"/repositories/{repo['id']}/fixes/{fix['id']}/diff").json()
+        assert d["redacted"] is True and "os.environ[\"AWS_ACCESS_KEY_ID\"]" in d["diff"], d["diff"][:2000]
+        listing = owner.get(f"/repositories/{repo['id']}/fixes").text
+        for value in expected:
+            assert value not in d["diff"] and value not in listing and value not in json.dumps(fix)
+        viewer_key = owner.post("/api-keys/", {"name": "ro", "role": "viewer", "scopes": ["read"]}).json()["key"]
+        r = Client(stack.url, api_key=viewer_key).get(f"/repositories/{repo['id']}/fixes/{fix['id']}/diff?reveal=true")
+        assert r.status_code == 403, r.text
+        patch = owner.get(f"/repositories/{repo['id']}/fixes/{fix['id']}/diff?reveal=true").json()["diff"]
+        check = str(tmp_path / "check")
+        subprocess.run(["git", "clone", "-q", source, check], check=True)
+        subprocess.run(["git", "-C", check, "checkout", "-q", fix["base_commit"]], check=True)
+        subprocess.run(["git", "-C", check, "apply", "--check", "-"], input=patch, text=True, check=True)
+
+        # Pushed as a branch: never the default branch; the secrets are gone from the tip; main is untouched.
+        r = owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {"branch_name": "main"})
+        assert r.status_code == 422 and "default branch" in r.json()["message"], r.text
+        assert owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {"branch_name": "a..b"}).status_code == 422
+        r = owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {"title": "Secrets out of the code"})
+        assert r.status_code == 201, r.text
+        pr = r.json()["pull_requests"][0]
+        assert pr["state"] == "branch_pushed" and pr["base_branch"] == "main" and pr["branch_name"].startswith("vigil/fix-")
+        assert owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {}).status_code == 409
+        assert owner.get(f"/repositories/{repo['id']}/fixes/{fix['id']}").json()["pull_requests"][0]["commit"] == pr["commit"]
+        tip = str(tmp_path / "tip")
+        subprocess.run(["git", "clone", "-q", "-b", pr["branch_name"], remote, tip], check=True)
+        assert git(tip, "rev-parse", "HEAD") == pr["commit"] and git(tip, "rev-parse", "HEAD~1") == fix["base_commit"]
+        tree = "".join(open(os.path.join(d, f), errors="ignore").read() for d, _, fs in os.walk(tip) if ".git" not in d for f in fs)
+        for value, want in expected.items():
+            if not want["history"]:
+                assert value not in tree, f"{want['file']} still holds its secret on the fix branch"
+        assert not os.path.exists(os.path.join(tip, "deploy/id_ed25519")) and "/deploy/id_ed25519" in open(os.path.join(tip, ".gitignore")).read()
+        example = open(os.path.join(tip, ".env.example")).read()
+        assert "AWS_ACCESS_KEY_ID=" in example and "SENDGRID_API_KEY=" in example
+        assert "process.env.DATABASE_URL" in open(os.path.join(tip, "app/db.js")).read()
+        subprocess.run(["python3", "-m", "py_compile", os.path.join(tip, "app/settings.py"), os.path.join(tip, "app/mail.py")], check=True)
+        main_tip = git(remote, "rev-parse", "refs/heads/main")
+        assert main_tip == commits["third"], "the default branch moved"
+
+        # Lifecycle: a completed fix cannot be canceled; refine re-runs it with a changed option; events audit it all.
+        assert owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/cancel").status_code == 409
+        assert owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/refine", {"instructions": "again"}).status_code == 409  # pushed
+        fix2 = owner.post(f"/repositories/{repo['id']}/fixes", {"title": "Only the mail key", "instructions": "x",
+                                                                "finding_ids": [next(f["id"] for f in in_tree if f["file"] == "app/mail.py")]}).json()
+        r = owner.post(f"/repositories/{repo['id']}/fixes/{fix2['id']}/cancel")
+        assert r.status_code in (200, 409), r.text
+        deadline = time.time() + 60
+        while owner.get(f"/repositories/{repo['id']}/fixes/{fix2['id']}").json()["status"] in ("pending", "running") and time.time() < deadline:
+            time.sleep(0.3)
+        mail_id = fix2["finding_ids"][0]
+        r = owner.post(f"/repositories/{repo['id']}/fixes/{fix2['id']}/refine",
+                       {"instructions": "call it MAIL_KEY", "options": {"env_names": {mail_id: "MAIL_KEY"}}})
+        assert r.status_code == 200 and r.json()["status"] == "pending", r.text
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            fix2 = owner.get(f"/repositories/{repo['id']}/fixes/{fix2['id']}").json()
+            if fix2["status"] not in ("pending", "running"):
+                break
+            time.sleep(0.3)
+        assert fix2["status"] == "completed" and fix2["outcomes"][0]["variable"] == "MAIL_KEY", fix2
+        assert "call it MAIL_KEY" in fix2["instructions"]
+        assert owner.get(f"/repositories/{repo['id']}/fixes?finding_id={mail_id}").json()["total"] == 2
+        audit = owner.get("/webhooks/audit-logs?limit=200").text
+        assert "repository.fix_diff_revealed" in audit and "repository.pull_request_created" in audit
+
+        dump = subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "vigil"], capture_output=True,
+                              text=True, check=True).stdout
+        logs = "".join(stack.log(n) for n in ("gateway", "scan-orchestrator", "findings", "notifier"))
+        for value in list(expected) + [token]:
+            assert value not in dump and value not in logs, "a secret value leaked into the database or the logs"
+        assert {ok for _, _, ok in server.requests} == {True, False}  # the wrong token was refused, the right one used
+    finally:
+        server.close()
+
+
+LOCKFILES = {
+    "web/package-lock.json": json.dumps({"name": "web", "lockfileVersion": 3, "packages": {
+        "": {"name": "web", "dependencies": {"lodash": "^4.17.0"}},
+        "node_modules/lodash": {"version": "4.17.20"}, "node_modules/express": {"version": "4.18.2"},
+        "node_modules/@babel/core": {"version": "7.23.0"}}}, indent=2),
+    "web/package.json": json.dumps({"name": "web", "dependencies": {"lodash": "^4.17.20", "express": "4.18.2"}}, indent=2),
+    "tools/yarn.lock": '# yarn lockfile v1\n\n"lodash@^4.17.21":\n  version "4.17.21"\n  resolved "https://registry.yarnpkg.com/lodash"\n\n'
+                       'minimist@^1.2.0, minimist@^1.2.5:\n  version "1.2.5"\n',
+    "api/requirements.txt": "# pinned\nrequests==2.25.0\nflask==2.3.3  # web\ndjango>=4.0\n-r base.txt\n",
+    "worker/poetry.lock": '[[package]]\nname = "requests"\nversion = "2.31.0"\n\n[[package]]\nname = "urllib3"\nversion = "1.26.4"\n\n'
+                          '[metadata]\nlock-version = "2.0"\n',
+    "svc/go.sum": "golang.org/x/net v0.10.0 h1:abc=\ngolang.org/x/net v0.10.0/go.mod h1:def=\ngithub.com/google/uuid v1.3.0 h1:x=\n",
+    "cli/Cargo.lock": '[[package]]\nname = "time"\nversion = "0.2.22"\n\n[[package]]\nname = "serde"\nversion = "1.0.190"\n',
+    "site/Gemfile.lock": "GEM\n  remote: https://rubygems.org/\n  specs:\n    rack (2.0.8)\n    rails (7.1.2)\n      rack (>= 2.2.4)\n\n"
+                         "PLATFORMS\n  ruby\n",
+    "php/composer.lock": json.dumps({"packages": [{"name": "guzzlehttp/guzzle", "version": "7.4.4"}], "packages-dev": [
+        {"name": "phpunit/phpunit", "version": "v10.4.2"}]}),
+    "ios/Package.resolved": json.dumps({"pins": [
+        {"identity": "swift-nio-http2", "location": "https://github.com/apple/swift-nio-http2.git", "state": {"version": "1.19.1"}},
+        {"identity": "swift-log", "location": "https://github.com/apple/swift-log.git", "state": {"version": "1.5.3"}}], "version": 2}),
+}
+# (purl, advisory ids, severity, fixed version): what the shipped OSV export says about the pinned versions.
+VULNERABLE = {
+    "pkg:npm/lodash@4.17.20": (["GHSA-35jh-r3h4-6jhm"], "high", "4.17.21"),
+    "pkg:npm/minimist@1.2.5": (["GHSA-xvch-5gv4-984h"], "critical", "1.2.6"),
+    "pkg:pypi/requests@2.25.0": (["GHSA-j8r2-6x86-q33q"], "medium", "2.31.0"),
+    "pkg:pypi/urllib3@1.26.4": (["GHSA-q2q7-5pp4-w6pg"], "high", "1.26.5"),
+    "pkg:golang/golang.org/x/net@v0.10.0": (["GHSA-qppj-fm5r-hxr3"], "medium", "0.17.0"),
+    "pkg:cargo/time@0.2.22": (["GHSA-wcg3-cvx6-7396"], "medium", "0.2.23"),
+    "pkg:gem/rack@2.0.8": (["GHSA-65f5-mfpf-vfhj"], "low", "2.0.9.2"),
+    "pkg:composer/guzzlehttp/guzzle@7.4.4": (["GHSA-25mq-v84q-4j7r"], "high", "7.4.5"),
+    "pkg:swift/github.com/apple/swift-nio-http2@1.19.1": (["GHSA-w3f6-pc54-gfw7"], "high", "1.19.2"),
+}
+
+
+def test_sbom_scan_of_lockfiles(stack, signup, tmp_path):
+    """A CycloneDX 1.5 SBOM (validated against the official schema) from nine lockfile formats; the components the
+    shipped OSV export knows as vulnerable become findings with the fixed version; their fixed twins do not."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+    repo = str(tmp_path / "deps")
+    os.makedirs(repo)
+    git(repo, "init", "-q", "-b", "main")
+    for path, text in LOCKFILES.items():
+        write(repo, path, text)
+    git(repo, "add", "--force", "--all")  # --force: a global gitignore may list Package.resolved
+    git(repo, "commit", "-q", "-m", "dependencies")
+    owner, _, _ = signup("sbom")
+    r = owner.post("/repositories", {"clone_url": f"file://{repo}"}).json()
+    batch = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "sbom_scan"})
+    assert batch.status_code == 202, batch.text
+    batch = batch.json()
+    assert batch["scan_type"] == "sbom_scan"
+    progress, _ = wait_batch(owner, r["id"], batch["id"])
+    assert progress["status"] == "completed", progress
+    counters = progress["repositories"][0]["counters"]
+    assert counters["lockfiles"] == 9 and counters["vulnerable_components"] == len(VULNERABLE), counters
+
+    doc = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}/sbom")
+    assert doc.status_code == 200, doc.text
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(doc.text) is None
+    sbom = doc.json()
+    purls = {c["purl"] for c in sbom["components"]}
+    for expected in ["pkg:npm/lodash@4.17.21", "pkg:npm/%40babel/core@7.23.0", "pkg:pypi/flask@2.3.3", "pkg:pypi/django",
+                     "pkg:golang/github.com/google/uuid@v1.3.0", "pkg:cargo/serde@1.0.190", "pkg:gem/rails@7.1.2",
+                     "pkg:composer/phpunit/phpunit@10.4.2", "pkg:swift/github.com/apple/swift-log@1.5.3", *VULNERABLE]:
+        assert expected in purls, (expected, sorted(purls))
+    assert counters["components"] == len(sbom["components"])
+    assert {v["id"] for v in sbom["vulnerabilities"]} == {i for ids, _, _ in VULNERABLE.values() for i in ids}
+
+    findings = owner.get(f"/repositories/{r['id']}/findings?scan_type=sbom_scan&limit=100").json()["items"]
+    got = {f["dependency"]["purl"]: f for f in findings}
+    assert set(got) == set(VULNERABLE), sorted(got)
+    for purl, (ids, severity, fixed) in VULNERABLE.items():
+        f = got[purl]
+        assert f["severity"] == severity and f["dependency"]["advisories"] == ids and f["dependency"]["fixed_version"] == fixed, f
+        assert f["check_id"] == f"repo.sbom.vulnerable_dependency_{severity}" and f["file"]
+    results = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}/results").json()
+    assert results["total"] == len(VULNERABLE) and results["by_severity"]["critical"] == 1
+    # The secrets scan's SBOM route says what it is; another workspace sees nothing.
+    secrets = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "secrets_scan"}).json()
+    wait_batch(owner, r["id"], secrets["id"])
+    assert owner.get(f"/repositories/{r['id']}/scans/{secrets['id']}/sbom").status_code == 422
+    other, _, _ = signup("sbomspy")
+    assert other.get(f"/repositories/{r['id']}/scans/{batch['id']}/sbom").status_code == 404

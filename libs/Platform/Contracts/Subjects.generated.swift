@@ -150,6 +150,27 @@ package enum Subjects {
         package static let proxyUpdate = "vigil.scans.proxy.update"
         /// POST /api/v1/repositories — Add a repository (credentials are sealed and only ever shown masked)
         package static let repositoryCreate = "vigil.scans.repository.create"
+        /// POST /api/v1/repositories/{repository_id}/fixes/{fix_id}/cancel — Cancel a pending or running fix
+        package static let repositoryFixCancel = "vigil.scans.repository.fix_cancel"
+        /// POST /api/v1/repositories/{repository_id}/fixes — Fix findings in a worker: each secret becomes an environment lookup listed in
+        /// .env.example (never pushed by itself)
+        package static let repositoryFixCreate = "vigil.scans.repository.fix_create"
+        /// GET /api/v1/repositories/{repository_id}/fixes/{fix_id}/diff — The fix's unified diff (null until completed). Secret values in
+        /// it are redacted unless reveal=true (admin, audited): only the revealed diff applies with git apply
+        package static let repositoryFixDiff = "vigil.scans.repository.fix_diff"
+        /// GET /api/v1/repositories/{repository_id}/fixes/{fix_id} — One fix
+        package static let repositoryFixGet = "vigil.scans.repository.fix_get"
+        /// GET /api/v1/repositories/{repository_id}/fixes — Fixes of the repository, newest first
+        package static let repositoryFixList = "vigil.scans.repository.fix_list"
+        /// GET /api/v1/repositories/{repository_id}/fixes/{fix_id}/progress — Heartbeat of a fix: status, timings, steps, last activity (no
+        /// content)
+        package static let repositoryFixProgress = "vigil.scans.repository.fix_progress"
+        /// POST /api/v1/repositories/{repository_id}/fixes/{fix_id}/pull-requests — Push the completed fix as a new branch of the remote
+        /// (never the default branch) and record the pull request; on GitHub with a token, open it through the API
+        package static let repositoryFixPullRequests = "vigil.scans.repository.fix_pull_requests"
+        /// POST /api/v1/repositories/{repository_id}/fixes/{fix_id}/refine — Re-run a finished fix with follow-up instructions and changed
+        /// options
+        package static let repositoryFixRefine = "vigil.scans.repository.fix_refine"
         /// GET /api/v1/repositories/{repository_id} — One repository
         package static let repositoryGet = "vigil.scans.repository.get"
         /// GET /api/v1/repositories — List repositories
@@ -166,6 +187,9 @@ package enum Subjects {
         /// GET /api/v1/repositories/{repository_id}/scans/{scan_id}/results — Every finding of the batch: file, line, commit (where it was
         /// introduced), a redacted preview
         package static let repositoryScanResults = "vigil.scans.repository.scan_results"
+        /// GET /api/v1/repositories/{repository_id}/scans/{scan_id}/sbom — The CycloneDX 1.5 JSON SBOM of a completed sbom_scan (components
+        /// from the branch's lockfiles, vulnerabilities from the OSV export)
+        package static let repositoryScanSbom = "vigil.scans.repository.scan_sbom"
         /// POST /api/v1/scans/{scan_id}/cancel — Cancel a queued or running scan
         package static let scanCancel = "vigil.scans.scan.cancel"
         /// DELETE /api/v1/scans/{scan_id} — Remove a finished scan from the history (its findings and their audit trail stay)
@@ -426,6 +450,11 @@ package enum Events {
     package static let remediationRolledBack = EventKind("remediation.rolled_back")
     package static let remediationRollingBack = EventKind("remediation.rolling_back")
     package static let reportGenerated = EventKind("report.generated")
+    package static let repositoryFixCanceled = EventKind("repository.fix_canceled")
+    package static let repositoryFixCompleted = EventKind("repository.fix_completed")
+    package static let repositoryFixDiffRevealed = EventKind("repository.fix_diff_revealed")
+    package static let repositoryFixRequested = EventKind("repository.fix_requested")
+    package static let repositoryPullRequestCreated = EventKind("repository.pull_request_created")
     package static let ruleCreated = EventKind("rule.created")
     package static let ruleUpdated = EventKind("rule.updated")
     package static let scanCompleted = EventKind("scan.completed")
@@ -456,6 +485,7 @@ package enum Jobs {
     package static let findingsResults = "vigil.jobs.findings.results"
     package static let remediationExecute = "vigil.jobs.remediation.execute"
     package static let remediationRollback = "vigil.jobs.remediation.rollback"
+    package static let repositoryFix = "vigil.jobs.repository.fix"
     package static let scanAWS = "vigil.jobs.scan.aws"
 }
 
@@ -584,6 +614,14 @@ package enum RouteAccess {
         Subjects.Scans.proxyTest: .role(.analyst),
         Subjects.Scans.proxyUpdate: .role(.admin),
         Subjects.Scans.repositoryCreate: .role(.admin),
+        Subjects.Scans.repositoryFixCancel: .role(.analyst),
+        Subjects.Scans.repositoryFixCreate: .role(.analyst),
+        Subjects.Scans.repositoryFixDiff: .role(.viewer),
+        Subjects.Scans.repositoryFixGet: .role(.viewer),
+        Subjects.Scans.repositoryFixList: .role(.viewer),
+        Subjects.Scans.repositoryFixProgress: .role(.viewer),
+        Subjects.Scans.repositoryFixPullRequests: .role(.admin),
+        Subjects.Scans.repositoryFixRefine: .role(.analyst),
         Subjects.Scans.repositoryGet: .role(.viewer),
         Subjects.Scans.repositoryList: .role(.viewer),
         Subjects.Scans.repositoryScanCreate: .role(.analyst),
@@ -591,6 +629,7 @@ package enum RouteAccess {
         Subjects.Scans.repositoryScanList: .role(.viewer),
         Subjects.Scans.repositoryScanProgress: .role(.viewer),
         Subjects.Scans.repositoryScanResults: .role(.viewer),
+        Subjects.Scans.repositoryScanSbom: .role(.viewer),
         Subjects.Scans.scanCancel: .role(.analyst),
         Subjects.Scans.scanDelete: .role(.analyst),
         Subjects.Scans.scanGet: .role(.viewer),

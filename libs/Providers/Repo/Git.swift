@@ -206,22 +206,38 @@ public struct Git: Sendable {
 
 /// The bare mirror of a repository, created on the first scan and fetched incrementally after that.
 public enum GitMirror {
+    /// git with the repository's credentials (a token header, or an SSH key in a private temporary file
+    /// removed by `cleanup`).
+    public static func authenticated(_ target: RepoTarget, policy: RepoURLPolicy, deadline: Date) throws -> (git: Git, cleanup: @Sendable () -> Void)
+    {
+        var git = Git(policy: policy, deadline: deadline)
+        if let token = target.token { git.authorization(token: token) }
+        guard let key = target.sshKey else { return (git, {}) }
+        let path = NSTemporaryDirectory() + "vigil-repo-key-\(UUID().uuidString)"
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data((key.hasSuffix("\n") ? key : key + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else { throw RepoError("cannot write the SSH key file", permanent: false) }
+        git.environment["GIT_SSH_COMMAND"] =
+            "ssh -i \(path) -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+            + "-o UserKnownHostsFile=/dev/null -o ConnectTimeout=15"
+        return (git, { try? FileManager.default.removeItem(atPath: path) })
+    }
+
     /// Clones or fetches; returns the branch scanned and its head commit.
     public static func sync(_ target: RepoTarget, policy: RepoURLPolicy, deadline: Date) throws -> (branch: String, head: String) {
         try policy.check(target.cloneURL)
-        var git = Git(policy: policy, deadline: deadline)
         let fm = FileManager.default
-        var keyFile: String? = nil
-        defer { if let keyFile { try? fm.removeItem(atPath: keyFile) } }
-        if let token = target.token { git.authorization(token: token) }
-        if let key = target.sshKey {
-            let path = NSTemporaryDirectory() + "vigil-repo-key-\(UUID().uuidString)"
-            guard fm.createFile(atPath: path, contents: Data((key.hasSuffix("\n") ? key : key + "\n").utf8), attributes: [.posixPermissions: 0o600])
-            else { throw RepoError("cannot write the SSH key file", permanent: false) }
-            keyFile = path
-            git.environment["GIT_SSH_COMMAND"] =
-                "ssh -i \(path) -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
-                + "-o UserKnownHostsFile=/dev/null -o ConnectTimeout=15"
+        let (git, cleanup) = try authenticated(target, policy: policy, deadline: deadline)
+        defer { cleanup() }
+        // One fetch of a mirror at a time on this host (a scan and a fix of the same repository, two workers).
+        try fm.createDirectory(atPath: (target.mirrorDir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let lock = open(target.mirrorDir + ".lock", O_CREAT | O_RDWR, 0o600)
+        guard lock >= 0 else { throw RepoError("cannot lock the repository mirror", permanent: false) }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            guard Date() < deadline else { throw RepoError("the repository mirror stayed locked by another fetch", permanent: false) }
+            usleep(50_000)
         }
         let dir = target.mirrorDir
         if fm.fileExists(atPath: dir + "/HEAD") {

@@ -19,6 +19,8 @@ public struct RepoEvidence: Sendable {
     public var detector: String?
     public var preview: String?
     public var inHistoryOnly: Bool?
+    /// For a vulnerable dependency (`sbom_scan`).
+    public var dependency: RepoDependency?
 
     public init(_ e: [String: JSONValue]) {
         func str(_ k: String) -> String? { if case .string(let v)? = e[k] { return v } else { return nil } }
@@ -30,5 +32,24 @@ public struct RepoEvidence: Sendable {
         detector = str("detector")
         preview = str("preview")
         if case .bool(let b)? = e["in_history_only"] { inHistoryOnly = b }
+        if let package = str("package"), let version = str("version") {
+            var advisories: [String] = []
+            if case .array(let a)? = e["advisories"] { advisories = a.compactMap { if case .string(let s) = $0 { s } else { nil } } }
+            dependency = RepoDependency(
+                package: package, version: version, ecosystem: str("ecosystem") ?? "", purl: str("purl") ?? "", fixedVersion: str("fixed_version"),
+                advisories: advisories, summary: str("summary"))
+        }
     }
+}
+
+/// A vulnerable component as repository findings show it.
+public struct RepoDependency: Codable, Sendable, Equatable {
+    public var package: String
+    public var version: String
+    public var ecosystem: String
+    public var purl: String
+    /// The lowest version that fixes every advisory, when one is known.
+    public var fixedVersion: String?
+    public var advisories: [String]
+    public var summary: String?
 }

@@ -12,6 +12,14 @@ public struct SecretMatch: Sendable, Equatable, Codable {
     /// A keyed digest of the value (when the caller gives a key): the same secret gets the same digest in
     /// every file and commit of one scope, so a finding keeps its identity without the value being kept.
     public var digest: String? = nil
+    /// The value itself, only when the caller asks for it (a fix replacing it in a file); never encoded or printed.
+    public var value: String? = nil
+
+    enum CodingKeys: String, CodingKey { case detector, category, severity, line, preview, digest }
+}
+
+extension SecretMatch: CustomStringConvertible {
+    public var description: String { "\(detector) line \(line) \(preview)" }
 }
 
 /// The secret detectors shared by every scanner that reads text (web pages and scripts, repository trees
@@ -234,14 +242,20 @@ public enum SecretDetectors {
     }
 
     /// Every secret in `text` (at most `limit`), each value once.
-    public static func scan(_ text: String, limit: Int = 50, generic: Bool = false, digestKey: [UInt8]? = nil) -> [SecretMatch] {
+    public static func scan(
+        _ text: String, limit: Int = 50, generic: Bool = false, digestKey: [UInt8]? = nil, keepValues: Bool = false
+    ) -> [SecretMatch] {
         var bytes = Array(text.utf8)
-        return bytes.withUnsafeMutableBufferPointer { scan(UnsafeBufferPointer($0), limit: limit, generic: generic, digestKey: digestKey) }
+        return bytes.withUnsafeMutableBufferPointer {
+            scan(UnsafeBufferPointer($0), limit: limit, generic: generic, digestKey: digestKey, keepValues: keepValues)
+        }
     }
 
     /// Every secret in UTF-8 `bytes` (at most `limit`), each value once. `generic` adds high-entropy values
     /// assigned to secret-named keys (for configuration and code; web pages leave it off).
-    public static func scan(_ bytes: UnsafeBufferPointer<UInt8>, limit: Int = 50, generic: Bool = false, digestKey: [UInt8]? = nil) -> [SecretMatch] {
+    public static func scan(
+        _ bytes: UnsafeBufferPointer<UInt8>, limit: Int = 50, generic: Bool = false, digestKey: [UInt8]? = nil, keepValues: Bool = false
+    ) -> [SecretMatch] {
         // Anchor hits per detector (bounded: a file of a million `eyJ`s costs no more than ten thousand windows).
         var hits: [[Int]] = Array(repeating: [], count: detectors.count)
         var any = false
@@ -264,7 +278,7 @@ public enum SecretDetectors {
             out.append(
                 SecretMatch(
                     detector: detector.id, category: detector.category, severity: detector.severity, line: line, preview: preview(value),
-                    digest: digest))
+                    digest: digest, value: keepValues ? value : nil))
             return out.count < limit
         }
         for d in detectors.indices where !hits[d].isEmpty {

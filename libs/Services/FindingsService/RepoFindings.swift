@@ -44,6 +44,7 @@ struct RepoFindingView: Codable, Sendable {
     var detector: String?
     var preview: String?
     var inHistoryOnly: Bool?
+    var dependency: RepoDependency?
     var firstSeenAt: Date
     var lastSeenAt: Date
     var resolvedAt: Date?
@@ -97,7 +98,7 @@ struct RepoFindingHandlers: Sendable {
             id: f.id, repositoryId: f.connectionId, scanBatchId: f.scanJobId, scanType: f.service == "repo" ? "secrets_scan" : f.service,
             checkId: f.ruleCode, severity: f.severity, status: status(f.status, reason: f.statusReason), title: f.title,
             description: f.description, remediation: f.remediation, cweId: f.cwe, file: e.file, line: e.line, commit: e.commit,
-            commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly,
+            commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly, dependency: e.dependency,
             firstSeenAt: f.firstSeenAt, lastSeenAt: f.lastSeenAt, resolvedAt: f.resolvedAt, statusReason: f.statusReason)
     }
 

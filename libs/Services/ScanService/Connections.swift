@@ -28,6 +28,7 @@ import Web
 /// | VIGIL_REPO_MIRRORS | $TMPDIR/vigil-repos | where workers keep a bare mirror of each repository |
 /// | VIGIL_REPO_SCAN_SECONDS | 300 | time limit of one repository scan (fetch, history, files) |
 /// | VIGIL_REPO_MAX_FILE_BYTES | 5242880 | larger files are skipped (and counted) |
+/// | VIGIL_OSV_DIR | (none) | an OSV database export (`*.json` advisories) the `sbom_scan` matches components against; never downloaded |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
     var guardrail: SSRFGuard
@@ -38,6 +39,7 @@ struct ScanSettings: Sendable {
     var repoPolicy: RepoURLPolicy
     var repoMirrors: String
     var repoLimits: RepoLimits
+    var osv: OSVDatabase?
 
     init(_ r: ConfigReader, logger: Logger) throws {
         let seed = try r.seed("VIGIL_SCAN_SEED")
@@ -57,6 +59,7 @@ struct ScanSettings: Sendable {
         repoLimits = RepoLimits(
             seconds: Double(max(1, r.int("VIGIL_REPO_SCAN_SECONDS", default: 300))),
             maxBlobBytes: max(1024, r.int("VIGIL_REPO_MAX_FILE_BYTES", default: 5 << 20)))
+        osv = r.optional("VIGIL_OSV_DIR").map(OSVDatabase.init(directory:))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }

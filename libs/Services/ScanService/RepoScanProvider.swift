@@ -8,7 +8,7 @@ import VigilCrypto
 
 /// Git repositories (`provider: "repo"`): a bare mirror per repository kept by the workers and fetched
 /// incrementally, then a secrets scan of the default branch's tree and every commit of every branch and tag.
-/// One part per scan type (`secrets`).
+/// One part per scan type (`secrets`, `sbom`).
 struct RepoScanProvider: ScanProvider {
     struct Session: Sendable {
         var target: RepoTarget
@@ -19,22 +19,28 @@ struct RepoScanProvider: ScanProvider {
 
     let settings: ScanSettings
     var name: String { "repo" }
-    static let scanTypes = ["secrets"]
+    static let scanTypes = ["secrets", "sbom"]
 
     func open(_ connection: StoredConnection, tenantId: String, target: ScanTarget) async throws -> (session: Session, account: String) {
+        let (repo, key, account) = try Self.target(connection, tenantId: tenantId, settings: settings)
+        return (Session(target: repo, digestKey: key, account: account, counter: CallCounter()), account)
+    }
+
+    /// Where a repository is cloned from (with its opened credentials), its mirror, the key its secrets are
+    /// digested with (the same secret gets the same digest across this repository's scans and fixes, and a
+    /// different one elsewhere), and its display name.
+    static func target(
+        _ connection: StoredConnection, tenantId: String, settings: ScanSettings
+    ) throws -> (target: RepoTarget, digestKey: [UInt8], account: String) {
         let s = connection.settings
         guard let url = s.cloneUrl else { throw SessionError(message: "the repository has no clone_url", permanent: true) }
         let creds = try settings.vault.open(connection.sealedCredentials, tenantId: tenantId, connectionId: connection.view.id)
         let id = connection.view.id
-        let account = RepoScanProvider.displayName(url)
         return (
-            Session(
-                target: RepoTarget(
-                    cloneURL: url, defaultBranch: s.defaultBranch, token: creds.token, sshKey: creds.privateKey,
-                    mirrorDir: settings.repoMirrors + "/" + tenantId + "/" + id + ".git"),
-                // The same secret gets the same digest across this repository's scans, and a different one elsewhere.
-                digestKey: settings.vault.keys.derivedKey("repo-secret-digest|\(tenantId)|\(id)"), account: account, counter: CallCounter()),
-            account
+            RepoTarget(
+                cloneURL: url, defaultBranch: s.defaultBranch, token: creds.token, sshKey: creds.privateKey,
+                mirrorDir: settings.repoMirrors + "/" + tenantId + "/" + id + ".git"),
+            settings.vault.keys.derivedKey("repo-secret-digest|\(tenantId)|\(id)"), RepoScanProvider.displayName(url)
         )
     }
 
@@ -54,12 +60,16 @@ struct RepoScanProvider: ScanProvider {
     }
 
     func collect(service: String, region: String, session: Session, width: Int) async throws -> [Resource] {
-        let (policy, limits) = (settings.repoPolicy, settings.repoLimits)
+        let (policy, limits, osv) = (settings.repoPolicy, settings.repoLimits, settings.osv)
         let (target, key, account) = (session.target, session.digestKey, session.account)
-        let outcome = try await Blocking.run { () throws -> (resources: [Resource], stats: RepoScanStats) in
+        let outcome = try await Blocking.run { () throws -> (resources: [Resource], files: Int) in
             let deadline = Date().addingTimeInterval(limits.seconds)
             let (branch, head) = try GitMirror.sync(target, policy: policy, deadline: deadline)
             let git = Git(policy: policy, deadline: deadline)
+            if service == "sbom" {
+                let sbom = try RepoSBOMScan.run(dir: target.mirrorDir, branch: branch, head: head, git: git, osv: osv, account: account)
+                return (sbom.resources, sbom.components)
+            }
             var (resources, stats) = try RepoSecretsScan.run(
                 dir: target.mirrorDir, branch: branch, head: head, git: git, limits: limits, digestKey: key, account: account)
             // The repository itself: what was read (shown by the scan's progress and results).
@@ -73,9 +83,9 @@ struct RepoScanProvider: ScanProvider {
                         "bytes_scanned": .number(Double(stats.bytesScanned)), "skipped_large": .number(Double(stats.skippedLarge)),
                         "skipped_binary": .number(Double(stats.skippedBinary)), "secrets": .number(Double(stats.secrets)),
                     ]))
-            return (resources, stats)
+            return (resources, stats.blobsScanned)
         }
-        session.counter.add(count: outcome.stats.blobsScanned)
+        session.counter.add(count: outcome.files)
         return outcome.resources
     }
 

@@ -77,13 +77,17 @@ struct ScanBatchView: Codable, Sendable {
     var error: String?
 }
 struct RepoScanCounters: Codable, Sendable {
-    var commits: Int
-    var treeFiles: Int
-    var filesScanned: Int
-    var bytesScanned: Int
-    var skippedLarge: Int
-    var skippedBinary: Int
-    var secrets: Int
+    var commits: Int? = nil
+    var treeFiles: Int? = nil
+    var filesScanned: Int? = nil
+    var bytesScanned: Int? = nil
+    var skippedLarge: Int? = nil
+    var skippedBinary: Int? = nil
+    var secrets: Int? = nil
+    /// `sbom_scan`: lockfiles read, components in the SBOM, components with known vulnerabilities.
+    var lockfiles: Int? = nil
+    var components: Int? = nil
+    var vulnerableComponents: Int? = nil
 }
 struct RepoScanProgressEntry: Codable, Sendable {
     var repositoryId: String
@@ -116,6 +120,7 @@ struct RepoFindingResult: Codable, Sendable {
     var detector: String?
     var preview: String?
     var inHistoryOnly: Bool?
+    var dependency: RepoDependency?
 }
 struct ScanBatchResults: Codable, Sendable {
     var scanBatchId: String
@@ -142,6 +147,7 @@ struct RepositoryHandlers: Sendable {
         r.add(Endpoint<RepoScanPath, ScanBatchView>(Subjects.Scans.repositoryScanGet), handler: getScan)
         r.add(Endpoint<RepoScanPath, ScanBatchProgress>(Subjects.Scans.repositoryScanProgress), handler: progress)
         r.add(Endpoint<RepoScanPath, ScanBatchResults>(Subjects.Scans.repositoryScanResults), handler: results)
+        r.add(Endpoint<RepoScanPath, JSONValue>(Subjects.Scans.repositoryScanSbom), handler: sbom)
     }
 
     static func view(_ c: ConnectionView) -> RepositoryView {
@@ -202,16 +208,17 @@ struct RepositoryHandlers: Sendable {
         guard Self.scanTypes.contains(type) else {
             throw ServiceError.validation("body.scan_type", "must be one of \(Self.scanTypes.joined(separator: ", "))")
         }
-        guard type == "secrets_scan" else {
+        let service = String(type.dropLast("_scan".count))
+        guard RepoScanProvider.scanTypes.contains(service) else {
             let why =
                 type == "deep_ai_scan"
                 ? "deep_ai_scan needs a model endpoint, and none is configured on this server"
-                : "\(type) is not available on this server yet; secrets_scan is"
+                : "\(type) is not available on this server; \(RepoScanProvider.scanTypes.map { $0 + "_scan" }.joined(separator: " and ")) are"
             throw ServiceError(status: 422, error: "scan_type_unavailable", message: why)
         }
         if c.settings.archived == true { throw ServiceError.conflict("the repository is archived", code: "repository_archived") }
         let scan = try await scans.triggerOne(
-            TriggerScanRequest(connectionId: c.view.id, regions: nil, services: nil, scanType: "secrets"), p, ctx)
+            TriggerScanRequest(connectionId: c.view.id, regions: nil, services: nil, scanType: service), p, ctx)
         return Self.batch(scan)
     }
 
@@ -256,13 +263,20 @@ struct RepositoryHandlers: Sendable {
         let part = try await scans.progress(of: s, tenantId: p.tenantId)
         var counters: RepoScanCounters? = nil
         let account = RepoScanProvider.displayName(c.settings.cloneUrl ?? "")
+        let sbom = s.services.first == "sbom"
         if let a = try await InventoryStore().attributes(
-            connections.store, tenantId: p.tenantId, connectionId: c.view.id, resourceId: "repo:\(account)", scanId: s.id)
+            connections.store, tenantId: p.tenantId, connectionId: c.view.id, resourceId: "repo:\(account)" + (sbom ? "#sbom" : ""), scanId: s.id)
         {
             func n(_ k: String) -> Int { if case .number(let d)? = a[k] { return Int(d) } else { return 0 } }
-            counters = RepoScanCounters(
-                commits: n("commits"), treeFiles: n("tree_files"), filesScanned: n("files_scanned"), bytesScanned: n("bytes_scanned"),
-                skippedLarge: n("skipped_large"), skippedBinary: n("skipped_binary"), secrets: n("secrets"))
+            if sbom {
+                var lockfiles = 0
+                if case .array(let l)? = a["lockfiles"] { lockfiles = l.count }
+                counters = RepoScanCounters(lockfiles: lockfiles, components: n("components"), vulnerableComponents: n("vulnerable_components"))
+            } else {
+                counters = RepoScanCounters(
+                    commits: n("commits"), treeFiles: n("tree_files"), filesScanned: n("files_scanned"), bytesScanned: n("bytes_scanned"),
+                    skippedLarge: n("skipped_large"), skippedBinary: n("skipped_binary"), secrets: n("secrets"))
+            }
         }
         // Findings are final once the findings service has them: until then the batch is not done.
         let done = ["completed", "failed", "canceled"].contains(s.status)
@@ -288,8 +302,25 @@ struct RepositoryHandlers: Sendable {
             let e = RepoEvidence(r.evidence)
             return RepoFindingResult(
                 fingerprint: r.fingerprint, repositoryId: repositoryId, checkId: r.ruleId, severity: r.severity, title: r.title, file: e.file,
-                line: e.line, commit: e.commit, commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly)
+                line: e.line, commit: e.commit, commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly,
+                dependency: e.dependency)
         }
         return ScanBatchResults(scanBatchId: s.id, status: s.status, total: findings.count, bySeverity: counts, findings: findings)
+    }
+
+    /// The CycloneDX 1.5 document of an `sbom_scan` (the latest of the repository: an older one was replaced).
+    @Sendable func sbom(_ q: RepoScanPath, _ p: Principal, _ ctx: CallContext) async throws -> JSONValue {
+        let (c, s) = try await scan(q, p)
+        guard s.services.first == "sbom" else { throw ServiceError.validation("path.scan_id", "not an sbom_scan") }
+        guard s.status == "completed" else {
+            throw ServiceError.conflict("the scan is \(s.status); the SBOM is ready once it completed", code: "scan_not_completed")
+        }
+        let account = RepoScanProvider.displayName(c.settings.cloneUrl ?? "")
+        guard
+            let a = try await InventoryStore().attributes(
+                connections.store, tenantId: p.tenantId, connectionId: c.view.id, resourceId: "repo:\(account)#sbom", scanId: s.id),
+            let doc = a["cyclonedx"]
+        else { throw ServiceError(status: 410, error: "sbom_replaced", message: "a later sbom_scan of the repository replaced this SBOM") }
+        return doc
     }
 }

@@ -32,7 +32,9 @@ public enum ScanService {
             let scans = ScanHandlers(store: store, bus: ctx.bus)
             scans.register(on: ctx.responder)
             WebScanHandlers(connections: connections, scans: scans, bus: ctx.bus).register(on: ctx.responder)
-            RepositoryHandlers(connections: connections, scans: scans).register(on: ctx.responder)
+            let repositories = RepositoryHandlers(connections: connections, scans: scans)
+            repositories.register(on: ctx.responder)
+            RepoFixHandlers(repositories: repositories, bus: ctx.bus).register(on: ctx.responder)
             DomainHandlers(store: store, settings: settings).register(on: ctx.responder)
             let scheduler = Scheduler(store: store, bus: ctx.bus, scans: scans, logger: ctx.logger)
             ScheduleHandlers(store: store, scheduler: scheduler).register(on: ctx.responder)
@@ -84,7 +86,11 @@ public enum ScanService {
                         seconds: Double(r.int("VIGIL_WEB_SCAN_SECONDS", default: 30)), requests: r.int("VIGIL_WEB_SCAN_REQUESTS", default: 150))),
                 store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
             let repo = ScanWorker(provider: RepoScanProvider(settings: settings), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            let fixes = RepoFixWorker(store: store, settings: settings, logger: ctx.logger, ackWait: ws.ackWait)
             for consumer in [
+                StreamConsumer(
+                    jetStream: ctx.jetStream, stream: Streams.jobs, config: fixes.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
+                    handler: fixes.handle),
                 StreamConsumer(
                     jetStream: ctx.jetStream, stream: Streams.jobs, config: aws.consumerConfig(), batch: ws.workerConcurrency, logger: ctx.logger,
                     handler: aws.handle),

@@ -103,6 +103,24 @@ public struct CredentialVault: Sendable {
         }
         return s.credentials
     }
+
+    struct SealedBlob: Codable, Sendable {
+        var tenantId: String
+        var scope: String
+        var data: Data
+    }
+
+    /// Any other secret-bearing bytes (a fix's patch, which removes secrets), bound to a tenant and a scope.
+    public func seal(blob: Data, tenantId: String, scope: String) throws -> Data {
+        Data(Sodium.seal(Array(try JSON.encode(SealedBlob(tenantId: tenantId, scope: scope, data: blob))), to: keys.publicKey))
+    }
+
+    public func open(blob sealed: Data, tenantId: String, scope: String) throws -> Data {
+        guard let plain = keys.open(Array(sealed)), let s = try? JSON.decode(SealedBlob.self, from: Data(plain)), s.tenantId == tenantId,
+            s.scope == scope
+        else { throw ServiceError(status: 409, error: "sealed_data_unreadable", message: "stored data cannot be opened") }
+        return s.data
+    }
 }
 
 /// A failure of AWS work (a scan, a fix) as users read it: AWS's code and message, else the error's own message.

@@ -130,5 +130,17 @@ enum ScanSchema {
             """
             ALTER TABLE {schema}.scans ADD COLUMN findings_ingested_at timestamptz;
             """),
+        Migration(
+            10, "repository fixes",
+            """
+            CREATE TABLE {schema}.repo_fixes (
+              id uuid PRIMARY KEY, tenant_id uuid NOT NULL, connection_id uuid NOT NULL, finding_ids text[] NOT NULL, title text NOT NULL,
+              instructions text NOT NULL, options jsonb NOT NULL DEFAULT '{}', targets jsonb NOT NULL, source_repo text, source_scan_branch text,
+              status text NOT NULL, attempts int NOT NULL DEFAULT 0, run_id uuid, phase text, steps int NOT NULL DEFAULT 0, base_commit text,
+              files_changed text[] NOT NULL DEFAULT '{}', outcomes jsonb NOT NULL DEFAULT '[]', diff_redacted text, patch_sealed bytea,
+              error text, pull_requests jsonb NOT NULL DEFAULT '[]', created_by text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+              started_at timestamptz, completed_at timestamptz, last_activity_at timestamptz);
+            CREATE INDEX ON {schema}.repo_fixes (tenant_id, connection_id, created_at DESC, id DESC);
+            """ + Migration.tenantIsolation(table: "repo_fixes")),
     ]
 }

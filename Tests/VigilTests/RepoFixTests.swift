@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import VigilCore
+
+@testable import Repo
+
+@Suite struct SecretRewriteTests {
+    let aws = "AKIA" + String(repeating: "Q", count: 16)
+
+    @Test func aWholeLiteralBecomesTheLanguagesLookup() throws {
+        let py = try #require(
+            SecretRewrite.rewrite(
+                "DEBUG = 1\nAWS_ACCESS_KEY_ID = \"\(aws)\"\n", path: "app/s.py", value: aws, category: "cloud_key", fallbackName: "X"))
+        #expect(py.text == "import os\nDEBUG = 1\nAWS_ACCESS_KEY_ID = os.environ[\"AWS_ACCESS_KEY_ID\"]\n")
+        #expect(py.variable == "AWS_ACCESS_KEY_ID")
+        let js = try #require(
+            SecretRewrite.rewrite(
+                "const cfg = { stripeKey: 'sk_live_abc123def456' };", path: "a.ts", value: "sk_live_abc123def456",
+                category: "payment_key", fallbackName: "STRIPE"))
+        #expect(js.text == "const cfg = { stripeKey: process.env.STRIPE_KEY };")
+        let go = try #require(
+            SecretRewrite.rewrite(
+                "package main\n\nvar token = \"tok_0123456789abcdef\"\n", path: "m.go", value: "tok_0123456789abcdef",
+                category: "saas_token", fallbackName: "API_TOKEN"))
+        #expect(go.text == "package main\n\nimport \"os\"\n\nvar token = os.Getenv(\"API_TOKEN\")\n")
+        let rb = try #require(
+            SecretRewrite.rewrite(
+                "KEY = \"x\" + \"abcdefghijkl\"\n", path: "a.rb", value: "abcdefghijkl", category: "generic",
+                fallbackName: "SECRET_VALUE"))
+        #expect(rb.text == "KEY = \"x\" + ENV[\"SECRET_VALUE\"]\n")
+    }
+
+    @Test func partOfALiteralIsConcatenatedAndURLsMoveWhole() throws {
+        let py = try #require(
+            SecretRewrite.rewrite(
+                "auth = \"Bearer abcdefghijklmnop\"\n", path: "c.py", value: "abcdefghijklmnop", category: "generic",
+                fallbackName: "API_TOKEN"))
+        #expect(
+            py.text == "import os\nauth = \"Bearer \" + os.environ[\"AUTH\"]\n"
+                || py.text == "import os\nauth = \"Bearer \" + os.environ[\"API_TOKEN\"]\n")
+        let db = try #require(
+            SecretRewrite.rewrite(
+                "const url = \"postgres://app:pw12345678@db:5432/app\";", path: "db.js", value: "pw12345678",
+                category: "connection_url", fallbackName: "POSTGRES"))
+        #expect(db.text == "const url = process.env.DATABASE_URL;")
+        let tpl = try #require(
+            SecretRewrite.rewrite(
+                "const h = `token ${x} ghp_abcdefghijklmnop`;", path: "a.js", value: "ghp_abcdefghijklmnop",
+                category: "vcs_token", fallbackName: "GITHUB_TOKEN"))
+        #expect(tpl.text == "const h = `token ${x} ${process.env.GITHUB_TOKEN}`;")
+    }
+
+    @Test func configurationFilesGetAReferenceAndKeyFilesGo() throws {
+        let env = try #require(
+            SecretRewrite.rewrite(
+                "PORT=1\nSTRIPE_SECRET_KEY=sk_live_abcdefabcdef\n", path: ".env", value: "sk_live_abcdefabcdef",
+                category: "payment_key", fallbackName: "STRIPE"))
+        #expect(env.text == "PORT=1\nSTRIPE_SECRET_KEY=${STRIPE_SECRET_KEY}\n")
+        let yaml = try #require(
+            SecretRewrite.rewrite(
+                "db:\n  password: hunter2hunter2\n", path: "c.yaml", value: "hunter2hunter2", category: "generic",
+                fallbackName: "G", forcedName: "DB_PASSWORD"))
+        #expect(yaml.text == "db:\n  password: ${DB_PASSWORD}\n" && yaml.variable == "DB_PASSWORD")
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAABBBB\nCCCC\n-----END OPENSSH PRIVATE KEY-----\n"
+        #expect(SecretRewrite.rewrite(key, path: "id", value: "AAAABBBB\nCCCC", category: "private_key", fallbackName: "SSH_KEY")?.removeFile == true)
+        let mixed = "k = '''\n" + key + "'''\n"
+        let e = try #require(SecretRewrite.rewrite(mixed, path: "k.txt", value: "AAAABBBB\nCCCC", category: "private_key", fallbackName: "SSH_KEY"))
+        #expect(e.removeFile == false && e.text == "k = '''\n${SSH_KEY}\n'''\n")
+        #expect(SecretRewrite.rewrite("nothing here", path: "a.py", value: "absent-value", category: "generic", fallbackName: "X") == nil)
+    }
+
+    @Test func namesAndTheExampleFile() {
+        #expect(SecretRewrite.variableName("stripe.secret-key") == "STRIPE_SECRET_KEY")
+        #expect(SecretRewrite.variableName("apiKey") == "API_KEY")
+        #expect(SecretRewrite.variableName("1password") == "_1PASSWORD")
+        #expect(SecretRewrite.exampleEnv("# vars\nPORT=\n", adding: ["PORT", "API_KEY", "API_KEY"]) == "# vars\nPORT=\nAPI_KEY=\n")
+        #expect(SecretRewrite.exampleEnv("PORT=", adding: ["PORT"]) == nil)
+    }
+
+    @Test func optionsKeepFindingIdsThroughJSON() throws {
+        let id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+        let o = FixOptions(envNames: [id: "MAIL_KEY"], envExample: "config/.env.example")
+        #expect(try JSON.decode(FixOptions.self, from: JSON.encode(o)) == o)
+    }
+
+    @Test func redactionRemovesEveryValueAndKeyBodies() {
+        let patch =
+            "-TOKEN = \"abcdefghij\"\n+TOKEN = os.environ[\"TOKEN\"]\n"
+            + "------BEGIN RSA PRIVATE KEY-----\n-MIIEverysecret\n------END RSA PRIVATE KEY-----\n"
+        let out = RepoFix.redact(patch, [("abcdefghij", "abcd…(10 chars)")])
+        #expect(!out.contains("abcdefghij") && !out.contains("MIIEverysecret") && out.contains("[redacted abcd…(10 chars)]"))
+    }
+
+    @Test func branchNames() {
+        for good in ["vigil/fix-1234abcd", "fix_secrets", "a.b"] { #expect(RepoPush.validBranch(good), "\(good)") }
+        for bad in ["", "-x", "a..b", "a b", "a~1", "x.lock", "/a", "a/", "a@{1}", "a:b"] { #expect(!RepoPush.validBranch(bad), "\(bad)") }
+    }
+}
