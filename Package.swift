@@ -73,7 +73,7 @@ let package = Package(
         lib("Providers", "AWS", ["VigilCrypto", "Net", "VigilCore", "ScanEngine"]),
         lib("Providers", "Host", ["VigilCore", "ScanEngine"]),
         lib("Providers", "Web", ["VigilCore", "ScanEngine", "Net"]),
-        lib("Providers", "Repo", ["VigilCore", "ScanEngine", "Net"]),
+        lib("Providers", "Repo", ["VigilCore", "VigilCrypto", "ScanEngine", "Net"]),
         lib("Platform", "Store", ["CLibPQ", "VigilCore", "Bus", log]),
         lib(
             "Platform", "ServiceRuntime",

@@ -23,7 +23,7 @@ import Testing
         "identity/1": "7aab29399df03dec",
         "scans/1": "4de5c04dd0153433", "scans/2": "2d2aea33b1542ee3", "scans/3": "d05e2e4d7e661aa1", "scans/4": "77912c1f4ee83abb",
         "scans/5": "b5bc4ab83004869c", "scans/6": "5fe3bf11bbbcb2a8", "scans/7": "d3314a3a414f00b8", "scans/8": "785a7b08597f2fa6",
-        "scans/9": "a7ee0db855be2219", "scans/10": "408f7a5731bcc647",
+        "scans/9": "a7ee0db855be2219", "scans/10": "12b7616d34c0ae6d",
         "findings/1": "261b0eead9e1b77a", "findings/2": "e6c0f519084a19e1", "findings/3": "b2ed99efa6e65c16",
         "remediation/1": "f2ecf58cfbea6c07", "remediation/2": "19527d35841b4515",
         "billing/1": "5591c8a6871a639", "billing/2": "d7c4dcaea1be5a7",

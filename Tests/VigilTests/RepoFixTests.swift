@@ -3,6 +3,7 @@ import Testing
 import VigilCore
 
 @testable import Repo
+@testable import ScanEngine
 
 @Suite struct SecretRewriteTests {
     let aws = "AKIA" + String(repeating: "Q", count: 16)
@@ -94,5 +95,34 @@ import VigilCore
     @Test func branchNames() {
         for good in ["vigil/fix-1234abcd", "fix_secrets", "a.b"] { #expect(RepoPush.validBranch(good), "\(good)") }
         for bad in ["", "-x", "a..b", "a b", "a~1", "x.lock", "/a", "a/", "a@{1}", "a:b"] { #expect(!RepoPush.validBranch(bad), "\(bad)") }
+    }
+}
+
+@Suite struct DependencyBumpTests {
+    func target(_ file: String, _ eco: String, _ pkg: String, _ v: String, _ fixed: String?) -> FixTarget {
+        FixTarget(
+            findingId: "f", checkId: "c", file: file, line: nil, digest: nil, detector: nil, category: nil, inHistoryOnly: false,
+            dependency: RepoDependency(package: pkg, version: v, ecosystem: eco, purl: "", fixedVersion: fixed, advisories: [], summary: nil))
+    }
+
+    @Test func manifestsAreBumped() throws {
+        let dir = NSTemporaryDirectory() + "bump-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/web", withIntermediateDirectories: true)
+        try "Requests==2.25.0  # http\nflask==2.3.3\n".write(toFile: dir + "/requirements.txt", atomically: true, encoding: .utf8)
+        try #"{"dependencies": {"lodash": "^4.17.20", "lodash-es": "4.17.20"}}"#.write(
+            toFile: dir + "/web/package.json", atomically: true, encoding: .utf8)
+        try "module x\n\nrequire (\n\tgolang.org/x/net v0.10.0 // indirect\n)\n".write(toFile: dir + "/go.mod", atomically: true, encoding: .utf8)
+        #expect(DependencyBump.apply(dir, target("requirements.txt", "PyPI", "requests", "2.25.0", "2.31.0")).outcome == "fixed")
+        #expect(try String(contentsOfFile: dir + "/requirements.txt", encoding: .utf8) == "Requests==2.31.0  # http\nflask==2.3.3\n")
+        #expect(DependencyBump.apply(dir, target("web/package-lock.json", "npm", "lodash", "4.17.20", "4.17.21")).file == "web/package.json")
+        #expect(
+            try String(contentsOfFile: dir + "/web/package.json", encoding: .utf8)
+                == #"{"dependencies": {"lodash": "^4.17.21", "lodash-es": "4.17.20"}}"#)
+        #expect(DependencyBump.apply(dir, target("go.sum", "Go", "golang.org/x/net", "v0.10.0", "0.17.0")).outcome == "fixed")
+        #expect(try String(contentsOfFile: dir + "/go.mod", encoding: .utf8).contains("\tgolang.org/x/net v0.17.0 // indirect\n"))
+        #expect(DependencyBump.apply(dir, target("Gemfile.lock", "RubyGems", "rack", "2.0.8", "2.0.9.2")).outcome == "manual")
+        #expect(DependencyBump.apply(dir, target("requirements.txt", "PyPI", "django", "4.0", nil)).outcome == "manual")
+        #expect(DependencyBump.apply(dir, target("requirements.txt", "PyPI", "absent", "1.0", "1.1")).outcome == "manual")
     }
 }

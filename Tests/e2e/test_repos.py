@@ -242,7 +242,7 @@ def test_repository_input_and_isolation(stack, signup, planted):
     repo = owner.post("/repositories", {"clone_url": f"file://{path}", "default_branch": "main",
                                         "credentials": {"token": "tok_" + rnd(30)}}).json()
     assert repo["credentials"]["token"].endswith("****") and len(repo["credentials"]["token"]) == 8
-    for t in ("semgrep_scan", "deep_ai_scan"):
+    for t in ("deep_ai_scan",):
         r = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": t})
         assert r.status_code == 422 and r.json()["error"] == "scan_type_unavailable", r.text
     r = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": "fast"})
@@ -327,6 +327,25 @@ def test_hostile_repositories_end_cleanly(stack, signup, tmp_path):
         assert "1 s" in error or "ran out of time" in error, error
     finally:
         stack.restart("scan-orchestrator")
+    # With the usual limit the same history is scanned, and progress shows the phases and counters while it runs.
+    batch = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "secrets_scan"}).json()
+    live = []
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        p = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}/progress").json()
+        if p["status"] == "running" and p["repositories"][0].get("counters"):
+            live.append((p["phase"], p["percent_complete"], p["repositories"][0]["counters"]))
+        if p["status"] in ("completed", "failed") and p["findings_ingested"]:
+            break
+        time.sleep(0.2)
+    assert p["status"] == "completed" and p["repositories"][0]["counters"]["commits"] == 100_000, p
+    assert live, "no live progress was seen while the scan ran"
+    assert {ph for ph, _, _ in live} <= {"walking_history", "reading_files", "fetching"}, live
+    reading = [c for ph, _, c in live if ph == "reading_files"]
+    assert reading and all(c["commits"] == 100_000 and c["files_total"] > 0 for c in reading), live[-3:]
+    assert any(0 < c["files_scanned"] < c["files_total"] for c in reading), reading[:3]
+    percents = [pc for _, pc, _ in live]
+    assert percents == sorted(percents) and all(0 <= pc < 100 for pc in percents), percents
 
 
 def test_fix_pushed_as_a_branch_to_a_git_remote(stack, signup, tmp_path):
@@ -474,6 +493,7 @@ LOCKFILES = {
     "api/requirements.txt": "# pinned\nrequests==2.25.0\nflask==2.3.3  # web\ndjango>=4.0\n-r base.txt\n",
     "worker/poetry.lock": '[[package]]\nname = "requests"\nversion = "2.31.0"\n\n[[package]]\nname = "urllib3"\nversion = "1.26.4"\n\n'
                           '[metadata]\nlock-version = "2.0"\n',
+    "svc/go.mod": "module example.com/svc\n\ngo 1.21\n\nrequire (\n\tgolang.org/x/net v0.10.0\n\tgithub.com/google/uuid v1.3.0\n)\n",
     "svc/go.sum": "golang.org/x/net v0.10.0 h1:abc=\ngolang.org/x/net v0.10.0/go.mod h1:def=\ngithub.com/google/uuid v1.3.0 h1:x=\n",
     "cli/Cargo.lock": '[[package]]\nname = "time"\nversion = "0.2.22"\n\n[[package]]\nname = "serde"\nversion = "1.0.190"\n',
     "site/Gemfile.lock": "GEM\n  remote: https://rubygems.org/\n  specs:\n    rack (2.0.8)\n    rails (7.1.2)\n      rack (>= 2.2.4)\n\n"
@@ -542,9 +562,124 @@ def test_sbom_scan_of_lockfiles(stack, signup, tmp_path):
         assert f["check_id"] == f"repo.sbom.vulnerable_dependency_{severity}" and f["file"]
     results = owner.get(f"/repositories/{r['id']}/scans/{batch['id']}/results").json()
     assert results["total"] == len(VULNERABLE) and results["by_severity"]["critical"] == 1
+
+    # A fix bumps each dependency to its first fixed version where Vigil edits the manifest; the rest say what to do.
+    bump = ["pkg:pypi/requests@2.25.0", "pkg:npm/lodash@4.17.20", "pkg:golang/golang.org/x/net@v0.10.0", "pkg:gem/rack@2.0.8"]
+    fix = owner.post(f"/repositories/{r['id']}/fixes", {"title": "Upgrade vulnerable dependencies", "instructions": "bump",
+                                                       "finding_ids": [got[p]["id"] for p in bump]})
+    assert fix.status_code == 201, fix.text
+    fix = fix.json()
+    deadline = time.time() + 60
+    while fix["status"] in ("pending", "running") and time.time() < deadline:
+        time.sleep(0.3)
+        fix = owner.get(f"/repositories/{r['id']}/fixes/{fix['id']}").json()
+    assert fix["status"] == "completed", fix
+    outcome = {o["finding_id"]: o for o in fix["outcomes"]}
+    assert [outcome[got[p]["id"]]["outcome"] for p in bump] == ["fixed", "fixed", "fixed", "manual"], fix["outcomes"]
+    assert sorted(fix["files_changed"]) == ["api/requirements.txt", "svc/go.mod", "web/package.json"]
+    diff = owner.get(f"/repositories/{r['id']}/fixes/{fix['id']}/diff").json()["diff"]
+    assert "+requests==2.31.0" in diff and '"lodash": "^4.17.21"' in diff and "golang.org/x/net v0.17.0" in diff, diff
     # The secrets scan's SBOM route says what it is; another workspace sees nothing.
     secrets = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "secrets_scan"}).json()
     wait_batch(owner, r["id"], secrets["id"])
     assert owner.get(f"/repositories/{r['id']}/scans/{secrets['id']}/sbom").status_code == 422
     other, _, _ = signup("sbomspy")
     assert other.get(f"/repositories/{r['id']}/scans/{batch['id']}/sbom").status_code == 404
+
+
+CODE = {
+    "app/handlers.py": ("import subprocess, os, pickle, yaml, hashlib, requests, tempfile\n\n\ndef run(user, cur, app):\n"
+                        "    subprocess.call(\"ls \" + user, shell=True)\n"          # 5
+                        "    os.system(\"echo \" + user)\n"                          # 6
+                        "    eval(user)\n"                                           # 7
+                        "    pickle.loads(user)\n"                                   # 8
+                        "    yaml.load(user)\n"                                      # 9
+                        "    cur.execute(\"SELECT * FROM t WHERE id = %s\" % user)\n"  # 10
+                        "    requests.get(\"https://x\", verify=False)\n"            # 11
+                        "    hashlib.md5(user)\n"                                    # 12
+                        "    app.run(debug=True)\n"                                  # 13
+                        "    tempfile.mktemp()\n"),                                  # 14
+    # The correctly written twin of every line above: nothing may be reported here.
+    "app/safe.py": ("import subprocess, os, yaml, hashlib, requests, json\n\n\ndef run(user, cur, app):\n"
+                    "    subprocess.call([\"ls\", user])\n    os.system(\"date\")\n    eval(\"1 + 1\")\n    json.loads(user)\n"
+                    "    yaml.safe_load(user)\n    cur.execute(\"SELECT * FROM t WHERE id = %s\", (user,))\n"
+                    "    requests.get(\"https://x\")\n    hashlib.sha256(user)\n    hashlib.md5(user, usedforsecurity=False)\n"
+                    "    app.run(debug=False)\n"),
+    "web/client.js": ("const cp = require(\"child_process\");\nfunction f(user, el, db) {\n"
+                      "  cp.exec(\"ls \" + user);\n"                                  # 3
+                      "  eval(user);\n"                                               # 4
+                      "  el.innerHTML = user;\n"                                      # 5
+                      "  db.query(\"SELECT * FROM t WHERE id = \" + user);\n"         # 6
+                      "  https.request({host: \"x\", rejectUnauthorized: false});\n"  # 7
+                      "  crypto.createHash(\"md5\");\n"                               # 8
+                      "  jwt.verify(t, k, {algorithms: [\"none\"]});\n}\n"),          # 9
+    "web/safe.js": ("const cp = require(\"child_process\");\nfunction f(user, el, db) {\n  cp.execFile(\"ls\", [user]);\n  cp.exec(\"ls\");\n"
+                    "  /a+/.exec(user);\n  el.textContent = user;\n  el.innerHTML = \"<b>static</b>\";\n"
+                    "  db.query(\"SELECT * FROM t WHERE id = ?\", [user]);\n  crypto.createHash(\"sha256\");\n"
+                    "  jwt.verify(t, k, {algorithms: [\"RS256\"]});\n}\n"),
+    "svc/main.go": ("package main\n\nimport (\n\t\"crypto/md5\"\n\t\"crypto/tls\"\n\t\"fmt\"\n\t\"os/exec\"\n)\n\nfunc f(user string, db DB) {\n"
+                    "\texec.Command(\"sh\", \"-c\", \"ls \"+user)\n"                  # 11
+                    "\t_ = &tls.Config{InsecureSkipVerify: true}\n"                   # 12
+                    "\tdb.Query(fmt.Sprintf(\"SELECT * FROM t WHERE id = %s\", user))\n"  # 13
+                    "\tmd5.Sum([]byte(user))\n"                                       # 14
+                    "\texec.Command(\"ls\", user)\n\t_ = &tls.Config{MinVersion: tls.VersionTLS12}\n"
+                    "\tdb.Query(\"SELECT * FROM t WHERE id = $1\", user)\n}\n"),
+    "api/Handler.java": ("class Handler {\n  void f(String user, java.sql.Statement st) throws Exception {\n"
+                         "    Runtime.getRuntime().exec(\"ls \" + user);\n"             # 3
+                         "    st.executeQuery(\"SELECT * FROM t WHERE id = \" + user);\n"  # 4
+                         "    MessageDigest.getInstance(\"MD5\");\n"                    # 5
+                         "    Runtime.getRuntime().exec(\"ls\");\n    MessageDigest.getInstance(\"SHA-256\");\n  }\n}\n"),
+}
+EXPECTED_CODE = {
+    ("app/handlers.py", 5, "python-subprocess-shell-true", "high"), ("app/handlers.py", 6, "python-subprocess-shell-true", "high"),
+    ("app/handlers.py", 7, "python-eval-exec", "high"), ("app/handlers.py", 8, "python-unsafe-deserialization", "high"),
+    ("app/handlers.py", 9, "python-unsafe-deserialization", "high"), ("app/handlers.py", 10, "python-sql-string-built", "high"),
+    ("app/handlers.py", 11, "python-tls-verification-disabled", "medium"), ("app/handlers.py", 12, "python-weak-hash", "medium"),
+    ("app/handlers.py", 13, "python-flask-debug", "medium"), ("app/handlers.py", 14, "python-insecure-tempfile", "low"),
+    ("web/client.js", 3, "js-child-process-exec", "high"), ("web/client.js", 4, "js-eval", "high"), ("web/client.js", 5, "js-dom-xss", "medium"),
+    ("web/client.js", 6, "js-sql-string-built", "high"), ("web/client.js", 7, "js-tls-verification-disabled", "medium"),
+    ("web/client.js", 8, "js-weak-hash", "medium"), ("web/client.js", 9, "js-jwt-none-algorithm", "high"),
+    ("svc/main.go", 11, "go-command-through-shell", "high"), ("svc/main.go", 12, "go-tls-insecure-skip-verify", "medium"),
+    ("svc/main.go", 13, "go-sql-string-built", "high"), ("svc/main.go", 14, "go-weak-hash", "medium"),
+    ("api/Handler.java", 3, "java-runtime-exec", "high"), ("api/Handler.java", 4, "java-sql-string-built", "high"),
+    ("api/Handler.java", 5, "java-weak-hash", "medium"),
+}
+
+
+def test_semgrep_scan_with_the_shipped_rules(stack, signup, tmp_path):
+    """Semgrep with the rule set shipped in contracts/semgrep (no registry, no network): every planted flaw in Python,
+    JavaScript, Go and Java found at its line with its severity; the correctly written twins not; a symlink out of the
+    tree not followed; a re-scan after code above a finding moved keeps the finding's identity."""
+    repo = str(tmp_path / "code")
+    os.makedirs(repo)
+    git(repo, "init", "-q", "-b", "main")
+    for path, text in CODE.items():
+        write(repo, path, text)
+    os.symlink("/etc", os.path.join(repo, "etc-link"))
+    commit(repo, "code")
+    owner, _, _ = signup("semgrep")
+    caps = owner.get("/meta/capabilities").json()
+    repo_caps = next(p for p in caps["providers"] if p["name"] == "repo")
+    assert "semgrep" in repo_caps["services"] and caps["features"]["semgrep"] is True
+    r = owner.post("/repositories", {"clone_url": f"file://{repo}"}).json()
+    batch = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "semgrep_scan"})
+    assert batch.status_code == 202, batch.text
+    progress, _ = wait_batch(owner, r["id"], batch.json()["id"], timeout=180)
+    assert progress["status"] == "completed", progress
+    counters = progress["repositories"][0]["counters"]
+    assert counters["rules"] >= 20 and counters["matches"] == len(EXPECTED_CODE), counters
+    findings = owner.get(f"/repositories/{r['id']}/findings?scan_type=semgrep_scan&limit=100").json()["items"]
+    got = {(f["file"], f["line"], f["code"]["rule"], f["severity"]) for f in findings}
+    assert got == EXPECTED_CODE, (sorted(got - EXPECTED_CODE), sorted(EXPECTED_CODE - got))
+    assert all(f["code"]["message"] and f["code"]["cwe"].startswith("CWE-") for f in findings)
+    eval_finding = next(f for f in findings if f["code"]["rule"] == "python-eval-exec")
+
+    # Two lines added above: the same findings, now two lines lower, keep their ids (and stay open).
+    write(repo, "app/handlers.py", "# header\n# more\n" + CODE["app/handlers.py"])
+    commit(repo, "header")
+    batch2 = owner.post(f"/repositories/{r['id']}/scans", {"scan_type": "semgrep_scan"}).json()
+    progress, _ = wait_batch(owner, r["id"], batch2["id"], timeout=180)
+    assert progress["status"] == "completed"
+    again = owner.get(f"/repositories/{eval_finding['repository_id']}/findings/{eval_finding['id']}").json()
+    assert again["line"] == 9 and again["status"] == "open" and again["scan_batch_id"] == batch2["id"], again
+    assert owner.get(f"/repositories/{r['id']}/findings?scan_type=semgrep_scan&limit=100").json()["total"] == len(EXPECTED_CODE)

@@ -14,9 +14,12 @@ public struct FixTarget: Codable, Sendable, Equatable {
     public var detector: String?
     public var category: String?
     public var inHistoryOnly: Bool
+    /// A vulnerable dependency: the package, its ecosystem, the pinned and the first fixed version.
+    public var dependency: RepoDependency? = nil
 
     public init(
-        findingId: String, checkId: String, file: String, line: Int?, digest: String?, detector: String?, category: String?, inHistoryOnly: Bool
+        findingId: String, checkId: String, file: String, line: Int?, digest: String?, detector: String?, category: String?, inHistoryOnly: Bool,
+        dependency: RepoDependency? = nil
     ) {
         self.findingId = findingId
         self.checkId = checkId
@@ -26,13 +29,15 @@ public struct FixTarget: Codable, Sendable, Equatable {
         self.detector = detector
         self.category = category
         self.inHistoryOnly = inHistoryOnly
+        self.dependency = dependency
     }
 }
 
 /// What became of one finding in a fix.
 public struct FixOutcome: Codable, Sendable, Equatable {
     public var findingId: String
-    /// `fixed`, `history_only` (the tree no longer has it: rotate the key), `not_found` (the file changed since the scan).
+    /// `fixed`, `history_only` (the tree no longer has it: rotate the key), `not_found` (the file changed since the
+    /// scan), `manual` (a dependency whose manifest Vigil does not edit, or with no fixed version).
     public var outcome: String
     public var file: String
     public var variable: String?
@@ -68,18 +73,21 @@ public enum RepoFix {
         mirror: String, head: String, targets: [FixTarget], options: FixOptions, title: String, digestKey: [UInt8], deadline: Date,
         step: (String) throws -> Void
     ) throws -> FixResult {
-        let local = Git(policy: RepoURLPolicy(allowLocal: true), deadline: deadline)
-        let work = NSTemporaryDirectory() + "vigil-fix-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: work) }
         try step("checkout")
-        _ = try local.output(["clone", "--quiet", "--shared", "--no-checkout", "--", mirror, work])
-        _ = try local.output(["checkout", "--quiet", "--detach", head], cwd: work)
+        let (work, local) = try Scratch.checkout(mirror: mirror, commit: head, deadline: deadline)
+        defer { try? FileManager.default.removeItem(atPath: work) }
 
         var outcomes: [FixOutcome] = []
         var variables: [String] = []
         var values: [(value: String, preview: String)] = []
         var touched: [String] = []
-        let byFile = Dictionary(grouping: targets, by: \.file)
+        for t in targets where t.dependency != nil {
+            try step("bump \(t.dependency!.package)")
+            let o = DependencyBump.apply(work, t)
+            outcomes.append(o)
+            if o.outcome == "fixed" { touched.append(o.file) }
+        }
+        let byFile = Dictionary(grouping: targets.filter { $0.dependency == nil }, by: \.file)
         for file in byFile.keys.sorted() {
             let wanted = byFile[file]!
             try step("rewrite \(file)")
@@ -140,13 +148,13 @@ public enum RepoFix {
                 touched.append(file)
             }
         }
-        guard !variables.isEmpty else {
+        guard !touched.isEmpty else {
             throw RepoError("nothing to change on the branch: " + outcomes.map { "\($0.file): \($0.message)" }.joined(separator: "; "))
         }
         try step("env example")
         let example = options.envExample ?? ".env.example"
         let examplePath = work + "/" + example
-        if let updated = SecretRewrite.exampleEnv(try? String(contentsOfFile: examplePath, encoding: .utf8), adding: variables) {
+        if !variables.isEmpty, let updated = SecretRewrite.exampleEnv(try? String(contentsOfFile: examplePath, encoding: .utf8), adding: variables) {
             try FileManager.default.createDirectory(
                 atPath: (examplePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try Data(updated.utf8).write(to: URL(fileURLWithPath: examplePath))
@@ -212,11 +220,8 @@ public enum RepoPush {
             throw RepoError("a fix never pushes to the default branch (\(defaultBranch))")
         }
         try policy.check(target.cloneURL)
-        let local = Git(policy: RepoURLPolicy(allowLocal: true), deadline: deadline)
-        let work = NSTemporaryDirectory() + "vigil-push-\(UUID().uuidString)"
+        let (work, local) = try Scratch.checkout(mirror: target.mirrorDir, commit: base, deadline: deadline)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        _ = try local.output(["clone", "--quiet", "--shared", "--no-checkout", "--", target.mirrorDir, work])
-        _ = try local.output(["checkout", "--quiet", "--detach", base], cwd: work)
         try local.run(["apply", "--index", "--whitespace=nowarn", "-"], cwd: work, stdin: Data(patch.utf8)) { _ in }
         _ = try local.output(
             ["-c", "user.name=Vigil", "-c", "user.email=fixes@vigil.invalid", "commit", "--quiet", "--no-verify", "-m", message], cwd: work)
@@ -233,5 +238,90 @@ public enum RepoPush {
         !b.isEmpty && b.count <= 200 && !b.hasPrefix("-") && !b.hasPrefix("/") && !b.hasSuffix("/") && !b.hasSuffix(".lock")
             && !b.contains("..") && !b.contains("//") && !b.contains("@{") && !b.hasSuffix(".")
             && !b.contains(where: { $0.isWhitespace || "~^:?*[\\".contains($0) || $0.asciiValue.map { $0 < 32 || $0 == 127 } ?? false })
+    }
+}
+
+/// A scratch working tree of one commit of a mirror, in a new temporary directory the caller removes. The clone
+/// shares the mirror's objects (nothing is copied) and is local, so its git may use local paths.
+public enum Scratch {
+    public static func checkout(mirror: String, commit: String, deadline: Date) throws -> (dir: String, git: Git) {
+        let local = Git(policy: RepoURLPolicy(allowLocal: true), deadline: deadline)
+        let work = NSTemporaryDirectory() + "vigil-work-\(UUID().uuidString)"
+        do {
+            _ = try local.output(["clone", "--quiet", "--shared", "--no-checkout", "--", mirror, work])
+            _ = try local.output(["checkout", "--quiet", "--detach", commit], cwd: work)
+        } catch {
+            try? FileManager.default.removeItem(atPath: work)
+            throw error
+        }
+        return (work, local)
+    }
+}
+
+/// Bumps a vulnerable dependency to its first fixed version in the manifest that pins it: `requirements*.txt`
+/// (`name==x`), `package.json` next to an npm or yarn lockfile (the range keeps its operator), `go.mod` next to
+/// `go.sum`. Lockfiles are not rewritten (their hashes come from the package manager): the outcome says to
+/// regenerate them. Other ecosystems get a `manual` outcome naming the change.
+enum DependencyBump {
+    static func apply(_ work: String, _ t: FixTarget) -> FixOutcome {
+        guard let d = t.dependency else { return FixOutcome(findingId: t.findingId, outcome: "manual", file: t.file, message: "not a dependency") }
+        guard let fixed = d.fixedVersion else {
+            return FixOutcome(
+                findingId: t.findingId, outcome: "manual", file: t.file,
+                message: "no fixed version of \(d.package) is known: replace it or accept the risk")
+        }
+        let dir = (t.file as NSString).deletingLastPathComponent
+        let name = (t.file as NSString).lastPathComponent
+        func rel(_ f: String) -> String { dir.isEmpty ? f : dir + "/" + f }
+        func edit(_ file: String, _ change: (String) -> String?) -> Bool {
+            let path = work + "/" + file
+            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == nil,
+                let text = try? String(contentsOfFile: path, encoding: .utf8),
+                let out = change(text), out != text
+            else { return false }
+            return (try? Data(out.utf8).write(to: URL(fileURLWithPath: path))) != nil
+        }
+        let escaped = NSRegularExpression.escapedPattern(for: d.package)
+        var file = t.file
+        var changed = false
+        var note = ""
+        switch (d.ecosystem, name) {
+        case ("PyPI", let n) where n.hasPrefix("requirements"):
+            // PEP 503: -, _ and . are the same in a name, and case does not matter.
+            let loose = d.package.map { "-_.".contains($0) ? "[-_.]" : NSRegularExpression.escapedPattern(for: String($0)) }.joined()
+            let pattern =
+                "(?im)^(\\s*\(loose)"
+                + "(\\[[^\\]]*\\])?\\s*===?\\s*)\(NSRegularExpression.escapedPattern(for: d.version))(\\s*(#.*|;.*)?)$"
+            changed = edit(file) { replace($0, pattern, "$1\(fixed)$3") }
+        case ("npm", "package-lock.json"), ("npm", "yarn.lock"), ("npm", "npm-shrinkwrap.json"):
+            file = rel("package.json")
+            let pattern = "(\"\(escaped)\"\\s*:\\s*\")([~^>=]*)[^\"]*(\")"
+            changed = edit(file) { replace($0, pattern, "$1$2\(fixed)$3") }
+            note = "; regenerate \(name) (npm install / yarn install)"
+        case ("Go", "go.sum"):
+            file = rel("go.mod")
+            let v = fixed.hasPrefix("v") ? fixed : "v" + fixed
+            let pattern = "(?m)^(\\s*(?:require\\s+)?\(escaped)\\s+)\(NSRegularExpression.escapedPattern(for: d.version))(\\s*(//.*)?)$"
+            changed = edit(file) { replace($0, pattern, "$1\(v)$2") }
+            note = "; run go mod tidy to update go.sum"
+        default:
+            return FixOutcome(
+                findingId: t.findingId, outcome: "manual", file: t.file,
+                message: "upgrade \(d.package) from \(d.version) to \(fixed) in the manifest of \(t.file) and regenerate it")
+        }
+        guard changed else {
+            return FixOutcome(
+                findingId: t.findingId, outcome: "manual", file: file,
+                message: "\(d.package) \(d.version) is not pinned in \(file) as expected: upgrade it to \(fixed) by hand")
+        }
+        return FixOutcome(
+            findingId: t.findingId, outcome: "fixed", file: file, message: "\(d.package) \(d.version) → \(fixed) in \(file)" + note)
+    }
+
+    static func replace(_ text: String, _ pattern: String, _ template: String) -> String? {
+        guard let re = try? NSRegularExpression(pattern: pattern) else { return nil }
+        let ns = text as NSString
+        guard re.firstMatch(in: text, range: NSRange(location: 0, length: ns.length)) != nil else { return nil }
+        return re.stringByReplacingMatches(in: text, range: NSRange(location: 0, length: ns.length), withTemplate: template)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import ScanEngine
+import Synchronization
 import VigilCore
 
 /// Bounds of one repository scan.
@@ -15,6 +16,24 @@ public struct RepoLimits: Sendable {
         self.maxBlobBytes = maxBlobBytes
         self.maxFindings = maxFindings
     }
+}
+
+/// Live progress of a repository scan part, updated by the scan as it goes and read by whoever reports it.
+public final class RepoProgress: Sendable {
+    public struct State: Codable, Sendable, Equatable {
+        /// `fetching`, `walking_history`, `reading_files`, `checking_lockfiles`, `running_semgrep`.
+        public var phase = "fetching"
+        public var percent = 0
+        public var commits = 0
+        public var filesTotal = 0
+        public var filesScanned = 0
+        public var bytesScanned = 0
+        public var secrets = 0
+    }
+    let state = Mutex(State())
+    public init() {}
+    public var snapshot: State { state.withLock { $0 } }
+    public func update(_ change: (inout State) -> Void) { state.withLock { change(&$0) } }
 }
 
 /// What a secrets scan read.
@@ -61,8 +80,13 @@ public enum RepoSecretsScan {
     ]
 
     public static func run(
-        dir: String, branch: String, head: String, git: Git, limits: RepoLimits, digestKey: [UInt8], account: String
+        dir: String, branch: String, head: String, git: Git, limits: RepoLimits, digestKey: [UInt8], account: String,
+        progress: RepoProgress = RepoProgress()
     ) throws -> (resources: [Resource], stats: RepoScanStats) {
+        progress.update {
+            $0.phase = "walking_history"
+            $0.percent = 10
+        }
         var stats = RepoScanStats()
         let started = Date()
         // The tree of the branch: blob → paths (regular files only; symlinks and submodules are not content).
@@ -87,6 +111,7 @@ public enum RepoSecretsScan {
                     order.append(newBlob)
                 }
             }
+            progress.update { $0.commits = parser.commits }
             if Date().timeIntervalSince(started) > limits.seconds {
                 throw RepoError("the history is too long to scan within \(Int(limits.seconds)) s (stopped after \(parser.commits) commits)")
             }
@@ -115,6 +140,12 @@ public enum RepoSecretsScan {
 
         var found: [String: Occurrence] = [:]
         let blobsStarted = Date()
+        let total = wanted.count
+        progress.update {
+            $0.phase = "reading_files"
+            $0.percent = 30
+            $0.filesTotal = total
+        }
         var reader = BatchReader()
         try git.run(["cat-file", "--batch"], cwd: dir, stdin: Data((wanted.joined(separator: "\n") + "\n").utf8)) { chunk in
             try reader.feed(chunk) { oid, content in
@@ -128,6 +159,15 @@ public enum RepoSecretsScan {
                 }
                 stats.blobsScanned += 1
                 stats.bytesScanned += content.count
+                if stats.blobsScanned % 64 == 0 {
+                    let (n, bytes, secrets) = (stats.blobsScanned, stats.bytesScanned, found.count)
+                    progress.update {
+                        $0.filesScanned = n
+                        $0.bytesScanned = bytes
+                        $0.secrets = secrets
+                        $0.percent = 30 + 69 * n / max(1, total)
+                    }
+                }
                 let matches = content.withUnsafeBytes { raw in
                     SecretDetectors.scan(
                         raw.bindMemory(to: UInt8.self), limit: 200, generic: !lockfiles.contains(name), digestKey: digestKey)

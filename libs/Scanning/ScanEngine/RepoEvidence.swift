@@ -21,6 +21,8 @@ public struct RepoEvidence: Sendable {
     public var inHistoryOnly: Bool?
     /// For a vulnerable dependency (`sbom_scan`).
     public var dependency: RepoDependency?
+    /// For a code issue (`semgrep_scan`).
+    public var code: RepoCodeIssue?
 
     public init(_ e: [String: JSONValue]) {
         func str(_ k: String) -> String? { if case .string(let v)? = e[k] { return v } else { return nil } }
@@ -39,6 +41,9 @@ public struct RepoEvidence: Sendable {
                 package: package, version: version, ecosystem: str("ecosystem") ?? "", purl: str("purl") ?? "", fixedVersion: str("fixed_version"),
                 advisories: advisories, summary: str("summary"))
         }
+        if let rule = str("rule") {
+            code = RepoCodeIssue(rule: rule, message: str("message") ?? "", endLine: int("end_line"), cwe: str("cwe"), category: str("code_category"))
+        }
     }
 }
 
@@ -52,4 +57,13 @@ public struct RepoDependency: Codable, Sendable, Equatable {
     public var fixedVersion: String?
     public var advisories: [String]
     public var summary: String?
+}
+
+/// A code issue as repository findings show it.
+public struct RepoCodeIssue: Codable, Sendable, Equatable {
+    public var rule: String
+    public var message: String
+    public var endLine: Int?
+    public var cwe: String?
+    public var category: String?
 }

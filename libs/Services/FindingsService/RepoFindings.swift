@@ -45,6 +45,7 @@ struct RepoFindingView: Codable, Sendable {
     var preview: String?
     var inHistoryOnly: Bool?
     var dependency: RepoDependency?
+    var code: RepoCodeIssue?
     var firstSeenAt: Date
     var lastSeenAt: Date
     var resolvedAt: Date?
@@ -99,6 +100,7 @@ struct RepoFindingHandlers: Sendable {
             checkId: f.ruleCode, severity: f.severity, status: status(f.status, reason: f.statusReason), title: f.title,
             description: f.description, remediation: f.remediation, cweId: f.cwe, file: e.file, line: e.line, commit: e.commit,
             commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly, dependency: e.dependency,
+            code: e.code,
             firstSeenAt: f.firstSeenAt, lastSeenAt: f.lastSeenAt, resolvedAt: f.resolvedAt, statusReason: f.statusReason)
     }
 

@@ -28,6 +28,7 @@ import Web
 /// | VIGIL_REPO_MIRRORS | $TMPDIR/vigil-repos | where workers keep a bare mirror of each repository |
 /// | VIGIL_REPO_SCAN_SECONDS | 300 | time limit of one repository scan (fetch, history, files) |
 /// | VIGIL_REPO_MAX_FILE_BYTES | 5242880 | larger files are skipped (and counted) |
+/// | VIGIL_SEMGREP | semgrep | the Semgrep executable (a path, or a name looked up on PATH); without it `semgrep_scan` is unavailable |
 /// | VIGIL_OSV_DIR | (none) | an OSV database export (`*.json` advisories) the `sbom_scan` matches components against; never downloaded |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
@@ -40,6 +41,9 @@ struct ScanSettings: Sendable {
     var repoMirrors: String
     var repoLimits: RepoLimits
     var osv: OSVDatabase?
+    var semgrep: Semgrep?
+    /// `secrets` and `sbom` everywhere, `semgrep` where it is installed.
+    var repoScanTypes: [String] { ["secrets", "sbom"] + (semgrep == nil ? [] : ["semgrep"]) }
 
     init(_ r: ConfigReader, logger: Logger) throws {
         let seed = try r.seed("VIGIL_SCAN_SEED")
@@ -60,6 +64,7 @@ struct ScanSettings: Sendable {
             seconds: Double(max(1, r.int("VIGIL_REPO_SCAN_SECONDS", default: 300))),
             maxBlobBytes: max(1024, r.int("VIGIL_REPO_MAX_FILE_BYTES", default: 5 << 20)))
         osv = r.optional("VIGIL_OSV_DIR").map(OSVDatabase.init(directory:))
+        semgrep = Semgrep.locate(r.string("VIGIL_SEMGREP", default: "semgrep"))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }

@@ -46,6 +46,9 @@ struct ErrorModelReply: Codable, Sendable {
 /// the API's stability promises, and every error code with its HTTP status.
 struct MetaHandlers: Sendable {
     let sshGuardrailAllowsPrivate: Bool
+    /// The repository scan types this deployment runs (`semgrep` only where it is installed).
+    var repoScanTypes: [String] = ["secrets", "sbom"]
+    var osvDatabase = false
 
     func register(on r: ServiceResponder) {
         r.add(Endpoint<Empty, CapabilitiesReply>(Subjects.Scans.metaCapabilities)) { _, _ in capabilities() }
@@ -67,14 +70,15 @@ struct MetaHandlers: Sendable {
                     rules: rules.filter { $0.provider == "host" }.count),
                 .init(name: "web", modes: ["passive"], services: ["web"], rules: rules.filter { $0.provider == "web" }.count),
                 .init(
-                    name: "repo", modes: ["https_token", "ssh_key"], services: RepoScanProvider.scanTypes,
+                    name: "repo", modes: ["https_token", "ssh_key"], services: repoScanTypes,
                     rules: rules.filter { $0.provider == "repo" }.count),
             ],
             scanTypes: ["security", "cost"], rules: rules.count, costRules: rules.filter { $0.category == "cost" }.count,
             frameworks: Array(Set(rules.flatMap { $0.compliance.keys })).sorted(),
             features: [
                 "schedules": true, "connectors": true, "agentless_ssh": ssh, "utilization_metrics": true, "remediation": true,
-                "ssh_private_targets": sshGuardrailAllowsPrivate, "proxy_profiles": true,
+                "ssh_private_targets": sshGuardrailAllowsPrivate, "proxy_profiles": true, "semgrep": repoScanTypes.contains("semgrep"),
+                "osv_database": osvDatabase, "deep_ai_scan": false,
                 "environment_proxy": EnvironmentProxy.current.https != nil || EnvironmentProxy.current.http != nil,
             ])
     }
@@ -150,6 +154,16 @@ struct MetaHandlers: Sendable {
                 error: "scan_type_unavailable", status: 422,
                 meaning: "that repository scan type is not available on this server (the message says why)"),
             .init(error: "repository_archived", status: 409, meaning: "an archived repository is not scanned"),
+            .init(error: "scan_not_completed", status: 409, meaning: "the scan has not completed (its SBOM is not ready)"),
+            .init(error: "sbom_replaced", status: 410, meaning: "a later sbom_scan of the repository replaced this SBOM"),
+            .init(error: "fix_active", status: 409, meaning: "the fix is pending or running; refine it once it has finished"),
+            .init(error: "fix_not_active", status: 409, meaning: "only a pending or running fix can be canceled"),
+            .init(error: "fix_not_completed", status: 409, meaning: "pull requests are opened for completed fixes only"),
+            .init(error: "fix_pushed", status: 409, meaning: "the fix was pushed already; request a new fix instead of refining it"),
+            .init(error: "pull_request_exists", status: 409, meaning: "the fix was pushed to that branch already"),
+            .init(error: "push_failed", status: 422, meaning: "the remote refused the branch (the message says why)"),
+            .init(error: "sealed_data_unreadable", status: 409, meaning: "stored sealed data cannot be opened (the key changed)"),
+            .init(error: "unavailable", status: 503, meaning: "a service this request needs cannot be reached; retry"),
             .init(error: "proxy_in_use", status: 409, meaning: "connections still name the proxy profile"),
             .init(error: "idempotency_in_progress", status: 409, meaning: "a request with this Idempotency-Key is still running"),
             .init(error: "idempotency_key_reused", status: 409, meaning: "the Idempotency-Key was used with another body"),

@@ -219,7 +219,7 @@ struct RepoFixHandlers: Sendable {
                 throw ServiceError.validation("body.finding_ids", "finding \(fid) not found")
             }
             guard f.connectionId == c.view.id else { throw ServiceError.validation("body.finding_ids", "finding \(fid) is not in this repository") }
-            guard f.resourceType == "repo.secret" else {
+            guard f.resourceType == "repo.secret" || f.resourceType == "repo.dependency" else {
                 throw ServiceError(
                     status: 422, error: "no_fix_action", message: "finding \(fid) (\(f.ruleCode)) has no automatic fix; follow its remediation steps")
             }
@@ -233,7 +233,7 @@ struct RepoFixHandlers: Sendable {
             targets.append(
                 FixTarget(
                     findingId: fid, checkId: f.ruleCode, file: e.file ?? "", line: e.line, digest: digest, detector: e.detector, category: category,
-                    inHistoryOnly: e.inHistoryOnly ?? false))
+                    inHistoryOnly: e.inHistoryOnly ?? false, dependency: f.resourceType == "repo.dependency" ? e.dependency : nil))
         }
         let id = ID.make()
         let findingIds = targets.map(\.findingId)

@@ -3,27 +3,35 @@ import Foundation
 import Repo
 import ScanEngine
 import ServiceRuntime
+import Store
 import VigilCore
 import VigilCrypto
 
 /// Git repositories (`provider: "repo"`): a bare mirror per repository kept by the workers and fetched
 /// incrementally, then a secrets scan of the default branch's tree and every commit of every branch and tag.
-/// One part per scan type (`secrets`, `sbom`).
+/// One part per scan type (`secrets`, `sbom`, `semgrep`).
 struct RepoScanProvider: ScanProvider {
     struct Session: Sendable {
         var target: RepoTarget
         var digestKey: [UInt8]
         var account: String
         var counter: CallCounter
+        var scanId: String
+        var tenantId: String
     }
 
     let settings: ScanSettings
+    /// Where a running part's live progress is written (`scans.scan_parts.live`), once a second.
+    let store: Store
     var name: String { "repo" }
-    static let scanTypes = ["secrets", "sbom"]
+    var scanTypes: [String] { settings.repoScanTypes }
 
     func open(_ connection: StoredConnection, tenantId: String, target: ScanTarget) async throws -> (session: Session, account: String) {
         let (repo, key, account) = try Self.target(connection, tenantId: tenantId, settings: settings)
-        return (Session(target: repo, digestKey: key, account: account, counter: CallCounter()), account)
+        return (
+            Session(target: repo, digestKey: key, account: account, counter: CallCounter(), scanId: target.scanId, tenantId: target.tenantId),
+            account
+        )
     }
 
     /// Where a repository is cloned from (with its opened credentials), its mirror, the key its secrets are
@@ -55,23 +63,35 @@ struct RepoScanProvider: ScanProvider {
     }
 
     func plan(_ target: ScanTarget) -> [(service: String, region: String)] {
-        let types = target.services.filter { Self.scanTypes.contains($0) }
-        return (types.isEmpty ? Self.scanTypes : types).map { ($0, "global") }
+        let types = target.services.filter { scanTypes.contains($0) }
+        return (types.isEmpty ? ["secrets"] : types).map { ($0, "global") }
     }
 
     func collect(service: String, region: String, session: Session, width: Int) async throws -> [Resource] {
-        let (policy, limits, osv) = (settings.repoPolicy, settings.repoLimits, settings.osv)
+        let (policy, limits, osv, semgrep) = (settings.repoPolicy, settings.repoLimits, settings.osv, settings.semgrep)
         let (target, key, account) = (session.target, session.digestKey, session.account)
+        let progress = RepoProgress()
+        let live = liveProgress(progress, session: session, service: service)
+        defer { live.cancel() }
         let outcome = try await Blocking.run { () throws -> (resources: [Resource], files: Int) in
             let deadline = Date().addingTimeInterval(limits.seconds)
             let (branch, head) = try GitMirror.sync(target, policy: policy, deadline: deadline)
+            progress.update {
+                $0.phase = service == "secrets" ? "walking_history" : service == "sbom" ? "checking_lockfiles" : "running_semgrep"
+                $0.percent = 10
+            }
             let git = Git(policy: policy, deadline: deadline)
+            if service == "semgrep", let semgrep {
+                let resources = try RepoSemgrepScan.run(
+                    mirror: target.mirrorDir, branch: branch, head: head, semgrep: semgrep, account: account, deadline: deadline)
+                return (resources, resources.count)
+            }
             if service == "sbom" {
                 let sbom = try RepoSBOMScan.run(dir: target.mirrorDir, branch: branch, head: head, git: git, osv: osv, account: account)
                 return (sbom.resources, sbom.components)
             }
             var (resources, stats) = try RepoSecretsScan.run(
-                dir: target.mirrorDir, branch: branch, head: head, git: git, limits: limits, digestKey: key, account: account)
+                dir: target.mirrorDir, branch: branch, head: head, git: git, limits: limits, digestKey: key, account: account, progress: progress)
             // The repository itself: what was read (shown by the scan's progress and results).
             resources.append(
                 Resource(
@@ -87,6 +107,24 @@ struct RepoScanProvider: ScanProvider {
         }
         session.counter.add(count: outcome.files)
         return outcome.resources
+    }
+
+    /// Writes the part's live progress once a second while it runs (best effort: a failed write is retried next tick).
+    func liveProgress(_ progress: RepoProgress, session: Session, service: String) -> Task<Void, Never> {
+        Task { [store] in
+            guard ID.isValid(session.scanId), ID.isValid(session.tenantId) else { return }
+            var last: RepoProgress.State? = nil
+            while !Task.isCancelled {
+                let now = progress.snapshot
+                if now != last, let json = try? JSONParameter(now) {
+                    _ = try? await store.query(
+                        .tenant(session.tenantId), "UPDATE scans.scan_parts SET live = $3 WHERE scan_id = $1 AND service = $2 AND tenant_id = $4",
+                        [session.scanId, service, json, session.tenantId])
+                    last = now
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 
     func calls(_ session: Session) -> (calls: Int, retries: Int) { session.counter.snapshot }

@@ -88,6 +88,11 @@ struct RepoScanCounters: Codable, Sendable {
     var lockfiles: Int? = nil
     var components: Int? = nil
     var vulnerableComponents: Int? = nil
+    /// `semgrep_scan`: rules run and their matches.
+    var rules: Int? = nil
+    var matches: Int? = nil
+    /// While a secrets scan reads files: how many it will read.
+    var filesTotal: Int? = nil
 }
 struct RepoScanProgressEntry: Codable, Sendable {
     var repositoryId: String
@@ -121,6 +126,7 @@ struct RepoFindingResult: Codable, Sendable {
     var preview: String?
     var inHistoryOnly: Bool?
     var dependency: RepoDependency?
+    var code: RepoCodeIssue?
 }
 struct ScanBatchResults: Codable, Sendable {
     var scanBatchId: String
@@ -209,11 +215,12 @@ struct RepositoryHandlers: Sendable {
             throw ServiceError.validation("body.scan_type", "must be one of \(Self.scanTypes.joined(separator: ", "))")
         }
         let service = String(type.dropLast("_scan".count))
-        guard RepoScanProvider.scanTypes.contains(service) else {
+        let available = connections.settings.repoScanTypes
+        guard available.contains(service) else {
             let why =
                 type == "deep_ai_scan"
                 ? "deep_ai_scan needs a model endpoint, and none is configured on this server"
-                : "\(type) is not available on this server; \(RepoScanProvider.scanTypes.map { $0 + "_scan" }.joined(separator: " and ")) are"
+                : "\(type) is not available on this server (semgrep is not installed); \(available.map { $0 + "_scan" }.joined(separator: ", ")) are"
             throw ServiceError(status: 422, error: "scan_type_unavailable", message: why)
         }
         if c.settings.archived == true { throw ServiceError.conflict("the repository is archived", code: "repository_archived") }
@@ -263,12 +270,15 @@ struct RepositoryHandlers: Sendable {
         let part = try await scans.progress(of: s, tenantId: p.tenantId)
         var counters: RepoScanCounters? = nil
         let account = RepoScanProvider.displayName(c.settings.cloneUrl ?? "")
-        let sbom = s.services.first == "sbom"
+        let type = s.services.first ?? "secrets"
         if let a = try await InventoryStore().attributes(
-            connections.store, tenantId: p.tenantId, connectionId: c.view.id, resourceId: "repo:\(account)" + (sbom ? "#sbom" : ""), scanId: s.id)
+            connections.store, tenantId: p.tenantId, connectionId: c.view.id, resourceId: "repo:\(account)" + (type == "secrets" ? "" : "#\(type)"),
+            scanId: s.id)
         {
             func n(_ k: String) -> Int { if case .number(let d)? = a[k] { return Int(d) } else { return 0 } }
-            if sbom {
+            if type == "semgrep" {
+                counters = RepoScanCounters(filesScanned: n("files_scanned"), rules: n("rules"), matches: n("matches"))
+            } else if type == "sbom" {
                 var lockfiles = 0
                 if case .array(let l)? = a["lockfiles"] { lockfiles = l.count }
                 counters = RepoScanCounters(lockfiles: lockfiles, components: n("components"), vulnerableComponents: n("vulnerable_components"))
@@ -278,10 +288,24 @@ struct RepositoryHandlers: Sendable {
                     skippedLarge: n("skipped_large"), skippedBinary: n("skipped_binary"), secrets: n("secrets"))
             }
         }
+        // While the part runs: its live progress (phase, counters so far).
+        var livePhase: String? = nil
+        var livePercent: Int? = nil
+        if counters == nil, s.status == "running",
+            let row = try await connections.store.query(
+                p.scope, "SELECT live FROM scans.scan_parts WHERE scan_id = $1 AND tenant_id = $2 AND live IS NOT NULL LIMIT 1", [s.id, p.tenantId]
+            ).first, let live = try? row.json("live", as: RepoProgress.State.self)
+        {
+            livePhase = live.phase
+            livePercent = live.percent
+            counters = RepoScanCounters(
+                commits: live.commits, filesScanned: live.filesScanned, bytesScanned: live.bytesScanned, secrets: live.secrets,
+                filesTotal: live.filesTotal)
+        }
         // Findings are final once the findings service has them: until then the batch is not done.
         let done = ["completed", "failed", "canceled"].contains(s.status)
-        let phase = s.status == "completed" && !s.findingsIngested ? "storing_findings" : part.phase
-        let percent = s.status == "completed" && !s.findingsIngested ? 99 : part.percentComplete
+        let phase = s.status == "completed" && !s.findingsIngested ? "storing_findings" : livePhase ?? part.phase
+        let percent = s.status == "completed" && !s.findingsIngested ? 99 : livePercent ?? part.percentComplete
         return ScanBatchProgress(
             scanBatchId: s.id, status: s.status, phase: phase, percentComplete: percent, repositoriesTotal: 1,
             repositoriesCompleted: done ? 1 : 0, findingsIngested: s.findingsIngested,
@@ -303,7 +327,7 @@ struct RepositoryHandlers: Sendable {
             return RepoFindingResult(
                 fingerprint: r.fingerprint, repositoryId: repositoryId, checkId: r.ruleId, severity: r.severity, title: r.title, file: e.file,
                 line: e.line, commit: e.commit, commitLine: e.commitLine, detector: e.detector, preview: e.preview, inHistoryOnly: e.inHistoryOnly,
-                dependency: e.dependency)
+                dependency: e.dependency, code: e.code)
         }
         return ScanBatchResults(scanBatchId: s.id, status: s.status, total: findings.count, bySeverity: counts, findings: findings)
     }

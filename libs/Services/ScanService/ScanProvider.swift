@@ -40,6 +40,9 @@ struct ScanTarget: Sendable {
     var services: [String]
     /// Web scans: `passive`, or `active` (probes with crafted requests; verified domains only).
     var mode: String = "passive"
+    /// The scan and its workspace (for providers that report live progress of a part).
+    var scanId: String = ""
+    var tenantId: String = ""
 }
 
 /// AWS accounts: STS (and AssumeRole) to open, one part per service and region (global services once),

@@ -41,7 +41,9 @@ public enum ScanService {
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
             ScanPolicyHandlers(store: store).register(on: ctx.responder)
             ProxyHandlers(store: store, settings: settings).register(on: ctx.responder)
-            MetaHandlers(sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate).register(on: ctx.responder)
+            MetaHandlers(
+                sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate, repoScanTypes: settings.repoScanTypes, osvDatabase: settings.osv != nil
+            ).register(on: ctx.responder)
             ConnectorAPI(store: store, settings: connectorSettings, vault: settings.vault, logger: ctx.logger).register(on: ctx.responder)
             services.append(
                 PeriodicService("scheduler", every: .seconds(max(1, r.int("VIGIL_SCHEDULER_TICK_SECONDS", default: 15))), logger: ctx.logger) {
@@ -85,7 +87,8 @@ public enum ScanService {
                     limits: WebLimits(
                         seconds: Double(r.int("VIGIL_WEB_SCAN_SECONDS", default: 30)), requests: r.int("VIGIL_WEB_SCAN_REQUESTS", default: 150))),
                 store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
-            let repo = ScanWorker(provider: RepoScanProvider(settings: settings), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
+            let repo = ScanWorker(
+                provider: RepoScanProvider(settings: settings, store: store), store: store, settings: ws, logger: ctx.logger, bus: ctx.bus)
             let fixes = RepoFixWorker(store: store, settings: settings, logger: ctx.logger, ackWait: ws.ackWait)
             for consumer in [
                 StreamConsumer(

@@ -147,7 +147,7 @@ struct ScanWorker<Provider: ScanProvider>: Sendable {
             return .ack
         }
         let (regions, services, mode) = try await scans.target(id: job.scanId, tenantId: job.tenantId)
-        let target = ScanTarget(regions: regions, services: services, mode: mode)
+        let target = ScanTarget(regions: regions, services: services, mode: mode, scanId: job.scanId, tenantId: job.tenantId)
         let session: Provider.Session
         let account: String
         do {

@@ -131,7 +131,7 @@ enum ScanSchema {
             ALTER TABLE {schema}.scans ADD COLUMN findings_ingested_at timestamptz;
             """),
         Migration(
-            10, "repository fixes",
+            10, "repository fixes, live progress of a running part",
             """
             CREATE TABLE {schema}.repo_fixes (
               id uuid PRIMARY KEY, tenant_id uuid NOT NULL, connection_id uuid NOT NULL, finding_ids text[] NOT NULL, title text NOT NULL,
@@ -141,6 +141,7 @@ enum ScanSchema {
               error text, pull_requests jsonb NOT NULL DEFAULT '[]', created_by text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
               started_at timestamptz, completed_at timestamptz, last_activity_at timestamptz);
             CREATE INDEX ON {schema}.repo_fixes (tenant_id, connection_id, created_at DESC, id DESC);
+            ALTER TABLE {schema}.scan_parts ADD COLUMN live jsonb;
             """ + Migration.tenantIsolation(table: "repo_fixes")),
     ]
 }
