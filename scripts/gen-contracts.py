@@ -254,7 +254,7 @@ FIX_OPTIONS = obj(env_names={"type": "object", "additionalProperties": S(pattern
                   env_example=S(maxLength=200, description="example environment file (default .env.example)"))
 PULL_REQUEST = obj(["branch_name", "base_branch", "commit", "remote", "provider", "state", "created_at"], branch_name=S(), base_branch=S(),
                    commit=S(), remote=S(), provider=S(enum=["git", "github", "gitlab"]), state=S(enum=["branch_pushed", "open"]),
-                   url=NULL(S()), number=NULL(I()), title=S(), created_at=DT)
+                   url=NULL(S()), number=NULL(I()), title=S(), created_at=DT, forge_error=NULL(S()))
 FIX = obj(["id", "repository_id", "finding_ids", "title", "instructions", "status", "created_at"], id=UUID, repository_id=UUID,
           finding_ids={"type": "array", "items": UUID}, title=S(), instructions=S(), options=FIX_OPTIONS, status=FIX_STATUS,
           source_repo=NULL(S()), source_scan_branch=NULL(S()), base_commit=NULL(S()), files_changed={"type": "array", "items": S()},

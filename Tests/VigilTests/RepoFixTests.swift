@@ -126,3 +126,16 @@ import VigilCore
         #expect(DependencyBump.apply(dir, target("requirements.txt", "PyPI", "absent", "1.0", "1.1")).outcome == "manual")
     }
 }
+
+@Suite struct ForgeTests {
+    @Test func knownForgesAndProjects() {
+        let s = ForgeSettings(extra: "git.corp:8443=gitlab@https://git.corp/api/v4, bad-entry, x=svn@y")
+        #expect(Forge.identify("https://github.com/acme/app.git", s)?.project == "acme/app")
+        #expect(Forge.identify("git@github.com:acme/app.git", s)?.host.kind == "github")
+        #expect(Forge.identify("https://gitlab.com/group/sub/app", s)?.project == "group/sub/app")
+        #expect(Forge.identify("https://git.corp:8443/team/app.git", s)?.host == ForgeSettings.Host(kind: "gitlab", api: "https://git.corp/api/v4"))
+        #expect(Forge.identify("https://git.corp/team/app.git", s) == nil)  // another port: not the named forge
+        #expect(Forge.identify("https://github.com/app.git", s) == nil)  // no owner
+        #expect(Forge.identify("https://bitbucket.org/a/b.git", s) == nil && s.hosts["x"] == nil)
+    }
+}

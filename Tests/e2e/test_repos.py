@@ -348,6 +348,39 @@ def test_hostile_repositories_end_cleanly(stack, signup, tmp_path):
     assert percents == sorted(percents) and all(0 <= pc < 100 for pc in percents), percents
 
 
+class ForgeAPI:
+    """Records pull-request calls the way GitHub's REST API takes them and answers like it (201 with html_url and number)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.requests, self.status = [], 201
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, dict(self.headers), body))
+                payload = json.dumps({"html_url": "https://forge.example/acme/planted/pull/7", "number": 7} if outer.status == 201
+                                     else {"message": "Validation Failed"}).encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_fix_pushed_as_a_branch_to_a_git_remote(stack, signup, tmp_path):
     """Secrets fixed in a worker, the diff redacted (and applicable when revealed), the fix pushed as a new branch
     to a real git remote served by `git http-backend` with a token: the secrets are gone from the branch tip, the
@@ -357,16 +390,17 @@ def test_fix_pushed_as_a_branch_to_a_git_remote(stack, signup, tmp_path):
     token = "remote-" + rnd(24)
     remote_root = str(tmp_path / "served")
     os.makedirs(remote_root)
-    remote = bare_remote(source, remote_root, "planted.git")
+    remote = bare_remote(source, remote_root, "acme/planted.git")
     server = GitHTTPServer(remote_root, token)
     try:
         owner, _, _ = signup("repofix")
-        r = owner.post("/repositories", {"clone_url": server.url("planted.git"), "credentials": {"token": "wrong-token-value"}})
+        r = owner.post("/repositories", {"clone_url": server.url("acme/planted.git"), "credentials": {"token": "wrong-token-value"}})
         assert r.status_code == 201, r.text
         bad = owner.post(f"/repositories/{r.json()['id']}/scans", {"scan_type": "secrets_scan"}).json()
         progress, _ = wait_batch(owner, r.json()["id"], bad["id"])
         assert progress["status"] == "failed"  # the remote refuses a wrong token
-        repo = owner.post("/repositories", {"name": "served", "clone_url": server.url("planted.git"), "credentials": {"token": token}}).json()
+        repo = owner.post("/repositories", {"name": "served", "clone_url": server.url("acme/planted.git"),
+                                            "credentials": {"token": token}}).json()
         batch = owner.post(f"/repositories/{repo['id']}/scans", {"scan_type": "secrets_scan"}).json()
         progress, _ = wait_batch(owner, repo["id"], batch["id"])
         assert progress["status"] == "completed", progress
@@ -445,6 +479,26 @@ def test_fix_pushed_as_a_branch_to_a_git_remote(stack, signup, tmp_path):
         subprocess.run(["python3", "-m", "py_compile", os.path.join(tip, "app/settings.py"), os.path.join(tip, "app/mail.py")], check=True)
         main_tip = git(remote, "rev-parse", "refs/heads/main")
         assert main_tip == commits["third"], "the default branch moved"
+
+        # On a forge (GitHub's API here, for this host): the pull request is opened through the API with the token.
+        api = ForgeAPI()
+        stack.restart("scan-orchestrator", VIGIL_FORGE_HOSTS=f"127.0.0.1:{server.port}=github@http://127.0.0.1:{api.port}")
+        try:
+            r = owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {"branch_name": "vigil/forge", "body": "Rotate them."})
+            assert r.status_code == 201, r.text
+            opened = r.json()["pull_requests"][0]
+            assert opened["provider"] == "github" and opened["state"] == "open" and opened["number"] == 7, opened
+            assert opened["url"] == "https://forge.example/acme/planted/pull/7"
+            (path, headers, body), = api.requests
+            assert path == "/repos/acme/planted/pulls" and headers["Authorization"] == f"Bearer {token}"
+            assert body == {"title": fix["title"], "head": "vigil/forge", "base": "main", "body": "Rotate them."}
+            assert git(remote, "rev-parse", "refs/heads/vigil/forge")
+            api.status = 422
+            r = owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/pull-requests", {"branch_name": "vigil/forge-2"}).json()
+            assert r["pull_requests"][0]["state"] == "branch_pushed" and "422" in r["pull_requests"][0]["forge_error"]
+        finally:
+            api.close()
+            stack.restart("scan-orchestrator")
 
         # Lifecycle: a completed fix cannot be canceled; refine re-runs it with a changed option; events audit it all.
         assert owner.post(f"/repositories/{repo['id']}/fixes/{fix['id']}/cancel").status_code == 409

@@ -29,6 +29,8 @@ import Web
 /// | VIGIL_REPO_SCAN_SECONDS | 300 | time limit of one repository scan (fetch, history, files) |
 /// | VIGIL_REPO_MAX_FILE_BYTES | 5242880 | larger files are skipped (and counted) |
 /// | VIGIL_SEMGREP | semgrep | the Semgrep executable (a path, or a name looked up on PATH); without it `semgrep_scan` is unavailable |
+/// | VIGIL_FORGE_HOSTS | (none) | more forges than github.com and gitlab.com: `host[:port]=github|gitlab@<api url>,…` |
+/// | VIGIL_GITHUB_API_URL / VIGIL_GITLAB_API_URL | api.github.com / gitlab.com/api/v4 | where pull requests are opened |
 /// | VIGIL_OSV_DIR | (none) | an OSV database export (`*.json` advisories) the `sbom_scan` matches components against; never downloaded |
 struct ScanSettings: Sendable {
     var vault: CredentialVault
@@ -42,6 +44,7 @@ struct ScanSettings: Sendable {
     var repoLimits: RepoLimits
     var osv: OSVDatabase?
     var semgrep: Semgrep?
+    var forges: ForgeSettings
     /// `secrets` and `sbom` everywhere, `semgrep` where it is installed.
     var repoScanTypes: [String] { ["secrets", "sbom"] + (semgrep == nil ? [] : ["semgrep"]) }
 
@@ -65,6 +68,9 @@ struct ScanSettings: Sendable {
             maxBlobBytes: max(1024, r.int("VIGIL_REPO_MAX_FILE_BYTES", default: 5 << 20)))
         osv = r.optional("VIGIL_OSV_DIR").map(OSVDatabase.init(directory:))
         semgrep = Semgrep.locate(r.string("VIGIL_SEMGREP", default: "semgrep"))
+        forges = ForgeSettings(
+            githubAPI: r.string("VIGIL_GITHUB_API_URL", default: "https://api.github.com"),
+            gitlabAPI: r.string("VIGIL_GITLAB_API_URL", default: "https://gitlab.com/api/v4"), extra: r.string("VIGIL_FORGE_HOSTS", default: ""))
         if let k = r.optional("VIGIL_AWS_PLATFORM_ACCESS_KEY_ID"), let s = r.optional("VIGIL_AWS_PLATFORM_SECRET_ACCESS_KEY") {
             platformCredentials = AWSCredentials(accessKeyId: k, secretAccessKey: s, sessionToken: r.optional("VIGIL_AWS_PLATFORM_SESSION_TOKEN"))
         }

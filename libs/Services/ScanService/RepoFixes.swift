@@ -3,6 +3,7 @@ import Bus
 import Contracts
 import Foundation
 import Logging
+import Net
 import Repo
 import ScanEngine
 import ServiceRuntime
@@ -59,6 +60,8 @@ struct PullRequestView: Codable, Sendable {
     var number: Int?
     var title: String
     var createdAt: Date
+    /// Why the forge did not open the pull request (the branch is pushed).
+    var forgeError: String? = nil
 }
 struct FixView: Codable, Sendable {
     var id: String
@@ -398,16 +401,33 @@ struct RepoFixHandlers: Sendable {
         } catch let e as RepoError {
             throw ServiceError(status: 422, error: "push_failed", message: "the branch could not be pushed: \(e.message)")
         }
-        let pr = PullRequestView(
+        var pr = PullRequestView(
             branchName: branch, baseBranch: defaultBranch, commit: commit, remote: RepoScanProvider.displayName(target.cloneURL), provider: "git",
             state: "branch_pushed", url: nil, number: nil, title: title, createdAt: Date())
+        // On a known forge, with a token: open the pull request through its API (the branch stays pushed either way).
+        if let (forge, project) = Forge.identify(target.cloneURL, settings.forges), let token = target.token {
+            let http = OutboundHTTP(guardrail: SSRFGuard(allowLoopback: policy.allowLocal, allowPrivate: policy.allowLocal), timeout: 20)
+            let body = q.body ?? message
+            do {
+                let opened = try await Blocking.run {
+                    try Forge.open(forge, project: project, token: token, branch: branch, base: defaultBranch, title: title, body: body, http: http)
+                }
+                pr.provider = opened.provider
+                pr.state = "open"
+                pr.url = opened.url
+                pr.number = opened.number
+            } catch {
+                pr.provider = forge.kind
+                pr.forgeError = "the branch is pushed; opening the pull request failed: \((error as? RepoError)?.message ?? "\(error)")"
+            }
+        }
         try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             _ = try await tx.execute(
                 "UPDATE scans.repo_fixes SET pull_requests = pull_requests || $2::jsonb, last_activity_at = now() WHERE id = $1",
                 [v.id, try JSONParameter([pr])])
             try await tx.emit(
                 Events.repositoryPullRequestCreated, tenantId: p.tenantId,
-                data: ["fix_id": v.id, "repository_id": c.view.id, "branch_name": branch, "actor": p.actorId])
+                data: ["fix_id": v.id, "repository_id": c.view.id, "branch_name": branch, "url": pr.url ?? "", "actor": p.actorId])
         }
         return PullRequestsCreated(fixId: v.id, pullRequests: [pr])
     }
