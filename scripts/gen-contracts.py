@@ -265,6 +265,16 @@ FIX = obj(["id", "repository_id", "finding_ids", "title", "instructions", "statu
           last_activity_at=NULL(DT), pull_requests={"type": "array", "items": PULL_REQUEST})
 
 
+# Lists whose pages are larger than the usual 200 (the service enforces the same bound).
+LIMIT_MAX = {"/api/v1/findings/": 500, "/api/v1/rules/": 500}
+
+
+def query_schema(path, name):
+    if name == "limit" and path in LIMIT_MAX:
+        return I(minimum=1, maximum=LIMIT_MAX[path])
+    return PAGEREQ["properties"][name]
+
+
 def skip_page(item):
     return obj(["items", "total", "limit", "skip"], items={"type": "array", "items": item}, total=I(), limit=I(), skip=I())
 
@@ -1122,7 +1132,7 @@ def main():
         op = {"operationId": subject.replace("vigil.", "").replace(".", "_") + ("_" + path.split("/")[3] if path == "/api/v1/me" or path == "/api/v1/users/invite" else ""),
               "summary": summary, "x-vigil-subject": subject, "x-vigil-access": access, "tags": [path.split("/")[3]]}
         params = [{"name": p[1:-1], "in": "path", "required": True, "schema": S()} for p in path.split("/") if p.startswith("{")]
-        params += [{"name": q, "in": "query", "required": False, "schema": PAGEREQ["properties"][q]} for q in query]
+        params += [{"name": q, "in": "query", "required": False, "schema": query_schema(path, q)} for q in query]
         if access not in ("public",):
             params.append({"name": "x-tenant-slug", "in": "header", "required": False, "schema": S()})
         if method != "get":
@@ -1172,7 +1182,7 @@ def main():
             if p.startswith("{"):
                 req["properties"][p[1:-1]] = S()
         for q in query:
-            req["properties"][q] = PAGEREQ["properties"][q]
+            req["properties"][q] = query_schema(path, q)
         requests[subject] = (req, resolve(reply), summary)
     for subject, req, reply, summary in INTERNAL:
         requests[subject] = (req, reply, summary)

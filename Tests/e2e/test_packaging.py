@@ -56,3 +56,28 @@ def test_sigterm_stops_a_replica_gracefully(stack):
     missing = subprocess.run([os.path.join(stack.bin_dir, "vigil-identity"), "--health"],
                              env=dict(env, VIGIL_NATS_URL="nats://127.0.0.1:1"), timeout=30)
     assert missing.returncode != 0
+
+
+def test_make_run_keeps_postgres_durable():
+    """`make run` starts PostgreSQL with VIGIL_PG_DURABLE=1: fsync, synchronous commits and full-page writes stay on
+    (a power loss must not corrupt a self-hosted workspace); the test clusters turn them off."""
+    import shutil
+    import tempfile
+
+    from conftest import free_port
+    tmp = tempfile.mkdtemp(prefix="vigil-durable-")  # readable by the postgres user, unlike pytest's tmp_path
+    os.chmod(tmp, 0o755)
+    run = open(os.path.join(ROOT, "scripts", "run")).read()
+    assert "VIGIL_PG_DURABLE=1 scripts/pg-temp start" in run
+    for durable, want in (("1", "on"), ("0", "off")):
+        d, port = os.path.join(tmp, f"pg{durable}"), free_port()
+        env = dict(os.environ, VIGIL_PG_DURABLE=durable)
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "start", d, str(port)], check=True, env=env)
+        try:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                got = subprocess.run(["psql", "-X", "-tA", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", f"SHOW {setting}"],
+                                     capture_output=True, text=True, check=True).stdout.strip()
+                assert got == want, (durable, setting, got)
+        finally:
+            subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "stop", d], check=True)
+    shutil.rmtree(tmp, ignore_errors=True)
