@@ -141,7 +141,8 @@ def test_discovery_health_status_metrics_openapi(stack):
     assert len(stats) == 2 and all("endpoints" in s for s in stats)
     served = sum(e["num_requests"] for s in stats for e in s["endpoints"])
     assert served > 0
-    assert requests.get(stack.url + "/health").json() == {"status": "ok"}
+    health = requests.get(stack.url + "/health").json()
+    assert health["status"] == "ok" and health["dependencies"] == {"nats": "up", "postgres": "up"}, health
     st = requests.get(stack.url + "/status").json()
     assert st["status"] == "ok" and st["api_version"] == "v1" and st["version"]
     m = requests.get(stack.url + "/metrics").text

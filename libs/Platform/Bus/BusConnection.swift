@@ -148,6 +148,9 @@ public final class BusConnection: Sendable {
         _ subject: String, data: Data, headers: [String: String] = [:],
         timeout: Duration? = nil
     ) async throws -> BusMessage {
+        // While NATS is down (reconnecting) a request would sit in the reconnect buffer until its timeout:
+        // fail at once instead, so the caller can answer 503 and the client retry.
+        guard isConnected else { throw BusError.disconnected }
         let token = String(counter.add(1, ordering: .relaxed).newValue, radix: 36)
         let replySubject = "\(inboxPrefix).\(token)"
         let wait = timeout ?? options.defaultRequestTimeout

@@ -57,6 +57,7 @@ public struct BusError: Error, CustomStringConvertible, Sendable {
     static func noResponders(_ subject: String) -> BusError { .init(code: .noResponders, message: "no responders for \(subject)") }
     static func jetStream(_ m: String) -> BusError { .init(code: .jetStream, message: m) }
     static let closed = BusError(code: .closed, message: "connection closed")
+    static let disconnected = BusError(code: .closed, message: "not connected to NATS (reconnecting)")
 
     /// The edge meaning: timeouts are 504, missing services 503, the rest 502-ish (reported as 503).
     public var serviceError: ServiceError {

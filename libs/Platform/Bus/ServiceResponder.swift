@@ -136,6 +136,10 @@ public final class ServiceResponder: Sendable {
                 result = .failure(ServiceError.from(decoding: e))
             } catch let e as BusError {
                 result = .failure(e.serviceError)
+            } catch let e as any DependencyFailure where e.unavailableDependency != nil {
+                logger.warning(
+                    "dependency unavailable", metadata: ["subject": "\(ep.subject)", "error": "\(e)", "correlation_id": "\(ctx.correlationId)"])
+                result = .failure(.unavailable("\(e.unavailableDependency!) is unavailable; retry shortly"))
             } catch {
                 logger.error(
                     "handler failed",

@@ -47,15 +47,18 @@ public final class RunningService: Sendable {
     public let context: ServiceContext
     let relayTask: Task<Void, Never>?
     public let extraServices: [any Service]
+    let health: BusSubscription?
 
-    init(context: ServiceContext, relayTask: Task<Void, Never>?, extraServices: [any Service]) {
+    init(context: ServiceContext, relayTask: Task<Void, Never>?, extraServices: [any Service], health: BusSubscription? = nil) {
         self.context = context
         self.relayTask = relayTask
+        self.health = health
         self.extraServices = extraServices
     }
 
     /// Graceful stop: stop taking requests, let in-flight ones finish, stop the relay, drain the bus.
     public func stop() async {
+        health?.unsubscribe()
         await context.responder.stop()
         relayTask?.cancel()
         _ = await relayTask?.value
@@ -101,9 +104,10 @@ public enum ServiceHost {
             responder: responder, logger: log)
         let extra = try await def.setup(ctx)
         try responder.start()
+        let health = try Health.serve(name: def.name, bus: bus, store: store)
         let relay = store.map { s in Task { await OutboxRelay(store: s, jetStream: js).run() } }
         log.info("service started", metadata: ["service": "\(def.name)", "id": "\(responder.id)"])
-        return RunningService(context: ctx, relayTask: relay, extraServices: extra)
+        return RunningService(context: ctx, relayTask: relay, extraServices: extra, health: health)
     }
 
     /// Retries `body` for up to `attempts` with a fixed pause (dependencies starting in parallel).
@@ -158,10 +162,16 @@ public enum ServiceHost {
     static func opsServer(config: ServiceConfig, running: RunningService) -> some Service {
         let router = Router()
         router.get("/health") { _, _ -> Response in
-            let ok = running.context.bus.isConnected
+            let nats = running.context.bus.isConnected
+            let postgres = await Health.postgres(running.context.store)
+            let ok = nats && postgres != "down"
             return Response(
                 status: ok ? .ok : .serviceUnavailable,
-                body: .init(byteBuffer: ByteBuffer(string: ok ? #"{"status":"ok"}"# : #"{"status":"degraded"}"#)))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string:
+                            #"{"status":"\#(ok ? "ok" : "degraded")","dependencies":{"nats":"\#(nats ? "up" : "down")","postgres":"\#(postgres)"}}"#))
+            )
         }
         router.get("/metrics") { _, _ in VigilMetrics.exposition() }
         return Application(
@@ -176,5 +186,37 @@ struct LifecycleAdapter: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await running.stop()
+    }
+}
+
+/// Dependency health: each service answers `vigil.health.<name>` (one replica of the queue group) with whether
+/// its database answers; the gateway's `/health` gathers them, so it says which dependency is down.
+public enum Health {
+    public static func subject(_ service: String) -> String { "vigil.health.\(service)" }
+
+    /// `up`, `down` (no answer within a second), or `none` (the service has no database).
+    public static func postgres(_ store: Store?) async -> String {
+        guard let store else { return "none" }
+        let ok = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await store.ping()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(1))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        return ok ? "up" : "down"
+    }
+
+    static func serve(name: String, bus: BusConnection, store: Store?) throws -> BusSubscription {
+        try bus.subscribe(subject(name), queue: "q") { msg in
+            guard let reply = msg.reply else { return }
+            Task {
+                let pg = await postgres(store)
+                try? bus.publish(reply, data: Data(#"{"service":"\#(name)","postgres":"\#(pg)"}"#.utf8))
+            }
+        }
     }
 }

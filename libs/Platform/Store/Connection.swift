@@ -26,9 +26,11 @@ final class PGConnection: @unchecked Sendable {
 
     deinit { if let conn { PQfinish(conn) } }
 
-    /// Opens (or re-opens) the connection if needed. Runs on `queue`.
+    /// Opens (or re-opens) the connection if needed. Runs on `queue`. An idle connection is checked first
+    /// without a round trip: reading what the socket holds finds a server that closed it (a restart, an
+    /// idle timeout, a pooler), and a fresh connection replaces it before the statement is sent.
     private func ensureOpen() throws -> OpaquePointer {
-        if let conn, PQstatus(conn) == CONNECTION_OK { return conn }
+        if let conn, PQstatus(conn) == CONNECTION_OK, PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK { return conn }
         if let conn {
             PQfinish(conn)
             self.conn = nil
@@ -39,7 +41,7 @@ final class PGConnection: @unchecked Sendable {
         guard PQstatus(c) == CONNECTION_OK else {
             let msg = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(c)
-            throw StoreError("cannot connect to PostgreSQL: \(msg)")
+            throw StoreError("cannot connect to PostgreSQL: \(msg)", connectionLost: true)
         }
         conn = c
         _ = try run(c, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET client_min_messages = 'warning'", [])
@@ -71,9 +73,19 @@ final class PGConnection: @unchecked Sendable {
 
     /// Runs several parameterized statements in one network round trip (libpq pipeline mode) and
     /// returns each statement's result. The first failure is thrown; statements after it did not run.
-    func pipeline(_ statements: [(sql: String, params: [String?])]) async throws -> [(rows: [Row], affected: Int)] {
+    ///
+    /// `scope` (a key and the statement setting it) is prepended unless this session already has it; it is
+    /// decided here, after the connection was checked, so a replaced connection never runs without its scope.
+    func pipeline(
+        _ statements: [(sql: String, params: [String?])], scope: (key: String, statement: (sql: String, params: [String?]))? = nil
+    ) async throws -> [(rows: [Row], affected: Int)] {
         try await Blocking.run(on: queue) { [self] in
             let c = try ensureOpen()
+            var statements = statements
+            if let scope, scopeKey != scope.key {
+                statements.insert(scope.statement, at: 0)
+                scopeKey = scope.key
+            }
             let names = try statements.map { try preparedName(c, $0.sql, $0.params.count) }
             guard PQenterPipelineMode(c) == 1 else { throw StoreError("cannot enter pipeline mode") }
             defer { PQexitPipelineMode(c) }
@@ -86,9 +98,9 @@ final class PGConnection: @unchecked Sendable {
                         return PQsendQueryParams(c, st.sql, Int32(st.params.count), nil, p.baseAddress, nil, nil, 0)
                     }
                 }
-                guard ok == 1 else { throw StoreError(String(cString: PQerrorMessage(c))) }
+                guard ok == 1 else { throw failure(c) }
             }
-            guard PQpipelineSync(c) == 1 else { throw StoreError(String(cString: PQerrorMessage(c))) }
+            guard PQpipelineSync(c) == 1 else { throw failure(c) }
             var results: [(rows: [Row], affected: Int)] = []
             var firstError: (any Error)? = nil
             // Each statement yields one result then NULL; the sync point ends the pipeline.
@@ -98,7 +110,7 @@ final class PGConnection: @unchecked Sendable {
                     // One NULL follows each statement's result; two in a row means the connection broke.
                     nulls += 1
                     if nulls > 1 || PQstatus(c) != CONNECTION_OK {
-                        throw StoreError("connection lost during pipeline: \(String(cString: PQerrorMessage(c)))")
+                        throw StoreError("connection lost during pipeline: \(String(cString: PQerrorMessage(c)))", connectionLost: true)
                     }
                     continue
                 }
@@ -143,7 +155,7 @@ final class PGConnection: @unchecked Sendable {
                 }
             }
         }
-        guard let res else { throw StoreError(String(cString: PQerrorMessage(c))) }
+        guard let res else { throw failure(c) }
         defer { PQclear(res) }
         return try collect(res, c)
     }
@@ -179,8 +191,14 @@ final class PGConnection: @unchecked Sendable {
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {
             let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let msg = String(cString: PQresultErrorMessage(res)).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw StoreError(msg, sqlState: state)
+            throw StoreError(msg, sqlState: state, connectionLost: PQstatus(c) != CONNECTION_OK)
         }
+    }
+
+    /// The connection's last error; lost when libpq says the connection is no longer OK.
+    private func failure(_ c: OpaquePointer) -> StoreError {
+        StoreError(
+            String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines), connectionLost: PQstatus(c) != CONNECTION_OK)
     }
 
     /// Rolls back whatever transaction is open (used after an error inside a transaction).

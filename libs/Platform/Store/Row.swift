@@ -75,10 +75,19 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var isForeignKeyViolation: Bool { sqlState == "23503" }
     /// The input itself was wrong (data exception, not-null or check violation): repeating fails again.
     public var isDataError: Bool { sqlState.map { $0.hasPrefix("22") || $0 == "23502" || $0 == "23514" } ?? false }
-    init(_ message: String, sqlState: String? = nil) {
+    /// The connection to PostgreSQL broke or could not be made (server down or restarted): nothing a retry on
+    /// this connection fixes; a fresh one may.
+    public var connectionLost = false
+    init(_ message: String, sqlState: String? = nil, connectionLost: Bool = false) {
+        self.connectionLost =
+            connectionLost || (sqlState.map { $0.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains($0) } ?? false)
         self.message = message
         self.sqlState = sqlState
     }
+}
+
+extension StoreError: DependencyFailure {
+    public var unavailableDependency: String? { connectionLost ? "the database" : nil }
 }
 
 /// One result row, decoded by column name. Missing or mistyped columns throw (they are bugs).

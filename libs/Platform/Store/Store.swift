@@ -34,9 +34,17 @@ public final class Store: Sendable {
         _ scope: TenantScope, eventHeaders: [String: String] = [:],
         _ body: (Transaction) async throws -> T
     ) async throws -> T {
-        let conn = try await pool.acquire()
+        var conn = try await pool.acquire()
         do {
-            _ = try await conn.pipeline(Self.scoping(conn, scope) + [("BEGIN", [])])
+            do {
+                _ = try await conn.pipeline([("BEGIN", [])], scope: Self.scoping(scope))
+            } catch let e as StoreError where e.connectionLost {
+                // Nothing ran yet: once more on a fresh connection (the server may have just restarted).
+                await conn.resetAfterError()
+                pool.release(conn)
+                conn = try await pool.acquire()
+                _ = try await conn.pipeline([("BEGIN", [])], scope: Self.scoping(scope))
+            }
             let tx = Transaction(conn: conn, schema: schema, eventHeaders: eventHeaders)
             let result = try await body(tx)
             _ = try await conn.execute("COMMIT", [])
@@ -62,29 +70,43 @@ public final class Store: Sendable {
         return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
     }
 
-    /// The scope statement, unless this session already has exactly that scope.
-    static func scoping(_ conn: PGConnection, _ scope: TenantScope) -> [(sql: String, params: [String?])] {
+    /// The scope statement and its key (the connection skips it when its session already has that scope).
+    static func scoping(_ scope: TenantScope) -> (key: String, statement: (sql: String, params: [String?])) {
         let st = Self.scope(scope)
-        let key = st.params.map { $0 ?? "" }.joined(separator: "|")
-        if conn.scopeKey == key { return [] }
-        conn.scopeKey = key
-        return [st]
+        return (st.params.map { $0 ?? "" }.joined(separator: "|"), st)
+    }
+
+    /// A statement that only reads: safe to send again after the connection broke.
+    static func isRead(_ sql: String) -> Bool {
+        let head = sql.drop(while: { $0.isWhitespace }).prefix(6).uppercased()
+        guard head == "SELECT" || head.hasPrefix("WITH") else { return false }
+        let upper = sql.uppercased()
+        return !upper.contains("INSERT ") && !upper.contains("UPDATE ") && !upper.contains("DELETE ") && !upper.contains("SET_CONFIG")
     }
 
     /// One statement (autocommit), sent with the scope settings in a single round trip.
     /// Use it for reads and single writes that emit no events.
     @discardableResult
     public func query(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
-        let conn = try await pool.acquire()
-        do {
-            let results = try await conn.pipeline(Self.scoping(conn, scope) + [(sql, params.map(\.sqlText))])
-            pool.release(conn)
-            return results[results.count - 1].rows
-        } catch {
-            await conn.resetAfterError()
-            pool.release(conn)
-            throw error
+        let texts = params.map(\.sqlText)
+        for attempt in 1...2 {
+            let conn = try await pool.acquire()
+            do {
+                let results = try await conn.pipeline([(sql, texts)], scope: Self.scoping(scope))
+                pool.release(conn)
+                return results[results.count - 1].rows
+            } catch let e as StoreError where e.connectionLost && attempt == 1 && Self.isRead(sql) {
+                // A read on a connection that broke: once more on a fresh one.
+                await conn.resetAfterError()
+                pool.release(conn)
+                logger.warning("database connection lost; retrying the read once", metadata: ["error": "\(e.message)"])
+            } catch {
+                await conn.resetAfterError()
+                pool.release(conn)
+                throw error
+            }
         }
+        throw StoreError("unreachable")
     }
 
     /// The one row a statement must return, in its own round trip (see `Transaction.single`).

@@ -86,7 +86,7 @@ public struct ServiceError: Error, Codable, Sendable, Equatable, CustomStringCon
     }
     public static func tooManyRequests(_ m: String) -> ServiceError { .init(status: 429, error: "rate_limited", message: m) }
     public static func `internal`(_ m: String = "internal error") -> ServiceError { .init(status: 500, error: "internal_error", message: m) }
-    public static func unavailable(_ m: String) -> ServiceError { .init(status: 503, error: "service_unavailable", message: m) }
+    public static func unavailable(_ m: String) -> ServiceError { .init(status: 503, error: "unavailable", message: m) }
     public static func timeout(_ m: String) -> ServiceError { .init(status: 504, error: "timeout", message: m) }
 }
 
@@ -133,4 +133,11 @@ extension ServiceError {
             return "object"
         }
     }
+}
+
+/// An error meaning a dependency (the database, the bus) cannot be reached right now: the request may succeed
+/// if retried shortly, so callers answer 503 `unavailable` (with `Retry-After`) rather than 500.
+public protocol DependencyFailure: Error {
+    /// What is unavailable ("the database"), or nil when this error is not about availability.
+    var unavailableDependency: String? { get }
 }

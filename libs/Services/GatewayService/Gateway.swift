@@ -153,8 +153,8 @@ final class Gateway: Sendable {
                 use: ForwardingResponder(route: route, bus: ctx.bus, timeout: settings.requestTimeout).respond)
         }
         router.get("/health") { [self] _, _ in
-            let ok = ctx.bus.isConnected
-            return jsonResponse(ok ? .ok : .serviceUnavailable, Data(#"{"status":"\#(ok ? "ok" : "degraded")"}"#.utf8), headers: [:])
+            let (ok, body) = await GatewayHealth.check(ctx.bus)
+            return jsonResponse(ok ? .ok : .serviceUnavailable, body, headers: [:])
         }
         router.get("/status") { [self] _, _ in
             let body = try JSONSerialization.data(
@@ -206,5 +206,37 @@ struct EnvelopeResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Contex
         } catch {
             return ErrorEnvelope.response(.internal(), correlationId: CorrelationId.pick(request))
         }
+    }
+}
+
+/// `/health`: the gateway's own dependency (NATS) and, through it, every service and its database
+/// (`vigil.health.<service>`, a second at most). 503 `degraded` names what is down.
+enum GatewayHealth {
+    static let services = ["identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]
+
+    static func check(_ bus: BusConnection) async -> (ok: Bool, body: Data) {
+        guard bus.isConnected else {
+            return (false, Data(#"{"dependencies":{"nats":"down"},"status":"degraded"}"#.utf8))
+        }
+        struct Reply: Decodable { var postgres: String }
+        let answers = await withTaskGroup(of: (String, String?).self) { group in
+            for s in services {
+                group.addTask {
+                    let reply = try? await bus.request(Health.subject(s), data: Data(), timeout: .seconds(1))
+                    return (s, reply.flatMap { try? JSONDecoder().decode(Reply.self, from: $0.data).postgres })
+                }
+            }
+            var all: [String: String?] = [:]
+            for await (s, pg) in group { all[s] = pg }
+            return all
+        }
+        let databases = answers.values.compactMap { $0 }.filter { $0 != "none" }
+        let postgres = databases.isEmpty ? "unknown" : databases.contains("down") ? "down" : "up"
+        let svc = answers.mapValues { $0 == nil ? "down" : "up" }
+        let ok = postgres == "up" && !svc.values.contains("down")
+        let object: [String: Any] = [
+            "status": ok ? "ok" : "degraded", "dependencies": ["nats": "up", "postgres": postgres], "services": svc,
+        ]
+        return (ok, (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data())
     }
 }

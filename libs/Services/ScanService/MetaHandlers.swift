@@ -163,7 +163,6 @@ struct MetaHandlers: Sendable {
             .init(error: "pull_request_exists", status: 409, meaning: "the fix was pushed to that branch already"),
             .init(error: "push_failed", status: 422, meaning: "the remote refused the branch (the message says why)"),
             .init(error: "sealed_data_unreadable", status: 409, meaning: "stored sealed data cannot be opened (the key changed)"),
-            .init(error: "unavailable", status: 503, meaning: "a service this request needs cannot be reached; retry"),
             .init(error: "proxy_in_use", status: 409, meaning: "connections still name the proxy profile"),
             .init(error: "idempotency_in_progress", status: 409, meaning: "a request with this Idempotency-Key is still running"),
             .init(error: "idempotency_key_reused", status: 409, meaning: "the Idempotency-Key was used with another body"),
@@ -185,7 +184,9 @@ struct MetaHandlers: Sendable {
             .init(error: "remediation_daily_limit", status: 429, meaning: "the policy's fixes per day are used up"),
             .init(error: "internal_error", status: 500, meaning: "a fault on our side (the correlation id finds it in the logs)"),
             .init(error: "payment_provider_error", status: 502, meaning: "the payment provider refused the call"),
-            .init(error: "service_unavailable", status: 503, meaning: "no replica can answer now"),
+            .init(
+                error: "unavailable", status: 503,
+                meaning: "a dependency (a service, the bus, the database) cannot answer now; retry after Retry-After"),
             .init(error: "payment_provider_unavailable", status: 503, meaning: "the payment provider cannot be reached"),
             .init(error: "billing_unavailable", status: 503, meaning: "billing cannot be reached"),
             .init(error: "webhooks_not_configured", status: 503, meaning: "the payment webhook secret is not set"),

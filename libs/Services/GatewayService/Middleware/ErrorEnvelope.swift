@@ -23,6 +23,8 @@ enum ErrorEnvelope {
     static func response(_ e: ServiceError, correlationId: String, headers: HTTPFields = [:]) -> Response {
         var h = headers
         h[.correlationId] = correlationId
+        // A dependency is down: the client may retry shortly.
+        if e.status == 503 && h[.retryAfter] == nil { h[.retryAfter] = "2" }
         return jsonResponse(HTTPResponse.Status(code: e.status), body(e, correlationId: correlationId), headers: h)
     }
 
