@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from conftest import assert_envelope, free_port, join_workspace, psql, wait_port
+from conftest import Client, assert_envelope, free_port, join_workspace, psql, wait_port
 from test_scans import connect, trigger, wait_scan
 
 HERE = os.path.dirname(__file__)
@@ -438,3 +438,25 @@ def test_stripe_checkout_subscription_webhooks_and_state_machine(stack, signup, 
     assert post_webhook(stack, payload, sign(payload)).status_code == 200
     hist = psql(stack, f"SELECT string_agg(change, ',' ORDER BY id) FROM billing.history WHERE tenant_id = '{t}'")
     assert "stripe:customer.subscription.created" in hist and "stripe:invoice.payment_failed" in hist and "stripe:customer.subscription.deleted" in hist
+
+
+def test_a_plan_change_reaches_the_gateway_at_once(stack, signup):
+    """A gateway caching plan limits for an hour still applies an upgrade at once: billing's
+    subscription_updated event drops the workspace's cached limits on every gateway replica."""
+    port = free_port()
+    stack.spawn("gateway", name="gateway-plans", VIGIL_HTTP_PORT=str(port), VIGIL_PLAN_LIMITS_CACHE_SECONDS="3600")
+    wait_port(port, 60)
+    owner, _, _ = signup("plancache")
+    set_plan(stack, owner, "free")
+    cached = Client(f"http://127.0.0.1:{port}", token=owner.token)
+    codes = [cached.get("/billing/subscription").status_code for _ in range(125)]
+    assert codes[:100].count(200) == 100 and codes[-1] == 429, codes  # free: 120 a minute, cached for an hour
+    r = owner.post("/billing/checkout", {"plan": "business"})  # through the other gateway; applies at once
+    assert r.status_code == 200 and r.json()["status"] == "applied", r.text
+    deadline = time.time() + 5
+    while time.time() < deadline and cached.get("/billing/subscription").status_code == 429:
+        time.sleep(0.1)
+    r = cached.get("/billing/subscription")
+    assert r.status_code == 200 and r.json()["plan"] == "business", r.text
+    stack.procs["gateway-plans"].terminate()
+    stack.procs["gateway-plans"].wait(10)

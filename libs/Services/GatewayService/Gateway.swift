@@ -126,6 +126,7 @@ final class Gateway: Sendable {
         principals = PrincipalCache(ttl: settings.principalCacheTTL)
         try principals.listen(on: ctx.bus)
         planRates = PlanRates(bus: ctx.bus, ttl: Double(settings.planLimitsTTLSeconds), logger: ctx.logger)
+        try planRates.listen()
     }
 
     func application() -> some ApplicationProtocol {

@@ -6,8 +6,9 @@ import Synchronization
 import VigilCore
 
 /// The plan's API rate per workspace (requests per minute, from billing's `vigil.billing.plan.limits`,
-/// cached for a minute), counted in one-minute windows per gateway replica. When billing cannot be
-/// asked, the workspace is not plan-limited (the per-credential limits still apply).
+/// cached for a minute), counted in one-minute windows per gateway replica. A plan change reaches every
+/// replica at once: billing's `billing.subscription_updated` event drops the workspace's cached limits. When
+/// billing cannot be asked, the workspace is not plan-limited (the per-credential limits still apply).
 final class PlanRates: Sendable {
     struct Limits: Codable, Sendable {
         struct L: Codable, Sendable { var apiRequestsPerMinute: Int? }
@@ -22,6 +23,7 @@ final class PlanRates: Sendable {
         var count: Int
     }
     private let cache = Mutex<[String: Cached]>([:])
+    private let subscription = Mutex<BusSubscription?>(nil)
     private let windows = Mutex<[String: Window]>([:])
     let bus: BusConnection
     let ttl: Double
@@ -31,6 +33,17 @@ final class PlanRates: Sendable {
         self.bus = bus
         self.ttl = ttl
         self.logger = logger
+    }
+
+    /// Every replica (no queue group) hears billing's subscription changes as they are published to the
+    /// events stream's subject.
+    func listen() throws {
+        struct Changed: Decodable { var tenantId: String? }
+        let sub = try bus.subscribe(Events.billingSubscriptionUpdated.subject) { [weak self] msg in
+            guard let self, let tenant = (try? JSON.decode(Changed.self, from: msg.data))?.tenantId else { return }
+            self.cache.withLock { _ = $0.removeValue(forKey: tenant) }
+        }
+        subscription.withLock { $0 = sub }
     }
 
     func limit(for tenant: String, now: Double) async -> Int? {
