@@ -216,7 +216,7 @@ def test_secrets_scan_of_tree_and_history(stack, signup, planted):
     assert sum(1 for e in events if e["event_type"] == "opened") == len(expected)
     other, _, _ = signup("repospy")
     assert other.get(f"/repositories/{repo['id']}/findings/{pg['id']}").status_code == 404
-    assert other.get(f"/repositories/{repo['id']}/findings").json()["total"] == 0
+    assert other.get(f"/repositories/{repo['id']}/findings").status_code == 404
     assert other.patch(f"/repositories/{repo['id']}/findings/{pg['id']}", {"status": "ignored"}).status_code == 404
 
     # No secret value anywhere: service logs and a dump of the database.

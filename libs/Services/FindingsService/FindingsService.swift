@@ -51,7 +51,7 @@ public enum FindingsService {
             handler: RemediationFollower(store: store, logger: ctx.logger).handle)
         try await follower.prepare()
         FindingHandlers(store: store, catalog: catalog).register(on: ctx.responder)
-        RepoFindingHandlers(store: store, catalog: catalog).register(on: ctx.responder)
+        RepoFindingHandlers(store: store, catalog: catalog, bus: ctx.bus).register(on: ctx.responder)
         RuleHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         ComplianceHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         ReportHandlers(store: store, catalog: catalog).register(on: ctx.responder)

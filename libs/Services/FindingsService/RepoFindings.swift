@@ -66,6 +66,18 @@ struct RepoFindingPage: Codable, Sendable {
 struct RepoFindingHandlers: Sendable {
     let store: Store
     let catalog: RuleCatalog
+    /// Asks the scan orchestrator whether a repository exists in the workspace (an empty list of another
+    /// workspace's repository is a 404, as everywhere else).
+    var bus: BusConnection? = nil
+
+    struct RepoRef: Codable, Sendable { var repositoryId: String }
+    struct RepoSeen: Codable, Sendable { var id: String }
+
+    func requireRepository(_ id: String, _ ctx: CallContext) async throws {
+        guard let bus else { return }
+        _ = try await bus.request(
+            Endpoint<RepoRef, RepoSeen>(Subjects.Scans.repositoryGet), RepoRef(repositoryId: id), context: ctx, timeout: .seconds(5))
+    }
     static let statuses = ["open", "resolved", "ignored", "false_positive", "needs_manual_review"]
 
     func register(on r: ServiceResponder) {
@@ -127,11 +139,14 @@ struct RepoFindingHandlers: Sendable {
         }
         let (limit, skip) = try Pagination.limitSkip(q.limit, q.skip)
         let page = try SortedPage(sortBy: "severity", limit: limit, cursor: nil, offset: skip)
-        return try await store.transaction(p.scope) { tx in
+        let result = try await store.transaction(p.scope) { tx in
             let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)
             let listed = try await FindingStore.list(tx, "findings.findings", f, page, counted: true) { try Self.view($0, rules: rules) }
             return RepoFindingPage(items: listed.items, total: listed.total ?? listed.items.count, limit: limit, skip: skip)
         }
+        // Nothing listed: no findings yet, or not this workspace's repository (then 404, like its other routes).
+        if result.total == 0 { try await requireRepository(q.repositoryId, ctx) }
+        return result
     }
 
     func load(_ tx: Transaction, _ q: RepoFindingPath, _ p: Principal, lock: Bool = false) async throws -> Row {
