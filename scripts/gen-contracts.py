@@ -265,6 +265,26 @@ FIX = obj(["id", "repository_id", "finding_ids", "title", "instructions", "statu
           last_activity_at=NULL(DT), pull_requests={"type": "array", "items": PULL_REQUEST})
 
 
+def add_links(paths):
+    """OpenAPI links from each create (POST answering 201 with an id) to the operations on what it created
+    (`<collection>/{x_id}…`), so clients and stateful fuzzers can follow them."""
+    for path, ops in paths.items():
+        create = ops.get("post")
+        if not create or "201" not in create["responses"]:
+            continue
+        base = path.rstrip("/")
+        links = {}
+        for other, other_ops in sorted(paths.items()):
+            rest = other[len(base):]
+            if not other.startswith(base + "/{") or rest.count("{") != 1:
+                continue
+            param = rest[2:rest.index("}")]
+            for m, o in sorted(other_ops.items()):
+                links[f"{m}_{o['operationId']}"[:60]] = {"operationId": o["operationId"], "parameters": {param: "$response.body#/id"}}
+        if links:
+            create["responses"]["201"]["links"] = links
+
+
 # Lists whose pages are larger than the usual 200 (the service enforces the same bound).
 LIMIT_MAX = {"/api/v1/findings/": 500, "/api/v1/rules/": 500}
 
@@ -1154,6 +1174,7 @@ def main():
             responses[code] = {"$ref": "#/components/responses/Error"}
         op["responses"] = responses
         paths.setdefault(path, {})[method] = op
+    add_links(paths)
     openapi = {
         "openapi": "3.1.0",
         "info": {"title": "Vigil API", "version": "0.1.0",

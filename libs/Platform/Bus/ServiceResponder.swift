@@ -136,10 +136,14 @@ public final class ServiceResponder: Sendable {
                 result = .failure(ServiceError.from(decoding: e))
             } catch let e as BusError {
                 result = .failure(e.serviceError)
-            } catch let e as any DependencyFailure where e.unavailableDependency != nil {
+            } catch let e as any ClientMeaningfulError where e.serviceError != nil {
                 logger.warning(
-                    "dependency unavailable", metadata: ["subject": "\(ep.subject)", "error": "\(e)", "correlation_id": "\(ctx.correlationId)"])
-                result = .failure(.unavailable("\(e.unavailableDependency!) is unavailable; retry shortly"))
+                    "request failed in a dependency",
+                    metadata: [
+                        "subject": "\(ep.subject)", "answer": "\(e.serviceError!.status) \(e.serviceError!.error)",
+                        "correlation_id": "\(ctx.correlationId)",
+                    ])
+                result = .failure(e.serviceError!)
             } catch {
                 logger.error(
                     "handler failed",

@@ -86,8 +86,16 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-extension StoreError: DependencyFailure {
-    public var unavailableDependency: String? { connectionLost ? "the database" : nil }
+extension StoreError: ClientMeaningfulError {
+    /// A lost connection is 503; a value PostgreSQL cannot store (SQLSTATE class 22: a NUL character in text, a
+    /// number out of range, malformed JSON) came from the request: 422.
+    public var serviceError: ServiceError? {
+        if connectionLost { return .unavailable("the database is unavailable; retry shortly") }
+        if let s = sqlState, s.hasPrefix("22") {
+            return ServiceError(status: 422, error: "validation_error", message: "a value in the request cannot be stored: \(message.prefix(200))")
+        }
+        return nil
+    }
 }
 
 /// One result row, decoded by column name. Missing or mistyped columns throw (they are bugs).

@@ -135,9 +135,9 @@ extension ServiceError {
     }
 }
 
-/// An error meaning a dependency (the database, the bus) cannot be reached right now: the request may succeed
-/// if retried shortly, so callers answer 503 `unavailable` (with `Retry-After`) rather than 500.
-public protocol DependencyFailure: Error {
-    /// What is unavailable ("the database"), or nil when this error is not about availability.
-    var unavailableDependency: String? { get }
+/// An error of a lower layer that has a meaning for the client: a dependency that cannot be reached right
+/// now (503 `unavailable`, the request may succeed if retried shortly) or a value the database refused (422).
+/// Callers answer with `serviceError` instead of a 500.
+public protocol ClientMeaningfulError: Error {
+    var serviceError: ServiceError? { get }
 }
