@@ -277,6 +277,25 @@ def stack():
         s.stop()
 
 
+# Every credential, token and secret the suite sends or is given through the API (passwords, AWS secret keys,
+# SSH keys, repository tokens, API keys, access and refresh tokens, signing secrets); the last test of the suite
+# (test_zz_secret_hygiene) looks for each of them in the logs, the event stream and a dump of the database.
+SECRETS = set()
+SECRET_KEYS = {"password", "new_password", "current_password", "secret_access_key", "session_token", "private_key", "ssh_key",
+               "token", "key", "access_token", "refresh_token", "secret", "client_secret", "signing_secret", "enrollment_token"}
+
+
+def remember_secrets(value, key=None):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            remember_secrets(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            remember_secrets(v, key)
+    elif isinstance(value, str) and key in SECRET_KEYS and len(value) >= 12 and "*" not in value and "…" not in value:
+        SECRETS.add(value)
+
+
 class Client:
     """HTTP client bound to the gateway, optionally with a credential."""
 
@@ -301,7 +320,14 @@ class Client:
             kw["data"] = raw
         elif body is not None:
             kw["json"] = body
-        return requests.request(method, url, **kw)
+            remember_secrets(body)
+        r = requests.request(method, url, **kw)
+        if r.headers.get("content-type", "").startswith("application/json"):
+            try:
+                remember_secrets(r.json())
+            except ValueError:
+                pass
+        return r
 
     def get(self, path, **kw): return self.call("GET", path, **kw)
     def post(self, path, body=None, **kw): return self.call("POST", path, body, **kw)

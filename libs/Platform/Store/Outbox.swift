@@ -53,6 +53,9 @@ public final class OutboxRelay: Sendable {
                 ids.append(id)
             }
             try await js.publishAll(messages)
+            // Jobs go once they are in JetStream (they may carry what their worker needs, such as an email's reset
+            // link); events stay a day for inspection.
+            try await tx.execute("DELETE FROM \(schema).outbox WHERE id = ANY($1::uuid[]) AND subject LIKE 'vigil.jobs.%'", [ids])
             try await tx.execute("UPDATE \(schema).outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [ids])
             return ids.count
         }
