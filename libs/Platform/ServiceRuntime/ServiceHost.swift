@@ -93,7 +93,14 @@ public enum ServiceHost {
         if let schema = def.schema {
             let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)
             try await retrying(logger: log, what: "database") { try await s.ping() }
-            try await s.migrate(def.migrations)
+            // VIGIL_SCHEMA_VERSION_MAX=`schema=version,…` stops at a version (staged upgrades; the upgrade test
+            // starts the previous release's schemas this way).
+            let cap = config.reader.string("VIGIL_SCHEMA_VERSION_MAX", default: "").split(separator: ",")
+                .compactMap { entry -> Int? in
+                    let kv = entry.split(separator: "=")
+                    return kv.count == 2 && kv[0].trimmingCharacters(in: .whitespaces) == schema ? Int(kv[1]) : nil
+                }.first
+            try await s.migrate(def.migrations.filter { $0.version <= (cap ?? Int.max) })
             store = s
         }
         let responder = ServiceResponder(
