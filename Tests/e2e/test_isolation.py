@@ -78,7 +78,8 @@ def workspace_a(stack, signup, tmp):
     ids["domain_id"] = made(owner.post("/domains/", {"domain": f"a-{uuid.uuid4().hex[:6]}.example.com"}))
     ids["key_id"] = made(owner.post("/api-keys/", {"name": "a"}))
     ids["invitation_id"] = made(owner.post("/invitations/", {"email": f"inv-{uuid.uuid4().hex[:6]}@example.com", "role": "viewer"}))
-    ids["channel_id"] = made(owner.post("/notifications/channels", {"name": "mail", "method": "email", "config": {"to": ["ops@vigil.test"]}}))
+    ids["channel_id"] = made(owner.post("/notifications/channels", {"name": "mail", "method": "email", "events": ["scan.completed"],
+                                                              "config": {"to": [f"iso-{uuid.uuid4().hex[:6]}@vigil.test"]}}))
     ids["enrollment_id"] = made(owner.post("/connectors/enrollments", {"name": "lab"}))
     ids["suppression_id"] = made(owner.post("/findings/suppression-rules", {"name": "s", "rule": "aws.s3.*", "reason": "why"}))
     ids["rule_id"] = owner.post("/rules/", {"id": f"custom.iso_{uuid.uuid4().hex[:6]}", "title": "A's rule", "severity": "low",
