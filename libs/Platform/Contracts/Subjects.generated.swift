@@ -136,6 +136,15 @@ package enum Subjects {
         package static let metaCompatibility = "vigil.scans.meta.compatibility"
         /// GET /api/v1/meta/error-model — Every error code with its HTTP status
         package static let metaErrorModel = "vigil.scans.meta.error_model"
+        /// GET /api/v1/ops/queues — JetStream streams and every consumer: pending, redelivered, ack floor and its lag (platform workspace
+        /// owners/admins)
+        package static let opsQueues = "vigil.scans.ops.queues"
+        /// GET /api/v1/ops/services — Every replica of every service from $SRV.STATS: version, uptime, requests, errors, time per endpoint
+        /// (platform workspace)
+        package static let opsServices = "vigil.scans.ops.services"
+        /// POST /api/v1/ops/smoke — A synthetic end-to-end check: every service answers, every database answers, the streams answer
+        /// (platform workspace)
+        package static let opsSmoke = "vigil.scans.ops.smoke"
         /// POST /api/v1/proxies/ — Add an outbound proxy profile (HTTP CONNECT; the password is sealed and never shown)
         package static let proxyCreate = "vigil.scans.proxy.create"
         /// DELETE /api/v1/proxies/{proxy_id} — Delete a proxy profile no connection uses (409 proxy_in_use otherwise)
@@ -607,6 +616,9 @@ package enum RouteAccess {
         Subjects.Scans.metaCapabilities: .member,
         Subjects.Scans.metaCompatibility: .member,
         Subjects.Scans.metaErrorModel: .member,
+        Subjects.Scans.opsQueues: .role(.admin),
+        Subjects.Scans.opsServices: .role(.admin),
+        Subjects.Scans.opsSmoke: .role(.admin),
         Subjects.Scans.proxyCreate: .role(.admin),
         Subjects.Scans.proxyDelete: .role(.admin),
         Subjects.Scans.proxyGet: .role(.viewer),

@@ -13,6 +13,7 @@ import Web
 /// | key | default | meaning |
 /// |---|---|---|
 /// | VIGIL_SCAN_ROLES | api,worker | which roles this replica plays |
+/// | VIGIL_PLATFORM_WORKSPACE | (none) | slug of the workspace whose owners and admins may call /ops/* (none: nobody) |
 /// | VIGIL_SCHEDULER_TICK_SECONDS | 15 | how often due schedules are claimed and their scans started (every API replica; each run starts once) |
 public enum ScanService {
     public static let definition = ServiceDefinition(
@@ -41,6 +42,7 @@ public enum ScanService {
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
             ScanPolicyHandlers(store: store).register(on: ctx.responder)
             ProxyHandlers(store: store, settings: settings).register(on: ctx.responder)
+            OpsHandlers(bus: ctx.bus, platformWorkspace: r.optional("VIGIL_PLATFORM_WORKSPACE")).register(on: ctx.responder)
             MetaHandlers(
                 sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate, repoScanTypes: settings.repoScanTypes, osvDatabase: settings.osv != nil
             ).register(on: ctx.responder)
