@@ -59,6 +59,35 @@ import VigilTesting
         #expect(changed == 1)
     }
 
+    /// A server that closed pooled connections (a restart, pg_terminate_backend): an idle one is replaced
+    /// before use and keeps its tenant scope; one lost inside a transaction fails the transaction instead of
+    /// carrying on, unscoped, on a new session.
+    @Test func brokenConnectionsAreReplacedButNeverMidTransaction() async throws {
+        let servers = try TestServers.get()
+        let store = servers.store()
+        let admin = servers.store(schema: store.schema)
+        try await store.migrate(Self.migrations)
+        let t = ID.make()
+        try await store.query(.tenant(t), "INSERT INTO \(store.schema).things (id, tenant_id, name) VALUES ($1, $2, 'kept')", [ID.make(), t])
+        let pid = try await store.query(.tenant(t), "SELECT pg_backend_pid() AS pid")[0].int("pid")
+        try await admin.query(.none, "SELECT pg_terminate_backend($1::int)", [pid])
+        try await Task.sleep(for: .milliseconds(200))
+        for _ in 0..<8 {  // every pooled connection, the killed one among them
+            let rows = try await store.query(.tenant(t), "SELECT name FROM \(store.schema).things")
+            #expect(try rows.map { try $0.string("name") } == ["kept"])
+        }
+        await #expect(throws: StoreError.self) {
+            try await store.transaction(.tenant(t)) { tx in
+                let pid = try await tx.single("SELECT pg_backend_pid() AS pid").int("pid")
+                try await admin.query(.none, "SELECT pg_terminate_backend($1::int)", [pid])
+                try await Task.sleep(for: .milliseconds(200))
+                _ = try await tx.query("SELECT name FROM \(store.schema).things")
+                Issue.record("a query ran after its transaction's connection was lost")
+            }
+        }
+        #expect(try await store.query(.tenant(t), "SELECT name FROM \(store.schema).things").count == 1)
+    }
+
     @Test func transactionsRollBackOnError() async throws {
         let servers = try TestServers.get()
         let store = servers.store()

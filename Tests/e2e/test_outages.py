@@ -1,5 +1,6 @@
-"""Outages of the two dependencies, on a stack of its own: PostgreSQL stopped the way a crash stops it (immediate
-shutdown, no checkpoint) and restarted after five seconds; nats-server killed with SIGKILL and restarted on its
+"""Outages of the two dependencies, on a stack of its own (PostgreSQL durable, as `make run` keeps it: with the
+test clusters' fsync/synchronous_commit off a crash loses the last commits): PostgreSQL stopped the way a crash
+stops it (immediate shutdown, no checkpoint) and restarted after five seconds; nats-server killed with SIGKILL and restarted on its
 store. During each outage a request answers a fast 503 `unavailable` with Retry-After (never a 500, never a hang)
 and /health names the dependency that is down; afterwards every request succeeds — including the ones that draw
 the pooled connections opened before the restart."""
@@ -21,7 +22,7 @@ def pg_ctl(stack, *args):
 
 
 def test_database_and_bus_outages_answer_503_and_recover():
-    s = Stack(limited_gateway=False, record_events=False)
+    s = Stack(limited_gateway=False, record_events=False, durable_pg=True)
     s.start()
     try:
         r = Client(s.url).post("/auth/signup", {"email": f"outage-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse 12",
@@ -50,7 +51,8 @@ def test_database_and_bus_outages_answer_503_and_recover():
         health = requests.get(s.url + "/health")
         assert health.status_code == 503 and health.json()["dependencies"]["postgres"] == "down", health.text
         time.sleep(5)
-        subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "start", os.path.join(s.tmp, "pg"), str(s.pg_port)], check=True)
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "start", os.path.join(s.tmp, "pg"), str(s.pg_port)], check=True,
+                       env=s.pg_env)
         started, recovered = time.time(), None
         while time.time() - started < 20:
             if owner.get("/connections").status_code == 200:

@@ -16,6 +16,8 @@ final class PGConnection: @unchecked Sendable {
     /// The row-level-security scope last set on this session (nil = unknown). Only the pool's
     /// current holder touches it.
     var scopeKey: String?
+    /// Between a BEGIN and its COMMIT or ROLLBACK (only touched on `queue`).
+    private var inTransaction = false
     let url: String
     let queue: DispatchQueue
 
@@ -31,6 +33,12 @@ final class PGConnection: @unchecked Sendable {
     /// idle timeout, a pooler), and a fresh connection replaces it before the statement is sent.
     private func ensureOpen() throws -> OpaquePointer {
         if let conn, PQstatus(conn) == CONNECTION_OK, PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK { return conn }
+        if inTransaction {
+            // The session (its transaction and row-level-security scope) is gone: a fresh one must not take its
+            // place silently in the middle of a transaction. The caller rolls back; the next use reconnects.
+            inTransaction = false
+            throw StoreError("the database connection was lost during a transaction", connectionLost: true)
+        }
         if let conn {
             PQfinish(conn)
             self.conn = nil
@@ -51,6 +59,8 @@ final class PGConnection: @unchecked Sendable {
     /// Runs one statement with text parameters; returns rows and the affected-row count.
     func execute(_ sql: String, _ params: [String?]) async throws -> (rows: [Row], affected: Int) {
         try await Blocking.run(on: queue) { [self] in
+            let ends = sql == "COMMIT" || sql == "ROLLBACK"
+            defer { if ends { inTransaction = false } }
             let c = try ensureOpen()
             return try run(c, sql, params)
         }
@@ -126,6 +136,7 @@ final class PGConnection: @unchecked Sendable {
                 PQclear(res)
             }
             if let firstError { throw firstError }
+            if statements.last?.sql == "BEGIN" { inTransaction = true }
             return results
         }
     }
