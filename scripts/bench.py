@@ -811,8 +811,15 @@ def main():
         return bench_dashboard(bin_dir)
     if what == "repo":
         return bench_repo(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, notify, scan, findings, quota, host, waste, web, cli, dashboard, repo"
-    replicas = int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1"))
+    if what == "scale":
+        return bench_scale(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, scale, notify, scan, findings, quota, host, waste, web, cli, dashboard, repo"
+    bench_gateway(bin_dir, int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1")))
+
+
+def bench_gateway(bin_dir, replicas, only_auth=False):
+    """(a) a route with no bus call, (b) one bus request, (c) an authenticated read (API key → identity); medians of
+    ROUNDS alternating rounds. Returns {name: (req/s, p50, p99, non-2xx)}."""
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
                   extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})
     try:
@@ -826,10 +833,12 @@ def main():
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
                         f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
                        check=True, capture_output=True)
-        # The machine is shared and noisy: (b) and (c) alternate for ROUNDS rounds; medians are reported.
+        # The machine is shared and noisy: the routes alternate for ROUNDS rounds; medians are reported.
         targets = [("(a) GET /status (no bus)", stack.url + "/status", []),
                    ("(b) GET /api/v1/ping (1 bus request)", stack.url + "/api/v1/ping", []),
                    ("(c) GET /api/v1/auth/me (API key)", stack.url + "/api/v1/auth/me", [f"x-api-key: {key}"])]
+        if only_auth:
+            targets = targets[2:]
         runs = {name: [] for name, _, _ in targets}
         for _ in range(ROUNDS):
             for name, url, headers in targets:
@@ -840,11 +849,25 @@ def main():
         print(f"{'route':40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for name, (rps, p50, p99, bad) in rows:
             print(f"{name:40} {rps:10.0f} {p50:8.2f} {p99:8.2f} {bad:8d}")
-        ratio = rows[2][1][0] / rows[1][1][0]
-        per_round = [c[0] / b[0] for b, c in zip(runs[targets[1][0]], runs[targets[2][0]])]
-        print(f"(c)/(b) = {ratio:.0%} (target >= 50%); per round: " + ", ".join(f"{r:.0%}" for r in per_round))
+        if not only_auth:
+            ratio = rows[2][1][0] / rows[1][1][0]
+            per_round = [c[0] / b[0] for b, c in zip(runs[targets[1][0]], runs[targets[2][0]])]
+            print(f"(c)/(b) = {ratio:.0%} (target >= 50%); per round: " + ", ".join(f"{r:.0%}" for r in per_round))
+            print(f"(c)/(a) = {rows[2][1][0] / rows[0][1][0]:.0%} of bare, p99 {rows[2][1][2]:.1f} ms "
+                  f"(issue #21 target: >= 20 % of bare with p99 < 10 ms)")
+        return dict(rows)
     finally:
         stack.stop()
+
+
+def bench_scale(bin_dir):
+    """Gateway throughput of the authenticated read with 1 and then 2 identity replicas behind one gateway: the
+    ratio shows whether the queue group spreads the load (on 2 shared cores it cannot double)."""
+    one = bench_gateway(bin_dir, 1, only_auth=True)
+    two = bench_gateway(bin_dir, 2, only_auth=True)
+    name = next(iter(one))
+    print(f"\nscale: {one[name][0]:.0f} req/s with 1 identity replica, {two[name][0]:.0f} req/s with 2: "
+          f"ratio {two[name][0] / one[name][0]:.2f}; p99 {one[name][2]:.1f} ms vs {two[name][2]:.1f} ms")
 
 
 if __name__ == "__main__":
