@@ -109,12 +109,16 @@ struct RepoScanProvider: ScanProvider {
         return outcome.resources
     }
 
-    /// Writes the part's live progress once a second while it runs (best effort: a failed write is retried next tick).
+    /// Writes the part's live progress once a second while it runs, from its first second on (best effort: a failed
+    /// write is retried next tick).
     func liveProgress(_ progress: RepoProgress, session: Session, service: String) -> Task<Void, Never> {
         Task { [store] in
             guard ID.isValid(session.scanId), ID.isValid(session.tenantId) else { return }
             var last: RepoProgress.State? = nil
             while !Task.isCancelled {
+                // A part that ends within the first second writes nothing (most re-scans).
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { break }
                 let now = progress.snapshot
                 if now != last, let json = try? JSONParameter(now) {
                     _ = try? await store.query(
@@ -122,7 +126,6 @@ struct RepoScanProvider: ScanProvider {
                         [session.scanId, service, json, session.tenantId])
                     last = now
                 }
-                try? await Task.sleep(for: .seconds(1))
             }
         }
     }
