@@ -7,7 +7,9 @@ rules:
   - id: go-command-through-shell
     languages: [go]
     severity: ERROR
-    message: A command string built at run time runs through a shell; shell metacharacters in it run as commands. Pass the program and its arguments separately.
+    message: >-
+      A command string built at run time runs through a shell; shell metacharacters in it run as commands.
+      Pass the program and its arguments separately.
     metadata: {cwe: "CWE-78: OS Command Injection", category: injection}
     patterns:
       - pattern-either:
@@ -51,7 +53,9 @@ rules:
   - id: java-runtime-exec
     languages: [java]
     severity: ERROR
-    message: A command string built at run time is executed; its words are split by Runtime.exec and can carry injected arguments or a shell. Use ProcessBuilder with a fixed program.
+    message: >-
+      A command string built at run time is executed; its words are split by Runtime.exec and can carry
+      injected arguments or a shell. Use ProcessBuilder with a fixed program.
     metadata: {cwe: "CWE-78: OS Command Injection", category: injection}
     patterns:
       - pattern: Runtime.getRuntime().exec($CMD)
@@ -95,7 +99,9 @@ rules:
   - id: js-child-process-exec
     languages: [javascript, typescript]
     severity: ERROR
-    message: child_process.exec runs its string through a shell; built from variables, shell metacharacters in them run as commands. Use execFile with an argument list.
+    message: >-
+      child_process.exec runs its string through a shell; built from variables, shell metacharacters in
+      them run as commands. Use execFile with an argument list.
     metadata: {cwe: "CWE-78: OS Command Injection", category: injection}
     patterns:
       - pattern-either:
@@ -126,7 +132,9 @@ rules:
   - id: js-dom-xss
     languages: [javascript, typescript]
     severity: WARNING
-    message: HTML from a variable is written into the page; if any of it comes from a user, it runs as script. Use textContent or a sanitiser.
+    message: >-
+      HTML from a variable is written into the page; if any of it comes from a user, it runs as script.
+      Use textContent or a sanitiser.
     metadata: {cwe: "CWE-79: Cross-site Scripting", category: xss}
     patterns:
       - pattern-either:
@@ -177,7 +185,9 @@ rules:
   - id: python-subprocess-shell-true
     languages: [python]
     severity: ERROR
-    message: A command runs through a shell built from a non-constant string; shell metacharacters in it run as commands. Pass an argument list without shell=True.
+    message: >-
+      A command runs through a shell built from a non-constant string; shell metacharacters in it run as
+      commands. Pass an argument list without shell=True.
     metadata: {cwe: "CWE-78: OS Command Injection", category: injection}
     patterns:
       - pattern-either:
