@@ -820,8 +820,10 @@ def main():
 def bench_gateway(bin_dir, replicas, only_auth=False):
     """(a) a route with no bus call, (b) one bus request, (c) an authenticated read (API key → identity); medians of
     ROUNDS alternating rounds. Returns {name: (req/s, p50, p99, non-2xx)}."""
+    # The plan limits are cached for a second only, so the enterprise plan set below (no plan rate) applies at once.
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=replicas,
-                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning"})
+                  extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning",
+                             "VIGIL_PLAN_LIMITS_CACHE_SECONDS": "1"})
     try:
         stack.start()
         r, _ = sign_up(stack, "bench")
@@ -833,6 +835,7 @@ def bench_gateway(bin_dir, replicas, only_auth=False):
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
                         f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
                        check=True, capture_output=True)
+        time.sleep(1.5)
         # The machine is shared and noisy: the routes alternate for ROUNDS rounds; medians are reported.
         targets = [("(a) GET /status (no bus)", stack.url + "/status", []),
                    ("(b) GET /api/v1/ping (1 bus request)", stack.url + "/api/v1/ping", []),
