@@ -83,15 +83,7 @@ import Testing
 }
 
 @Suite struct SBOMScanTests {
-    func sh(_ args: [String], _ cwd: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        p.environment = ["GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "HOME": "/tmp"]
-        try p.run()
-        p.waitUntilExit()
-    }
+    func sh(_ args: [String], _ cwd: String) throws { _ = try RepoCatalogueTests().git(args, cwd) }
 
     @Test func lockfilesOfTheTreeBecomeOneDocument() throws {
         let dir = NSTemporaryDirectory() + "sbom-\(UUID().uuidString)"
