@@ -312,7 +312,7 @@ def bench_dashboard(bin_dir):
         stack.stop()
 
 
-def bench_findings(bin_dir):
+def bench_findings(bin_dir, pages=True):
     """1,000,000 findings for one workspace through the bus (result batches on VIGIL_JOBS, as
     the scan workers publish them): fresh ingest, a re-scan where 10 % change, then page latency
     at depth with keyset cursors."""
@@ -390,6 +390,12 @@ def bench_findings(bin_dir):
             change = n // 10
             second_ids = list(range(change, n)) + list(range(n, n + change))
             second = ingest("re-scan, 10 % changed", scan2, second_ids, (n + per - 1) // per * 2)
+            print(f"fresh: {n / first:,.0f} findings/s")
+            print(f"re-scan: {len(second_ids) / second:,.0f} findings/s")
+            messages = psql("SELECT sum(CASE WHEN batch THEN length(payload) - length(replace(payload, E'\\n', '')) + 1 ELSE 1 END) "
+                            "FROM findings.outbox")
+            print(f"finding events: {int(psql('SELECT count(*) FROM findings.finding_events')):,} in the feed, carried by "
+                  f"{int(messages or 0):,} bus messages from the findings service (vigil.events.finding.batch)")
             print("  findings rows updated so far: " + psql("SELECT n_tup_upd || ', of which on their page (HOT, no index writes): ' || "
                                                             "n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'findings'"))
             cpu0 = cpu_seconds()
@@ -413,6 +419,8 @@ def bench_findings(bin_dir):
             print(f"relay drained the remaining finding events {time.perf_counter() - t0:.0f} s after ingestion ended "
                   f"(backlog now {int(psql('SELECT count(*) FROM findings.outbox WHERE published_at IS NULL')):,})")
             print(cpu_report(cpu0, cpu_seconds(), time.perf_counter() - t0))
+        if not pages:
+            return
         psql("VACUUM ANALYZE findings.findings")
         # Right after a large ingest, autovacuum works through the new rows on the same 2 cores; pages
         # are measured once it is done (at most 300 s), and how long that took is printed.
@@ -795,6 +803,8 @@ def main():
         return bench_quota(bin_dir)
     if what == "findings":
         return bench_findings(bin_dir)
+    if what == "ingest":  # fresh and re-scan ingest only, printed as `fresh: N findings/s` and `re-scan: N findings/s`
+        return bench_findings(bin_dir, pages=False)
     if what == "notify":
         return bench_notify(bin_dir)
     if what == "scan":
@@ -813,7 +823,7 @@ def main():
         return bench_repo(bin_dir)
     if what == "scale":
         return bench_scale(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, scale, notify, scan, findings, quota, host, waste, web, cli, dashboard, repo"
+    assert what == "gateway", "benchmarks: gateway, scale, notify, scan, findings, ingest, quota, host, waste, web, cli, dashboard, repo"
     bench_gateway(bin_dir, int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1")))
 
 

@@ -76,11 +76,14 @@ MODELS["RemediationPolicy"] = obj(["mode", "require_approval_from_roles", "dry_r
                                   require_approval_from_roles={"type": "array", "items": S(enum=["owner", "admin", "analyst"])},
                                   dry_run_default=B, allow_self_approval=B, approval_ttl_hours=I(minimum=1, maximum=720),
                                   max_actions_per_day=I(minimum=0, maximum=10000), updated_by=S(), updated_at=DT)
+FINDING_DELIVERY = S(enum=["per_finding", "batch"], description="finding events: one delivery per finding (default), or one per bus "
+                     "batch of type finding.batch with data.findings[] (those the endpoint's events, min_severity and connection_ids match)")
 MODELS["WebhookEndpoint"] = obj(["id", "url", "events", "is_active", "created_at", "updated_at"], id=UUID, url=S(format="uri"),
                                 description=S(), events={"type": "array", "items": S()},
                                 min_severity=S(enum=["info", "low", "medium", "high", "critical"]),
                                 connection_ids={"type": "array", "items": UUID}, is_active=B, disabled_reason=S(), created_at=DT,
-                                updated_at=DT, secret=S(pattern="^whsec_", description="returned once, on create"))
+                                updated_at=DT, secret=S(pattern="^whsec_", description="returned once, on create"),
+                                finding_delivery=FINDING_DELIVERY)
 MODELS["Delivery"] = obj(["id", "endpoint_id", "event_id", "event_type", "status", "attempts", "created_at"], id=UUID, endpoint_id=UUID,
                          event_id=UUID, event_type=S(), status=S(enum=["pending", "delivered", "failed"]), attempts=I(), last_status=I(),
                          last_error=S(), last_response=S(), last_latency_ms=I(), created_at=DT, delivered_at=DT, next_attempt_at=DT)
@@ -655,7 +658,8 @@ ROUTES = [
     ("get", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.list", "admin", 200, None, page(MODELS["WebhookEndpoint"]), "List webhook endpoints", PAGE_Q),
     ("post", "/api/v1/webhooks/endpoints", "vigil.notifier.webhook.create", "admin", 201,
      obj(["url", "events"], url=S(format="uri"), events={"type": "array", "items": S()}, description=S(), min_severity=S(),
-         connection_ids={"type": "array", "items": UUID}, is_active=B, secret=S(pattern="^whsec_")), "WebhookEndpoint",
+         connection_ids={"type": "array", "items": UUID}, is_active=B, secret=S(pattern="^whsec_"), finding_delivery=FINDING_DELIVERY),
+     "WebhookEndpoint",
      "Create a webhook endpoint (the signing secret is shown once)", []),
     ("delete", "/api/v1/webhooks/endpoints/{endpoint_id}", "vigil.notifier.webhook.delete", "admin", 204, None, "Empty", "Delete a webhook endpoint", []),
     ("post", "/api/v1/webhooks/endpoints/{endpoint_id}/test", "vigil.notifier.webhook.test", "admin", 200, None, "Delivery",
@@ -815,6 +819,9 @@ ID_ACTOR = dict(actor=S())
 FINDING_EVENT = obj(["finding_id", "event_id", "connection_id", "rule_id", "severity", "status", "resource_id", "title"], finding_id=UUID, event_id=UUID,
         connection_id=UUID, rule_id=S(), severity=SEVERITY, status=FSTATUS, resource_id=S(), title=S(), previous_status=S(), actor=S(),
         reason=S(), scan_id=UUID)
+FINDING_TYPES = ["finding.opened", "finding.resolved", "finding.reopened", "finding.suppressed", "finding.risk_accepted"]
+FINDING_ITEM = obj(["id", "type", "occurred_at", "tenant_id", "data"], id=UUID, type=S(enum=FINDING_TYPES), occurred_at=DT, tenant_id=UUID,
+                   data=FINDING_EVENT)
 REMEDIATION_EVENT = obj(["action_id", "finding_id", "connection_id", "rule_code", "action", "resource_id", "severity", "status"],
                         action_id=UUID, finding_id=UUID, connection_id=UUID, rule_code=S(), action=S(), resource_id=S(), severity=SEVS, status=S(),
                         previous_status=S(), actor=S(), reason=S(), verified=S(enum=["true", "false"]), verification=S(), restored_resource_id=S())
@@ -890,11 +897,16 @@ EVENTS = {
                                        checks_evaluated=I(), parts={"type": "array", "items": PART}, error=NULL(S())),
                                        description="Terminal event of every scan. `complete` is true when every part completed; "
                                                    "a part marked completed evaluated all its rules on all its resources."),
-    "vigil.events.finding.opened": FINDING_EVENT,
-    "vigil.events.finding.resolved": FINDING_EVENT,
-    "vigil.events.finding.reopened": FINDING_EVENT,
-    "vigil.events.finding.suppressed": FINDING_EVENT,
-    "vigil.events.finding.risk_accepted": FINDING_EVENT,
+    "vigil.events.finding.batch": dict(
+        **obj(["count", "findings"], count=I(minimum=1), scan_id=UUID, actor=S(),
+              findings={"type": "array", "minItems": 1, "items": FINDING_ITEM}),
+        description="Finding lifecycle events, many to a message: every event of one ingest batch (or of one API change, "
+                    "resolution or expiry sweep, cut every 256 KB) in `findings[]`, oldest first, as AWS Security Hub hands "
+                    "findings to EventBridge in `detail.findings[]`. Each item is the event a subscriber received alone on "
+                    "`vigil.events.finding.<opened|resolved|reopened|suppressed|risk_accepted>` before this version (same id, "
+                    "type, occurred_at, tenant_id and data): migrate by subscribing to `vigil.events.finding.batch` and handling "
+                    "each item as before. `scan_id` is set when every item came from one scan; `actor` when a person or a "
+                    "suppression rule made a change."),
     "vigil.events.rule.created": obj(["rule_id"], rule_id=S(), **ID_ACTOR),
     "vigil.events.rule.updated": obj(["rule_id"], rule_id=S(), enabled=S(), severity=S(), **ID_ACTOR),
     "vigil.events.report.generated": obj(["report_id", "type", "format"], report_id=UUID, type=S(), format=S(), **ID_ACTOR),

@@ -27,7 +27,7 @@ import Testing
         "findings/1": "261b0eead9e1b77a", "findings/2": "e6c0f519084a19e1", "findings/3": "b2ed99efa6e65c16",
         "remediation/1": "f2ecf58cfbea6c07", "remediation/2": "19527d35841b4515",
         "billing/1": "5591c8a6871a639", "billing/2": "d7c4dcaea1be5a7",
-        "notifier/1": "65f489b53f6bdf28", "notifier/2": "9a71ff18cb2312ba", "notifier/3": "7816d3db4c911704",
+        "notifier/1": "65f489b53f6bdf28", "notifier/2": "9a71ff18cb2312ba", "notifier/3": "7816d3db4c911704", "notifier/4": "9789e34e69e39ac2",
     ]
 
     @Test func releasedMigrationsAreUnchanged() {

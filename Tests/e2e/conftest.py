@@ -62,6 +62,20 @@ class Bus:
         with self.lock:
             return [(s, h, json.loads(d)) for s, h, d in self.messages if s.startswith(subject_prefix)]
 
+    def finding_events(self, type_=None):
+        """The finding lifecycle events recorded, taken out of their `vigil.events.finding.batch` messages."""
+        return [item for _, _, batch in self.received("vigil.events.finding.batch") for item in batch["data"]["findings"]
+                if type_ is None or item["type"] == type_]
+
+    def wait_for_finding_event(self, predicate, type_, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for item in self.finding_events(type_):
+                if predicate(item):
+                    return item
+            time.sleep(0.05)
+        raise AssertionError(f"no {type_} event matched in a finding batch")
+
     def wait_for(self, predicate, subject_prefix, timeout=10):
         deadline = time.time() + timeout
         while time.time() < deadline:

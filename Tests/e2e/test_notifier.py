@@ -347,10 +347,10 @@ def test_webhook_connection_filter_and_events_published_late(stack, signup, rece
 
 
 def test_scan_event_bursts_are_settled_per_batch_yet_reach_whoever_wants_them(stack, signup, receiver):
-    """A burst of scan lifecycle events (no actor) for a workspace with no endpoints or channels is
-    settled a fetched batch at a time; interleaved events of a workspace with an endpoint are still
-    delivered, an event the audit log keeps is still recorded, and an endpoint created afterwards gets
-    the next event."""
+    """A burst of finding batches from scans (no actor) for a workspace with no endpoints or channels is
+    settled a fetched batch at a time; interleaved batches of a workspace with an endpoint are still
+    delivered, a change the audit log keeps is still recorded, and an endpoint created afterwards gets
+    the next event (also one an earlier version published alone, on its own subject)."""
     quiet, qb, _ = signup("quiet")
     loud, lb, _ = signup("loud")
     loud.post("/webhooks/endpoints", {"url": receiver.url("/burst"), "events": ["finding.opened"]})
@@ -364,15 +364,21 @@ def test_scan_event_bursts_are_settled_per_batch_yet_reach_whoever_wants_them(st
             data["actor"] = actor
         return {"id": eid, "type": type_, "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "tenant_id": tenant, "data": data}
 
+    def batch(tenant, items, actor=None):
+        data = {"count": len(items), "findings": items}
+        if actor:
+            data["actor"] = actor
+        return {"id": str(uuid.uuid4()), "type": "finding.batch", "occurred_at": items[0]["occurred_at"], "tenant_id": tenant, "data": data}
+
     burst, wanted = [], []
-    for i in range(300):
-        burst.append(event(qt))
-        if i % 30 == 0:
+    for i in range(150):
+        burst.append(batch(qt, [event(qt) for _ in range(4)]))
+        if i % 15 == 0:
             wanted.append(event(lt))
-            burst.append(wanted[-1])
+            burst.append(batch(lt, [wanted[-1]]))
     kept = event(qt, "finding.suppressed", actor=qb["user"]["id"])
     kept["data"]["status"] = "suppressed"
-    burst.insert(150, kept)
+    burst.insert(75, batch(qt, [event(qt, "finding.resolved"), kept], actor=qb["user"]["id"]))
 
     async def go():
         js = stack.bus.nc.jetstream()
@@ -398,3 +404,43 @@ def test_scan_event_bursts_are_settled_per_batch_yet_reach_whoever_wants_them(st
     late = event(qt)
     publish_event(stack, "vigil.events.finding.opened", late)
     receiver.wait(lambda q: q["path"] == "/late" and json.loads(q["body"])["data"]["finding_id"] == late["data"]["finding_id"])
+
+
+def test_finding_batches_reach_webhooks_per_finding_or_per_batch(stack, signup, receiver):
+    """A scan's finding events are one bus message per ingest batch (no per-finding messages); an
+    endpoint with the default `finding_delivery` gets one signed delivery per finding (the event's own
+    id, as before batching), one with `batch` gets one delivery listing the findings its filters match."""
+    from test_findings import publish_results, result
+    owner, ob, _ = signup("batches")
+    tenant, conn, scan = ob["workspace"]["id"], str(uuid.uuid4()), str(uuid.uuid4())
+    assert_envelope(owner.post("/webhooks/endpoints", {"url": receiver.url("/b"), "events": ["finding.*"], "finding_delivery": "each"}), 422)
+    per = owner.post("/webhooks/endpoints", {"url": receiver.url("/per"), "events": ["finding.opened"]}).json()
+    whole = owner.post("/webhooks/endpoints", {"url": receiver.url("/whole"), "events": ["finding.*"], "finding_delivery": "batch"}).json()
+    high = owner.post("/webhooks/endpoints", {"url": receiver.url("/high"), "events": ["finding.opened"], "finding_delivery": "batch",
+                                              "min_severity": "critical"}).json()
+    assert per["finding_delivery"] == "per_finding" and whole["finding_delivery"] == "batch"
+    results = [result(tenant, conn, "aws.s3.bucket_acl_public_read", f"b{i}", severity="critical" if i % 10 == 0 else "high")
+               for i in range(120)]
+    publish_results(stack, tenant, scan, conn, results)
+    per_hits = receiver.wait(lambda q: q["path"] == "/per", count=120)
+    [batch_hit] = receiver.wait(lambda q: q["path"] == "/whole")
+    [high_hit] = receiver.wait(lambda q: q["path"] == "/high")
+    time.sleep(1)
+    assert len([q for q in receiver.requests if q["path"] in ("/per", "/whole", "/high")]) == 122, "nothing delivered twice"
+    assert all(verify(h, per["secret"]) for h in per_hits) and verify(batch_hit, whole["secret"])
+    bodies = [json.loads(h["body"]) for h in per_hits]
+    assert {b["type"] for b in bodies} == {"finding.opened"} and len({h["headers"]["webhook-id"] for h in per_hits}) == 120
+    assert len({b["data"]["event_id"] for b in bodies}) == 120
+    whole_body = json.loads(batch_hit["body"])
+    assert whole_body["type"] == "finding.batch" and whole_body["data"]["count"] == 120
+    items = whole_body["data"]["findings"]
+    assert sorted(i["id"] for i in items) == sorted(b["data"]["event_id"] for b in bodies)
+    assert {i["data"]["resource_id"] for i in items} == {r["resource_id"] for r in results}
+    high_items = json.loads(high_hit["body"])["data"]["findings"]
+    assert len(high_items) == 12 and {i["data"]["severity"] for i in high_items} == {"critical"}
+    # On the bus: one batch message for the 120 events, none on the per-finding subjects.
+    batches = [b for _, _, b in stack.bus.received("vigil.events.finding.batch") if b["tenant_id"] == tenant]
+    assert len(batches) == 1 and batches[0]["data"]["count"] == 120 and batches[0]["data"]["scan_id"] == scan
+    deliveries = owner.get(f"/webhooks/endpoints/{whole['id']}/deliveries").json()["items"]
+    assert [(d["event_id"], d["event_type"]) for d in deliveries] == [(batches[0]["id"], "finding.batch")]
+    assert not [s for s, _, b in stack.bus.received("vigil.events.finding.") if s != "vigil.events.finding.batch" and b["tenant_id"] == tenant]

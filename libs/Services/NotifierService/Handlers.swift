@@ -15,6 +15,7 @@ struct CreateEndpointRequest: Codable, Sendable {
     var connectionIds: [String]?
     var isActive: Bool?
     var secret: String?
+    var findingDelivery: String?
 }
 struct EndpointView: Codable, Sendable {
     var id: String
@@ -28,6 +29,7 @@ struct EndpointView: Codable, Sendable {
     var createdAt: Date
     var updatedAt: Date
     var secret: String?
+    var findingDelivery: String
 }
 struct EndpointPath: Codable, Sendable { var endpointId: String }
 struct EndpointPage: Codable, Sendable {
@@ -99,6 +101,9 @@ struct NotifierHandlers: Sendable {
         }
         if let ids = req.connectionIds, ids.contains(where: { !ID.isValid($0) }) {
             issues.append(.init(path: "body.connection_ids", message: "must be connection ids"))
+        }
+        if let d = req.findingDelivery, !["per_finding", "batch"].contains(d) {
+            issues.append(.init(path: "body.finding_delivery", message: "must be per_finding or batch"))
         }
         guard issues.isEmpty else { throw ServiceError.validation(issues) }
         // Resolve now too: a URL that points at a refused address is rejected at creation.

@@ -109,6 +109,28 @@ final class NotifierEvent {
         occurredAt = head[3]
         actor = data[0].flatMap { $0.isEmpty ? nil : $0 } ?? data[1]
     }
+
+    /// One item of a `finding.batch`: the event as it would have come alone, in the batch's message
+    /// (its headers, delivery count and receipt time). Nil when the item is not an event of the batch's workspace.
+    private init?(item: [String: Any], of batch: NotifierEvent) {
+        guard let id = item["id"] as? String, ID.isValid(id), let type = item["type"] as? String, type.hasPrefix("finding."),
+            let data = item["data"] as? [String: Any], (item["tenant_id"] as? String) == batch.tenant
+        else { return nil }
+        message = batch.message
+        self.id = id
+        self.type = type
+        tenant = batch.tenant
+        occurredAt = item["occurred_at"] as? String
+        actor = (data["actor"] as? String).flatMap { $0.isEmpty ? nil : $0 }
+        self.data = data
+    }
+
+    var isFindingBatch: Bool { type == Events.findingBatch.type }
+
+    /// The events a `finding.batch` carries (`data.findings[]`), oldest first; malformed items are left out.
+    func items() -> [NotifierEvent] {
+        (data["findings"] as? [[String: Any]] ?? []).compactMap { NotifierEvent(item: $0, of: self) }
+    }
 }
 
 /// Hands each event to the webhook fan-out, the channels and the audit log; the message is retried
@@ -126,8 +148,21 @@ struct NotifierEventRouter: Sendable {
             logger.error("undecodable event dropped", metadata: ["subject": "\(m.subject)"])
             return .drop
         }
+        var outcomes: [ConsumeOutcome]
+        if event.isFindingBatch {
+            // Webhooks see the batch whole (one delivery per finding or per batch, by endpoint); channels
+            // and the audit log see each finding event as it would have come alone.
+            let items = event.items()
+            outcomes = [await webhooks.fanOut(batch: event, items)]
+            for item in items {
+                outcomes.append(await channels.handle(item))
+                outcomes.append(await audit.handle(item))
+            }
+        } else {
+            outcomes = [await webhooks.fanOut(event), await channels.handle(event), await audit.handle(event)]
+        }
         var retry: Duration?
-        for outcome in [await webhooks.fanOut(event), await channels.handle(event), await audit.handle(event)] {
+        for outcome in outcomes {
             if case .retry(let after) = outcome { retry = min(retry ?? after, after) }
         }
         return retry.map { .retry(after: $0) } ?? .ack

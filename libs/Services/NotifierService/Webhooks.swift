@@ -147,31 +147,56 @@ final class WebhookDispatcher: Sendable {
 
     /// Consumer side: one delivery row per matching endpoint (idempotent per event and endpoint).
     func fanOut(_ event: NotifierEvent) async -> ConsumeOutcome {
-        guard let tenant = event.tenant else { return .ack }
-        let (id, type) = (event.id, event.type)
+        await enqueue(tenant: event.tenant, receivedAt: event.message.receivedAt) { subscriptions in
+            let data = event.data
+            let targets = subscriptions.filter { $0.wants(event.type, data) }
+            guard !targets.isEmpty else { return [] }
+            let payload = try Self.payload(type: event.type, occurredAt: event.occurredAt, data: data)
+            return targets.map { WebhookStore.NewDelivery(endpointId: $0.id, eventId: event.id, eventType: event.type, payload: payload) }
+        }
+    }
+
+    /// A `finding.batch`: an endpoint with `finding_delivery` `per_finding` gets a delivery per finding
+    /// event it wants (its id, type and payload exactly as when each event came alone); one with `batch`
+    /// gets one delivery of type `finding.batch` (the batch's id) listing those events in `data.findings`.
+    func fanOut(batch: NotifierEvent, _ items: [NotifierEvent]) async -> ConsumeOutcome {
+        await enqueue(tenant: batch.tenant, receivedAt: batch.message.receivedAt) { subscriptions in
+            var rows: [WebhookStore.NewDelivery] = []
+            var payloads: [String: String] = [:]
+            for s in subscriptions {
+                let wanted = items.filter { s.wants($0.type, $0.data) }
+                guard !wanted.isEmpty else { continue }
+                if s.findingDelivery == "batch" {
+                    let list: [[String: Any]] = wanted.map {
+                        ["id": $0.id, "type": $0.type, "timestamp": $0.occurredAt ?? Timestamp.format(Date()), "data": $0.data]
+                    }
+                    let payload = try Self.payload(
+                        type: batch.type, occurredAt: batch.occurredAt, data: ["count": list.count, "findings": list])
+                    rows.append(.init(endpointId: s.id, eventId: batch.id, eventType: batch.type, payload: payload))
+                } else {
+                    for e in wanted {
+                        let payload = try payloads[e.id] ?? Self.payload(type: e.type, occurredAt: e.occurredAt, data: e.data)
+                        payloads[e.id] = payload
+                        rows.append(.init(endpointId: s.id, eventId: e.id, eventType: e.type, payload: payload))
+                    }
+                }
+            }
+            return rows
+        }
+    }
+
+    /// Writes the deliveries `plan` makes of the workspace's active subscriptions, in one statement.
+    private func enqueue(
+        tenant: String?, receivedAt: Date, _ plan: ([WebhookStore.Subscription]) throws -> [WebhookStore.NewDelivery]
+    ) async -> ConsumeOutcome {
+        guard let tenant else { return .ack }
         do {
             // Workspaces without endpoints cost one shared read per fetched batch, not a query per event.
-            guard try await hasEndpoints(tenant: tenant, receivedAt: event.message.receivedAt) else { return .ack }
+            guard try await hasEndpoints(tenant: tenant, receivedAt: receivedAt) else { return .ack }
             // One pipelined round trip (no endpoint wants it); a write only when one does.
-            var targets: [String] = []
-            let data = event.data
-            for e in try await webhooks.activeSubscriptions(tenantId: tenant) {
-                guard EventCatalog.matches(e.events, type) else { continue }
-                if let min = e.minSeverity, let sev = data["severity"] as? String,
-                    (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
-                {
-                    continue
-                }
-                if let ids = e.connectionIds, let conn = data["connection_id"] as? String, !ids.contains(conn) {
-                    continue
-                }
-                targets.append(e.id)
-            }
-            guard !targets.isEmpty else { return .ack }
-            let payload = try Self.payload(type: type, occurredAt: event.occurredAt, data: data)
-            let inserted = try await webhooks.enqueue(
-                tenantId: tenant, eventId: id, eventType: type, payload: payload, endpointIds: targets)
-            if inserted > 0 { poke() }
+            let rows = try plan(try await webhooks.activeSubscriptions(tenantId: tenant))
+            guard !rows.isEmpty else { return .ack }
+            if try await webhooks.enqueue(tenantId: tenant, rows) > 0 { poke() }
             return .ack
         } catch {
             logger.warning("webhook fan-out failed; will retry", metadata: ["error": "\(error)"])

@@ -23,8 +23,12 @@ struct Transition: Sendable {
 /// fragment: bulk paths (ingestion, resolution, expiry) feed it a data-modifying CTE, so a million
 /// transitions never pass through Swift one by one; single changes feed it rows built in Swift.
 enum Lifecycle {
+    /// Events per bus message, at most (bytes of their JSON; one event is about 500 bytes).
+    static let batchBytes = 256 * 1024
+
     /// SQL continuing a `WITH … t AS (…)`: inserts a finding event per row of `t` and writes the bus
-    /// events as one outbox batch row; returns one row with `events`. `t` has the columns finding_id,
+    /// events as `finding.batch` messages (`data.findings[]`, each the event a subscriber used to get
+    /// alone on `vigil.events.finding.<type>`), one outbox row; returns one row with `events`. `t` has the columns finding_id,
     /// connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id,
     /// resource_id, title and ord (the order of the events). `$1` must be the tenant id and
     /// `$<headersParam>` the transaction's `outboxHeaders`.
@@ -44,15 +48,30 @@ enum Lifecycle {
             actor, reason, scan_id, created_at)
           SELECT event_id, $1, finding_id, connection_id, rule_id, severity, event_type, from_status, to_status, actor, reason, scan_id, at
           FROM te),
-        outbox AS (\(tx.outboxBatchInsert(line: """
-            'vigil.events.finding.' || name || ' ' || event_id || ' {"id":"' || event_id || '","type":"finding.' || name ||
+        items AS (
+          SELECT at, event_id, '{"id":"' || event_id || '","type":"finding.' || name ||
               '","occurred_at":"' || to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '","tenant_id":"' || $1::text ||
               '","data":{' || concat_ws(',', '"finding_id":"' || finding_id || '"', '"event_id":"' || event_id || '"',
                 '"connection_id":"' || connection_id || '"', '"rule_id":' || to_json(rule_id), '"severity":' || to_json(severity),
                 '"status":' || to_json(to_status), '"resource_id":' || to_json(resource_id), '"title":' || to_json(title),
                 '"previous_status":' || to_json(from_status), '"actor":' || to_json(actor), '"reason":' || to_json(reason),
-                '"scan_id":"' || scan_id || '"') || '}}'
-            """, from: "te", order: "at, event_id", headersParam: headersParam)) RETURNING 1)
+                '"scan_id":"' || scan_id || '"') || '}}' AS item, actor, scan_id
+          FROM te),
+        -- One bus message per \(batchBytes / 1024) KB of events (a result batch of a few hundred findings is one
+        -- message; a resolution of a million is a few thousand), well under NATS's 1 MB payload limit.
+        chunked AS (
+          SELECT *, (sum(octet_length(item)) OVER (ORDER BY at, event_id) - octet_length(item)) / \(batchBytes) AS chunk FROM items),
+        batches AS (
+          SELECT chunk, findings.uuid7() AS batch_id, min(at) AS at, count(*) AS n,
+            string_agg(item, ',' ORDER BY at, event_id) AS list, max(actor) AS actor,
+            CASE WHEN count(DISTINCT scan_id) = 1 AND count(scan_id) = count(*) THEN min(scan_id::text) END AS scan_id
+          FROM chunked GROUP BY chunk),
+        outbox AS (\(tx.outboxBatchInsert(line: """
+            'vigil.events.finding.batch ' || batch_id || ' {"id":"' || batch_id || '","type":"finding.batch","occurred_at":"' ||
+              to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '","tenant_id":"' || $1::text || '","data":{' ||
+              concat_ws(',', '"count":' || n, '"scan_id":"' || scan_id || '"', '"actor":' || to_json(actor)) ||
+              ',"findings":[' || list || ']}}'
+            """, from: "batches", order: "chunk", headersParam: headersParam)) RETURNING 1)
         SELECT (SELECT count(*) FROM te)::int AS events
         """
     }

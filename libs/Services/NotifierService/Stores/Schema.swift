@@ -60,5 +60,11 @@ enum NotifierSchema {
               tenant_id uuid PRIMARY KEY, delivery text NOT NULL, trigger_mode text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
             """ + Migration.tenantIsolation(table: "channels") + Migration.tenantIsolation(table: "channel_sends")
                 + Migration.tenantIsolation(table: "policies")),
+        Migration(
+            4, "webhook finding delivery: per finding or per batch",
+            """
+            ALTER TABLE {schema}.webhook_endpoints ADD COLUMN finding_delivery text NOT NULL DEFAULT 'per_finding'
+              CHECK (finding_delivery IN ('per_finding', 'batch'));
+            """),
     ]
 }

@@ -17,7 +17,8 @@ struct WebhookStore: Sendable {
             events: try r.stringArray("events"), minSeverity: r.optionalString("min_severity"),
             connectionIds: r.isNull("connection_ids") ? nil : try r.stringArray("connection_ids"),
             isActive: try r.bool("is_active"), disabledReason: r.optionalString("disabled_reason"),
-            createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), secret: nil)
+            createdAt: try r.date("created_at"), updatedAt: try r.date("updated_at"), secret: nil,
+            findingDelivery: try r.string("finding_delivery"))
     }
 
     static func delivery(_ r: Row) throws -> DeliveryView {
@@ -39,10 +40,13 @@ struct WebhookStore: Sendable {
             try await tx.single(
                 """
                 INSERT INTO notifier.webhook_endpoints (id, tenant_id, url, description, events, min_severity, connection_ids, is_active,
-                  secret_sealed)
-                VALUES ($1, $2, $3, $4, $5::text[], $6, $7::text[], $8, $9) RETURNING *
+                  secret_sealed, finding_delivery)
+                VALUES ($1, $2, $3, $4, $5::text[], $6, $7::text[], $8, $9, $10) RETURNING *
                 """,
-                [id, tenantId, e.url, e.description, e.events, e.minSeverity, e.connectionIds, e.isActive ?? true, sealedSecret]))
+                [
+                    id, tenantId, e.url, e.description, e.events, e.minSeverity, e.connectionIds, e.isActive ?? true, sealedSecret,
+                    e.findingDelivery ?? "per_finding",
+                ]))
     }
 
     func list(_ page: Pagination, tenantId: String) async throws -> Page<EndpointView> {
@@ -82,31 +86,59 @@ struct WebhookStore: Sendable {
         var events: [String]
         var minSeverity: String?
         var connectionIds: [String]?
+        var findingDelivery: String
+
+        /// Whether an event of `type` with `data` (its severity and connection) goes to this endpoint.
+        func wants(_ type: String, _ data: [String: Any]) -> Bool {
+            guard EventCatalog.matches(events, type) else { return false }
+            if let min = minSeverity, let sev = data["severity"] as? String,
+                (EventCatalog.severities.firstIndex(of: sev) ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
+            {
+                return false
+            }
+            if let ids = connectionIds, let conn = data["connection_id"] as? String, !ids.contains(conn) { return false }
+            return true
+        }
     }
 
     func activeSubscriptions(tenantId: String) async throws -> [Subscription] {
         try await db.query(
             .tenant(tenantId),
-            "SELECT id, events, min_severity, connection_ids FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active",
+            """
+            SELECT id, events, min_severity, connection_ids, finding_delivery FROM notifier.webhook_endpoints WHERE tenant_id = $1 AND is_active
+            """,
             [tenantId]
         ).map { e in
             Subscription(
                 id: try e.string("id"), events: try e.stringArray("events"), minSeverity: e.optionalString("min_severity"),
-                connectionIds: e.isNull("connection_ids") ? nil : try e.stringArray("connection_ids"))
+                connectionIds: e.isNull("connection_ids") ? nil : try e.stringArray("connection_ids"),
+                findingDelivery: try e.string("finding_delivery"))
         }
     }
 
     // MARK: deliveries
 
     /// One delivery per endpoint for an event (a repeat of the same event and endpoint is ignored); returns how many are new.
-    func enqueue(tenantId: String, eventId: String, eventType: String, payload: String, endpointIds: [String]) async throws -> Int {
+    struct NewDelivery {
+        var endpointId: String
+        var eventId: String
+        var eventType: String
+        var payload: String
+    }
+
+    /// Queues deliveries in one statement; one already queued for its endpoint and event is left as it is.
+    func enqueue(tenantId: String, _ rows: [NewDelivery]) async throws -> Int {
         try await db.query(
             .tenant(tenantId),
             """
             INSERT INTO notifier.webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload)
-            SELECT gen_random_uuid(), $1, e, $2, $3, $4 FROM unnest($5::uuid[]) AS e
+            SELECT gen_random_uuid(), $1, e, i, t, p FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS x(e, i, t, p)
             ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id
-            """, [tenantId, eventId, eventType, payload, ArrayParameter(endpointIds)]
+            """,
+            [
+                tenantId, ArrayParameter(rows.map(\.endpointId)), ArrayParameter(rows.map(\.eventId)), ArrayParameter(rows.map(\.eventType)),
+                ArrayParameter(rows.map(\.payload)),
+            ]
         ).count
     }
 
