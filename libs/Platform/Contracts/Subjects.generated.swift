@@ -136,6 +136,12 @@ package enum Subjects {
         package static let metaCompatibility = "vigil.scans.meta.compatibility"
         /// GET /api/v1/meta/error-model — Every error code with its HTTP status
         package static let metaErrorModel = "vigil.scans.meta.error_model"
+        /// POST /api/v1/ops/failures/{failure_id}/retry — Retry a failure: a dead letter is published again on its subject, a failed
+        /// delivery queued again (platform workspace)
+        package static let opsFailureRetry = "vigil.scans.ops.failure_retry"
+        /// GET /api/v1/ops/failures — Dead-lettered jobs and events (VIGIL_DEAD), webhook deliveries that failed for good, outbox rows not
+        /// published for 30 s (platform workspace)
+        package static let opsFailures = "vigil.scans.ops.failures"
         /// GET /api/v1/ops/queues — JetStream streams and every consumer: pending, redelivered, ack floor and its lag (platform workspace
         /// owners/admins)
         package static let opsQueues = "vigil.scans.ops.queues"
@@ -612,6 +618,8 @@ package enum RouteAccess {
         Subjects.Scans.metaCapabilities: .member,
         Subjects.Scans.metaCompatibility: .member,
         Subjects.Scans.metaErrorModel: .member,
+        Subjects.Scans.opsFailureRetry: .role(.admin),
+        Subjects.Scans.opsFailures: .role(.admin),
         Subjects.Scans.opsQueues: .role(.admin),
         Subjects.Scans.opsServices: .role(.admin),
         Subjects.Scans.opsSmoke: .role(.admin),

@@ -89,6 +89,8 @@ public enum ServiceHost {
         try await js.ensureStream(
             name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
             maxAge: .seconds(7 * 24 * 3600))
+        try await js.ensureStream(
+            name: Streams.dead, subjects: Streams.deadSubjects, retention: .limits, maxAge: .seconds(14 * 24 * 3600))
         var store: Store? = nil
         if let schema = def.schema {
             let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)
@@ -222,8 +224,26 @@ public enum Health {
             guard let reply = msg.reply else { return }
             Task {
                 let pg = await postgres(store)
-                try? bus.publish(reply, data: Data(#"{"service":"\#(name)","postgres":"\#(pg)"}"#.utf8))
+                var body: [String: Any] = ["service": name, "postgres": pg]
+                // Asked by `/ops/failures`: outbox rows the relay has not published for 30 seconds.
+                if let store, pg == "up", String(decoding: msg.data, as: UTF8.self).contains("\"outbox\"") {
+                    body["outbox"] = (try? await stuckOutbox(store)) ?? []
+                }
+                let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+                try? bus.publish(reply, data: data)
             }
         }
+    }
+
+    /// Up to 50 outbox rows unpublished for 30 seconds or more, oldest first.
+    static func stuckOutbox(_ store: Store) async throws -> [[String: Any]] {
+        try await store.query(
+            .none,
+            """
+            SELECT id::text, CASE WHEN batch THEN 'batch' ELSE subject END AS subject, to_char(created_at AT TIME ZONE 'UTC',
+              'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at FROM \(store.schema).outbox
+            WHERE published_at IS NULL AND created_at < now() - interval '30 seconds' ORDER BY seq LIMIT 50
+            """
+        ).map { ["id": try $0.string("id"), "subject": try $0.string("subject"), "created_at": try $0.string("created_at")] }
     }
 }

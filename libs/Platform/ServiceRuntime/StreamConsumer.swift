@@ -5,6 +5,15 @@ import ServiceLifecycle
 import Synchronization
 import VigilCore
 
+/// The headers of a dead letter (`Streams.dead`).
+public enum DeadLetter {
+    public static let subject = "Vigil-Dead-Subject"
+    public static let stream = "Vigil-Dead-Stream"
+    public static let consumer = "Vigil-Dead-Consumer"
+    public static let reason = "Vigil-Dead-Reason"
+    public static let deliveries = "Vigil-Dead-Deliveries"
+}
+
 /// What a stream handler wants done with a message.
 public enum ConsumeOutcome: Sendable {
     /// Done; never deliver again.
@@ -101,12 +110,42 @@ public struct StreamConsumer: Service {
         do {
             switch outcome {
             case .ack: try m.ack()
-            case .retry(let after): try m.nak(delay: after)
-            case .drop: try m.term()
+            case .retry(let after):
+                guard config.maxDeliver > 0, m.deliveryCount >= config.maxDeliver else {
+                    try m.nak(delay: after)
+                    return
+                }
+                // The last delivery failed: JetStream would not deliver it again.
+                await deadLetter(m, reason: "max_deliveries")
+                try m.term()
+            case .drop:
+                await deadLetter(m, reason: "dropped")
+                try m.term()
             }
         } catch {
             logger.warning("acknowledgement failed", metadata: ["consumer": "\(config.durable)", "error": "\(error)"])
         }
+    }
+
+    /// Keeps a copy of a message given up on in `VIGIL_DEAD` (`vigil.dead.<stream>.<consumer>`), for
+    /// `/ops/failures` to list and retry. Published once per message and consumer (its id names both).
+    func deadLetter(_ m: JetStreamMessage, reason: String) async {
+        var headers = m.headers
+        headers[BusHeader.msgId] = nil
+        headers[DeadLetter.subject] = m.subject
+        headers[DeadLetter.stream] = stream
+        headers[DeadLetter.consumer] = config.durable
+        headers[DeadLetter.reason] = reason
+        headers[DeadLetter.deliveries] = String(m.deliveryCount)
+        do {
+            try await jetStream.publish(
+                "vigil.dead.\(stream).\(config.durable)", data: m.data, msgId: "dead.\(stream).\(config.durable).\(m.streamSequence)",
+                headers: headers)
+        } catch {
+            logger.error("dead letter not kept", metadata: ["consumer": "\(config.durable)", "subject": "\(m.subject)", "error": "\(error)"])
+        }
+        logger.warning(
+            "message given up on (dead-lettered)", metadata: ["consumer": "\(config.durable)", "subject": "\(m.subject)", "reason": "\(reason)"])
     }
 
     /// Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at `cap`.

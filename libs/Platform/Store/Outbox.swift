@@ -36,7 +36,7 @@ public final class OutboxRelay: Sendable {
                 [batch])
             guard !rows.isEmpty else { return 0 }
             var ids: [String] = []
-            var messages: [JetStream.Outgoing] = []
+            var perRow: [[JetStream.Outgoing]] = []
             for r in rows {
                 let id = try r.string("id")
                 let headers = (try? r.json("headers", as: [String: String].self)) ?? [:]
@@ -46,13 +46,29 @@ public final class OutboxRelay: Sendable {
                     if malformed > 0 {
                         store.logger.error("malformed outbox batch lines skipped", metadata: ["row": "\(id)", "lines": "\(malformed)"])
                     }
-                    messages.append(contentsOf: lines)
+                    perRow.append(lines)
                 } else {
-                    messages.append(JetStream.Outgoing(subject: try r.string("subject"), data: Data(payload.utf8), msgId: id, headers: headers))
+                    perRow.append([JetStream.Outgoing(subject: try r.string("subject"), data: Data(payload.utf8), msgId: id, headers: headers)])
                 }
                 ids.append(id)
             }
-            try await js.publishAll(messages)
+            do {
+                try await js.publishAll(perRow.flatMap { $0 })
+            } catch  where rows.count > 1 {
+                // One row JetStream refuses (a subject no stream takes) must not hold back the rows after it:
+                // row by row, the refused ones stay unpublished (listed by /ops/failures) and the rest go.
+                var sent: [String] = []
+                for (id, messages) in zip(ids, perRow) {
+                    do {
+                        try await js.publishAll(messages)
+                        sent.append(id)
+                    } catch {
+                        store.logger.error("outbox row not published", metadata: ["row": "\(id)", "error": "\(error)"])
+                    }
+                }
+                guard !sent.isEmpty else { throw error }
+                ids = sent
+            }
             // Jobs go once they are in JetStream (they may carry what their worker needs, such as an email's reset
             // link); events stay a day for inspection.
             try await tx.execute("DELETE FROM \(schema).outbox WHERE id = ANY($1::uuid[]) AND subject LIKE 'vigil.jobs.%'", [ids])

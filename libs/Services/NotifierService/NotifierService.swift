@@ -73,6 +73,7 @@ public enum NotifierService {
             try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
         }
         services.append(eventsConsumer)
+        services.append(try OpsFailureResponder(bus: ctx.bus, dispatcher: dispatcher, logger: ctx.logger))
         ctx.responder.add(
             Endpoint<ContactRequest, ContactReply>(Subjects.Notifier.contactSubmit),
             handler: ContactHandler(store: store, reader: r).submit)
@@ -202,5 +203,41 @@ struct NotifierEventRouter: Sendable {
             }
         }
         return rest
+    }
+}
+
+/// Answers the platform's `/ops/failures` (through the scan orchestrator) on internal subjects: the
+/// webhook deliveries that failed for good, and a retry of one of them.
+struct OpsFailureResponder: Service {
+    let subscriptions: [BusSubscription]
+
+    init(bus: BusConnection, dispatcher: WebhookDispatcher, logger: Logger) throws {
+        let store = dispatcher.webhooks
+        @Sendable func answer(_ msg: BusMessage, _ work: @escaping @Sendable () async throws -> [String: Any]) {
+            guard let reply = msg.reply else { return }
+            Task {
+                let body: [String: Any]
+                do { body = try await work() } catch { body = ["error": "\(error)"] }
+                try? bus.publish(reply, data: (try? JSONSerialization.data(withJSONObject: body)) ?? Data())
+            }
+        }
+        subscriptions = [
+            try bus.subscribe(OpsSubjects.webhookFailures, queue: "q") { msg in
+                answer(msg) { ["items": try await store.failedDeliveries(limit: 100)] }
+            },
+            try bus.subscribe(OpsSubjects.webhookRetry, queue: "q") { msg in
+                let id = (try? JSONSerialization.jsonObject(with: msg.data) as? [String: Any])?["delivery_id"] as? String
+                answer(msg) {
+                    guard let id, ID.isValid(id), try await store.requeueFailed(id: id) else { return ["retried": false] }
+                    dispatcher.poke()
+                    return ["retried": true]
+                }
+            },
+        ]
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { try? await Task.sleep(for: .seconds(365 * 24 * 3600)) }
+        for s in subscriptions { s.unsubscribe() }
     }
 }

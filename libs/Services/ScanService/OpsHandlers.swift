@@ -58,6 +58,35 @@ struct OpsCheck: Codable, Sendable {
     var ms: Double
     var detail: String?
 }
+struct OpsFailure: Codable, Sendable {
+    /// `dead-<sequence>` (a dead letter), `delivery-<id>` (a webhook delivery), `outbox-<service>-<id>` (an outbox row).
+    var id: String
+    /// dead_letter, webhook_delivery or outbox
+    var kind: String
+    var service: String?
+    var subject: String?
+    var stream: String?
+    var consumer: String?
+    var reason: String?
+    var deliveries: Int?
+    var tenantId: String?
+    var at: String?
+    var detail: String?
+    /// Whether `POST /ops/failures/{id}/retry` can act on it (outbox rows the relay retries by itself).
+    var retryable: Bool
+}
+struct OpsFailures: Codable, Sendable {
+    var items: [OpsFailure]
+    var counts: [String: Int]
+    /// Parts that did not answer (a service down): what is listed may be incomplete.
+    var unavailable: [String]
+}
+struct OpsFailurePath: Codable, Sendable { var failureId: String }
+struct OpsRetry: Codable, Sendable {
+    var id: String
+    var retried: Bool
+    var detail: String
+}
 struct OpsSmoke: Codable, Sendable {
     var ok: Bool
     var checks: [OpsCheck]
@@ -69,6 +98,7 @@ struct OpsSmoke: Codable, Sendable {
 /// owners and admins of the platform workspace (`VIGIL_PLATFORM_WORKSPACE`, a slug) may call them.
 struct OpsHandlers: Sendable {
     let bus: BusConnection
+    let jetStream: JetStream
     let platformWorkspace: String?
     static let services = ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]
 
@@ -76,6 +106,8 @@ struct OpsHandlers: Sendable {
         r.add(Endpoint<Empty, OpsQueues>(Subjects.Scans.opsQueues), handler: queues)
         r.add(Endpoint<Empty, OpsServices>(Subjects.Scans.opsServices), handler: replicas)
         r.add(Endpoint<Empty, OpsSmoke>(Subjects.Scans.opsSmoke), handler: smoke)
+        r.add(Endpoint<Empty, OpsFailures>(Subjects.Scans.opsFailures), handler: failures)
+        r.add(Endpoint<OpsFailurePath, OpsRetry>(Subjects.Scans.opsFailureRetry), handler: retry)
     }
 
     func authorize(_ p: Principal) throws {
@@ -101,7 +133,7 @@ struct OpsHandlers: Sendable {
         try authorize(p)
         var streams: [OpsStream] = []
         var consumers: [OpsQueue] = []
-        for name in [Streams.events, Streams.jobs] {
+        for name in [Streams.events, Streams.jobs, Streams.dead] {
             let info = try await json("$JS.API.STREAM.INFO.\(name)")
             let state = info["state"] as? [String: Any] ?? [:]
             let last = Self.int(state["last_seq"])
@@ -187,6 +219,131 @@ struct OpsHandlers: Sendable {
             checks.append(OpsCheck(name: "stream \(stream)", ok: ok, ms: Self.ms(since: start), detail: nil))
         }
         return OpsSmoke(ok: checks.allSatisfy(\.ok), checks: checks)
+    }
+
+    // MARK: failures
+
+    /// Dead letters (newest 100 of `VIGIL_DEAD`), webhook deliveries that failed for good (newest 100), and
+    /// outbox rows of any service that did not publish within 30 seconds.
+    @Sendable func failures(_ q: Empty, _ p: Principal, _ ctx: CallContext) async throws -> OpsFailures {
+        try authorize(p)
+        var items: [OpsFailure] = []
+        var unavailable: [String] = []
+        do {
+            items += try await deadLetters(limit: 100).map(\.failure)
+        } catch {
+            unavailable.append("stream \(Streams.dead)")
+        }
+        if let o = try? await bus.request(OpsSubjects.webhookFailures, data: Data(), timeout: .seconds(3)).data,
+            let list = (try? JSONSerialization.jsonObject(with: o) as? [String: Any])?["items"] as? [[String: Any]]
+        {
+            items += list.map { d in
+                OpsFailure(
+                    id: "delivery-\(d["id"] as? String ?? "")", kind: "webhook_delivery", service: "notifier", subject: d["event_type"] as? String,
+                    stream: nil, consumer: nil, reason: (d["last_status"] as? Int).map { "HTTP \($0)" } ?? "undeliverable",
+                    deliveries: d["attempts"] as? Int, tenantId: d["tenant_id"] as? String, at: d["created_at"] as? String,
+                    detail: d["last_error"] as? String, retryable: true)
+            }
+        } else {
+            unavailable.append("notifier")
+        }
+        for s in Self.services where s != "gateway" {
+            guard let reply = try? await bus.request(Health.subject(s), data: Data(#"{"outbox":true}"#.utf8), timeout: .seconds(2)).data,
+                let o = try? JSONSerialization.jsonObject(with: reply) as? [String: Any]
+            else {
+                unavailable.append(s)
+                continue
+            }
+            for row in o["outbox"] as? [[String: Any]] ?? [] {
+                items.append(
+                    OpsFailure(
+                        id: "outbox-\(s)-\(row["id"] as? String ?? "")", kind: "outbox", service: s, subject: row["subject"] as? String,
+                        stream: nil, consumer: nil, reason: "not published for 30 s or more", deliveries: nil, tenantId: nil,
+                        at: row["created_at"] as? String, detail: nil, retryable: false))
+            }
+        }
+        return OpsFailures(items: items, counts: Dictionary(grouping: items, by: \.kind).mapValues(\.count), unavailable: unavailable)
+    }
+
+    struct Dead {
+        var sequence: Int
+        var subject: String
+        var headers: [String: String]
+        var data: Data
+        var time: String?
+
+        var failure: OpsFailure {
+            OpsFailure(
+                id: "dead-\(sequence)", kind: "dead_letter", service: nil, subject: headers[DeadLetter.subject], stream: headers[DeadLetter.stream],
+                consumer: headers[DeadLetter.consumer], reason: headers[DeadLetter.reason],
+                deliveries: headers[DeadLetter.deliveries].flatMap { Int($0) },
+                tenantId: headers[BusHeader.tenantId] ?? JSONHead.read(data, keys: ["tenant_id"], nested: "data", nestedKeys: [])?.top[0], at: time,
+                detail: nil,
+                retryable: true)
+        }
+    }
+
+    /// The newest dead letters, newest first (at most `limit`, reading at most 4 × `limit` sequences).
+    func deadLetters(limit: Int) async throws -> [Dead] {
+        let info = try await json("$JS.API.STREAM.INFO.\(Streams.dead)")
+        let state = info["state"] as? [String: Any] ?? [:]
+        let (first, last) = (Self.int(state["first_seq"]), Self.int(state["last_seq"]))
+        guard Self.int(state["messages"]) > 0 else { return [] }
+        var out: [Dead] = []
+        var seq = last
+        while seq >= max(first, 1), out.count < limit, last - seq < limit * 4 {
+            if let d = try await deadLetter(seq) { out.append(d) }
+            seq -= 1
+        }
+        return out
+    }
+
+    /// One dead letter by its sequence in `VIGIL_DEAD`; nil when there is none (retried, or expired).
+    func deadLetter(_ seq: Int) async throws -> Dead? {
+        let reply = try await bus.request(
+            "$JS.API.STREAM.MSG.GET.\(Streams.dead)", data: try JSONSerialization.data(withJSONObject: ["seq": seq]), timeout: .seconds(3))
+        guard let o = try JSONSerialization.jsonObject(with: reply.data) as? [String: Any], let m = o["message"] as? [String: Any],
+            let subject = m["subject"] as? String
+        else { return nil }
+        let data = (m["data"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+        var headers: [String: String] = [:]
+        if let h = (m["hdrs"] as? String).flatMap({ Data(base64Encoded: $0) }) {
+            for line in String(decoding: h, as: UTF8.self).split(separator: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return Dead(sequence: seq, subject: subject, headers: headers, data: data, time: m["time"] as? String)
+    }
+
+    /// Retries one failure: a dead letter is published again on its original subject (a job is taken by its
+    /// workers again; an event reaches every consumer of the events stream, each idempotent by event id)
+    /// and removed from `VIGIL_DEAD`; a failed webhook delivery is queued again from scratch.
+    @Sendable func retry(_ q: OpsFailurePath, _ p: Principal, _ ctx: CallContext) async throws -> OpsRetry {
+        try authorize(p)
+        let id = q.failureId
+        if id.hasPrefix("dead-"), let seq = Int(id.dropFirst(5)), seq > 0 {
+            guard let d = try await deadLetter(seq), let subject = d.headers[DeadLetter.subject] else { throw ServiceError.notFound("failure") }
+            var headers = d.headers.filter { !$0.key.hasPrefix("Vigil-Dead-") && $0.key != BusHeader.msgId }
+            headers[BusHeader.correlationId] = ctx.correlationId
+            try await jetStream.publish(subject, data: d.data, msgId: "retry.\(Streams.dead).\(seq)", headers: headers)
+            _ = try await json("$JS.API.STREAM.MSG.DELETE.\(Streams.dead)", ["seq": seq])
+            return OpsRetry(id: id, retried: true, detail: "published again on \(subject)")
+        }
+        if id.hasPrefix("delivery-"), ID.isValid(String(id.dropFirst(9))) {
+            let reply = try await bus.request(
+                OpsSubjects.webhookRetry, data: try JSONSerialization.data(withJSONObject: ["delivery_id": String(id.dropFirst(9))]),
+                timeout: .seconds(3))
+            guard (try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any])?["retried"] as? Bool == true else {
+                throw ServiceError.notFound("failure")
+            }
+            return OpsRetry(id: id, retried: true, detail: "webhook delivery queued again")
+        }
+        if id.hasPrefix("outbox-") {
+            throw ServiceError(
+                status: 409, error: "conflict", message: "outbox rows are retried by their service's relay until JetStream takes them")
+        }
+        throw ServiceError.validation("path.failure_id", "must be dead-<sequence>, delivery-<id> or outbox-<service>-<id>")
     }
 
     static func ms(since start: ContinuousClock.Instant) -> Double {

@@ -42,7 +42,7 @@ public enum ScanService {
             ConnectorHandlers(store: store, settings: connectorSettings).register(on: ctx.responder)
             ScanPolicyHandlers(store: store).register(on: ctx.responder)
             ProxyHandlers(store: store, settings: settings).register(on: ctx.responder)
-            OpsHandlers(bus: ctx.bus, platformWorkspace: r.optional("VIGIL_PLATFORM_WORKSPACE")).register(on: ctx.responder)
+            OpsHandlers(bus: ctx.bus, jetStream: ctx.jetStream, platformWorkspace: r.optional("VIGIL_PLATFORM_WORKSPACE")).register(on: ctx.responder)
             MetaHandlers(
                 sshGuardrailAllowsPrivate: settings.sshGuardrail.allowPrivate, repoScanTypes: settings.repoScanTypes, osvDatabase: settings.osv != nil
             ).register(on: ctx.responder)

@@ -172,6 +172,39 @@ struct WebhookStore: Sendable {
         ).first != nil
     }
 
+    /// Deliveries that failed for good (attempts exhausted or the endpoint refused), newest first, in
+    /// every workspace: for the platform's operators (`/ops/failures`), without payloads.
+    func failedDeliveries(limit: Int) async throws -> [[String: Any]] {
+        try await db.query(
+            .crossTenant,
+            """
+            SELECT id::text, tenant_id::text, endpoint_id::text, event_id::text, event_type, attempts, last_status, last_error,
+              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
+            FROM notifier.webhook_deliveries WHERE status = 'failed' ORDER BY created_at DESC LIMIT $1
+            """, [limit]
+        ).map { r in
+            var o: [String: Any] = [
+                "id": try r.string("id"), "tenant_id": try r.string("tenant_id"), "endpoint_id": try r.string("endpoint_id"),
+                "event_id": try r.string("event_id"), "event_type": try r.string("event_type"), "attempts": try r.int("attempts"),
+                "created_at": try r.string("created_at"),
+            ]
+            if let s = r.optionalInt("last_status") { o["last_status"] = s }
+            if let e = r.optionalString("last_error") { o["last_error"] = e }
+            return o
+        }
+    }
+
+    /// Queues a failed delivery again in whichever workspace it is; false when there is no such failed delivery.
+    func requeueFailed(id: String) async throws -> Bool {
+        try await db.query(
+            .crossTenant,
+            """
+            UPDATE notifier.webhook_deliveries SET status = 'pending', next_attempt_at = now(), attempts = 0
+            WHERE id = $1 AND status = 'failed' RETURNING id
+            """, [id]
+        ).first != nil
+    }
+
     /// What a send needs: the delivery, its endpoint URL and the sealed secrets still valid.
     static let dueColumns = """
         d.id, d.tenant_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed,
