@@ -912,7 +912,7 @@ EVENTS = {
         **obj(["count", "findings"], count=I(minimum=1), scan_id=UUID, actor=S(),
               findings={"type": "array", "minItems": 1, "items": FINDING_ITEM}),
         description="Finding lifecycle events, many to a message: every event of one ingest batch (or of one API change, "
-                    "resolution or expiry sweep, cut every 256 KB) in `findings[]`, oldest first, as AWS Security Hub hands "
+                    "resolution or expiry sweep, cut every 512 KB) in `findings[]`, oldest first, as AWS Security Hub hands "
                     "findings to EventBridge in `detail.findings[]`. Each item is the event a subscriber received alone on "
                     "`vigil.events.finding.<opened|resolved|reopened|suppressed|risk_accepted>` before this version (same id, "
                     "type, occurred_at, tenant_id and data): migrate by subscribing to `vigil.events.finding.batch` and handling "

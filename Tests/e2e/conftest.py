@@ -47,7 +47,7 @@ class Bus:
         self.thread.start()
         self.messages = []
         self.lock = threading.Lock()
-        self.nc = self.run(nats.connect(url))
+        self.nc = self.run(nats.connect(servers=url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2))
 
     def run(self, coro, timeout=10):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -163,8 +163,13 @@ class MailSink:
 
 
 class Stack:
-    def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True, identity_replicas=2, record_events=True, durable_pg=False):
+    def __init__(self, bin_dir=BIN, extra_env=None, limited_gateway=True, identity_replicas=2, record_events=True, durable_pg=False,
+                 cluster=False, replicas=1):
+        """`cluster`: three JetStream-clustered nats-servers (streams and buckets at replicas 3) instead of one;
+        `replicas`: replicas of every service (gateways included, each on its own port; identity gets at least
+        `identity_replicas`)."""
         self.bin_dir, self.extra_env, self.limited_gateway = bin_dir, extra_env or {}, limited_gateway
+        self.cluster, self.replicas = cluster, replicas
         # Crash tests need PostgreSQL's durable settings: without them a crash loses the last commits.
         self.pg_env = dict(os.environ, VIGIL_PG_DURABLE="1" if durable_pg else "0")
         self.record_events = record_events  # benchmarks turn the test recorder (a subscriber to every event) off
@@ -175,17 +180,37 @@ class Stack:
         self.logs = os.path.join(self.tmp, "logs")
         os.makedirs(self.logs)
 
+    def nats_command(self, i):
+        node = self.nats_nodes[i]
+        cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(node["port"]), "-js", "-sd", os.path.join(self.tmp, f"nats-{i + 1}"),
+               "-n", node["name"]]
+        if self.cluster:
+            cmd += ["--cluster_name", "vigil", "--cluster", f"nats://127.0.0.1:{node['cluster_port']}",
+                    "--routes", ",".join(f"nats://127.0.0.1:{n['cluster_port']}" for n in self.nats_nodes if n is not node)]
+        return cmd
+
+    def start_nats_node(self, i):
+        node = self.nats_nodes[i]
+        node["proc"] = subprocess.Popen(self.nats_command(i), stdout=open(os.path.join(self.logs, f"{node['name']}.log"), "ab"),
+                                        stderr=subprocess.STDOUT)
+        wait_port(node["port"])
+
     def start(self):
-        self.nats_port = free_port()
-        self.nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd",
-                                      os.path.join(self.tmp, "nats")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.nats_port)
+        self.nats_nodes = [{"name": f"vigil-nats-{i + 1}", "port": free_port(), "cluster_port": free_port()}
+                           for i in range(3 if self.cluster else 1)]
+        for i in range(len(self.nats_nodes)):
+            self.start_nats_node(i)
+        self.nats_port = self.nats_nodes[0]["port"]
+        self.nats = self.nats_nodes[0]["proc"]
+        if self.cluster:
+            self.wait_jetstream_cluster()
         self.pg_port = free_port()
         subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "start", os.path.join(self.tmp, "pg"), str(self.pg_port)], check=True,
                        env=self.pg_env)
         seed = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
         self.env = dict(os.environ,
-                        VIGIL_NATS_URL=f"nats://127.0.0.1:{self.nats_port}",
+                        VIGIL_NATS_URL=",".join(f"nats://127.0.0.1:{n['port']}" for n in self.nats_nodes),
+                        VIGIL_JS_REPLICAS="3" if self.cluster else "1",
                         VIGIL_DATABASE_URL=f"postgresql://vigil@127.0.0.1:{self.pg_port}/vigil",
                         VIGIL_JWT_SEED=seed, VIGIL_PASSWORD_HASH="minimum", VIGIL_LOG_LEVEL="info",
                         VIGIL_OPENAPI_PATH=os.path.join(ROOT, "contracts", "openapi.yaml"),
@@ -209,11 +234,18 @@ class Stack:
         self.env.update(self.extra_env)
         self.http_port = free_port()
         self.spawn("gateway", VIGIL_HTTP_PORT=str(self.http_port))
+        self.gateway_ports = [self.http_port]
+        for i in range(1, self.replicas):
+            self.gateway_ports.append(free_port())
+            self.spawn("gateway", name=f"gateway-{i + 1}", VIGIL_HTTP_PORT=str(self.gateway_ports[-1]))
         # Identity replicas share the queue group (two in tests, to exercise it).
+        self.identity_replicas = max(self.identity_replicas, self.replicas)
         for i in range(self.identity_replicas):
             self.spawn("identity", name=f"identity-{i + 1}")
         for s in SERVICES[2:]:
             self.spawn(s)
+            for i in range(1, self.replicas):
+                self.spawn(s, name=f"{s}-{i + 1}")
         # A second gateway with tight limits for the rate-limit and body-size tests.
         self.limited_port = free_port() if self.limited_gateway else self.http_port
         if self.limited_gateway:
@@ -229,7 +261,8 @@ class Stack:
         while time.time() < deadline:
             replies = self.bus.gather("$SRV.PING", 0.3)
             names = {r.get("name") for r in replies}
-            if set(SERVICES) <= names and len([r for r in replies if r.get("name") == "identity"]) == self.identity_replicas:
+            if set(SERVICES) <= names and len([r for r in replies if r.get("name") == "identity"]) == self.identity_replicas \
+                    and all(len([r for r in replies if r.get("name") == s]) >= self.replicas for s in SERVICES):
                 break
         else:
             raise RuntimeError("services did not all answer $SRV.PING; logs in " + self.logs)
@@ -237,6 +270,29 @@ class Stack:
             self.bus.record("vigil.events.>")
             self.bus.record("vigil.jobs.email.send")
             self.bus.record("vigil.jobs.findings.results")
+
+    def wait_jetstream_cluster(self, timeout=30):
+        """Until the three nodes have elected a JetStream meta leader (each node answers with the cluster)."""
+        import urllib.request  # noqa: F401  (no monitoring port: ask over NATS)
+        import nats
+
+        async def ask():
+            nc = await nats.connect(servers=[f"nats://127.0.0.1:{n['port']}" for n in self.nats_nodes])
+            try:
+                r = await nc.request("$JS.API.INFO", b"", timeout=1)
+                return json.loads(r.data)
+            finally:
+                await nc.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                info = asyncio.run(ask())
+                if "error" not in info:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("the JetStream cluster did not elect a leader")
 
     def spawn(self, service, name=None, **env):
         name = name or service
@@ -274,9 +330,11 @@ class Stack:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        if getattr(self, "nats", None):
-            self.nats.terminate()
-            self.nats.wait(10)
+        for node in getattr(self, "nats_nodes", []):
+            p = node.get("proc")
+            if p and p.poll() is None:
+                p.terminate()
+                p.wait(10)
         subprocess.run([os.path.join(ROOT, "scripts", "pg-temp"), "stop", os.path.join(self.tmp, "pg")])
         if os.environ.get("VIGIL_KEEP_E2E"):
             print("e2e files kept in", self.tmp)

@@ -80,9 +80,7 @@ def test_database_and_bus_outages_answer_503_and_recover():
         assert r.status_code == 503 and r.json()["error"] == "unavailable" and r.headers.get("Retry-After") and took < 1, (r.text, took)
         health = requests.get(s.url + "/health")
         assert health.status_code == 503 and health.json()["dependencies"]["nats"] == "down"
-        s.nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(s.nats_port), "-js", "-sd", os.path.join(s.tmp, "nats")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(s.nats_port)
+        s.start_nats_node(0)  # same port, same store
         started, back = time.time(), None
         while time.time() - started < 30:
             if owner.get("/connections").status_code == 200:

@@ -69,7 +69,19 @@ public final class BusConnection: Sendable {
         var opts: OpaquePointer? = nil
         guard natsOptions_Create(&opts) == NATS_OK, let opts else { throw BusError.connect("cannot create options") }
         defer { natsOptions_Destroy(opts) }
-        natsOptions_SetURL(opts, options.url)
+        // A cluster: `nats://a:4222,nats://b:4222,…` (cnats takes the list as servers, not as one URL).
+        let urls = options.url.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if urls.count > 1 {
+            var cStrings = urls.map { UnsafePointer<CChar>(strdup($0)) }
+            defer { cStrings.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+            cStrings.withUnsafeMutableBufferPointer { buf in
+                buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
+                    _ = natsOptions_SetServers(opts, $0, Int32(buf.count))
+                }
+            }
+        } else {
+            natsOptions_SetURL(opts, options.url)
+        }
         natsOptions_SetName(opts, options.name)
         natsOptions_SetMaxReconnect(opts, -1)
         natsOptions_SetReconnectWait(opts, Int64(options.reconnectWait.milliseconds))

@@ -71,8 +71,12 @@ public final class JetStream: Sendable {
     let asyncErrors: AsyncPublishErrors
     let asyncQueue = DispatchQueue(label: "vigil.jetstream.async-publish")
 
-    public init(bus: BusConnection) throws {
+    /// Replicas of the streams and buckets this object creates (3 on a three-node cluster).
+    public let replicas: Int
+
+    public init(bus: BusConnection, replicas: Int = 1) throws {
         self.bus = bus
+        self.replicas = max(1, replicas)
         var ctx: OpaquePointer? = nil
         let s = natsConnection_JetStream(&ctx, bus.nc, nil)
         guard s == NATS_OK, let ctx else { throw BusError.jetStream("cannot create JetStream context: \(statusText(s))") }
@@ -168,6 +172,7 @@ public final class JetStream: Sendable {
                 cfg.Retention = retention == .workQueue ? js_WorkQueuePolicy : js_LimitsPolicy
                 cfg.Storage = js_FileStorage
                 cfg.Duplicates = duplicateWindow.nanoseconds
+                cfg.Replicas = Int64(self.replicas)
                 if let maxAge { cfg.MaxAge = maxAge.nanoseconds }
                 var info: UnsafeMutablePointer<jsStreamInfo>? = nil
                 var jerr = jsErrCode(0)
@@ -318,6 +323,7 @@ public final class JetStream: Sendable {
             defer { free(cBucket) }
             cfg.Bucket = UnsafePointer(cBucket)
             cfg.History = 1
+            cfg.Replicas = Int32(self.replicas)
             if let ttl { cfg.TTL = ttl.nanoseconds }
             var s = js_CreateKeyValue(&store, js.p, &cfg)
             if s != NATS_OK { s = js_KeyValue(&store, js.p, bucket) }

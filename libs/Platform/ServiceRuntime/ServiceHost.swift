@@ -82,15 +82,19 @@ public enum ServiceHost {
         // Streams get their own connection that coalesces writes: acks, fetches and pipelined
         // publishes are many small messages, and request/reply latency does not matter for them.
         let streams = try await BusConnection(.init(url: config.natsURL, name: "vigil-\(def.name)-streams", sendAsap: false), logger: log)
-        let js = try JetStream(bus: streams)
-        try await js.ensureStream(
-            name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
-            maxAge: .seconds(7 * 24 * 3600))
-        try await js.ensureStream(
-            name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
-            maxAge: .seconds(7 * 24 * 3600))
-        try await js.ensureStream(
-            name: Streams.dead, subjects: Streams.deadSubjects, retention: .limits, maxAge: .seconds(14 * 24 * 3600))
+        // VIGIL_JS_REPLICAS: 3 on a three-node JetStream cluster (streams and buckets survive a node).
+        let js = try JetStream(bus: streams, replicas: config.reader.int("VIGIL_JS_REPLICAS", default: 1))
+        // A cluster that is still electing its JetStream leader refuses stream requests for a few seconds.
+        try await retrying(logger: log, what: "JetStream") {
+            try await js.ensureStream(
+                name: Streams.events, subjects: Streams.eventSubjects, retention: .limits,
+                maxAge: .seconds(7 * 24 * 3600))
+            try await js.ensureStream(
+                name: Streams.jobs, subjects: Streams.jobSubjects, retention: .workQueue,
+                maxAge: .seconds(7 * 24 * 3600))
+            try await js.ensureStream(
+                name: Streams.dead, subjects: Streams.deadSubjects, retention: .limits, maxAge: .seconds(14 * 24 * 3600))
+        }
         var store: Store? = nil
         if let schema = def.schema {
             let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)

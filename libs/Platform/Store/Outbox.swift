@@ -58,15 +58,19 @@ public final class OutboxRelay: Sendable {
                 // One row JetStream refuses (a subject no stream takes) must not hold back the rows after it:
                 // row by row, the refused ones stay unpublished (listed by /ops/failures) and the rest go.
                 var sent: [String] = []
+                var refused: [(String, any Error)] = []
                 for (id, messages) in zip(ids, perRow) {
                     do {
                         try await js.publishAll(messages)
                         sent.append(id)
                     } catch {
-                        store.logger.error("outbox row not published", metadata: ["row": "\(id)", "error": "\(error)"])
+                        refused.append((id, error))
                     }
                 }
-                guard !sent.isEmpty else { throw error }
+                guard !sent.isEmpty else { throw error }  // JetStream took none: unavailable, not a bad row
+                for (id, e) in refused {
+                    store.logger.error("outbox row refused by JetStream; the rows after it went on", metadata: ["row": "\(id)", "error": "\(e)"])
+                }
                 ids = sent
             }
             // Jobs go once they are in JetStream (they may carry what their worker needs, such as an email's reset

@@ -83,6 +83,12 @@ struct ScanWorker<Provider: ScanProvider>: Sendable {
             return try await run(job, message: m)
         } catch {
             logger.warning("scan attempt failed", metadata: ["scan_id": "\(job.scanId)", "error": "\(error)"])
+            if let e = error as? StoreError, e.connectionLost {
+                // PostgreSQL restarted or is unreachable: the scan did nothing wrong. Its attempt is given back
+                // (maxDeliver bounds the redeliveries) and it resumes its unfinished parts once the database is back.
+                try? await scans.refundAttempt(id: job.scanId, tenantId: job.tenantId)
+                return .retry(after: .seconds(2))
+            }
             // Record the error; the attempt counter decides between another try and `failed`.
             let attempts = (try? await scans.attempts(id: job.scanId, tenantId: job.tenantId)) ?? 0
             if attempts >= settings.maxAttempts {
@@ -194,6 +200,9 @@ struct ScanWorker<Provider: ScanProvider>: Sendable {
             return PartOutcome(resources: resources, results: results)
         })
         if canceled.isSet { return }
+        // Cut short because another part of this attempt failed (the group cancels its siblings): the part
+        // stays unfinished for the next attempt; it did not fail on its own.
+        if case .failure = outcome, Task.isCancelled { throw CancellationError() }
         switch outcome {
         case .success(let part):
             try await write(part, job: job, service: service, region: region, account: account)

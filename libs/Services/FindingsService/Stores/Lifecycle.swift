@@ -24,7 +24,7 @@ struct Transition: Sendable {
 /// transitions never pass through Swift one by one; single changes feed it rows built in Swift.
 enum Lifecycle {
     /// Events per bus message, at most (bytes of their JSON; one event is about 500 bytes).
-    static let batchBytes = 256 * 1024
+    static let batchBytes = 512 * 1024
 
     /// SQL continuing a `WITH … t AS (…)`: inserts a finding event per row of `t` and writes the bus
     /// events as `finding.batch` messages (`data.findings[]`, each the event a subscriber used to get

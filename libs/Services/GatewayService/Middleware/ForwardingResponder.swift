@@ -19,7 +19,14 @@ struct ForwardingResponder: Sendable {
             tenantId: context.principal?.principal.tenantId, principal: context.principal?.header,
             correlationId: context.correlationId, idempotencyKey: request.headers[.idempotencyKey],
             traceparent: request.headers[.traceparent], clientAddress: context.client, userAgent: request.headers[.userAgent])
-        let reply = try await bus.requestJSON(route.subject, body: context.payload, context: busContext, timeout: timeout)
+        let reply: Data
+        do {
+            reply = try await bus.requestJSON(route.subject, body: context.payload, context: busContext, timeout: timeout)
+        } catch let e as BusError where e.isTimeout && request.method == .get {
+            // A read whose replica died with it (killed, crashed): the queue group hands the same read to a live
+            // replica. Only reads: a write may have been done before the reply was lost.
+            reply = try await bus.requestJSON(route.subject, body: context.payload, context: busContext, timeout: timeout)
+        }
         if route.download { return try fileResponse(reply) }
         return jsonResponse(route.status, route.status == .noContent ? Data() : reply, headers: [:])
     }

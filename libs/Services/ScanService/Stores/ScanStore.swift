@@ -217,6 +217,12 @@ struct ScanStore: Sendable {
     }
 
     /// Notes why the last attempt of a running scan failed (the next attempt may still succeed).
+    /// The attempt ended because Vigil's own database went away, not because of the scan: it is not counted.
+    func refundAttempt(id: String, tenantId: String) async throws {
+        try await db.query(
+            .tenant(tenantId), "UPDATE scans.scans SET attempts = greatest(attempts - 1, 0) WHERE id = $1 AND status = 'running'", [id])
+    }
+
     func recordAttemptError(id: String, tenantId: String, error: String) async throws {
         try await db.query(.tenant(tenantId), "UPDATE scans.scans SET error = $2 WHERE id = $1 AND status = 'running'", [id, error])
     }
