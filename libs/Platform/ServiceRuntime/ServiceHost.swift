@@ -97,7 +97,14 @@ public enum ServiceHost {
         }
         var store: Store? = nil
         if let schema = def.schema {
-            let s = Store(url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, logger: log)
+            let r = config.reader
+            let pooler = r.string("VIGIL_DATABASE_POOLER", default: "session")
+            guard ["session", "transaction"].contains(pooler) else {
+                throw ServiceError.`internal`("VIGIL_DATABASE_POOLER must be session or transaction (a PgBouncer in transaction mode in front)")
+            }
+            let s = Store(
+                url: config.databaseURL, schema: schema, poolSize: config.dbPoolSize, readURL: r.optional("VIGIL_DATABASE_READ_URL"),
+                sessionless: pooler == "transaction", migrationURL: r.optional("VIGIL_DATABASE_MIGRATION_URL"), logger: log)
             try await retrying(logger: log, what: "database") { try await s.ping() }
             // VIGIL_SCHEMA_VERSION_MAX=`schema=version,…` stops at a version (staged upgrades; the upgrade test
             // starts the previous release's schemas this way).

@@ -21,8 +21,14 @@ final class PGConnection: @unchecked Sendable {
     let url: String
     let queue: DispatchQueue
 
-    init(url: String, label: String) {
+    /// Transaction pooling in front (PgBouncer `pool_mode = transaction`): nothing may outlive a transaction,
+    /// so no named prepared statements and no session-level scope; each use sets its scope inside its own
+    /// transaction (`set_config(…, true)`).
+    let sessionless: Bool
+
+    init(url: String, label: String, sessionless: Bool = false) {
         self.url = url
+        self.sessionless = sessionless
         self.queue = DispatchQueue(label: "vigil.pg.\(label)")
     }
 
@@ -68,6 +74,7 @@ final class PGConnection: @unchecked Sendable {
 
     /// Prepares `sql` once per connection when it is a plain DML/query statement; returns its name.
     private func preparedName(_ c: OpaquePointer, _ sql: String, _ nParams: Int) throws -> String? {
+        if sessionless { return nil }
         let head = sql.prefix(8).uppercased()
         guard ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(where: { head.hasPrefix($0) }) else { return nil }
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -91,10 +98,22 @@ final class PGConnection: @unchecked Sendable {
     ) async throws -> [(rows: [Row], affected: Int)] {
         try await Blocking.run(on: queue) { [self] in
             let c = try ensureOpen()
+            let opensTransaction = statements.last?.sql == "BEGIN"
+            let callers = statements.count
             var statements = statements
-            if let scope, scopeKey != scope.key {
+            // Where the caller's statements are in what is sent (their results are what is returned).
+            var first = 0
+            if let scope, sessionless {
+                if opensTransaction {
+                    statements.append(scope.statement)  // local to the transaction the caller opens
+                } else {
+                    statements = [("BEGIN", []), scope.statement] + statements + [("COMMIT", [])]
+                    first = 2
+                }
+            } else if let scope, scopeKey != scope.key {
                 statements.insert(scope.statement, at: 0)
                 scopeKey = scope.key
+                first = 1
             }
             let names = try statements.map { try preparedName(c, $0.sql, $0.params.count) }
             guard PQenterPipelineMode(c) == 1 else { throw StoreError("cannot enter pipeline mode") }
@@ -136,8 +155,8 @@ final class PGConnection: @unchecked Sendable {
                 PQclear(res)
             }
             if let firstError { throw firstError }
-            if statements.last?.sql == "BEGIN" { inTransaction = true }
-            return results
+            if opensTransaction { inTransaction = true }
+            return Array(results[first..<min(results.count, first + callers)])
         }
     }
 

@@ -16,16 +16,29 @@ public enum TenantScope: Sendable {
 /// A PostgreSQL connection pool with transactions, migrations and the outbox.
 public final class Store: Sendable {
     private let pool: ConnectionPool
+    /// Autocommit reads (`query` of a SELECT) go here when a read replica is configured.
+    private let readPool: ConnectionPool?
     public let schema: String
     let logger: Logger
     /// Poked after a commit that wrote outbox rows, so the relay publishes without waiting.
     let outboxSignal: WakeSignal
+    let sessionless: Bool
+    let migrationURL: String?
 
-    public init(url: String, schema: String, poolSize: Int = 8, logger: Logger) {
-        self.pool = ConnectionPool(url: url, size: poolSize)
+    /// `readURL`: a read replica for autocommit reads (transactions and writes always use `url`). `sessionless`:
+    /// a transaction-pooling PgBouncer is in front (see `PGConnection.sessionless`). `migrationURL`: a direct
+    /// connection for migrations (their advisory lock is held across transactions), when `url` is a pooler.
+    public init(
+        url: String, schema: String, poolSize: Int = 8, readURL: String? = nil, sessionless: Bool = false, migrationURL: String? = nil,
+        logger: Logger
+    ) {
+        self.pool = ConnectionPool(url: url, size: poolSize, sessionless: sessionless)
+        self.readPool = readURL.map { ConnectionPool(url: $0, size: poolSize, sessionless: sessionless) }
         self.schema = schema
         self.logger = logger
         self.outboxSignal = WakeSignal()
+        self.sessionless = sessionless
+        self.migrationURL = migrationURL
     }
 
     /// Runs `body` in one transaction with the given tenant scope; commits on success, rolls back on error.
@@ -37,13 +50,13 @@ public final class Store: Sendable {
         var conn = try await pool.acquire()
         do {
             do {
-                _ = try await conn.pipeline([("BEGIN", [])], scope: Self.scoping(scope))
+                _ = try await conn.pipeline([("BEGIN", [])], scope: scoping(scope))
             } catch let e as StoreError where e.connectionLost {
                 // Nothing ran yet: once more on a fresh connection (the server may have just restarted).
                 await conn.resetAfterError()
                 pool.release(conn)
                 conn = try await pool.acquire()
-                _ = try await conn.pipeline([("BEGIN", [])], scope: Self.scoping(scope))
+                _ = try await conn.pipeline([("BEGIN", [])], scope: scoping(scope))
             }
             let tx = Transaction(conn: conn, schema: schema, eventHeaders: eventHeaders)
             let result = try await body(tx)
@@ -60,19 +73,20 @@ public final class Store: Sendable {
 
     /// Sets both row-level-security settings for this use of the connection. Every use of a pooled
     /// connection sets them afresh, so a previous user's scope can never leak into the next.
-    static func scope(_ scope: TenantScope) -> (sql: String, params: [String?]) {
+    static func scope(_ scope: TenantScope, local: Bool = false) -> (sql: String, params: [String?]) {
         let (tenant, cross): (String, String) =
             switch scope {
             case .tenant(let t): (t, "off")
             case .crossTenant: ("", "on")
             case .none: ("", "off")
             }
-        return ("SELECT set_config('vigil.tenant_id', $1, false), set_config('vigil.cross_tenant', $2, false)", [tenant, cross])
+        return ("SELECT set_config('vigil.tenant_id', $1, \(local)), set_config('vigil.cross_tenant', $2, \(local))", [tenant, cross])
     }
 
-    /// The scope statement and its key (the connection skips it when its session already has that scope).
-    static func scoping(_ scope: TenantScope) -> (key: String, statement: (sql: String, params: [String?])) {
-        let st = Self.scope(scope)
+    /// The scope statement and its key (the connection skips it when its session already has that scope;
+    /// behind a transaction pooler it is local to each transaction and always sent).
+    func scoping(_ scope: TenantScope) -> (key: String, statement: (sql: String, params: [String?])) {
+        let st = Self.scope(scope, local: sessionless)
         return (st.params.map { $0 ?? "" }.joined(separator: "|"), st)
     }
 
@@ -89,10 +103,11 @@ public final class Store: Sendable {
     @discardableResult
     public func query(_ scope: TenantScope, _ sql: String, _ params: [any SQLParameter] = []) async throws -> [Row] {
         let texts = params.map(\.sqlText)
+        let pool = readPool.flatMap { Self.isRead(sql) ? $0 : nil } ?? self.pool
         for attempt in 1...2 {
             let conn = try await pool.acquire()
             do {
-                let results = try await conn.pipeline([(sql, texts)], scope: Self.scoping(scope))
+                let results = try await conn.pipeline([(sql, texts)], scope: scoping(scope))
                 pool.release(conn)
                 return results[results.count - 1].rows
             } catch let e as StoreError where e.connectionLost && attempt == 1 && Self.isRead(sql) {
@@ -124,6 +139,11 @@ public final class Store: Sendable {
 
     /// Applies this service's migrations (see `Migrator`).
     public func migrate(_ migrations: [Migration]) async throws {
+        if let migrationURL {
+            // Its own session on a direct connection: the advisory lock spans the migrations' transactions.
+            try await Migrator(schema: schema, logger: logger).apply(migrations, on: PGConnection(url: migrationURL, label: "migrate"))
+            return
+        }
         let conn = try await pool.acquire()
         do {
             try await Migrator(schema: schema, logger: logger).apply(migrations, on: conn)
@@ -238,8 +258,8 @@ final class ConnectionPool: Sendable {
     }
     private let state: Mutex<State>
 
-    init(url: String, size: Int) {
-        state = Mutex(State(idle: (0..<max(1, size)).map { PGConnection(url: url, label: "\($0)") }))
+    init(url: String, size: Int, sessionless: Bool = false) {
+        state = Mutex(State(idle: (0..<max(1, size)).map { PGConnection(url: url, label: "\($0)", sessionless: sessionless) }))
     }
 
     func acquire() async throws -> PGConnection {
