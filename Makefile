@@ -1,8 +1,11 @@
 # Vigil — the two commands: `make run` (platform) and `make test` (whole suite).
-.PHONY: run stop test build bench contracts demo format install
+.PHONY: run cluster stop test build bench contracts demo format install
 
 run:            ## install what is missing, start NATS + PostgreSQL under .run/, build and start all services
 	scripts/run
+
+cluster:        ## the cluster profile locally: 3 NATS JetStream nodes, 2 replicas of every service (Ctrl-C stops)
+	scripts/cluster
 
 stop:           ## stop everything `make run` started
 	scripts/stop

@@ -797,6 +797,128 @@ def bench_web(bin_dir):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def cluster_stack(bin_dir, **env):
+    """The cluster profile on this machine: three JetStream-clustered nats-servers (replicas 3), two replicas of
+    every service (two gateways), PostgreSQL durable; rate limits raised, warnings only."""
+    return Stack(bin_dir=bin_dir, limited_gateway=False, record_events=False, cluster=True, replicas=2, durable_pg=True,
+                 extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning", **env})
+
+
+def rss_kb(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+
+
+def bench_soak(bin_dir):
+    """BENCH_SOAK_SECONDS (600) at a fixed mixed rate against the cluster profile: reads through both gateways
+    (BENCH_SOAK_RPS, 40/s), a scan of moto's seeded account every 20 s, an API key created (and webhook-delivered
+    to a local receiver with the scans' finding and completion events) every 2 s. Each minute: requests, errors,
+    p50/p99 per route; RSS of every process at start and end."""
+    import json
+    import statistics
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from conftest import free_port, start_moto, stop_moto
+    seconds = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
+    rps = float(os.environ.get("BENCH_SOAK_RPS", "40"))
+    delivered = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            delivered.append(self.headers.get("webhook-id"))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+    hook_port = free_port()
+    hook = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    moto, endpoint = start_moto()
+    stack = cluster_stack(bin_dir)
+    try:
+        manifest = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint,
+                                              "--regions", "us-east-1"], capture_output=True, text=True, check=True).stdout)
+        stack.start()
+        r, c = sign_up(stack, "soak")
+        psql_of(stack)(f"UPDATE billing.subscriptions SET plan = 'enterprise' WHERE tenant_id = '{r['workspace']['id']}'")
+        key = c.post("/api-keys/", {"name": "soak"}).json()["key"]
+        clients = [Client(f"http://127.0.0.1:{p}", api_key=key) for p in stack.gateway_ports]
+        api = clients[0]
+        api.post("/webhooks/endpoints", {"url": f"http://127.0.0.1:{hook_port}/soak", "events": ["apikey.*", "scan.completed", "finding.*"]})
+        conn = api.post("/connections/", {"name": "soak", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+                                          "credentials": {"access_key_id": manifest["access_key_id"],
+                                                          "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
+        procs = {name: p.pid for name, p in stack.procs.items()}
+        procs.update({n["name"]: n["proc"].pid for n in stack.nats_nodes})
+        rss0 = {name: rss_kb(pid) for name, pid in procs.items()}
+        samples, lock = [], threading.Lock()
+        routes = [("GET /findings", lambda cl: cl.get("/findings/?limit=50")), ("GET /connections", lambda cl: cl.get("/connections")),
+                  ("GET /auth/me", lambda cl: cl.get("/auth/me")), ("GET /scans", lambda cl: cl.get("/scans/?limit=20"))]
+
+        def one(name, fn, cl, minute):
+            t = time.perf_counter()
+            try:
+                status = fn(cl).status_code
+            except Exception:
+                status = 0
+            with lock:
+                samples.append((minute, name, (time.perf_counter() - t) * 1000, status))
+        start = time.time()
+        tick, n = 1 / rps, 0
+        scans, keys = 0, 0
+        print(f"\nsoak benchmark: cluster profile (3 NATS nodes, JetStream replicas 3, 2 replicas of every service), release build, "
+              f"{seconds} s at {rps:.0f} reads/s + a scan every 20 s + an API key (webhook) every 2 s")
+        print(f"{'minute':>6} {'route':20} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}")
+        with ThreadPoolExecutor(32) as pool:
+            minute_printed = 0
+            while time.time() - start < seconds:
+                elapsed = time.time() - start
+                minute = int(elapsed // 60)
+                name, fn = routes[n % len(routes)]
+                pool.submit(one, name, fn, clients[n % len(clients)], minute)
+                n += 1
+                if elapsed >= scans * 20:
+                    scans += 1
+                    pool.submit(one, "POST /scans/trigger", lambda cl: cl.post("/scans/trigger", {"connection_id": conn}), api, minute)
+                if elapsed >= keys * 2:
+                    keys += 1
+                    pool.submit(one, "POST /api-keys", lambda cl: cl.post("/api-keys/", {"name": f"soak-{uuid.uuid4().hex[:6]}"}), api, minute)
+                if minute > minute_printed:
+                    report_minute(samples, lock, minute_printed)
+                    minute_printed = minute
+                time.sleep(max(0.0, start + n * tick - time.time()))
+        report_minute(samples, lock, minute_printed)
+        time.sleep(5)
+        rss1 = {name: rss_kb(pid) for name, pid in procs.items()}
+        errors = [x for x in samples if not (200 <= x[3] < 300)]
+        print(f"total: {len(samples):,} requests, {len(errors)} errors ({sorted({x[3] for x in errors})}); "
+              f"{scans} scans triggered; {len(set(delivered)):,} webhook deliveries received")
+        print("RSS per process (MB) start -> end: " + ", ".join(
+            f"{k} {rss0[k] / 1024:.0f}->{(rss1[k] or 0) / 1024:.0f}" for k in sorted(procs) if rss0.get(k)))
+    finally:
+        stack.stop()
+        stop_moto(moto)
+        hook.shutdown()
+
+
+def report_minute(samples, lock, minute):
+    with lock:
+        rows = [x for x in samples if x[0] == minute]
+    for route in sorted({x[1] for x in rows}):
+        lat = sorted(x[2] for x in rows if x[1] == route)
+        errs = len([x for x in rows if x[1] == route and not (200 <= x[3] < 300)])
+        p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
+        print(f"{minute + 1:>6} {route:20} {len(lat):>9} {errs:>7} {lat[len(lat) // 2]:>8.1f} {p99:>8.1f}", flush=True)
+
+
 def main():
     what, bin_dir = sys.argv[1], sys.argv[2]
     if what == "quota":
@@ -823,7 +945,9 @@ def main():
         return bench_repo(bin_dir)
     if what == "scale":
         return bench_scale(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, scale, notify, scan, findings, ingest, quota, host, waste, web, cli, dashboard, repo"
+    if what == "soak":
+        return bench_soak(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, scale, soak, notify, scan, findings, ingest, quota, host, waste, web, cli, dashboard, repo"
     bench_gateway(bin_dir, int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1")))
 
 

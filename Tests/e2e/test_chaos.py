@@ -54,9 +54,9 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
     endpoint, manifest = seeded_moto
     receiver = Receiver()
     s = Stack(cluster=True, replicas=2, durable_pg=True, limited_gateway=False, record_events=False)
-    s.start()
     poller = None
     try:
+        s.start()
         r = Client(s.url).post("/auth/signup", {"email": f"chaos-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse 12",
                                                 "full_name": "Chaos", "workspace_name": "chaos"})
         assert r.status_code == 201, r.text

@@ -10,8 +10,26 @@ import yaml
 from conftest import ROOT, SERVICES
 
 
+def compose(env=None):
+    """compose.yaml as Compose reads it: `${VAR:-default}` and `${VAR:?message}` interpolated from `env`."""
+    env = env or {}
+    text = open(os.path.join(ROOT, "compose.yaml")).read()
+
+    def sub(m):
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if name in env:
+            return env[name]
+        assert op == ":-" or op == ":?", m.group(0)
+        return arg if op == ":-" else "x"
+    return yaml.safe_load(re.sub(r"\$\{([A-Z0-9_]+)(:-|:\?)([^}]*)\}", sub, text))
+
+
+def env_file(path):
+    return dict(line.split("=", 1) for line in open(os.path.join(ROOT, path)).read().splitlines() if line and not line.startswith("#"))
+
+
 def test_compose_has_every_service_with_health_check_and_replicas():
-    doc = yaml.safe_load(open(os.path.join(ROOT, "compose.yaml")))
+    doc = compose()
     services = doc["services"]
     assert {"nats", "postgres"} <= set(services)
     assert "-js" in services["nats"]["command"]
@@ -19,12 +37,53 @@ def test_compose_has_every_service_with_health_check_and_replicas():
         s = services[name]
         assert s["command"] == [f"vigil-{name}"]
         assert s["healthcheck"]["test"] == ["CMD", f"vigil-{name}", "--health"]
-        assert s["deploy"]["replicas"] >= 1
+        assert int(s["deploy"]["replicas"]) >= 1
         env = s["environment"]
-        assert env["VIGIL_NATS_URL"].startswith("nats://nats:")
+        assert env["VIGIL_NATS_URL"].startswith("nats://nats:") and str(env["VIGIL_JS_REPLICAS"]) == "1"
         assert env["VIGIL_DATABASE_URL"].startswith("postgresql://")
         assert set(s["depends_on"]) == {"nats", "postgres"}
+        assert "profiles" not in s
     assert services["gateway"]["environment"]["VIGIL_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_compose_cluster_profile_three_nats_nodes_and_two_replicas_of_everything():
+    doc = compose(env_file("deploy/cluster.env"))
+    services = doc["services"]
+    nodes = [n for n, s in services.items() if "cluster" in s.get("profiles", [])]
+    assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
+    for n in nodes:
+        cmd = services[n]["command"]
+        assert "-js" in cmd and cmd[cmd.index("-n") + 1] == n and cmd[cmd.index("--cluster_name") + 1] == "vigil"
+        routes = cmd[cmd.index("--routes") + 1].split(",")
+        assert sorted(r.split("//")[1].split(":")[0] for r in routes) == sorted(set(nodes) - {n})
+        assert services[n]["volumes"][0].split(":")[0] in doc["volumes"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert int(services[name]["deploy"]["replicas"]) == 2, name
+        assert sorted(u.split("//")[1].split(":")[0] for u in env["VIGIL_NATS_URL"].split(",")) == nodes
+        assert str(env["VIGIL_JS_REPLICAS"]) == "3"
+
+
+def test_kubernetes_manifests_validate_and_describe_the_cluster():
+    import kubernetes_validate
+    docs = []
+    for f in sorted(os.listdir(os.path.join(ROOT, "deploy", "k8s"))):
+        for d in yaml.safe_load_all(open(os.path.join(ROOT, "deploy", "k8s", f))):
+            if d:
+                kubernetes_validate.validate(d, "1.30", strict=True)
+                docs.append(d)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    nats = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "nats")
+    assert nats["spec"]["replicas"] == 3 and ("Service", "nats") in kinds
+    for name in SERVICES:
+        dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        assert dep["spec"]["replicas"] >= 2, name
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"] == [f"vigil-{name}"] and c["readinessProbe"]["exec"]["command"] == [f"vigil-{name}", "--health"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["VIGIL_JS_REPLICAS"]["value"] == "3" and len(env["VIGIL_NATS_URL"]["value"].split(",")) == 3
+        assert "secretKeyRef" in env["VIGIL_DATABASE_URL"]["valueFrom"]
+    assert ("Service", "gateway") in kinds and ("PodDisruptionBudget", "gateway") in kinds
 
 
 def test_dockerfile_builds_the_same_executables():

@@ -51,9 +51,9 @@ pidfile = {d}/pgbouncer.pid
 
 def test_services_behind_transaction_pooling_with_reads_on_a_replica_url():
     s = Stack(limited_gateway=False, record_events=False, identity_replicas=1)
-    s.start()
     bouncer = None
     try:
+        s.start()
         bouncer, port = start_pgbouncer(s)
         env = {"VIGIL_DATABASE_URL": f"postgresql://vigil@127.0.0.1:{port}/vigil", "VIGIL_DATABASE_POOLER": "transaction",
                "VIGIL_DATABASE_MIGRATION_URL": f"postgresql://vigil@127.0.0.1:{s.pg_port}/vigil",
