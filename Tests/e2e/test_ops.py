@@ -55,7 +55,8 @@ def test_ops_failures_list_and_retry_dead_letters_deliveries_and_stuck_outbox(st
         # A job the findings service cannot use (no head): dropped by its consumer, kept as a dead letter.
         marker = str(uuid.uuid4())
         stack.bus.publish_event("vigil.jobs.findings.results", {"id": marker, "type": "scan.results", "tenant_id": tenant,
-                                                                "data": {"note": "no scan id"}})
+                                                                "data": {"scan_id": str(uuid.uuid4()), "connection_id": str(uuid.uuid4()),
+                                                                         "provider": "aws", "service": "s3", "results": []}})  # no region
         # A delivery the endpoint refuses (4xx: not retried).
         ep = owner.post("/webhooks/endpoints", {"url": receiver.url("/bad"), "events": ["apikey.created"]}).json()
         owner.post("/api-keys/", {"name": "to-fail"})

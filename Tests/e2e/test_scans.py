@@ -94,7 +94,7 @@ def test_scan_finds_planted_issues_and_spares_twins(stack, signup, seeded_moto):
     done = stack.bus.wait_for(lambda b: b["data"]["scan_id"] == scan_id, "vigil.events.scan.completed", 10)
     assert done["data"]["status"] == "completed" and done["data"]["complete"] is True
     assert done["data"]["findings_count"] == scan["findings_count"] and done["tenant_id"] == body["workspace"]["id"]
-    batches = [b["data"] for _, _, b in stack.bus.received("vigil.jobs.findings.results") if b["data"]["scan_id"] == scan_id]
+    batches = [b["data"] for _, _, b in stack.bus.received("vigil.jobs.findings.results") if b["data"].get("scan_id") == scan_id]
     on_bus = [r for b in batches for r in b["results"]]
     assert len(on_bus) == len(results) and {r["fingerprint"] for r in on_bus} == {r["fingerprint"] for r in results}
     assert all(b["account_id"] == manifest["account"] and 1 <= b["batch"] <= b["batches"] for b in batches)
@@ -254,7 +254,7 @@ def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(stack, signup
     # duplicate (same Nats-Msg-Id = event id, e.g. when the relay died after publishing). Stream
     # consumers see each event id once, so count per event id.
     def batches():
-        by_id = {b["id"]: b["data"] for _, _, b in stack.bus.received("vigil.jobs.findings.results") if b["data"]["scan_id"] == scan_id}
+        by_id = {b["id"]: b["data"] for _, _, b in stack.bus.received("vigil.jobs.findings.results") if b["data"].get("scan_id") == scan_id}
         return list(by_id.values())
     deadline = time.time() + 10
     while time.time() < deadline and sum(len(b["results"]) for b in batches()) < len(results):
