@@ -197,10 +197,15 @@ def test_team_roles_and_owner_protection(stack, anon, signup):
 
 def test_tenant_settings_and_remediation_policy(stack, signup):
     owner, ob, _ = signup("settings")
+    # /auth/me answers from each identity replica's cached workspace row; a change is seen at once on every replica.
+    for _ in range(6):
+        assert owner.get("/auth/me").json()["workspace"]["name"] != "Renamed"
     r = owner.patch("/tenants/current", {"name": "Renamed"})
     assert r.status_code == 200 and r.json()["name"] == "Renamed"
+    assert [owner.get("/auth/me").json()["workspace"]["name"] for _ in range(6)] == ["Renamed"] * 6
     r = owner.patch("/tenants/current/settings", {"settings": {"scan_interval_hours": 12, "notifyOnCritical": True}})
     assert r.status_code == 200
+    assert [owner.get("/auth/me").json()["workspace"]["settings"].get("scan_interval_hours") for _ in range(6)] == [12] * 6
     assert r.json()["settings"] == {"scan_interval_hours": 12, "notifyOnCritical": True}
     r = owner.patch("/tenants/current/settings", {"settings": {"timezone": "UTC"}})
     assert r.json()["settings"]["timezone"] == "UTC" and r.json()["settings"]["scan_interval_hours"] == 12

@@ -45,6 +45,9 @@ package enum IdentityBroadcasts {
     /// Sent before identity answers a change that alters who a credential is (key revoked, role
     /// changed, member removed, password changed); gateways drop cached principals that match.
     package static let principalInvalidated = "vigil.identity.principal.invalidated"
+    /// Sent by the identity replica that renamed a workspace or changed its settings (after commit), with the
+    /// workspace id as the body: every identity replica drops its cached copy (`WorkspaceCache`).
+    package static let workspaceChanged = "vigil.identity.workspace.changed"
 }
 
 /// Which cached principals to drop; any field that is set matches.

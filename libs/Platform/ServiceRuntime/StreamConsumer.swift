@@ -173,3 +173,16 @@ final class Working: Sendable {
         return state.withLock { $0.items.values.filter { $0.since <= cutoff }.map(\.message) }
     }
 }
+
+/// Keeps core NATS subscriptions (broadcasts, internal request subjects) for the service's lifetime and
+/// unsubscribes them on graceful shutdown.
+public struct SubscriptionService: Service {
+    let subscriptions: [BusSubscription]
+
+    public init(_ subscriptions: [BusSubscription]) { self.subscriptions = subscriptions }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { try? await Task.sleep(for: .seconds(365 * 24 * 3600)) }
+        for s in subscriptions { s.unsubscribe() }
+    }
+}

@@ -290,8 +290,14 @@ final class IdentityHandlers: Sendable {
 
     @Sendable func me(_ req: Empty, _ p: Principal, _ ctx: CallContext) async throws -> MeReply {
         // One round trip for keys; users also get their profile and memberships.
-        guard let workspace = try await workspaces.get(p.scope, id: p.tenantId) else {
-            throw ServiceError.notFound("workspace")
+        let workspace: WorkspaceView
+        if let cached = workspaceCache.get(p.tenantId) {
+            workspace = cached
+        } else {
+            let readAt = Date()
+            guard let fresh = try await workspaces.get(p.scope, id: p.tenantId) else { throw ServiceError.notFound("workspace") }
+            workspaceCache.put(fresh, readAt: readAt)
+            workspace = fresh
         }
         var reply = MeReply(
             kind: p.kind, user: nil, workspace: workspace, role: p.role, scopes: p.scopes,

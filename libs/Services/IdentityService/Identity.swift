@@ -67,7 +67,10 @@ public enum IdentityService {
         let settings = try IdentitySettings(ctx.config.reader, logger: ctx.logger)
         let h = IdentityHandlers(store: ctx.store!, bus: ctx.bus, settings: settings, logger: ctx.logger)
         h.register(on: ctx.responder)
-        return []
+        let changes = try ctx.bus.subscribe(IdentityBroadcasts.workspaceChanged) { msg in
+            workspaceCache.drop(String(decoding: msg.data, as: UTF8.self))
+        }
+        return [SubscriptionService([changes])]
     }
 }
 

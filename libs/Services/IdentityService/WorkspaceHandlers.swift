@@ -90,13 +90,21 @@ extension IdentityHandlers {
 
     @Sendable func updateTenant(_ req: UpdateTenantRequest, _ p: Principal, _ ctx: CallContext) async throws -> WorkspaceView {
         let name = try req.name.map { try Validate.text($0, path: "body.name", max: 100) }
-        return try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
+        let ws = try await store.transaction(p.scope, eventHeaders: ctx.eventHeaders) { tx in
             guard let ws = try await WorkspaceStore.rename(tx, id: p.tenantId, name: name) else { throw ServiceError.notFound("workspace") }
             try await tx.emit(
                 Events.workspaceUpdated, tenantId: p.tenantId,
                 data: ["workspace_id": p.tenantId, "actor": p.actorId])
             return ws
         }
+        workspaceChanged(p.tenantId)
+        return ws
+    }
+
+    /// After a committed change of the workspace row: every replica drops its cached copy (this one at once).
+    func workspaceChanged(_ id: String) {
+        workspaceCache.drop(id)
+        try? bus.publish(IdentityBroadcasts.workspaceChanged, data: Data(id.utf8))
     }
 
     /// Merges a JSON object into the workspace settings (keys kept exactly as sent).
@@ -114,6 +122,7 @@ extension IdentityHandlers {
             }
             return ws
         }
+        workspaceChanged(p.tenantId)
         return try JSON.encode(view)
     }
 

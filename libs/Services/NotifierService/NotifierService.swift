@@ -73,7 +73,7 @@ public enum NotifierService {
             try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
         }
         services.append(eventsConsumer)
-        services.append(try OpsFailureResponder(bus: ctx.bus, dispatcher: dispatcher, logger: ctx.logger))
+        services.append(try OpsFailureResponder.service(bus: ctx.bus, dispatcher: dispatcher, logger: ctx.logger))
         ctx.responder.add(
             Endpoint<ContactRequest, ContactReply>(Subjects.Notifier.contactSubmit),
             handler: ContactHandler(store: store, reader: r).submit)
@@ -208,10 +208,8 @@ struct NotifierEventRouter: Sendable {
 
 /// Answers the platform's `/ops/failures` (through the scan orchestrator) on internal subjects: the
 /// webhook deliveries that failed for good, and a retry of one of them.
-struct OpsFailureResponder: Service {
-    let subscriptions: [BusSubscription]
-
-    init(bus: BusConnection, dispatcher: WebhookDispatcher, logger: Logger) throws {
+enum OpsFailureResponder {
+    static func service(bus: BusConnection, dispatcher: WebhookDispatcher, logger: Logger) throws -> SubscriptionService {
         let store = dispatcher.webhooks
         @Sendable func answer(_ msg: BusMessage, _ work: @escaping @Sendable () async throws -> [String: Any]) {
             guard let reply = msg.reply else { return }
@@ -221,7 +219,7 @@ struct OpsFailureResponder: Service {
                 try? bus.publish(reply, data: (try? JSONSerialization.data(withJSONObject: body)) ?? Data())
             }
         }
-        subscriptions = [
+        return SubscriptionService([
             try bus.subscribe(OpsSubjects.webhookFailures, queue: "q") { msg in
                 answer(msg) { ["items": try await store.failedDeliveries(limit: 100)] }
             },
@@ -233,11 +231,6 @@ struct OpsFailureResponder: Service {
                     return ["retried": true]
                 }
             },
-        ]
-    }
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown { try? await Task.sleep(for: .seconds(365 * 24 * 3600)) }
-        for s in subscriptions { s.unsubscribe() }
+        ])
     }
 }
