@@ -801,7 +801,8 @@ def cluster_stack(bin_dir, **env):
     """The cluster profile on this machine: three JetStream-clustered nats-servers (replicas 3), two replicas of
     every service (two gateways), PostgreSQL durable; rate limits raised, warnings only."""
     return Stack(bin_dir=bin_dir, limited_gateway=False, record_events=False, cluster=True, replicas=2, durable_pg=True,
-                 extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning", **env})
+                 extra_env={"VIGIL_RATE_BURST": "100000000", "VIGIL_RATE_STEADY": "1000000000", "VIGIL_LOG_LEVEL": "warning",
+                            "VIGIL_PLAN_LIMITS_CACHE_SECONDS": "1", **env})
 
 
 def rss_kb(pid):
@@ -848,7 +849,14 @@ def bench_soak(bin_dir):
                                               "--regions", "us-east-1"], capture_output=True, text=True, check=True).stdout)
         stack.start()
         r, c = sign_up(stack, "soak")
-        psql_of(stack)(f"UPDATE billing.subscriptions SET plan = 'enterprise' WHERE tenant_id = '{r['workspace']['id']}'")
+        # Enterprise (no plan rate): the subscription row is made on first use; the gateways cache plan limits for a
+        # second here.
+        c.get("/billing/subscription")
+        deadline = time.time() + 30
+        while time.time() < deadline and psql_of(stack)(f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' "
+                                                         f"WHERE tenant_id = '{r['workspace']['id']}' RETURNING 1").split()[0:1] != ["1"]:
+            time.sleep(0.2)
+        time.sleep(1.5)
         key = c.post("/api-keys/", {"name": "soak"}).json()["key"]
         clients = [Client(f"http://127.0.0.1:{p}", api_key=key) for p in stack.gateway_ports]
         api = clients[0]
@@ -899,7 +907,7 @@ def bench_soak(bin_dir):
         time.sleep(5)
         rss1 = {name: rss_kb(pid) for name, pid in procs.items()}
         errors = [x for x in samples if not (200 <= x[3] < 300)]
-        print(f"total: {len(samples):,} requests, {len(errors)} errors ({sorted({x[3] for x in errors})}); "
+        print(f"total: {len(samples):,} requests, {len(errors)} errors (statuses {sorted({x[3] for x in errors})}); "
               f"{scans} scans triggered; {len(set(delivered)):,} webhook deliveries received")
         print("RSS per process (MB) start -> end: " + ", ".join(
             f"{k} {rss0[k] / 1024:.0f}->{(rss1[k] or 0) / 1024:.0f}" for k in sorted(procs) if rss0.get(k)))

@@ -65,7 +65,8 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
         owner = Client(s.url, token=r.json()["access_token"])
         key = owner.post("/api-keys/", {"name": "chaos"}).json()["key"]
         owner = Client(s.url, api_key=key)  # access tokens would expire across the run
-        deadline = time.time() + 20  # the subscription is made from the signed_up event
+        owner.get("/billing/subscription")  # the subscription row is made on first use
+        deadline = time.time() + 20
         while time.time() < deadline and sql(s, f"UPDATE billing.subscriptions SET plan = 'enterprise' WHERE tenant_id = '{tenant}' "
                                                  f"RETURNING 1") != "1":
             time.sleep(0.2)
