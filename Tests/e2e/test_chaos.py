@@ -179,6 +179,8 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
             time.sleep(0.5)
         assert set(stuck.values()) == {"0"}, stuck
 
+        # Reads go on until the last fault is 40 s behind (respawned replicas start, caches refill).
+        time.sleep(max(0.0, recovered_at + 40 - time.time()))
         poller.stop.set()
         poller.thread.join(15)
         statuses = [x[3] for x in poller.statuses]
