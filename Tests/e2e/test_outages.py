@@ -83,7 +83,8 @@ def test_database_and_bus_outages_answer_503_and_recover():
         s.start_nats_node(0)  # same port, same store
         started, back = time.time(), None
         while time.time() - started < 30:
-            if owner.get("/connections").status_code == 200:
+            # Each service reconnects on its own (jittered reconnect waits): back when those behind both routes answer.
+            if owner.get("/connections").status_code == 200 and owner.get("/findings/?limit=5").status_code == 200:
                 back = time.time() - started
                 break
             time.sleep(0.1)
