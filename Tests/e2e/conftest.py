@@ -273,7 +273,6 @@ class Stack:
 
     def wait_jetstream_cluster(self, timeout=30):
         """Until the three nodes have elected a JetStream meta leader (each node answers with the cluster)."""
-        import urllib.request  # noqa: F401  (no monitoring port: ask over NATS)
         import nats
 
         async def ask():

@@ -59,10 +59,11 @@ def test_services_behind_transaction_pooling_with_reads_on_a_replica_url():
                "VIGIL_DATABASE_MIGRATION_URL": f"postgresql://vigil@127.0.0.1:{s.pg_port}/vigil",
                "VIGIL_DATABASE_READ_URL": f"postgresql://vigil@127.0.0.1:{s.pg_port}/vigil?application_name=vigil-read"
                                           f"&options=-c%20default_transaction_read_only%3Don"}
-        for name in ["identity-1"] + DB_SERVICES[1:]:
+        for service in DB_SERVICES:
+            name = "identity-1" if service == "identity" else service
             s.procs[name].terminate()
             s.procs[name].wait(15)
-            s.spawn(name.split("-1")[0] if name == "identity-1" else name, name=name, **env)
+            s.spawn(service, name=name, **env)
         deadline = time.time() + 30
         while time.time() < deadline and not set(DB_SERVICES) <= {r.get("name") for r in s.bus.gather("$SRV.PING", 0.3)}:
             pass

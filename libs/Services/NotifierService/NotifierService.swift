@@ -73,7 +73,7 @@ public enum NotifierService {
             try await ctx.jetStream.deleteConsumer(stream: Streams.events, durable: old)
         }
         services.append(eventsConsumer)
-        services.append(try OpsFailureResponder.service(bus: ctx.bus, dispatcher: dispatcher, logger: ctx.logger))
+        services.append(try OpsFailureResponder.service(bus: ctx.bus, dispatcher: dispatcher))
         ctx.responder.add(
             Endpoint<ContactRequest, ContactReply>(Subjects.Notifier.contactSubmit),
             handler: ContactHandler(store: store, reader: r).submit)
@@ -209,7 +209,7 @@ struct NotifierEventRouter: Sendable {
 /// Answers the platform's `/ops/failures` (through the scan orchestrator) on internal subjects: the
 /// webhook deliveries that failed for good, and a retry of one of them.
 enum OpsFailureResponder {
-    static func service(bus: BusConnection, dispatcher: WebhookDispatcher, logger: Logger) throws -> SubscriptionService {
+    static func service(bus: BusConnection, dispatcher: WebhookDispatcher) throws -> SubscriptionService {
         let store = dispatcher.webhooks
         @Sendable func answer(_ msg: BusMessage, _ work: @escaping @Sendable () async throws -> [String: Any]) {
             guard let reply = msg.reply else { return }

@@ -267,7 +267,6 @@ struct OpsHandlers: Sendable {
 
     struct Dead {
         var sequence: Int
-        var subject: String
         var headers: [String: String]
         var data: Data
         var time: String?
@@ -302,9 +301,9 @@ struct OpsHandlers: Sendable {
     func deadLetter(_ seq: Int) async throws -> Dead? {
         let reply = try await bus.request(
             "$JS.API.STREAM.MSG.GET.\(Streams.dead)", data: try JSONSerialization.data(withJSONObject: ["seq": seq]), timeout: .seconds(3))
-        guard let o = try JSONSerialization.jsonObject(with: reply.data) as? [String: Any], let m = o["message"] as? [String: Any],
-            let subject = m["subject"] as? String
-        else { return nil }
+        guard let o = try JSONSerialization.jsonObject(with: reply.data) as? [String: Any], let m = o["message"] as? [String: Any] else {
+            return nil
+        }
         let data = (m["data"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
         var headers: [String: String] = [:]
         if let h = (m["hdrs"] as? String).flatMap({ Data(base64Encoded: $0) }) {
@@ -313,7 +312,7 @@ struct OpsHandlers: Sendable {
                 headers[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
             }
         }
-        return Dead(sequence: seq, subject: subject, headers: headers, data: data, time: m["time"] as? String)
+        return Dead(sequence: seq, headers: headers, data: data, time: m["time"] as? String)
     }
 
     /// Retries one failure: a dead letter is published again on its original subject (a job is taken by its
