@@ -219,6 +219,11 @@ public final class BusConnection: Sendable {
 
     /// True while the connection is up (false while reconnecting or after close).
     public var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
+    /// The largest message the server takes (its `max_payload`, 1 MB unless configured).
+    public var maxPayload: Int {
+        let n = Int(natsConnection_GetMaxPayload(nc))
+        return n > 0 ? n : 1_048_576
+    }
 
     deinit {
         natsConnection_Destroy(nc)

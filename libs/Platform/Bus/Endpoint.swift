@@ -96,6 +96,16 @@ extension BusConnection {
             headers[BusHeader.serviceErrorCode] = String(e.status)
             body = (try? JSON.encode(e)) ?? Data()
         }
-        try? publish(reply, data: body, headers: headers)
+        do {
+            try publish(reply, data: body, headers: headers)
+        } catch {
+            // Most likely larger than the server's max_payload: answer at once rather than leave the
+            // requester waiting out its timeout.
+            guard case .success = result else { return }
+            let e = ServiceError.internal()
+            headers[BusHeader.serviceError] = "the answer (\(body.count) bytes) could not be sent: \(error)"
+            headers[BusHeader.serviceErrorCode] = String(e.status)
+            try? publish(reply, data: (try? JSON.encode(e)) ?? Data(), headers: headers)
+        }
     }
 }

@@ -26,18 +26,21 @@ public struct ServiceDefinition: Sendable {
     /// Postgres schema this service owns, or nil for stateless services (gateway).
     public var schema: String?
     public var migrations: [Migration]
+    /// How the schema's row-level security compares tenants (see `TenantPredicate`).
+    public var tenantPredicate: TenantPredicate
     /// Registers endpoints on the responder and returns extra long-running services (HTTP servers,
     /// consumers) to run alongside.
     public var setup: @Sendable (ServiceContext) async throws -> [any Service]
 
     public init(
-        name: String, description: String, schema: String?, migrations: [Migration] = [],
+        name: String, description: String, schema: String?, migrations: [Migration] = [], tenantPredicate: TenantPredicate = .text,
         setup: @escaping @Sendable (ServiceContext) async throws -> [any Service] = { _ in [] }
     ) {
         self.name = name
         self.description = description
         self.schema = schema
         self.migrations = migrations
+        self.tenantPredicate = tenantPredicate
         self.setup = setup
     }
 }
@@ -113,7 +116,7 @@ public enum ServiceHost {
                     let kv = entry.split(separator: "=")
                     return kv.count == 2 && kv[0].trimmingCharacters(in: .whitespaces) == schema ? Int(kv[1]) : nil
                 }.first
-            try await s.migrate(def.migrations.filter { $0.version <= (cap ?? Int.max) })
+            try await s.migrate(def.migrations.filter { $0.version <= (cap ?? Int.max) }, tenantPredicate: def.tenantPredicate)
             store = s
         }
         let responder = ServiceResponder(

@@ -105,6 +105,9 @@ public struct Row: Sendable {
 
     public func isNull(_ c: String) -> Bool { raw(c) == nil }
 
+    /// The UTF-8 bytes of all its values as PostgreSQL sent them (text format).
+    public var textBytes: Int { values.reduce(0) { $0 + ($1?.utf8.count ?? 0) } }
+
     public func raw(_ c: String) -> String? {
         guard let i = columns[c] else { return nil }
         return values[i]
@@ -148,6 +151,8 @@ public struct Row: Sendable {
     /// Decodes a json/jsonb column into `T`.
     public func json<T: Decodable>(_ c: String, as: T.Type = T.self) throws -> T {
         guard let v = raw(c) else { throw StoreError("column \(c) is null") }
+        // Most tags and many evidence maps are empty: skip the decoder for them.
+        if v == "{}", let empty = [String: JSONValue]() as? T { return empty }
         return try JSON.decode(T.self, from: Data(v.utf8))
     }
 

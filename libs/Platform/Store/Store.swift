@@ -76,7 +76,8 @@ public final class Store: Sendable {
     static func scope(_ scope: TenantScope, local: Bool = false) -> (sql: String, params: [String?]) {
         let (tenant, cross): (String, String) =
             switch scope {
-            case .tenant(let t): (t, "off")
+            // A scope that is not a tenant id sees nothing, whichever TenantPredicate the schema uses.
+            case .tenant(let t): (ID.isValid(t) ? t : "", "off")
             case .crossTenant: ("", "on")
             case .none: ("", "off")
             }
@@ -138,15 +139,16 @@ public final class Store: Sendable {
     }
 
     /// Applies this service's migrations (see `Migrator`).
-    public func migrate(_ migrations: [Migration]) async throws {
+    public func migrate(_ migrations: [Migration], tenantPredicate: TenantPredicate = .text) async throws {
+        let migrator = Migrator(schema: schema, logger: logger, predicate: tenantPredicate)
         if let migrationURL {
             // Its own session on a direct connection: the advisory lock spans the migrations' transactions.
-            try await Migrator(schema: schema, logger: logger).apply(migrations, on: PGConnection(url: migrationURL, label: "migrate"))
+            try await migrator.apply(migrations, on: PGConnection(url: migrationURL, label: "migrate"))
             return
         }
         let conn = try await pool.acquire()
         do {
-            try await Migrator(schema: schema, logger: logger).apply(migrations, on: conn)
+            try await migrator.apply(migrations, on: conn)
             pool.release(conn)
         } catch {
             await conn.resetAfterError()

@@ -105,6 +105,14 @@ public struct JSONFields {
         out.append("{")
     }
 
+    /// An object written straight onto the end of `target` (taken until `finish(into:)` hands it back),
+    /// instead of into a string of its own that is copied there afterwards.
+    public init(appendingTo target: inout String) {
+        out = ""
+        swap(&out, &target)
+        out.append("{")
+    }
+
     @inline(__always) mutating func key(_ k: StaticString) {
         if !first { out.append(",") }
         first = false
@@ -131,6 +139,8 @@ public struct JSONFields {
         }
     }
     public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) { field(k, v) { FastJSON.array($0, into: &$1) } }
+    /// A value that is already JSON (rendered once, written many times).
+    public mutating func raw(_ k: StaticString, _ json: String?) { field(k, json) { $1.append($0) } }
     public mutating func map<V>(_ k: StaticString, _ m: [String: V], value: (V, inout String) -> Void) {
         field(k, m) { FastJSON.map($0, into: &$1, value: value) }
     }
@@ -139,6 +149,12 @@ public struct JSONFields {
     public func close(into target: inout String) {
         target.append(out)
         target.append("}")
+    }
+
+    /// Closes an object begun with `init(appendingTo:)` and gives `target` back, the object at its end.
+    public mutating func finish(into target: inout String) {
+        out.append("}")
+        swap(&out, &target)
     }
 }
 

@@ -108,6 +108,8 @@ struct EventListRequest: Codable, Sendable {
 struct FindingHandlers: Sendable {
     let store: Store
     let catalog: RuleCatalog
+    /// The largest answer the bus carries: a list page is cut to fit under it.
+    let maxReply: Int
     static let statuses = ["open", "resolved", "suppressed", "accepted_risk"]
     static let eventTypes = ["opened", "resolved", "reopened", "suppressed", "accepted_risk", "expired"]
 
@@ -177,7 +179,7 @@ struct FindingHandlers: Sendable {
                 let fixable = rules.values.filter { $0.fixAction != nil }.map(\.id)
                 f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(fixable))
             }
-            return try await FindingStore.list(tx, "findings.findings", f, page, counted: q.cursor == nil) { try FindingStore.view($0, rules: rules) }
+            return try await FindingStore.list(tx, f, page, counted: q.cursor == nil, fitting: maxReply - 64 * 1024, rules: rules)
         }
     }
 
@@ -383,17 +385,35 @@ struct FindingHandlers: Sendable {
 
 // List pages carry up to 200 findings: written directly (keys snake_case and sorted, as
 // `JSON.encode` would), since JSONEncoder spent most of a page's time converting keys.
+/// The fields every finding of a built-in rule shares, rendered to JSON once: a page of findings repeats
+/// each rule's compliance map, description and rationale hundreds of times, and writing them afresh was
+/// a third of a list page's cost. A workspace's overrides change only a rule's severity and whether it
+/// runs, neither of which is here; custom rules (other ids) are written field by field.
+enum BuiltinRuleJSON {
+    struct Fragments: Sendable {
+        let compliance: String
+        let description: String
+        let rationale: String
+    }
+    static let byId: [String: Fragments] = RuleCatalog.builtinById.mapValues { r in
+        var compliance = ""
+        FastJSON.map(r.compliance, into: &compliance) { FastJSON.strings($0, into: &$1) }
+        return Fragments(compliance: compliance, description: FastJSON.quote(r.description), rationale: FastJSON.quote(r.rationale))
+    }
+}
+
 extension FindingView: JSONWritable {
     func writeJSON(into out: inout String) {
-        var o = JSONFields(capacity: 1536)
+        var o = JSONFields(appendingTo: &out)
+        let shared = BuiltinRuleJSON.byId[ruleCode]
         o.bool("auto_fix", autoFix)
         o.string("category", category)
         o.string("check_id", checkId)
-        o.map("compliance", compliance) { FastJSON.strings($0, into: &$1) }
+        if let shared { o.raw("compliance", shared.compliance) } else { o.map("compliance", compliance) { FastJSON.strings($0, into: &$1) } }
         o.string("connection_id", connectionId)
         o.string("cwe", cwe)
         o.string("cwe_id", cweId)
-        o.string("description", description)
+        if let shared { o.raw("description", shared.description) } else { o.string("description", description) }
         o.number("estimated_monthly_savings", estimatedMonthlySavings)
         o.map("evidence", evidence) { $0.writeJSON(into: &$1) }
         o.string("fingerprint", fingerprint)
@@ -403,7 +423,7 @@ extension FindingView: JSONWritable {
         o.string("id", id)
         o.date("last_seen_at", lastSeenAt)
         o.string("provider", provider)
-        o.string("rationale", rationale)
+        if let shared { o.raw("rationale", shared.rationale) } else { o.string("rationale", rationale) }
         o.string("region", region)
         o.field("remediation", remediation) { r, out in
             var f = JSONFields(capacity: 256)
@@ -427,7 +447,7 @@ extension FindingView: JSONWritable {
         o.string("suppression_rule_id", suppressionRuleId)
         o.map("tags", tags) { FastJSON.quote($0, into: &$1) }
         o.string("title", title)
-        o.close(into: &out)
+        o.finish(into: &out)
     }
 }
 

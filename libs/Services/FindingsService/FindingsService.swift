@@ -21,7 +21,7 @@ import VigilCore
 public enum FindingsService {
     public static let definition = ServiceDefinition(
         name: "findings", description: "Findings, rules, compliance and reports", schema: "findings",
-        migrations: FindingsSchema.migrations
+        migrations: FindingsSchema.migrations, tenantPredicate: .uuid
     ) { ctx in
         let store = ctx.store!
         let r = ctx.config.reader
@@ -50,7 +50,7 @@ public enum FindingsService {
             jetStream: ctx.jetStream, stream: Streams.events, config: followCfg, batch: 4, logger: ctx.logger,
             handler: RemediationFollower(store: store, logger: ctx.logger).handle)
         try await follower.prepare()
-        FindingHandlers(store: store, catalog: catalog).register(on: ctx.responder)
+        FindingHandlers(store: store, catalog: catalog, maxReply: ctx.bus.maxPayload).register(on: ctx.responder)
         RepoFindingHandlers(store: store, catalog: catalog, bus: ctx.bus).register(on: ctx.responder)
         RuleHandlers(store: store, catalog: catalog).register(on: ctx.responder)
         ComplianceHandlers(store: store, catalog: catalog).register(on: ctx.responder)

@@ -43,12 +43,43 @@ struct FindingStore: Sendable {
     static func list<T>(
         _ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool, map: (Row) throws -> T
     ) async throws -> Page<T> {
+        let (rows, total) = try await select(tx, table, filter, page, counted: counted)
+        return try page.page(rows, total: total, map: map)
+    }
+
+    /// `list` for findings, whose pages are cut to fit one bus message (evidence can be large).
+    static func list(
+        _ tx: Transaction, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int, rules: [String: Rule]
+    ) async throws -> Page<FindingView> {
+        let (rows, total) = try await select(tx, "findings.findings", filter, page, counted: counted)
+        var ruleBytes: [String: Int] = [:]
+        return try page.page(
+            rows, total: total, fitting: bytes,
+            estimate: { r in
+                let id = r.raw("rule_id") ?? ""
+                if ruleBytes[id] == nil { ruleBytes[id] = rules[id].map(estimatedBytes) ?? 0 }
+                // Field names and the ids written twice, less the columns not written (≈ 600), and the
+                // resource's names filled into the remediation texts.
+                let names = (r.raw("resource_id")?.utf8.count ?? 0) + (r.raw("resource_name")?.utf8.count ?? 0)
+                return r.textBytes + ruleBytes[id]! + 600 + 2 * names
+            }, map: { try view($0, rules: rules) })
+    }
+
+    /// What a rule adds to each of its findings' JSON (an upper bound: templates are filled with names).
+    static func estimatedBytes(_ rule: Rule) -> Int {
+        let texts = [rule.description, rule.rationale, rule.remediation.console, rule.remediation.cli ?? "", rule.category, rule.cwe ?? ""]
+        let compliance = rule.compliance.reduce(0) { $0 + $1.key.utf8.count + $1.value.reduce(8) { $0 + $1.utf8.count + 3 } }
+        return texts.reduce(0) { $0 + $1.utf8.count } + compliance + 2 * (rule.fixAction?.utf8.count ?? 0) + 2 * rule.id.utf8.count
+    }
+
+    static func select(_ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool) async throws -> ([Row], BoundedCount?)
+    {
         var f = filter
         let tail = page.apply(&f)
         let rows = try await tx.query("SELECT * FROM \(table) WHERE \(f.sql)\(tail)", f.values)
         // The total is counted on the first page only: deep pages stay O(page) at any depth.
         let total = counted ? try await BoundedCount.of(tx, from: table, where: filter) : nil
-        return try page.page(rows, total: total, map: map)
+        return (rows, total)
     }
 
     static func load(_ tx: Transaction, id: String, tenantId: String, lock: Bool) async throws -> Row? {
@@ -267,12 +298,45 @@ struct SortedPage {
 
     func page<T>(_ rows: [Row], total: BoundedCount?, map: (Row) throws -> T) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
-        var next: String? = nil
-        if rows.count > limit, let last = visible.last {
-            let value = column == "resolved_at" ? (last.optionalString("resolved_at") ?? "1970-01-01 00:00:00+00") : try last.string(column)
-            next = Data("\(sortKey)|\(value)|\(try last.string("id"))".utf8).base64EncodedString()
+        return Page(
+            items: try visible.map(map), nextCursor: rows.count > limit ? try cursor(after: visible.last) : nil, total: total?.count,
+            totalCapped: total?.capped == true ? true : nil)
+    }
+
+    /// A page whose JSON fits in `bytes` (one bus message): items are left off its end once they would
+    /// not fit, and the cursor resumes after the last one kept. `estimate` sizes a row from its text
+    /// (cheap, a little generous); only a page that may not fit is measured exactly, by writing its items.
+    func page<T: JSONWritable>(
+        _ rows: [Row], total: BoundedCount?, fitting bytes: Int, estimate: (Row) -> Int, map: (Row) throws -> T
+    ) throws -> Page<T> {
+        let visible = Array(rows.prefix(limit))
+        var items = try visible.map(map)
+        if visible.reduce(0, { $0 + estimate($1) }) > bytes {
+            var used = 256  // the page's own fields
+            var kept = 0
+            for item in items {
+                var json = ""
+                item.writeJSON(into: &json)
+                used += json.utf8.count + 1
+                if used > bytes && kept > 0 { break }
+                kept += 1
+            }
+            if kept < items.count {
+                items.removeLast(items.count - kept)
+                return Page(
+                    items: items, nextCursor: try cursor(after: visible[kept - 1]), total: total?.count,
+                    totalCapped: total?.capped == true ? true : nil)
+            }
         }
-        return Page(items: try visible.map(map), nextCursor: next, total: total?.count, totalCapped: total?.capped == true ? true : nil)
+        return Page(
+            items: items, nextCursor: rows.count > limit ? try cursor(after: visible.last) : nil, total: total?.count,
+            totalCapped: total?.capped == true ? true : nil)
+    }
+
+    func cursor(after last: Row?) throws -> String? {
+        guard let last else { return nil }
+        let value = column == "resolved_at" ? (last.optionalString("resolved_at") ?? "1970-01-01 00:00:00+00") : try last.string(column)
+        return Data("\(sortKey)|\(value)|\(try last.string("id"))".utf8).base64EncodedString()
     }
 }
 
