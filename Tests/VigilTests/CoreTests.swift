@@ -61,6 +61,30 @@ import Testing
         #expect(FastJSON.quote("a\u{01}") == #""a\u0001""#)
     }
 
+    /// Large arrays are mapped and written in parts at once: same order, same bytes as the serial writer, and
+    /// an error thrown by any part reaches the caller.
+    @Test func parallelMapAndWriteKeepOrderAndErrors() throws {
+        struct Item: JSONWritable, Sendable {
+            var n: Int
+            func writeJSON(into out: inout String) { out.append("{\"n\":\(n)}") }
+        }
+        struct Odd: Error {}
+        for count in [0, 1, Parallel.minimum - 1, Parallel.minimum, 501, 1000] {
+            let v = Array(0..<count)
+            #expect(try Parallel.map(v) { $0 * 2 } == v.map { $0 * 2 })
+            let items = v.map(Item.init)
+            var serial = ""
+            FastJSON.array(items, into: &serial)
+            var parallel = ""
+            Parallel.writeArray(items, into: &parallel)
+            #expect(parallel == serial)
+        }
+        #expect(throws: Odd.self) { try Parallel.map(Array(0..<500)) { if $0 == 377 { throw Odd() } else { return $0 } } }
+        var empty = ""
+        FastJSON.map([String: Int](), into: &empty) { $1.append(String($0)) }
+        #expect(empty == "{}")
+    }
+
     @Test func jsonHeadReadsWhatJSONSerializationReads() throws {
         let keys = ["id", "type", "tenant_id"]
         let inner = ["actor", "user_id"]

@@ -42,7 +42,7 @@ extension Page: JSONWritable where T: JSONWritable {
     package func writeJSON(into out: inout String) {
         out.reserveCapacity(out.utf8.count + items.count * 1024)
         out.append("{\"items\":")
-        FastJSON.array(items, into: &out)
+        Parallel.writeArray(items, into: &out)
         out.append(",\"next_cursor\":")
         if let nextCursor { FastJSON.quote(nextCursor, into: &out) } else { out.append("null") }
         if let total { out.append(",\"total\":\(total)") }

@@ -30,7 +30,9 @@ public enum FastJSON {
     @inline(__always)
     public static func appendEscaped(_ s: String, into out: inout String, needs: (UInt8) -> Bool, escape: (UInt8, inout String) -> Void) {
         let utf8 = s.utf8
-        guard utf8.contains(where: needs) else {
+        // Scanned as contiguous bytes where the string has them (native strings do): the common case.
+        let clean = utf8.withContiguousStorageIfAvailable { !$0.contains(where: needs) } ?? !utf8.contains(where: needs)
+        guard !clean else {
             out.append(s)
             return
         }
@@ -96,8 +98,8 @@ public protocol JSONWritable {
 /// Writes one JSON object's fields. Callers give the keys already in snake_case and in sorted
 /// order (as `JSON.encode` sorts them); nil values are left out, as synthesized `Codable` does.
 public struct JSONFields {
-    private var out: String
-    private var first = true
+    @usableFromInline var out: String
+    @usableFromInline var first = true
 
     public init(capacity: Int = 512) {
         out = ""
@@ -113,7 +115,7 @@ public struct JSONFields {
         out.append("{")
     }
 
-    @inline(__always) mutating func key(_ k: StaticString) {
+    @inlinable mutating func key(_ k: StaticString) {
         if !first { out.append(",") }
         first = false
         out.append("\"")
@@ -122,14 +124,14 @@ public struct JSONFields {
     }
 
     /// One field, unless `v` is nil: the key, then what `write` appends for the value.
-    @inline(__always) public mutating func field<V>(_ k: StaticString, _ v: V?, _ write: (V, inout String) -> Void) {
+    @inlinable public mutating func field<V>(_ k: StaticString, _ v: V?, _ write: (V, inout String) -> Void) {
         guard let v else { return }
         key(k)
         write(v, &out)
     }
 
-    public mutating func string(_ k: StaticString, _ v: String?) { field(k, v) { FastJSON.quote($0, into: &$1) } }
-    public mutating func bool(_ k: StaticString, _ v: Bool?) { field(k, v) { $1.append($0 ? "true" : "false") } }
+    @inlinable public mutating func string(_ k: StaticString, _ v: String?) { field(k, v) { FastJSON.quote($0, into: &$1) } }
+    @inlinable public mutating func bool(_ k: StaticString, _ v: Bool?) { field(k, v) { $1.append($0 ? "true" : "false") } }
     public mutating func number(_ k: StaticString, _ v: Double?) { field(k, v) { FastJSON.number($0, into: &$1) } }
     public mutating func date(_ k: StaticString, _ v: Date?) {
         field(k, v) { d, out in
@@ -140,8 +142,8 @@ public struct JSONFields {
     }
     public mutating func array<T: JSONWritable>(_ k: StaticString, _ v: [T]?) { field(k, v) { FastJSON.array($0, into: &$1) } }
     /// A value that is already JSON (rendered once, written many times).
-    public mutating func raw(_ k: StaticString, _ json: String?) { field(k, json) { $1.append($0) } }
-    public mutating func map<V>(_ k: StaticString, _ m: [String: V], value: (V, inout String) -> Void) {
+    @inlinable public mutating func raw(_ k: StaticString, _ json: String?) { field(k, json) { $1.append($0) } }
+    @inlinable public mutating func map<V>(_ k: StaticString, _ m: [String: V], value: (V, inout String) -> Void) {
         field(k, m) { FastJSON.map($0, into: &$1, value: value) }
     }
 
@@ -171,7 +173,7 @@ extension FastJSON {
     }
 
     /// `[e, …]` (or between other brackets), each element written by `element`.
-    public static func list<S: Sequence>(
+    @inlinable public static func list<S: Sequence>(
         _ v: S, open: String = "[", close: String = "]", into out: inout String,
         element: (S.Element, inout String) -> Void
     ) {
@@ -189,7 +191,8 @@ extension FastJSON {
     public static func array<T: JSONWritable>(_ v: [T], into out: inout String) { list(v, into: &out) { $0.writeJSON(into: &$1) } }
 
     /// A string-keyed map (keys as given, not converted), sorted by key.
-    public static func map<V>(_ m: [String: V], into out: inout String, value: (V, inout String) -> Void) {
+    @inlinable public static func map<V>(_ m: [String: V], into out: inout String, value: (V, inout String) -> Void) {
+        guard !m.isEmpty else { return out.append("{}") }
         list(m.sorted(by: { $0.key < $1.key }), open: "{", close: "}", into: &out) { kv, out in
             quote(kv.key, into: &out)
             out.append(":")

@@ -62,7 +62,7 @@ struct FindingStore: Sendable {
                 // resource's names filled into the remediation texts.
                 let names = (r.raw("resource_id")?.utf8.count ?? 0) + (r.raw("resource_name")?.utf8.count ?? 0)
                 return r.textBytes + ruleBytes[id]! + 600 + 2 * names
-            }, map: { try view($0, rules: rules) })
+            }, map: { [rules] in try view($0, rules: rules) })
     }
 
     /// What a rule adds to each of its findings' JSON (an upper bound: templates are filled with names).
@@ -307,10 +307,10 @@ struct SortedPage {
     /// not fit, and the cursor resumes after the last one kept. `estimate` sizes a row from its text
     /// (cheap, a little generous); only a page that may not fit is measured exactly, by writing its items.
     func page<T: JSONWritable>(
-        _ rows: [Row], total: BoundedCount?, fitting bytes: Int, estimate: (Row) -> Int, map: (Row) throws -> T
+        _ rows: [Row], total: BoundedCount?, fitting bytes: Int, estimate: (Row) -> Int, map: @Sendable (Row) throws -> T
     ) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
-        var items = try visible.map(map)
+        var items = try Parallel.map(visible, map)
         if visible.reduce(0, { $0 + estimate($1) }) > bytes {
             var used = 256  // the page's own fields
             var kept = 0
