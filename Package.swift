@@ -145,7 +145,7 @@ let package = Package(
                 "VigilTesting", .product(name: "HummingbirdTesting", package: "hummingbird"), "Net", "AWS", "Bus", "Store", "VigilCrypto",
                 "VigilCore", "ServiceRuntime", .product(name: "Yams", package: "Yams"),
                 "IdentityService", "GatewayService", "BillingService", "NotifierService", "ScanService", "ScanEngine", "FindingsService",
-                "RemediationService", "Contracts", "Host", "Web", "Repo",
+                "RemediationService", "Contracts", "Host", "Web", "Repo", "VigilAPIClient",
             ],
             path: "Tests/VigilTests", swiftSettings: swiftSettings),
     ]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VigilAPIClient
 
 @testable import GatewayService
 @testable import Store
@@ -166,5 +167,30 @@ import Testing
         #expect(Timestamp.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
         let now = Date()
         #expect(abs(Timestamp.parse(Timestamp.format(now))!.timeIntervalSince(now)) < 0.001)
+    }
+}
+
+@Suite struct PageSplitterTests {
+    /// The CLI asks for the next page from the cursor at a page's tail before splitting it: the tail must
+    /// agree with the full split whenever it answers, also when an item's text looks like the key.
+    @Test func trailingCursorAgreesWithTheSplit() throws {
+        let pages = [
+            #"{"items":[{"a":1},{"b":"x"}],"next_cursor":"Y3JlYXRlZF9hdA==","total":2}"#,
+            #"{"items":[{"t":"\"next_cursor\":\"fake\""},{"next_cursor":"inner"}],"next_cursor":null}"#,
+            #"{"items":[],"next_cursor":"abc"}"#,
+            #"{"items":[{"a":1}]}"#,
+            #"{"items":[],"next_cursor":"a\"b"}"#,
+        ]
+        for text in pages {
+            let data = Data(text.utf8)
+            let split = try PageSplitter.split(data)
+            if let tail = PageSplitter.trailingCursor(data) {
+                #expect(tail == split.nextCursor, "\(text)")
+            }
+        }
+        #expect(PageSplitter.trailingCursor(Data(pages[0].utf8)) == .some("Y3JlYXRlZF9hdA=="))
+        #expect(PageSplitter.trailingCursor(Data(pages[1].utf8)) == .some(nil))
+        #expect(PageSplitter.trailingCursor(Data(pages[3].utf8)) == nil)
+        #expect(PageSplitter.trailingCursor(Data(pages[4].utf8)) == nil)
     }
 }

@@ -264,4 +264,30 @@ public enum PageSplitter {
             return (items, cursor)
         }
     }
+
+    /// `next_cursor` read from the page's tail, where the API writes it (after the items), so the next
+    /// page can be asked for before this one is split: `.some(nil)` for `null`, nil when it is not there
+    /// in that form (then `split` finds it).
+    public static func trailingCursor(_ data: Data) -> String?? {
+        let key = Array(#""next_cursor":"#.utf8)
+        return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> String?? in
+            let b = raw.bindMemory(to: UInt8.self)
+            var at = b.count - key.count
+            let floor = max(0, b.count - 4096)
+            while at >= floor, !(b[at] == 34 && b[at..<(at + key.count)].elementsEqual(key)) { at -= 1 }
+            guard at >= floor else { return nil }
+            var i = at + key.count
+            while i < b.count, b[i] == 32 { i += 1 }
+            if i + 4 <= b.count, b[i..<(i + 4)].elementsEqual("null".utf8) { return .some(nil) }
+            guard i < b.count, b[i] == 34 else { return nil }
+            let start = i + 1
+            var end = start
+            while end < b.count, b[end] != 34 {
+                if b[end] == 92 { return nil }  // escapes: leave it to split
+                end += 1
+            }
+            guard end < b.count else { return nil }
+            return .some(String(decoding: b[start..<end], as: UTF8.self))
+        }
+    }
 }

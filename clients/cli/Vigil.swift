@@ -294,11 +294,18 @@ struct Findings: AsyncParsableCommand {
             }
             var page = try await fetch(nil, min(500, limit))
             while true {
+                // The cursor closes the page: the next one is asked for before this one is split.
+                let early = PageSplitter.trailingCursor(page)
+                let size = min(500, limit - written)
+                var next: Task<Data, any Error>? = early.flatMap { c in c.map { c in Task { try await fetch(c, size) } } }
                 let (items, cursor) = try PageSplitter.split(page)
                 let take = min(items.count, limit - written)
-                let next: Task<Data, any Error>? = cursor.flatMap { c in
-                    let remaining = limit - written - take
-                    return remaining > 0 ? Task { try await fetch(c, min(500, remaining)) } : nil
+                if early == nil || early! != cursor || limit - written - take <= 0 {
+                    next?.cancel()
+                    next = cursor.flatMap { c in
+                        let remaining = limit - written - take
+                        return remaining > 0 ? Task { try await fetch(c, min(500, remaining)) } : nil
+                    }
                 }
                 var chunk = Data()
                 chunk.reserveCapacity(page.count + take * 2)
