@@ -12,6 +12,7 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CLibPQ", path: "libs/Platform/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
     .systemLibrary(name: "CSodium", path: "libs/Platform/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
     .systemLibrary(name: "COpenSSL", path: "libs/Platform/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CPosix", path: "libs/Platform/CPosix"),
 ]
 
 /// A library target under libs/<layer>/<name>: Platform (bus, store, crypto, contracts, runtime),
@@ -60,7 +61,7 @@ let package = Package(
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: systemLibraries + [
-        lib("Platform", "VigilCore", []),
+        lib("Platform", "VigilCore", ["CPosix"]),
         lib("Platform", "Contracts", ["VigilCore"]),
         lib("Platform", "VigilCrypto", ["CSodium", "COpenSSL", "VigilCore"]),
         lib("Platform", "Bus", ["CNats", "VigilCore", log]),

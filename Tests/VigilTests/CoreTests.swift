@@ -194,3 +194,23 @@ import VigilAPIClient
         #expect(PageSplitter.trailingCursor(Data(pages[4].utf8)) == nil)
     }
 }
+
+@Suite struct ChildPipeTests {
+    /// A child gets the pipe end it is handed and no other: pipes made for other children at the same time
+    /// are not inherited (with Foundation's Pipe they were, and a reader waited for end-of-file forever).
+    @Test func childrenInheritOnlyTheirOwnEnds() throws {
+        let other = try ChildPipe()
+        for h in [other.read, other.write] { #expect(fcntl(h.fileDescriptor, F_GETFD) & FD_CLOEXEC != 0) }
+        let out = try ChildPipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let (r, w) = (other.read.fileDescriptor, other.write.fileDescriptor)
+        p.arguments = ["-c", "for n in \(r) \(w); do [ -e /proc/$$/fd/$n ] && echo leaked $n; done; echo done"]
+        p.standardOutput = out.write
+        try p.run()
+        out.closeChildEnd(childReads: false)
+        let text = String(decoding: out.read.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(text == "done\n")
+    }
+}

@@ -114,13 +114,16 @@ public struct SSHGatherer: Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
-        let inPipe = Pipe()
-        let outPipe = Pipe()
-        let errPipe = Pipe()
-        p.standardInput = inPipe
-        p.standardOutput = outPipe
-        p.standardError = errPipe
+        let inPipe = try ChildPipe()
+        let outPipe = try ChildPipe()
+        let errPipe = try ChildPipe()
+        p.standardInput = inPipe.read
+        p.standardOutput = outPipe.write
+        p.standardError = errPipe.write
         try p.run()
+        inPipe.closeChildEnd(childReads: true)
+        outPipe.closeChildEnd(childReads: false)
+        errPipe.closeChildEnd(childReads: false)
         let killer = Task {
             try await Task.sleep(for: timeout)
             if p.isRunning { p.terminate() }
@@ -131,16 +134,16 @@ public struct SSHGatherer: Sendable {
         async let out: Data = Blocking.run {
             var buf = Data()
             while true {
-                let chunk = outPipe.fileHandleForReading.availableData
+                let chunk = outPipe.read.availableData
                 if chunk.isEmpty { break }
                 if buf.count < maxOutput { buf.append(chunk) }
             }
             return buf
         }
-        async let err: Data = Blocking.run { errPipe.fileHandleForReading.readDataToEndOfFile() }
+        async let err: Data = Blocking.run { errPipe.read.readDataToEndOfFile() }
         await Blocking.run {
-            try? inPipe.fileHandleForWriting.write(contentsOf: stdin)
-            try? inPipe.fileHandleForWriting.close()
+            try? inPipe.write.write(contentsOf: stdin)
+            try? inPipe.write.close()
         }
         let (o, e) = await (out, err)
         await Blocking.run { p.waitUntilExit() }

@@ -133,13 +133,16 @@ public struct Git: Sendable {
         p.arguments = args
         p.environment = baseEnvironment
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe()
-        let err = Pipe()
-        let input = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = input
+        let out = try ChildPipe()
+        let err = try ChildPipe()
+        let input = try ChildPipe()
+        p.standardOutput = out.write
+        p.standardError = err.write
+        p.standardInput = input.read
         try p.run()
+        out.closeChildEnd(childReads: false)
+        err.closeChildEnd(childReads: false)
+        input.closeChildEnd(childReads: true)
         let remaining = deadline.timeIntervalSinceNow
         let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + max(0.1, remaining), execute: killer)
@@ -147,21 +150,21 @@ public struct Git: Sendable {
         let errData = ErrorSink()
         let errDone = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
-            errData.set(err.fileHandleForReading.readDataToEndOfFile())
+            errData.set(err.read.readDataToEndOfFile())
             errDone.signal()
         }
         if let stdin {
-            let writer = input.fileHandleForWriting
+            let writer = input.write
             DispatchQueue.global().async {
                 try? writer.write(contentsOf: stdin)
                 try? writer.close()
             }
         } else {
-            try? input.fileHandleForWriting.close()
+            try? input.write.close()
         }
         var failure: (any Error)? = nil
         while true {
-            let chunk = out.fileHandleForReading.availableData
+            let chunk = out.read.availableData
             if chunk.isEmpty { break }
             if failure == nil {
                 do { try onOutput(chunk) } catch {
