@@ -316,6 +316,31 @@ def test_slack_and_email_channels_digest_per_scan_and_test_send(stack, signup, r
     assert owner.delete(f"/notifications/channels/{mail['id']}").status_code == 204
     assert_envelope(owner.delete(f"/notifications/channels/{mail['id']}"), 404)
 
+    # Every event: a finding.batch's items reach a channel one message each, filtered by its severity floor,
+    # and the same batch delivered again sends nothing more (one read of the owed channels per batch).
+    feed = owner.post("/notifications/channels", {"name": "findings-slack", "method": "slack",
+                                                  "config": {"webhook_url": receiver.url("/slack/T000/B000/findings")},
+                                                  "events": ["finding.*"], "min_severity": "high"})
+    assert feed.status_code == 201, feed.text
+    tenant = ob["workspace"]["id"]
+    items = []
+    for sev in ("critical", "high", "low", "high", "info"):
+        eid = str(uuid.uuid4())
+        items.append({"id": eid, "type": "finding.opened", "occurred_at": "2026-11-22T10:00:00.000Z", "tenant_id": tenant,
+                      "data": {"finding_id": str(uuid.uuid4()), "event_id": eid, "severity": sev, "status": "open",
+                               "rule_id": "aws.s3.bucket_acl_public_read", "title": f"batched {sev}"}})
+    batch = {"id": str(uuid.uuid4()), "type": "finding.batch", "occurred_at": "2026-11-22T10:00:00.000Z", "tenant_id": tenant,
+             "data": {"count": len(items), "findings": items}}
+    publish_event(stack, "vigil.events.finding.batch", batch)
+    wanted = [i["data"]["finding_id"] for i in items if i["data"]["severity"] in ("critical", "high")]
+    receiver.wait(lambda q: q["path"].endswith("/findings") and wanted[-1] in q["body"].decode())
+    time.sleep(1)
+    publish_event(stack, "vigil.events.finding.batch", dict(batch, id=str(uuid.uuid4())))
+    time.sleep(2)
+    sent = [q["body"].decode() for q in receiver.requests if q["path"].endswith("/findings")]
+    assert {i["data"]["finding_id"] for i in items if any(i["data"]["finding_id"] in b for b in sent)} == set(wanted), sent
+    assert len(sent) == 3, sent
+
 
 def test_webhook_connection_filter_and_events_published_late(stack, signup, receiver):
     owner, ob, _ = signup("connfilter")

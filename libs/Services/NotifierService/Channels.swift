@@ -244,32 +244,41 @@ struct ChannelService: Sendable {
         }
     }
 
-    func handle(_ e: NotifierEvent) async -> ConsumeOutcome {
-        guard let tenant = e.tenant else { return .ack }
-        let (eventId, type) = (e.id, e.type)
+    func handle(_ e: NotifierEvent) async -> ConsumeOutcome { await handle(batch: [e]) }
+
+    /// Sends events of one workspace (a `finding.batch`'s items, or one event) to the channels that want
+    /// them and have not had them yet. The policy and the channels each event is owed are read once for
+    /// all of them; under the default digest policy finding events need no read beyond the policy.
+    func handle(batch events: [NotifierEvent]) async -> ConsumeOutcome {
+        guard let first = events.first, let tenant = first.tenant else { return .ack }
         do {
-            guard try await hasChannels(tenant: tenant, receivedAt: e.message.receivedAt) else { return .ack }
-            let pending = try await channels.pending(tenantId: tenant, eventId: eventId)
-            guard !pending.isEmpty else { return .ack }
+            guard try await hasChannels(tenant: tenant, receivedAt: first.message.receivedAt) else { return .ack }
             let policy = try await loadPolicy(tenant)
-            guard let message = Self.message(type: type, data: e.data, policy: policy) else { return .ack }
+            let messages = events.compactMap { e in
+                e.tenant == tenant ? Self.message(type: e.type, data: e.data, policy: policy).map { (e, $0) } : nil
+            }
+            guard !messages.isEmpty else { return .ack }
+            let owed = try await channels.pending(tenantId: tenant, eventIds: messages.map { $0.0.id })
             var failed = false
-            for c in pending {
-                guard EventCatalog.matches(c.events, type) else { continue }
-                if let min = c.minSeverity,
-                    (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0) < (EventCatalog.severities.firstIndex(of: min) ?? 0)
-                {
-                    continue
-                }
-                do {
-                    try await send(message, method: c.method, sealed: c.sealedConfig, tenantId: tenant, eventId: eventId)
-                    try await channels.recordSend(tenantId: tenant, channelId: c.id, eventId: eventId)
-                } catch {
-                    failed = true
-                    logger.warning("channel send failed", metadata: ["channel_id": "\(c.id)", "error": "\(error)"])
+            for (e, message) in messages {
+                for c in owed[e.id] ?? [] {
+                    guard EventCatalog.matches(c.events, e.type) else { continue }
+                    if let min = c.minSeverity,
+                        (EventCatalog.severities.firstIndex(of: message.severity ?? "info") ?? 0)
+                            < (EventCatalog.severities.firstIndex(of: min) ?? 0)
+                    {
+                        continue
+                    }
+                    do {
+                        try await send(message, method: c.method, sealed: c.sealedConfig, tenantId: tenant, eventId: e.id)
+                        try await channels.recordSend(tenantId: tenant, channelId: c.id, eventId: e.id)
+                    } catch {
+                        failed = true
+                        logger.warning("channel send failed", metadata: ["channel_id": "\(c.id)", "error": "\(error)"])
+                    }
                 }
             }
-            return failed ? .retry(after: StreamConsumer.backoff(attempt: e.message.deliveryCount, cap: .seconds(1800))) : .ack
+            return failed ? .retry(after: StreamConsumer.backoff(attempt: first.message.deliveryCount, cap: .seconds(1800))) : .ack
         } catch {
             return .retry(after: .seconds(2))
         }

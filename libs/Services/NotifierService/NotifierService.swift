@@ -154,11 +154,8 @@ struct NotifierEventRouter: Sendable {
             // Webhooks see the batch whole (one delivery per finding or per batch, by endpoint); channels
             // and the audit log see each finding event as it would have come alone.
             let items = event.items()
-            outcomes = [await webhooks.fanOut(batch: event, items)]
-            for item in items {
-                outcomes.append(await channels.handle(item))
-                outcomes.append(await audit.handle(item))
-            }
+            outcomes = [await webhooks.fanOut(batch: event, items), await channels.handle(batch: items)]
+            for item in items { outcomes.append(await audit.handle(item)) }
         } else {
             outcomes = [await webhooks.fanOut(event), await channels.handle(event), await audit.handle(event)]
         }

@@ -100,15 +100,21 @@ struct ChannelStore: Sendable {
             .first != nil
     }
 
-    /// The enabled channels that have not yet been sent this event.
-    func pending(tenantId: String, eventId: String) async throws -> [Stored] {
-        try await db.query(
+    /// The enabled channels each of `eventIds` is still owed, by event id: one query for a batch's events.
+    func pending(tenantId: String, eventIds: [String]) async throws -> [String: [Stored]] {
+        var out: [String: [Stored]] = [:]
+        for r in try await db.query(
             .tenant(tenantId),
             """
-            SELECT c.* FROM notifier.channels c WHERE c.tenant_id = $1 AND c.enabled
-              AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = $2)
-            """, [tenantId, eventId]
-        ).map(Self.stored)
+            SELECT c.*, e.id::text AS owed_event FROM notifier.channels c CROSS JOIN unnest($2::uuid[]) AS e(id)
+            WHERE c.tenant_id = $1 AND c.enabled
+              AND NOT EXISTS (SELECT 1 FROM notifier.channel_sends s WHERE s.channel_id = c.id AND s.event_id = e.id)
+            ORDER BY c.created_at, c.id
+            """, [tenantId, ArrayParameter(eventIds)])
+        {
+            out[try r.string("owed_event"), default: []].append(try Self.stored(r))
+        }
+        return out
     }
 
     /// Notes that a channel was sent an event (a redelivered event is not sent again).
