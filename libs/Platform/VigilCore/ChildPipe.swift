@@ -25,3 +25,24 @@ public struct ChildPipe: Sendable {
         try? (childReads ? read : write).close()
     }
 }
+
+/// A child's stdin, stdout and stderr as `ChildPipe`s: `run` starts it and closes the child's ends here.
+public struct ChildStdio: Sendable {
+    public let input: ChildPipe
+    public let output: ChildPipe
+    public let error: ChildPipe
+
+    public init(for p: Process) throws {
+        (input, output, error) = (try ChildPipe(), try ChildPipe(), try ChildPipe())
+        p.standardInput = input.read
+        p.standardOutput = output.write
+        p.standardError = error.write
+    }
+
+    public func run(_ p: Process) throws {
+        try p.run()
+        input.closeChildEnd(childReads: true)
+        output.closeChildEnd(childReads: false)
+        error.closeChildEnd(childReads: false)
+    }
+}

@@ -114,16 +114,9 @@ public struct SSHGatherer: Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
-        let inPipe = try ChildPipe()
-        let outPipe = try ChildPipe()
-        let errPipe = try ChildPipe()
-        p.standardInput = inPipe.read
-        p.standardOutput = outPipe.write
-        p.standardError = errPipe.write
-        try p.run()
-        inPipe.closeChildEnd(childReads: true)
-        outPipe.closeChildEnd(childReads: false)
-        errPipe.closeChildEnd(childReads: false)
+        let io = try ChildStdio(for: p)
+        let (inPipe, outPipe, errPipe) = (io.input, io.output, io.error)
+        try io.run(p)
         let killer = Task {
             try await Task.sleep(for: timeout)
             if p.isRunning { p.terminate() }

@@ -133,16 +133,9 @@ public struct Git: Sendable {
         p.arguments = args
         p.environment = baseEnvironment
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = try ChildPipe()
-        let err = try ChildPipe()
-        let input = try ChildPipe()
-        p.standardOutput = out.write
-        p.standardError = err.write
-        p.standardInput = input.read
-        try p.run()
-        out.closeChildEnd(childReads: false)
-        err.closeChildEnd(childReads: false)
-        input.closeChildEnd(childReads: true)
+        let io = try ChildStdio(for: p)
+        let (out, err, input) = (io.output, io.error, io.input)
+        try io.run(p)
         let remaining = deadline.timeIntervalSinceNow
         let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + max(0.1, remaining), execute: killer)
