@@ -256,7 +256,8 @@ struct FindingHandlers: Sendable {
         if let end { f.add({ "created_at < $\($0)" }, end) }
         let page = try SortedPage(sortBy: nil, limit: q.limit, cursor: q.cursor, offset: q.offset ?? q.skip)
         return try await store.transaction(p.scope) { tx in
-            try await FindingStore.list(tx, "findings.finding_events", f, page, counted: q.cursor == nil, map: FindingStore.event)
+            try await FindingStore.list(
+                tx, "findings.finding_events", f, page, counted: q.cursor == nil, fitting: maxReply - 64 * 1024, map: FindingStore.event)
         }
     }
 

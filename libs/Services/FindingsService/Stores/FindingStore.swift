@@ -47,14 +47,23 @@ struct FindingStore: Sendable {
         return try page.page(rows, total: total, map: map)
     }
 
-    /// `list` for findings, whose pages are cut to fit one bus message (evidence can be large).
+    /// A keyset page cut to fit one bus message (`bytes`): see `SortedPage.page(_:total:fitting:estimate:map:)`.
+    /// `estimate` sizes a row's JSON from its text; the default suits rows written field for field.
+    static func list<T: JSONWritable>(
+        _ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int,
+        estimate: (Row) -> Int = { $0.textBytes + 600 }, map: @escaping @Sendable (Row) throws -> T
+    ) async throws -> Page<T> {
+        let (rows, total) = try await select(tx, table, filter, page, counted: counted)
+        return try page.page(rows, total: total, fitting: bytes, estimate: estimate, map: map)
+    }
+
+    /// Findings, sized with their rule's texts (evidence can be large).
     static func list(
         _ tx: Transaction, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int, rules: [String: Rule]
     ) async throws -> Page<FindingView> {
-        let (rows, total) = try await select(tx, "findings.findings", filter, page, counted: counted)
         var ruleBytes: [String: Int] = [:]
-        return try page.page(
-            rows, total: total, fitting: bytes,
+        return try await list(
+            tx, "findings.findings", filter, page, counted: counted, fitting: bytes,
             estimate: { r in
                 let id = r.raw("rule_id") ?? ""
                 if ruleBytes[id] == nil { ruleBytes[id] = rules[id].map(estimatedBytes) ?? 0 }
@@ -298,9 +307,7 @@ struct SortedPage {
 
     func page<T>(_ rows: [Row], total: BoundedCount?, map: (Row) throws -> T) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
-        return Page(
-            items: try visible.map(map), nextCursor: rows.count > limit ? try cursor(after: visible.last) : nil, total: total?.count,
-            totalCapped: total?.capped == true ? true : nil)
+        return try assemble(try visible.map(map), of: visible, more: rows.count > limit, total: total)
     }
 
     /// A page whose JSON fits in `bytes` (one bus message): items are left off its end once they would
@@ -310,10 +317,11 @@ struct SortedPage {
         _ rows: [Row], total: BoundedCount?, fitting bytes: Int, estimate: (Row) -> Int, map: @Sendable (Row) throws -> T
     ) throws -> Page<T> {
         let visible = Array(rows.prefix(limit))
-        var items = try Parallel.map(visible, map)
+        let items = try Parallel.map(visible, map)
+        var kept = items.count
         if visible.reduce(0, { $0 + estimate($1) }) > bytes {
             var used = 256  // the page's own fields
-            var kept = 0
+            kept = 0
             for item in items {
                 var json = ""
                 item.writeJSON(into: &json)
@@ -321,20 +329,18 @@ struct SortedPage {
                 if used > bytes && kept > 0 { break }
                 kept += 1
             }
-            if kept < items.count {
-                items.removeLast(items.count - kept)
-                return Page(
-                    items: items, nextCursor: try cursor(after: visible[kept - 1]), total: total?.count,
-                    totalCapped: total?.capped == true ? true : nil)
-            }
         }
-        return Page(
-            items: items, nextCursor: rows.count > limit ? try cursor(after: visible.last) : nil, total: total?.count,
+        return try assemble(Array(items.prefix(kept)), of: visible, more: rows.count > limit || kept < items.count, total: total)
+    }
+
+    /// The page of `items` (the first of `visible`), its cursor after the last of them when `more` follow.
+    private func assemble<T>(_ items: [T], of visible: [Row], more: Bool, total: BoundedCount?) throws -> Page<T> {
+        Page(
+            items: items, nextCursor: more && !items.isEmpty ? try cursor(after: visible[items.count - 1]) : nil, total: total?.count,
             totalCapped: total?.capped == true ? true : nil)
     }
 
-    func cursor(after last: Row?) throws -> String? {
-        guard let last else { return nil }
+    func cursor(after last: Row) throws -> String {
         let value = column == "resolved_at" ? (last.optionalString("resolved_at") ?? "1970-01-01 00:00:00+00") : try last.string(column)
         return Data("\(sortKey)|\(value)|\(try last.string("id"))".utf8).base64EncodedString()
     }
