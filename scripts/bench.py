@@ -9,7 +9,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "e2e"))
-from conftest import Client, Stack, unique_email  # noqa: E402
+from conftest import Client, Stack, make_enterprise, unique_email  # noqa: E402
 
 DURATION = os.environ.get("BENCH_DURATION", "5s")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -618,10 +618,7 @@ def bench_waste(bin_dir):
         stack.start()
         r, c = sign_up(stack, "waste")
         tenant = r["workspace"]["id"]
-        c.get("/billing/subscription")
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
-                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
-                       check=True, capture_output=True)
+        make_enterprise(stack, c, tenant)
         conn = c.post("/connections/", {"name": "waste", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
                                         "credentials": {"access_key_id": "AKIAVIGILWASTE000001",
                                                         "secret_access_key": "vigil/waste/secret/key/00000000000000000"}}).json()["id"]
@@ -768,10 +765,7 @@ def bench_web(bin_dir):
         stack.start()
         r, c = sign_up(stack, "web")
         tenant = r["workspace"]["id"]
-        c.get("/billing/subscription")
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
-                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
-                       check=True, capture_output=True)
+        make_enterprise(stack, c, tenant)
         print(f"\nweb benchmark: one full passive scan per site (TLS checks included), release build, median of {ROUNDS}")
         print(f"{'site':<12} {'wall s':>7} {'runs':<24} {'requests':>8} {'checks':>7} {'failing':>7}")
         for name in ("planted", "twin", "self_signed", "expired", "wrong_host", "legacy"):
@@ -851,11 +845,7 @@ def bench_soak(bin_dir):
         r, c = sign_up(stack, "soak")
         # Enterprise (no plan rate): the subscription row is made on first use; the gateways cache plan limits for a
         # second here.
-        c.get("/billing/subscription")
-        deadline = time.time() + 30
-        while time.time() < deadline and psql_of(stack)(f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' "
-                                                         f"WHERE tenant_id = '{r['workspace']['id']}' RETURNING 1").split()[0:1] != ["1"]:
-            time.sleep(0.2)
+        make_enterprise(stack, c, r["workspace"]["id"])
         time.sleep(1.5)
         key = c.post("/api-keys/", {"name": "soak"}).json()["key"]
         clients = [Client(f"http://127.0.0.1:{p}", api_key=key) for p in stack.gateway_ports]
@@ -973,10 +963,7 @@ def bench_gateway(bin_dir, replicas, only_auth=False):
         key = Client(stack.url, token=token).post("/api-keys/", {"name": "bench"}).json()["key"]
         # The plan's API rate would cap the benchmark: the bench workspace is on enterprise (no plan rate).
         tenant = r["workspace"]["id"]
-        Client(stack.url, token=token).get("/billing/subscription")
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "postgres", "-d", "vigil", "-c",
-                        f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active' WHERE tenant_id = '{tenant}'"],
-                       check=True, capture_output=True)
+        make_enterprise(stack, Client(stack.url, token=token), tenant)
         time.sleep(1.5)
         # The machine is shared and noisy: the routes alternate for ROUNDS rounds; medians are reported.
         targets = [("(a) GET /status (no bus)", stack.url + "/status", []),

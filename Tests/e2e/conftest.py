@@ -502,6 +502,17 @@ def psql(stack, sql):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
+def make_enterprise(stack, client, tenant):
+    """Puts the workspace on the enterprise plan (no plan rate, no quotas) in billing's table. The subscription
+    row is made on first use, so the API is asked for it first (and the update repeated until it lands)."""
+    client.get("/billing/subscription")
+    deadline = time.time() + 20
+    while psql(stack, f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active', trial_end = NULL "
+                      f"WHERE tenant_id = '{tenant}' RETURNING 1").split()[:1] != ["1"]:
+        assert time.time() < deadline, "the workspace's subscription row never appeared"
+        time.sleep(0.2)
+
+
 def join_workspace(stack, owner, role):
     """Invites a new user with `role` into the owner's workspace; returns them signed in."""
     email = f"{role}-{os.urandom(4).hex()}@vigil.test"

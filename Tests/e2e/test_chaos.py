@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from conftest import ROOT, Client, Stack
+from conftest import ROOT, Client, Stack, make_enterprise
 from test_notifier import Receiver
 from test_outages import pg_ctl
 from test_scans import connect, wait_scan
@@ -65,11 +65,7 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
         owner = Client(s.url, token=r.json()["access_token"])
         key = owner.post("/api-keys/", {"name": "chaos"}).json()["key"]
         owner = Client(s.url, api_key=key)  # access tokens would expire across the run
-        owner.get("/billing/subscription")  # the subscription row is made on first use
-        deadline = time.time() + 20
-        while time.time() < deadline and sql(s, f"UPDATE billing.subscriptions SET plan = 'enterprise' WHERE tenant_id = '{tenant}' "
-                                                 f"RETURNING 1") != "1":
-            time.sleep(0.2)
+        make_enterprise(s, owner, tenant)
         # Streams and the idempotency bucket are replicated on all three nodes.
         for stream in ("VIGIL_EVENTS", "VIGIL_JOBS", "VIGIL_DEAD", "KV_vigil_idempotency"):
             info = js_info(s, stream)

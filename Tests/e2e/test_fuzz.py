@@ -8,7 +8,7 @@ import os
 import subprocess
 import uuid
 
-from conftest import ROOT, Client, Stack, psql
+from conftest import ROOT, Client, Stack, make_enterprise
 
 ST = os.path.join(ROOT, ".tools", "schemathesis", "bin", "st")
 
@@ -23,8 +23,7 @@ def test_schemathesis_finds_no_server_error_in_5000_cases(tmp_path):
         owner = Client(s.url, token=r.json()["access_token"])
         key = owner.post("/api-keys/", {"name": "fuzz"}).json()["key"]
         tenant = owner.get("/auth/me").json()["workspace"]["id"]
-        owner.get("/billing/subscription")
-        psql(s, f"UPDATE billing.subscriptions SET plan = 'enterprise', status = 'active', trial_end = NULL WHERE tenant_id = '{tenant}'")
+        make_enterprise(s, owner, tenant)
         report = tmp_path / "report"
         cmd = [ST, "run", os.path.join(ROOT, "contracts", "openapi.yaml"), "--url", s.url, "-H", f"x-api-key: {key}",
                "--max-examples", "15", "--workers", "2", "--seed", "1", "--request-timeout", "10",
