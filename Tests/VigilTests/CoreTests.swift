@@ -67,23 +67,23 @@ import VigilAPIClient
     @Test func parallelMapAndWriteKeepOrderAndErrors() throws {
         struct Item: JSONWritable, Sendable {
             var n: Int
-            func writeJSON(into out: inout String) { out.append("{\"n\":\(n)}") }
+            func writeJSON(into out: inout [UInt8]) { out.append(contentsOf: "{\"n\":\(n)}".utf8) }
         }
         struct Odd: Error {}
         for count in [0, 1, Parallel.minimum - 1, Parallel.minimum, 501, 1000] {
             let v = Array(0..<count)
             #expect(try Parallel.map(v) { $0 * 2 } == v.map { $0 * 2 })
             let items = v.map(Item.init)
-            var serial = ""
+            var serial = [UInt8]()
             FastJSON.array(items, into: &serial)
-            var parallel = ""
+            var parallel = [UInt8]()
             Parallel.writeArray(items, into: &parallel)
             #expect(parallel == serial)
         }
         #expect(throws: Odd.self) { try Parallel.map(Array(0..<500)) { if $0 == 377 { throw Odd() } else { return $0 } } }
-        var empty = ""
-        FastJSON.map([String: Int](), into: &empty) { $1.append(String($0)) }
-        #expect(empty == "{}")
+        var empty = [UInt8]()
+        FastJSON.map([String: Int](), into: &empty) { $1.append(contentsOf: String($0).utf8) }
+        #expect(empty == Array("{}".utf8))
     }
 
     @Test func jsonHeadReadsWhatJSONSerializationReads() throws {

@@ -5,49 +5,77 @@ import Testing
 import VigilCore
 
 @testable import FindingsService
+@testable import Store
 
-/// Finding pages are written by hand (`JSONWritable`); they must be byte for byte what the
-/// JSONEncoder convention (snake_case, sorted keys, ISO-8601 dates) produces.
+/// Finding pages are written by hand, straight from the rows (`FindingStore.writeJSON`); they must be byte
+/// for byte what the JSONEncoder convention (snake_case, sorted keys, ISO-8601 dates) makes of the
+/// Codable `FindingView` of the same row.
 @Suite struct FindingsWriterTests {
-    static func finding(full: Bool) -> FindingView {
-        let at = Date(timeIntervalSince1970: 1_795_000_000.123)
-        let event = FindingEventView(
-            id: "e1", findingId: "f1", connectionId: "c1", ruleCode: "aws.s3.x", severity: "high", eventType: "suppressed",
-            fromStatus: full ? "open" : nil, toStatus: "suppressed", actor: full ? "user:\"q\"" : nil,
-            reason: full ? "line\nbreak\u{01} é 🙂" : nil, scanId: nil, createdAt: at)
-        return FindingView(
-            id: "f1", fingerprint: "fp", ruleCode: "aws.s3.x", title: "Public \"bucket\" / ACL", severity: "high", status: "open", provider: "aws",
-            service: "s3", resourceId: "arn:aws:s3:::b", resourceType: "aws.s3.bucket", resourceName: "b\\n", region: "us-east-1",
-            connectionId: "c1", scanJobId: "s1", category: full ? "public_exposure" : nil, description: full ? "d" : nil,
-            rationale: full ? "r" : nil, remediation: full ? .init(console: "S3 → b", cli: "aws s3 … --bucket b") : nil,
-            cwe: full ? "CWE-200" : nil,
-            evidence: full
-                ? [
-                    "BlockPublicAcls": .bool(false), "grants": .array([.object(["uri": .string("http://x/AllUsers")]), .null]),
-                    "size_gib": .number(3), "ratio": .number(2.5), "tiny": .number(1e-7), "big": .number(1e20), "neg": .number(-4),
-                ] : [:],
-            compliance: full ? ["soc2": ["CC6.1"], "cis_aws_3_0": ["2.1.4", "2.1.10"]] : [:],
-            estimatedMonthlySavings: full ? 12.75 : nil, autoFix: full, fixAction: full ? "s3.remove_public_acl" : nil,
-            tags: full ? ["Env": "prod", "a b": "ü"] : [:], firstSeenAt: at, lastSeenAt: at.addingTimeInterval(60.5),
-            resolvedAt: full ? at : nil, statusReason: full ? "why" : nil, statusActor: full ? "user:1" : nil,
-            statusExpiresAt: full ? at : nil, suppressionRuleId: full ? "sr" : nil, history: full ? [event, event] : nil)
+    /// A findings row as PostgreSQL sends it (text format): every column filled, or only the required ones.
+    static func row(full: Bool, rule: String) -> Row {
+        let values: [(String, String?)] = [
+            ("id", "0192f3a4-0000-7000-8000-000000000001"), ("fingerprint", "fp"), ("connection_id", "c1"), ("rule_id", rule),
+            ("provider", "aws"), ("service", "s3"), ("resource_id", "arn:aws:s3:::b"), ("resource_type", "aws.s3.bucket"),
+            ("resource_name", "b\\n{region}"), ("region", "us-east-1"), ("severity", "high"), ("severity_rank", "1"),
+            ("title", "Public \"bucket\" / ACL \u{01} é 🙂"), ("status", full ? "suppressed" : "open"),
+            ("status_reason", full ? "line\nbreak" : nil),
+            ("status_actor", full ? "user:\"q\"" : nil), ("status_expires_at", full ? "2026-12-03 15:05:20.1239+00" : nil),
+            ("suppression_rule_id", full ? "sr" : nil),
+            (
+                "evidence",
+                full
+                    ? #"{"grants": [{"uri": "http://x/AllUsers"}, null], "BlockPublicAcls": false, "size_gib": 3, "ratio": 2.5, "#
+                        + #""tiny": 1e-7, "big": 1e20, "neg": -4}"#
+                    : "{}"
+            ),
+            ("tags", full ? #"{"Env": "prod", "a b": "ü"}"# : "{}"), ("savings", full ? "12.75" : nil), ("last_scan_id", "s1"),
+            ("first_seen_at", "2026-11-22 09:19:57.123456+00"), ("last_seen_at", "2026-11-22T10:19:57Z"),
+            ("resolved_at", full ? "2026-11-23 09:19:57.5+01" : nil), ("created_at", "2026-11-22 09:19:57.123456+00"),
+        ]
+        return Row(columns: Dictionary(uniqueKeysWithValues: values.enumerated().map { ($1.0, $0) }), values: values.map(\.1))
     }
 
-    @Test(arguments: [true, false]) func findingPageMatchesTheEncoder(full: Bool) throws {
-        for page in [
-            Page(items: [Self.finding(full: full), Self.finding(full: !full)], nextCursor: full ? "Y3Vy" : nil, total: full ? nil : 7),
-            Page(items: [FindingView](), nextCursor: nil, total: 0),
-            Page(items: [Self.finding(full: full)], nextCursor: "c", total: 1_000, totalCapped: true),
-        ] {
-            #expect((page as Any) is any JSONWritable, "the page must take the hand-written path")
-            let fast = try JSON.encode(page)
-            let slow = try JSON.encoder().encode(page)
-            #expect(String(decoding: fast, as: UTF8.self) == String(decoding: slow, as: UTF8.self))
+    @Test(arguments: [true, false]) func findingRowMatchesTheEncoder(full: Bool) throws {
+        var custom = try #require(RuleCatalog.builtinById["aws.s3.bucket_acl_public_read"])
+        custom.id = "custom.x"
+        custom.description = "d \"quoted\""
+        custom.remediation = .init(console: "S3 → {resource_name} in {region}", cli: full ? "aws s3 … --bucket {resource_name}" : nil)
+        custom.compliance = full ? ["soc2": ["CC6.1"], "cis_aws_3_0": ["2.1.4", "2.1.10"]] : [:]
+        custom.cwe = full ? "CWE-200" : nil
+        custom.fixAction = full ? "s3.remove_public_acl" : nil
+        let rules = RuleCatalog.builtinById.merging([custom.id: custom]) { a, _ in a }
+        for rule in ["aws.s3.bucket_acl_public_read", custom.id, "gone.rule"] {
+            let r = Self.row(full: full, rule: rule)
+            var fast = [UInt8]()
+            try FindingStore.writeJSON(r, rules: rules, into: &fast)
+            let slow = try JSON.encoder().encode(try FindingStore.view(r, rules: rules))
+            #expect(String(decoding: fast, as: UTF8.self) == String(decoding: slow, as: UTF8.self), "rule \(rule)")
+        }
+    }
+
+    /// A page of rendered rows is the page of their models.
+    @Test func renderedPageMatchesTheEncoder() throws {
+        let rules = RuleCatalog.builtinById
+        let items = try [true, false].map { full in
+            var json = [UInt8]()
+            try FindingStore.writeJSON(Self.row(full: full, rule: "aws.s3.bucket_acl_public_read"), rules: rules, into: &json)
+            return RenderedJSON<FindingView>(bytes: json)
+        }
+        for page in [Page(items: items, nextCursor: "Y3Vy", total: nil), Page(items: [], nextCursor: nil, total: 0, totalCapped: true)] {
+            #expect(String(decoding: try JSON.encode(page), as: UTF8.self) == String(decoding: try JSON.encoder().encode(page), as: UTF8.self))
+            let back = try JSON.decode(Page<RenderedJSON<FindingView>>.self, from: JSON.encode(page))
+            #expect(back.items.map(\.bytes) == page.items.map(\.bytes))
         }
     }
 
     @Test func eventPageMatchesTheEncoder() throws {
-        let events = Self.finding(full: true).history!
+        let at = Date(timeIntervalSince1970: 1_795_000_000.123)
+        let events = [true, false].map { full in
+            FindingEventView(
+                id: "e1", findingId: "f1", connectionId: "c1", ruleCode: "aws.s3.x", severity: "high", eventType: "suppressed",
+                fromStatus: full ? "open" : nil, toStatus: "suppressed", actor: full ? "user:\"q\"" : nil,
+                reason: full ? "line\nbreak\u{01} é 🙂" : nil, scanId: nil, createdAt: at)
+        }
         let page = Page(items: events, nextCursor: "n", total: nil)
         #expect(String(decoding: try JSON.encode(page), as: UTF8.self) == String(decoding: try JSON.encoder().encode(page), as: UTF8.self))
     }

@@ -39,14 +39,14 @@ package struct Page<T: Codable & Sendable>: Codable, Sendable {
 }
 
 extension Page: JSONWritable where T: JSONWritable {
-    package func writeJSON(into out: inout String) {
-        out.reserveCapacity(out.utf8.count + items.count * 1024)
-        out.append("{\"items\":")
+    package func writeJSON(into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + items.count * 1024)
+        out.append(contentsOf: #"{"items":"#.utf8)
         Parallel.writeArray(items, into: &out)
-        out.append(",\"next_cursor\":")
-        if let nextCursor { FastJSON.quote(nextCursor, into: &out) } else { out.append("null") }
-        if let total { out.append(",\"total\":\(total)") }
-        if let totalCapped { out.append(totalCapped ? ",\"total_capped\":true" : ",\"total_capped\":false") }
-        out.append("}")
+        out.append(contentsOf: #","next_cursor":"#.utf8)
+        if let nextCursor { FastJSON.quote(nextCursor, into: &out) } else { out.append(contentsOf: "null".utf8) }
+        if let total { out.append(contentsOf: ",\"total\":\(total)".utf8) }
+        if let totalCapped { out.append(contentsOf: (totalCapped ? #","total_capped":true"# : #","total_capped":false"#).utf8) }
+        out.append(0x7D)
     }
 }

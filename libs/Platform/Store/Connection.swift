@@ -206,7 +206,9 @@ final class PGConnection: @unchecked Sendable {
                 if PQgetisnull(res, Int32(i), Int32(j)) == 1 {
                     values.append(nil)
                 } else {
-                    values.append(String(cString: PQgetvalue(res, Int32(i), Int32(j))))
+                    // Text values come with their length: no strlen, one validating copy.
+                    let bytes = UnsafeRawBufferPointer(start: PQgetvalue(res, Int32(i), Int32(j)), count: Int(PQgetlength(res, Int32(i), Int32(j))))
+                    values.append(String(decoding: bytes, as: UTF8.self))
                 }
             }
             rows.append(Row(columns: columns, values: values))

@@ -38,24 +38,24 @@ extension Array: SQLParameter where Element == String {
 public struct ArrayParameter: SQLParameter {
     public let sqlText: String?
     public init(_ values: [String?]) {
-        var out = "{"
+        var out: [UInt8] = [0x7B]
         out.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
         for (i, v) in values.enumerated() {
-            if i > 0 { out.append(",") }
+            if i > 0 { out.append(0x2C) }
             guard let v else {
-                out.append("NULL")
+                out.append(contentsOf: "NULL".utf8)
                 continue
             }
-            out.append("\"")
-            FastJSON.appendEscaped(v, into: &out) {
-                $0 == 0x22 || $0 == 0x5C
-            } escape: { b, out in
-                out.append(b == 0x22 ? "\\\"" : "\\\\")
+            // Inside double quotes only `"` and `\` need a backslash.
+            out.append(0x22)
+            for b in v.utf8 {
+                if b == 0x22 || b == 0x5C { out.append(0x5C) }
+                out.append(b)
             }
-            out.append("\"")
+            out.append(0x22)
         }
-        out.append("}")
-        sqlText = out
+        out.append(0x7D)
+        sqlText = String(decoding: out, as: UTF8.self)
     }
 }
 

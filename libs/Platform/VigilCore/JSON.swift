@@ -38,9 +38,9 @@ public enum JSON {
 
     public static func encode<T: Encodable>(_ value: T) throws -> Data {
         if let w = value as? any JSONWritable {
-            var out = ""
+            var out = [UInt8]()
             w.writeJSON(into: &out)
-            return Data(out.utf8)
+            return Data(out)
         }
         return try sharedEncoder.encode(value)
     }
@@ -60,42 +60,45 @@ public enum JSON {
 /// cost tens of microseconds per call and every row and reply carries timestamps.
 public enum Timestamp {
     public static func format(_ d: Date) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        write(d, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `format(d)` appended to `out` (no string in between: every row carries two or three).
+    public static func write(_ d: Date, into out: inout [UInt8]) {
         let totalMs = Int64((d.timeIntervalSince1970 * 1000).rounded(.down))
         var secs = time_t(totalMs >= 0 ? totalMs / 1000 : (totalMs - 999) / 1000)
         let ms = Int(totalMs - Int64(secs) * 1000)
         var t = tm()
         gmtime_r(&secs, &t)
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func put(_ v: Int, _ width: Int) {
-            var digits = [UInt8](repeating: 48, count: width)
+        func put(_ v: Int, _ width: Int, then separator: UInt8) {
+            let at = out.count
+            out.append(contentsOf: repeatElement(48, count: width))
             var x = v
-            for i in stride(from: width - 1, through: 0, by: -1) {
-                digits[i] = UInt8(48 + x % 10)
+            for i in stride(from: at + width - 1, through: at, by: -1) {
+                out[i] = UInt8(48 + x % 10)
                 x /= 10
             }
-            out.append(contentsOf: digits)
+            out.append(separator)
         }
-        put(Int(t.tm_year) + 1900, 4)
-        out.append(45)
-        put(Int(t.tm_mon) + 1, 2)
-        out.append(45)
-        put(Int(t.tm_mday), 2)
-        out.append(84)
-        put(Int(t.tm_hour), 2)
-        out.append(58)
-        put(Int(t.tm_min), 2)
-        out.append(58)
-        put(Int(t.tm_sec), 2)
-        out.append(46)
-        put(ms, 3)
-        out.append(90)
-        return String(decoding: out, as: UTF8.self)
+        put(Int(t.tm_year) + 1900, 4, then: 45)
+        put(Int(t.tm_mon) + 1, 2, then: 45)
+        put(Int(t.tm_mday), 2, then: 84)
+        put(Int(t.tm_hour), 2, then: 58)
+        put(Int(t.tm_min), 2, then: 58)
+        put(Int(t.tm_sec), 2, then: 46)
+        put(ms, 3, then: 90)
     }
 
     /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fraction](Z|±HH[:MM]|±HHMM)`; nil when malformed.
     public static func parse(_ s: String) -> Date? {
-        let b = Array(s.utf8)
+        var s = s
+        return s.withUTF8 { parse(utf8: $0) }
+    }
+
+    static func parse(utf8 b: UnsafeBufferPointer<UInt8>) -> Date? {
         guard b.count >= 20 else { return nil }
         func num(_ from: Int, _ len: Int) -> Int? {
             guard from + len <= b.count else { return nil }

@@ -22,27 +22,27 @@ public enum Parallel {
     }
 
     /// `[e, …]` as `FastJSON.array` writes it, each part written at once.
-    public static func writeArray<T: JSONWritable & Sendable>(_ v: [T], into out: inout String) {
+    public static func writeArray<T: JSONWritable & Sendable>(_ v: [T], into out: inout [UInt8]) {
         guard v.count >= minimum, cores > 1 else { return FastJSON.array(v, into: &out) }
         let parts = chunks(v.count)
-        let written = Mutex<[Int: String]>([:])
+        let written = Mutex<[Int: [UInt8]]>([:])
         DispatchQueue.concurrentPerform(iterations: parts.count) { c in
-            var s = ""
+            var s = [UInt8]()
             s.reserveCapacity(parts[c].count * 1024)
             for i in parts[c] {
-                if i > parts[c].lowerBound { s.append(",") }
+                if i > parts[c].lowerBound { s.append(0x2C) }
                 v[i].writeJSON(into: &s)
             }
             written.withLock { $0[c] = s }
         }
-        out.append("[")
+        out.append(0x5B)
         written.withLock { all in
             for c in 0..<parts.count {
-                if c > 0 { out.append(",") }
-                out.append(all[c]!)
+                if c > 0 { out.append(0x2C) }
+                out.append(contentsOf: all[c]!)
             }
         }
-        out.append("]")
+        out.append(0x5D)
     }
 
     /// `count` split into one contiguous, non-empty range per core.

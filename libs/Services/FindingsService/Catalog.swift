@@ -54,4 +54,15 @@ struct RuleCatalog: Sendable {
     func rulesById(_ tx: Transaction, tenantId: String) async throws -> [String: Rule] {
         Dictionary(try await rules(tx, tenantId: tenantId).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     }
+
+    /// Rules by id as their findings are written (texts, compliance, fix action): built-in and custom rules
+    /// without the workspace's overrides, which change only a rule's severity and whether it runs. A list
+    /// page asks for it each time: without custom rules it is the built-in table as it is.
+    func definitionsById(_ tx: Transaction, tenantId: String) async throws -> [String: Rule] {
+        let custom = try await RuleStore.custom(tx, tenantId: tenantId)
+        guard !custom.isEmpty else { return Self.builtinById }
+        var all = Self.builtinById
+        for r in custom where all[r.id] == nil { all[r.id] = r }
+        return all
+    }
 }

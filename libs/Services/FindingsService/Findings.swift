@@ -114,7 +114,7 @@ struct FindingHandlers: Sendable {
     static let eventTypes = ["opened", "resolved", "reopened", "suppressed", "accepted_risk", "expired"]
 
     func register(on r: ServiceResponder) {
-        r.add(Endpoint<FindingListRequest, Page<FindingView>>(Subjects.Findings.findingList), handler: list)
+        r.add(Endpoint<FindingListRequest, Page<RenderedJSON<FindingView>>>(Subjects.Findings.findingList), handler: list)
         r.add(Endpoint<FindingPath, FindingView>(Subjects.Findings.findingGet), handler: get)
         r.add(Endpoint<Empty, Summary>(Subjects.Findings.findingSummary), handler: summary)
         r.add(Endpoint<Empty, Trend>(Subjects.Findings.findingResolutionTrend), handler: trend)
@@ -125,7 +125,7 @@ struct FindingHandlers: Sendable {
             let note = try q.note.map { try Validate.text($0, path: "body.note", min: 1, max: 990) }
             return try await change(StatusChange(findingId: q.findingId, reason: "handled: " + (note ?? "marked handled")), p, ctx, to: "suppressed")
         }
-        r.add(Endpoint<PageRequest, Page<FindingView>>(Subjects.Findings.findingHandledList)) { q, p, _ in
+        r.add(Endpoint<PageRequest, Page<RenderedJSON<FindingView>>>(Subjects.Findings.findingHandledList)) { q, p, _ in
             var list = FindingListRequest(limit: q.limit, cursor: q.cursor, offset: q.offset)
             list.status = "suppressed"
             list.handledOnly = true
@@ -134,10 +134,10 @@ struct FindingHandlers: Sendable {
         r.add(Endpoint<StatusChange, FindingView>(Subjects.Findings.findingAcceptRisk)) { try await change($0, $1, $2, to: "accepted_risk") }
         r.add(Endpoint<StatusChange, FindingView>(Subjects.Findings.findingReopen)) { try await change($0, $1, $2, to: "open") }
         r.add(Endpoint<FindingPath, RemediationGuide>(Subjects.Findings.findingAiRemediation), handler: remediation)
-        r.add(Endpoint<EventListRequest, Page<FindingEventView>>(Subjects.Findings.eventList), handler: events)
+        r.add(Endpoint<EventListRequest, Page<RenderedJSON<FindingEventView>>>(Subjects.Findings.eventList), handler: events)
     }
 
-    @Sendable func list(_ q: FindingListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<FindingView> {
+    @Sendable func list(_ q: FindingListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<RenderedJSON<FindingView>> {
         var f = Filter(tenant: p.tenantId)
         if let s = try Validate.list(q.severity, path: "query.severity", allowed: severityNames) {
             f.add({ "severity = ANY($\($0)::text[])" }, ArrayParameter(s))
@@ -174,7 +174,7 @@ struct FindingHandlers: Sendable {
         if q.handledOnly == true { f.add({ "status_reason LIKE $\($0)" }, "handled%") }
         let page = try SortedPage(sortBy: q.sortBy, limit: q.limit, cursor: q.cursor, offset: q.offset)
         return try await store.transaction(p.scope) { tx in
-            let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)
+            let rules = try await catalog.definitionsById(tx, tenantId: p.tenantId)
             if q.autoFixOnly == true {
                 let fixable = rules.values.filter { $0.fixAction != nil }.map(\.id)
                 f.add({ "rule_id = ANY($\($0)::text[])" }, ArrayParameter(fixable))
@@ -237,7 +237,7 @@ struct FindingHandlers: Sendable {
         }
     }
 
-    @Sendable func events(_ q: EventListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<FindingEventView> {
+    @Sendable func events(_ q: EventListRequest, _ p: Principal, _ ctx: CallContext) async throws -> Page<RenderedJSON<FindingEventView>> {
         var f = Filter(tenant: p.tenantId)
         if let c = try Filter.uuid(q.connectionId, path: "query.connection_id") { f.add({ "connection_id = $\($0)" }, c) }
         if let c = try Filter.uuid(q.repositoryId, path: "query.repository_id") { f.add({ "connection_id = $\($0)" }, c) }
@@ -256,8 +256,9 @@ struct FindingHandlers: Sendable {
         if let end { f.add({ "created_at < $\($0)" }, end) }
         let page = try SortedPage(sortBy: nil, limit: q.limit, cursor: q.cursor, offset: q.offset ?? q.skip)
         return try await store.transaction(p.scope) { tx in
-            try await FindingStore.list(
-                tx, "findings.finding_events", f, page, counted: q.cursor == nil, fitting: maxReply - 64 * 1024, map: FindingStore.event)
+            try await FindingStore.list(tx, "findings.finding_events", f, page, counted: q.cursor == nil, fitting: maxReply - 64 * 1024) {
+                try FindingStore.event($0).writeJSON(into: &$1)
+            }
         }
     }
 
@@ -384,8 +385,6 @@ struct FindingHandlers: Sendable {
     }
 }
 
-// List pages carry up to 200 findings: written directly (keys snake_case and sorted, as
-// `JSON.encode` would), since JSONEncoder spent most of a page's time converting keys.
 /// The fields every finding of a built-in rule shares, rendered to JSON once: a page of findings repeats
 /// each rule's compliance map, description and rationale hundreds of times, and writing them afresh was
 /// a third of a list page's cost. A workspace's overrides change only a rule's severity and whether it
@@ -397,76 +396,94 @@ enum BuiltinRuleJSON {
         let rationale: String
     }
     static let byId: [String: Fragments] = RuleCatalog.builtinById.mapValues { r in
-        var compliance = ""
+        var compliance = [UInt8]()
         FastJSON.map(r.compliance, into: &compliance) { FastJSON.strings($0, into: &$1) }
-        return Fragments(compliance: compliance, description: FastJSON.quote(r.description), rationale: FastJSON.quote(r.rationale))
+        return Fragments(
+            compliance: String(decoding: compliance, as: UTF8.self), description: FastJSON.quote(r.description),
+            rationale: FastJSON.quote(r.rationale))
     }
 }
 
-extension FindingView: JSONWritable {
-    func writeJSON(into out: inout String) {
-        var o = JSONFields(appendingTo: &out)
+extension FindingStore {
+    /// A finding row as `FindingView` encodes (byte for byte `JSON.encode(view(r, rules:))`, which
+    /// FindingsWriterTests checks), written straight from the row: list pages skip the view, and with it
+    /// copying every column and parsing the evidence and tags back out of JSON when they are empty.
+    static func writeJSON(_ r: Row, rules: [String: Rule], into out: inout [UInt8]) throws {
+        let ruleCode = try r.string("rule_id")
+        let rule = rules[ruleCode]
         let shared = BuiltinRuleJSON.byId[ruleCode]
-        o.bool("auto_fix", autoFix)
-        o.string("category", category)
-        o.string("check_id", checkId)
-        if let shared { o.raw("compliance", shared.compliance) } else { o.map("compliance", compliance) { FastJSON.strings($0, into: &$1) } }
-        o.string("connection_id", connectionId)
-        o.string("cwe", cwe)
-        o.string("cwe_id", cweId)
-        if let shared { o.raw("description", shared.description) } else { o.string("description", description) }
-        o.number("estimated_monthly_savings", estimatedMonthlySavings)
-        o.map("evidence", evidence) { $0.writeJSON(into: &$1) }
-        o.string("fingerprint", fingerprint)
-        o.date("first_seen_at", firstSeenAt)
-        o.string("fix_action", fixAction)
-        o.array("history", history)
-        o.string("id", id)
-        o.date("last_seen_at", lastSeenAt)
-        o.string("provider", provider)
-        if let shared { o.raw("rationale", shared.rationale) } else { o.string("rationale", rationale) }
-        o.string("region", region)
-        o.field("remediation", remediation) { r, out in
-            var f = JSONFields(capacity: 256)
-            f.string("cli", r.cli)
-            f.string("console", r.console)
-            f.close(into: &out)
+        let scanId = try r.string("last_scan_id")
+        var o = JSONFields(&out)
+        o.bool("auto_fix", rule?.fixAction != nil, &out)
+        o.string("category", rule?.category, &out)
+        o.string("check_id", ruleCode, &out)
+        if let shared {
+            o.raw("compliance", shared.compliance, &out)
+        } else {
+            o.map("compliance", rule?.compliance ?? [:], &out) { FastJSON.strings($0, into: &$1) }
         }
-        o.date("resolved_at", resolvedAt)
-        o.string("resource_id", resourceId)
-        o.string("resource_name", resourceName)
-        o.string("resource_type", resourceType)
-        o.string("rule_code", ruleCode)
-        o.string("scan_id", scanId)
-        o.string("scan_job_id", scanJobId)
-        o.string("service", service)
-        o.string("severity", severity)
-        o.string("status", status)
-        o.string("status_actor", statusActor)
-        o.date("status_expires_at", statusExpiresAt)
-        o.string("status_reason", statusReason)
-        o.string("suppression_rule_id", suppressionRuleId)
-        o.map("tags", tags) { FastJSON.quote($0, into: &$1) }
-        o.string("title", title)
-        o.finish(into: &out)
+        o.string("connection_id", try r.string("connection_id"), &out)
+        o.string("cwe", rule?.cwe, &out)
+        o.string("cwe_id", rule?.cwe, &out)
+        if let shared { o.raw("description", shared.description, &out) } else { o.string("description", rule?.description, &out) }
+        o.number("estimated_monthly_savings", r.optionalString("savings").flatMap(Double.init), &out)
+        try object("evidence", as: JSONValue.self) { $0.writeJSON(into: &$1) }
+        o.string("fingerprint", try r.string("fingerprint"), &out)
+        o.date("first_seen_at", try r.date("first_seen_at"), &out)
+        o.string("fix_action", rule?.fixAction, &out)
+        o.string("id", try r.string("id"), &out)
+        o.date("last_seen_at", try r.date("last_seen_at"), &out)
+        o.string("provider", try r.string("provider"), &out)
+        if let shared { o.raw("rationale", shared.rationale, &out) } else { o.string("rationale", rule?.rationale, &out) }
+        o.string("region", try r.string("region"), &out)
+        o.field("remediation", rule.map { Remediations.fill($0.remediation, row: r) }, &out) { fix, out in
+            var f = JSONFields(&out)
+            f.string("cli", fix.cli, &out)
+            f.string("console", fix.console, &out)
+            f.close(&out)
+        }
+        o.date("resolved_at", r.optionalDate("resolved_at"), &out)
+        o.string("resource_id", try r.string("resource_id"), &out)
+        o.string("resource_name", try r.string("resource_name"), &out)
+        o.string("resource_type", try r.string("resource_type"), &out)
+        o.string("rule_code", ruleCode, &out)
+        o.string("scan_id", scanId, &out)
+        o.string("scan_job_id", scanId, &out)
+        o.string("service", try r.string("service"), &out)
+        o.string("severity", try r.string("severity"), &out)
+        o.string("status", try r.string("status"), &out)
+        o.string("status_actor", r.optionalString("status_actor"), &out)
+        o.date("status_expires_at", r.optionalDate("status_expires_at"), &out)
+        o.string("status_reason", r.optionalString("status_reason"), &out)
+        o.string("suppression_rule_id", r.optionalString("suppression_rule_id"), &out)
+        try object("tags", as: String.self) { FastJSON.quote($0, into: &$1) }
+        o.string("title", try r.string("title"), &out)
+        o.close(&out)
+
+        /// A jsonb object column: an empty one as it is, others decoded to be written with sorted keys.
+        func object<V: Decodable>(_ k: StaticString, as: V.Type, _ value: (V, inout [UInt8]) -> Void) throws {
+            let column = String(describing: k)
+            if r.raw(column) == "{}" { return o.raw(k, "{}", &out) }
+            o.map(k, try r.json(column) as [String: V], &out, value: value)
+        }
     }
 }
 
 extension FindingEventView: JSONWritable {
-    func writeJSON(into out: inout String) {
-        var o = JSONFields(capacity: 512)
-        o.string("actor", actor)
-        o.string("connection_id", connectionId)
-        o.date("created_at", createdAt)
-        o.string("event_type", eventType)
-        o.string("finding_id", findingId)
-        o.string("from_status", fromStatus)
-        o.string("id", id)
-        o.string("reason", reason)
-        o.string("rule_code", ruleCode)
-        o.string("scan_id", scanId)
-        o.string("severity", severity)
-        o.string("to_status", toStatus)
-        o.close(into: &out)
+    func writeJSON(into out: inout [UInt8]) {
+        var o = JSONFields(&out)
+        o.string("actor", actor, &out)
+        o.string("connection_id", connectionId, &out)
+        o.date("created_at", createdAt, &out)
+        o.string("event_type", eventType, &out)
+        o.string("finding_id", findingId, &out)
+        o.string("from_status", fromStatus, &out)
+        o.string("id", id, &out)
+        o.string("reason", reason, &out)
+        o.string("rule_code", ruleCode, &out)
+        o.string("scan_id", scanId, &out)
+        o.string("severity", severity, &out)
+        o.string("to_status", toStatus, &out)
+        o.close(&out)
     }
 }

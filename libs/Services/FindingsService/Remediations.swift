@@ -56,6 +56,8 @@ enum Remediations {
     }
 
     static func fill(_ r: Rule.Remediation, row: Row) -> Rule.Remediation {
+        let open = UInt8(ascii: "{")
+        guard r.console.utf8.contains(open) || r.cli?.utf8.contains(open) == true else { return r }
         let v = placeholders(row)
         return Rule.Remediation(console: fill(r.console, v), cli: r.cli.map { fill($0, v) })
     }

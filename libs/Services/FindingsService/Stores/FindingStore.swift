@@ -47,45 +47,38 @@ struct FindingStore: Sendable {
         return try page.page(rows, total: total, map: map)
     }
 
-    /// A keyset page cut to fit one bus message (`bytes`): see `SortedPage.page(_:total:fitting:estimate:map:)`.
-    /// `estimate` sizes a row's JSON from its text; the default suits rows written field for field.
-    static func list<T: JSONWritable>(
-        _ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int,
-        estimate: (Row) -> Int = { $0.textBytes + 600 }, map: @escaping @Sendable (Row) throws -> T
-    ) async throws -> Page<T> {
-        let (rows, total) = try await select(tx, table, filter, page, counted: counted)
-        return try page.page(rows, total: total, fitting: bytes, estimate: estimate, map: map)
+    /// A keyset page cut to fit one bus message (`bytes`), each row written to JSON by `render`: see
+    /// `SortedPage.page(_:total:fitting:render:)`.
+    static func list<T>(
+        _ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int, columns: String = "*",
+        render: @escaping @Sendable (Row, inout [UInt8]) throws -> Void
+    ) async throws -> Page<RenderedJSON<T>> {
+        let (rows, total) = try await select(tx, table, filter, page, counted: counted, columns: columns)
+        return try page.page(rows, total: total, fitting: bytes, render: render)
     }
 
-    /// Findings, sized with their rule's texts (evidence can be large).
+    /// The columns a listed finding is written from (`writeJSON(_:rules:into:)`) and its page sorted by.
+    static let listed = """
+        id, fingerprint, connection_id, rule_id, provider, service, resource_id, resource_type, resource_name, region, severity, severity_rank,
+        title, status, status_reason, status_actor, status_expires_at, suppression_rule_id, evidence, tags, savings, last_scan_id, first_seen_at,
+        last_seen_at, resolved_at, created_at
+        """
+
+    /// Findings, written straight from their rows (`writeJSON(_:rules:into:)`).
     static func list(
         _ tx: Transaction, _ filter: Filter, _ page: SortedPage, counted: Bool, fitting bytes: Int, rules: [String: Rule]
-    ) async throws -> Page<FindingView> {
-        var ruleBytes: [String: Int] = [:]
-        return try await list(
-            tx, "findings.findings", filter, page, counted: counted, fitting: bytes,
-            estimate: { r in
-                let id = r.raw("rule_id") ?? ""
-                if ruleBytes[id] == nil { ruleBytes[id] = rules[id].map(estimatedBytes) ?? 0 }
-                // Field names and the ids written twice, less the columns not written (≈ 600), and the
-                // resource's names filled into the remediation texts.
-                let names = (r.raw("resource_id")?.utf8.count ?? 0) + (r.raw("resource_name")?.utf8.count ?? 0)
-                return r.textBytes + ruleBytes[id]! + 600 + 2 * names
-            }, map: { [rules] in try view($0, rules: rules) })
+    ) async throws -> Page<RenderedJSON<FindingView>> {
+        try await list(tx, "findings.findings", filter, page, counted: counted, fitting: bytes, columns: listed) { [rules] r, out in
+            try writeJSON(r, rules: rules, into: &out)
+        }
     }
 
-    /// What a rule adds to each of its findings' JSON (an upper bound: templates are filled with names).
-    static func estimatedBytes(_ rule: Rule) -> Int {
-        let texts = [rule.description, rule.rationale, rule.remediation.console, rule.remediation.cli ?? "", rule.category, rule.cwe ?? ""]
-        let compliance = rule.compliance.reduce(0) { $0 + $1.key.utf8.count + $1.value.reduce(8) { $0 + $1.utf8.count + 3 } }
-        return texts.reduce(0) { $0 + $1.utf8.count } + compliance + 2 * (rule.fixAction?.utf8.count ?? 0) + 2 * rule.id.utf8.count
-    }
-
-    static func select(_ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool) async throws -> ([Row], BoundedCount?)
-    {
+    static func select(
+        _ tx: Transaction, _ table: String, _ filter: Filter, _ page: SortedPage, counted: Bool, columns: String = "*"
+    ) async throws -> ([Row], BoundedCount?) {
         var f = filter
         let tail = page.apply(&f)
-        let rows = try await tx.query("SELECT * FROM \(table) WHERE \(f.sql)\(tail)", f.values)
+        let rows = try await tx.query("SELECT \(columns) FROM \(table) WHERE \(f.sql)\(tail)", f.values)
         // The total is counted on the first page only: deep pages stay O(page) at any depth.
         let total = counted ? try await BoundedCount.of(tx, from: table, where: filter) : nil
         return (rows, total)
@@ -310,25 +303,24 @@ struct SortedPage {
         return try assemble(try visible.map(map), of: visible, more: rows.count > limit, total: total)
     }
 
-    /// A page whose JSON fits in `bytes` (one bus message): items are left off its end once they would
-    /// not fit, and the cursor resumes after the last one kept. `estimate` sizes a row from its text
-    /// (cheap, a little generous); only a page that may not fit is measured exactly, by writing its items.
-    func page<T: JSONWritable>(
-        _ rows: [Row], total: BoundedCount?, fitting bytes: Int, estimate: (Row) -> Int, map: @Sendable (Row) throws -> T
-    ) throws -> Page<T> {
+    /// A page whose JSON fits in `bytes` (one bus message): the rows are rendered (`render`, in one part
+    /// per core) and left off its end once they would not fit; the cursor resumes after the last one kept.
+    func page<T>(
+        _ rows: [Row], total: BoundedCount?, fitting bytes: Int, render: @Sendable (Row, inout [UInt8]) throws -> Void
+    ) throws -> Page<RenderedJSON<T>> {
         let visible = Array(rows.prefix(limit))
-        let items = try Parallel.map(visible, map)
-        var kept = items.count
-        if visible.reduce(0, { $0 + estimate($1) }) > bytes {
-            var used = 256  // the page's own fields
-            kept = 0
-            for item in items {
-                var json = ""
-                item.writeJSON(into: &json)
-                used += json.utf8.count + 1
-                if used > bytes && kept > 0 { break }
-                kept += 1
-            }
+        let items = try Parallel.map(visible) { r in
+            var json = [UInt8]()
+            json.reserveCapacity(1536)
+            try render(r, &json)
+            return RenderedJSON<T>(bytes: json)
+        }
+        var used = 256  // the page's own fields
+        var kept = 0
+        for item in items {
+            used += item.bytes.count + 1
+            if used > bytes && kept > 0 { break }
+            kept += 1
         }
         return try assemble(Array(items.prefix(kept)), of: visible, more: rows.count > limit || kept < items.count, total: total)
     }

@@ -79,9 +79,9 @@ enum Lifecycle {
     /// Records transitions built in Swift (changes made through the API, remediation outcomes).
     static func record(_ tx: Transaction, tenantId: String, _ ts: [Transition]) async throws {
         guard !ts.isEmpty else { return }
-        var rows = "["
+        var rows: [UInt8] = [0x5B]
         for (i, t) in ts.enumerated() {
-            if i > 0 { rows.append(",") }
+            if i > 0 { rows.append(0x2C) }
             FastJSON.object(
                 [
                     ("finding_id", .string(t.findingId)), ("connection_id", .string(t.connectionId)), ("rule_id", .string(t.ruleId)),
@@ -90,13 +90,13 @@ enum Lifecycle {
                     ("resource_id", .string(t.resourceId)), ("title", .string(t.title)), ("ord", .int(i)),
                 ], into: &rows)
         }
-        rows.append("]")
+        rows.append(0x5D)
         try await run(
             tx,
             """
             WITH t AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(finding_id uuid, connection_id uuid, rule_id text, severity text,
               event_type text, from_status text, to_status text, actor text, reason text, scan_id uuid, resource_id text, title text, ord int))
-            """, [tenantId, JSONParameter(raw: Data(rows.utf8))])
+            """, [tenantId, JSONParameter(raw: Data(rows))])
     }
 
     /// Runs `sql` (a `WITH … t AS (…)` producing transitions, `$1` = tenant) followed by the emission
