@@ -191,7 +191,7 @@ struct FindingHandlers: Sendable {
 
     @Sendable func get(_ q: FindingPath, _ p: Principal, _ ctx: CallContext) async throws -> FindingView {
         return try await store.transaction(p.scope) { tx in
-            var view = try FindingStore.view(try await load(tx, p, q.findingId), rules: try await catalog.rulesById(tx, tenantId: p.tenantId))
+            var view = try FindingStore.view(try await load(tx, p, q.findingId), rules: try await catalog.definitionsById(tx, tenantId: p.tenantId))
             view.history = try await FindingStore.history(tx, findingId: view.id, tenantId: p.tenantId)
             return view
         }
@@ -233,7 +233,7 @@ struct FindingHandlers: Sendable {
                         severity: try row.string("severity"), eventType: target == "open" ? "reopened" : target, from: current, to: target,
                         actor: p.actorId, reason: reason, scanId: nil, resourceId: try row.string("resource_id"), title: try row.string("title"))
                 ])
-            return try FindingStore.view(updated, rules: try await catalog.rulesById(tx, tenantId: p.tenantId))
+            return try FindingStore.view(updated, rules: try await catalog.definitionsById(tx, tenantId: p.tenantId))
         }
     }
 
