@@ -289,7 +289,9 @@ def add_links(paths):
 
 
 # Lists whose pages are larger than the usual 200 (the service enforces the same bound).
-LIMIT_MAX = {"/api/v1/findings/": 500, "/api/v1/rules/": 500}
+LIMIT_MAX = {"/api/v1/findings/": 500, "/api/v1/rules/": 500, "/api/v1/findings/export": 10_000_000}
+# Routes the gateway answers by walking a keyset-paged list subject and streaming every item as one JSON array.
+EXPORTS = {"/api/v1/findings/export"}
 
 
 def query_schema(path, name):
@@ -591,6 +593,10 @@ ROUTES = [
      "Findings with filters, sorting and keyset cursors (limit up to 500)",
      PAGE_Q + ["severity", "status", "provider", "rule_code", "check_id", "since", "connection_id", "scan_job_id", "auto_fix_only", "search",
                "sort_by"]),
+    ("get", "/api/v1/findings/export", "vigil.findings.finding.list", "viewer", 200, None, {"type": "array", "items": MODELS["Finding"]},
+     "Every finding matching the filters as one JSON array, streamed (one finding a line, in the list's order); limit caps the count",
+     ["limit", "severity", "status", "provider", "rule_code", "check_id", "since", "connection_id", "scan_job_id", "auto_fix_only", "search",
+      "sort_by"]),
     ("get", "/api/v1/findings/summary", "vigil.findings.finding.summary", "viewer", 200, None,
      obj(["total", "open", "by_severity", "by_status", "open_by_severity", "total_resolved_last_30d", "estimated_monthly_savings", "by_connection"],
          total=I(), open=I(), by_severity=OBJ, by_status=OBJ, open_by_severity=OBJ, total_resolved_last_30d=I(),
@@ -1180,6 +1186,8 @@ def write_swift():
             args.append("download: true")
         if subject in RAW_BODY_SUBJECTS:
             args.append("rawBody: true")
+        if path in EXPORTS:
+            args.append("export: true")
         routes += wrap("Route(", args, "        ")
     routes += ["    ]", "}"]
     with open(os.path.join(ROOT, "libs", "Services", "GatewayService", "RouteTable.generated.swift"), "w") as f:
@@ -1196,7 +1204,8 @@ def main():
         os.remove(os.path.join(OUT, "schemas", f))
     paths = {}
     for method, path, subject, access, status, body, reply, summary, query in ROUTES:
-        op = {"operationId": subject.replace("vigil.", "").replace(".", "_") + ("_" + path.split("/")[3] if path == "/api/v1/me" or path == "/api/v1/users/invite" else ""),
+        suffix = "_" + path.split("/")[3] if path == "/api/v1/me" or path == "/api/v1/users/invite" else ("_export" if path in EXPORTS else "")
+        op = {"operationId": subject.replace("vigil.", "").replace(".", "_") + suffix,
               "summary": summary, "x-vigil-subject": subject, "x-vigil-access": access, "tags": [path.split("/")[3]]}
         params = [{"name": p[1:-1], "in": "path", "required": True, "schema": S()} for p in path.split("/") if p.startswith("{")]
         params += [{"name": q, "in": "query", "required": False, "schema": query_schema(path, q)} for q in query]
@@ -1243,6 +1252,8 @@ def main():
     channels, operations = {}, {}
     requests = {}
     for method, path, subject, access, status, body, reply, summary, query in ROUTES:
+        if path in EXPORTS:
+            continue  # the gateway walks the list's subject: the subject's contract is the list's
         req = body or obj()
         req = {**req, "properties": dict(req.get("properties", {}))}
         req["additionalProperties"] = True

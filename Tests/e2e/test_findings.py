@@ -172,6 +172,13 @@ def test_pages_of_large_findings_fit_one_bus_message(stack, signup):
             break
     assert len(seen) == 600 == len(set(seen)), sizes
     assert sizes[0] < 500 and len(sizes) >= 2, sizes
+    # The export walks the same pages in the gateway: one JSON array, one finding a line, the list's order.
+    r = owner.get("/findings/export")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json"), r.text[:300]
+    lines = r.text.split("\n")
+    assert lines[0] == "[" and lines[-2:] == ["]", ""] and len(lines) == 600 + 3
+    assert [f["id"] for f in r.json()] == seen
+    assert [f["id"] for f in owner.get("/findings/export?limit=501").json()] == seen[:501]
 
 
 def test_filters_sorting_and_cursor_stability(stack, signup):
@@ -212,6 +219,18 @@ def test_filters_sorting_and_cursor_stability(stack, signup):
         assert path in {i["path"] for i in b["issues"]}, (q, b)
     s = owner.get("/findings/summary").json()
     assert s["estimated_monthly_savings"] == 18.0 and s["open_by_severity"]["info"] == 12
+    # The export takes the list's filters and order; its limit caps the count; bad input is the list's 4xx.
+    exported = owner.get("/findings/export?severity=critical,high&sort_by=severity").json()
+    assert len(exported) == owner.get("/findings/?severity=critical,high").json()["total"] > 24
+    assert [f["severity"] for f in exported] == sorted((f["severity"] for f in exported), key=sev.index)
+    first_nine = [f["id"] for f in findings(owner, sort_by="severity")][:9]
+    assert [f["id"] for f in owner.get("/findings/export?sort_by=severity&limit=9").json()] == first_nine
+    for q, path in [("severity=urgent", "query.severity"), ("sort_by=color", "query.sort_by"), ("limit=0", "query.limit"),
+                    ("limit=99999999999", "query.limit")]:
+        b = assert_envelope(owner.get(f"/findings/export?{q}"), 422)
+        assert path in {i["path"] for i in b["issues"]}, (q, b)
+    other, _, _ = signup("filters-other")
+    assert other.get("/findings/export").json() == []
 
 
 def test_status_changes_expiry_history_and_roles(stack, signup):

@@ -263,7 +263,7 @@ struct Findings: AsyncParsableCommand {
                 if let s = try minSeverity.map(Output.atLeast) ?? severity.map({ [$0] }) { q.append("severity=\(s.joined(separator: ","))") }
                 if let connection { q.append("connection_id=\(try await api.connectionId(connection))") }
                 if let check { q.append("check_id=\(API.escape(check))") }
-                if json { return try await stream(api, "/findings/?" + q.joined(separator: "&")) }
+                if json { return try await stream(api, "/findings/export?" + q.joined(separator: "&")) }
                 // Most severe first, then by check and resource: the same findings always print the same way.
                 let rank = Dictionary(uniqueKeysWithValues: Output.severities.enumerated().map { ($1, $0) })
                 let items = Array(try await api.all("/findings/?" + q.joined(separator: "&"), max: limit).prefix(limit)).sorted {
@@ -282,43 +282,11 @@ struct Findings: AsyncParsableCommand {
             }
         }
 
-        /// `--json`: a JSON array written page by page (500 findings a request, the API's order, one finding a
-        /// line), so memory stays flat and the first findings show at once however many there are. Each
-        /// finding is copied through as the API wrote it (found in the page's bytes, never decoded), and the
-        /// next page is requested while this one is written.
+        /// `--json`: the API's export (`GET /findings/export`), one JSON array the gateway streams one finding a
+        /// line in the list's order, copied to stdout as it arrives: memory stays flat and the first findings
+        /// show at once however many there are.
         func stream(_ api: API, _ path: String) async throws {
-            var written = 0
-            write("[")
-            func fetch(_ cursor: String?, _ size: Int) async throws -> Data {
-                try await api.rawPage(path + "&limit=\(size)" + (cursor.map { "&cursor=\(API.escape($0))" } ?? ""))
-            }
-            var page = try await fetch(nil, min(500, limit))
-            while true {
-                // The cursor closes the page: the next one is asked for before this one is split.
-                let early = PageSplitter.trailingCursor(page)
-                let size = min(500, limit - written)
-                var next: Task<Data, any Error>? = early.flatMap { c in c.map { c in Task { try await fetch(c, size) } } }
-                let (items, cursor) = try PageSplitter.split(page)
-                let take = min(items.count, limit - written)
-                if early == nil || early! != cursor || limit - written - take <= 0 {
-                    next?.cancel()
-                    next = cursor.flatMap { c in
-                        let remaining = limit - written - take
-                        return remaining > 0 ? Task { try await fetch(c, min(500, remaining)) } : nil
-                    }
-                }
-                var chunk = Data()
-                chunk.reserveCapacity(page.count + take * 2)
-                for r in items.prefix(take) {
-                    chunk.append(contentsOf: written == 0 ? [10] : [44, 10])
-                    chunk.append(page[r])
-                    written += 1
-                }
-                FileHandle.standardOutput.write(chunk)
-                guard let next else { break }
-                page = try await next.value
-            }
-            write("\n]\n")
+            try await api.stream(path + "&limit=\(limit)") { FileHandle.standardOutput.write($0) }
         }
     }
 

@@ -19,6 +19,8 @@ struct Route: Sendable {
     var download: Bool = false
     /// The service gets the raw body (base64) and its signature headers instead of parsed JSON.
     var rawBody: Bool = false
+    /// The subject is a keyset-paged list the gateway walks to stream every item as one JSON array.
+    var export: Bool = false
 
     /// The path in Hummingbird's `:param` syntax.
     var routerPath: String {

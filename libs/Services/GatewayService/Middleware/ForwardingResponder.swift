@@ -19,17 +19,90 @@ struct ForwardingResponder: Sendable {
             tenantId: context.principal?.principal.tenantId, principal: context.principal?.header,
             correlationId: context.correlationId, idempotencyKey: request.headers[.idempotencyKey],
             traceparent: request.headers[.traceparent], clientAddress: context.client, userAgent: request.headers[.userAgent])
-        let reply: Data
-        do {
-            reply = try await bus.requestJSON(route.subject, body: context.payload, context: busContext, timeout: timeout)
-        } catch let e as BusError where e.isTimeout && request.method == .get {
-            // A read whose replica died with it (killed, crashed): the queue group hands the same read to a live
-            // replica. Only reads: a write may have been done before the reply was lost.
-            reply = try await bus.requestJSON(route.subject, body: context.payload, context: busContext, timeout: timeout)
-        }
+        if route.export { return try await exportResponse(context.payload, busContext) }
+        let reply = try await ask(context.payload, busContext, read: request.method == .get)
         if route.download { return try fileResponse(reply) }
         return jsonResponse(route.status, route.status == .noContent ? Data() : reply, headers: [:])
     }
+
+    func ask(_ payload: Data, _ busContext: CallContext, read: Bool) async throws -> Data {
+        do {
+            return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout)
+        } catch let e as BusError where e.isTimeout && read {
+            // A read whose replica died with it (killed, crashed): the queue group hands the same read to a live
+            // replica. Only reads: a write may have been done before the reply was lost.
+            return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout)
+        }
+    }
+
+    /// A whole list as one JSON array, one item a line (`GET /findings/export`): the gateway walks the list's
+    /// keyset pages itself and writes their items onto a chunked response. The next page is asked for as soon
+    /// as a page's cursor is read (from its tail), before the page is written, so the service builds a page
+    /// while the previous one travels. The first page is fetched before the status is sent: bad filters are
+    /// a 4xx like the list's. A failure later cuts the response short (no closing bracket, no final chunk),
+    /// which every client sees as an error rather than a shorter list.
+    func exportResponse(_ payload: Data, _ busContext: CallContext) async throws -> Response {
+        let query = (try? JSON.decode([String: JSONValue].self, from: payload.isEmpty ? Data("{}".utf8) : payload)) ?? [:]
+        let cap = try Self.cap(query["limit"])
+        let ask = { @Sendable (cursor: String?, size: Int) async throws -> Data in
+            var q = query
+            q["limit"] = .number(Double(size))
+            q["cursor"] = cursor.map(JSONValue.string)
+            return try await self.ask(try JSON.encode(q), busContext, read: true)
+        }
+        let asked = min(Self.pageSize, cap)
+        let first = try await ask(nil, asked)
+        let body = ResponseBody { [asked] writer in
+            var asked = asked
+            var page = first
+            var written = 0
+            var out = ByteBuffer(bytes: [91])
+            while true {
+                // Asked for early only when this page cannot finish the export.
+                let early = written + asked < cap ? PageSplitter.trailingCursor(page) : nil
+                var next = early.flatMap { $0 }.map { c in Task { try await ask(c, Self.pageSize) } }
+                let (items, cursor) = try PageSplitter.split(page)
+                let take = min(items.count, cap - written)
+                out.reserveCapacity(out.readableBytes + page.count + 2 * take)
+                for r in items.prefix(take) {
+                    out.writeBytes(written == 0 ? [10] : [44, 10])
+                    out.writeBytes(page[r])
+                    written += 1
+                }
+                try await writer.write(out)
+                out = ByteBuffer()
+                guard let cursor, written < cap else {
+                    next?.cancel()
+                    break
+                }
+                if next == nil || early! != cursor {
+                    next?.cancel()
+                    let size = min(Self.pageSize, cap - written)
+                    next = Task { try await ask(cursor, size) }
+                    asked = size
+                } else {
+                    asked = Self.pageSize
+                }
+                page = try await next!.value
+            }
+            try await writer.write(ByteBuffer(bytes: Array("\n]\n".utf8)))
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
+    }
+
+    /// The export's `limit`: how many items in all (every one when absent).
+    static func cap(_ limit: JSONValue?) throws -> Int {
+        guard let limit else { return exportMax }
+        guard case .number(let n) = limit, n == n.rounded(), (1...Double(exportMax)).contains(n) else {
+            throw ServiceError.validation("query.limit", "must be between 1 and \(exportMax)")
+        }
+        return Int(n)
+    }
+
+    /// Items an export asks the service for at once (the list's largest page) and at most in all.
+    static let pageSize = 500
+    static let exportMax = 10_000_000
 
     /// A file produced by a service (reports): raw bytes with their type and a download file name.
     func fileResponse(_ body: Data) throws -> Response {
