@@ -105,9 +105,6 @@ public struct Row: Sendable {
 
     public func isNull(_ c: String) -> Bool { raw(c) == nil }
 
-    /// The UTF-8 bytes of all its values as PostgreSQL sent them (text format).
-    public var textBytes: Int { values.reduce(0) { $0 + ($1?.utf8.count ?? 0) } }
-
     public func raw(_ c: String) -> String? {
         guard let i = columns[c] else { return nil }
         return values[i]
