@@ -103,23 +103,33 @@ public final class API: Sendable {
     public func raw(
         _ method: HTTPMethod, _ path: String, body: Any? = nil, auth: Bool = true
     ) async throws -> (status: Int, data: Data, headers: HTTPHeaders) {
-        var req = HTTPClientRequest(url: base + path)
+        var req = request(path, auth: auth)
         req.method = method
+        if let body {
+            req.headers.add(name: "content-type", value: "application/json")
+            req.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        }
+        let res = try await execute(req)
+        let buf = try await res.body.collect(upTo: 64 << 20)
+        return (Int(res.status.code), Data(buf.readableBytesView), res.headers)
+    }
+
+    /// A request to `path` under the API's base, with the CLI's user agent and (unless `auth` is false) its credential.
+    func request(_ path: String, auth: Bool = true) -> HTTPClientRequest {
+        var req = HTTPClientRequest(url: base + path)
         req.headers.add(name: "user-agent", value: "vigil-cli/1")
         if auth {
             let (k, v) = authHeader
             req.headers.add(name: k, value: v)
         }
-        if let body {
-            req.headers.add(name: "content-type", value: "application/json")
-            req.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
-        }
-        let res: HTTPClientResponse
-        do { res = try await http.execute(req, timeout: .seconds(60)) } catch {
+        return req
+    }
+
+    /// Sends `req`; the response's head within 60 s (its body is read by the caller).
+    func execute(_ req: HTTPClientRequest) async throws -> HTTPClientResponse {
+        do { return try await http.execute(req, timeout: .seconds(60)) } catch {
             throw CLIError(message: "cannot reach \(base): \(error)")
         }
-        let buf = try await res.body.collect(upTo: 64 << 20)
-        return (Int(res.status.code), Data(buf.readableBytesView), res.headers)
     }
 
     /// A JSON call; a non-2xx answer becomes the API's error envelope as a `CLIError`.
@@ -130,24 +140,10 @@ public final class API: Sendable {
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
     }
 
-    /// A page's raw bytes (for streaming without decoding every item); non-2xx answers throw as `call` does.
-    public func rawPage(_ path: String) async throws -> Data {
-        let (status, data, headers) = try await raw(.GET, path)
-        try Self.check(status, data, headers)
-        return data
-    }
-
     /// A streamed answer (`GET /findings/export`) handed to `chunk` as it arrives; a non-2xx answer throws as
     /// `call` does, and one cut short (the gateway stops a failing export without its final chunk) throws too.
     public func stream(_ path: String, _ chunk: (Data) throws -> Void) async throws {
-        var req = HTTPClientRequest(url: base + path)
-        req.headers.add(name: "user-agent", value: "vigil-cli/1")
-        let (k, v) = authHeader
-        req.headers.add(name: k, value: v)
-        let res: HTTPClientResponse
-        do { res = try await http.execute(req, timeout: .seconds(60)) } catch {
-            throw CLIError(message: "cannot reach \(base): \(error)")
-        }
+        let res = try await execute(request(path))
         guard (200..<300).contains(Int(res.status.code)) else {
             let buf = try await res.body.collect(upTo: 1 << 20)
             return try Self.check(Int(res.status.code), Data(buf.readableBytesView), res.headers)

@@ -42,7 +42,7 @@ extension Page: JSONWritable where T: JSONWritable {
     package func writeJSON(into out: inout [UInt8]) {
         out.reserveCapacity(out.count + items.count * 1024)
         out.append(contentsOf: #"{"items":"#.utf8)
-        Parallel.writeArray(items, into: &out)
+        FastJSON.array(items, into: &out)
         out.append(contentsOf: #","next_cursor":"#.utf8)
         if let nextCursor { FastJSON.quote(nextCursor, into: &out) } else { out.append(contentsOf: "null".utf8) }
         if let total { out.append(contentsOf: ",\"total\":\(total)".utf8) }

@@ -140,7 +140,7 @@ struct RepoFindingHandlers: Sendable {
         let (limit, skip) = try Pagination.limitSkip(q.limit, q.skip)
         let page = try SortedPage(sortBy: "severity", limit: limit, cursor: nil, offset: skip)
         let result = try await store.transaction(p.scope) { tx in
-            let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)
+            let rules = try await catalog.definitionsById(tx, tenantId: p.tenantId)
             let listed = try await FindingStore.list(tx, "findings.findings", f, page, counted: true) { try Self.view($0, rules: rules) }
             return RepoFindingPage(items: listed.items, total: listed.total ?? listed.items.count, limit: limit, skip: skip)
         }
@@ -160,7 +160,7 @@ struct RepoFindingHandlers: Sendable {
 
     @Sendable func get(_ q: RepoFindingPath, _ p: Principal, _ ctx: CallContext) async throws -> RepoFindingView {
         try await store.transaction(p.scope) { tx in
-            try Self.view(try await load(tx, q, p), rules: try await catalog.rulesById(tx, tenantId: p.tenantId))
+            try Self.view(try await load(tx, q, p), rules: try await catalog.definitionsById(tx, tenantId: p.tenantId))
         }
     }
 
@@ -183,7 +183,7 @@ struct RepoFindingHandlers: Sendable {
             let row = try await load(tx, RepoFindingPath(repositoryId: q.repositoryId, findingId: q.findingId), p, lock: true)
             let current = try row.string("status")
             let currentPublic = Self.status(current, reason: row.optionalString("status_reason"))
-            let rules = try await catalog.rulesById(tx, tenantId: p.tenantId)
+            let rules = try await catalog.definitionsById(tx, tenantId: p.tenantId)
             guard currentPublic != wanted else { return try Self.view(row, rules: rules) }
             let id = try row.string("id")
             let updated =
