@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -435,10 +436,13 @@ def moto():
         proc.wait(15)
 
 
-def start_moto(**env):
+def start_moto(indexed=False, **env):
+    """moto's server on a free loopback port; `indexed` runs scripts/moto-indexed.py (the same answers,
+    GetMetricData from an index) instead of moto_server."""
     port = free_port()
     log = open(os.environ["VIGIL_MOTO_LOG"], "ab") if os.environ.get("VIGIL_MOTO_LOG") else subprocess.DEVNULL
-    proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
+    command = [sys.executable, os.path.join(ROOT, "scripts", "moto-indexed.py")] if indexed else ["moto_server"]
+    proc = subprocess.Popen(command + ["-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
                             start_new_session=True, env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true",
                                                              MOTO_AMIS_PATH=os.path.join(ROOT, "scripts", "moto-amis.json"), **env))
     wait_port(port, 60)
