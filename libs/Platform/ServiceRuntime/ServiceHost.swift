@@ -129,7 +129,6 @@ public enum ServiceHost {
         try responder.start()
         let health = try Health.serve(name: def.name, bus: bus, store: store)
         let relay = store.map { s in Task { await OutboxRelay(store: s, jetStream: js).run() } }
-        log.info("service started", metadata: ["service": "\(def.name)", "id": "\(responder.id)"])
         return RunningService(context: ctx, relayTask: relay, extraServices: extra, health: health)
     }
 
@@ -207,6 +206,11 @@ public enum ServiceHost {
 struct LifecycleAdapter: Service {
     let running: RunningService
     func run() async throws {
+        // Said here, not when `start` returns: the service group traps SIGTERM/SIGINT before it runs its
+        // services, so a stop asked for after this line is always graceful (before it, the default
+        // action killed the process).
+        running.context.logger.info(
+            "service started", metadata: ["service": "\(running.context.name)", "id": "\(running.context.responder.id)"])
         try? await gracefulShutdown()
         await running.stop()
     }
