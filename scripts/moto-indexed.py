@@ -55,10 +55,8 @@ def indexed_get_metric_data(self, queries, start_time, end_time, scan_by="Timest
         unit = metric_stat.get("Unit")
         stat = metric_stat["Stat"]
         if dimensions:
-            key = dimension_key(dimensions)
-            candidates = [e for group, entries in by_dimensions.items() if group[0] == query_name for e in entries] if key is None \
-                else by_dimensions.get((query_name, key), [])
-            candidates = candidates + wild
+            # A query's dimensions always have names and values (moto's request parsing requires both).
+            candidates = by_dimensions.get((query_name, dimension_key(dimensions)), []) + wild
             wanted = sorted(dimensions)
             match = lambda md: sorted(md.dimensions) == wanted and md.name == query_name
         else:
