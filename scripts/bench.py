@@ -601,17 +601,13 @@ def bench_host(bin_dir):
 
 
 
-def moto_version():
-    import importlib.metadata
-    return importlib.metadata.version("moto")
-
-
 def bench_waste(bin_dir):
     """Cost waste: moto seeded by waste-seed.py with BENCH_WASTE_SCALE idle/busy instance pairs (and the
     other idle/busy resources) and 14 days of metrics; a scan of ec2, rds, elbv2, dynamodb, elasticache,
     redshift and logs over REST. Prints wall time, resources, API calls and the GetMetricData batching.
     moto is scripts/moto-indexed.py (moto's answers; GetMetricData in time proportional to what a query
     matches, where moto's own takes ~50 s per 500-query call here); BENCH_WASTE_MOTO=upstream runs moto_server."""
+    import importlib.metadata
     import json
     from conftest import start_moto, stop_moto
     scale = int(os.environ.get("BENCH_WASTE_SCALE", "200"))
@@ -648,7 +644,7 @@ def bench_waste(bin_dir):
         queries = 4 * instances
         print(f"\nwaste benchmark: {instances} instances ({scale} extra idle/busy pairs) and the other seeded resources, 14 days of daily "
               f"metrics, release build, median of {len(runs)} scans (seeding took {seeded:.1f} s); endpoint: "
-              f"{'moto_server (moto ' + moto_version() + ')' if upstream else 'scripts/moto-indexed.py (moto ' + moto_version() + ', indexed GetMetricData)'}")
+              f"{'moto_server' if upstream else 'scripts/moto-indexed.py (indexed GetMetricData)'}, moto {importlib.metadata.version('moto')}")
         print(f"wall time {wall:.2f} s (target <= 10 s); resources {scan['resources_scanned']}; AWS API calls {scan['api_calls']} "
               f"(all services); runs: " + ", ".join(f"{w:.2f}" for w, _ in runs))
         print(f"EC2 utilisation queries {queries}+ -> GetMetricData calls for them: {-(-queries // 500)} "

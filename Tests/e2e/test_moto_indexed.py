@@ -10,7 +10,7 @@ import random
 import boto3
 from moto import mock_aws
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import ROOT
 
 
 def load_indexed():
