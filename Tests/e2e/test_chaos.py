@@ -35,8 +35,9 @@ class Poller:
             for i, c in enumerate(self.clients):
                 for path in ("/connections", "/findings/?limit=5", "/scans/?limit=5"):
                     try:
+                        began = time.time()
                         r = c.get(path)
-                        self.statuses.append((time.time(), i, path, r.status_code, r.text[:120] if r.status_code != 200 else ""))
+                        self.statuses.append((time.time(), i, path, r.status_code, r.text[:120] if r.status_code != 200 else "", time.time() - began))
                     except requests.ConnectionError:
                         self.refused += 1
             time.sleep(0.05)
@@ -109,7 +110,7 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
                     s.spawn(n)
             return respawn
 
-        scans = {}
+        scans, timeline = {}, []
         for fault, inject in (("nats node", lambda: kill_node(2)), ("jobs stream leader", kill_jobs_leader),
                               ("postgresql", kill_postgres), ("one replica of every service", kill_replicas)):
             conn = connect(owner, endpoint, manifest)
@@ -117,10 +118,12 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
             deadline = time.time() + 30
             while time.time() < deadline and owner.get(f"/scans/{scan_id}").json().get("status") != "running":
                 time.sleep(0.05)
+            injected_at = time.time()
             recover = inject()
             time.sleep(1)
             recover()
             recovered_at = time.time()
+            timeline.append((fault, injected_at, recovered_at))
             scans[fault] = (conn, scan_id)
         for fault, (conn, scan_id) in scans.items():
             scan = wait_scan(owner, scan_id, timeout=180)
@@ -180,13 +183,19 @@ def test_cluster_survives_node_leader_database_and_replica_kills(seeded_moto):
         poller.stop.set()
         poller.thread.join(15)
         statuses = [x[3] for x in poller.statuses]
-        assert statuses and set(statuses) <= {200, 503}, sorted({(x[2], x[3], x[4]) for x in poller.statuses if x[3] not in (200, 503)})
+        start = timeline[0][1]
+        # An unexpected answer is shown with when it came (seconds after the first fault), the gateway replica it came
+        # from, and the faults' times, so the service logs (VIGIL_KEEP_E2E=1 keeps them) can be read at that moment.
+        assert statuses and set(statuses) <= {200, 503}, (
+            [(round(x[0] - start, 1), f"gateway {x[1]}", x[2], x[3], x[4]) for x in poller.statuses if x[3] not in (200, 503)][:10],
+            [(f, round(a - start, 1), round(b - start, 1)) for f, a, b in timeline])
         # Once the last fault is 30 s behind, every read answers 200.
         settled = [x for x in poller.statuses if x[0] > recovered_at + 30]
         assert settled and all(x[3] == 200 for x in settled), ("the API did not settle back to 200",
                                                                [x for x in settled if x[3] != 200][:10], len(settled))
-        print(f"chaos: {len(statuses)} reads ({statuses.count(503)} answered 503 during outages, {poller.refused} refused by a killed "
-              f"gateway replica); {len(scans)} disturbed scans completed with the reference's counts; {len(got)} events delivered once")
+        slowest = sorted(x[5] for x in poller.statuses)[-3:]
+        print(f"chaos: {len(statuses)} reads (slowest {', '.join(f'{d:.2f}' for d in slowest)} s; {statuses.count(503)} answered 503 during "
+              f"outages, {poller.refused} refused by a killed gateway replica); {len(scans)} disturbed scans completed with the reference's counts; {len(got)} events delivered once")
     finally:
         if poller:
             poller.stop.set()
