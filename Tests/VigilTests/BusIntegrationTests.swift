@@ -49,6 +49,54 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         await bus.close()
     }
 
+    /// A request lost on its way (a NATS node died with it) is sent again at the given offsets; the first answer
+    /// to any copy wins, later answers are dropped, and a silent subject still times out at the deadline.
+    @Test func unansweredRequestsAreResentAtTheirOffsets() async throws {
+        let servers = try TestServers.get()
+        let bus = try await servers.bus()
+        let subject = "test.lossy.\(ID.make())"
+        let copies = Mutex<[String]>([])
+        // Drops the first two copies it gets (as if lost), answers each later one with its number.
+        let sub = try bus.subscribe(subject) { msg in
+            let n = copies.withLock { c -> Int in
+                c.append(msg.reply ?? "")
+                return c.count
+            }
+            if n > 2 { try? bus.publish(msg.reply!, data: Data("copy \(n)".utf8)) }
+        }
+        let start = ContinuousClock.now
+        let reply = try await bus.request(
+            subject, data: Data("q".utf8), timeout: .seconds(5), resendAt: [.milliseconds(100), .milliseconds(300), .milliseconds(600)])
+        let took = ContinuousClock.now - start
+        #expect(String(decoding: reply.data, as: UTF8.self) == "copy 3")
+        #expect(took >= .milliseconds(300) && took < .seconds(4))
+        try await Task.sleep(for: .milliseconds(700))
+        // Answered at the third copy: the fourth was never sent; every copy went to the same reply subject.
+        #expect(copies.withLock { $0.count } == 3)
+        #expect(Set(copies.withLock { $0 }).count == 1)
+        // Without offsets a lost request is not sent again: it times out.
+        copies.withLock { $0 = [] }
+        do {
+            _ = try await bus.request(subject, data: Data(), timeout: .milliseconds(400))
+            Issue.record("expected a timeout")
+        } catch let e as BusError {
+            #expect(e.isTimeout)
+        }
+        #expect(copies.withLock { $0.count } == 1)
+        // Offsets past the deadline are not used; the deadline holds.
+        copies.withLock { $0 = [] }
+        do {
+            _ = try await bus.request(subject, data: Data(), timeout: .milliseconds(300), resendAt: [.milliseconds(100), .seconds(2)])
+            Issue.record("expected a timeout")
+        } catch let e as BusError {
+            #expect(e.isTimeout)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(copies.withLock { $0.count } == 2)
+        sub.unsubscribe()
+        await bus.close()
+    }
+
     @Test func typedEndpointsCarryServiceErrors() async throws {
         let servers = try TestServers.get()
         let bus = try await servers.bus()

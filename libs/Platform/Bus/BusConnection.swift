@@ -156,9 +156,14 @@ public final class BusConnection: Sendable {
     // MARK: request / reply
 
     /// Sends a request and waits for the first reply. Throws `BusError` on timeout or no responders.
+    ///
+    /// `resendAt` (offsets from the first send, for idempotent requests only): while no reply has come, the same
+    /// request goes out again at each offset, to the same reply subject, and the first reply to any copy wins.
+    /// A request or reply that was inside a NATS node when it died is lost without a trace (core NATS has no
+    /// acknowledgement); a copy sent later takes a live route, and queue groups hand it to any replica.
     public func request(
         _ subject: String, data: Data, headers: [String: String] = [:],
-        timeout: Duration? = nil
+        timeout: Duration? = nil, resendAt: [Duration] = []
     ) async throws -> BusMessage {
         // While NATS is down (reconnecting) a request would sit in the reconnect buffer until its timeout:
         // fail at once instead, so the caller can answer 503 and the client retry.
@@ -166,8 +171,15 @@ public final class BusConnection: Sendable {
         let token = String(counter.add(1, ordering: .relaxed).newValue, radix: 36)
         let replySubject = "\(inboxPrefix).\(token)"
         let wait = timeout ?? options.defaultRequestTimeout
+        let resends = resendAt.filter { $0 < wait }.sorted()
         let timer = Task { [weak self] in
-            guard (try? await Task.sleep(for: wait)) != nil else { return }
+            let start = ContinuousClock.now
+            for at in resends {
+                guard (try? await Task.sleep(until: start + at)) != nil, let self else { return }
+                guard self.pending.withLock({ $0[token] != nil }) else { return }
+                try? self.publish(subject, data: data, headers: headers, reply: replySubject)
+            }
+            guard (try? await Task.sleep(until: start + wait)) != nil else { return }
             self?.fail(token, BusError.timeout(subject))
         }
         defer { timer.cancel() }
@@ -181,6 +193,13 @@ public final class BusConnection: Sendable {
         }
         if reply.isNoResponders { throw BusError.noResponders(subject) }
         return reply
+    }
+
+    /// When an idempotent request goes out again while unanswered (`resendAt`): soon — a lost message is the
+    /// likely reason a lookup has not come back in 2.5 s — again later, and once more at `after` (offsets past
+    /// the request's timeout are not used).
+    public static func resends(_ after: Duration) -> [Duration] {
+        [.milliseconds(2500), .milliseconds(7500), after]
     }
 
     private func deliverReply(_ msg: BusMessage) {

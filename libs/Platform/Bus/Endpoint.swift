@@ -62,9 +62,9 @@ extension BusConnection {
     /// services-protocol errors and `BusError` for transport failures.
     public func requestJSON(
         _ subject: String, body: Data, context: CallContext,
-        timeout: Duration? = nil
+        timeout: Duration? = nil, resendAt: [Duration] = []
     ) async throws -> Data {
-        let reply = try await request(subject, data: body, headers: context.headers, timeout: timeout)
+        let reply = try await request(subject, data: body, headers: context.headers, timeout: timeout, resendAt: resendAt)
         if let code = reply.header(BusHeader.serviceErrorCode) {
             var err =
                 (try? JSON.decode(ServiceError.self, from: reply.data))
@@ -78,9 +78,10 @@ extension BusConnection {
     /// Typed request over an endpoint.
     public func request<Req, Rep>(
         _ endpoint: Endpoint<Req, Rep>, _ request: Req, context: CallContext,
-        timeout: Duration? = nil
+        timeout: Duration? = nil, resendAt: [Duration] = []
     ) async throws -> Rep {
-        let data = try await requestJSON(endpoint.subject, body: JSON.encode(request), context: context, timeout: timeout)
+        let data = try await requestJSON(
+            endpoint.subject, body: JSON.encode(request), context: context, timeout: timeout, resendAt: resendAt)
         return try JSON.decode(Rep.self, from: data)
     }
 

@@ -56,7 +56,7 @@ struct ScanWorker<Provider: ScanProvider>: Sendable {
             do {
                 let reply = try await bus.request(
                     Endpoint<Empty, EffectiveRules>(Subjects.Findings.rulesEffective), Empty(),
-                    context: CallContext(tenantId: tenantId), timeout: .seconds(5))
+                    context: CallContext(tenantId: tenantId), timeout: .seconds(10), resendAt: BusConnection.resends(.seconds(10)))
                 return RuleEngine.index(reply.rules)
             } catch {
                 logger.warning("rules from the findings service unavailable; scanning with the built-in rules", metadata: ["error": "\(error)"])

@@ -52,7 +52,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             let p = try await bus.request(
                 IdentityAPI.resolvePrincipal, resolve,
                 context: CallContext(correlationId: context.correlationId, clientAddress: context.client),
-                timeout: timeout)
+                timeout: timeout, resendAt: BusConnection.resends(timeout))  // a lookup: idempotent
             resolved = .init(principal: p, header: String(decoding: try JSON.encode(p), as: UTF8.self))
             principals.put(cacheKey, resolved)
         }

@@ -26,13 +26,13 @@ struct ForwardingResponder: Sendable {
     }
 
     func ask(_ payload: Data, _ busContext: CallContext, read: Bool) async throws -> Data {
-        do {
-            return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout)
-        } catch let e as BusError where e.isTimeout && read {
-            // A read whose replica died with it (killed, crashed): the queue group hands the same read to a live
-            // replica. Only reads: a write may have been done before the reply was lost.
-            return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout)
-        }
+        guard read else { return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout) }
+        // A read whose request or reply was lost (a NATS node or the replica died with it) is sent again while no
+        // answer came, and the first answer wins: the queue group hands the copy to a live replica. Only reads: a
+        // write may have been done before its reply was lost. Downloads (reports, which may take seconds to build)
+        // only once the first attempt's time is up.
+        let resends = route.download ? [timeout] : BusConnection.resends(timeout)
+        return try await bus.requestJSON(route.subject, body: payload, context: busContext, timeout: timeout * 2, resendAt: resends)
     }
 
     /// A whole list as one JSON array, one item a line (`GET /findings/export`): the gateway walks the list's
