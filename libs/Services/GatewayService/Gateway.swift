@@ -16,7 +16,7 @@ import VigilCrypto
 /// |---|---|---|
 /// | VIGIL_HTTP_HOST / VIGIL_HTTP_PORT | 127.0.0.1 / 8080 | listen address |
 /// | VIGIL_MAX_BODY_BYTES | 1048576 | larger bodies get 413 |
-/// | VIGIL_REQUEST_TIMEOUT_MS | 10000 | bus request timeout (504 after) |
+/// | VIGIL_REQUEST_TIMEOUT_MS | 10000 | bus request timeout (504 after; reads: sent again at 2.5 s, 7.5 s and this, 504 after twice it) |
 /// | VIGIL_RATE_BURST / VIGIL_RATE_BURST_WINDOW | 50 / 1 | requests per credential per burst window (s) |
 /// | VIGIL_RATE_STEADY / VIGIL_RATE_STEADY_WINDOW | 1200 / 60 | requests per credential per steady window (s) |
 /// | VIGIL_OPENAPI_PATH | contracts/openapi.yaml | the OpenAPI document served as JSON |
