@@ -65,12 +65,13 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
             if n > 2 { try? bus.publish(msg.reply!, data: Data("copy \(n)".utf8)) }
         }
         let start = ContinuousClock.now
+        // The fourth offset is far enough behind the third that a loaded machine still answers copy 3 before it.
         let reply = try await bus.request(
-            subject, data: Data("q".utf8), timeout: .seconds(5), resendAt: [.milliseconds(100), .milliseconds(300), .milliseconds(600)])
+            subject, data: Data("q".utf8), timeout: .seconds(8), resendAt: [.milliseconds(100), .milliseconds(300), .seconds(4)])
         let took = ContinuousClock.now - start
         #expect(String(decoding: reply.data, as: UTF8.self) == "copy 3")
         #expect(took >= .milliseconds(300) && took < .seconds(4))
-        try await Task.sleep(for: .milliseconds(700))
+        try await Task.sleep(for: .seconds(4) - took + .milliseconds(500))
         // Answered at the third copy: the fourth was never sent; every copy went to the same reply subject.
         #expect(copies.withLock { $0.count } == 3)
         #expect(Set(copies.withLock { $0 }).count == 1)
@@ -82,6 +83,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         } catch let e as BusError {
             #expect(e.isTimeout)
         }
+        try await Task.sleep(for: .milliseconds(300))
         #expect(copies.withLock { $0.count } == 1)
         // Offsets past the deadline are not used; the deadline holds.
         copies.withLock { $0 = [] }
@@ -91,7 +93,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         } catch let e as BusError {
             #expect(e.isTimeout)
         }
-        try await Task.sleep(for: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(500))
         #expect(copies.withLock { $0.count } == 2)
         sub.unsubscribe()
         await bus.close()
