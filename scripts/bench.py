@@ -912,6 +912,52 @@ def bench_soak(bin_dir):
         hook.shutdown()
 
 
+def bench_rss(bin_dir):
+    """BENCH_RSS_SCANS (100) scans of moto's seeded account (BENCH_SCAN_SCALE, 5) back to back through one replica of
+    every service: RSS of every process before the first scan and after every tenth, to tell growth from a plateau."""
+    import json
+    from conftest import start_moto, stop_moto
+    scans = int(os.environ.get("BENCH_RSS_SCANS", "100"))
+    scale = int(os.environ.get("BENCH_SCAN_SCALE", "5"))
+    moto, endpoint = start_moto()
+    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, extra_env={"VIGIL_LOG_LEVEL": "warning"})
+    try:
+        manifest = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint,
+                                              "--regions", "us-east-1", "--scale", str(scale)],
+                                             capture_output=True, text=True, check=True).stdout)
+        stack.start()
+        r, c = sign_up(stack, "rss")
+        make_enterprise(stack, c, r["workspace"]["id"])
+        conn = c.post("/connections/", {"name": "rss", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+                                        "credentials": {"access_key_id": manifest["access_key_id"],
+                                                        "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
+        procs = {name: p.pid for name, p in stack.procs.items()}
+        names = sorted(procs)
+        print(f"\nRSS benchmark: {scans} scans of a seeded moto account (scale {scale}) back to back, one replica of every "
+              f"service, release build; RSS in MB")
+        print(f"{'scans':>5} {'s/scan':>7} " + " ".join(f"{n.replace('vigil-', ''):>17}" for n in names), flush=True)
+
+        def row(done, per_scan):
+            print(f"{done:>5} {per_scan:>7.1f} " + " ".join(f"{(rss_kb(procs[n]) or 0) / 1024:>17.0f}" for n in names), flush=True)
+        row(0, 0.0)
+        t0 = time.perf_counter()
+        for i in range(1, scans + 1):
+            scan_id = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                scan = c.get(f"/scans/{scan_id}").json()
+                if scan["status"] in ("completed", "failed", "canceled"):
+                    break
+                time.sleep(0.2)
+            assert scan["status"] == "completed", scan
+            if i % 10 == 0:
+                row(i, (time.perf_counter() - t0) / 10)
+                t0 = time.perf_counter()
+    finally:
+        stack.stop()
+        stop_moto(moto)
+
+
 def report_minute(samples, lock, minute):
     with lock:
         rows = [x for x in samples if x[0] == minute]
@@ -950,7 +996,9 @@ def main():
         return bench_scale(bin_dir)
     if what == "soak":
         return bench_soak(bin_dir)
-    assert what == "gateway", "benchmarks: gateway, scale, soak, notify, scan, findings, ingest, quota, host, waste, web, cli, dashboard, repo"
+    if what == "rss":
+        return bench_rss(bin_dir)
+    assert what == "gateway", "benchmarks: gateway, scale, soak, rss, notify, scan, findings, ingest, quota, host, waste, web, cli, dashboard, repo"
     bench_gateway(bin_dir, int(os.environ.get("BENCH_IDENTITY_REPLICAS", "1")))
 
 
