@@ -804,6 +804,16 @@ def cluster_stack(bin_dir, **env):
                             "VIGIL_PLAN_LIMITS_CACHE_SECONDS": "1", **env})
 
 
+def pid_cpu_seconds(pid):
+    """CPU seconds one process has used so far (user + system), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def rss_kb(pid):
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -932,13 +942,15 @@ def bench_rss(bin_dir):
                                         "credentials": {"access_key_id": manifest["access_key_id"],
                                                         "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
         procs = {name: p.pid for name, p in stack.procs.items()}
-        names = sorted(procs)
+        names = sorted(procs) + ["moto"]
+        procs["moto"] = moto.pid
         print(f"\nRSS benchmark: {scans} scans of a seeded moto account (scale {scale}) back to back, one replica of every "
               f"service, release build; RSS in MB")
-        print(f"{'scans':>5} {'s/scan':>7} " + " ".join(f"{n.replace('vigil-', ''):>17}" for n in names), flush=True)
+        print(f"{'scans':>5} {'s/scan':>7} " + " ".join(f"{n.replace('vigil-', ''):>17}" for n in names) + " moto-CPU-s", flush=True)
 
         def row(done, per_scan):
-            print(f"{done:>5} {per_scan:>7.1f} " + " ".join(f"{(rss_kb(procs[n]) or 0) / 1024:>17.0f}" for n in names), flush=True)
+            print(f"{done:>5} {per_scan:>7.1f} " + " ".join(f"{(rss_kb(procs[n]) or 0) / 1024:>17.0f}" for n in names)
+                  + f" {pid_cpu_seconds(moto.pid):>10.1f}", flush=True)
         row(0, 0.0)
         t0 = time.perf_counter()
         for i in range(1, scans + 1):

@@ -451,7 +451,11 @@ def start_moto(indexed=False, **env):
 
 def stop_moto(proc):
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(15)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:  # a moto busy with a long request does not always stop on TERM
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
 
 
 def seeded_moto_server():
