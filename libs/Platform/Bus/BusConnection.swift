@@ -56,29 +56,10 @@ public final class BusConnection: Sendable {
     public let options: Options
     let logger: Logger
     private let inboxPrefix: String
-    /// Requests waiting for their reply, by inbox token, with their deadline and the resends still to go.
-    private let pending = Mutex<[String: PendingRequest]>([:])
+    private let pending = Mutex<[String: CheckedContinuation<BusMessage, any Error>]>([:])
     private let counter = Atomic<UInt64>(0)
     private let inboxSub = Mutex<BusSubscription?>(nil)
     private let closed = Atomic<Bool>(false)
-    /// Wakes the deadline sweeper when the first request is waiting after an idle spell.
-    private let sweeperWake = WakeSignal()
-    private let sweeper = Mutex<Task<Void, Never>?>(nil)
-
-    /// A request waiting for its reply: its continuation, what to send again, when, and when to give up.
-    struct PendingRequest {
-        var continuation: CheckedContinuation<BusMessage, any Error>
-        var subject: String
-        var data: Data
-        var headers: [String: String]
-        var replySubject: String
-        var deadline: ContinuousClock.Instant
-        /// Resend times still to come, earliest first.
-        var resends: [ContinuousClock.Instant]
-    }
-
-    /// How late a timeout or a resend may fire: the sweeper looks at the waiting requests this often.
-    static let sweepInterval: Duration = .milliseconds(20)
 
     /// Connects, retrying the first connection for up to `connectTimeout`, and reconnecting forever after.
     public init(_ options: Options, logger: Logger) async throws {
@@ -124,20 +105,6 @@ public final class BusConnection: Sendable {
         inboxPrefix = "_INBOX.\(ID.make().replacingOccurrences(of: "-", with: ""))"
         let sub = try subscribe("\(inboxPrefix).*") { [weak self] msg in self?.deliverReply(msg) }
         inboxSub.withLock { $0 = sub }
-        let wake = sweeperWake
-        // While requests wait it looks every `sweepInterval`; idle, it sleeps until the next request comes.
-        sweeper.withLock {
-            $0 = Task { [weak self] in
-                while !Task.isCancelled {
-                    guard let idle = self?.sweepOnce() else { return }
-                    if idle {
-                        await wake.wait(timeout: .seconds(60))
-                    } else {
-                        try? await Task.sleep(for: Self.sweepInterval)
-                    }
-                }
-            }
-        }
     }
 
     /// cnats global state: opened once per process with a small shared delivery pool.
@@ -204,17 +171,20 @@ public final class BusConnection: Sendable {
         let token = String(counter.add(1, ordering: .relaxed).newValue, radix: 36)
         let replySubject = "\(inboxPrefix).\(token)"
         let wait = timeout ?? options.defaultRequestTimeout
-        let start = ContinuousClock.now
-        let resends = resendAt.filter { $0 < wait }.sorted().map { start + $0 }
-        // No task or timer per request: one sweeper per connection times requests out and resends them.
-        let reply: BusMessage = try await withCheckedThrowingContinuation { cont in
-            let first = pending.withLock { p -> Bool in
-                p[token] = PendingRequest(
-                    continuation: cont, subject: subject, data: data, headers: headers, replySubject: replySubject,
-                    deadline: start + wait, resends: resends)
-                return p.count == 1
+        let resends = resendAt.filter { $0 < wait }.sorted()
+        let timer = Task { [weak self] in
+            let start = ContinuousClock.now
+            for at in resends {
+                guard (try? await Task.sleep(until: start + at)) != nil, let self else { return }
+                guard self.pending.withLock({ $0[token] != nil }) else { return }
+                try? self.publish(subject, data: data, headers: headers, reply: replySubject)
             }
-            if first { sweeperWake.poke() }
+            guard (try? await Task.sleep(until: start + wait)) != nil else { return }
+            self?.fail(token, BusError.timeout(subject))
+        }
+        defer { timer.cancel() }
+        let reply: BusMessage = try await withCheckedThrowingContinuation { cont in
+            pending.withLock { $0[token] = cont }
             do {
                 try publish(subject, data: data, headers: headers, reply: replySubject)
             } catch {
@@ -223,29 +193,6 @@ public final class BusConnection: Sendable {
         }
         if reply.isNoResponders { throw BusError.noResponders(subject) }
         return reply
-    }
-
-    /// One look of the connection's one timer at the waiting requests: fails those past their deadline and
-    /// sends again those whose resend time has come. True when nothing is waiting.
-    private func sweepOnce() -> Bool {
-        let now = ContinuousClock.now
-        var expired: [(String, String)] = []
-        var due: [PendingRequest] = []
-        let idle = pending.withLock { p -> Bool in
-            for (token, var r) in p {
-                if r.deadline <= now {
-                    expired.append((token, r.subject))
-                } else if let next = r.resends.first, next <= now {
-                    r.resends.removeAll { $0 <= now }
-                    p[token] = r
-                    due.append(r)
-                }
-            }
-            return p.isEmpty
-        }
-        for (token, subject) in expired { fail(token, BusError.timeout(subject)) }
-        for r in due { try? publish(r.subject, data: r.data, headers: r.headers, reply: r.replySubject) }
-        return idle
     }
 
     /// When an idempotent request goes out again while unanswered (`resendAt`): soon — a lost message is the
@@ -258,11 +205,11 @@ public final class BusConnection: Sendable {
     private func deliverReply(_ msg: BusMessage) {
         guard let dot = msg.subject.lastIndex(of: ".") else { return }
         let token = String(msg.subject[msg.subject.index(after: dot)...])
-        pending.withLock { $0.removeValue(forKey: token) }?.continuation.resume(returning: msg)
+        pending.withLock { $0.removeValue(forKey: token) }?.resume(returning: msg)
     }
 
     private func fail(_ token: String, _ error: any Error) {
-        pending.withLock { $0.removeValue(forKey: token) }?.continuation.resume(throwing: error)
+        pending.withLock { $0.removeValue(forKey: token) }?.resume(throwing: error)
     }
 
     /// Waits until the server has processed everything sent so far.
@@ -281,13 +228,12 @@ public final class BusConnection: Sendable {
             natsConnection_FlushTimeout(nc.p, Int64(drainTimeout.milliseconds))
             natsConnection_Close(nc.p)
         }
-        let waiting = pending.withLock { p -> [PendingRequest] in
+        let waiting = pending.withLock { p -> [CheckedContinuation<BusMessage, any Error>] in
             let all = Array(p.values)
             p.removeAll()
             return all
         }
-        for r in waiting { r.continuation.resume(throwing: BusError.closed) }
-        sweeper.withLock { $0 }?.cancel()
+        for c in waiting { c.resume(throwing: BusError.closed) }
     }
 
     /// True while the connection is up (false while reconnecting or after close).
@@ -299,7 +245,6 @@ public final class BusConnection: Sendable {
     }
 
     deinit {
-        sweeper.withLock { $0 }?.cancel()
         natsConnection_Destroy(nc)
     }
 }
