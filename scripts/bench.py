@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Gateway benchmark: wrk -t2 -c32 against (a) a route with no bus call, (b) a route with one bus
 request to a trivial responder, (c) GET /api/v1/auth/me with an API key. Prints req/s, p50, p99."""
+import contextlib
 import os
 import re
 import subprocess
@@ -143,32 +144,59 @@ def bench_notify(bin_dir):
         stack.stop()
 
 
-def bench_scan(bin_dir):
-    """Full scan (all 12 services, one region) of moto's seeded account through the platform:
-    trigger over REST, wait for completion; wall time, resources/s, API calls/s. Median of ROUNDS."""
+def seed_aws(endpoint, scale=None):
+    """Seeds moto's account with scripts/aws-seed.py (us-east-1); its manifest (keys, what was made)."""
     import json
+    args = ["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint, "--regions", "us-east-1"]
+    if scale is not None:
+        args += ["--scale", str(scale)]
+    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+
+def connect_aws(client, name, endpoint, access_key_id, secret_access_key):
+    """An AWS connection of `client`'s workspace to moto at `endpoint` (us-east-1); its id."""
+    return client.post("/connections/", {"name": name, "provider": "aws",
+                                         "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
+                                         "credentials": {"access_key_id": access_key_id,
+                                                         "secret_access_key": secret_access_key}}).json()["id"]
+
+
+@contextlib.contextmanager
+def moto_account(bin_dir, scale, name):
+    """moto seeded at `scale`, one replica of every service, a signed-up workspace with an AWS connection to moto:
+    yields (moto process, stack, sign-up answer, client, connection id); stops the stack and moto after."""
     from conftest import start_moto, stop_moto
-    scale = int(os.environ.get("BENCH_SCAN_SCALE", "15"))
     moto, endpoint = start_moto()
     stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, extra_env={"VIGIL_LOG_LEVEL": "warning"})
     try:
-        manifest = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint,
-                                              "--regions", "us-east-1", "--scale", str(scale)],
-                                             capture_output=True, text=True, check=True).stdout)
+        manifest = seed_aws(endpoint, scale)
         stack.start()
-        r, c = sign_up(stack, "bench")
-        conn = c.post("/connections/", {"name": "bench", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
-                                        "credentials": {"access_key_id": manifest["access_key_id"],
-                                                        "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
+        r, c = sign_up(stack, name)
+        yield moto, stack, r, c, connect_aws(c, name, endpoint, manifest["access_key_id"], manifest["secret_access_key"])
+    finally:
+        stack.stop()
+        stop_moto(moto)
+
+
+def wait_scan(client, scan_id, poll, timeout=600):
+    """The scan once completed, failed or canceled (polled every `poll` s, at most `timeout` s)."""
+    deadline = time.time() + timeout
+    while True:
+        scan = client.get(f"/scans/{scan_id}").json()
+        if scan["status"] in ("completed", "failed", "canceled") or time.time() > deadline:
+            return scan
+        time.sleep(poll)
+
+
+def bench_scan(bin_dir):
+    """Full scan (all 12 services, one region) of moto's seeded account through the platform:
+    trigger over REST, wait for completion; wall time, resources/s, API calls/s. Median of ROUNDS."""
+    scale = int(os.environ.get("BENCH_SCAN_SCALE", "15"))
+    with moto_account(bin_dir, scale, "bench") as (_, _, _, c, conn):
         runs = []
         for i in range(ROUNDS + 1):
             t0 = time.perf_counter()
-            scan_id = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
-            while True:
-                scan = c.get(f"/scans/{scan_id}").json()
-                if scan["status"] in ("completed", "failed", "canceled"):
-                    break
-                time.sleep(0.01)
+            scan = wait_scan(c, c.post("/scans/trigger", {"connection_id": conn}).json()["id"], 0.01)
             wall = time.perf_counter() - t0
             assert scan["status"] == "completed" and scan["complete"], scan
             if i > 0:  # the first scan warms moto's lazily created regional backends
@@ -180,9 +208,6 @@ def bench_scan(bin_dir):
         print(f"resources {scan['resources_scanned']} -> {scan['resources_scanned'] / wall:.0f} resources/s; "
               f"checks {scan['checks_evaluated']} -> {scan['checks_evaluated'] / wall:.0f} checks/s; "
               f"AWS API calls {scan['api_calls']} -> {scan['api_calls'] / wall:.0f} calls/s; findings {sum(scan['findings_count'].values())}")
-    finally:
-        stack.stop()
-        stop_moto(moto)
 
 
 def cpu_seconds():
@@ -550,8 +575,7 @@ def bench_host(bin_dir):
         for i in range(ROUNDS + 1):
             t0 = time.perf_counter()
             sid = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
-            while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
-                time.sleep(0.02)
+            scan = wait_scan(c, sid, 0.02)
             assert scan["status"] == "completed", scan
             if i > 0:
                 ssh.append(time.perf_counter() - t0)
@@ -623,16 +647,13 @@ def bench_waste(bin_dir):
         r, c = sign_up(stack, "waste")
         tenant = r["workspace"]["id"]
         make_enterprise(stack, c, tenant)
-        conn = c.post("/connections/", {"name": "waste", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
-                                        "credentials": {"access_key_id": "AKIAVIGILWASTE000001",
-                                                        "secret_access_key": "vigil/waste/secret/key/00000000000000000"}}).json()["id"]
+        conn = connect_aws(c, "waste", endpoint, "AKIAVIGILWASTE000001", "vigil/waste/secret/key/00000000000000000")
         runs = []
         for _ in range(ROUNDS):
             t0 = time.perf_counter()
             sid = c.post("/scans/trigger", {"connection_id": conn, "regions": ["us-east-1"],
                                             "services": ["ec2", "rds", "elbv2", "dynamodb", "elasticache", "redshift", "logs"]}).json()["id"]
-            while (scan := c.get(f"/scans/{sid}").json())["status"] not in ("completed", "failed"):
-                time.sleep(0.05)
+            scan = wait_scan(c, sid, 0.05)
             assert scan["status"] == "completed", scan
             parts = c.get(f"/scans/{sid}/progress").json()["parts"]
             print("parts: " + ", ".join(f"{p['service']} {p['status']} {p.get('resources')} resources" + (f" ({p['error']})" if p.get("error") else "")
@@ -854,8 +875,7 @@ def bench_soak(bin_dir):
     moto, endpoint = start_moto()
     stack = cluster_stack(bin_dir)
     try:
-        manifest = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint,
-                                              "--regions", "us-east-1"], capture_output=True, text=True, check=True).stdout)
+        manifest = seed_aws(endpoint)
         stack.start()
         r, c = sign_up(stack, "soak")
         # Enterprise (no plan rate): the subscription row is made on first use; the gateways cache plan limits for a
@@ -866,9 +886,7 @@ def bench_soak(bin_dir):
         clients = [Client(f"http://127.0.0.1:{p}", api_key=key) for p in stack.gateway_ports]
         api = clients[0]
         api.post("/webhooks/endpoints", {"url": f"http://127.0.0.1:{hook_port}/soak", "events": ["apikey.*", "scan.completed", "finding.*"]})
-        conn = api.post("/connections/", {"name": "soak", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
-                                          "credentials": {"access_key_id": manifest["access_key_id"],
-                                                          "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
+        conn = connect_aws(api, "soak", endpoint, manifest["access_key_id"], manifest["secret_access_key"])
         procs = {name: p.pid for name, p in stack.procs.items()}
         procs.update({n["name"]: n["proc"].pid for n in stack.nats_nodes})
         rss0 = {name: rss_kb(pid) for name, pid in procs.items()}
@@ -925,22 +943,10 @@ def bench_soak(bin_dir):
 def bench_rss(bin_dir):
     """BENCH_RSS_SCANS (100) scans of moto's seeded account (BENCH_SCAN_SCALE, 5) back to back through one replica of
     every service: RSS of every process before the first scan and after every tenth, to tell growth from a plateau."""
-    import json
-    from conftest import start_moto, stop_moto
     scans = int(os.environ.get("BENCH_RSS_SCANS", "100"))
     scale = int(os.environ.get("BENCH_SCAN_SCALE", "5"))
-    moto, endpoint = start_moto()
-    stack = Stack(bin_dir=bin_dir, limited_gateway=False, identity_replicas=1, extra_env={"VIGIL_LOG_LEVEL": "warning"})
-    try:
-        manifest = json.loads(subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "aws-seed.py"), endpoint,
-                                              "--regions", "us-east-1", "--scale", str(scale)],
-                                             capture_output=True, text=True, check=True).stdout)
-        stack.start()
-        r, c = sign_up(stack, "rss")
+    with moto_account(bin_dir, scale, "rss") as (moto, stack, r, c, conn):
         make_enterprise(stack, c, r["workspace"]["id"])
-        conn = c.post("/connections/", {"name": "rss", "provider": "aws", "settings": {"regions": ["us-east-1"], "endpoint_url": endpoint},
-                                        "credentials": {"access_key_id": manifest["access_key_id"],
-                                                        "secret_access_key": manifest["secret_access_key"]}}).json()["id"]
         procs = {name: p.pid for name, p in stack.procs.items()}
         names = sorted(procs) + ["moto"]
         procs["moto"] = moto.pid
@@ -954,20 +960,11 @@ def bench_rss(bin_dir):
         row(0, 0.0)
         t0 = time.perf_counter()
         for i in range(1, scans + 1):
-            scan_id = c.post("/scans/trigger", {"connection_id": conn}).json()["id"]
-            deadline = time.time() + 600
-            while time.time() < deadline:
-                scan = c.get(f"/scans/{scan_id}").json()
-                if scan["status"] in ("completed", "failed", "canceled"):
-                    break
-                time.sleep(0.2)
+            scan = wait_scan(c, c.post("/scans/trigger", {"connection_id": conn}).json()["id"], 0.2)
             assert scan["status"] == "completed", scan
             if i % 10 == 0:
                 row(i, (time.perf_counter() - t0) / 10)
                 t0 = time.perf_counter()
-    finally:
-        stack.stop()
-        stop_moto(moto)
 
 
 def report_minute(samples, lock, minute):
