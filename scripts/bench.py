@@ -210,21 +210,25 @@ def bench_scan(bin_dir):
               f"AWS API calls {scan['api_calls']} -> {scan['api_calls'] / wall:.0f} calls/s; findings {sum(scan['findings_count'].values())}")
 
 
+def proc_cpu(pid):
+    """(command name, CPU seconds used so far with its waited-for children) of a process, from /proc; None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    used = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return stat[stat.index("(") + 1:stat.rindex(")")], used
+
+
 def cpu_seconds():
     """CPU seconds used so far per component (all PostgreSQL backends together), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or (got := proc_cpu(pid)) is None:
             continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        used = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick  # utime stime cutime cstime
+        comm, used = got
         name = "postgres" if comm in ("postgres", "psql") else comm
         if name.startswith("vigil-") or name in ("postgres", "nats-server") or int(pid) == os.getpid():
             name = "bench (python)" if int(pid) == os.getpid() else name
@@ -825,16 +829,6 @@ def cluster_stack(bin_dir, **env):
                             "VIGIL_PLAN_LIMITS_CACHE_SECONDS": "1", **env})
 
 
-def pid_cpu_seconds(pid):
-    """CPU seconds one process has used so far (user + system), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
 def rss_kb(pid):
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -956,7 +950,7 @@ def bench_rss(bin_dir):
 
         def row(done, per_scan):
             print(f"{done:>5} {per_scan:>7.1f} " + " ".join(f"{(rss_kb(procs[n]) or 0) / 1024:>17.0f}" for n in names)
-                  + f" {pid_cpu_seconds(moto.pid):>10.1f}", flush=True)
+                  + f" {(proc_cpu(moto.pid) or ('', 0.0))[1]:>10.1f}", flush=True)
         row(0, 0.0)
         t0 = time.perf_counter()
         for i in range(1, scans + 1):
