@@ -138,7 +138,7 @@ let package = Package(
             ],
             path: "clients/mcp", swiftSettings: swiftSettings),
         .target(
-            name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime"], path: "Tests/VigilTesting",
+            name: "VigilTesting", dependencies: ["Bus", "Store", "ServiceRuntime", "VigilCore", "CPosix"], path: "Tests/VigilTesting",
             swiftSettings: swiftSettings),
         .testTarget(
             name: "VigilTests",

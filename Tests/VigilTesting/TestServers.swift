@@ -1,8 +1,10 @@
 import Bus
+import CPosix
 import Foundation
 import Logging
 import Store
 import Synchronization
+import VigilCore
 
 /// Real servers for integration tests: one nats-server (JetStream) and one PostgreSQL cluster per test
 /// process, on random loopback ports, started on first use and stopped when the process exits.
@@ -12,21 +14,29 @@ public final class TestServers: Sendable {
     let root: String
     let natsPID: Int32
 
-    private static let shared = Mutex<TestServers?>(nil)
+    /// The servers' start, shared by every test that asks meanwhile (started once).
+    private static let starting = Mutex<Task<TestServers, any Error>?>(nil)
+    private static let started = Mutex<TestServers?>(nil)
 
-    /// The process-wide servers (started on first call).
-    public static func get() throws -> TestServers {
-        try shared.withLock { s in
-            if let s { return s }
-            let started = try TestServers()
-            s = started
-            atexit { TestServers.shutdown() }
-            return started
+    /// The process-wide servers (started on first call). Waiting for them suspends: a test that blocked a thread
+    /// of Swift's cooperative pool (2 on 2 cores) while PostgreSQL started held back every other test's timers.
+    public static func get() async throws -> TestServers {
+        let task = starting.withLock { t in
+            if let t { return t }
+            let task = Task {
+                let s = try await TestServers.start()
+                started.withLock { $0 = s }
+                atexit { TestServers.shutdown() }
+                return s
+            }
+            t = task
+            return task
         }
+        return try await task.value
     }
 
     static func shutdown() {
-        guard let s = shared.withLock({ $0 }) else { return }
+        guard let s = started.withLock({ $0 }) else { return }
         stop(s.natsPID)
         _ = try? TestServers.run(["\(repoRoot)/scripts/pg-temp", "stop", "\(s.root)/pg"])
         try? FileManager.default.removeItem(atPath: s.root)
@@ -55,6 +65,12 @@ public final class TestServers: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for fd in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, Int32(fd), "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        // Nothing else of this process goes along. A server started here lives until the process exits, and
+        // it kept whatever descriptor another test had open without close-on-exec at that moment — among
+        // them the socket Foundation's `Process` watches to learn that its child exited: `git` in a repository
+        // test exited, but `waitUntilExit` waited for the PostgreSQL or nats-server holding that socket,
+        // i.e. forever (the suite hung in CI until its 90 minutes ran out).
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         // Its own process group, so `stop(pid)` also reaches children (e.g. behind pyenv shims).
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -90,37 +106,44 @@ public final class TestServers: Sendable {
         return (status >> 8) & 0xff
     }
 
-    public static func waitForPort(_ port: Int, timeout: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = UInt16(port).bigEndian
-            let ok =
-                withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
-            close(fd)
-            if ok { return true }
-            usleep(50_000)
+    /// Waits (suspended, not blocking a thread) until something listens on the loopback port.
+    public static func waitForPort(_ port: Int, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if isListening(port) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
         }
         return false
     }
 
-    init() throws {
-        root = NSTemporaryDirectory() + "vigil-test-" + UUID().uuidString.prefix(8)
+    static func isListening(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    private init(root: String, natsPID: Int32, natsURL: String, databaseURL: String) {
+        (self.root, self.natsPID, self.natsURL, self.databaseURL) = (root, natsPID, natsURL, databaseURL)
+    }
+
+    private static func start() async throws -> TestServers {
+        let root = NSTemporaryDirectory() + "vigil-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: root + "/nats", withIntermediateDirectories: true)
         let natsPort = Self.freePort()
-        natsPID = try Self.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(natsPort)", "-js", "-sd", root + "/nats"])
-        guard Self.waitForPort(natsPort) else { throw StoreErrorForTests("nats-server did not start") }
-        natsURL = "nats://127.0.0.1:\(natsPort)"
+        let natsPID = try Self.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(natsPort)", "-js", "-sd", root + "/nats"])
+        guard await Self.waitForPort(natsPort) else { throw StoreErrorForTests("nats-server did not start") }
         let pgPort = Self.freePort()
-        guard try Self.run(["\(Self.repoRoot)/scripts/pg-temp", "start", root + "/pg", "\(pgPort)"]) == 0 else {
-            throw StoreErrorForTests("PostgreSQL did not start")
-        }
-        databaseURL = "postgresql://vigil@127.0.0.1:\(pgPort)/vigil"
+        // pg-temp waits for PostgreSQL (seconds): on a Dispatch thread, not the cooperative pool.
+        let status = try await Blocking.run { try Self.run(["\(Self.repoRoot)/scripts/pg-temp", "start", root + "/pg", "\(pgPort)"]) }
+        guard status == 0 else { throw StoreErrorForTests("PostgreSQL did not start") }
+        return TestServers(
+            root: root, natsPID: natsPID, natsURL: "nats://127.0.0.1:\(natsPort)", databaseURL: "postgresql://vigil@127.0.0.1:\(pgPort)/vigil")
     }
 
     /// A fresh bus connection.
@@ -146,12 +169,12 @@ public final class PrivateNATS: Sendable {
     let pid: pid_t
     let dir: String
 
-    public init() throws {
+    public init() async throws {
         dir = NSTemporaryDirectory() + "vigil-nats-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let port = TestServers.freePort()
         pid = try TestServers.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(port)", "-js", "-sd", dir])
-        guard TestServers.waitForPort(port) else {
+        guard await TestServers.waitForPort(port) else {
             TestServers.stop(pid)
             throw StoreErrorForTests("nats-server did not start")
         }

@@ -13,7 +13,7 @@ import VigilTesting
         let port = TestServers.freePort()
         let moto = try TestServers.spawn(["/usr/bin/env", "moto_server", "-H", "127.0.0.1", "-p", String(port)])
         defer { TestServers.stop(moto) }
-        #expect(TestServers.waitForPort(port, timeout: 30), "moto_server did not start")
+        #expect(await TestServers.waitForPort(port, timeout: .seconds(30)), "moto_server did not start")
         try await body("http://127.0.0.1:\(port)")
     }
 

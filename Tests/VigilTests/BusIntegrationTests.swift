@@ -10,7 +10,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
 
 @Suite(.serialized) struct BusIntegrationTests {
     @Test func requestReplyCarriesHeadersBothWays() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let subject = "test.echo.\(ID.make())"
         let sub = try bus.subscribe(subject) { msg in
@@ -27,7 +27,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     }
 
     @Test func noRespondersAndTimeoutsAreDistinct() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         do {
             _ = try await bus.request("test.nobody.\(ID.make())", data: Data(), timeout: .seconds(2))
@@ -52,7 +52,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     /// A request lost on its way (a NATS node died with it) is sent again at the given offsets; the first answer
     /// to any copy wins, later answers are dropped, and a silent subject still times out at the deadline.
     @Test func unansweredRequestsAreResentAtTheirOffsets() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let subject = "test.lossy.\(ID.make())"
         let copies = Mutex<[String]>([])
@@ -110,7 +110,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     }
 
     @Test func typedEndpointsCarryServiceErrors() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let name = "svc\(Int.random(in: 1000...9999))"
         let responder = ServiceResponder(bus: bus, name: name, version: "1.0.0", description: "test", logger: Logger(label: "t"))
@@ -146,7 +146,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     }
 
     @Test func queueGroupSharesLoadBetweenReplicas() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let name = "shared\(Int.random(in: 1000...9999))"
         let ep = Endpoint<Echo, Echo>("test.\(name).who.am_i")
         var replicas: [(BusConnection, ServiceResponder)] = []
@@ -179,7 +179,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     }
 
     @Test func jetStreamRedeliversWhenAConsumerDiesWithoutAcking() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let js = try JetStream(bus: bus)
         let stream = "T_\(Int.random(in: 100000...999999))"
@@ -217,7 +217,7 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
     }
 
     @Test func keyValueCreateIsExclusive() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let kv = try await JetStream(bus: bus).keyValue(bucket: "test_kv_\(Int.random(in: 1000...9999))", ttl: .seconds(60))
         #expect(try await kv.get("a") == nil)

@@ -8,11 +8,11 @@ import VigilTesting
 /// The contact form's captcha check against a siteverify-style HTTP endpoint.
 @Suite struct CaptchaTests {
     @Test func verifierAcceptsAndRejects() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let port = TestServers.freePort()
         let pid = try TestServers.spawn(["/usr/bin/env", "python3", TestServers.repoRoot + "/scripts/captcha-verifier.py", String(port)])
         defer { TestServers.stop(pid) }
-        #expect(TestServers.waitForPort(port, timeout: 15))
+        #expect(await TestServers.waitForPort(port, timeout: .seconds(15)))
         let reader = ConfigReader(
             environment: [
                 "VIGIL_CAPTCHA_VERIFY_URL": "http://127.0.0.1:\(port)/siteverify",

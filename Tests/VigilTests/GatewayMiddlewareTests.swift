@@ -57,7 +57,7 @@ import VigilTesting
     }
 
     @Test func errorsAreEnvelopesWithTheCorrelationIdAndRateHeaders() async throws {
-        let nats = try PrivateNATS()
+        let nats = try await PrivateNATS()
         defer { nats.stop() }
         try await withGateway(nats) { client in
             // No credential on a member route: 401 envelope, correlation id echoed, rate-limit headers present.
@@ -100,7 +100,7 @@ import VigilTesting
     }
 
     @Test func bodyLimitAndBurstLimit() async throws {
-        let nats = try PrivateNATS()
+        let nats = try await PrivateNATS()
         defer { nats.stop() }
         try await withGateway(nats, ["VIGIL_MAX_BODY_BYTES": "64", "VIGIL_RATE_BURST": "3", "VIGIL_RATE_BURST_WINDOW": "600"]) { client in
             try await client.execute(
@@ -122,7 +122,7 @@ import VigilTesting
     }
 
     @Test func idempotencyKeyReplaysTheFirstAnswerOnce() async throws {
-        let nats = try PrivateNATS()
+        let nats = try await PrivateNATS()
         defer { nats.stop() }
         let calls = Calls()
         let (responder, bus) = try await echoResponder(nats, Subjects.Identity.authSignup, calls: calls)

@@ -119,7 +119,7 @@ import VigilTesting
             "moto_server", "-H", "127.0.0.1", "-p", String(port),
         ])
         defer { TestServers.stop(moto) }
-        #expect(TestServers.waitForPort(port, timeout: 30), "moto_server did not start")
+        #expect(await TestServers.waitForPort(port, timeout: .seconds(30)), "moto_server did not start")
         let endpoint = "http://127.0.0.1:\(port)"
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("seed-\(port).json").path
         #expect(

@@ -22,7 +22,7 @@ import VigilTesting
     ]
 
     @Test func allSevenServicesStartInProcessAndAreDiscoverable() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let reader = ConfigReader(
             environment: [
                 "VIGIL_NATS_URL": servers.natsURL, "VIGIL_DATABASE_URL": servers.databaseURL,

@@ -17,7 +17,7 @@ import VigilTesting
     ]
 
     @Test func migrationsAreIdempotentConcurrentAndChecksummed() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let schema = "m_\(Int.random(in: 100000...999999))"
         let a = servers.store(schema: schema)
         let b = servers.store(schema: schema)
@@ -35,7 +35,7 @@ import VigilTesting
 
     @Test(arguments: [TenantPredicate.text, .uuid])
     func rowLevelSecurityHidesOtherTenantsEvenWithoutAFilter(predicate: TenantPredicate) async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let store = servers.store()
         try await store.migrate(Self.migrations, tenantPredicate: predicate)
         let (ta, tb) = (ID.make(), ID.make())
@@ -65,7 +65,7 @@ import VigilTesting
     /// scan and sort of the whole table.
     @Test(arguments: [TenantPredicate.text, .uuid])
     func largePagesOfABigWorkspaceArePlannedOnTheIndex(predicate: TenantPredicate) async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let store = servers.store()
         let index = Migration(2, "keyset", "CREATE INDEX things_keyset ON {schema}.things (tenant_id, created_at DESC, id DESC);")
         try await store.migrate(Self.migrations + [index], tenantPredicate: predicate)
@@ -87,7 +87,7 @@ import VigilTesting
     /// before use and keeps its tenant scope; one lost inside a transaction fails the transaction instead of
     /// carrying on, unscoped, on a new session.
     @Test func brokenConnectionsAreReplacedButNeverMidTransaction() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let store = servers.store()
         let admin = servers.store(schema: store.schema)
         try await store.migrate(Self.migrations)
@@ -113,7 +113,7 @@ import VigilTesting
     }
 
     @Test func transactionsRollBackOnError() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let store = servers.store()
         try await store.migrate(Self.migrations)
         let t = ID.make()
@@ -142,7 +142,7 @@ import VigilTesting
     }
 
     @Test func outboxRelayAfterACrashLosesAndDuplicatesNothing() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let js = try JetStream(bus: bus)
         let stream = "OUTBOX_\(Int.random(in: 100000...999999))"
@@ -182,7 +182,7 @@ import VigilTesting
     }
 
     @Test func batchedEventsArePublishedOneMessageEachInOrderOnce() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let js = try JetStream(bus: bus)
         let stream = "OUTBOXBATCH_\(Int.random(in: 100000...999999))"
@@ -257,7 +257,7 @@ import VigilTesting
     }
 
     @Test func outboxRelayRunsOnCommit() async throws {
-        let servers = try TestServers.get()
+        let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let js = try JetStream(bus: bus)
         let stream = "OUTBOXRUN_\(Int.random(in: 100000...999999))"
