@@ -14,7 +14,7 @@ public final class TestServers: Sendable {
     let root: String
     let natsPID: Int32
 
-    /// The servers' start, shared by every test that asks meanwhile (started once).
+    /// The servers' start, shared by every test (started once; a failed start fails every test that asks).
     private static let starting = Mutex<Task<TestServers, any Error>?>(nil)
     private static let started = Mutex<TestServers?>(nil)
 
@@ -137,11 +137,17 @@ public final class TestServers: Sendable {
         try FileManager.default.createDirectory(atPath: root + "/nats", withIntermediateDirectories: true)
         let natsPort = Self.freePort()
         let natsPID = try Self.spawn(["/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", "\(natsPort)", "-js", "-sd", root + "/nats"])
-        guard await Self.waitForPort(natsPort) else { throw StoreErrorForTests("nats-server did not start") }
+        guard await Self.waitForPort(natsPort) else {
+            Self.stop(natsPID)
+            throw StoreErrorForTests("nats-server did not start")
+        }
         let pgPort = Self.freePort()
         // pg-temp waits for PostgreSQL (seconds): on a Dispatch thread, not the cooperative pool.
-        let status = try await Blocking.run { try Self.run(["\(Self.repoRoot)/scripts/pg-temp", "start", root + "/pg", "\(pgPort)"]) }
-        guard status == 0 else { throw StoreErrorForTests("PostgreSQL did not start") }
+        let status = try? await Blocking.run { try Self.run(["\(Self.repoRoot)/scripts/pg-temp", "start", root + "/pg", "\(pgPort)"]) }
+        guard status == 0 else {
+            Self.stop(natsPID)
+            throw StoreErrorForTests("PostgreSQL did not start")
+        }
         return TestServers(
             root: root, natsPID: natsPID, natsURL: "nats://127.0.0.1:\(natsPort)", databaseURL: "postgresql://vigil@127.0.0.1:\(pgPort)/vigil")
     }
