@@ -22,6 +22,37 @@ BIN = os.environ.get("VIGIL_BIN_DIR", os.path.join(ROOT, ".build", "debug"))
 SERVICES = ["gateway", "identity", "scan-orchestrator", "findings", "remediation", "billing", "notifier"]
 
 
+# A test (with its fixtures' setup and teardown) that runs longer than this is hung: every thread's Python stack is
+# printed and the run ends with an error, rather than CI waiting out its 90 minutes and printing nothing. The
+# longest tests (Schemathesis, chaos, the 100,000-commit repository) take a few minutes.
+TEST_LIMIT_SECONDS = int(os.environ.get("VIGIL_E2E_TEST_LIMIT", "1200"))
+
+
+def _hung(item):
+    import faulthandler
+
+    # pytest holds fd 2 in its capture: give it back first (as pytest-timeout does), or the stacks are lost.
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if capman:
+        capman.suspend_global_capture(in_=True)
+    sys.stderr.write(f"\n{item.nodeid} still running after {TEST_LIMIT_SECONDS} s: the stacks of every thread\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
+    os._exit(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    timer = threading.Timer(TEST_LIMIT_SECONDS, _hung, args=(item,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
