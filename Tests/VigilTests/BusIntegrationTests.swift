@@ -55,13 +55,12 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         let servers = try await TestServers.get()
         let bus = try await servers.bus()
         let subject = "test.lossy.\(ID.make())"
-        let copies = Mutex<[String]>([])
-        let arrivals = Mutex<[ContinuousClock.Instant]>([])
+        // Each copy the subscriber got: its reply subject and when it arrived.
+        let copies = Mutex<[(reply: String, at: ContinuousClock.Instant)]>([])
         // Drops the first two copies it gets (as if lost), answers each later one with its number.
         let sub = try bus.subscribe(subject) { msg in
-            arrivals.withLock { $0.append(.now) }
             let n = copies.withLock { c -> Int in
-                c.append(msg.reply ?? "")
+                c.append((msg.reply ?? "", .now))
                 return c.count
             }
             if n > 2 { try? bus.publish(msg.reply!, data: Data("copy \(n)".utf8)) }
@@ -80,12 +79,12 @@ struct Echo: Codable, Sendable, Equatable { var text: String }
         #expect(String(decoding: reply.data, as: UTF8.self) == "copy 3")
         // Each copy left at its offset, not before (when the answer reached this task does not matter: a loaded
         // machine delays the task, not the reply's arrival, which clears the request on the client's own thread).
-        let at = arrivals.withLock { $0.map { $0 - start } }
+        let at = copies.withLock { $0.map { $0.at - start } }
         #expect(at.count == 3 && at[1] >= .milliseconds(100) && at[2] >= .milliseconds(300), "copies arrived at \(at)")
         try await Task.sleep(until: start + .seconds(10) + .milliseconds(500))
         // Answered at the third copy: the fourth was never sent; every copy went to the same reply subject.
         #expect(copies.withLock { $0.count } == 3)
-        #expect(Set(copies.withLock { $0 }).count == 1)
+        #expect(Set(copies.withLock { $0.map(\.reply) }).count == 1)
         // Without offsets a lost request is not sent again: it times out.
         copies.withLock { $0 = [] }
         do {
