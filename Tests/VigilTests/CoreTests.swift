@@ -13,6 +13,23 @@ import VigilAPIClient
         var tags: [String]
     }
 
+    /// Identifiers are random version-4 UUIDs, lowercase, and never repeat.
+    @Test func identifiersAreLowercaseVersion4UUIDs() throws {
+        var seen = Set<String>()
+        var bits = [Int](repeating: 0, count: 32)
+        for _ in 0..<2000 {
+            let id = ID.make()
+            let uuid = try #require(UUID(uuidString: id), "\(id)")
+            #expect(id == uuid.uuidString.lowercased())
+            #expect(Array(id.utf8)[14] == UInt8(ascii: "4"))
+            #expect("89ab".utf8.contains(Array(id.utf8)[19]))
+            #expect(seen.insert(id).inserted)
+            for (i, c) in id.replacingOccurrences(of: "-", with: "").utf8.enumerated() where c != UInt8(ascii: "0") { bits[i] += 1 }
+        }
+        // Every hex digit but the version varies (a digit stuck at 0 would be a shifting bug).
+        #expect(bits.enumerated().allSatisfy { $0.offset == 12 || $0.element > 1000 })
+    }
+
     @Test func decodingErrorsBecomeValidationIssuesWithPaths() throws {
         #expect(throws: ServiceError.validation("body.full_name", "field required")) {
             try JSON.decodeRequest(Sample.self, from: Data(#"{"count":1,"tags":[]}"#.utf8))
