@@ -49,34 +49,64 @@ struct BodyMiddleware: RouterMiddleware {
                     "params": params,
                 ])
         }
-        var object: [String: Any] = [:]
-        if route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
-            let parsed: Any
-            do {
-                parsed = try JSONSerialization.jsonObject(with: raw, options: [.fragmentsAllowed])
-            } catch {
-                throw ServiceError.badRequest("request body is not valid JSON", code: "invalid_json")
+        let params = try parameters(request, context)
+        guard route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) else {
+            // No body: the parameters are the object, written directly (JSONSerialization's boxing and
+            // casts were 3 % of the gateway's time per read).
+            var out: [UInt8] = []
+            FastJSON.list(params, open: 0x7B, close: 0x7D, into: &out) { p, out in
+                FastJSON.quote(p.name, into: &out)
+                out.append(0x3A)
+                switch p.value {
+                case .string(let v): FastJSON.quote(v, into: &out)
+                case .int(let i): out.append(contentsOf: String(i).utf8)
+                case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+                }
             }
-            guard let dict = parsed as? [String: Any] else { throw ServiceError.validation("body", "must be a JSON object") }
-            object = dict
+            return Data(out)
         }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: raw, options: [.fragmentsAllowed])
+        } catch {
+            throw ServiceError.badRequest("request body is not valid JSON", code: "invalid_json")
+        }
+        guard var object = parsed as? [String: Any] else { throw ServiceError.validation("body", "must be a JSON object") }
+        for p in params {
+            switch p.value {
+            case .string(let v): object[p.name] = v
+            case .int(let i): object[p.name] = i
+            case .bool(let b): object[p.name] = b
+            }
+        }
+        return try JSONSerialization.data(withJSONObject: object)
+    }
+
+    enum Parameter {
+        case string(String), int(Int), bool(Bool)
+    }
+
+    /// The route's typed query parameters, then its path parameters (a path parameter wins over a query
+    /// parameter of the same name: it is the one left in the object).
+    func parameters(_ request: Request, _ context: GatewayContext) throws -> [(name: String, value: Parameter)] {
+        var out: [(name: String, value: Parameter)] = []
+        let path = Set(route.pathParameters)
         for (name, type) in route.query {
             guard let value = request.uri.queryParameters.get(name) else { continue }
             switch type {
-            case .string: object[name] = value
+            case .string: out.append((name, .string(value)))
             case .int:
                 guard let i = Int(value) else { throw ServiceError.validation("query.\(name)", "must be an integer") }
-                object[name] = i
+                out.append((name, .int(i)))
             case .bool:
                 guard let b = ["true": true, "false": false, "1": true, "0": false][value.lowercased()] else {
                     throw ServiceError.validation("query.\(name)", "must be true or false")
                 }
-                object[name] = b
+                out.append((name, .bool(b)))
             }
+            if path.contains(name) { out.removeLast() }
         }
-        for name in route.pathParameters {
-            object[name] = context.parameters.get(name) ?? ""
-        }
-        return try JSONSerialization.data(withJSONObject: object)
+        for name in route.pathParameters { out.append((name, .string(context.parameters.get(name) ?? ""))) }
+        return out
     }
 }

@@ -56,14 +56,20 @@ struct Credential: Sendable {
             fromCookie = true
         } else if let auth = request.headers[.authorization] {
             let parts = auth.split(separator: " ", maxSplits: 1)
-            raw =
-                parts.count == 2 && parts[0].lowercased() == "bearer"
-                ? String(parts[1]).trimmingCharacters(in: .whitespaces) : auth.trimmingCharacters(in: .whitespaces)
+            raw = Self.trimmed(parts.count == 2 && parts[0].lowercased() == "bearer" ? parts[1] : Substring(auth))
         } else {
-            raw = request.headers[.apiKey]?.trimmingCharacters(in: .whitespaces)
+            raw = request.headers[.apiKey].map { Self.trimmed(Substring($0)) }
         }
         guard let raw else { return nil }
         value = raw
         hash = SecretToken.hash(raw)
+    }
+
+    /// Without leading and trailing spaces and tabs (Foundation's `trimmingCharacters(in:)` builds a
+    /// character set per call: a twentieth of the gateway's time per request in a profile).
+    static func trimmed(_ s: Substring) -> String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = s.firstIndex(where: { !blank($0) }), let last = s.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(s[first...last])
     }
 }
