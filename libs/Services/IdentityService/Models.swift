@@ -143,3 +143,52 @@ struct ApiKeyView: Codable, Sendable {
     var key: String?
 }
 struct ApiKeyPath: Codable, Sendable { var keyId: String }
+
+// `GET /auth/me` is the gateway's authenticated read: its reply is written directly (byte for byte the
+// JSONEncoder convention), since the encoder's per-key snake_case conversion was a quarter of
+// identity's time per request in a profile under load.
+extension UserView: JSONWritable {
+    func writeJSON(into out: inout [UInt8]) {
+        var o = JSONFields(&out)
+        o.date("created_at", createdAt, &out)
+        o.string("email", email, &out)
+        o.bool("email_verified", emailVerified, &out)
+        o.string("full_name", fullName, &out)
+        o.string("id", id, &out)
+        o.close(&out)
+    }
+}
+extension WorkspaceView: JSONWritable {
+    func writeJSON(into out: inout [UInt8]) {
+        var o = JSONFields(&out)
+        o.date("created_at", createdAt, &out)
+        o.string("id", id, &out)
+        o.string("name", name, &out)
+        o.string("parent_id", parentId, &out)
+        if let settings { o.map("settings", settings, &out) { $0.writeJSON(into: &$1) } }
+        o.string("slug", slug, &out)
+        o.close(&out)
+    }
+}
+extension MembershipView: JSONWritable {
+    func writeJSON(into out: inout [UInt8]) {
+        var o = JSONFields(&out)
+        o.string("role", role.rawValue, &out)
+        o.field("workspace", workspace, &out) { $0.writeJSON(into: &$1) }
+        o.close(&out)
+    }
+}
+extension MeReply: JSONWritable {
+    func writeJSON(into out: inout [UInt8]) {
+        var o = JSONFields(&out)
+        o.string("acting_via_parent", actingViaParent, &out)
+        o.string("api_key_id", apiKeyId, &out)
+        o.string("kind", kind, &out)
+        o.array("memberships", memberships, &out)
+        o.string("role", role.rawValue, &out)
+        o.field("scopes", scopes, &out) { FastJSON.strings($0, into: &$1) }
+        o.field("user", user, &out) { $0.writeJSON(into: &$1) }
+        o.field("workspace", workspace, &out) { $0.writeJSON(into: &$1) }
+        o.close(&out)
+    }
+}
