@@ -125,7 +125,7 @@ final class Gateway: Sendable {
         openAPIJSON = OpenAPIDocument.load(explicitPath: settings.openAPIPath, logger: ctx.logger)
         principals = PrincipalCache(ttl: settings.principalCacheTTL)
         try principals.listen(on: ctx.bus)
-        planRates = PlanRates(bus: ctx.bus, ttl: Double(settings.planLimitsTTLSeconds), logger: ctx.logger)
+        planRates = PlanRates(bus: ctx.bus, ttl: .seconds(settings.planLimitsTTLSeconds), logger: ctx.logger)
         try planRates.listen()
     }
 

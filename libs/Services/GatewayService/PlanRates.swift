@@ -14,24 +14,20 @@ final class PlanRates: Sendable {
         struct L: Codable, Sendable { var apiRequestsPerMinute: Int? }
         var limits: L
     }
-    private struct Cached {
-        var limit: Int?
-        var fetched: Double
-    }
     private struct Window {
         var start: Double
         var count: Int
     }
-    private let cache = Mutex<[String: Cached]>([:])
+    /// Each workspace's limit (nil: none), refreshed ahead of its time (see `RefreshingCache`).
+    private let cache: RefreshingCache<Int?>
     private let subscription = Mutex<BusSubscription?>(nil)
     private let windows = Mutex<[String: Window]>([:])
     let bus: BusConnection
-    let ttl: Double
     let logger: Logger
 
-    init(bus: BusConnection, ttl: Double = 60, logger: Logger) {
+    init(bus: BusConnection, ttl: Duration = .seconds(60), logger: Logger) {
         self.bus = bus
-        self.ttl = ttl
+        self.cache = RefreshingCache(ttl: ttl)
         self.logger = logger
     }
 
@@ -41,32 +37,43 @@ final class PlanRates: Sendable {
         struct Changed: Decodable { var tenantId: String? }
         let sub = try bus.subscribe(Events.billingSubscriptionUpdated.subject) { [weak self] msg in
             guard let self, let tenant = (try? JSON.decode(Changed.self, from: msg.data))?.tenantId else { return }
-            self.cache.withLock { _ = $0.removeValue(forKey: tenant) }
+            self.cache.invalidate(tenant)
         }
         subscription.withLock { $0 = sub }
     }
 
-    func limit(for tenant: String, now: Double) async -> Int? {
-        if let c = cache.withLock({ $0[tenant] }), now - c.fetched < ttl { return c.limit }
+    /// The workspace's plan rate (nil: none).
+    func limit(for tenant: String) async -> Int? {
+        if let hit = cache.get(tenant) {
+            if hit.refresh { Task { await fetch(tenant, background: true) } }
+            return hit.value
+        }
+        return await fetch(tenant, background: false)
+    }
+
+    @discardableResult
+    private func fetch(_ tenant: String, background: Bool) async -> Int? {
+        let asked = cache.asked
         do {
             let reply = try await bus.request(
                 Endpoint<Empty, Limits>(Subjects.Billing.planLimits), Empty(), context: CallContext(tenantId: tenant),
                 timeout: .seconds(2))
-            cache.withLock { all in
-                if all.count > 100_000 { all.removeAll() }
-                all[tenant] = Cached(limit: reply.limits.apiRequestsPerMinute, fetched: now)
-            }
+            cache.put(tenant, reply.limits.apiRequestsPerMinute, asked: asked)
             return reply.limits.apiRequestsPerMinute
         } catch {
             logger.warning("plan limits unavailable; not applying the plan's API rate", metadata: ["tenant_id": "\(tenant)", "error": "\(error)"])
-            cache.withLock { $0[tenant] = Cached(limit: nil, fetched: now - ttl + 5) }
+            if background {
+                cache.refreshFailed(tenant)  // keeps the limit it has; a later request asks again
+            } else {
+                cache.put(tenant, nil, asked: asked, life: .seconds(5))  // not asked again for every request meanwhile
+            }
             return nil
         }
     }
 
     /// Counts one request; throws `quota_exceeded` (429) past the plan's rate.
     func check(tenant: String, now: Double = Date().timeIntervalSince1970) async throws {
-        guard let limit = await limit(for: tenant, now: now) else { return }
+        guard let limit = await limit(for: tenant) else { return }
         let (allowed, count, start) = windows.withLock { all -> (Bool, Int, Double) in
             if all.count > 100_000 { all = all.filter { now - $0.value.start < 60 } }
             var w = all[tenant] ?? Window(start: now, count: 0)

@@ -291,13 +291,15 @@ final class IdentityHandlers: Sendable {
     @Sendable func me(_ req: Empty, _ p: Principal, _ ctx: CallContext) async throws -> MeReply {
         // One round trip for keys; users also get their profile and memberships.
         let workspace: WorkspaceView
-        if let cached = workspaceCache.get(p.tenantId) {
-            workspace = cached
+        if let hit = workspaceCache.get(p.tenantId) {
+            workspace = hit.value
+            if hit.refresh {
+                Task {
+                    if (try? await readWorkspace(p)) == nil { workspaceCache.refreshFailed(p.tenantId) }
+                }
+            }
         } else {
-            let readAt = Date()
-            guard let fresh = try await workspaces.get(p.scope, id: p.tenantId) else { throw ServiceError.notFound("workspace") }
-            workspaceCache.put(fresh, readAt: readAt)
-            workspace = fresh
+            workspace = try await readWorkspace(p)
         }
         var reply = MeReply(
             kind: p.kind, user: nil, workspace: workspace, role: p.role, scopes: p.scopes,
@@ -307,6 +309,14 @@ final class IdentityHandlers: Sendable {
             reply.memberships = try await workspaces.memberships(userId: userId)
         }
         return reply
+    }
+
+    /// The principal's workspace row from the database, kept in `workspaceCache`.
+    func readWorkspace(_ p: Principal) async throws -> WorkspaceView {
+        let asked = workspaceCache.asked
+        guard let fresh = try await workspaces.get(p.scope, id: p.tenantId) else { throw ServiceError.notFound("workspace") }
+        workspaceCache.put(p.tenantId, fresh, asked: asked)
+        return fresh
     }
 
     // MARK: principal resolution (gateway → identity)

@@ -68,7 +68,7 @@ public enum IdentityService {
         let h = IdentityHandlers(store: ctx.store!, bus: ctx.bus, settings: settings, logger: ctx.logger)
         h.register(on: ctx.responder)
         let changes = try ctx.bus.subscribe(IdentityBroadcasts.workspaceChanged) { msg in
-            workspaceCache.drop(String(decoding: msg.data, as: UTF8.self))
+            workspaceCache.invalidate(String(decoding: msg.data, as: UTF8.self))
         }
         return [SubscriptionService([changes])]
     }

@@ -103,7 +103,7 @@ extension IdentityHandlers {
 
     /// After a committed change of the workspace row: every replica drops its cached copy (this one at once).
     func workspaceChanged(_ id: String) {
-        workspaceCache.drop(id)
+        workspaceCache.invalidate(id)
         try? bus.publish(IdentityBroadcasts.workspaceChanged, data: Data(id.utf8))
     }
 
