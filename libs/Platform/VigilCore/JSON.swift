@@ -48,6 +48,8 @@ public enum JSON {
 
     /// Decodes a request, turning decoding failures into a 422/400 `ServiceError`.
     public static func decodeRequest<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        // The request of most reads (`GET /auth/me`): nothing to decode (JSONDecoder took 5 % of identity's time).
+        if T.self == Empty.self, data.isEmpty || data.elementsEqual("{}".utf8), let empty = Empty() as? T { return empty }
         do {
             return try sharedDecoder.decode(type, from: data.isEmpty ? Data("{}".utf8) : data)
         } catch let e as DecodingError {
