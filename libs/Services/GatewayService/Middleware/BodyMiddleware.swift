@@ -49,12 +49,11 @@ struct BodyMiddleware: RouterMiddleware {
                     "params": params,
                 ])
         }
-        let params = try parameters(request, context)
         guard route.takesBody, !raw.isEmpty, !raw.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) else {
             // No body: the parameters are the object, written directly (JSONSerialization's boxing and
             // casts were 3 % of the gateway's time per read).
             var out: [UInt8] = []
-            FastJSON.list(params, open: 0x7B, close: 0x7D, into: &out) { p, out in
+            FastJSON.list(try parameters(request, context), open: 0x7B, close: 0x7D, into: &out) { p, out in
                 FastJSON.quote(p.name, into: &out)
                 out.append(0x3A)
                 switch p.value {
@@ -72,7 +71,7 @@ struct BodyMiddleware: RouterMiddleware {
             throw ServiceError.badRequest("request body is not valid JSON", code: "invalid_json")
         }
         guard var object = parsed as? [String: Any] else { throw ServiceError.validation("body", "must be a JSON object") }
-        for p in params {
+        for p in try parameters(request, context) {
             switch p.value {
             case .string(let v): object[p.name] = v
             case .int(let i): object[p.name] = i
@@ -90,7 +89,6 @@ struct BodyMiddleware: RouterMiddleware {
     /// parameter of the same name: it is the one left in the object).
     func parameters(_ request: Request, _ context: GatewayContext) throws -> [(name: String, value: Parameter)] {
         var out: [(name: String, value: Parameter)] = []
-        let path = Set(route.pathParameters)
         for (name, type) in route.query {
             guard let value = request.uri.queryParameters.get(name) else { continue }
             switch type {
@@ -104,7 +102,7 @@ struct BodyMiddleware: RouterMiddleware {
                 }
                 out.append((name, .bool(b)))
             }
-            if path.contains(name) { out.removeLast() }
+            if route.pathParameters.contains(name) { out.removeLast() }
         }
         for name in route.pathParameters { out.append((name, .string(context.parameters.get(name) ?? ""))) }
         return out
