@@ -45,14 +45,13 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw ServiceError(status: 401, error: "invalid_token", message: "credential is neither a valid access token nor an API key")
         }
         let cacheKey = credential.hash + "|" + (slug ?? "")
-        let call = CallContext(correlationId: context.correlationId, clientAddress: context.client)
         let resolved: PrincipalCache.Resolved
         if let cached = principals.entries.get(cacheKey) {
             resolved = cached.value
             if cached.refresh {
                 Task {
                     do {
-                        _ = try await resolveAndCache(resolve, key: cacheKey, context: call)
+                        _ = try await resolveAndCache(resolve, key: cacheKey, context)
                     } catch let e as ServiceError where e.status == 401 || e.status == 403 {
                         principals.entries.invalidate(cacheKey)
                     } catch {
@@ -61,7 +60,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
                 }
             }
         } else {
-            resolved = try await resolveAndCache(resolve, key: cacheKey, context: call)
+            resolved = try await resolveAndCache(resolve, key: cacheKey, context)
         }
         let principal = resolved.principal
         if case .role(let needed) = route.access {
@@ -79,10 +78,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
     }
 
     /// Asks identity for the principal and caches it (unless an invalidation came meanwhile).
-    func resolveAndCache(_ resolve: ResolvePrincipalRequest, key: String, context: CallContext) async throws -> PrincipalCache.Resolved {
+    func resolveAndCache(_ resolve: ResolvePrincipalRequest, key: String, _ context: GatewayContext) async throws -> PrincipalCache.Resolved {
         let asked = principals.entries.asked
         let p = try await bus.request(
-            IdentityAPI.resolvePrincipal, resolve, context: context,
+            IdentityAPI.resolvePrincipal, resolve, context: CallContext(correlationId: context.correlationId, clientAddress: context.client),
             timeout: timeout, resendAt: BusConnection.resends(timeout))  // a lookup: idempotent
         let resolved = PrincipalCache.Resolved(principal: p, header: String(decoding: try JSON.encode(p), as: UTF8.self))
         principals.entries.put(key, resolved, asked: asked)
